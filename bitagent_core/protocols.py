@@ -1,0 +1,49 @@
+"""What a task source, a backend and a scorer must provide. Plugins implement these; the core only
+talks to them through these methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Protocol, runtime_checkable
+
+from bitagent_core.model import ChatRequest, Completion, Score, Task
+
+
+@runtime_checkable
+class TaskSource(Protocol):
+    name: str
+    version: str
+    description: str
+
+    def categories(self) -> list[str]:
+        """The categories this source can produce (for ``bitagent tasks list``)."""
+
+    def tasks(self, seed: int, limit: int | None) -> Iterator[Task]:
+        """The tasks, deterministic for a given seed; ``limit`` caps how many."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    #: requests in flight when ``--concurrency`` is not given
+    default_concurrency: int
+
+    async def start(self, run_dir: Path | None) -> None:
+        """Load the model or start the server (logs go under ``run_dir``)."""
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Answer one request. Failures are raised; the core records them per sample."""
+
+    async def close(self) -> None:
+        """Release everything ``start`` took. Must be safe to call twice and after a failed start."""
+
+    def describe(self) -> dict[str, Any]:
+        """What was evaluated, for ``results.json``: model, sha256 or revision, options."""
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    name: str
+    version: str
+
+    def score(self, task: Task, completion: Completion) -> Score:
+        """Score one completion. Must not raise on any model output."""

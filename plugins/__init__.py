@@ -1,0 +1,1 @@
+"""Built-in bitagent plugins, each registered through the `bitagent` entry-point group."""
