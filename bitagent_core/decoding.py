@@ -214,6 +214,9 @@ def _dotted_name(node: ast.AST) -> str | None:
     return ".".join(reversed(parts))
 
 
+_JSON_NAMES = {"true": True, "false": False, "null": None}
+
+
 def literal(node: ast.AST, depth: int = 0) -> Any:
     """The value of a literal node. Bare and dotted names read as strings (as BFCL reads them);
     anything computed (operators, calls, comprehensions) is refused, never evaluated."""
@@ -240,6 +243,8 @@ def literal(node: ast.AST, depth: int = 0) -> Any:
                 raise DecodeError("dict keys must be scalars")
             out[key if isinstance(key, str) else json.dumps(key)] = literal(v, depth + 1)
         return out
+    if isinstance(node, ast.Name) and node.id in _JSON_NAMES:
+        return _JSON_NAMES[node.id]  # JSON spellings inside a pythonic call: f(flag=true)
     if isinstance(node, (ast.Name, ast.Attribute)):
         dotted = _dotted_name(node)
         if dotted is not None:

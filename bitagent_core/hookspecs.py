@@ -3,7 +3,8 @@ registered under the ``bitagent`` entry-point group. See docs/plugins.md for one
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

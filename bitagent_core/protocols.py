@@ -3,8 +3,9 @@ talks to them through these methods."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from bitagent_core.model import ChatRequest, Completion, Score, Task
 

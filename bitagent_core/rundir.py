@@ -9,14 +9,14 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Any, IO
+from typing import IO, Any
 
 RESULTS = "results.json"
 SAMPLES = "samples.jsonl"
 
 
 def utc_stamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def slug(text: str, limit: int = 48) -> str:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import attrs
 
@@ -156,7 +157,7 @@ class Evaluation:
         started = time.perf_counter()
         try:
             completion = await asyncio.wait_for(self.backend.complete(request), timeout=cfg.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             completion = Completion(error=f"timeout after {cfg.timeout_s:g} s")
         except Exception as exc:  # noqa: BLE001 - one failed sample must not end the run
             completion = Completion(error=f"{type(exc).__name__}: {exc}")
@@ -191,9 +192,10 @@ class Evaluation:
         passed: dict[str, int] = {}
         for task in self.tasks:
             record = self.records.get(task.id)
-            value = float(record["score"]) if record and record.get("status") == "ok" else 0.0
-            per_category.setdefault(task.category or "all", []).append(value)
-            passed[task.category or "all"] = passed.get(task.category or "all", 0) + bool(record and record.get("passed"))
+            ok = bool(record) and record.get("status") == "ok"
+            category = task.category or "all"
+            per_category.setdefault(category, []).append(float(record["score"]) if ok else 0.0)
+            passed[category] = passed.get(category, 0) + bool(ok and record.get("passed"))
         scores = [v for values in per_category.values() for v in values]
         done = [r for r in self.records.values() if r.get("status") == "ok"]
         latencies = [r["completion"]["latency_s"] for r in done]

@@ -1,0 +1,3 @@
+from bitagent_core.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Task sources shipped with bitagent: procedurally generated ``bitagent`` tasks and ``jsonl`` files."""

@@ -1,0 +1,73 @@
+"""Shared fixtures. Tests use real parts: the embedded model through llama.cpp, real processes on
+127.0.0.1, real files. Test-only plugins are real plugin modules registered in a fresh registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+os.environ.setdefault("BITAGENT_CACHE_DIR", str(Path.home() / ".cache" / "bitagent"))
+
+
+@pytest.fixture(scope="session")
+def embedded_model() -> Path:
+    from bitagent_core.embedded_model import embedded_model_path
+
+    return embedded_model_path()
+
+
+@pytest.fixture
+def fresh_registry():
+    """A registry loaded from the installed entry points, replacing the process-wide one."""
+    from bitagent_core import plugins
+
+    plugins.reset_registry()
+    registry = plugins.get_registry()
+    yield registry
+    plugins.reset_registry()
+
+
+SIMPLE_TASKS = [
+    {
+        "id": "discount",
+        "category": "single_call",
+        "messages": [{"role": "user", "content": "I bought a jacket for $200 with a 20% discount. "
+                                                 "Use the tool to compute the final price."}],
+        "tools": [{"name": "calculate_discount", "description": "Calculate the discounted price",
+                   "arguments": {"original_price": {"required": True, "type": "number", "description": "price"},
+                                 "discount_percentage": {"required": True, "type": "number",
+                                                         "description": "discount in percent"}}}],
+        "expected_calls": [{"calculate_discount": {"original_price": [200], "discount_percentage": [20]}}],
+    },
+    {
+        "id": "weather",
+        "category": "single_call",
+        "messages": [{"role": "user", "content": "What's the weather in Paris?"}],
+        "tools": [{"name": "get_weather", "description": "Current weather for a city",
+                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                  "required": ["city"]}}],
+        "expected_calls": [{"get_weather": {"city": ["Paris"]}}],
+    },
+    {
+        "id": "no-tool",
+        "category": "irrelevance",
+        "messages": [{"role": "user", "content": "Write a haiku about autumn leaves."}],
+        "tools": [{"name": "get_weather", "description": "Current weather for a city",
+                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                  "required": ["city"]}}],
+        "expected_calls": [],
+    },
+]
+
+
+@pytest.fixture
+def tasks_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("".join(json.dumps(t) + "\n" for t in SIMPLE_TASKS), encoding="utf-8")
+    return path

@@ -1,0 +1,124 @@
+"""The real thing: the CLI, the embedded model through llama.cpp, the bitagent tasks and scorer."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BITAGENT = [sys.executable, "-m", "bitagent_core"]
+THREADS = ["-B", f"n_threads={min(2, os.cpu_count() or 1)}"]
+
+
+def bitagent(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(BITAGENT + list(args), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.model
+def test_evaluate_the_embedded_model_on_ten_single_call_tasks(tmp_path, embedded_model):
+    out = bitagent("evaluate", "--tasks", "bitagent:single_call", "--limit", "10", "--seed", "0",
+                   "--output-dir", str(tmp_path), "--json", *THREADS)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)  # --json prints only the summary
+    assert summary["status"] == "complete"
+    assert summary["n_tasks"] == 10 and summary["n_failed"] == 0
+    # the model answers simple tasks right; a broken prompt or decoder drops far below this
+    assert summary["mean_score"] >= 0.5, summary
+    run_dir = Path(summary["run_dir"])
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["model"]["sha256"] == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    assert results["seed"] == 0 and results["plugins"]["llama-cpp"]
+    samples = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 10
+    assert all(s["completion"]["completion_tokens"] > 0 for s in samples)
+    assert sum(s["passed"] for s in samples) >= 4
+
+
+@pytest.mark.model
+def test_ctrl_c_keeps_finished_samples_and_resume_completes_the_run(tmp_path, embedded_model, tasks_file):
+    args = ["evaluate", "--tasks", f"jsonl:{tasks_file}", "--limit", "3", "--output-dir", str(tmp_path), *THREADS]
+    proc = subprocess.Popen(BITAGENT + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    samples = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(tmp_path.glob("*/samples.jsonl"))
+        if found and found[0].read_text().count("\n") >= 1:
+            samples = found[0]
+            break
+        time.sleep(0.05)
+    assert samples is not None, "no sample finished"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    run_dir = samples.parent
+    results = json.loads((run_dir / "results.json").read_text())
+    if proc.returncode == 0:  # the last samples finished before the signal landed
+        pytest.skip("run finished before Ctrl-C")
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    assert results["status"] == "interrupted"
+    kept = results["n_scored"]
+    assert 1 <= kept < 3
+    out = bitagent("evaluate", "--resume", str(run_dir), "--json")
+    assert out.returncode == 0, out.stderr
+    final = json.loads(out.stdout)
+    assert final["status"] == "complete" and final["n_scored"] == 3
+    ids = [json.loads(x)["task_id"] for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert sorted(ids) == ["discount", "no-tool", "weather"]  # nothing asked twice
+
+
+def test_config_file_and_environment_feed_options(tmp_path):
+    config = tmp_path / "bitagent.toml"
+    config.write_text('[evaluate]\nbackend = "no-such-backend"\nlimit = 2\n')
+    out = bitagent("--config", str(config), "evaluate", "--output-dir", str(tmp_path))
+    assert out.returncode == 1 and "unknown backend 'no-such-backend'" in out.stderr
+    out = bitagent("--config", str(config), "evaluate", "--output-dir", str(tmp_path),
+                   env={"BITAGENT_BACKEND": "from-env"})
+    assert "unknown backend 'from-env'" in out.stderr  # the environment wins over the file
+    out = bitagent("--config", str(config), "evaluate", "--backend", "from-cli", "--output-dir", str(tmp_path),
+                   env={"BITAGENT_BACKEND": "from-env"})
+    assert "unknown backend 'from-cli'" in out.stderr  # the command line wins over both
+    bad = tmp_path / "bad.toml"
+    bad.write_text("limit = = 2")
+    out = bitagent("--config", str(bad), "evaluate")
+    assert out.returncode == 2 and "bad.toml" in out.stderr
+
+
+def test_bad_backend_options_are_clear_errors(tmp_path, tasks_file):
+    out = bitagent("evaluate", "--tasks", f"jsonl:{tasks_file}", "-B", "n_ctx=lots", "--output-dir", str(tmp_path))
+    assert out.returncode == 1 and "n_ctx='lots' is not a valid int" in out.stderr
+    out = bitagent("evaluate", "--tasks", f"jsonl:{tasks_file}", "-B", "colour=red", "--output-dir", str(tmp_path))
+    assert "unknown backend option 'colour'" in out.stderr
+    out = bitagent("evaluate", "--model", str(tmp_path / "missing.gguf"), "--tasks", f"jsonl:{tasks_file}",
+                   "--output-dir", str(tmp_path))
+    assert out.returncode == 1 and "no such model file" in out.stderr
+
+
+@pytest.mark.model
+def test_a_third_party_plugin_installs_with_pip_and_runs(tmp_path, embedded_model):
+    target = tmp_path / "site"
+    example = ROOT / "examples" / "bitagent-tasks-example"
+    shutil.copytree(example, tmp_path / "example")  # build outside the repo so no build files land in it
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                          "--target", str(target), str(tmp_path / "example")],
+                         capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr
+    env = {"PYTHONPATH": str(target)}
+    listed = bitagent("tasks", "list", "--json", env=env)
+    sources = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert sources["unit-conversion"]["categories"] == ["single_call"]
+    plugins = json.loads(bitagent("plugins", "--json", env=env).stdout)
+    row = [p for p in plugins if p["name"] == "unit-conversion"][0]
+    assert row["distribution"] == "bitagent-tasks-example" and row["version"] == "0.1.0"
+    out = bitagent("evaluate", "--tasks", "unit-conversion", "--limit", "3", "--json",
+                   "--output-dir", str(tmp_path / "runs"), *THREADS, env=env)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["n_scored"] == 3 and summary["config"]["tasks"] == "unit-conversion"
+    assert summary["mean_score"] > 0.3
