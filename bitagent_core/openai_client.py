@@ -1,0 +1,228 @@
+"""One async client for every OpenAI-compatible server: sglang, vLLM, llama.cpp, routers, clusters.
+
+* One pooled :class:`httpx.AsyncClient` for the whole run (connections are reused, not one per call).
+* At most ``concurrency`` requests in flight; each goes to the least busy endpoint (ties in turn), so
+  several base URLs (llama.cpp replicas, a few vLLM servers) share the load.
+* Connection errors, dropped connections, 429 and 5xx are retried with exponential backoff and jitter
+  (``retries`` times, ``Retry-After`` honoured up to the backoff cap); other 4xx are not, and a timeout
+  is not either (retrying a request the server is still computing doubles its load). ``endpoint_down``
+  lets the owner of a managed server say "that process has exited": the request then fails at once
+  instead of retrying against a dead port.
+* Chat completions with the tools in the prompt (already in ``request.messages``) or as native
+  ``tools=``. The request is only read: tasks and requests are frozen and never modified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import httpx
+
+from bitagent_core.model import ChatRequest, Completion
+from bitagent_core.openai_format import completion_from_openai, to_openai_messages
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_RETRY_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
+                 httpx.WriteError)
+
+
+class ClientError(RuntimeError):
+    """A request failed for good; ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServerUnavailable(ClientError):
+    """No endpoint could answer (connection refused, server exited, retries exhausted on 5xx)."""
+
+
+class RequestTimeout(ClientError):
+    pass
+
+
+def v1_url(base_url: str) -> str:
+    """``http://h:p``, ``http://h:p/`` or ``http://h:p/v1`` -> ``http://h:p/v1``."""
+    url = base_url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"a base URL must start with http:// or https://, got {base_url!r}")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+@attrs.define
+class Endpoint:
+    url: str  # ends in /v1
+    in_flight: int = 0
+    requests: int = 0
+    failures: int = 0
+    retries: int = 0
+    down_until: float = 0.0
+
+
+class OpenAIClient:
+    def __init__(self, base_urls: Sequence[str] | str, *, api_key: str | None = None, concurrency: int = 64,
+                 timeout_s: float = 300.0, connect_timeout_s: float = 10.0, retries: int = 3,
+                 backoff_s: float = 0.5, max_backoff_s: float = 8.0,
+                 endpoint_down: Callable[[int], str | None] | None = None, trust_env: bool = True,
+                 headers: dict[str, str] | None = None, extra_body: dict[str, Any] | None = None) -> None:
+        urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+        if not urls:
+            raise ValueError("at least one base URL is needed")
+        if concurrency < 1 or retries < 0 or timeout_s <= 0:
+            raise ValueError("concurrency must be >= 1, retries >= 0 and timeout_s > 0")
+        self.endpoints = [Endpoint(v1_url(u)) for u in urls]
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.endpoint_down = endpoint_down
+        #: fields added to every chat request (e.g. llama.cpp's repeat_penalty)
+        self.extra_body = dict(extra_body or {})
+        self._turn = itertools.count()
+        self._limiter = asyncio.Semaphore(concurrency)
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if api_key:
+            all_headers["Authorization"] = f"Bearer {api_key}"
+        pool = concurrency + len(self.endpoints)
+        self._http = httpx.AsyncClient(
+            headers=all_headers, trust_env=trust_env,
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=30.0),
+            timeout=httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s), pool=None),
+        )
+        self._closed = False
+
+    # ---- endpoint choice
+
+    def _pick(self) -> int:
+        """The least busy endpoint that is up (ties: in turn); all backing off: the one back soonest."""
+        n = len(self.endpoints)
+        alive = [i for i in range(n) if not (self.endpoint_down is not None and self.endpoint_down(i))]
+        if not alive:
+            reasons = {self.endpoint_down(i) for i in range(n)} if self.endpoint_down is not None else set()
+            raise ServerUnavailable("; ".join(sorted(r for r in reasons if r)) or "no endpoint is up")
+        now = time.monotonic()
+        ready = [i for i in alive if self.endpoints[i].down_until <= now]
+        if not ready:
+            return min(alive, key=lambda i: self.endpoints[i].down_until)
+        start = next(self._turn) % n
+        return min(ready, key=lambda i: (self.endpoints[i].in_flight, (i - start) % n))
+
+    def _delay(self, attempt: int, retry_after: str | None = None) -> float:
+        delay = min(self.max_backoff_s, self.backoff_s * (2 ** attempt))
+        if retry_after:
+            try:
+                return min(self.max_backoff_s, max(0.0, float(retry_after)))
+            except ValueError:
+                pass
+        return delay * (0.5 + random.random() / 2)
+
+    # ---- requests
+
+    async def request_json(self, method: str, path: str, payload: dict[str, Any] | None = None
+                           ) -> tuple[dict[str, Any], float]:
+        """Send one request (retrying as described above); returns the JSON body and the latency of
+        the attempt that answered."""
+        if self._closed:
+            raise ClientError("the client is closed")
+        async with self._limiter:
+            attempt = 0
+            while True:
+                index = self._pick()
+                endpoint = self.endpoints[index]
+                endpoint.in_flight += 1
+                endpoint.requests += 1
+                url = endpoint.url + path
+                retry_after = None
+                started = time.perf_counter()
+                try:
+                    response = await self._http.request(method, url, json=payload)
+                except _RETRY_ERRORS as exc:
+                    failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    endpoint.down_until = time.monotonic() + self._delay(attempt)
+                    reason = self.endpoint_down(index) if self.endpoint_down else None
+                    if reason:
+                        endpoint.failures += 1
+                        raise ServerUnavailable(reason) from exc
+                except httpx.TimeoutException as exc:
+                    endpoint.failures += 1
+                    raise RequestTimeout(f"no answer from {url} within {self.timeout_s:g} s "
+                                         f"({type(exc).__name__})") from exc
+                else:
+                    latency = time.perf_counter() - started
+                    if response.status_code < 400:
+                        try:
+                            body = response.json()
+                        except ValueError:
+                            endpoint.failures += 1
+                            raise ClientError(f"{url} answered HTTP {response.status_code} with non-JSON: "
+                                              f"{response.text[:300]!r}", response.status_code) from None
+                        if not isinstance(body, dict):
+                            raise ClientError(f"{url} answered {type(body).__name__}, not a JSON object",
+                                              response.status_code)
+                        return body, latency
+                    detail = _error_detail(response)
+                    failure = f"HTTP {response.status_code} from {url}: {detail}"
+                    if response.status_code not in RETRY_STATUS and response.status_code < 500:
+                        endpoint.failures += 1
+                        raise ClientError(failure, response.status_code)
+                    retry_after = response.headers.get("retry-after")
+                finally:
+                    endpoint.in_flight -= 1
+                endpoint.failures += 1
+                if attempt >= self.retries:
+                    raise ServerUnavailable(f"gave up after {attempt + 1} attempts: {failure}")
+                endpoint.retries += 1
+                await asyncio.sleep(self._delay(attempt, retry_after))
+                attempt += 1
+
+    def chat_payload(self, request: ChatRequest, model: str | None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"messages": to_openai_messages(request.messages),
+                                   "temperature": request.temperature, "max_tokens": request.max_tokens,
+                                   "stream": False, **self.extra_body}
+        if model:
+            payload["model"] = model
+        if request.native_tools and request.tools:
+            payload["tools"] = [tool.to_openai() for tool in request.tools]
+            payload["tool_choice"] = "auto"
+        return payload
+
+    async def chat(self, request: ChatRequest, model: str | None = None) -> Completion:
+        """One chat completion. Raises :class:`ClientError` (and subclasses) on failure."""
+        body, latency = await self.request_json("POST", "/chat/completions", self.chat_payload(request, model))
+        if not isinstance(body.get("choices"), list) or not body["choices"]:
+            raise ClientError(f"a chat completion without choices: {json.dumps(body)[:300]}")
+        return completion_from_openai(body, latency)
+
+    async def models(self) -> list[str]:
+        body, _ = await self.request_json("GET", "/models")
+        return [str(m["id"]) for m in body.get("data") or [] if isinstance(m, dict) and "id" in m]
+
+    def stats(self) -> list[dict[str, Any]]:
+        return [{"url": e.url, "requests": e.requests, "failures": e.failures, "retries": e.retries}
+                for e in self.endpoints]
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._http.aclose()
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        return str(data["error"].get("message", data["error"]))[:300]
+    if isinstance(data, dict) and "detail" in data:
+        return str(data["detail"])[:300]
+    return json.dumps(data)[:300]

@@ -1,0 +1,60 @@
+// pm2 ecosystem for Subnet 20 (BitAgent): a validator and a miner, configured through BITAGENT_* variables.
+//
+//   pm2 start ecosystem.config.js --only bitagent-validator     (or --only bitagent-miner)
+//   pm2 logs bitagent-validator
+//
+// Edit the env blocks (wallet names, model, GPUs) or override them in the shell: pm2 passes its own
+// environment through. Every variable is also a command-line option: `bitagent validate --help`.
+// Stopping sends SIGTERM: the validator stops its model server and exits within kill_timeout; whatever it
+// was doing resumes from its SQLite state on the next start (it is also safe against kill -9).
+module.exports = {
+  apps: [
+    {
+      name: "bitagent-validator",
+      script: ".venv/bin/bitagent",
+      args: "validate",
+      interpreter: "none",
+      cwd: __dirname,
+      autorestart: true,
+      restart_delay: 10000,
+      kill_timeout: 60000,
+      env: {
+        BITAGENT_NETUID: "20",
+        BITAGENT_SUBTENSOR_NETWORK: "finney",
+        BITAGENT_WALLET_NAME: "validator",
+        BITAGENT_WALLET_HOTKEY: "default",
+        BITAGENT_BACKEND: "sglang",
+        // sglang in its own virtual environment (it pins its own torch)
+        BITAGENT_SERVER_PYTHON: "/opt/sglang-venv/bin/python",
+        BITAGENT_VISIBLE_DEVICES: "0",
+        BITAGENT_MEM_FRACTION_STATIC: "0.85",
+        BITAGENT_HF_CACHE_DIR: "/var/lib/bitagent/hf-cache",
+        BITAGENT_STATE_PATH: "/var/lib/bitagent/validator/state.sqlite",
+        // BITAGENT_DRY_RUN: "1",         // everything but submitting weights
+        // BITAGENT_WANDB: "1",           // pip install 'bitagent[wandb]' and set WANDB_API_KEY
+        // HF_TOKEN: "hf_...",            // only for higher Hub rate limits; submissions are public repos
+      },
+    },
+    {
+      name: "bitagent-miner",
+      script: ".venv/bin/bitagent",
+      args: "mine",
+      interpreter: "none",
+      cwd: __dirname,
+      autorestart: true,
+      restart_delay: 10000,
+      kill_timeout: 15000,
+      env: {
+        BITAGENT_NETUID: "20",
+        BITAGENT_SUBTENSOR_NETWORK: "finney",
+        BITAGENT_WALLET_NAME: "miner",
+        BITAGENT_WALLET_HOTKEY: "default",
+        // org/name@<commit sha>: validators evaluate exactly that commit
+        BITAGENT_HF_MODEL_NAME: "your-org/your-model@0123456789abcdef0123456789abcdef01234567",
+        BITAGENT_AXON_IP: "0.0.0.0",
+        BITAGENT_AXON_PORT: "8091",
+        BITAGENT_EXTERNAL_IP: "203.0.113.10",
+      },
+    },
+  ],
+};

@@ -1,0 +1,391 @@
+"""Server backends: the model runs in an inference server and we talk to it over the OpenAI API.
+
+* ``sglang`` (the validator's default): ``python -m sglang.launch_server``, CUDA graphs on, 127.0.0.1.
+* ``vllm``: ``vllm serve`` (run as ``python -m vllm.entrypoints.cli.main serve``, so the interpreter can be
+  chosen).
+* ``llama-cpp-server``: ``python -m llama_cpp.server`` on a GGUF (default: the embedded model). It answers
+  one request at a time, so ``-B replicas=N`` runs N processes and the client spreads requests over them.
+* ``openai``: attach to a server or cluster that is already running (``--base-url``, several separated by
+  commas; key from the environment variable named by ``--api-key-env``). Nothing is started or stopped.
+
+The three managed backends start their servers through :class:`bitagent_core.local_server.ManagedServer`
+(free port on 127.0.0.1, own process group, ``server.log`` in the run directory, readiness on
+``/v1/models``, teardown on every path) and all four send requests through
+:class:`bitagent_core.openai_client.OpenAIClient`.
+
+Options (``-B key=value``), common to the managed backends: ``ready_timeout`` (s, 900), ``stop_timeout``
+(s, 15), ``server_python`` (the interpreter that has the server installed; default: this one),
+``visible_devices`` (-> ``CUDA_VISIBLE_DEVICES``), ``extra_args`` (appended to the server's command, split
+like a shell would, never run by one), ``request_timeout`` (s, 300), ``retries`` (3), ``die_with_parent``
+(true). Per backend: see ``OPTION_TYPES`` of each class and docs/servers.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bitagent_core.hookspecs import hookimpl
+from bitagent_core.local_server import (
+    DEFAULT_READY_TIMEOUT_S,
+    DEFAULT_STOP_TIMEOUT_S,
+    HOST,
+    ManagedServer,
+    ServerStartError,
+    cleanup_stale,
+)
+from bitagent_core.model import ChatRequest, Completion
+from bitagent_plugins.backends.llama_cpp import parse_options
+
+COMMON_OPTIONS: dict[str, type] = {
+    "ready_timeout": float, "stop_timeout": float, "server_python": str, "visible_devices": str,
+    "extra_args": str, "request_timeout": float, "retries": int, "die_with_parent": bool,
+}
+COMMON_DEFAULTS: dict[str, Any] = {
+    "ready_timeout": DEFAULT_READY_TIMEOUT_S, "stop_timeout": DEFAULT_STOP_TIMEOUT_S, "request_timeout": 300.0,
+    "retries": 3, "die_with_parent": True,
+}
+#: the client's own cap; the runner's --concurrency (default: the backend's) is what limits a run
+CLIENT_MAX_IN_FLIGHT = 1024
+_POSITIVE = ("ready_timeout", "request_timeout", "mem_fraction_static", "gpu_memory_utilization", "context_length",
+             "max_model_len", "tp", "dp", "replicas", "n_ctx", "n_threads", "n_batch")
+
+
+def split_model(model: str | None, revision: str | None, backend: str) -> tuple[str, str | None]:
+    """``org/name@rev`` (or a local path) and ``-B revision=`` -> (model, revision)."""
+    if not model:
+        raise ValueError(f"the {backend} backend needs --model: a Hugging Face repo (org/name[@revision]) "
+                         "or a local model directory")
+    name, at, rev = model.partition("@")
+    if at and Path(model).expanduser().exists():  # a local path that happens to contain '@'
+        name, rev = model, ""
+    if at and not rev:
+        raise ValueError(f"empty revision in {model!r}")
+    if rev and revision and rev != revision:
+        raise ValueError(f"two revisions: {model!r} and revision={revision!r}")
+    return name, rev or revision or None
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    for key in _POSITIVE:
+        if key in options and options[key] is not None and options[key] <= 0:
+            raise ValueError(f"backend option {key} must be > 0, got {options[key]}")
+    for key in ("mem_fraction_static", "gpu_memory_utilization"):
+        if options.get(key) is not None and options[key] > 1:
+            raise ValueError(f"backend option {key} is a fraction of GPU memory (0-1], got {options[key]}")
+    if options.get("retries", 0) < 0 or options.get("stop_timeout", 0) < 0:
+        raise ValueError("backend options retries and stop_timeout must be >= 0")
+
+
+class ManagedServerBackend:
+    """Start N server processes, talk to them through one client, stop them on ``close``."""
+
+    name = "server"
+    OPTION_TYPES: dict[str, type] = COMMON_OPTIONS
+    DEFAULTS: dict[str, Any] = COMMON_DEFAULTS
+    default_concurrency = 64
+    #: what to say when the server program is missing
+    install_hint = ""
+    #: fields added to every chat request
+    extra_body: dict[str, Any] = {}
+
+    def __init__(self, model: str | None, options: dict[str, str]) -> None:
+        self.model = model
+        self.options: dict[str, Any] = {**self.DEFAULTS, **parse_options(options, self.OPTION_TYPES)}
+        _check_options(self.options)
+        self.servers: list[ManagedServer] = []
+        self.client: Any = None
+        self.served_model: str | None = None
+        self.run_dir: Path | None = None
+        #: tests and stand-ins: ``(port, replica) -> argv`` replaces the server's command; everything
+        #: else (environment, readiness, teardown, client) stays the same
+        self.launch_argv: Callable[[int, int], list[str]] | None = None
+        self._identity: dict[str, Any] = {}
+
+    # ---- what to run
+
+    @property
+    def replicas(self) -> int:
+        return 1
+
+    @property
+    def python(self) -> str:
+        return str(self.options.get("server_python") or sys.executable)
+
+    def server_argv(self, port: int, replica: int) -> list[str]:
+        raise NotImplementedError
+
+    def command(self, port: int, replica: int) -> list[str]:
+        if self.launch_argv is not None:
+            return list(self.launch_argv(port, replica))
+        return self.server_argv(port, replica) + shlex.split(self.options.get("extra_args") or "")
+
+    def server_env(self, replica: int) -> dict[str, str]:
+        """Environment added to this process's for the server (``CUDA_VISIBLE_DEVICES`` is set by the
+        managed server from ``visible_devices``)."""
+        return {}
+
+    def log_name(self, replica: int) -> str:
+        return "server.log" if self.replicas == 1 else f"server-{replica}.log"
+
+    def prepare(self) -> None:
+        """Resolve the model before anything starts (runs in a thread)."""
+
+    def make_server(self, replica: int, run_dir: Path | None) -> ManagedServer:
+        """The (not yet started) managed server for one replica."""
+        return ManagedServer(
+            lambda port: self.command(port, replica),
+            name=f"{self.name} server" + (f" {replica}" if self.replicas > 1 else ""),
+            env=self.server_env(replica), visible_devices=self.options.get("visible_devices"),
+            log_path=run_dir / self.log_name(replica) if run_dir is not None else None,
+            ready_timeout=self.options["ready_timeout"], stop_timeout=self.options["stop_timeout"],
+            die_with_parent=self.options["die_with_parent"], cleanup_stale_first=False)
+
+    # ---- Backend protocol
+
+    async def start(self, run_dir: Path | None = None) -> None:
+        if self.servers or self.client is not None:
+            raise RuntimeError(f"the {self.name} backend is already started")
+        from bitagent_core.openai_client import OpenAIClient
+
+        self.run_dir = run_dir
+        await asyncio.to_thread(self.prepare)
+        await asyncio.to_thread(cleanup_stale)
+        self.servers = [self.make_server(replica, run_dir) for replica in range(self.replicas)]
+        results = await asyncio.gather(*(s.start() for s in self.servers), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                if isinstance(result, ServerStartError) and self.install_hint and "No module named" in result.log_tail:
+                    raise ServerStartError(f"{self.name}: {self.install_hint}", command=result.command,
+                                           log_path=result.log_path, log_tail=result.log_tail,
+                                           returncode=result.returncode) from result
+                raise result
+        ids = self.servers[0].model_ids
+        self.served_model = ids[0] if ids else self.model
+        self.client = OpenAIClient([s.base_url for s in self.servers], concurrency=CLIENT_MAX_IN_FLIGHT,
+                                   timeout_s=self.options["request_timeout"], retries=self.options["retries"],
+                                   endpoint_down=self._endpoint_down, trust_env=False,
+                                   extra_body=self.extra_body)
+
+    def _endpoint_down(self, index: int) -> str | None:
+        servers = self.servers
+        if index >= len(servers):
+            return f"the {self.name} backend is closed"
+        server = servers[index]
+        code = server.returncode()
+        if code is None:
+            return None
+        return (f"{server.name} exited with code {code} (log: {server.log_path}); finished samples are kept, "
+                "finish the run with --resume")
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        if self.client is None:
+            raise RuntimeError(f"the {self.name} backend was not started")
+        return await self.client.chat(request, self.served_model)
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        servers, self.servers = self.servers, []
+        try:
+            if client is not None:
+                await client.aclose()
+        finally:
+            if servers:
+                self._identity["servers"] = [s.describe() for s in servers]
+                await asyncio.gather(*(asyncio.to_thread(s.stop) for s in servers))
+
+    def describe(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"backend": self.name, "model": self.model, **self._identity}
+        if self.served_model:
+            data["served_model"] = self.served_model
+        if self.servers:
+            data["servers"] = [s.describe() for s in self.servers]
+        data["options"] = {k: v for k, v in self.options.items() if v is not None}
+        return data
+
+
+class SglangBackend(ManagedServerBackend):
+    name = "sglang"
+    OPTION_TYPES = {**COMMON_OPTIONS, "revision": str, "mem_fraction_static": float, "context_length": int,
+                    "tp": int, "dp": int}
+    DEFAULTS = {**COMMON_DEFAULTS, "mem_fraction_static": 0.85}
+    install_hint = ("sglang is not installed for that interpreter; install it in its own venv and point "
+                    "--server-python at that venv's python")
+
+    def __init__(self, model: str | None, options: dict[str, str]) -> None:
+        super().__init__(model, options)
+        self.model_path, self.revision = split_model(model, self.options.get("revision"), self.name)
+        self._identity = {"model_path": self.model_path, "revision": self.revision}
+
+    def server_argv(self, port: int, replica: int) -> list[str]:
+        o = self.options
+        argv = [self.python, "-m", "sglang.launch_server", "--model-path", self.model_path]
+        if self.revision:
+            argv += ["--revision", self.revision]
+        argv += ["--host", HOST, "--port", str(port), "--mem-fraction-static", f"{o['mem_fraction_static']:g}"]
+        if o.get("context_length"):
+            argv += ["--context-length", str(o["context_length"])]
+        if o.get("tp"):
+            argv += ["--tp-size", str(o["tp"])]
+        if o.get("dp"):
+            argv += ["--dp-size", str(o["dp"])]
+        return argv
+
+
+class VllmBackend(ManagedServerBackend):
+    name = "vllm"
+    OPTION_TYPES = {**COMMON_OPTIONS, "revision": str, "gpu_memory_utilization": float, "max_model_len": int,
+                    "tp": int, "dp": int}
+    DEFAULTS = {**COMMON_DEFAULTS, "gpu_memory_utilization": 0.85}
+    install_hint = ("vLLM is not installed for that interpreter; install it in its own venv and point "
+                    "--server-python at that venv's python")
+
+    def __init__(self, model: str | None, options: dict[str, str]) -> None:
+        super().__init__(model, options)
+        self.model_path, self.revision = split_model(model, self.options.get("revision"), self.name)
+        self._identity = {"model_path": self.model_path, "revision": self.revision}
+
+    def server_argv(self, port: int, replica: int) -> list[str]:
+        o = self.options
+        argv = [self.python, "-m", "vllm.entrypoints.cli.main", "serve", self.model_path]
+        if self.revision:
+            argv += ["--revision", self.revision]
+        argv += ["--host", HOST, "--port", str(port),
+                 "--gpu-memory-utilization", f"{o['gpu_memory_utilization']:g}"]
+        if o.get("max_model_len"):
+            argv += ["--max-model-len", str(o["max_model_len"])]
+        if o.get("tp"):
+            argv += ["--tensor-parallel-size", str(o["tp"])]
+        if o.get("dp"):
+            argv += ["--data-parallel-size", str(o["dp"])]
+        return argv
+
+
+class LlamaCppServerBackend(ManagedServerBackend):
+    name = "llama-cpp-server"
+    OPTION_TYPES = {**COMMON_OPTIONS, "replicas": int, "n_ctx": int, "n_threads": int, "n_gpu_layers": int,
+                    "n_batch": int, "seed": int, "chat_format": str}
+    DEFAULTS = {**COMMON_DEFAULTS, "replicas": 1, "n_ctx": 4096, "n_gpu_layers": 0}
+    install_hint = "llama-cpp-python's server is not installed: pip install 'llama-cpp-python[server]'"
+    #: llama_cpp.server defaults repeat_penalty to 1.1; OpenAI, sglang, vLLM and the in-process
+    #: llama-cpp backend apply none, and a penalty changes greedy answers
+    extra_body = {"repeat_penalty": 1.0}
+
+    def __init__(self, model: str | None, options: dict[str, str]) -> None:
+        super().__init__(model, options)
+        self.default_concurrency = self.options["replicas"]  # one request per process at a time
+        if self.options.get("n_threads") is None:
+            self.options["n_threads"] = max(1, (os.cpu_count() or 1) // self.options["replicas"])
+        self.model_file: Path | None = None
+
+    @property
+    def replicas(self) -> int:
+        return int(self.options["replicas"])
+
+    def prepare(self) -> None:
+        from bitagent_plugins.backends.llama_cpp import resolve_model, sha256_file
+
+        path, identity = resolve_model(self.model)
+        if "sha256" not in identity:
+            identity["sha256"] = sha256_file(path)
+        self.model_file = path
+        self._identity = {**identity, "path": str(path)}
+
+    def server_argv(self, port: int, replica: int) -> list[str]:
+        if self.model_file is None:
+            raise RuntimeError("prepare() resolves the model first")
+        o = self.options
+        argv = [self.python, "-m", "llama_cpp.server", "--model", str(self.model_file), "--host", HOST,
+                "--port", str(port), "--n_ctx", str(o["n_ctx"]), "--n_threads", str(o["n_threads"]),
+                "--n_gpu_layers", str(o["n_gpu_layers"])]
+        for key in ("n_batch", "seed", "chat_format"):
+            if o.get(key) is not None:
+                argv += [f"--{key}", str(o[key])]
+        return argv
+
+
+class OpenAIBackend:
+    """Attach to a running OpenAI-compatible server or cluster (sglang router, vLLM, any provider)."""
+
+    name = "openai"
+    OPTION_TYPES: dict[str, type] = {"base_url": str, "api_key_env": str, "ready_timeout": float,
+                                     "request_timeout": float, "retries": int}
+    DEFAULTS: dict[str, Any] = {"api_key_env": "OPENAI_API_KEY", "ready_timeout": 60.0, "request_timeout": 300.0,
+                                "retries": 3}
+    default_concurrency = 64
+
+    def __init__(self, model: str | None, options: dict[str, str]) -> None:
+        given = parse_options(options, self.OPTION_TYPES)
+        self.options: dict[str, Any] = {**self.DEFAULTS, **given}
+        _check_options(self.options)
+        base = self.options.get("base_url")
+        if not base:
+            raise ValueError("the openai backend needs --base-url (or -B base_url=URL[,URL...])")
+        from bitagent_core.openai_client import v1_url
+
+        self.base_urls = [u.strip() for u in str(base).split(",") if u.strip()]
+        for url in self.base_urls:
+            v1_url(url)  # a clear error for a malformed URL, before anything runs
+        self.api_key_env = self.options["api_key_env"]
+        self.api_key = os.environ.get(self.api_key_env) or None
+        if "api_key_env" in given and self.api_key is None:
+            raise ValueError(f"the environment variable {self.api_key_env} (--api-key-env) is not set")
+        self.model = model
+        self.served_model: str | None = model
+        self.client: Any = None
+
+    async def start(self, run_dir: Path | None = None) -> None:
+        from bitagent_core.openai_client import ClientError, OpenAIClient
+
+        if self.client is not None:
+            raise RuntimeError("the openai backend is already started")
+        client = OpenAIClient(self.base_urls, api_key=self.api_key, concurrency=CLIENT_MAX_IN_FLIGHT,
+                              timeout_s=self.options["request_timeout"], retries=self.options["retries"])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options["ready_timeout"]
+        try:
+            while True:  # the server may still be loading: wait for /v1/models like a managed start
+                try:
+                    ids = await client.models()
+                    break
+                except ClientError as exc:
+                    if exc.status in (401, 403) or loop.time() >= deadline:
+                        raise RuntimeError(f"the server at {', '.join(self.base_urls)} is not usable: {exc}") from exc
+                    await asyncio.sleep(1.0)
+        except BaseException:
+            await client.aclose()
+            raise
+        if not self.model:
+            if not ids:
+                raise RuntimeError(f"{self.base_urls[0]}/v1/models lists no model; pass --model")
+            self.served_model = ids[0]
+        self.client = client
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        if self.client is None:
+            raise RuntimeError("the openai backend was not started")
+        return await self.client.chat(request, self.served_model)
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            await client.aclose()
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.served_model, "base_urls": list(self.base_urls),
+                "api_key_env": self.api_key_env if self.api_key else None,
+                "options": {k: v for k, v in self.options.items() if k not in ("base_url",)}}
+
+
+@hookimpl
+def register_backends(register):
+    register("sglang", SglangBackend, description="managed sglang server (the validator's backend; CUDA)")
+    register("vllm", VllmBackend, description="managed vLLM server (vllm serve; CUDA)")
+    register("llama-cpp-server", LlamaCppServerBackend,
+             description="managed llama_cpp.server processes (GGUF; -B replicas=N)")
+    register("openai", OpenAIBackend, description="an already running OpenAI-compatible server (--base-url)")

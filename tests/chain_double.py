@@ -1,0 +1,428 @@
+"""A subtensor chain for tests, behind bittensor 11's lowest seam: its ``Substrate`` protocol.
+
+``bittensor.Client(substrate=FileChain(path))`` runs the SDK's real code above the transport (metagraph
+decoding, intents, the executor, SetWeights' preflight and conforming) against this chain. Its state lives
+in one JSON file guarded by ``flock`` so miner and validator *processes* share one chain, as on a real
+network. What it models:
+
+* blocks advance with wall-clock time (``block_time`` seconds each, fast blocks by default);
+* ``SubnetInfoRuntimeApi.get_metagraph``, the ``Commitments`` maps, the ``SubtensorModule`` storage the
+  SDK reads for weights (``Uids``, ``MinAllowedWeights``, ``MaxWeightsLimit``, ``LastUpdate``...);
+* extrinsics: each is signed by the caller's real keypair and the signature verified (sr25519) before it
+  is applied; ``set_mechanism_weights`` is checked like the runtime does (registered hotkey, validator
+  permit, version key, min weights, max weight limit, rate limit); ``serve_axon`` and
+  ``Commitments.set_commitment`` require a registered hotkey and update the state;
+* every submitted extrinsic is appended to ``extrinsics`` (what the tests assert on).
+
+Calls a validator or miner never makes (multisig, offline signing) raise ``ChainError`` saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+U16_MAX = 65535
+
+
+def _hex(value: Any) -> Any:
+    """Bytes -> 0x-hex, recursively (how the transport decodes byte strings)."""
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, dict):
+        return {k: _hex(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_hex(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ComposedCall:
+    """A chain-ready call: what ``Substrate.compose`` returns (it carries ``data``, like the real one)."""
+
+    module: str
+    function: str
+    params: dict
+
+    @property
+    def data(self) -> bytes:
+        return json.dumps([self.module, self.function, _hex(self.params)], sort_keys=True).encode()
+
+
+def new_chain(path: str | Path, *, netuid: int, neurons: list[dict], block_time: float = 0.2,
+              start_block: int = 1000, hyperparameters: dict | None = None) -> Path:
+    """Write a fresh chain file. ``neurons``: dicts with hotkey, coldkey, validator_permit, stake (TAO)."""
+    hyper = {"MinAllowedWeights": 1, "MaxWeightsLimit": U16_MAX, "WeightsSetRateLimit": 0,
+             "CommitRevealWeightsEnabled": False, "WeightsVersionKey": 0, "Tempo": 360}
+    hyper.update(hyperparameters or {})
+    state = {
+        "netuid": netuid, "block_time": block_time, "start_block": start_block, "genesis_time": time.time(),
+        "hyper": hyper,
+        "neurons": [{"hotkey": n["hotkey"], "coldkey": n.get("coldkey", n["hotkey"]),
+                     "validator_permit": bool(n.get("validator_permit", False)),
+                     "stake": int(float(n.get("stake", 0)) * 1e9), "axon": None, "last_update": 0,
+                     "block_at_registration": start_block} for n in neurons],
+        "commitments": {}, "extrinsics": [], "nonces": {},
+    }
+    path = Path(path)
+    _write(path, state)
+    return path
+
+
+def _write(path: Path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+class FileChain:
+    """``bittensor.Substrate`` over a JSON file shared between processes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.token_symbols: dict[int, str] = {}
+
+    # state -------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, write: bool) -> Iterator[dict]:
+        with open(self.lock_path, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+            try:
+                state = json.loads(self.path.read_text())
+                yield state
+                if write:
+                    _write(self.path, state)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def state(self) -> dict:
+        with self._locked(False) as state:
+            return state
+
+    def update(self, fn: Any) -> None:
+        """Change the chain from a test: ``fn(state)`` edits the dict in place."""
+        with self._locked(True) as state:
+            fn(state)
+
+    @staticmethod
+    def _head(state: dict) -> int:
+        return int(state["start_block"] + (time.time() - state["genesis_time"]) / state["block_time"])
+
+    # Substrate protocol: display ------------------------------------------------------------------
+
+    def balance(self, rao: int, netuid: int = 0) -> Any:
+        from bittensor import Balance
+
+        return Balance(int(rao), netuid, self.token_symbols.get(netuid) if netuid else None)
+
+    async def connect(self) -> None:
+        if not self.path.exists():
+            from bittensor import RpcConnectionError
+
+            raise RpcConnectionError(f"no chain at {self.path}")
+
+    async def close(self) -> None:
+        return None
+
+    # reads --------------------------------------------------------------------------------------
+
+    async def block_hash(self, block: int | None = None) -> str:
+        number = await self.block_number() if block is None else int(block)
+        return f"0x{number:064x}"  # the number itself: the double needs no block store
+
+    def _block_of(self, block_hash: str | None, state: dict) -> int:
+        head = self._head(state)
+        if block_hash is None:
+            return head
+        number = int(block_hash, 16)
+        if number > head:
+            from bittensor import ChainError
+
+            raise ChainError(f"unknown block hash {block_hash}")
+        return number
+
+    async def block_number(self) -> int:
+        return self._head(self.state())
+
+    async def finalized_block_number(self) -> int:
+        return self._head(self.state()) - 2
+
+    async def block_time(self) -> float:
+        return float(self.state()["block_time"])
+
+    async def spec_version(self) -> int:
+        return 400
+
+    async def get_block(self, block_number: int | None = None, block_hash: str | None = None) -> dict:
+        state = self.state()
+        number = self._block_of(block_hash, state) if block_hash else (block_number or self._head(state))
+        return {"header": {"number": number, "hash": await self.block_hash(number)}, "extrinsics": []}
+
+    async def query(self, module: str, storage_function: str, params: list | None = None,
+                    block_hash: str | None = None) -> Any:
+        state = self.state()
+        params = list(params or [])
+        hyper = state["hyper"]
+        if module == "SubtensorModule":
+            if storage_function == "Uids":
+                return self._uid(state, params[1]) if params[0] == state["netuid"] else None
+            if storage_function in hyper:
+                return hyper[storage_function] if params and params[0] == state["netuid"] else None
+            if storage_function == "LastUpdate":
+                return [n["last_update"] for n in state["neurons"]]
+            if storage_function == "ValidatorPermit":
+                return [n["validator_permit"] for n in state["neurons"]]
+            if storage_function == "SubnetEpochConsensus":
+                return "Yuma"
+            if storage_function in ("RevealPeriodEpochs", "LastEpochBlock", "PendingEpochAt",
+                                    "SubnetEpochIndex", "BlocksSinceLastStep"):
+                return 1 if storage_function == "RevealPeriodEpochs" else 0
+            return None
+        if module == "Commitments" and storage_function == "CommitmentOf":
+            return state["commitments"].get(params[1]) if params[0] == state["netuid"] else None
+        if module == "System" and storage_function == "Account":
+            return {"nonce": state["nonces"].get(params[0], 0), "data": {"free": 10**12}}
+        return None
+
+    async def map_has_entries(self, module: str, storage_function: str, params: list,
+                              block_hash: str | None = None) -> bool:
+        return bool(await self.query_map(module, storage_function, params, block_hash))
+
+    async def query_map(self, module: str, storage_function: str, params: list | None = None,
+                        block_hash: str | None = None) -> list[tuple[Any, Any]]:
+        state = self.state()
+        params = list(params or [])
+        if module == "Commitments" and storage_function == "CommitmentOf":
+            if params and params[0] != state["netuid"]:
+                return []
+            return [(hotkey, record) for hotkey, record in state["commitments"].items()]
+        if module == "SubtensorModule" and storage_function == "Uids":
+            return [(n["hotkey"], uid) for uid, n in enumerate(state["neurons"])]
+        return []
+
+    async def query_batch(self, module: str, storage_function: str, param_sets: list[list],
+                          block_hash: str | None = None) -> list[Any]:
+        return [await self.query(module, storage_function, p, block_hash) for p in param_sets]
+
+    async def runtime_call(self, api: str, method: str, params: list, block_hash: str | None = None) -> Any:
+        if (api, method) != ("SubnetInfoRuntimeApi", "get_metagraph"):
+            from bittensor import ChainError
+
+            raise ChainError(f"the test chain does not implement {api}.{method}")
+        state = self.state()
+        if params[0] != state["netuid"]:
+            return None
+        block = self._block_of(block_hash, state)
+        neurons = state["neurons"]
+        return {
+            "netuid": state["netuid"], "name": "bitagent", "symbol": "t", "block": block,
+            "tempo": state["hyper"]["Tempo"], "last_step": block - block % 360,
+            "blocks_since_last_step": block % 360, "owner_hotkey": neurons[0]["hotkey"] if neurons else "",
+            "owner_coldkey": neurons[0]["coldkey"] if neurons else "", "network_registered_at": 1,
+            "num_uids": len(neurons), "max_uids": 256,
+            "hotkeys": [n["hotkey"] for n in neurons], "coldkeys": [n["coldkey"] for n in neurons],
+            "axons": [n["axon"] or {"ip": 0, "port": 0, "ip_type": 4} for n in neurons],
+            "active": [True] * len(neurons), "validator_permit": [n["validator_permit"] for n in neurons],
+            "last_update": [n["last_update"] for n in neurons],
+            "block_at_registration": [n["block_at_registration"] for n in neurons],
+            "total_stake": [n["stake"] for n in neurons], "alpha_stake": [n["stake"] for n in neurons],
+            "tao_stake": [0] * len(neurons),
+        }
+
+    async def constant(self, module: str, name: str) -> Any:
+        return None
+
+    async def decode_scale(self, type_string: str, data: Any) -> Any:
+        from bittensor import ChainError
+
+        raise ChainError("the test chain stores decoded values; there is no SCALE to decode")
+
+    async def blocks(self, *, finalized: bool = False) -> AsyncIterator[dict]:
+        last = await self.block_number()
+        while True:
+            await asyncio.sleep(float(self.state()["block_time"]) / 2)
+            head = await self.block_number()
+            for number in range(last + 1, head + 1):
+                yield {"header": {"number": number, "parentHash": await self.block_hash(number - 1)}}
+            last = max(last, head)
+
+    async def events(self, block_hash: str | None = None) -> list[dict]:
+        return []
+
+    # calls and fees -------------------------------------------------------------------------------
+
+    async def compose(self, call: Any) -> ComposedCall:
+        module, function, params = call
+        return ComposedCall(module, function, dict(params))
+
+    async def estimate_fee(self, call: Any, keypair: Any) -> Any:
+        from bittensor import Balance
+
+        return Balance.from_rao(0)
+
+    async def estimate_weight(self, call: Any, keypair: Any) -> dict:
+        return {"ref_time": 0, "proof_size": 0}
+
+    async def account_next_index(self, address: str) -> int:
+        return int(self.state()["nonces"].get(address, 0))
+
+    # writes -------------------------------------------------------------------------------------------
+
+    async def mev_next_key(self) -> bytes | None:
+        return None
+
+    async def sign_extrinsic(self, call: Any, keypair: Any, *, nonce: int, period: int) -> tuple[bytes, str]:
+        payload = self._payload(call, keypair.ss58_address, nonce)
+        signature = bytes(keypair.sign(payload))
+        return payload + signature, "0x" + hashlib.sha256(payload + signature).hexdigest()
+
+    async def find_extrinsic(self, extrinsic_hash: str, block_hash: str) -> Any:
+        return None
+
+    async def prepare(self, call: Any, **kwargs: Any) -> Any:
+        from bittensor import ChainError
+
+        raise ChainError("the test chain does not support offline signing")
+
+    async def submit_signature(self, unsigned: Any, signature: Any, **kwargs: Any) -> Any:
+        from bittensor import ChainError
+
+        raise ChainError("the test chain does not support offline signing")
+
+    async def submit_signed(self, extrinsic: Any, keypair: Any, **kwargs: Any) -> Any:
+        from bittensor import ChainError
+
+        raise ChainError("the test chain does not accept pre-signed extrinsics")
+
+    def multisig_account(self, signatories: list[str], threshold: int) -> Any:
+        from bittensor import ChainError
+
+        raise ChainError("the test chain does not support multisig")
+
+    async def submit_multisig(self, call: Any, keypair: Any, multisig_account: Any, **kwargs: Any) -> Any:
+        from bittensor import ChainError
+
+        raise ChainError("the test chain does not support multisig")
+
+    @staticmethod
+    def _payload(call: Any, signer: str, nonce: int) -> bytes:
+        data = call.data if hasattr(call, "data") else ComposedCall(*call).data
+        return json.dumps({"call": data.decode(), "signer": signer, "nonce": nonce}, sort_keys=True).encode()
+
+    async def submit(self, call: Any, keypair: Any, *, nonce: int | None = None, period: int | None = None,
+                     wait_for_inclusion: bool = True, wait_for_finalization: bool = True) -> Any:
+        from bittensor import ChainError, ExtrinsicResult
+        from bittensor.sp_core import verify
+
+        signer = keypair.ss58_address
+        used_nonce = await self.account_next_index(signer) if nonce is None else int(nonce)
+        payload = self._payload(call, signer, used_nonce)
+        signature = bytes(keypair.sign(payload))
+        if not verify(payload, signature, signer, getattr(keypair, "crypto_type", 1)):
+            return ExtrinsicResult(success=False, message="BadProof", error=ChainError("BadProof"))
+        with self._locked(True) as state:
+            block = self._head(state) + 1
+            error = self._apply(state, call, signer, block)
+            record = {"block": block, "signer": signer, "module": call.module, "function": call.function,
+                      "params": _hex(call.params), "success": error is None, "error": error,
+                      "nonce": used_nonce}
+            state["extrinsics"].append(record)
+            state["nonces"][signer] = used_nonce + 1
+            index = len(state["extrinsics"]) - 1
+        block_hash = await self.block_hash(block)
+        if error is not None:
+            return ExtrinsicResult(success=False, message=error, block_hash=block_hash,
+                                   extrinsic_id=f"{block}-{index:04d}", error=ChainError(error, error))
+        if not (wait_for_inclusion or wait_for_finalization):
+            return ExtrinsicResult(success=True, message="Submitted (not waiting).")
+        return ExtrinsicResult(success=True, message="Success", block_hash=block_hash,
+                               extrinsic_id=f"{block}-{index:04d}",
+                               events=[{"event": {"module_id": "System", "event_id": "ExtrinsicSuccess",
+                                                  "attributes": {}}}])
+
+    # the runtime's checks, as far as the subnet needs them ----------------------------------------------
+
+    @staticmethod
+    def _uid(state: dict, hotkey: str) -> int | None:
+        for uid, n in enumerate(state["neurons"]):
+            if n["hotkey"] == hotkey:
+                return uid
+        return None
+
+    def _apply(self, state: dict, call: ComposedCall, signer: str, block: int) -> str | None:
+        params = call.params
+        netuid = params.get("netuid")
+        if netuid != state["netuid"]:
+            return "SubnetNotExists"
+        uid = self._uid(state, signer)
+        if call.module == "Commitments" and call.function == "set_commitment":
+            if uid is None:
+                return "AccountNotAllowedCommit"
+            fields = []
+            for entry in params["info"]["fields"]:
+                (variant, value), = entry.items()
+                data = bytes(value)
+                if not variant.startswith("Raw") or int(variant[3:]) != len(data) or len(data) > 128:
+                    return "BadCommitmentField"
+                fields.append({variant: "0x" + data.hex()})
+            state["commitments"][signer] = {"block": block, "deposit": 0, "info": {"fields": fields}}
+            return None
+        if call.module != "SubtensorModule":
+            return f"the test chain does not implement {call.module}.{call.function}"
+        if uid is None:
+            return "HotKeyNotRegisteredInSubNet"
+        neuron = state["neurons"][uid]
+        if call.function == "serve_axon":
+            ip = int(params["ip"])
+            ipaddress.ip_address(ip)
+            neuron["axon"] = {"ip": ip, "port": int(params["port"]), "ip_type": int(params["ip_type"]),
+                              "protocol": int(params["protocol"]), "version": int(params["version"])}
+            return None
+        if call.function in ("set_mechanism_weights", "commit_timelocked_mechanism_weights"):
+            hyper = state["hyper"]
+            if not neuron["validator_permit"]:
+                return "NeuronNoValidatorPermit"
+            limit = int(hyper["WeightsSetRateLimit"])
+            if limit and neuron["last_update"] and block - neuron["last_update"] < limit:
+                return "SettingWeightsTooFast"
+            if call.function == "set_mechanism_weights":
+                dests, weights = list(params["dests"]), list(params["weights"])
+                if int(params["version_key"]) < int(hyper["WeightsVersionKey"]):
+                    return "IncorrectWeightVersionKey"
+                if len(dests) != len(weights) or len(set(dests)) != len(dests):
+                    return "WeightVecNotEqualSize"
+                if any(not 0 <= int(d) < len(state["neurons"]) for d in dests):
+                    return "UidVecContainInvalidOne"
+                if any(not 0 <= int(w) <= U16_MAX for w in weights):
+                    return "InvalidWeights"
+                if dests != [uid] and len(dests) < int(hyper["MinAllowedWeights"]):
+                    return "WeightVecLengthIsLow"
+                total = sum(weights)
+                if dests != [uid] and total and max(weights) * U16_MAX > int(hyper["MaxWeightsLimit"]) * total:
+                    return "MaxWeightExceeded"
+            neuron["last_update"] = block
+            return None
+        return f"the test chain does not implement SubtensorModule.{call.function}"
+
+    # test helpers ----------------------------------------------------------------------------------------
+
+    def extrinsics(self, function: str | None = None) -> list[dict]:
+        return [x for x in self.state()["extrinsics"] if function is None or x["function"] == function]
+
+    def weights_submitted(self) -> list[dict]:
+        """The successful ``set_mechanism_weights`` extrinsics: ``{signer, dests, weights, version_key}``."""
+        return [{"signer": x["signer"], "dests": x["params"]["dests"], "weights": x["params"]["weights"],
+                 "version_key": x["params"]["version_key"], "block": x["block"]}
+                for x in self.extrinsics("set_mechanism_weights") if x["success"]]

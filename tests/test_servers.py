@@ -1,0 +1,396 @@
+"""Server backends. sglang and vLLM need CUDA, so their exact command and environment are checked, and
+their start/ready/teardown runs with a real ``llama_cpp.server`` standing in for the HTTP side. The
+llama-cpp-server and openai backends run for real, end to end through ``bitagent evaluate``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bitagent_core import local_server
+from bitagent_core.local_server import MARKER_ENV, ManagedServer, is_running, read_records
+from bitagent_core.model import Task
+from bitagent_core.prompting import build_request
+from bitagent_plugins.backends.servers import (
+    LlamaCppServerBackend,
+    OpenAIBackend,
+    SglangBackend,
+    VllmBackend,
+    split_model,
+)
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+
+PY = sys.executable
+BITAGENT = str(Path(sys.executable).parent / "bitagent")
+
+TASKS = [
+    {"id": f"weather-{city}", "category": "single_call",
+     "messages": [{"role": "user", "content": f"What's the weather in {city}?"}],
+     "tools": [{"name": "get_weather", "description": "Current weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}],
+     "expected_calls": [{"get_weather": {"city": [city]}}]}
+    for city in ("Paris", "Rome", "Oslo", "Lima", "Cairo", "Tokyo", "Quito", "Dakar")
+]
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "registry"
+    monkeypatch.setenv(local_server.REGISTRY_ENV, str(path))
+    return path
+
+
+@pytest.fixture
+def owner_token(monkeypatch) -> str:
+    token = uuid.uuid4().hex
+    monkeypatch.setenv("BITAGENT_TEST_OWNER", token)
+    return token
+
+
+def ours(token: str) -> list[int]:
+    needle = f"BITAGENT_TEST_OWNER={token}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{name}/environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0") and is_running(int(name)):
+            found.append(int(name))
+    return found
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.decode().split("=", 1) for item in raw.split(b"\0") if b"=" in item)
+
+
+def llama_argv(model: Path, port: int | str, n_ctx: int = 1024, *extra: str) -> list[str]:
+    return [PY, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
+            "--n_ctx", str(n_ctx), "--n_threads", "1", *extra]
+
+
+@pytest.fixture
+def tasks_jsonl(tmp_path) -> Path:
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("".join(json.dumps(t) + "\n" for t in TASKS))
+    return path
+
+
+def evaluate(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([BITAGENT, "evaluate", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          **kwargs)
+
+
+def only_run_dir(out: Path) -> Path:
+    (run_dir,) = list(out.iterdir())
+    return run_dir
+
+
+def samples(run_dir: Path) -> dict[str, dict]:
+    records = {}
+    for line in (run_dir / "samples.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        records[record["task_id"]] = record
+    return records
+
+
+def wait_for_samples(run_dir_parent: Path, n: int, proc: subprocess.Popen, limit_s: float = 300) -> Path:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        for path in run_dir_parent.glob("*/samples.jsonl"):
+            if len(path.read_text().splitlines()) >= n:
+                return path.parent
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended first: {proc.stderr.read()}")
+        time.sleep(0.05)
+    pytest.fail("no sample written")
+
+
+# ------------------------------------------------------------------------- commands and environment
+
+
+def test_sglang_command_and_environment():
+    backend = SglangBackend("Qwen/Qwen2.5-7B-Instruct@0123abcd", {
+        "mem_fraction_static": "0.8", "context_length": "25000", "tp": "2", "dp": "2",
+        "server_python": "/opt/sglang/bin/python", "visible_devices": "2,3", "extra_args": "--enable-metrics"})
+    assert backend.command(31001, 0) == [
+        "/opt/sglang/bin/python", "-m", "sglang.launch_server", "--model-path", "Qwen/Qwen2.5-7B-Instruct",
+        "--revision", "0123abcd", "--host", "127.0.0.1", "--port", "31001", "--mem-fraction-static", "0.8",
+        "--context-length", "25000", "--tp-size", "2", "--dp-size", "2", "--enable-metrics"]
+    server = backend.make_server(0, Path("/runs/r1"))
+    env = server.build_env("sid")
+    assert env["CUDA_VISIBLE_DEVICES"] == "2,3" and env[MARKER_ENV] == "sid"
+    assert server.log_path == Path("/runs/r1/server.log") and server.ready_timeout == 900
+    assert server.build_command(31002)[server.build_command(31002).index("--port") + 1] == "31002"
+    assert backend.default_concurrency == 64
+
+
+def test_sglang_defaults_keep_cuda_graphs_and_bind_loopback():
+    backend = SglangBackend("org/model", {})
+    argv = backend.command(30000, 0)
+    assert argv == [PY, "-m", "sglang.launch_server", "--model-path", "org/model", "--host", "127.0.0.1",
+                    "--port", "30000", "--mem-fraction-static", "0.85"]
+    assert "--disable-cuda-graph" not in argv and "0.0.0.0" not in argv
+    env = backend.make_server(0, None).build_env("x")
+    assert env.get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")  # inherited, never invented
+
+
+def test_vllm_command():
+    backend = VllmBackend("meta/llama", {"revision": "abc", "gpu_memory_utilization": "0.7",
+                                         "max_model_len": "8192", "tp": "4", "dp": "2",
+                                         "server_python": "/opt/vllm/bin/python", "visible_devices": "0,1,2,3",
+                                         "extra_args": "--served-model-name 'm x'"})
+    assert backend.command(30123, 0) == [
+        "/opt/vllm/bin/python", "-m", "vllm.entrypoints.cli.main", "serve", "meta/llama", "--revision", "abc",
+        "--host", "127.0.0.1", "--port", "30123", "--gpu-memory-utilization", "0.7", "--max-model-len", "8192",
+        "--tensor-parallel-size", "4", "--data-parallel-size", "2", "--served-model-name", "m x"]
+    assert backend.make_server(0, None).build_env("x")["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
+    assert VllmBackend("meta/llama", {}).command(1, 0)[-2:] == ["--gpu-memory-utilization", "0.85"]
+
+
+def test_llama_cpp_server_command_and_replicas(embedded_model):
+    backend = LlamaCppServerBackend(None, {"replicas": "2", "n_ctx": "2048", "n_threads": "1", "seed": "7"})
+    backend.prepare()
+    assert backend.default_concurrency == 2 and backend.replicas == 2
+    assert backend.command(40000, 1) == [
+        PY, "-m", "llama_cpp.server", "--model", str(embedded_model), "--host", "127.0.0.1", "--port", "40000",
+        "--n_ctx", "2048", "--n_threads", "1", "--n_gpu_layers", "0", "--seed", "7"]
+    assert [backend.log_name(i) for i in range(2)] == ["server-0.log", "server-1.log"]
+    assert backend.describe()["sha256"] == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    one = LlamaCppServerBackend(None, {})
+    assert one.default_concurrency == 1 and one.options["n_threads"] == max(1, os.cpu_count() or 1)
+    assert one.log_name(0) == "server.log"
+
+
+@pytest.mark.parametrize(("backend", "model", "options", "message"), [
+    (SglangBackend, None, {}, "needs --model"),
+    (SglangBackend, "org/m@", {}, "empty revision"),
+    (SglangBackend, "org/m@a", {"revision": "b"}, "two revisions"),
+    (SglangBackend, "org/m", {"tp": "two"}, "not a valid int"),
+    (SglangBackend, "org/m", {"mem_fraction_static": "1.5"}, r"fraction of GPU memory"),
+    (SglangBackend, "org/m", {"n_ctx": "1"}, "unknown backend option 'n_ctx'"),
+    (VllmBackend, "org/m", {"context_length": "4096"}, "unknown backend option 'context_length'"),
+    (LlamaCppServerBackend, None, {"replicas": "0"}, "must be > 0"),
+    (OpenAIBackend, None, {}, "needs --base-url"),
+    (OpenAIBackend, None, {"base_url": "localhost:8000"}, "must start with http"),
+    (OpenAIBackend, None, {"base_url": "http://127.0.0.1:1", "api_key_env": "BITAGENT_TEST_UNSET_KEY"},
+     "BITAGENT_TEST_UNSET_KEY .* is not set"),
+])
+def test_bad_options_are_clear_errors(backend, model, options, message):
+    with pytest.raises(ValueError, match=message):
+        backend(model, options)
+
+
+def test_model_and_revision():
+    assert split_model("org/m@abc", None, "x") == ("org/m", "abc")
+    assert split_model("org/m", "abc", "x") == ("org/m", "abc")
+    assert split_model("org/m@abc", "abc", "x") == ("org/m", "abc")
+    assert split_model("/models/m", None, "x") == ("/models/m", None)
+
+
+# --------------------------------------------------- sglang / vLLM lifecycle, llama.cpp standing in
+
+
+@pytest.mark.parametrize("backend_class", [SglangBackend, VllmBackend])
+def test_sglang_and_vllm_lifecycle_with_a_llama_server_standing_in(backend_class, embedded_model, registry,
+                                                                   owner_token, tmp_path):
+    backend = backend_class("org/model@rev1", {"visible_devices": "3", "ready_timeout": "120",
+                                               "stop_timeout": "5"})
+    real_command = backend.command(12345, 0)
+    backend.launch_argv = lambda port, replica: llama_argv(embedded_model, port)
+    task = Task.from_json(TASKS[0])
+
+    async def main():
+        await backend.start(tmp_path)
+        try:
+            server = backend.servers[0]
+            env = environ_of(server.pid)
+            assert env["CUDA_VISIBLE_DEVICES"] == "3" and env[MARKER_ENV] == server.server_id
+            assert [r["pid"] for r in read_records(registry)] == [server.pid]
+            completion = await backend.complete(build_request(task))
+            described = backend.describe()
+            return server, completion, described
+        finally:
+            await backend.close()
+
+    server, completion, described = asyncio.run(main())
+    assert "get_weather" in completion.text and completion.completion_tokens > 0
+    assert described["revision"] == "rev1" and described["served_model"] == str(embedded_model)
+    assert (tmp_path / "server.log").read_text().count("llama_model_loader") > 0
+    assert real_command[:3] in ([PY, "-m", "sglang.launch_server"], [PY, "-m", "vllm.entrypoints.cli.main"])
+    assert server.pid is None and read_records(registry) == [] and ours(owner_token) == []
+    asyncio.run(backend.close())  # idempotent
+    with pytest.raises(RuntimeError, match="not started"):
+        asyncio.run(backend.complete(build_request(task)))
+
+
+def test_a_server_that_fails_to_start_is_reported_and_torn_down(registry, owner_token, tmp_path):
+    backend = SglangBackend("org/model", {"ready_timeout": "60"})  # sglang is not installed here
+
+    async def main():
+        try:
+            await backend.start(tmp_path)
+        finally:
+            await backend.close()
+
+    with pytest.raises(local_server.ServerStartError) as info:
+        asyncio.run(main())
+    message = str(info.value)
+    assert "sglang is not installed for that interpreter" in message and "--server-python" in message
+    assert "No module named 'sglang'" in message and "sglang.launch_server --model-path org/model" in message
+    assert ours(owner_token) == [] and read_records(registry) == []
+
+
+# --------------------------------------------------------------------- llama-cpp-server replicas
+
+
+def test_replicas_share_the_requests_and_survive_one_dying(embedded_model, registry, owner_token, tmp_path):
+    backend = LlamaCppServerBackend(None, {"replicas": "2", "n_threads": "1", "n_ctx": "1024"})
+    task = Task.from_json(TASKS[0])
+
+    async def main():
+        await backend.start(tmp_path)
+        try:
+            first = await asyncio.gather(*(backend.complete(build_request(task)) for _ in range(4)))
+            spread = [s["requests"] for s in backend.client.stats()]
+            victim = backend.servers[0]
+            os.killpg(victim.pid, signal.SIGKILL)
+            while victim.returncode() is None:
+                await asyncio.sleep(0.05)
+            after = await asyncio.gather(*(backend.complete(build_request(task)) for _ in range(2)))
+            return first, spread, after, [s["requests"] for s in backend.client.stats()]
+        finally:
+            await backend.close()
+
+    first, spread, after, final = asyncio.run(main())
+    assert spread == [2, 2]
+    assert all("get_weather" in c.text for c in first + after)
+    assert final == [2, 4]  # the dead replica is no longer chosen
+    assert (tmp_path / "server-0.log").exists() and (tmp_path / "server-1.log").exists()
+    assert ours(owner_token) == [] and read_records(registry) == []
+
+
+# ------------------------------------------------------------------------------ bitagent evaluate
+
+
+def test_evaluate_with_llama_cpp_server_end_to_end(embedded_model, registry, owner_token, tasks_jsonl, tmp_path):
+    done = evaluate("--backend", "llama-cpp-server", "--tasks", f"jsonl:{tasks_jsonl}", "-n", "3", "-B",
+                    "n_threads=1", "-B", "n_ctx=1024", "--ready-timeout", "120", "-o", "out", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert results["status"] == "complete" and results["n_scored"] == 3 and results["n_failed"] == 0
+    assert results["mean_score"] > 0.5
+    model = results["model"]
+    assert model["backend"] == "llama-cpp-server" and model["sha256"].startswith("1d9614638d18")
+    assert model["options"]["ready_timeout"] == 120.0
+    assert results["config"]["backend_options"] == {"n_threads": "1", "n_ctx": "1024", "ready_timeout": "120"}
+    run_dir = only_run_dir(tmp_path / "out")
+    log = (run_dir / "server.log").read_text()
+    assert "--host 127.0.0.1" in log and "POST /v1/chat/completions" in log
+    assert ours(owner_token) == [] and read_records(registry) == []
+
+
+def test_a_server_killed_mid_run_keeps_finished_samples_and_resume_completes(embedded_model, registry, owner_token,
+                                                                             tasks_jsonl, tmp_path):
+    run = subprocess.Popen([BITAGENT, "evaluate", "--backend", "llama-cpp-server", "--tasks", f"jsonl:{tasks_jsonl}",
+                            "-n", "8", "-B", "n_threads=1 n_ctx=1024", "-o", "out", "--json"],
+                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = wait_for_samples(tmp_path / "out", 1, run)
+    (record,) = read_records(registry)
+    os.killpg(record["pgid"], signal.SIGKILL)  # the server dies; the evaluator goes on
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    results = json.loads(out)
+    assert results["status"] == "complete"
+    assert results["n_scored"] >= 1 and results["n_failed"] >= 1
+    assert results["n_scored"] + results["n_failed"] == 8
+    failed = [r for r in samples(run_dir).values() if r["status"] == "failed"]
+    assert all("exited with code -9" in r["completion"]["error"] and "--resume" in r["completion"]["error"]
+               for r in failed)
+    finished = {k for k, r in samples(run_dir).items() if r["status"] == "ok"}
+    assert ours(owner_token) == [] and read_records(registry) == []
+
+    resumed = evaluate("--resume", str(run_dir), "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    results = json.loads(resumed.stdout)
+    assert results["status"] == "complete" and results["n_scored"] == 8 and results["n_failed"] == 0
+    lines = (run_dir / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 8 + len(failed)  # finished samples were not asked again
+    assert finished <= {k for k, r in samples(run_dir).items() if r["status"] == "ok"}
+    assert (run_dir / "server.log").read_text().count("# command: ") == 2
+    assert ours(owner_token) == [] and read_records(registry) == []
+
+
+def test_sigterm_to_evaluate_stops_the_server_and_resume_completes(embedded_model, registry, owner_token,
+                                                                   tasks_jsonl, tmp_path):
+    run = subprocess.Popen([BITAGENT, "evaluate", "--backend", "llama-cpp-server", "--tasks", f"jsonl:{tasks_jsonl}",
+                            "-n", "4", "-B", "n_threads=1", "-B", "n_ctx=1024", "-o", "out", "--json"],
+                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = wait_for_samples(tmp_path / "out", 1, run)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130 and "--resume" in err
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "interrupted"
+    assert ours(owner_token) == [] and read_records(registry) == []
+    resumed = evaluate("--resume", str(run_dir), "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["n_scored"] == 4
+    assert ours(owner_token) == []
+
+
+def test_base_url_attaches_to_a_running_server(embedded_model, registry, owner_token, tasks_jsonl, tmp_path,
+                                               monkeypatch):
+    key = uuid.uuid4().hex
+    server = ManagedServer(lambda port: llama_argv(embedded_model, port, 1024, "--api_key", key),
+                           headers={"Authorization": f"Bearer {key}"}, ready_timeout=120)
+    asyncio.run(server.start())
+    try:
+        monkeypatch.setenv("BITAGENT_TEST_KEY", key)
+        done = evaluate("--backend", "openai", "--base-url", server.base_url, "--api-key-env", "BITAGENT_TEST_KEY",
+                        "--tasks", f"jsonl:{tasks_jsonl}", "-n", "2", "-o", "out", "--json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        results = json.loads(done.stdout)
+        assert results["n_scored"] == 2 and results["n_failed"] == 0
+        assert results["model"] == {"backend": "openai", "model": str(embedded_model),
+                                    "base_urls": [server.base_url], "api_key_env": "BITAGENT_TEST_KEY",
+                                    "options": {"api_key_env": "BITAGENT_TEST_KEY", "ready_timeout": 60.0,
+                                                "request_timeout": 300.0, "retries": 3}}
+        assert key not in (only_run_dir(tmp_path / "out") / "results.json").read_text()
+        assert server.running  # attached, not owned: the run left it alone
+        monkeypatch.setenv("BITAGENT_TEST_KEY", "wrong")
+        refused = evaluate("--backend", "openai", "--base-url", server.base_url, "--api-key-env",
+                           "BITAGENT_TEST_KEY", "--tasks", f"jsonl:{tasks_jsonl}", "-n", "1", "-o", "out2",
+                           cwd=tmp_path)
+        assert refused.returncode == 1 and "HTTP 401" in refused.stderr
+    finally:
+        server.stop()
+    assert ours(owner_token) == []
+
+
+def test_server_flags_go_only_to_backends_that_take_them(tasks_jsonl, tmp_path, monkeypatch):
+    refused = evaluate("--backend", "llama-cpp", "--server-python", PY, "--tasks", f"jsonl:{tasks_jsonl}",
+                       cwd=tmp_path)
+    assert refused.returncode == 2 and "does not take --server-python" in refused.stderr
+    clash = evaluate("--backend", "llama-cpp-server", "-B", "ready_timeout=5", "--ready-timeout", "6",
+                     "--tasks", f"jsonl:{tasks_jsonl}", cwd=tmp_path)
+    assert clash.returncode == 2 and "ready_timeout given twice" in clash.stderr
+    # from the environment, a flag the backend does not take is meant for other backends: left out
+    monkeypatch.setenv("BITAGENT_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("BITAGENT_SERVER_PYTHON", PY)
+    ignored = evaluate("--backend", "llama-cpp", "-m", str(tmp_path / "absent.gguf"), "--tasks",
+                       f"jsonl:{tasks_jsonl}", "-o", "out", "--json", cwd=tmp_path)
+    assert ignored.returncode == 1 and "no such model file" in ignored.stderr
+    assert "base_url" not in ignored.stderr and "server_python" not in ignored.stderr
