@@ -276,8 +276,10 @@ def plugins(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        state = click.style(f"FAILED: {row['error']}", fg="red") if row["error"] else ", ".join(
-            f"{kind.replace('_', ' ')}: {', '.join(names)}" for kind, names in row["provides"].items()) or "-"
+        provides = ", ".join(f"{kind.replace('_', ' ')}: {', '.join(names)}" for kind, names in row["provides"].items())
+        state = provides or ("hooks: " + ", ".join(row["hooks"]) if row["hooks"] else "-")
+        if row["error"]:
+            state = click.style(f"FAILED: {row['error']}", fg="red")
         click.echo(f"{row['name']:<20} {row['distribution'] or '-'} {row['version'] or ''}  {state}")
 
 
