@@ -5,7 +5,7 @@ temperature 0 and 160 new tokens by default, like the validator. llama.cpp is im
 
 Models: a local ``.gguf`` path, ``hf://org/repo/file.gguf[@revision]`` (through huggingface_hub), or
 nothing / ``embedded`` for the embedded Qwen2.5-Coder-0.5B.
-Options (``-B key=value``): n_ctx, n_threads, n_gpu_layers, n_batch, seed, verbose.
+Options (``-B key=value``): n_ctx, n_threads, n_gpu_layers, n_batch, seed, verbose, worker_thread.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from bitagent_core.model import ChatRequest, Completion
 from bitagent_core.openai_format import completion_from_openai, to_openai_messages
 
 OPTION_TYPES: dict[str, type] = {"n_ctx": int, "n_threads": int, "n_gpu_layers": int, "n_batch": int,
-                                 "seed": int, "verbose": bool}
+                                 "seed": int, "verbose": bool, "worker_thread": bool}
 
 
 def parse_options(options: dict[str, str], types: dict[str, type]) -> dict[str, Any]:
@@ -99,7 +99,7 @@ class LlamaCppBackend:
         if "sha256" not in identity:
             identity["sha256"] = sha256_file(path)
         settings = {"n_ctx": 4096, "n_threads": max(1, os.cpu_count() or 1), "n_gpu_layers": 0, "verbose": False}
-        settings.update(self.options)
+        settings.update({k: v for k, v in self.options.items() if k != "worker_thread"})
         self._llm = Llama(model_path=str(path), **settings)
         self._identity = {**identity, "path": str(path), "backend": "llama-cpp",
                           "options": {k: v for k, v in settings.items() if k != "verbose"}}
@@ -107,7 +107,14 @@ class LlamaCppBackend:
     async def complete(self, request: ChatRequest) -> Completion:
         if self._llm is None:
             raise RuntimeError("the llama-cpp backend was not started")
-        return await asyncio.to_thread(self._complete, request)
+        # Generation runs on the event loop's own thread, not in a worker thread: one in-process model
+        # answers one request at a time anyway, and llama.cpp measured 6-9 % slower when called from a
+        # non-main thread here (benchmarks/overhead.py). The cost: a timeout or Ctrl-C takes effect when
+        # the current generation ends (at most max_tokens tokens later). `-B worker_thread=true` restores
+        # the thread for embedders whose event loop must stay responsive.
+        if self.options.get("worker_thread"):
+            return await asyncio.to_thread(self._complete, request)
+        return self._complete(request)
 
     def _complete(self, request: ChatRequest) -> Completion:
         kwargs: dict[str, Any] = {"messages": to_openai_messages(request.messages),
