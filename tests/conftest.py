@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# the managed-server tests' fixtures (registry, owner_token), shared by their two modules
+pytest_plugins = ["process_helpers"]
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 os.environ.setdefault("BITAGENT_CACHE_DIR", str(Path.home() / ".cache" / "bitagent"))

@@ -15,9 +15,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from process_helpers import ours
 
 from bitagent_core import local_server
-from bitagent_core.local_server import MARKER_ENV, ManagedServer, is_running, read_records
+from bitagent_core.local_server import MARKER_ENV, ManagedServer, read_records
 from bitagent_core.model import Task
 from bitagent_core.prompting import build_request
 from bitagent_plugins.backends.servers import (
@@ -41,35 +42,6 @@ TASKS = [
      "expected_calls": [{"get_weather": {"city": [city]}}]}
     for city in ("Paris", "Rome", "Oslo", "Lima", "Cairo", "Tokyo", "Quito", "Dakar")
 ]
-
-
-@pytest.fixture
-def registry(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "registry"
-    monkeypatch.setenv(local_server.REGISTRY_ENV, str(path))
-    return path
-
-
-@pytest.fixture
-def owner_token(monkeypatch) -> str:
-    token = uuid.uuid4().hex
-    monkeypatch.setenv("BITAGENT_TEST_OWNER", token)
-    return token
-
-
-def ours(token: str) -> list[int]:
-    needle = f"BITAGENT_TEST_OWNER={token}".encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            environ = Path(f"/proc/{name}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0") and is_running(int(name)):
-            found.append(int(name))
-    return found
 
 
 def environ_of(pid: int) -> dict[str, str]:

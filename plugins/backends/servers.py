@@ -209,18 +209,22 @@ class ManagedServerBackend:
         return data
 
 
-class SglangBackend(ManagedServerBackend):
+class HubModelServerBackend(ManagedServerBackend):
+    """A server that loads ``org/name[@revision]`` (or a local path) itself: sglang and vLLM."""
+
+    def __init__(self, model: str | None, options: dict[str, str]) -> None:
+        super().__init__(model, options)
+        self.model_path, self.revision = split_model(model, self.options.get("revision"), self.name)
+        self._identity = {"model_path": self.model_path, "revision": self.revision}
+
+
+class SglangBackend(HubModelServerBackend):
     name = "sglang"
     OPTION_TYPES = {**COMMON_OPTIONS, "revision": str, "mem_fraction_static": float, "context_length": int,
                     "tp": int, "dp": int}
     DEFAULTS = {**COMMON_DEFAULTS, "mem_fraction_static": 0.85}
     install_hint = ("sglang is not installed for that interpreter; install it in its own venv and point "
                     "--server-python at that venv's python")
-
-    def __init__(self, model: str | None, options: dict[str, str]) -> None:
-        super().__init__(model, options)
-        self.model_path, self.revision = split_model(model, self.options.get("revision"), self.name)
-        self._identity = {"model_path": self.model_path, "revision": self.revision}
 
     def server_argv(self, port: int, replica: int) -> list[str]:
         o = self.options
@@ -237,18 +241,13 @@ class SglangBackend(ManagedServerBackend):
         return argv
 
 
-class VllmBackend(ManagedServerBackend):
+class VllmBackend(HubModelServerBackend):
     name = "vllm"
     OPTION_TYPES = {**COMMON_OPTIONS, "revision": str, "gpu_memory_utilization": float, "max_model_len": int,
                     "tp": int, "dp": int}
     DEFAULTS = {**COMMON_DEFAULTS, "gpu_memory_utilization": 0.85}
     install_hint = ("vLLM is not installed for that interpreter; install it in its own venv and point "
                     "--server-python at that venv's python")
-
-    def __init__(self, model: str | None, options: dict[str, str]) -> None:
-        super().__init__(model, options)
-        self.model_path, self.revision = split_model(model, self.options.get("revision"), self.name)
-        self._identity = {"model_path": self.model_path, "revision": self.revision}
 
     def server_argv(self, port: int, replica: int) -> list[str]:
         o = self.options
