@@ -112,6 +112,7 @@ class Evaluation:
         else:
             self.run_dir = rundir.new_run_dir(Path(cfg.output_dir), cfg.tasks, cfg.model or "default")
         self.started_at = rundir.utc_stamp()
+        self.git_commit = rundir.git_commit(Path(bitagent_core.__file__).resolve().parent.parent)  # once per run
         return [t for t in self.tasks if self.records.get(t.id, {}).get("status") != "ok"]
 
     async def run(self) -> dict[str, Any]:
@@ -231,7 +232,7 @@ class Evaluation:
             "model": model,
             "scorer": {"name": self.config.scorer, "version": getattr(self.scorer, "version", None)},
             "bitagent_version": bitagent_core.__version__,
-            "git_commit": rundir.git_commit(Path(bitagent_core.__file__).resolve().parent.parent),
+            "git_commit": self.git_commit,
             "plugins": self.registry.plugin_versions(),
             **self.summary(),
         }

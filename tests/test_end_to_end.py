@@ -58,9 +58,7 @@ def test_ctrl_c_keeps_finished_samples_and_resume_completes_the_run(tmp_path, em
     _, err = proc.communicate(timeout=120)
     run_dir = samples.parent
     results = json.loads((run_dir / "results.json").read_text())
-    if proc.returncode == 0:  # the last samples finished before the signal landed
-        pytest.skip("run finished before Ctrl-C")
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, err  # two ~1 s generations were still to come when the signal was sent
     assert "--resume" in err
     assert results["status"] == "interrupted"
     kept = results["n_scored"]

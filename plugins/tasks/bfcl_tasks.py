@@ -27,6 +27,7 @@ category and listed by ``bitagent tasks validate bfcl:<category>``; they never s
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -329,13 +330,10 @@ class BfclTaskSource:
 
     def __init__(self, arg: str | None = None) -> None:
         self.selected = parse_categories(arg)
-        self._location: Location | None = None
 
-    @property
+    @functools.cached_property
     def location(self) -> Location:
-        if self._location is None:
-            self._location = locate_data()
-        return self._location
+        return locate_data()  # found on first use, so registering and listing stay cheap
 
     @property
     def version(self) -> str:
@@ -381,13 +379,10 @@ class BfclShuffleTaskSource:
                                  f"(known: {', '.join(SHUFFLE_KINDS + SHUFFLE_POOL)})")
         self.kinds = tuple(kinds) or SHUFFLE_KINDS
         self.pool = tuple(pool) or SHUFFLE_POOL
-        self._location: Location | None = None
 
-    @property
+    @functools.cached_property
     def location(self) -> Location:
-        if self._location is None:
-            self._location = locate_data()
-        return self._location
+        return locate_data()  # found on first use, so registering and listing stay cheap
 
     @property
     def version(self) -> str:
