@@ -17,11 +17,11 @@ import sys
 import tempfile
 import time
 
-from bitagent_core.embedded_model import embedded_model_path
-from bitagent_core.openai_format import to_openai_messages
 from bitagent_core.plugins import get_registry
 from bitagent_core.prompting import build_request
 from bitagent_core.runner import Evaluation, RunConfig, load_tasks
+from bitagent_plugins.backends.embedded_model import embedded_model_path
+from bitagent_plugins.backends.openai_format import to_openai_messages
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 2

@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bitagent_core.model import ChatRequest  # noqa: E402
-from bitagent_core.openai_client import OpenAIClient, v1_url  # noqa: E402
 from bitagent_core.plugins import get_registry  # noqa: E402
 from bitagent_core.prompting import build_request  # noqa: E402
 from bitagent_core.runner import load_tasks  # noqa: E402
+from bitagent_plugins.backends.openai_client import OpenAIClient, v1_url  # noqa: E402
 from bitagent_plugins.backends.servers import LlamaCppServerBackend  # noqa: E402
 
 

@@ -11,14 +11,14 @@ from typing import Any
 
 import attrs
 
-#: The seed's wire types, mapped to JSON-schema types and back.
-_SEED_TO_SCHEMA = {
+#: The upstream subnet's wire types, mapped to JSON-schema types and back.
+_UPSTREAM_TO_SCHEMA = {
     "str": "string", "string": "string", "int": "integer", "integer": "integer",
     "float": "number", "number": "number", "bool": "boolean", "boolean": "boolean",
     "list": "array", "array": "array", "tuple": "array", "dict": "object", "object": "object",
     "any": "string",
 }
-_SCHEMA_TO_SEED = {
+_SCHEMA_TO_UPSTREAM = {
     "string": "str", "integer": "int", "number": "number", "boolean": "bool",
     "array": "list", "object": "dict",
 }
@@ -50,11 +50,11 @@ class Tool:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Tool:
-        """Read either the JSON-schema form or the seed's ``{"arguments": {...}}`` form."""
+        """Read either the JSON-schema form or the upstream subnet's ``{"arguments": {...}}`` form."""
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             raise ValueError(f"a tool needs a string 'name': {str(data)[:200]}")
         if "parameters" not in data and isinstance(data.get("arguments"), dict):
-            return cls.from_seed(data)
+            return cls.from_upstream(data)
         params = data.get("parameters") or {"type": "object", "properties": {}, "required": []}
         if not isinstance(params, dict):
             raise ValueError(f"tool {data['name']!r}: 'parameters' must be an object")
@@ -64,25 +64,25 @@ class Tool:
         """The OpenAI ``tools=`` form used by native tool calling."""
         return {"type": "function", "function": self.to_json()}
 
-    def to_seed(self) -> dict[str, Any]:
-        """The seed subnet's wire form: ``{"arguments": {name: {"required", "type", "description"}}}``."""
+    def to_upstream(self) -> dict[str, Any]:
+        """The upstream subnet's wire form: ``{"arguments": {name: {"required", "type", "description"}}}``."""
         required = set(self.required)
         arguments = {}
         for name, schema in self.properties.items():
             arguments[name] = {
                 "required": name in required,
-                "type": _SCHEMA_TO_SEED.get(schema.get("type", "string"), str(schema.get("type", "str"))),
+                "type": _SCHEMA_TO_UPSTREAM.get(schema.get("type", "string"), str(schema.get("type", "str"))),
                 "description": schema.get("description", ""),
             }
         return {"name": self.name, "description": self.description, "arguments": arguments}
 
     @classmethod
-    def from_seed(cls, data: dict[str, Any]) -> Tool:
+    def from_upstream(cls, data: dict[str, Any]) -> Tool:
         properties: dict[str, Any] = {}
         required: list[str] = []
         for name, spec in (data.get("arguments") or {}).items():
             spec = spec if isinstance(spec, dict) else {}
-            prop = {"type": _SEED_TO_SCHEMA.get(str(spec.get("type", "str")).lower(), "string")}
+            prop = {"type": _UPSTREAM_TO_SCHEMA.get(str(spec.get("type", "str")).lower(), "string")}
             if spec.get("description"):
                 prop["description"] = str(spec["description"])
             properties[name] = prop

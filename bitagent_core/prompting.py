@@ -1,7 +1,7 @@
 """How a task becomes the messages a model sees.
 
-The prompt is the BFCL-style system prompt the seed subnet used. It is always built on a copy: the task
-is frozen, so the k-th model in a round sees exactly what the first one saw (the seed mutated a shared
+The prompt is the BFCL-style system prompt the upstream subnet used. It is always built on a copy: the task
+is frozen, so the k-th model in a round sees exactly what the first one saw (upstream mutated a shared
 task and the k-th model got k copies of the prompt).
 """
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bitagent_core.model import ChatRequest, Completion, Score, Task
+
+if TYPE_CHECKING:
+    from bitagent_core.plugins import PluginRegistry
 
 
 @runtime_checkable
@@ -48,3 +51,19 @@ class Scorer(Protocol):
 
     def score(self, task: Task, completion: Completion) -> Score:
         """Score one completion. Must not raise on any model output."""
+
+
+@runtime_checkable
+class Competition(Protocol):
+    """What a validator evaluates miners on (``register_competitions``). Its task sample is the task source
+    ``competition:<name>``, whose ``version`` keys evaluations (changing it regrades every model)."""
+
+    name: str
+    version: str
+    description: str
+    sample_size: int
+    scorer: str
+    weight_rule: str
+
+    def mix(self, registry: PluginRegistry) -> dict[str, float]:
+        """Task source spec -> share of the sample (shares need not sum to 1; they are normalised)."""

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from bitagent_core.decoding import DecodeError, json_call
+from bitagent_core.jsonio import read_jsonl
 from bitagent_core.model import Completion, ExpectedCall, Task, ToolCall
 from bitagent_core.protocols import Scorer
 
@@ -41,37 +42,27 @@ class Response:
 
 def read_responses(path: str | Path) -> tuple[list[Response], list[BadLine]]:
     """Parse a responses file. Lines that cannot be used at all are returned as :class:`BadLine`."""
-    try:
-        text = Path(path).expanduser().read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the responses: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text: {exc}") from None
     responses: list[Response] = []
     bad: list[BadLine] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except ValueError as exc:
-            bad.append(BadLine(lineno, f"not JSON: {exc}"))
-            continue
-        if not isinstance(data, dict):
-            bad.append(BadLine(lineno, "a line must be a JSON object"))
-            continue
-        if not isinstance(data.get("task_id"), str):
-            bad.append(BadLine(lineno, "'task_id' must be a string"))
-            continue
-        if "response" not in data:
-            bad.append(BadLine(lineno, "no 'response'"))
-            continue
-        try:
-            completion, problem = completion_from_response(data["response"])
-        except NotAResponse as exc:
-            bad.append(BadLine(lineno, str(exc)))
-            continue
-        responses.append(Response(lineno, data, completion, problem))
+    try:
+        for lineno, data in read_jsonl(Path(path).expanduser(), on_error=lambda n, msg: bad.append(BadLine(n, msg))):
+            if not isinstance(data, dict):
+                bad.append(BadLine(lineno, "a line must be a JSON object"))
+                continue
+            if not isinstance(data.get("task_id"), str):
+                bad.append(BadLine(lineno, "'task_id' must be a string"))
+                continue
+            if "response" not in data:
+                bad.append(BadLine(lineno, "no 'response'"))
+                continue
+            try:
+                completion, problem = completion_from_response(data["response"])
+            except NotAResponse as exc:
+                bad.append(BadLine(lineno, str(exc)))
+                continue
+            responses.append(Response(lineno, data, completion, problem))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the responses: {exc.strerror or exc}") from None
     return responses, bad
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
 from typing import IO, Any
+
+from bitagent_core.jsonio import read_jsonl
 
 RESULTS = "results.json"
 SAMPLES = "samples.jsonl"
@@ -34,16 +35,6 @@ def new_run_dir(output_dir: Path, tasks: str, model: str) -> Path:
     return path
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def read_results(run_dir: Path) -> dict[str, Any]:
     path = run_dir / RESULTS
     try:
@@ -59,20 +50,8 @@ def read_samples(run_dir: Path) -> dict[str, dict[str, Any]]:
     path = run_dir / SAMPLES
     if not path.exists():
         return {}
-    raw = path.read_bytes()
-    end = raw.rfind(b"\n") + 1
-    if end != len(raw):  # truncate a partial last line so appends start on a fresh line
-        with open(path, "r+b") as f:
-            f.truncate(end)
-        raw = raw[:end]
     records: dict[str, dict[str, Any]] = {}
-    for line in raw.decode("utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
+    for _, record in read_jsonl(path, on_error="skip", drop_torn_tail=True):
         if isinstance(record, dict) and "task_id" in record:
             records[str(record["task_id"])] = record
     return records

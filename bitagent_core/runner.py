@@ -19,6 +19,7 @@ import attrs
 
 import bitagent_core
 from bitagent_core import rundir
+from bitagent_core.jsonio import write_json_atomic
 from bitagent_core.model import Completion, Score, Task
 from bitagent_core.plugins import PluginRegistry
 from bitagent_core.prompting import build_request
@@ -236,7 +237,7 @@ class Evaluation:
             "plugins": self.registry.plugin_versions(),
             **self.summary(),
         }
-        rundir.write_json_atomic(self.run_dir / rundir.RESULTS, results)
+        write_json_atomic(self.run_dir / rundir.RESULTS, results)
         return results
 
 

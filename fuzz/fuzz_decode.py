@@ -26,7 +26,7 @@ with atheris.instrument_imports(include=["bitagent_core", "bitagent_plugins"]):
         fast_python_calls,
     )
     from bitagent_core.model import Completion, ExpectedCall, Message, Task, Tool
-    from bitagent_plugins.scorers.bfcl_scorer import BfclScorer
+    from bitagent_plugins.bfcl.scorer import BfclScorer
 
 _active = {"on": False}
 

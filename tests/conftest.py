@@ -20,7 +20,7 @@ os.environ.setdefault("BITAGENT_CACHE_DIR", str(Path.home() / ".cache" / "bitage
 
 @pytest.fixture(scope="session")
 def embedded_model() -> Path:
-    from bitagent_core.embedded_model import embedded_model_path
+    from bitagent_plugins.backends.embedded_model import embedded_model_path
 
     return embedded_model_path()
 

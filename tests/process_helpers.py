@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bitagent_core import local_server
-from bitagent_core.local_server import is_running
+from bitagent_plugins.backends import local_server
+from bitagent_plugins.backends.local_server import is_running
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from bitagent_core.model import Completion
 from bitagent_core.plugins import get_registry
 from bitagent_core.runner import load_tasks
-from bitagent_plugins.scorers.bfcl_scorer import BfclScorer
+from bitagent_plugins.bfcl.scorer import BfclScorer
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "bfcl_reference.jsonl"
 #: label -> (bfcl's verdict, ours): the differences docs/bfcl.md documents

@@ -13,7 +13,7 @@ from bitagent_core.model import Completion, ExpectedCall, Message, Task, Tool, T
 from bitagent_core.plugins import get_registry
 from bitagent_core.rescore import PERTURBATIONS, perturb, render_expected
 from bitagent_core.runner import load_tasks
-from bitagent_plugins.scorers.bfcl_scorer import BfclScorer, standardize
+from bitagent_plugins.bfcl.scorer import BfclScorer, standardize
 
 #: the error types the scorer can give, in BFCL's vocabulary (docs/bfcl.md lists them)
 ERROR_TYPES = {"wrong_func_name", "missing_required", "unexpected_param", "missing_optional", "type_error",

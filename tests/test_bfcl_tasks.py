@@ -15,9 +15,9 @@ from bitagent_core.model import Completion
 from bitagent_core.plugins import get_registry
 from bitagent_core.rescore import render_expected
 from bitagent_core.runner import load_tasks, make_task_source
-from bitagent_plugins.scorers.bfcl_scorer import BfclScorer
-from bitagent_plugins.tasks import bfcl_tasks
-from bitagent_plugins.tasks.bfcl_tasks import CATEGORIES, HUB_REPO, locate_data, wheel_data_dir
+from bitagent_plugins.bfcl import tasks as bfcl_tasks
+from bitagent_plugins.bfcl.scorer import BfclScorer
+from bitagent_plugins.bfcl.tasks import CATEGORIES, HUB_REPO, locate_data, wheel_data_dir
 
 BIN = Path(sys.executable).parent
 COUNTS = {"simple_python": 400, "multiple": 200, "parallel": 200, "parallel_multiple": 200, "irrelevance": 240,

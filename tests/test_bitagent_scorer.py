@@ -1,4 +1,4 @@
-"""The bitagent scorer against the seed subnet's own worked examples, and where we deliberately differ."""
+"""The bitagent scorer against the upstream subnet's own worked examples, and where we deliberately differ."""
 
 import pytest
 from hypothesis import given, settings
@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from bitagent_core.model import Completion, ExpectedCall, Message, Task, Tool, ToolCall
 from bitagent_plugins.scorers.bitagent_scorer import BitagentScorer, values_equal
 
-DISCOUNT = Tool.from_seed({"name": "calculate_discount", "description": "Calculate the discounted price",
+DISCOUNT = Tool.from_upstream({"name": "calculate_discount", "description": "Calculate the discounted price",
                            "arguments": {"original_price": {"required": True, "type": "number"},
                                          "discount_percentage": {"required": True, "type": "number"},
                                          "currency": {"required": False, "type": "str"}}})
@@ -26,13 +26,13 @@ def score(text, task=TASK, calls=()):
 
 
 @pytest.mark.parametrize("text, value, error", [
-    # the seed's worked examples that we keep
+    # the upstream subnet's worked examples that we keep
     ("calculate_discount(discount_percentage=20, original_price=200)", 1.0, None),
     ("[calculate_discount(discount_percentage=20)]", 0.55, "missing_required"),
     ("[calculate_discount(discount_percentage=20, original_price=200, coupon='X')]", 0.9, "unexpected_param"),
     ("[apply_discount(discount_percentage=20, original_price=200)]", 0.05, "wrong_func_name"),
     ("[calculate_discount(discount_percentage=25, original_price=200)]", 0.7, "value_error"),
-    # the seed's bugs, fixed
+    # the upstream subnet's bugs, fixed
     ("[calculate_discount(discount_percentage=20.0, original_price=200)]", 1.0, None),  # seed: 0.7
     ("[calculate_discount(200, 20)]", 1.0, None),  # seed: 0.4
     ("Sure! The final price is $160.", 0.0, "decode_error"),  # seed: -0.5
@@ -44,7 +44,7 @@ def score(text, task=TASK, calls=()):
      "wrong_count"),
     ("[]", 0.0, "wrong_count"),
 ])
-def test_seed_examples_and_fixes(text, value, error):
+def test_upstream_examples_and_fixes(text, value, error):
     result = score(text)
     assert result.value == pytest.approx(value)
     assert result.error_type == error

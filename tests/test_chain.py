@@ -1,4 +1,4 @@
-"""plugins/subnet/chain.py through bittensor 11's real client, intents and executor, against the chain double
+"""bitagent_plugins/subnet/chain.py through bittensor 11's real client, intents and executor, against the chain double
 behind the SDK's ``Substrate`` protocol (tests/chain_double.py). Every extrinsic is signed by a real
 sr25519 hotkey and its signature verified by the double before it is applied."""
 

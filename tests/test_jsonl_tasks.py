@@ -24,7 +24,7 @@ SCHEMA_TASK = {
         "required": ["original_price", "discount_percentage"]}}],
     "expected_calls": [{"calculate_discount": {"original_price": [200], "discount_percentage": [20]}}],
 }
-SEED_TASK = {
+UPSTREAM_TASK = {
     "id": "b",
     "category": "simple",
     "messages": [{"role": "user", "content": "Weather in Paris?"}],
@@ -38,7 +38,7 @@ NO_CALL_TASK = {
     "category": "irrelevance",
     "source": "mine",
     "messages": [{"role": "user", "content": "Tell me a joke."}],
-    "tools": [SEED_TASK["tools"][0]],
+    "tools": [UPSTREAM_TASK["tools"][0]],
 }
 
 
@@ -50,7 +50,7 @@ def write(path: Path, *lines: Any) -> Path:
 
 @pytest.fixture
 def tasks_file(tmp_path: Path) -> Path:
-    return write(tmp_path / "tasks.jsonl", SCHEMA_TASK, "", "   ", SEED_TASK, NO_CALL_TASK)
+    return write(tmp_path / "tasks.jsonl", SCHEMA_TASK, "", "   ", UPSTREAM_TASK, NO_CALL_TASK)
 
 
 def test_reads_tasks_in_file_order(tasks_file: Path) -> None:
@@ -63,7 +63,7 @@ def test_reads_tasks_in_file_order(tasks_file: Path) -> None:
     assert source.categories() == ["irrelevance", "simple"]
 
 
-def test_seed_form_tools_become_json_schema(tasks_file: Path) -> None:
+def test_upstream_form_tools_become_json_schema(tasks_file: Path) -> None:
     task = list(JsonlTaskSource(str(tasks_file)).tasks(seed=0, limit=None))[1]
     tool = task.tool("get_weather")
     assert tool is not None
@@ -85,7 +85,7 @@ def test_limit_takes_the_first_n_and_seed_is_ignored(tasks_file: Path) -> None:
 def test_version_is_a_digest_of_the_file(tmp_path: Path) -> None:
     one = JsonlTaskSource(str(write(tmp_path / "one.jsonl", SCHEMA_TASK)))
     same = JsonlTaskSource(str(write(tmp_path / "same.jsonl", SCHEMA_TASK)))
-    other = JsonlTaskSource(str(write(tmp_path / "other.jsonl", SEED_TASK)))
+    other = JsonlTaskSource(str(write(tmp_path / "other.jsonl", UPSTREAM_TASK)))
     assert one.version.startswith("sha256:")
     assert one.version == same.version != other.version
 
@@ -111,13 +111,13 @@ def test_missing_category_gets_the_default(tmp_path: Path) -> None:
     (json.dumps({**SCHEMA_TASK, "id": ""}), "'id' must not be empty"),
 ])
 def test_a_bad_line_is_reported_with_file_and_line(tmp_path: Path, bad_line: str, problem: str) -> None:
-    path = write(tmp_path / "tasks.jsonl", SCHEMA_TASK, "", SEED_TASK, bad_line)
+    path = write(tmp_path / "tasks.jsonl", SCHEMA_TASK, "", UPSTREAM_TASK, bad_line)
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}:4: .*{re.escape(problem)}"):
         list(JsonlTaskSource(str(path)).tasks(seed=0, limit=None))
 
 
 def test_duplicate_ids_are_reported(tmp_path: Path) -> None:
-    path = write(tmp_path / "tasks.jsonl", SCHEMA_TASK, SEED_TASK, {**NO_CALL_TASK, "id": "a"})
+    path = write(tmp_path / "tasks.jsonl", SCHEMA_TASK, UPSTREAM_TASK, {**NO_CALL_TASK, "id": "a"})
     with pytest.raises(ValueError, match=re.escape(f"{path}:3: duplicate task id 'a' (first on line 1)")):
         JsonlTaskSource(str(path)).categories()
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from process_helpers import ours
 
-from bitagent_core.local_server import (
+from bitagent_plugins.backends.local_server import (
     MARKER_ENV,
     ManagedServer,
     PortReservation,
@@ -104,10 +104,10 @@ def environ_of(pid: int) -> dict[str, str]:
 
 
 def start_validator(args: list[str]) -> tuple[subprocess.Popen, dict]:
-    """A validator-like process: ``python -m bitagent_core.local_server serve ...``; returns it and the
+    """A validator-like process: ``python -m bitagent_plugins.backends.local_server serve ...``; returns it and the
     JSON line it prints once its server is ready."""
-    proc = subprocess.Popen([PY, "-m", "bitagent_core.local_server", "serve", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([PY, "-m", "bitagent_plugins.backends.local_server", "serve", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line:
         proc.wait()
@@ -260,7 +260,7 @@ def test_interpreter_exit_stops_servers_left_running(ending, registry, owner_tok
     last = "raise RuntimeError('crash')" if ending == "raise" else "sys.exit(0)"
     script = (
         "import asyncio, sys\n"
-        "from bitagent_core.local_server import ManagedServer\n"
+        "from bitagent_plugins.backends.local_server import ManagedServer\n"
         f"server = ManagedServer({stub_argv(stub_dir)!r}, die_with_parent=False, ready_timeout=60)\n"
         "asyncio.run(server.start())\n"
         "print(server.pid, flush=True)\n"

@@ -3,7 +3,7 @@ import pytest
 
 from bitagent_core.model import Completion, ExpectedCall, Message, Score, Task, Tool, ToolCall
 
-SEED_TOOL = {
+UPSTREAM_TOOL = {
     "name": "calculate_discount",
     "description": "Calculate the discounted price",
     "arguments": {
@@ -14,15 +14,15 @@ SEED_TOOL = {
 }
 
 
-def test_seed_tool_form_round_trips_through_json_schema():
-    tool = Tool.from_json(SEED_TOOL)
+def test_upstream_tool_form_round_trips_through_json_schema():
+    tool = Tool.from_json(UPSTREAM_TOOL)
     assert tool.parameters["properties"]["currency"] == {"type": "string", "description": "ISO code"}
     assert tool.required == ["original_price", "discount_percentage"]
     assert tool.parameter_order == ["original_price", "discount_percentage", "currency"]
-    back = tool.to_seed()
+    back = tool.to_upstream()
     assert back["arguments"]["currency"] == {"required": False, "type": "str", "description": "ISO code"}
     assert back["arguments"]["original_price"]["required"] is True
-    assert Tool.from_seed(back) == tool
+    assert Tool.from_upstream(back) == tool
 
 
 def test_tool_rejects_bad_data_with_clear_errors():
@@ -36,7 +36,7 @@ def test_task_json_round_trip_and_frozen():
     task = Task(
         id="t1",
         messages=(Message("user", "hi"),),
-        tools=(Tool.from_json(SEED_TOOL),),
+        tools=(Tool.from_json(UPSTREAM_TOOL),),
         expected_calls=(ExpectedCall("calculate_discount", {"original_price": (200,), "currency": ("", "USD")}),),
         source="s", category="c", version="1",
     )

@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from bitagent_core.local_server import PortReservation
 from bitagent_core.model import ChatRequest, Message, Task, Tool
-from bitagent_core.openai_client import (
+from bitagent_core.prompting import build_request
+from bitagent_plugins.backends.local_server import PortReservation
+from bitagent_plugins.backends.openai_client import (
     ClientError,
     OpenAIClient,
     RequestTimeout,
     ServerUnavailable,
     v1_url,
 )
-from bitagent_core.prompting import build_request
 
 TASK = Task.from_json({
     "id": "t1", "category": "single_call",

@@ -132,9 +132,9 @@ def test_other_scorers_and_seeded_sources(tmp_path):
     assert right_seed["n_passed"] == 5
     wrong_seed = bitagent("score", "-t", "bfcl-shuffle:call", "--seed", "4", "-r", str(path), "--json")
     assert wrong_seed.returncode == 1 and json.loads(wrong_seed.stdout)["n_scored"] == 0
-    seed_scorer = json.loads(bitagent("score", "-t", "bfcl-shuffle:call", "--seed", "3", "-s", "bitagent",
+    upstream_scorer = json.loads(bitagent("score", "-t", "bfcl-shuffle:call", "--seed", "3", "-s", "bitagent",
                                       "-r", str(path), "--json").stdout)
-    assert seed_scorer["mean_score"] == 1.0
+    assert upstream_scorer["mean_score"] == 1.0
     strict = bitagent("score", "-t", "bfcl", "-s", "bfcl-strict", "-r", str(write(tmp_path / "s.jsonl", [
         {"task_id": "simple_python_0", "response": "```python\n[calculate_triangle_area(base=10, height=5)]\n```"}])),
         "--json")

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from process_helpers import ours
 
-from bitagent_core import local_server
-from bitagent_core.local_server import MARKER_ENV, ManagedServer, read_records
 from bitagent_core.model import Task
 from bitagent_core.prompting import build_request
+from bitagent_plugins.backends import local_server
+from bitagent_plugins.backends.local_server import MARKER_ENV, ManagedServer, read_records
 from bitagent_plugins.backends.servers import (
     LlamaCppServerBackend,
     OpenAIBackend,

@@ -1,4 +1,4 @@
-"""Scorer ``bitagent``: the seed subnet's criteria, with its bugs fixed.
+"""Scorer ``bitagent``: the upstream subnet's criteria, with its bugs fixed.
 
 Per task (max 10 points for a call, 3 for irrelevance; the score is points / max, clamped to [0, 1]):
 
@@ -12,13 +12,13 @@ argument values    3    3 x correct / checked; a wrong value of a required argum
 irrelevance        3    no call decoded -> 3; any call -> 0 (seed: -1)
 =================  ===  ==========================================================================
 
-Deviations from the seed, each deliberate:
-  * numbers compare by value: ``20.0`` answers ``20`` (the seed scored it 0.7);
-  * positional arguments are bound through the tool's parameter order (the seed scored them 0.4);
+Deviations from upstream, each deliberate:
+  * numbers compare by value: ``20.0`` answers ``20`` (upstream scored it 0.7);
+  * positional arguments are bound through the tool's parameter order (upstream scored them 0.4);
   * several calls are matched to the expected calls by a maximum-weight assignment and the points are
-    averaged over max(#expected, #given), so an extra call dilutes and a missing one counts 0 (the seed
+    averaged over max(#expected, #given), so an extra call dilutes and a missing one counts 0 (upstream
     scored any two-call answer -0.125);
-  * scores are clamped to [0, 1] so means stay comparable (the seed went to -0.5);
+  * scores are clamped to [0, 1] so means stay comparable (upstream went to -0.5);
   * an argument whose acceptable values include ``""`` may be omitted (BFCL's convention).
 Strings compare case-insensitively after trimming; lists in order; dicts key by key.
 """
@@ -132,4 +132,4 @@ class BitagentScorer:
 
 @hookimpl
 def register_scorers(register):
-    register("bitagent", BitagentScorer, description="the seed subnet's criteria (format/name/args/values), fixed")
+    register("bitagent", BitagentScorer, description="the upstream subnet's criteria (format/name/args/values), fixed")

@@ -5,7 +5,7 @@ commas; ``bfcl`` alone is every category; ``live``, ``non_live`` and ``all`` are
 ids, ``Task.category`` is BFCL's category and ``Task.version`` the data's version. Without a limit the tasks
 come in data order; with one, as the first N of a seeded shuffle (a smaller limit is a prefix of a larger).
 
-``bfcl-shuffle`` rebuilds what the seed subnet's later dataset did from BFCL's single-call entries: each
+``bfcl-shuffle`` rebuilds what the upstream subnet's later dataset did from BFCL's single-call entries: each
 entry becomes a call task (the needed tool among up to four distractors taken from other entries, in a
 seeded order) and an irrelevance task (the same question with the needed tool removed: no call is right).
 
@@ -30,7 +30,6 @@ import copy
 import functools
 import importlib.metadata
 import importlib.util
-import json
 import logging
 import os
 import random
@@ -42,6 +41,7 @@ from typing import Any
 import attrs
 
 from bitagent_core.hookspecs import hookimpl
+from bitagent_core.jsonio import read_jsonl
 from bitagent_core.model import ExpectedCall, Message, Task, Tool
 from bitagent_core.rescore import check_task
 
@@ -180,17 +180,10 @@ def _category_files(location: Location, category: str) -> tuple[Path, Path | Non
 
 def _read_json_lines(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise ValueError(f"{path}:{lineno}: not JSON: {exc}") from None
-            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-                raise ValueError(f"{path}:{lineno}: a BFCL entry must be an object with a string 'id'")
-            rows.append(row)
+    for lineno, row in read_jsonl(path):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            raise ValueError(f"{path}:{lineno}: a BFCL entry must be an object with a string 'id'")
+        rows.append(row)
     return rows
 
 
@@ -356,7 +349,7 @@ class BfclTaskSource:
 #: BFCL categories whose entries expect exactly one call: the pool bfcl-shuffle draws from
 SHUFFLE_POOL = ("simple_python", "multiple", "live_simple", "live_multiple")
 SHUFFLE_KINDS = ("call", "irrelevance")
-MAX_TOOLS = 5  # the seed subnet's limit
+MAX_TOOLS = 5  # the upstream subnet's limit
 
 
 class BfclShuffleTaskSource:

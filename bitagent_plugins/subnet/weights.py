@@ -34,7 +34,7 @@ def scores_to_weights(scores: Mapping[int, float], *, n_uids: int, min_allowed_w
                       burn_uid: int | None = None) -> dict[int, float]:
     """Weights over ``range(n_uids)`` (zero entries left out), summing to 1.
 
-    ``rule``: ``"cubic"`` ((s/max)^3, the seed's last era), ``"linear"`` (s/max) or ``"softmax"``
+    ``rule``: ``"cubic"`` ((s/max)^3, the upstream subnet's last era), ``"linear"`` (s/max) or ``"softmax"``
     (exp(s/temperature) over every uid, missing ones at score 0). ``max_weight_limit`` is a fraction (chain
     value / 65535). Deterministic: the same input always gives the same output.
     """

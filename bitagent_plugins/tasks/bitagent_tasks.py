@@ -492,7 +492,7 @@ class BitagentTaskSource:
         return task
 
     def tasks(self, seed: int, limit: int | None) -> Iterator[Task]:
-        """The first ``limit`` tasks (``DEFAULT_LIMIT`` when None) of the seed's stream, in index order."""
+        """The first ``limit`` tasks (``DEFAULT_LIMIT`` when None) of the upstream subnet's stream, in index order."""
         count = DEFAULT_LIMIT if limit is None else limit
         if count < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")

@@ -20,7 +20,7 @@ from typing import Any
 
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.model import ChatRequest, Completion
-from bitagent_core.openai_format import completion_from_openai, to_openai_messages
+from bitagent_plugins.backends.openai_format import completion_from_openai, to_openai_messages
 
 OPTION_TYPES: dict[str, type] = {"n_ctx": int, "n_threads": int, "n_gpu_layers": int, "n_batch": int,
                                  "seed": int, "verbose": bool, "worker_thread": bool}
@@ -48,7 +48,7 @@ def parse_options(options: dict[str, str], types: dict[str, type]) -> dict[str, 
 def resolve_model(model: str | None) -> tuple[Path, dict[str, Any]]:
     """The GGUF file for ``model`` and what identifies it."""
     if model in (None, "", "embedded"):
-        from bitagent_core import embedded_model
+        from bitagent_plugins.backends import embedded_model
 
         return embedded_model.embedded_model_path(), {"model": embedded_model.NAME,
                                                       "sha256": embedded_model.SHA256, "embedded": True}

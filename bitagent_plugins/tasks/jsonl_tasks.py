@@ -1,7 +1,7 @@
 """The ``jsonl`` task source: your own tasks, one JSON object a line (``--tasks jsonl:path/to/tasks.jsonl``).
 
 Each line is read by :meth:`bitagent_core.model.Task.from_json`: ``id``, ``messages``, ``tools``
-(JSON-schema form or the seed's ``{"arguments": {...}}`` form), ``expected_calls`` in BFCL's
+(JSON-schema form or the upstream subnet's ``{"arguments": {...}}`` form), ``expected_calls`` in BFCL's
 ``[{func: {param: [values]}}]`` form (empty or absent: the right answer is no call), and optional
 ``category`` (default ``uncategorized``), ``source`` (default ``jsonl``) and ``version``. Blank lines are
 skipped. A bad line raises ``ValueError("tasks.jsonl:7: ...")``, naming the file and the line.
@@ -12,7 +12,6 @@ The file is a fixed list, so ``seed`` is ignored: ``limit`` takes the first N ta
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import attrs
 
 from bitagent_core.hookspecs import hookimpl
+from bitagent_core.jsonio import JsonlError, read_jsonl
 from bitagent_core.model import Task
 
 #: the category of tasks whose line names none
@@ -29,38 +29,32 @@ DEFAULT_CATEGORY = "uncategorized"
 def read_tasks(path: str | Path) -> tuple[list[Task], str]:
     """Parse and check a tasks file; returns the tasks and a digest of the file (its version)."""
     label = str(path)
-    try:
-        raw = Path(path).expanduser().read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{label}: cannot read the tasks file: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{label}: not UTF-8 text: {exc}") from None
+    path = Path(path).expanduser()
     tasks: list[Task] = []
     first_line: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            task = _parse_line(line)
-        except ValueError as exc:
-            raise ValueError(f"{label}:{lineno}: {exc}") from None
-        if task.id in first_line:
-            first = first_line[task.id]
-            raise ValueError(f"{label}:{lineno}: duplicate task id {task.id!r} (first on line {first})")
-        first_line[task.id] = lineno
-        tasks.append(task)
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        for lineno, data in read_jsonl(path):
+            try:
+                task = _task_from_json(data)
+            except ValueError as exc:
+                raise ValueError(f"{label}:{lineno}: {exc}") from None
+            if task.id in first_line:
+                first = first_line[task.id]
+                raise ValueError(f"{label}:{lineno}: duplicate task id {task.id!r} (first on line {first})")
+            first_line[task.id] = lineno
+            tasks.append(task)
+    except OSError as exc:
+        raise ValueError(f"{label}: cannot read the tasks file: {exc.strerror or exc}") from None
+    except JsonlError as exc:
+        raise ValueError(f"{label}:{exc.lineno}: {exc.reason}") from None
     if not tasks:
         raise ValueError(f"{label}: no tasks in the file")
-    return tasks, "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
+    return tasks, "sha256:" + digest[:16]
 
 
-def _parse_line(line: str) -> Task:
-    try:
-        data: Any = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+def _task_from_json(data: Any) -> Task:
     try:
         task = Task.from_json(data)
     except (TypeError, KeyError, AttributeError) as exc:  # odd shapes inside, e.g. a tool call without a name

@@ -24,7 +24,7 @@ A :class:`ManagedServer` runs an OpenAI-compatible server (sglang, vLLM, llama.c
   signalled if it carries the server's marker, or is the recorded leader with the recorded start time.
 
 Linux only for the ``/proc`` parts (marker scan, start times); elsewhere teardown falls back to the
-process group. ``python -m bitagent_core.local_server {serve,cleanup,list}`` exposes this for scripts.
+process group. ``python -m bitagent_plugins.backends.local_server {serve,cleanup,list}`` exposes this for scripts.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from bitagent_core.jsonio import write_json_atomic
 
 HOST = "127.0.0.1"
 MARKER_ENV = "BITAGENT_SERVER_ID"
@@ -245,16 +247,9 @@ def registry_dir() -> Path:
     """Where running servers are recorded: ``$BITAGENT_SERVER_REGISTRY`` or ``<cache dir>/servers``."""
     if os.environ.get(REGISTRY_ENV):
         return Path(os.environ[REGISTRY_ENV])
-    from bitagent_core.embedded_model import cache_dir
+    from bitagent_plugins.backends.embedded_model import cache_dir
 
     return cache_dir() / "servers"
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def read_records(directory: Path | None = None) -> list[dict[str, Any]]:
@@ -506,7 +501,8 @@ class ManagedServer:
     def _write_record(self, pid: int | None) -> None:
         directory = self.registry or registry_dir()
         self._record_path = directory / f"{self.server_id}.json"
-        _write_json_atomic(self._record_path, {
+        self._record_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self._record_path, {
             "server_id": self.server_id, "name": self.name, "pid": pid, "pgid": pid,
             "start_ticks": self._start_ticks if pid else None, "port": self.port, "command": self.command,
             "log": str(self.log_path) if self.log_path else None, "owner_pid": os.getpid(),
@@ -678,7 +674,7 @@ def _model_ids(response: Any) -> list[str]:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bitagent_core.local_server",
+    parser = argparse.ArgumentParser(prog="python -m bitagent_plugins.backends.local_server",
                                      description="Start, list and clean up bitagent-managed servers.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start a server ({port} in the command is replaced); print its "

@@ -179,16 +179,19 @@ class Validator:
     def __init__(self, config: ValidatorConfig, *, substrate: Any = None, hub: Any = None,
                  registry: Any = None, wallet: Any = None) -> None:
         from bitagent_core.plugins import get_registry
-        from bitagent_plugins.competitions import effective_version, get_competition
+        from bitagent_core.runner import make_task_source
         from bitagent_plugins.subnet import vetting
         from bitagent_plugins.subnet.chain import load_wallet
 
         self.config = config
         self.registry = registry if registry is not None else get_registry()
-        self.competition = get_competition(self.registry, config.competition)
+        self.competition = self.registry.get("competitions", config.competition).factory()
         if config.sample_size is not None:
             self.competition.sample_size = int(config.sample_size)
-        self.version = effective_version(self.competition, self.registry)
+        # the competition task source's version covers the competition, its scorer, its sources and sample size
+        self.version = make_task_source(self.registry, f"competition:{self.competition.name}").version
+        if config.sample_size is not None:
+            self.version += f";limit={int(config.sample_size)}"
         self.wallet = wallet if wallet is not None else load_wallet(config.wallet_name, config.wallet_hotkey,
                                                                     config.wallet_path)
         self.chain = Chain(config.network, config.netuid, wallet=self.wallet, substrate=substrate)

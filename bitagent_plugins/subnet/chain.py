@@ -36,7 +36,7 @@ import bitagent_core
 
 log = logging.getLogger("bitagent.subnet.chain")
 
-#: The seed subnet's netuid on finney.
+#: The upstream subnet's netuid on finney.
 SUBNET_NETUID = 20
 U16_MAX = 65535
 #: Raw commitment fields carry at most 128 bytes each (``Raw0`` ... ``Raw128``).

@@ -1,4 +1,6 @@
-"""Competitions: what a validator evaluates miners on, and how scores become weights.
+"""The ``competition:<name>`` task source and the sampling rules behind it.
+
+Competitions: what a validator evaluates miners on, and how scores become weights.
 
 A competition is a plugin object (registered with ``register_competitions(register)``) that names:
 
@@ -26,28 +28,16 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import attrs
 
 from bitagent_core.model import Task
 from bitagent_core.plugins import PluginRegistry
+from bitagent_core.protocols import Competition
 from bitagent_core.runner import make_task_source, split_spec
 
 WEIGHT_RULES = ("cubic", "linear", "softmax")
-
-
-@runtime_checkable
-class Competition(Protocol):
-    name: str
-    version: str
-    description: str
-    sample_size: int
-    scorer: str
-    weight_rule: str
-
-    def mix(self, registry: PluginRegistry) -> dict[str, float]:
-        """Task source spec -> share of the sample (shares need not sum to 1; they are normalised)."""
 
 
 def check_competition(competition: Any) -> None:
@@ -61,7 +51,7 @@ def check_competition(competition: Any) -> None:
         raise ValueError(f"competition {competition.name!r}: weight_rule must be one of {', '.join(WEIGHT_RULES)}")
 
 
-def get_competition(registry: PluginRegistry, name: str) -> Any:
+def get_competition(registry: PluginRegistry, name: str) -> Competition:
     competition = registry.get("competitions", name).factory()
     check_competition(competition)
     return competition

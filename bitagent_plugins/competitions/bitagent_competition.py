@@ -2,7 +2,7 @@
 
 ``bitagent``: 100 tasks a round from the procedurally generated ``bitagent`` tasks (single calls and
 irrelevance), half of them replaced by BFCL-derived tasks when a ``bfcl-shuffle`` task source is installed;
-scored by the ``bitagent`` scorer; weights by the seed subnet's last rule, (score/max)^3.
+scored by the ``bitagent`` scorer; weights by the upstream subnet's last rule, (score/max)^3.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@
 * ``openai``: attach to a server or cluster that is already running (``--base-url``, several separated by
   commas; key from the environment variable named by ``--api-key-env``). Nothing is started or stopped.
 
-The three managed backends start their servers through :class:`bitagent_core.local_server.ManagedServer`
+The three managed backends start their servers through :class:`bitagent_plugins.backends.local_server.ManagedServer`
 (free port on 127.0.0.1, own process group, ``server.log`` in the run directory, readiness on
 ``/v1/models``, teardown on every path) and all four send requests through
-:class:`bitagent_core.openai_client.OpenAIClient`.
+:class:`bitagent_plugins.backends.openai_client.OpenAIClient`.
 
 Options (``-B key=value``), common to the managed backends: ``ready_timeout`` (s, 900), ``stop_timeout``
 (s, 15), ``server_python`` (the interpreter that has the server installed; default: this one),
@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from bitagent_core.hookspecs import hookimpl
-from bitagent_core.local_server import (
+from bitagent_core.model import ChatRequest, Completion
+from bitagent_plugins.backends.llama_cpp import parse_options
+from bitagent_plugins.backends.local_server import (
     DEFAULT_READY_TIMEOUT_S,
     DEFAULT_STOP_TIMEOUT_S,
     HOST,
@@ -39,8 +41,6 @@ from bitagent_core.local_server import (
     ServerStartError,
     cleanup_stale,
 )
-from bitagent_core.model import ChatRequest, Completion
-from bitagent_plugins.backends.llama_cpp import parse_options
 
 COMMON_OPTIONS: dict[str, type] = {
     "ready_timeout": float, "stop_timeout": float, "server_python": str, "visible_devices": str,
@@ -151,7 +151,7 @@ class ManagedServerBackend:
     async def start(self, run_dir: Path | None = None) -> None:
         if self.servers or self.client is not None:
             raise RuntimeError(f"the {self.name} backend is already started")
-        from bitagent_core.openai_client import OpenAIClient
+        from bitagent_plugins.backends.openai_client import OpenAIClient
 
         self.run_dir = run_dir
         await asyncio.to_thread(self.prepare)
@@ -325,7 +325,7 @@ class OpenAIBackend:
         base = self.options.get("base_url")
         if not base:
             raise ValueError("the openai backend needs --base-url (or -B base_url=URL[,URL...])")
-        from bitagent_core.openai_client import v1_url
+        from bitagent_plugins.backends.openai_client import v1_url
 
         self.base_urls = [u.strip() for u in str(base).split(",") if u.strip()]
         for url in self.base_urls:
@@ -339,7 +339,7 @@ class OpenAIBackend:
         self.client: Any = None
 
     async def start(self, run_dir: Path | None = None) -> None:
-        from bitagent_core.openai_client import ClientError, OpenAIClient
+        from bitagent_plugins.backends.openai_client import ClientError, OpenAIClient
 
         if self.client is not None:
             raise RuntimeError("the openai backend is already started")

@@ -1,6 +1,6 @@
 """The ``subnet`` plugin: adds ``bitagent mine`` and ``bitagent validate`` to the CLI.
 
-Every option also reads a ``BITAGENT_*`` environment variable (shown in ``--help``); the seed subnet's
+Every option also reads a ``BITAGENT_*`` environment variable (shown in ``--help``); the upstream subnet's
 flag names (``--subtensor.network``, ``--wallet.name``, ``--miner-hf-model-name-to-submit``,
 ``--validator-hf-cache-dir``, ...) work as aliases, so existing pm2 configs keep working.
 
