@@ -1,7 +1,7 @@
 """atheris harness for the decoder and the bfcl scorer.
 
-Every input is decoded in both value modes, read by the fast pythonic reader and by ``ast`` (which must agree
-whenever the fast reader answers), and scored by ``bfcl`` and ``bfcl-strict`` against a simple, a parallel,
+Every input is decoded in both dialects (the shared one and BFCL's), read by BFCL's fast pythonic reader and
+by ``ast`` (which must agree whenever the fast reader answers), and scored by ``bfcl`` and ``bfcl-strict`` against a simple, a parallel,
 an irrelevance and a relevance task. A finding is any of: an exception escaping, anything evaluated (an audit
 hook watches eval/exec), one decode taking over a second, a result that is not plain data.
 
@@ -17,15 +17,9 @@ import time
 import atheris
 
 with atheris.instrument_imports(include=["bitagent_core", "bitagent_plugins"]):
-    from bitagent_core.decoding import (
-        MAX_INPUT_CHARS,
-        DecodeError,
-        ast_python_calls,
-        decode,
-        decode_pythonic,
-        fast_python_calls,
-    )
+    from bitagent_core.decoding import MAX_INPUT_CHARS, PLAIN, DecodeError, ast_python_calls, decode, decode_pythonic
     from bitagent_core.model import Completion, ExpectedCall, Message, Task, Tool
+    from bitagent_plugins.bfcl.reading import BFCL, fast_python_calls, literal_bfcl
     from bitagent_plugins.bfcl.scorer import BfclScorer
 
 _active = {"on": False}
@@ -59,9 +53,9 @@ DECODE_LIMIT_S = 1.0
 runs = {"n": 0}
 
 
-def timed_decode(text: str, values: str):
+def timed_decode(text: str, dialect):
     started = time.perf_counter()
-    result = decode(text, values=values)
+    result = decode(text, dialect=dialect)
     elapsed = time.perf_counter() - started
     if elapsed > DECODE_LIMIT_S:
         raise AssertionError(f"decoding {len(text)} characters took {elapsed:.2f} s")
@@ -70,26 +64,25 @@ def timed_decode(text: str, values: str):
 
 def check_big(text: str) -> None:
     """A blown-up input: decoding and scoring must stay bounded (the fast reader leaves these to ast)."""
-    for values in ("plain", "bfcl"):
-        json.dumps([c.to_json() for c in timed_decode(text, values).calls])
+    for dialect in (PLAIN, BFCL):
+        json.dumps([c.to_json() for c in timed_decode(text, dialect).calls])
     for scorer in SCORERS:
         scorer.score(TASKS[0], Completion(text=text))
 
 
 def check_one(text: str) -> None:
-    for values in ("plain", "bfcl"):
-        result = timed_decode(text, values)
+    for dialect in (PLAIN, BFCL):
+        result = timed_decode(text, dialect)
         json.dumps([c.to_json() for c in result.calls])
-        decode_pythonic(text, values=values)
-        for bfcl in (False, True):
-            fast = fast_python_calls(text, bfcl)
-            if fast is not None:
-                try:
-                    slow = ast_python_calls(text, bfcl)
-                except DecodeError as exc:
-                    raise AssertionError(f"fast reader read what ast refuses: {text!r}: {exc}") from None
-                if repr(fast) != repr(slow):
-                    raise AssertionError(f"fast {fast!r} != ast {slow!r} for {text!r}")
+        decode_pythonic(text, dialect=dialect)
+    fast = fast_python_calls(text)
+    if fast is not None:
+        try:
+            slow = ast_python_calls(text, literal_bfcl)
+        except DecodeError as exc:
+            raise AssertionError(f"fast reader read what ast refuses: {text!r}: {exc}") from None
+        if repr(fast) != repr(slow):
+            raise AssertionError(f"fast {fast!r} != ast {slow!r} for {text!r}")
     for scorer in SCORERS:
         for task in TASKS:
             score = scorer.score(task, Completion(text=text))

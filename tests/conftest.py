@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-# the managed-server tests' fixtures (registry, owner_token), shared by their two modules
-pytest_plugins = ["process_helpers"]
+# fixtures shared between test modules: managed servers (records_dir, owner_token), decoding (no_exec)
+pytest_plugins = ["process_helpers", "decoding_helpers"]
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

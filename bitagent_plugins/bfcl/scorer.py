@@ -20,7 +20,7 @@ Deliberate differences from BFCL, each tested in ``tests/test_bfcl_scorer.py`` a
 docs/bfcl.md:
 
 * nothing is ever evaluated: BFCL ``eval``s operator expressions in answers (``x=2*3``); we decode them
-  as :class:`~bitagent_core.decoding.Expression` text, which no expected value equals (``value_error``);
+  as :class:`~bitagent_plugins.bfcl.reading.Expression` text, which no expected value equals (``value_error``);
 * parallel calls are matched by a maximum bipartite matching; BFCL matches greedily and fails answers
   whose calls fit the ground truth only in another pairing;
 * positional arguments are bound to parameters in the doc's order; BFCL drops them silently;
@@ -37,10 +37,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bitagent_core.decoding import Decoded, Expression, bind_arguments, decode, decode_pythonic
+from bitagent_core.decoding import Decoded, bind_arguments, decode, decode_pythonic
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.matching import max_weight_matching
 from bitagent_core.model import Completion, ExpectedCall, Score, Task, ToolCall
+from bitagent_plugins.bfcl.reading import BFCL, Expression
 
 #: BFCL's Python type names, plus the JSON-schema ones other task sources use
 TYPES: dict[str, type] = {
@@ -352,7 +353,7 @@ def bfcl_prompt_decode(completion: Completion) -> Decoded:
         body = "[" + body
     if not body.endswith("]"):
         body = body + "]"
-    return decode_pythonic(body.strip().strip("'"), values="bfcl")
+    return decode_pythonic(body.strip().strip("'"), dialect=BFCL)
 
 
 class BfclScorer:
@@ -383,7 +384,7 @@ class BfclScorer:
         if self.strict:
             decoded = bfcl_prompt_decode(completion)
         else:
-            decoded = decode(completion.text, completion.tool_calls, values="bfcl")
+            decoded = decode(completion.text, completion.tool_calls, dialect=BFCL)
         calls = decoded.calls
         expected = plan.calls
         if not expected:
