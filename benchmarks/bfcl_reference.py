@@ -21,15 +21,9 @@ from typing import Any
 
 from bitagent_core.model import Task
 from bitagent_core.plugins import get_registry
-from bitagent_core.rescore import (
-    PERTURBATIONS,
-    expected_arguments,
-    perturb,
-    python_literal,
-    pythonic_name,
-    render_expected,
-)
+from bitagent_core.rescore import expected_arguments, python_literal, pythonic_name, render_expected
 from bitagent_core.runner import load_tasks
+from bitagent_plugins.bfcl.perturb import PERTURBATIONS, perturb
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data" / "bfcl_reference.jsonl"

@@ -32,8 +32,9 @@ from pathlib import Path
 
 from bitagent_core.model import Completion
 from bitagent_core.plugins import get_registry
-from bitagent_core.rescore import PERTURBATIONS, perturb, render_expected
+from bitagent_core.rescore import render_expected
 from bitagent_core.runner import load_tasks
+from bitagent_plugins.bfcl.perturb import PERTURBATIONS, perturb
 from bitagent_plugins.bfcl.scorer import BfclScorer
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5

@@ -1,9 +1,10 @@
 """atheris harness for the decoder and the bfcl scorer.
 
 Every input is decoded in both dialects (the shared one and BFCL's), read by BFCL's fast pythonic reader and
-by ``ast`` (which must agree whenever the fast reader answers), and scored by ``bfcl`` and ``bfcl-strict`` against a simple, a parallel,
-an irrelevance and a relevance task. A finding is any of: an exception escaping, anything evaluated (an audit
-hook watches eval/exec), one decode taking over a second, a result that is not plain data.
+by ``ast`` (which must agree whenever the fast reader answers), and scored by ``bfcl`` and ``bfcl-strict``
+against a simple, a parallel, an irrelevance and a relevance task. A finding is any of: an exception escaping,
+anything evaluated (an audit hook watches eval/exec), one decode taking over a second, a result that is not
+plain data.
 
     .venv/bin/python fuzz/fuzz_decode.py fuzz/corpus -runs=200000 -max_len=65536 -timeout=5
 

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from bitagent_core.model import Completion, ExpectedCall, Message, Task, Tool, ToolCall
 from bitagent_core.plugins import get_registry
-from bitagent_core.rescore import PERTURBATIONS, perturb, render_expected
+from bitagent_core.rescore import render_expected
 from bitagent_core.runner import load_tasks
+from bitagent_plugins.bfcl.perturb import PERTURBATIONS, perturb
 from bitagent_plugins.bfcl.scorer import BfclScorer, standardize
 
 #: the error types the scorer can give, in BFCL's vocabulary (docs/bfcl.md lists them)

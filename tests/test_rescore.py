@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -94,7 +93,7 @@ def test_unreadable_tool_calls_score_as_decode_errors(tmp_path):
     assert completion_from_response(None)[0].text == ""
 
 
-def test_hostile_outputs_are_scored_safely_and_quickly(tmp_path):
+def test_hostile_outputs_are_scored_safely(tmp_path):
     marker = tmp_path / "pwned"
     hostile = [
         f"[calculate_triangle_area(base=1 + __import__('os').system('touch {marker}'), height=5)]",
@@ -113,10 +112,8 @@ def test_hostile_outputs_are_scored_safely_and_quickly(tmp_path):
     rows = [{"task_id": task_id, "response": text} for text in hostile
             for task_id in ("simple_python_0", "irrelevance_0", "parallel_0")]
     out = tmp_path / "scored.jsonl"
-    started = time.perf_counter()
     done = bitagent("score", "-t", "bfcl", "-r", str(write(tmp_path / "r.jsonl", rows)), "-o", str(out), "--json")
     assert done.returncode == 0, done.stderr
-    assert time.perf_counter() - started < 60
     assert not marker.exists()
     lines = read(out)
     assert len(lines) == len(rows) and not any(line["passed"] for line in lines if line["task_id"] != "irrelevance_0")
