@@ -8,7 +8,6 @@ llama_cpp, bittensor or huggingface_hub.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import sys
@@ -184,6 +183,7 @@ def _server_options(ctx: click.Context, registry: PluginRegistry, backend: str,
 
 def _run_until_signal(evaluation: Any) -> dict[str, Any]:
     """Run the evaluation; SIGTERM cancels it like Ctrl-C, so the backend is always closed."""
+    import asyncio  # here, not at the top: `bitagent --help` never needs it (it pulls ssl: ~30 ms)
 
     async def main() -> dict[str, Any]:
         current = asyncio.current_task()

@@ -1,21 +1,24 @@
-"""Finding the processes a test started, and isolating the managed-server registry per test."""
+"""Finding the processes a test started, a validator-like owner of a managed server, and a server records
+directory per test."""
 
 from __future__ import annotations
 
-import os
+import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from bitagent_plugins.backends import local_server
-from bitagent_plugins.backends.local_server import is_running
 
 
 @pytest.fixture
-def registry(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "registry"
-    monkeypatch.setenv(local_server.REGISTRY_ENV, str(path))
+def server_records(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "server-records"
+    monkeypatch.setenv(local_server.RECORDS_ENV, str(path))
     return path
 
 
@@ -29,15 +32,46 @@ def owner_token(monkeypatch) -> str:
 
 def ours(token: str) -> list[int]:
     """Live (non-zombie) processes that carry ``token``, children and grandchildren alike."""
-    needle = f"BITAGENT_TEST_OWNER={token}".encode()
     found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
+    for proc in psutil.process_iter(["status"]):
+        if proc.pid == psutil.Process().pid or proc.info["status"] in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             continue
         try:
-            environ = Path(f"/proc/{name}/environ").read_bytes()
-        except OSError:
+            if proc.environ().get("BITAGENT_TEST_OWNER") == token:
+                found.append(proc.pid)
+        except psutil.Error:
             continue
-        if needle in environ.split(b"\0") and is_running(int(name)):
-            found.append(int(name))
     return found
+
+
+#: a validator-like owner: starts a ManagedServer (keyword arguments as JSON in argv[1], the command after it),
+#: prints the server's pid, port and id as one JSON line once it is ready, then lives until it is signalled (its
+#: exit hooks stop the server on SIGTERM, ``finally`` on Ctrl-C) or until the server dies
+OWNER = r"""
+import asyncio, json, sys, time
+from pathlib import Path
+from bitagent_plugins.backends.local_server import ManagedServer
+options = json.loads(sys.argv[1])
+if options.get("log_path"):
+    options["log_path"] = Path(options["log_path"])
+server = ManagedServer(sys.argv[2:], **options)
+asyncio.run(server.start())
+print(json.dumps({"pid": server.pid, "port": server.port, "server_id": server.server_id}), flush=True)
+try:
+    while server.running:
+        time.sleep(0.2)
+    sys.exit(1)
+finally:
+    server.stop()
+"""
+
+
+def start_owner(argv: list[str], **options) -> tuple[subprocess.Popen, dict]:
+    """Run :data:`OWNER` for ``argv``; returns the process and the JSON line it prints once its server is ready."""
+    proc = subprocess.Popen([sys.executable, "-c", OWNER, json.dumps(options), *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait()
+        pytest.fail(f"the owner did not start its server: {proc.stderr.read()}")
+    return proc, json.loads(line)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from process_helpers import ours
+from process_helpers import ours, start_owner
 
 from bitagent_plugins.backends.local_server import (
     MARKER_ENV,
@@ -28,12 +28,12 @@ from bitagent_plugins.backends.local_server import (
     ServerStartError,
     cleanup_stale,
     is_running,
-    process_start_ticks,
+    process_create_time,
     read_records,
     server_processes,
 )
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/net/tcp and environ")
 
 PY = sys.executable
 
@@ -103,18 +103,6 @@ def environ_of(pid: int) -> dict[str, str]:
     return dict(item.decode().split("=", 1) for item in raw.split(b"\0") if b"=" in item)
 
 
-def start_validator(args: list[str]) -> tuple[subprocess.Popen, dict]:
-    """A validator-like process: ``python -m bitagent_plugins.backends.local_server serve ...``; returns it and the
-    JSON line it prints once its server is ready."""
-    proc = subprocess.Popen([PY, "-m", "bitagent_plugins.backends.local_server", "serve", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait()
-        pytest.fail(f"the validator did not start its server: {proc.stderr.read()}")
-    return proc, json.loads(line)
-
-
 # -------------------------------------------------------------------------------------------- ports
 
 
@@ -135,7 +123,7 @@ def test_reserved_port_is_held_on_loopback_until_released():
 # ----------------------------------------------------------------------------- the real llama server
 
 
-def test_llama_server_start_ready_teardown(embedded_model, registry, owner_token, tmp_path):
+def test_llama_server_start_ready_teardown(embedded_model, server_records, owner_token, tmp_path):
     log = tmp_path / "run" / "server.log"
     server = ManagedServer(llama_argv(embedded_model), name="llama", log_path=log, visible_devices="0",
                            ready_timeout=120)
@@ -149,15 +137,15 @@ def test_llama_server_start_ready_teardown(embedded_model, registry, owner_token
         env = environ_of(server.pid)
         assert env["CUDA_VISIBLE_DEVICES"] == "0" and env[MARKER_ENV] == server.server_id
         assert os.getpgid(server.pid) == server.pid  # its own process group
-        assert [r["pid"] for r in read_records(registry)] == [server.pid]
-        record = read_records(registry)[0]
-        assert record["owner_pid"] == os.getpid() and record["start_ticks"] == process_start_ticks(server.pid)
+        assert [r["pid"] for r in read_records(server_records)] == [server.pid]
+        record = read_records(server_records)[0]
+        assert record["owner_pid"] == os.getpid() and record["create_time"] == process_create_time(server.pid)
         text = log.read_text()
         assert "# command: " in text and "llama_cpp.server" in text and "--host 127.0.0.1" in text
     finally:
         server.stop()
     assert not server.running and server.returncode() is not None
-    assert read_records(registry) == []
+    assert read_records(server_records) == []
     assert listening_addresses(server.port) == []
     assert ours(owner_token) == []
     server.stop()  # idempotent
@@ -166,7 +154,7 @@ def test_llama_server_start_ready_teardown(embedded_model, registry, owner_token
 # -------------------------------------------------------------------------------- failing starts
 
 
-def test_a_server_that_exits_fails_fast_with_its_command_and_log(registry, tmp_path):
+def test_a_server_that_exits_fails_fast_with_its_command_and_log(server_records, tmp_path):
     code = "import sys; print('boom: unknown flag --frobnicate'); sys.exit(3)"
     server = ManagedServer([PY, "-c", code], log_path=tmp_path / "server.log", ready_timeout=600)
     with pytest.raises(ServerStartError) as info:
@@ -176,25 +164,25 @@ def test_a_server_that_exits_fails_fast_with_its_command_and_log(registry, tmp_p
     assert "exited with code 3 before it was ready" in message
     assert "boom: unknown flag --frobnicate" in message and "boom" in info.value.log_tail
     assert "command: " in message and "-c" in info.value.command
-    assert read_records(registry) == []
+    assert read_records(server_records) == []
 
 
-def test_a_missing_server_program_is_a_clear_error(registry):
+def test_a_missing_server_program_is_a_clear_error(server_records):
     server = ManagedServer(["/nonexistent/bin/python", "-m", "sglang.launch_server"])
     with pytest.raises(ServerStartError, match="cannot run '/nonexistent/bin/python'"):
         asyncio.run(server.start())
-    assert server.pid is None and read_records(registry) == []
+    assert server.pid is None and read_records(server_records) == []
 
 
-def test_ready_timeout_ends_a_server_that_never_answers(registry, owner_token):
+def test_ready_timeout_ends_a_server_that_never_answers(server_records, owner_token):
     server = ManagedServer([PY, "-c", "import time; time.sleep(600)"], ready_timeout=1.0, stop_timeout=5)
     with pytest.raises(ServerReadyTimeout, match="was not ready after 1 s"):
         asyncio.run(server.start())
     assert not server.running and ours(owner_token) == []
-    assert read_records(registry) == []
+    assert read_records(server_records) == []
 
 
-def test_cancelling_a_start_tears_the_server_down(registry, owner_token):
+def test_cancelling_a_start_tears_the_server_down(server_records, owner_token):
     server = ManagedServer([PY, "-c", "import time; time.sleep(600)"], ready_timeout=600)
 
     async def main() -> None:
@@ -207,10 +195,10 @@ def test_cancelling_a_start_tears_the_server_down(registry, owner_token):
 
     asyncio.run(main())
     assert server.pid is None and ours(owner_token) == []
-    assert read_records(registry) == []
+    assert read_records(server_records) == []
 
 
-def test_a_lost_port_race_is_retried_on_a_new_port(registry, stub_dir):
+def test_a_lost_port_race_is_retried_on_a_new_port(server_records, stub_dir):
     calls = []
 
     def argv(port: int) -> list[str]:
@@ -230,7 +218,7 @@ def test_a_lost_port_race_is_retried_on_a_new_port(registry, stub_dir):
 # ----------------------------------------------------------------------------------------- teardown
 
 
-def test_teardown_ends_children_and_grandchildren(registry, owner_token, stub_dir, tmp_path):
+def test_teardown_ends_children_and_grandchildren(server_records, owner_token, stub_dir, tmp_path):
     pids_file = tmp_path / "pids"
     server = ManagedServer([PY, "-c", SPAWNING_WRAPPER, *stub_argv(stub_dir)], env={"PIDS_FILE": str(pids_file)},
                            stop_timeout=1.0, ready_timeout=60)
@@ -244,17 +232,17 @@ def test_teardown_ends_children_and_grandchildren(registry, owner_token, stub_di
     assert ours(owner_token) == []
 
 
-def test_sigterm_to_the_owner_ends_its_server(embedded_model, registry, owner_token, tmp_path):
-    validator, info = start_validator(["--log", str(tmp_path / "server.log"), "--", *llama_argv(embedded_model)])
+def test_sigterm_to_the_owner_ends_its_server(embedded_model, server_records, owner_token, tmp_path):
+    validator, info = start_owner(llama_argv(embedded_model), log_path=str(tmp_path / "server.log"))
     assert is_running(info["pid"])
     validator.send_signal(signal.SIGTERM)
     assert validator.wait(timeout=60) == -signal.SIGTERM  # our handler stops the server, then dies of it
     assert not is_running(info["pid"]) and ours(owner_token) == []
-    assert read_records(registry) == []
+    assert read_records(server_records) == []
 
 
 @pytest.mark.parametrize("ending", ["return", "raise"])
-def test_interpreter_exit_stops_servers_left_running(ending, registry, owner_token, stub_dir):
+def test_interpreter_exit_stops_servers_left_running(ending, server_records, owner_token, stub_dir):
     """A program that forgets to stop its server (or dies of an exception): ``atexit`` does it.
     ``die_with_parent`` is off here so that only the exit hook can be what ends it."""
     last = "raise RuntimeError('crash')" if ending == "raise" else "sys.exit(0)"
@@ -270,43 +258,43 @@ def test_interpreter_exit_stops_servers_left_running(ending, registry, owner_tok
     assert done.returncode == (1 if ending == "raise" else 0), done.stderr
     pid = int(done.stdout.split()[0])
     assert not is_running(pid) and ours(owner_token) == []
-    assert read_records(registry) == []
+    assert read_records(server_records) == []
 
 
-def test_a_server_left_by_a_sigkilled_owner_is_ended_by_the_next_start(embedded_model, registry, owner_token,
+def test_a_server_left_by_a_sigkilled_owner_is_ended_by_the_next_start(embedded_model, server_records, owner_token,
                                                                         stub_dir, tmp_path):
-    validator, info = start_validator(["--no-die-with-parent", "--log", str(tmp_path / "server.log"), "--",
-                                       *llama_argv(embedded_model)])
+    validator, info = start_owner(llama_argv(embedded_model), log_path=str(tmp_path / "server.log"),
+                                   die_with_parent=False)
     validator.kill()
     validator.wait()
     # nothing ran in the killed validator: its server is still there, holding its port (and a GPU)
     assert is_running(info["pid"])
     assert httpx.get(info["base_url"] + "/v1/models", timeout=10).status_code == 200
-    assert [r["server_id"] for r in read_records(registry)] == [info["server_id"]]
+    assert [r["server_id"] for r in read_records(server_records)] == [info["server_id"]]
     nxt = ManagedServer(stub_argv(stub_dir), ready_timeout=60)
     asyncio.run(nxt.start())
     try:
         assert not is_running(info["pid"])
-        assert [r["server_id"] for r in read_records(registry)] == [nxt.server_id]
+        assert [r["server_id"] for r in read_records(server_records)] == [nxt.server_id]
     finally:
         nxt.stop()
     assert ours(owner_token) == []
 
 
-def test_die_with_parent_ends_the_server_when_its_owner_is_sigkilled(embedded_model, registry, owner_token,
+def test_die_with_parent_ends_the_server_when_its_owner_is_sigkilled(embedded_model, server_records, owner_token,
                                                                      tmp_path):
-    validator, info = start_validator(["--log", str(tmp_path / "server.log"), "--", *llama_argv(embedded_model)])
+    validator, info = start_owner(llama_argv(embedded_model), log_path=str(tmp_path / "server.log"))
     validator.kill()
     validator.wait()
     assert wait_until(lambda: not is_running(info["pid"]))  # the kernel sent it SIGTERM
     ended = cleanup_stale()  # only the record is left to forget
     assert [(r["server_id"], r["ended"]) for r in ended] == [(info["server_id"], [])]
-    assert read_records(registry) == [] and ours(owner_token) == []
+    assert read_records(server_records) == [] and ours(owner_token) == []
 
 
-def test_cleanup_spares_live_owners_and_processes_that_are_not_ours(embedded_model, registry, owner_token,
+def test_cleanup_spares_live_owners_and_processes_that_are_not_ours(embedded_model, server_records, owner_token,
                                                                      tmp_path):
-    validator, info = start_validator(["--log", str(tmp_path / "server.log"), "--", *llama_argv(embedded_model)])
+    validator, info = start_owner(llama_argv(embedded_model), log_path=str(tmp_path / "server.log"))
     try:
         assert cleanup_stale() == [] and is_running(info["pid"])  # its owner is alive
     finally:
@@ -318,9 +306,9 @@ def test_cleanup_spares_live_owners_and_processes_that_are_not_ours(embedded_mod
     gone.wait()
     try:
         record = {"server_id": uuid.uuid4().hex, "pid": bystander.pid, "pgid": bystander.pid,
-                  "start_ticks": process_start_ticks(bystander.pid) - 1, "owner_pid": gone.pid,
-                  "owner_start_ticks": 1, "hostname": socket.gethostname()}
-        (registry / f"{record['server_id']}.json").write_text(json.dumps(record))
+                  "create_time": process_create_time(bystander.pid) - 1, "owner_pid": gone.pid,
+                  "owner_create_time": 1.0, "hostname": socket.gethostname()}
+        (server_records / f"{record['server_id']}.json").write_text(json.dumps(record))
         ended = cleanup_stale()
         assert [r["ended"] for r in ended] == [[]]
         assert is_running(bystander.pid)
@@ -330,7 +318,7 @@ def test_cleanup_spares_live_owners_and_processes_that_are_not_ours(embedded_mod
     assert ours(owner_token) == []
 
 
-def test_twenty_start_kill_cycles_leave_no_process(embedded_model, registry, owner_token, stub_dir, tmp_path):
+def test_twenty_start_kill_cycles_leave_no_process(embedded_model, server_records, owner_token, stub_dir, tmp_path):
     """Servers started and ended every way we know, children and grandchildren included."""
     modes = ["stop", "sigterm", "sigkill", "sigint", "sigkill-die-with-parent"]
     left_behind: list[int] = []
@@ -345,10 +333,7 @@ def test_twenty_start_kill_cycles_leave_no_process(embedded_model, registry, own
             asyncio.run(server.start())
             server.stop()
             continue
-        args = ["--log", log, "--stop-timeout", "2"]
-        if mode == "sigkill":
-            args.append("--no-die-with-parent")
-        validator, info = start_validator([*args, "--", *server_argv])
+        validator, info = start_owner(server_argv, log_path=log, stop_timeout=2, die_with_parent=mode != "sigkill")
         assert is_running(info["pid"]), f"cycle {cycle}"
         {"sigterm": validator.terminate, "sigint": lambda v=validator: v.send_signal(signal.SIGINT)}.get(
             mode, validator.kill)()
@@ -361,5 +346,5 @@ def test_twenty_start_kill_cycles_leave_no_process(embedded_model, registry, own
     # servers of SIGKILLed validators were ended by the next start; the last ones by this cleanup
     cleanup_stale()
     assert len(left_behind) == 4 and not any(is_running(pid) for pid in left_behind)
-    assert read_records(registry) == []
+    assert read_records(server_records) == []
     assert ours(owner_token) == []

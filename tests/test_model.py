@@ -1,4 +1,3 @@
-import attrs
 import pytest
 
 from bitagent_core.model import Completion, ExpectedCall, Message, Score, Task, Tool, ToolCall
@@ -32,7 +31,7 @@ def test_tool_rejects_bad_data_with_clear_errors():
         Tool.from_json({"name": "f", "parameters": "nope"})
 
 
-def test_task_json_round_trip_and_frozen():
+def test_task_json_round_trip():
     task = Task(
         id="t1",
         messages=(Message("user", "hi"),),
@@ -43,8 +42,6 @@ def test_task_json_round_trip_and_frozen():
     again = Task.from_json(task.to_json())
     assert again == task
     assert not again.expects_no_call
-    with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        task.id = "other"  # type: ignore[misc]
 
 
 def test_task_from_json_names_what_is_missing():

@@ -108,6 +108,17 @@ def ok(_request: dict) -> Reply:
     return Reply(body=completion_body())
 
 
+async def limited(n: int, coroutines) -> list:
+    """Run ``coroutines`` with at most ``n`` in flight, as the runner does (the one limit on the request path)."""
+    gate = asyncio.Semaphore(n)
+
+    async def one(coroutine):
+        async with gate:
+            return await coroutine
+
+    return await asyncio.gather(*(one(c) for c in coroutines))
+
+
 def client_for(*urls: str, **kwargs: Any) -> OpenAIClient:
     kwargs.setdefault("backoff_s", 0.01)
     kwargs.setdefault("trust_env", False)
@@ -290,14 +301,14 @@ def test_non_json_and_choiceless_answers_are_errors():
 # ------------------------------------------------------------------------------- pooling, spreading
 
 
-def test_connections_are_pooled_and_in_flight_is_capped():
+def test_connections_are_pooled_and_follow_the_callers_limit():
     async def main():
         async with Stub(lambda r: Reply(body=completion_body(), delay=0.02)) as stub:
-            client = client_for(stub.url, concurrency=4)
+            client = client_for(stub.url)
             for _ in range(10):
                 await client.chat(build_request(TASK))
             sequential = stub.connections
-            await asyncio.gather(*(client.chat(build_request(TASK)) for _ in range(40)))
+            await limited(4, [client.chat(build_request(TASK)) for _ in range(40)])
             await client.aclose()
             return sequential, stub.connections
 
@@ -316,8 +327,8 @@ def test_requests_spread_over_endpoints_least_busy_first():
             even = (len(a.requests), len(b.requests))
         async with Stub(lambda r: Reply(body=completion_body(), delay=1.0)) as slow, \
                 Stub(lambda r: Reply(body=completion_body())) as fast:
-            client = client_for(slow.url, fast.url, concurrency=2)
-            await asyncio.gather(*(client.chat(build_request(TASK)) for _ in range(10)))
+            client = client_for(slow.url, fast.url)
+            await limited(2, [client.chat(build_request(TASK)) for _ in range(10)])
             await client.aclose()
             return even, (len(slow.requests), len(fast.requests))
 
@@ -353,4 +364,31 @@ def test_the_request_object_is_only_read():
 
     stub = run(main())
     assert stub.requests[0]["json"] == stub.requests[1]["json"]
-    assert request.messages == (Message("user", "hi"),)
+
+
+def test_retry_after_is_honoured_up_to_the_cap_else_backoff_with_jitter():
+    import email.utils
+    import time
+
+    import tenacity
+
+    from bitagent_plugins.backends.openai_client import _Retryable, retry_after_seconds
+
+    assert retry_after_seconds("3") == 3.0 and retry_after_seconds("-1") == 0.0
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    in_a_minute = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert 50 < retry_after_seconds(in_a_minute) <= 60
+    client = client_for("http://127.0.0.1:9", backoff_s=1.0, max_backoff_s=8.0)
+
+    def wait_after(error, attempt):
+        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+        state.attempt_number = attempt
+        state.set_exception((type(error), error, None))
+        return client._wait(state)
+
+    endpoint = client.endpoints[0]
+    assert wait_after(_Retryable("HTTP 503", endpoint, retry_after=2.0), 1) == 2.0
+    assert wait_after(_Retryable("HTTP 503", endpoint, retry_after=600.0), 1) == 8.0
+    waits = [wait_after(_Retryable("HTTP 503", endpoint), 3) for _ in range(50)]
+    assert all(0 <= w <= 8.0 for w in waits) and len(set(waits)) > 1  # backoff, jittered
+    run(client.aclose())

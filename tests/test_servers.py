@@ -177,7 +177,7 @@ def test_model_and_revision():
 
 
 @pytest.mark.parametrize("backend_class", [SglangBackend, VllmBackend])
-def test_sglang_and_vllm_lifecycle_with_a_llama_server_standing_in(backend_class, embedded_model, registry,
+def test_sglang_and_vllm_lifecycle_with_a_llama_server_standing_in(backend_class, embedded_model, server_records,
                                                                    owner_token, tmp_path):
     backend = backend_class("org/model@rev1", {"visible_devices": "3", "ready_timeout": "120",
                                                "stop_timeout": "5"})
@@ -191,7 +191,7 @@ def test_sglang_and_vllm_lifecycle_with_a_llama_server_standing_in(backend_class
             server = backend.servers[0]
             env = environ_of(server.pid)
             assert env["CUDA_VISIBLE_DEVICES"] == "3" and env[MARKER_ENV] == server.server_id
-            assert [r["pid"] for r in read_records(registry)] == [server.pid]
+            assert [r["pid"] for r in read_records(server_records)] == [server.pid]
             completion = await backend.complete(build_request(task))
             described = backend.describe()
             return server, completion, described
@@ -203,13 +203,13 @@ def test_sglang_and_vllm_lifecycle_with_a_llama_server_standing_in(backend_class
     assert described["revision"] == "rev1" and described["served_model"] == str(embedded_model)
     assert (tmp_path / "server.log").read_text().count("llama_model_loader") > 0
     assert real_command[:3] in ([PY, "-m", "sglang.launch_server"], [PY, "-m", "vllm.entrypoints.cli.main"])
-    assert server.pid is None and read_records(registry) == [] and ours(owner_token) == []
+    assert server.pid is None and read_records(server_records) == [] and ours(owner_token) == []
     asyncio.run(backend.close())  # idempotent
     with pytest.raises(RuntimeError, match="not started"):
         asyncio.run(backend.complete(build_request(task)))
 
 
-def test_a_server_that_fails_to_start_is_reported_and_torn_down(registry, owner_token, tmp_path):
+def test_a_server_that_fails_to_start_is_reported_and_torn_down(server_records, owner_token, tmp_path):
     backend = SglangBackend("org/model", {"ready_timeout": "60"})  # sglang is not installed here
 
     async def main():
@@ -223,13 +223,13 @@ def test_a_server_that_fails_to_start_is_reported_and_torn_down(registry, owner_
     message = str(info.value)
     assert "sglang is not installed for that interpreter" in message and "--server-python" in message
     assert "No module named 'sglang'" in message and "sglang.launch_server --model-path org/model" in message
-    assert ours(owner_token) == [] and read_records(registry) == []
+    assert ours(owner_token) == [] and read_records(server_records) == []
 
 
 # --------------------------------------------------------------------- llama-cpp-server replicas
 
 
-def test_replicas_share_the_requests_and_survive_one_dying(embedded_model, registry, owner_token, tmp_path):
+def test_replicas_share_the_requests_and_survive_one_dying(embedded_model, server_records, owner_token, tmp_path):
     backend = LlamaCppServerBackend(None, {"replicas": "2", "n_threads": "1", "n_ctx": "1024"})
     task = Task.from_json(TASKS[0])
 
@@ -252,13 +252,13 @@ def test_replicas_share_the_requests_and_survive_one_dying(embedded_model, regis
     assert all("get_weather" in c.text for c in first + after)
     assert final == [2, 4]  # the dead replica is no longer chosen
     assert (tmp_path / "server-0.log").exists() and (tmp_path / "server-1.log").exists()
-    assert ours(owner_token) == [] and read_records(registry) == []
+    assert ours(owner_token) == [] and read_records(server_records) == []
 
 
 # ------------------------------------------------------------------------------ bitagent evaluate
 
 
-def test_evaluate_with_llama_cpp_server_end_to_end(embedded_model, registry, owner_token, tasks_jsonl, tmp_path):
+def test_evaluate_with_llama_cpp_server_end_to_end(embedded_model, server_records, owner_token, tasks_jsonl, tmp_path):
     done = evaluate("--backend", "llama-cpp-server", "--tasks", f"jsonl:{tasks_jsonl}", "-n", "3", "-B",
                     "n_threads=1", "-B", "n_ctx=1024", "--ready-timeout", "120", "-o", "out", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -272,16 +272,16 @@ def test_evaluate_with_llama_cpp_server_end_to_end(embedded_model, registry, own
     run_dir = only_run_dir(tmp_path / "out")
     log = (run_dir / "server.log").read_text()
     assert "--host 127.0.0.1" in log and "POST /v1/chat/completions" in log
-    assert ours(owner_token) == [] and read_records(registry) == []
+    assert ours(owner_token) == [] and read_records(server_records) == []
 
 
-def test_a_server_killed_mid_run_keeps_finished_samples_and_resume_completes(embedded_model, registry, owner_token,
-                                                                             tasks_jsonl, tmp_path):
+def test_a_server_killed_mid_run_keeps_finished_samples_and_resume_completes(embedded_model, server_records,
+                                                                             owner_token, tasks_jsonl, tmp_path):
     run = subprocess.Popen([BITAGENT, "evaluate", "--backend", "llama-cpp-server", "--tasks", f"jsonl:{tasks_jsonl}",
                             "-n", "8", "-B", "n_threads=1 n_ctx=1024", "-o", "out", "--json"],
                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run_dir = wait_for_samples(tmp_path / "out", 1, run)
-    (record,) = read_records(registry)
+    (record,) = read_records(server_records)
     os.killpg(record["pgid"], signal.SIGKILL)  # the server dies; the evaluator goes on
     out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err
@@ -293,7 +293,7 @@ def test_a_server_killed_mid_run_keeps_finished_samples_and_resume_completes(emb
     assert all("exited with code -9" in r["completion"]["error"] and "--resume" in r["completion"]["error"]
                for r in failed)
     finished = {k for k, r in samples(run_dir).items() if r["status"] == "ok"}
-    assert ours(owner_token) == [] and read_records(registry) == []
+    assert ours(owner_token) == [] and read_records(server_records) == []
 
     resumed = evaluate("--resume", str(run_dir), "--json", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -303,10 +303,10 @@ def test_a_server_killed_mid_run_keeps_finished_samples_and_resume_completes(emb
     assert len(lines) == 8 + len(failed)  # finished samples were not asked again
     assert finished <= {k for k, r in samples(run_dir).items() if r["status"] == "ok"}
     assert (run_dir / "server.log").read_text().count("# command: ") == 2
-    assert ours(owner_token) == [] and read_records(registry) == []
+    assert ours(owner_token) == [] and read_records(server_records) == []
 
 
-def test_sigterm_to_evaluate_stops_the_server_and_resume_completes(embedded_model, registry, owner_token,
+def test_sigterm_to_evaluate_stops_the_server_and_resume_completes(embedded_model, server_records, owner_token,
                                                                    tasks_jsonl, tmp_path):
     run = subprocess.Popen([BITAGENT, "evaluate", "--backend", "llama-cpp-server", "--tasks", f"jsonl:{tasks_jsonl}",
                             "-n", "4", "-B", "n_threads=1", "-B", "n_ctx=1024", "-o", "out", "--json"],
@@ -316,14 +316,14 @@ def test_sigterm_to_evaluate_stops_the_server_and_resume_completes(embedded_mode
     _, err = run.communicate(timeout=120)
     assert run.returncode == 130 and "--resume" in err
     assert json.loads((run_dir / "results.json").read_text())["status"] == "interrupted"
-    assert ours(owner_token) == [] and read_records(registry) == []
+    assert ours(owner_token) == [] and read_records(server_records) == []
     resumed = evaluate("--resume", str(run_dir), "--json", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["n_scored"] == 4
     assert ours(owner_token) == []
 
 
-def test_base_url_attaches_to_a_running_server(embedded_model, registry, owner_token, tasks_jsonl, tmp_path,
+def test_base_url_attaches_to_a_running_server(embedded_model, server_records, owner_token, tasks_jsonl, tmp_path,
                                                monkeypatch):
     key = uuid.uuid4().hex
     server = ManagedServer(lambda port: llama_argv(embedded_model, port, 1024, "--api_key", key),

@@ -10,7 +10,6 @@ Options (``-B key=value``): n_ctx, n_threads, n_gpu_layers, n_batch, seed, verbo
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import threading
@@ -72,11 +71,26 @@ def resolve_model(model: str | None) -> tuple[Path, dict[str, Any]]:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+LLAMA_INSTALL_HINT = "llama-cpp-python is not installed: pip install 'bitagent[llama]'"
+
+
+class LlamaNotInstalled(ImportError):
+    """The ``[llama]`` extra is missing; the message says how to install it."""
+
+
+def import_llama() -> Any:
+    """``llama_cpp.Llama``, imported only when a model is actually loaded (heavy, and an extra)."""
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:
+        if exc.name != "llama_cpp":
+            raise  # llama_cpp is there but one of its own imports failed: that message says more
+        raise LlamaNotInstalled(LLAMA_INSTALL_HINT) from None
+    return Llama
 
 
 class LlamaCppBackend:
@@ -90,10 +104,12 @@ class LlamaCppBackend:
         self._identity: dict[str, Any] = {"model": model or "embedded"}
 
     async def start(self, run_dir: Path | None = None) -> None:
+        import asyncio  # at use sites: plugin loading (bitagent --help) stays light
+
         await asyncio.to_thread(self._load)
 
     def _load(self) -> None:
-        from llama_cpp import Llama  # heavy: imported only when a model is actually loaded
+        Llama = import_llama()
 
         path, identity = resolve_model(self.model)
         if "sha256" not in identity:
@@ -113,6 +129,8 @@ class LlamaCppBackend:
         # the current generation ends (at most max_tokens tokens later). `-B worker_thread=true` restores
         # the thread for embedders whose event loop must stay responsive.
         if self.options.get("worker_thread"):
+            import asyncio
+
             return await asyncio.to_thread(self._complete, request)
         return self._complete(request)
 
@@ -130,6 +148,8 @@ class LlamaCppBackend:
     async def close(self) -> None:
         llm, self._llm = self._llm, None
         if llm is not None:
+            import asyncio
+
             await asyncio.to_thread(self._close, llm)
 
     def _close(self, llm: Any) -> None:

@@ -18,18 +18,16 @@ A :class:`ManagedServer` runs an OpenAI-compatible server (sglang, vLLM, llama.c
   exit (``atexit``), and on SIGTERM/SIGHUP when the process has no handler of its own.
 * **SIGKILL of the owner.** Nothing runs in a SIGKILLed process, so two things cover it: with
   ``die_with_parent`` (the default, Linux) the kernel sends the server SIGTERM when its parent dies
-  (``PR_SET_PDEATHSIG``); and every server is recorded in a registry directory
-  (``$BITAGENT_SERVER_REGISTRY``, default ``<cache dir>/servers``) with its pid, process group, start time
-  and owner. The next start ends servers whose owner is gone (:func:`cleanup_stale`). A process is only
-  signalled if it carries the server's marker, or is the recorded leader with the recorded start time.
+  (``PR_SET_PDEATHSIG``); and every server has a *server record*, a JSON file in the server records directory
+  (``$BITAGENT_SERVER_RECORDS``, default ``<cache dir>/servers``) with its pid, start time and owner. The next
+  start ends servers whose owner is gone (:func:`cleanup_stale`). A process is only signalled if it carries
+  the server's marker, or is the recorded leader with the recorded start time.
 
-Linux only for the ``/proc`` parts (marker scan, start times); elsewhere teardown falls back to the
-process group. ``python -m bitagent_plugins.backends.local_server {serve,cleanup,list}`` exposes this for scripts.
+Processes are found and read through psutil (start times, environments, liveness).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import atexit
 import contextlib
@@ -48,11 +46,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 from bitagent_core.jsonio import write_json_atomic
 
 HOST = "127.0.0.1"
 MARKER_ENV = "BITAGENT_SERVER_ID"
-REGISTRY_ENV = "BITAGENT_SERVER_REGISTRY"
+RECORDS_ENV = "BITAGENT_SERVER_RECORDS"
 DEFAULT_READY_TIMEOUT_S = 900.0
 DEFAULT_STOP_TIMEOUT_S = 15.0
 READY_PATH = "/v1/models"
@@ -137,96 +137,49 @@ class PortReservation:
         self.release()
 
 
-# ------------------------------------------------------------------------------------------ /proc
+# -------------------------------------------------------------------------------------- processes
 
 
-class _Stat:
-    __slots__ = ("pid", "state", "ppid", "pgid", "start")
-
-    def __init__(self, pid: int, state: str, ppid: int, pgid: int, start: int) -> None:
-        self.pid, self.state, self.ppid, self.pgid, self.start = pid, state, ppid, pgid, start
-
-
-def _proc_stat(pid: int) -> _Stat | None:
-    """State, parent, process group and start time (clock ticks after boot) of ``pid``."""
+def _process(pid: int, create_time: float | None = None) -> psutil.Process | None:
+    """``pid`` if it is alive (not a zombie) and, when given, started at ``create_time``."""
     try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
+        proc = psutil.Process(pid)
+        if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return None
+        if create_time is not None and proc.create_time() != create_time:
+            return None  # the pid was reused by another process
+    except psutil.Error:
         return None
-    try:  # the command name is in parentheses and may itself contain spaces and parentheses
-        fields = data[data.rindex(b")") + 2:].split()
-        return _Stat(pid, fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19]))
-    except (ValueError, IndexError):
+    return proc
+
+
+def process_create_time(pid: int) -> float | None:
+    proc = _process(pid)
+    try:
+        return proc.create_time() if proc is not None else None
+    except psutil.Error:
         return None
 
 
-def process_start_ticks(pid: int) -> int | None:
-    stat = _proc_stat(pid)
-    return stat.start if stat else None
-
-
-def is_running(pid: int, start_ticks: int | None = None) -> bool:
-    """True if ``pid`` exists, is not a zombie and (if given) started at ``start_ticks``."""
-    if not _HAVE_PROC:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    stat = _proc_stat(pid)
-    if stat is None or stat.state in ("Z", "X"):
-        return False
-    return start_ticks is None or stat.start == start_ticks
-
-
-def _all_pids() -> list[int]:
-    try:
-        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:
-        return []
-
-
-def _has_marker(pid: int, token: bytes) -> bool:
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:  # gone, or another user's process: never ours
-        return False
-    return token in environ.split(b"\0")
-
-
-def _marker(server_id: str) -> bytes:
-    return f"{MARKER_ENV}={server_id}".encode()
+def is_running(pid: int, create_time: float | None = None) -> bool:
+    """True if ``pid`` exists, is not a zombie and (if given) started at ``create_time``."""
+    return _process(pid, create_time) is not None
 
 
 def server_processes(server_id: str, pgid: int | None = None) -> list[int]:
     """Live (non-zombie) processes carrying ``server_id``'s marker, plus members of ``pgid`` if given
     (pass ``pgid`` only when the group is known to be ours: its leader is our unreaped child)."""
-    if not _HAVE_PROC:
-        return []
-    token = _marker(server_id)
     me = os.getpid()
     found = []
-    for pid in _all_pids():
-        if pid == me:
+    for proc in psutil.process_iter(["status"]):
+        if proc.pid == me or proc.info["status"] in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             continue
-        stat = _proc_stat(pid)
-        if stat is None or stat.state in ("Z", "X"):
+        try:
+            if (pgid is not None and os.getpgid(proc.pid) == pgid) or proc.environ().get(MARKER_ENV) == server_id:
+                found.append(proc.pid)
+        except (psutil.Error, OSError):  # gone, or another user's process: never ours
             continue
-        if (pgid is not None and stat.pgid == pgid) or _has_marker(pid, token):
-            found.append(pid)
     return found
-
-
-_HAVE_PROC = os.path.isdir("/proc/self")
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
 
 
 def _signal(pids: Iterable[int], sig: int) -> None:
@@ -240,21 +193,21 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-# ---------------------------------------------------------------------------------------- registry
+# -------------------------------------------------------------------------------- server records
 
 
-def registry_dir() -> Path:
-    """Where running servers are recorded: ``$BITAGENT_SERVER_REGISTRY`` or ``<cache dir>/servers``."""
-    if os.environ.get(REGISTRY_ENV):
-        return Path(os.environ[REGISTRY_ENV])
+def records_dir() -> Path:
+    """Where running servers are recorded: ``$BITAGENT_SERVER_RECORDS`` or ``<cache dir>/servers``."""
+    if os.environ.get(RECORDS_ENV):
+        return Path(os.environ[RECORDS_ENV])
     from bitagent_plugins.backends.embedded_model import cache_dir
 
     return cache_dir() / "servers"
 
 
 def read_records(directory: Path | None = None) -> list[dict[str, Any]]:
-    """The servers recorded in the registry (each record has a ``path`` key added)."""
-    directory = directory or registry_dir()
+    """The server records (each has a ``path`` key added)."""
+    directory = directory or records_dir()
     records = []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
         try:
@@ -271,7 +224,7 @@ def _owner_alive(record: dict[str, Any]) -> bool:
     owner = record.get("owner_pid")
     if not isinstance(owner, int):
         return False
-    return is_running(owner, record.get("owner_start_ticks"))
+    return is_running(owner, record.get("owner_create_time"))
 
 
 def cleanup_stale(directory: Path | None = None, *, stop_timeout: float = _KILL_WAIT_S) -> list[dict[str, Any]]:
@@ -282,19 +235,19 @@ def cleanup_stale(directory: Path | None = None, *, stop_timeout: float = _KILL_
     Returns the records it acted on, each with ``ended`` (the pids it signalled).
     """
     acted = []
-    hostname, boot = socket.gethostname(), _boot_id()
+    hostname, boot = socket.gethostname(), psutil.boot_time()
     for record in read_records(directory):
         if record.get("hostname") not in (None, hostname):
             continue
         path = Path(record["path"])
-        if record.get("boot_id") and boot and record["boot_id"] != boot:
+        if record.get("boot_time") is not None and record["boot_time"] != boot:
             path.unlink(missing_ok=True)
             continue
         if _owner_alive(record):
             continue
         pids = set(server_processes(record["server_id"]))
-        leader, ticks = record.get("pid"), record.get("start_ticks")
-        if isinstance(leader, int) and ticks is not None and is_running(leader, ticks):
+        leader, started = record.get("pid"), record.get("create_time")
+        if isinstance(leader, int) and started is not None and is_running(leader, started):
             pids.add(leader)
         if pids:
             _terminate(sorted(pids), record["server_id"], stop_timeout)
@@ -305,18 +258,18 @@ def cleanup_stale(directory: Path | None = None, *, stop_timeout: float = _KILL_
 
 def _terminate(pids: list[int], server_id: str, stop_timeout: float) -> None:
     """TERM, wait, KILL for processes that are not our children (stale servers)."""
-    _signal(pids, signal.SIGTERM)
-    deadline = time.monotonic() + stop_timeout
-    left = [p for p in pids if is_running(p)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = [p for p in pids if is_running(p)]
+    procs = [p for p in (_process(pid) for pid in pids) if p is not None]
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=stop_timeout)
     # a marker scan also catches processes the server spawned while it was being stopped
-    left = sorted(set(left) | set(server_processes(server_id)))
-    _signal(left, signal.SIGKILL)
-    deadline = time.monotonic() + _KILL_WAIT_S
-    while any(is_running(p) for p in left) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    alive_pids = {p.pid for p in alive} | set(server_processes(server_id))
+    left = [p for p in (_process(pid) for pid in sorted(alive_pids)) if p is not None]
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(left, timeout=_KILL_WAIT_S)
 
 
 # ------------------------------------------------------------------------------- interpreter exit
@@ -374,7 +327,7 @@ class ManagedServer:
                  visible_devices: str | None = None, log_path: Path | None = None,
                  ready_timeout: float = DEFAULT_READY_TIMEOUT_S, stop_timeout: float = DEFAULT_STOP_TIMEOUT_S,
                  ready_path: str = READY_PATH, headers: dict[str, str] | None = None,
-                 die_with_parent: bool = True, registry: Path | None = None, port_attempts: int = 3,
+                 die_with_parent: bool = True, records: Path | None = None, port_attempts: int = 3,
                  cleanup_stale_first: bool = True) -> None:
         if ready_timeout <= 0 or stop_timeout < 0:
             raise ValueError("ready_timeout must be > 0 and stop_timeout >= 0")
@@ -388,7 +341,7 @@ class ManagedServer:
         self.ready_path = ready_path
         self.headers = dict(headers or {})
         self.die_with_parent = die_with_parent and sys.platform.startswith("linux")
-        self.registry = registry
+        self.records = records  # the server records directory (default: records_dir())
         self.port_attempts = max(1, port_attempts)
         self.cleanup_stale_first = cleanup_stale_first
         self.server_id = ""
@@ -401,7 +354,7 @@ class ManagedServer:
         self._log_offset = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._record_path: Path | None = None
-        self._start_ticks: int | None = None
+        self._create_time: float | None = None
         self._last_returncode: int | None = None
         self._lock = threading.RLock()
 
@@ -481,12 +434,12 @@ class ManagedServer:
                 reservation.release()  # held until the process exists, then the server binds it
             with _LIVE_LOCK:
                 _LIVE.add(self)
-            self._start_ticks = process_start_ticks(self._proc.pid)
+            self._create_time = process_create_time(self._proc.pid)
             self._write_record(pid=self._proc.pid)
 
     def _open_log(self) -> IO[bytes]:
         if self._auto_log:
-            self.log_path = (self.registry or registry_dir()) / f"{self.server_id}.log"
+            self.log_path = (self.records or records_dir()) / f"{self.server_id}.log"
         assert self.log_path is not None
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
@@ -499,15 +452,15 @@ class ManagedServer:
         return log
 
     def _write_record(self, pid: int | None) -> None:
-        directory = self.registry or registry_dir()
+        directory = self.records or records_dir()
         self._record_path = directory / f"{self.server_id}.json"
         self._record_path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self._record_path, {
             "server_id": self.server_id, "name": self.name, "pid": pid, "pgid": pid,
-            "start_ticks": self._start_ticks if pid else None, "port": self.port, "command": self.command,
+            "create_time": self._create_time if pid else None, "port": self.port, "command": self.command,
             "log": str(self.log_path) if self.log_path else None, "owner_pid": os.getpid(),
-            "owner_start_ticks": process_start_ticks(os.getpid()), "hostname": socket.gethostname(),
-            "boot_id": _boot_id(), "created": time.time(),
+            "owner_create_time": process_create_time(os.getpid()), "hostname": socket.gethostname(),
+            "boot_time": psutil.boot_time(), "created": time.time(),
         })
 
     def _remove_record(self) -> None:
@@ -594,7 +547,7 @@ class ManagedServer:
     async def start(self) -> None:
         """Launch and wait until ready; on any failure (or cancellation) the process is torn down."""
         if self.cleanup_stale_first:
-            await asyncio.to_thread(cleanup_stale, self.registry)
+            await asyncio.to_thread(cleanup_stale, self.records)
         for attempt in range(1, self.port_attempts + 1):
             self.launch()
             try:
@@ -668,61 +621,3 @@ def _model_ids(response: Any) -> list[str]:
         return []
     items = data.get("data") if isinstance(data, dict) else None
     return [str(m["id"]) for m in items or [] if isinstance(m, dict) and "id" in m]
-
-
-# ------------------------------------------------------------------------------------------ script
-
-
-def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bitagent_plugins.backends.local_server",
-                                     description="Start, list and clean up bitagent-managed servers.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="start a server ({port} in the command is replaced); print its "
-                                         "address as JSON; stop it on SIGTERM/SIGINT")
-    serve.add_argument("--log", type=Path)
-    serve.add_argument("--ready-timeout", type=float, default=DEFAULT_READY_TIMEOUT_S)
-    serve.add_argument("--stop-timeout", type=float, default=DEFAULT_STOP_TIMEOUT_S)
-    serve.add_argument("--visible-devices")
-    serve.add_argument("--no-die-with-parent", action="store_true",
-                       help="do not ask the kernel to end the server when this process dies")
-    serve.add_argument("server_argv", nargs=argparse.REMAINDER)
-    sub.add_parser("cleanup", help="end servers whose owner process is gone")
-    sub.add_parser("list", help="list recorded servers")
-    args = parser.parse_args(argv)
-
-    if args.command == "cleanup":
-        for record in cleanup_stale():
-            print(json.dumps({"server_id": record["server_id"], "pid": record.get("pid"), "ended": record["ended"]}))
-        return 0
-    if args.command == "list":
-        for record in read_records():
-            record["owner_alive"] = _owner_alive(record)
-            print(json.dumps(record))
-        return 0
-
-    command = args.server_argv[1:] if args.server_argv[:1] == ["--"] else args.server_argv
-    if not command:
-        parser.error("serve needs a command after --")
-    server = ManagedServer(command, log_path=args.log, ready_timeout=args.ready_timeout,
-                           stop_timeout=args.stop_timeout, visible_devices=args.visible_devices,
-                           die_with_parent=not args.no_die_with_parent)
-    try:
-        asyncio.run(server.start())
-    except ServerStartError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    print(json.dumps({"pid": server.pid, "port": server.port, "base_url": server.base_url,
-                      "server_id": server.server_id, "log": str(server.log_path)}), flush=True)
-    try:
-        while server.running:
-            time.sleep(0.2)
-        print(f"server exited with code {server.returncode()}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        server.stop()
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

@@ -1,11 +1,12 @@
 """One async client for every OpenAI-compatible server: sglang, vLLM, llama.cpp, routers, clusters.
 
 * One pooled :class:`httpx.AsyncClient` for the whole run (connections are reused, not one per call).
-* At most ``concurrency`` requests in flight; each goes to the least busy endpoint (ties in turn), so
-  several base URLs (llama.cpp replicas, a few vLLM servers) share the load.
-* Connection errors, dropped connections, 429 and 5xx are retried with exponential backoff and jitter
-  (``retries`` times, ``Retry-After`` honoured up to the backoff cap); other 4xx are not, and a timeout
-  is not either (retrying a request the server is still computing doubles its load). ``endpoint_down``
+* No limit of its own on requests in flight: the caller's is the one limit on the path (the runner's
+  ``--concurrency``, which defaults to the backend's ``default_concurrency``). Each request goes to the least
+  busy endpoint (ties in turn), so several base URLs (llama.cpp replicas, a few vLLM servers) share the load.
+* Connection errors, dropped connections, 429 and 5xx are retried by tenacity, with exponential backoff and
+  full jitter (``retries`` times; ``Retry-After`` honoured up to the backoff cap); other 4xx are not, and a
+  timeout is not either (retrying a request the server is still computing doubles its load). ``endpoint_down``
   lets the owner of a managed server say "that process has exited": the request then fails at once
   instead of retrying against a dead port.
 * Chat completions with the tools in the prompt (already in ``request.messages``) or as native
@@ -14,16 +15,16 @@
 
 from __future__ import annotations
 
-import asyncio
+import email.utils
 import itertools
 import json
-import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import httpx
+import tenacity
 
 from bitagent_core.model import ChatRequest, Completion
 from bitagent_plugins.backends.openai_format import completion_from_openai, to_openai_messages
@@ -49,6 +50,31 @@ class RequestTimeout(ClientError):
     pass
 
 
+class _Retryable(Exception):
+    """One attempt failed in a way worth another: a connection error, 429 or 5xx."""
+
+    def __init__(self, failure: str, endpoint: Endpoint, retry_after: float | None = None) -> None:
+        super().__init__(failure)
+        self.failure = failure
+        self.endpoint = endpoint
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP date (seconds from now); None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
 def v1_url(base_url: str) -> str:
     """``http://h:p``, ``http://h:p/`` or ``http://h:p/v1`` -> ``http://h:p/v1``."""
     url = base_url.strip().rstrip("/")
@@ -68,7 +94,7 @@ class Endpoint:
 
 
 class OpenAIClient:
-    def __init__(self, base_urls: Sequence[str] | str, *, api_key: str | None = None, concurrency: int = 64,
+    def __init__(self, base_urls: Sequence[str] | str, *, api_key: str | None = None,
                  timeout_s: float = 300.0, connect_timeout_s: float = 10.0, retries: int = 3,
                  backoff_s: float = 0.5, max_backoff_s: float = 8.0,
                  endpoint_down: Callable[[int], str | None] | None = None, trust_env: bool = True,
@@ -76,10 +102,9 @@ class OpenAIClient:
         urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
         if not urls:
             raise ValueError("at least one base URL is needed")
-        if concurrency < 1 or retries < 0 or timeout_s <= 0:
-            raise ValueError("concurrency must be >= 1, retries >= 0 and timeout_s > 0")
+        if retries < 0 or timeout_s <= 0:
+            raise ValueError("retries must be >= 0 and timeout_s > 0")
         self.endpoints = [Endpoint(v1_url(u)) for u in urls]
-        self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
@@ -88,14 +113,14 @@ class OpenAIClient:
         #: fields added to every chat request (e.g. llama.cpp's repeat_penalty)
         self.extra_body = dict(extra_body or {})
         self._turn = itertools.count()
-        self._limiter = asyncio.Semaphore(concurrency)
+        self._backoff = tenacity.wait_random_exponential(multiplier=backoff_s, max=max_backoff_s)
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             all_headers["Authorization"] = f"Bearer {api_key}"
-        pool = concurrency + len(self.endpoints)
         self._http = httpx.AsyncClient(
             headers=all_headers, trust_env=trust_env,
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=30.0),
+            # as many connections as the caller has requests in flight, all kept alive for reuse
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=30.0),
             timeout=httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s), pool=None),
         )
         self._closed = False
@@ -116,14 +141,18 @@ class OpenAIClient:
         start = next(self._turn) % n
         return min(ready, key=lambda i: (self.endpoints[i].in_flight, (i - start) % n))
 
-    def _delay(self, attempt: int, retry_after: str | None = None) -> float:
-        delay = min(self.max_backoff_s, self.backoff_s * (2 ** attempt))
-        if retry_after:
-            try:
-                return min(self.max_backoff_s, max(0.0, float(retry_after)))
-            except ValueError:
-                pass
-        return delay * (0.5 + random.random() / 2)
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """Seconds before the next attempt: the server's ``Retry-After`` (capped), else backoff with jitter."""
+        error = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(error, _Retryable) and error.retry_after is not None:
+            return min(self.max_backoff_s, error.retry_after)
+        return self._backoff(state)
+
+    @staticmethod
+    def _count_retry(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(error, _Retryable):
+            error.endpoint.retries += 1
 
     # ---- requests
 
@@ -133,56 +162,56 @@ class OpenAIClient:
         the attempt that answered."""
         if self._closed:
             raise ClientError("the client is closed")
-        async with self._limiter:
-            attempt = 0
-            while True:
-                index = self._pick()
-                endpoint = self.endpoints[index]
-                endpoint.in_flight += 1
-                endpoint.requests += 1
-                url = endpoint.url + path
-                retry_after = None
-                started = time.perf_counter()
-                try:
-                    response = await self._http.request(method, url, json=payload)
-                except _RETRY_ERRORS as exc:
-                    failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                    endpoint.down_until = time.monotonic() + self._delay(attempt)
-                    reason = self.endpoint_down(index) if self.endpoint_down else None
-                    if reason:
-                        endpoint.failures += 1
-                        raise ServerUnavailable(reason) from exc
-                except httpx.TimeoutException as exc:
-                    endpoint.failures += 1
-                    raise RequestTimeout(f"no answer from {url} within {self.timeout_s:g} s "
-                                         f"({type(exc).__name__})") from exc
-                else:
-                    latency = time.perf_counter() - started
-                    if response.status_code < 400:
-                        try:
-                            body = response.json()
-                        except ValueError:
-                            endpoint.failures += 1
-                            raise ClientError(f"{url} answered HTTP {response.status_code} with non-JSON: "
-                                              f"{response.text[:300]!r}", response.status_code) from None
-                        if not isinstance(body, dict):
-                            raise ClientError(f"{url} answered {type(body).__name__}, not a JSON object",
-                                              response.status_code)
-                        return body, latency
-                    detail = _error_detail(response)
-                    failure = f"HTTP {response.status_code} from {url}: {detail}"
-                    if response.status_code not in RETRY_STATUS and response.status_code < 500:
-                        endpoint.failures += 1
-                        raise ClientError(failure, response.status_code)
-                    retry_after = response.headers.get("retry-after")
-                finally:
-                    endpoint.in_flight -= 1
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.retries + 1), wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Retryable), before_sleep=self._count_retry, reraise=True)
+        try:
+            return await retrying(self._attempt, method, path, payload)
+        except _Retryable as exc:
+            attempts = retrying.statistics.get("attempt_number", self.retries + 1)
+            raise ServerUnavailable(f"gave up after {attempts} attempts: {exc.failure}") from exc
+
+    async def _attempt(self, method: str, path: str, payload: dict[str, Any] | None
+                       ) -> tuple[dict[str, Any], float]:
+        index = self._pick()
+        endpoint = self.endpoints[index]
+        endpoint.in_flight += 1
+        endpoint.requests += 1
+        url = endpoint.url + path
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(method, url, json=payload)
+        except _RETRY_ERRORS as exc:
+            endpoint.failures += 1
+            reason = self.endpoint_down(index) if self.endpoint_down else None
+            if reason:
+                raise ServerUnavailable(reason) from exc
+            # passed over by _pick while the others are up, for about the time a retry would wait
+            endpoint.down_until = time.monotonic() + min(self.max_backoff_s, self.backoff_s * 2 ** endpoint.failures)
+            failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise _Retryable(failure, endpoint) from exc
+        except httpx.TimeoutException as exc:
+            endpoint.failures += 1
+            raise RequestTimeout(f"no answer from {url} within {self.timeout_s:g} s "
+                                 f"({type(exc).__name__})") from exc
+        finally:
+            endpoint.in_flight -= 1
+        latency = time.perf_counter() - started
+        if response.status_code < 400:
+            try:
+                body = response.json()
+            except ValueError:
                 endpoint.failures += 1
-                if attempt >= self.retries:
-                    raise ServerUnavailable(f"gave up after {attempt + 1} attempts: {failure}")
-                endpoint.retries += 1
-                await asyncio.sleep(self._delay(attempt, retry_after))
-                attempt += 1
+                raise ClientError(f"{url} answered HTTP {response.status_code} with non-JSON: "
+                                  f"{response.text[:300]!r}", response.status_code) from None
+            if not isinstance(body, dict):
+                raise ClientError(f"{url} answered {type(body).__name__}, not a JSON object", response.status_code)
+            return body, latency
+        endpoint.failures += 1
+        failure = f"HTTP {response.status_code} from {url}: {_error_detail(response)}"
+        if response.status_code not in RETRY_STATUS and response.status_code < 500:
+            raise ClientError(failure, response.status_code)
+        raise _Retryable(failure, endpoint, retry_after_seconds(response.headers.get("retry-after")))
 
     def chat_payload(self, request: ChatRequest, model: str | None) -> dict[str, Any]:
         payload: dict[str, Any] = {"messages": to_openai_messages(request.messages),

@@ -22,25 +22,25 @@ like a shell would, never run by one), ``request_timeout`` (s, 300), ``retries``
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.model import ChatRequest, Completion
 from bitagent_plugins.backends.llama_cpp import parse_options
-from bitagent_plugins.backends.local_server import (
-    DEFAULT_READY_TIMEOUT_S,
-    DEFAULT_STOP_TIMEOUT_S,
-    HOST,
-    ManagedServer,
-    ServerStartError,
-    cleanup_stale,
-)
+
+if TYPE_CHECKING:
+    from bitagent_plugins.backends.local_server import ManagedServer
+
+# the managed server and the client (asyncio, httpx, psutil) are imported where they are used, so that loading
+# this plugin (every `bitagent` command, `--help` included) stays light; these three are local_server's
+HOST = "127.0.0.1"
+DEFAULT_READY_TIMEOUT_S = 900.0
+DEFAULT_STOP_TIMEOUT_S = 15.0
 
 COMMON_OPTIONS: dict[str, type] = {
     "ready_timeout": float, "stop_timeout": float, "server_python": str, "visible_devices": str,
@@ -50,10 +50,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "ready_timeout": DEFAULT_READY_TIMEOUT_S, "stop_timeout": DEFAULT_STOP_TIMEOUT_S, "request_timeout": 300.0,
     "retries": 3, "die_with_parent": True,
 }
-#: the client's own cap; the runner's --concurrency (default: the backend's) is what limits a run
-CLIENT_MAX_IN_FLIGHT = 1024
 _POSITIVE = ("ready_timeout", "request_timeout", "mem_fraction_static", "gpu_memory_utilization", "context_length",
-             "max_model_len", "tp", "dp", "replicas", "n_ctx", "n_threads", "n_batch")
+             "max_model_len", "tp", "dp", "replicas", "n_ctx", "n_threads", "n_threads_batch", "n_batch")
 
 
 def split_model(model: str | None, revision: str | None, backend: str) -> tuple[str, str | None]:
@@ -137,7 +135,9 @@ class ManagedServerBackend:
         """Resolve the model before anything starts (runs in a thread)."""
 
     def make_server(self, replica: int, run_dir: Path | None) -> ManagedServer:
-        """The (not yet started) managed server for one replica."""
+        """The (not yet started) :class:`~bitagent_plugins.backends.local_server.ManagedServer` of one replica."""
+        from bitagent_plugins.backends.local_server import ManagedServer
+
         return ManagedServer(
             lambda port: self.command(port, replica),
             name=f"{self.name} server" + (f" {replica}" if self.replicas > 1 else ""),
@@ -151,6 +151,9 @@ class ManagedServerBackend:
     async def start(self, run_dir: Path | None = None) -> None:
         if self.servers or self.client is not None:
             raise RuntimeError(f"the {self.name} backend is already started")
+        import asyncio
+
+        from bitagent_plugins.backends.local_server import ServerStartError, cleanup_stale
         from bitagent_plugins.backends.openai_client import OpenAIClient
 
         self.run_dir = run_dir
@@ -167,7 +170,7 @@ class ManagedServerBackend:
                 raise result
         ids = self.servers[0].model_ids
         self.served_model = ids[0] if ids else self.model
-        self.client = OpenAIClient([s.base_url for s in self.servers], concurrency=CLIENT_MAX_IN_FLIGHT,
+        self.client = OpenAIClient([s.base_url for s in self.servers],
                                    timeout_s=self.options["request_timeout"], retries=self.options["retries"],
                                    endpoint_down=self._endpoint_down, trust_env=False,
                                    extra_body=self.extra_body)
@@ -196,6 +199,8 @@ class ManagedServerBackend:
                 await client.aclose()
         finally:
             if servers:
+                import asyncio
+
                 self._identity["servers"] = [s.describe() for s in servers]
                 await asyncio.gather(*(asyncio.to_thread(s.stop) for s in servers))
 
@@ -267,7 +272,8 @@ class VllmBackend(HubModelServerBackend):
 
 class LlamaCppServerBackend(ManagedServerBackend):
     name = "llama-cpp-server"
-    OPTION_TYPES = {**COMMON_OPTIONS, "replicas": int, "n_ctx": int, "n_threads": int, "n_gpu_layers": int,
+    OPTION_TYPES = {**COMMON_OPTIONS, "replicas": int, "n_ctx": int, "n_threads": int, "n_threads_batch": int,
+                    "n_gpu_layers": int,
                     "n_batch": int, "seed": int, "chat_format": str}
     DEFAULTS = {**COMMON_DEFAULTS, "replicas": 1, "n_ctx": 4096, "n_gpu_layers": 0}
     install_hint = "llama-cpp-python's server is not installed: pip install 'llama-cpp-python[server]'"
@@ -278,8 +284,13 @@ class LlamaCppServerBackend(ManagedServerBackend):
     def __init__(self, model: str | None, options: dict[str, str]) -> None:
         super().__init__(model, options)
         self.default_concurrency = self.options["replicas"]  # one request per process at a time
+        # the replicas share the cores, for generation and for prompts alike: llama.cpp's batch (prompt) threads
+        # default to every core, so two replicas with only n_threads split ran at 0.59x one replica
+        share = max(1, (os.cpu_count() or 1) // self.options["replicas"])
         if self.options.get("n_threads") is None:
-            self.options["n_threads"] = max(1, (os.cpu_count() or 1) // self.options["replicas"])
+            self.options["n_threads"] = share
+        if self.options.get("n_threads_batch") is None:
+            self.options["n_threads_batch"] = self.options["n_threads"]
         self.model_file: Path | None = None
 
     @property
@@ -301,6 +312,7 @@ class LlamaCppServerBackend(ManagedServerBackend):
         o = self.options
         argv = [self.python, "-m", "llama_cpp.server", "--model", str(self.model_file), "--host", HOST,
                 "--port", str(port), "--n_ctx", str(o["n_ctx"]), "--n_threads", str(o["n_threads"]),
+                "--n_threads_batch", str(o["n_threads_batch"]),
                 "--n_gpu_layers", str(o["n_gpu_layers"])]
         for key in ("n_batch", "seed", "chat_format"):
             if o.get(key) is not None:
@@ -339,11 +351,13 @@ class OpenAIBackend:
         self.client: Any = None
 
     async def start(self, run_dir: Path | None = None) -> None:
+        import asyncio
+
         from bitagent_plugins.backends.openai_client import ClientError, OpenAIClient
 
         if self.client is not None:
             raise RuntimeError("the openai backend is already started")
-        client = OpenAIClient(self.base_urls, api_key=self.api_key, concurrency=CLIENT_MAX_IN_FLIGHT,
+        client = OpenAIClient(self.base_urls, api_key=self.api_key,
                               timeout_s=self.options["request_timeout"], retries=self.options["retries"])
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options["ready_timeout"]

@@ -43,7 +43,6 @@ import attrs
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.jsonio import read_jsonl
 from bitagent_core.model import ExpectedCall, Message, Task, Tool
-from bitagent_core.rescore import check_task
 
 log = logging.getLogger("bitagent.bfcl")
 
@@ -238,6 +237,8 @@ def load_category(category: str, location: Location | None = None) -> CategoryDa
         functions[task_id] = docs
     for task_id in sorted(set(answers) - seen):
         problems.append(DataProblem(task_id, "warning", "ground truth for an id with no question", category))
+
+    from bitagent_core.rescore import check_task  # at use: plugin loading (bitagent --help) stays light
 
     for task in tasks:
         for severity, message in check_task(task):

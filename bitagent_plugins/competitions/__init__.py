@@ -35,7 +35,6 @@ import attrs
 from bitagent_core.model import Task
 from bitagent_core.plugins import PluginRegistry
 from bitagent_core.protocols import Competition
-from bitagent_core.runner import make_task_source, split_spec
 
 WEIGHT_RULES = ("cubic", "linear", "softmax")
 
@@ -81,6 +80,8 @@ def sample_tasks(competition: Any, registry: PluginRegistry, seed: int, limit: i
     """The competition's sample for ``seed``: ``limit`` (default ``sample_size``) tasks drawn from each source
     by its share, each source with its own seed derived from ``seed``, then shuffled by ``seed``.
     Deterministic: the same seed gives the same tasks in the same order."""
+    from bitagent_core.runner import make_task_source  # at use: plugin loading (bitagent --help) stays light
+
     total = competition.sample_size if limit is None else min(int(limit), competition.sample_size)
     counts = allocate(competition.mix(registry), total)
     tasks: list[Task] = []
@@ -98,6 +99,8 @@ def sample_tasks(competition: Any, registry: PluginRegistry, seed: int, limit: i
 def effective_version(competition: Any, registry: PluginRegistry) -> str:
     """The version evaluations are keyed by: the competition's, plus its scorer's and sources' versions
     and the sample size. Any change means every model is evaluated again."""
+    from bitagent_core.runner import make_task_source
+
     parts = [str(competition.version), f"n={competition.sample_size}"]
     scorer = registry.get("scorers", competition.scorer).factory()
     parts.append(f"{competition.scorer}={getattr(scorer, 'version', '?')}")
@@ -136,6 +139,8 @@ class CompetitionTaskSource:
         return effective_version(self.competition, self.registry)
 
     def categories(self) -> list[str]:
+        from bitagent_core.runner import make_task_source, split_spec
+
         categories: list[str] = []
         for spec in self.competition.mix(self.registry):
             for category in make_task_source(self.registry, spec).categories():
