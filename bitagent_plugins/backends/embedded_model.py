@@ -26,11 +26,13 @@ class EmbeddedModelError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """``$BITAGENT_CACHE_DIR``, else ``$XDG_CACHE_HOME/bitagent``, else ``~/.cache/bitagent``."""
+    """``$BITAGENT_CACHE_DIR``, else the platform's user cache directory for bitagent (platformdirs:
+    ``$XDG_CACHE_HOME/bitagent`` or ``~/.cache/bitagent`` on Linux, ``~/Library/Caches/bitagent`` on macOS)."""
     if os.environ.get("BITAGENT_CACHE_DIR"):
         return Path(os.environ["BITAGENT_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "bitagent"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("bitagent", appauthor=False))
 
 
 def part_paths() -> list[Path]:
@@ -58,6 +60,7 @@ def embedded_model_path(directory: Path | None = None, *, parts: list[Path] | No
         return target  # verified when it was renamed into place
     parts = parts if parts is not None else part_paths()
     directory.mkdir(parents=True, exist_ok=True)
+    # hashed while written: one pass over the 491 MB instead of a copy and then hashlib.file_digest over it
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{FILENAME}.", suffix=".tmp", dir=directory)
     try:

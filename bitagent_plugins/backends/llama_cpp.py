@@ -78,8 +78,18 @@ def sha256_file(path: Path) -> str:
 LLAMA_INSTALL_HINT = "llama-cpp-python is not installed: pip install 'bitagent[llama]'"
 
 
-class LlamaNotInstalled(ImportError):
+class LlamaNotInstalled(RuntimeError):
     """The ``[llama]`` extra is missing; the message says how to install it."""
+
+
+def llama_installed() -> bool:
+    """Whether this interpreter can import llama_cpp (without importing it: that takes a second)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("llama_cpp") is not None
+    except (ImportError, ValueError):  # ValueError: a None placeholder in sys.modules
+        return False
 
 
 def import_llama() -> Any:

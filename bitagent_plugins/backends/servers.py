@@ -276,7 +276,7 @@ class LlamaCppServerBackend(ManagedServerBackend):
                     "n_gpu_layers": int,
                     "n_batch": int, "seed": int, "chat_format": str}
     DEFAULTS = {**COMMON_DEFAULTS, "replicas": 1, "n_ctx": 4096, "n_gpu_layers": 0}
-    install_hint = "llama-cpp-python's server is not installed: pip install 'llama-cpp-python[server]'"
+    install_hint = "llama-cpp-python's server is not installed for that interpreter: pip install 'bitagent[server]'"
     #: llama_cpp.server defaults repeat_penalty to 1.1; OpenAI, sglang, vLLM and the in-process
     #: llama-cpp backend apply none, and a penalty changes greedy answers
     extra_body = {"repeat_penalty": 1.0}
@@ -298,7 +298,10 @@ class LlamaCppServerBackend(ManagedServerBackend):
         return int(self.options["replicas"])
 
     def prepare(self) -> None:
-        from bitagent_plugins.backends.llama_cpp import resolve_model, sha256_file
+        from bitagent_plugins.backends.llama_cpp import llama_installed, resolve_model, sha256_file
+
+        if not self.options.get("server_python") and not llama_installed():
+            raise RuntimeError(f"the {self.name} backend: {self.install_hint}")  # before any process starts
 
         path, identity = resolve_model(self.model)
         if "sha256" not in identity:
