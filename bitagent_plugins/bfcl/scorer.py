@@ -111,11 +111,13 @@ class _Param:
     """One ground-truth parameter with everything BFCL's checks need, computed once per task."""
 
     __slots__ = ("name", "options", "omittable", "declared", "expected", "nested", "answer_type",
-                 "variable", "nested_answer_types", "strings", "lists", "dicts", "list_dicts", "quick")
+                 "variable", "nested_answer_types", "strings", "lists", "dicts", "list_dicts", "quick", "ready")
 
     def __init__(self, name: str, options: tuple[Any, ...], schema: dict[str, Any] | None) -> None:
         # built once per task and kept: few containers (shared when empty), since the garbage collector walks
-        # every container a plan holds, and locals rather than attribute reads
+        # every container a plan holds, and locals rather than attribute reads. The normalised options are built
+        # on first need (_prepare): a task is usually scored once, and a value equal to an option needs none
+        # (building them up front was 54 % of a cold check)
         self.name = name
         if type(options) is not tuple:
             options = tuple(options)
@@ -137,19 +139,25 @@ class _Param:
         self.answer_type = answer_type
         variable = answer_type is not None and answer_type is not expected
         self.variable = variable
-        # per option: BFCL's "possible answer type" of its items (list options only)
-        self.nested_answer_types = tuple([(_answer_type(o) if type(o) is list else None, type(o) is list)
-                                          for o in options]) if nested is not None else ()
-        # the normalised options, only those this parameter's checks read (a "variable" reads none)
-        checked = None if variable else expected
-        untyped = expected is None
-        if checked is str or untyped:
-            self.strings = frozenset([o.translate(_STRIP).lower().replace("'", '"') for o in options if type(o) is str])
-        else:
-            self.strings = _NO_STRINGS
+        self.ready = False
+        self.nested_answer_types: tuple[tuple[type | None, bool], ...] = ()
+        self.strings = _NO_STRINGS
         self.lists: tuple[list[Any], ...] = ()
         self.dicts: tuple[_DictOption, ...] = ()
         self.list_dicts: tuple[tuple[_DictOption | None, ...], ...] = ()
+        # which shortcut _Call.check may take to accept a value (a value it does not accept goes to check())
+        self.quick = _QUICK.get(None if variable else expected, 0) if declared != "tuple" else 0
+
+    def _prepare(self) -> _Param:
+        """Normalise the options, only those this parameter's checks read (a "variable" reads none)."""
+        options, nested, expected = self.options, self.nested, self.expected
+        # per option: BFCL's "possible answer type" of its items (list options only)
+        self.nested_answer_types = tuple([(_answer_type(o) if type(o) is list else None, type(o) is list)
+                                          for o in options]) if nested is not None else ()
+        checked = None if self.variable else expected
+        untyped = expected is None
+        if checked is str or untyped:
+            self.strings = frozenset([o.translate(_STRIP).lower().replace("'", '"') for o in options if type(o) is str])
         if checked is list or untyped:
             # BFCL iterates a string option's characters here
             self.lists = tuple([[_std(e) for e in o] for o in options if type(o) is list or type(o) is str])
@@ -159,11 +167,13 @@ class _Param:
                     else (None,) * len(o) for o in options if type(o) is list or type(o) is str])
         if checked is dict or untyped:
             self.dicts = tuple([_DictOption(o) for o in options if type(o) is dict])
-        # which shortcut _Call.check may take to accept a value (a value it does not accept goes to check())
-        self.quick = _QUICK.get(checked, 0) if declared != "tuple" else 0
+        self.ready = True
+        return self
 
     def check(self, value: Any) -> tuple[str, str] | None:
         """None if ``value`` passes BFCL's type and value checks, else (error type, detail)."""
+        if not self.ready:
+            self._prepare()
         if isinstance(value, Expression):
             return "value_error", f"{self.name!r}: the expression {str(value)[:80]!r} is never evaluated"
         expected = self.expected
@@ -284,8 +294,12 @@ class _Call:
                 return "unexpected_param", f"{self.name}: unexpected parameter {name!r}"
             quick = param.quick  # shortcuts for plain values that pass; anything else takes the full check
             if quick == _QUICK_STR:
-                if type(value) is str and value.translate(_STRIP).lower().replace("'", '"') in param.strings:
-                    continue
+                if type(value) is str:
+                    if value in param.options:
+                        continue  # one of the accepted strings as written: its normalised form is too
+                    strings = param.strings if param.ready else param._prepare().strings
+                    if value.translate(_STRIP).lower().replace("'", '"') in strings:
+                        continue
             elif quick == _QUICK_EXACT:
                 if type(value) is param.expected and value in param.options:
                     continue
