@@ -123,26 +123,52 @@ def cached_catalog(path: str | None = None) -> Catalog:
     return load_catalog(path)
 
 
+SCHEMA_FILE = "bitagent_catalog.schema.json"
+
+
+@functools.lru_cache(maxsize=1)
+def catalog_validator() -> Any:
+    """The JSON Schema of a catalog's shape (``bitagent_catalog.schema.json``), compiled once."""
+    import jsonschema  # at first use: importing it takes ~80 ms, which `bitagent --help` need not pay
+
+    schema = json.loads(Path(__file__).with_name(SCHEMA_FILE).read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _tool_label(data: Any, index: int) -> str:
+    tools = data.get("tools") if isinstance(data, dict) else None
+    raw = tools[index] if isinstance(tools, list) and index < len(tools) else None
+    return raw["name"] if isinstance(raw, dict) and isinstance(raw.get("name"), str) else f"#{index}"
+
+
+def _check_shape(data: Any, origin: str) -> None:
+    """The first place ``data`` departs from the catalog's JSON Schema, as ``origin: tool 'x': path: problem``."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(catalog_validator().iter_errors(data))
+    if error is None:
+        return
+    path = list(error.absolute_path)
+    where = origin
+    if len(path) >= 2 and path[0] == "tools" and isinstance(path[1], int):
+        where += f": tool {_tool_label(data, path[1])!r}"
+        path = path[2:]
+    if path:
+        where += ": " + ".".join(str(p) for p in path)
+    message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
+    raise CatalogError(f"{where}: {message}")
+
+
 def parse_catalog(data: Any, origin: str = "catalog") -> Catalog:
-    """Validate catalog JSON and compile its templates and generators."""
-    if not isinstance(data, dict):
-        raise CatalogError(f"{origin}: the catalog must be a JSON object")
-    unknown = set(data) - {"version", "description", "lists", "tools"}
-    if unknown:
-        raise CatalogError(f"{origin}: unknown top-level keys {sorted(unknown)}")
-    version = data.get("version")
-    if not isinstance(version, str) or not version:
-        raise CatalogError(f"{origin}: 'version' must be a non-empty string")
+    """Validate catalog JSON (its shape by the JSON Schema, then how its parts relate) and compile its
+    templates and generators."""
+    _check_shape(data, origin)
+    version = data["version"]
     lists = data.get("lists", {})
-    if not isinstance(lists, dict) or not all(isinstance(v, list) and v for v in lists.values()):
-        raise CatalogError(f"{origin}: 'lists' must map names to non-empty lists")
-    raw_tools = data.get("tools")
-    if not isinstance(raw_tools, list) or not raw_tools:
-        raise CatalogError(f"{origin}: 'tools' must be a non-empty list")
     tools: list[CatalogTool] = []
     seen: set[str] = set()
-    for i, raw in enumerate(raw_tools):
-        label = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else f"#{i}"
+    for i, raw in enumerate(data["tools"]):
+        label = _tool_label(data, i)
         try:
             tool = _parse_tool(raw, lists)
         except CatalogError as exc:
@@ -158,32 +184,18 @@ def parse_catalog(data: Any, origin: str = "catalog") -> Catalog:
     return Catalog(version=version, tools=tuple(tools), others=others)
 
 
-def _parse_tool(raw: Any, lists: dict[str, list[Any]]) -> CatalogTool:
-    if not isinstance(raw, dict):
-        raise CatalogError("must be an object")
-    unknown = set(raw) - {"name", "domain", "description", "parameters", "generators", "templates"}
-    if unknown:
-        raise CatalogError(f"unknown keys {sorted(unknown)}")
-    name = raw.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise CatalogError("'name' must be an identifier")
-    for key in ("domain", "description"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise CatalogError(f"{key!r} must be a non-empty string")
-    params = raw.get("parameters")
-    if not isinstance(params, dict) or params.get("type") != "object" or not isinstance(
-            params.get("properties"), dict):
-        raise CatalogError("'parameters' must be a JSON schema of type object with 'properties'")
+def _parse_tool(raw: dict[str, Any], lists: dict[str, list[Any]]) -> CatalogTool:
+    """One tool whose shape the schema has checked: how its parts relate, and its compiled generators."""
+    name = raw["name"]
+    params = raw["parameters"]
     props: dict[str, Any] = params["properties"]
     required = params.get("required", [])
-    if not isinstance(required, list) or any(r not in props for r in required):
+    if any(r not in props for r in required):
         raise CatalogError(f"'required' must list parameters, got {required!r}")
     for pname, schema in props.items():
         _check_schema(pname, schema)
 
-    generators = raw.get("generators")
-    if not isinstance(generators, dict):
-        raise CatalogError("'generators' must be an object")
+    generators = raw["generators"]
     draws: dict[str, Draw] = {}
     renders: dict[str, Callable[[Any], str]] = {}
     for pname, spec in generators.items():
@@ -191,9 +203,7 @@ def _parse_tool(raw: Any, lists: dict[str, list[Any]]) -> CatalogTool:
             raise CatalogError(f"generator for {pname!r}, which is not a parameter")
         draws[pname], renders[pname] = _compile_generator(spec, props[pname], lists, f"generator {pname!r}")
 
-    raw_templates = raw.get("templates")
-    if not isinstance(raw_templates, list) or not raw_templates:
-        raise CatalogError("'templates' must be a non-empty list")
+    raw_templates = raw["templates"]
     templates = []
     used: set[str] = set()
     for n, text in enumerate(raw_templates, 1):
@@ -217,20 +227,14 @@ def _parse_tool(raw: Any, lists: dict[str, list[Any]]) -> CatalogTool:
                        renders=renders)
 
 
-def _check_schema(pname: str, schema: Any) -> None:
-    if not isinstance(schema, dict):
-        raise CatalogError(f"parameter {pname!r}: schema must be an object")
-    ptype = schema.get("type")
+def _check_schema(pname: str, schema: dict[str, Any]) -> None:
+    """What the JSON Schema cannot say: enum values and the default of the parameter's own type."""
+    ptype = schema["type"]
     if ptype == "array":
-        items = schema.get("items")
-        if not isinstance(items, dict) or items.get("type") not in ("string", "integer", "number"):
-            raise CatalogError(f"parameter {pname!r}: arrays need 'items' of type string, integer or number")
-        _check_schema(f"{pname}[]", items)
-    elif ptype not in _SCALAR_TYPES:
-        raise CatalogError(f"parameter {pname!r}: unsupported type {ptype!r}")
+        _check_schema(f"{pname}[]", schema["items"])
     if "enum" in schema:
         enum = schema["enum"]
-        if not isinstance(enum, list) or not enum or not all(_conforms(v, {"type": ptype}) for v in enum):
+        if not all(_conforms(v, {"type": ptype}) for v in enum):
             raise CatalogError(f"parameter {pname!r}: 'enum' must be a non-empty list of {ptype} values")
     if "default" in schema and not _conforms(schema["default"], schema):
         raise CatalogError(f"parameter {pname!r}: default {schema['default']!r} does not fit the schema")
@@ -279,17 +283,10 @@ def _omittable(schema: dict[str, Any]) -> tuple[Any, ...]:
 
 def _compile_generator(spec: Any, schema: dict[str, Any], lists: dict[str, list[Any]],
                        where: str) -> tuple[Draw, Callable[[Any], str]]:
-    """A generator spec -> (draw(rng) -> value, render(value) -> text for the question)."""
-    if not isinstance(spec, dict):
-        raise CatalogError(f"{where}: must be an object like {{\"choice\": [...]}}")
-    kinds = [k for k in spec if k in _GENERATOR_KINDS]
-    extra = sorted(set(spec) - set(_GENERATOR_KINDS) - {"say", "size"})
-    if len(kinds) != 1 or extra:
-        raise CatalogError(f"{where}: needs exactly one of {list(_GENERATOR_KINDS)} (and optionally 'say')")
-    kind = kinds[0]
+    """A generator spec (its shape checked by the schema) -> (draw(rng) -> value, render(value) -> text for
+    the question)."""
+    (kind,) = [k for k in spec if k in _GENERATOR_KINDS]
     say = spec.get("say", {})
-    if not isinstance(say, dict) or not all(isinstance(v, str) for v in say.values()):
-        raise CatalogError(f"{where}: 'say' must map values to phrases")
     if kind == "list":
         draw = _compile_list(spec, schema, lists, where)
         if say:
