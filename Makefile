@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # pip's wheel cache makes later installs take seconds).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test test-fast install lint bench clean
 
 $(BIN)/bitagent: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,9 +21,15 @@ install: $(BIN)/bitagent
 demo: install
 	$(BIN)/bitagent evaluate --limit 20
 
+# the whole suite (CI)
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# the edit loop: everything but the tests that run the embedded model (marked slow by tests/conftest.py)
+test-fast: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow" -q
 
 lint: install
 	$(BIN)/ruff check .

@@ -18,6 +18,14 @@ VENV_BIN = Path(sys.executable).parent
 os.environ.setdefault("BITAGENT_CACHE_DIR", str(Path.home() / ".cache" / "bitagent"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``slow``: every test that runs the embedded model, in-process or in a server (``model`` marker or the
+    ``embedded_model`` fixture). ``make test-fast`` (``-m "not slow"``) leaves them out; ``make test`` runs all."""
+    for item in items:
+        if item.get_closest_marker("model") or "embedded_model" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def embedded_model() -> Path:
     from bitagent_plugins.backends.embedded_model import embedded_model_path
