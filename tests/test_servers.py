@@ -94,56 +94,135 @@ def wait_for_samples(run_dir_parent: Path, n: int, proc: subprocess.Popen, limit
 # ------------------------------------------------------------------------- commands and environment
 
 
-def test_sglang_command_and_environment():
-    backend = SglangBackend("Qwen/Qwen2.5-7B-Instruct@0123abcd", {
-        "mem_fraction_static": "0.8", "context_length": "25000", "tp": "2", "dp": "2",
-        "server_python": "/opt/sglang/bin/python", "visible_devices": "2,3", "extra_args": "--enable-metrics"})
-    assert backend.command(31001, 0) == [
-        "/opt/sglang/bin/python", "-m", "sglang.launch_server", "--model-path", "Qwen/Qwen2.5-7B-Instruct",
-        "--revision", "0123abcd", "--host", "127.0.0.1", "--port", "31001", "--mem-fraction-static", "0.8",
-        "--context-length", "25000", "--tp-size", "2", "--dp-size", "2", "--enable-metrics"]
-    server = backend.make_server(0, Path("/runs/r1"))
-    env = server.build_env("sid")
-    assert env["CUDA_VISIBLE_DEVICES"] == "2,3" and env[MARKER_ENV] == "sid"
-    assert server.log_path == Path("/runs/r1/server.log") and server.ready_timeout == 900
-    assert server.build_command(31002)[server.build_command(31002).index("--port") + 1] == "31002"
-    assert backend.default_concurrency == 64
+#: Stand-ins for sglang's and vLLM's server entry points, with the flags of the real ones (sglang 0.4
+#: ``launch_server``, vLLM 0.8 ``serve``): argparse refuses any flag the real server would not know. Each
+#: records what it was given (arguments, CUDA_VISIBLE_DEVICES, the address it bound) and answers
+#: ``/v1/models`` and ``/v1/chat/completions`` like an OpenAI-compatible server.
+STAND_IN = r"""
+import argparse, json, os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+def serve(args, model):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.answer({"object": "list", "data": [{"id": model}]})
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.answer({"choices": [{"message": {"role": "assistant", "content": "[f(a=1)]"},
+                                      "finish_reason": "stop"}], "usage": {}})
+        def answer(self, body):
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        def log_message(self, *a):
+            pass
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    with open(os.environ["STAND_IN_RECORD"], "w") as f:
+        json.dump({"args": vars(args), "bound": server.server_address[0],
+                   "devices": os.environ.get("CUDA_VISIBLE_DEVICES")}, f)
+    server.serve_forever()
+"""
+
+SGLANG_MAIN = STAND_IN + r"""
+parser = argparse.ArgumentParser()
+for flag in ("--model-path", "--revision", "--host", "--mem-fraction-static", "--context-length"):
+    parser.add_argument(flag)
+for flag in ("--port", "--tp-size", "--dp-size"):
+    parser.add_argument(flag, type=int)
+parser.add_argument("--enable-metrics", action="store_true")
+args = parser.parse_args()
+serve(args, args.model_path)
+"""
+
+VLLM_MAIN = STAND_IN + r"""
+parser = argparse.ArgumentParser()
+sub = parser.add_subparsers(dest="command", required=True)
+cmd = sub.add_parser("serve")
+cmd.add_argument("model")
+for flag in ("--revision", "--host", "--gpu-memory-utilization", "--served-model-name"):
+    cmd.add_argument(flag)
+for flag in ("--port", "--max-model-len", "--tensor-parallel-size", "--data-parallel-size"):
+    cmd.add_argument(flag, type=int)
+args = parser.parse_args()
+serve(args, args.served_model_name or args.model)
+"""
 
 
-def test_sglang_defaults_keep_cuda_graphs_and_bind_loopback():
-    backend = SglangBackend("org/model", {})
-    argv = backend.command(30000, 0)
-    assert argv == [PY, "-m", "sglang.launch_server", "--model-path", "org/model", "--host", "127.0.0.1",
-                    "--port", "30000", "--mem-fraction-static", "0.85"]
-    assert "--disable-cuda-graph" not in argv and "0.0.0.0" not in argv
-    env = backend.make_server(0, None).build_env("x")
-    assert env.get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")  # inherited, never invented
+@pytest.fixture
+def stand_ins(tmp_path, monkeypatch) -> Path:
+    """``sglang.launch_server`` and ``vllm.entrypoints.cli.main`` on PYTHONPATH; returns the record file."""
+    root = tmp_path / "stand-ins"
+    for module, source in (("sglang/launch_server.py", SGLANG_MAIN), ("vllm/entrypoints/cli/main.py", VLLM_MAIN)):
+        path = root / module
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+        for package in path.relative_to(root).parents:
+            if str(package) != ".":
+                (root / package / "__init__.py").touch()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    record = tmp_path / "stand-in.json"
+    monkeypatch.setenv("STAND_IN_RECORD", str(record))
+    return record
 
 
-def test_vllm_command():
-    backend = VllmBackend("meta/llama", {"revision": "abc", "gpu_memory_utilization": "0.7",
-                                         "max_model_len": "8192", "tp": "4", "dp": "2",
-                                         "server_python": "/opt/vllm/bin/python", "visible_devices": "0,1,2,3",
-                                         "extra_args": "--served-model-name 'm x'"})
-    assert backend.command(30123, 0) == [
-        "/opt/vllm/bin/python", "-m", "vllm.entrypoints.cli.main", "serve", "meta/llama", "--revision", "abc",
-        "--host", "127.0.0.1", "--port", "30123", "--gpu-memory-utilization", "0.7", "--max-model-len", "8192",
-        "--tensor-parallel-size", "4", "--data-parallel-size", "2", "--served-model-name", "m x"]
-    assert backend.make_server(0, None).build_env("x")["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
-    assert VllmBackend("meta/llama", {}).command(1, 0)[-2:] == ["--gpu-memory-utilization", "0.85"]
+@pytest.mark.parametrize(("backend_class", "model", "options", "given"), [
+    (SglangBackend, "Qwen/Qwen2.5-7B-Instruct@0123abcd",
+     {"mem_fraction_static": "0.8", "context_length": "25000", "tp": "2", "dp": "2", "visible_devices": "2,3",
+      "extra_args": "--enable-metrics"},
+     {"model_path": "Qwen/Qwen2.5-7B-Instruct", "revision": "0123abcd", "mem_fraction_static": "0.8",
+      "context_length": "25000", "tp_size": 2, "dp_size": 2, "enable_metrics": True}),
+    (SglangBackend, "org/model", {}, {"model_path": "org/model", "revision": None, "mem_fraction_static": "0.85",
+                                      "tp_size": None}),
+    (VllmBackend, "meta/llama", {"revision": "abc", "gpu_memory_utilization": "0.7", "max_model_len": "8192",
+                                 "tp": "4", "dp": "2", "visible_devices": "0,1,2,3",
+                                 "extra_args": "--served-model-name 'm x'"},
+     {"model": "meta/llama", "revision": "abc", "gpu_memory_utilization": "0.7", "max_model_len": 8192,
+      "tensor_parallel_size": 4, "data_parallel_size": 2, "served_model_name": "m x"}),
+])
+def test_sglang_and_vllm_get_what_they_understand_bind_loopback_and_answer(
+        backend_class, model, options, given, stand_ins, server_records, owner_token, tmp_path):
+    backend = backend_class(model, {**options, "server_python": PY, "ready_timeout": "60"})
+
+    async def main():
+        await backend.start(tmp_path)
+        try:
+            completion = await backend.complete(build_request(Task.from_json(TASKS[0])))
+            return completion, backend.servers[0].port, backend.servers[0].pid
+        finally:
+            await backend.close()
+
+    completion, port, pid = asyncio.run(main())
+    record = json.loads(stand_ins.read_text())
+    assert completion.text == "[f(a=1)]"
+    assert {k: record["args"].get(k) for k in given} == given  # parsed by the real flags' names
+    assert record["bound"] == "127.0.0.1" and record["args"]["port"] == port
+    assert record["devices"] == options.get("visible_devices", os.environ.get("CUDA_VISIBLE_DEVICES"))
+    assert (tmp_path / "server.log").exists()
+    assert not local_server.is_running(pid) and ours(owner_token) == [] and read_records(server_records) == []
 
 
-def test_llama_cpp_server_command_and_replicas(embedded_model):
-    backend = LlamaCppServerBackend(None, {"replicas": "2", "n_ctx": "2048", "n_threads": "1", "seed": "7"})
+def flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_llama_cpp_server_replicas_split_the_cores_for_prompts_and_generation(embedded_model, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    backend = LlamaCppServerBackend(None, {"replicas": "2", "n_ctx": "2048", "seed": "7"})
     backend.prepare()
     assert backend.default_concurrency == 2 and backend.replicas == 2
-    assert backend.command(40000, 1) == [
-        PY, "-m", "llama_cpp.server", "--model", str(embedded_model), "--host", "127.0.0.1", "--port", "40000",
-        "--n_ctx", "2048", "--n_threads", "1", "--n_gpu_layers", "0", "--seed", "7"]
+    for replica in range(2):
+        argv = backend.command(40000, replica)
+        assert flag(argv, "--n_threads") == flag(argv, "--n_threads_batch") == "4"  # 8 cores, 2 replicas
+        assert flag(argv, "--model") == str(embedded_model) and flag(argv, "--host") == "127.0.0.1"
     assert [backend.log_name(i) for i in range(2)] == ["server-0.log", "server-1.log"]
     assert backend.describe()["sha256"] == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    given = LlamaCppServerBackend(None, {"replicas": "3", "n_threads": "1"})
+    assert given.options["n_threads"] == given.options["n_threads_batch"] == 1  # batch follows what was given
     one = LlamaCppServerBackend(None, {})
-    assert one.default_concurrency == 1 and one.options["n_threads"] == max(1, os.cpu_count() or 1)
+    assert one.default_concurrency == 1 and one.options["n_threads"] == one.options["n_threads_batch"] == 8
     assert one.log_name(0) == "server.log"
 
 
