@@ -6,7 +6,6 @@ import collections
 import copy
 import json
 import re
-import time
 from typing import Any
 
 import pytest
@@ -295,16 +294,11 @@ def test_any_seed_and_index_give_a_sound_task(seed: int, index: int) -> None:
         assert not tools_for_question(task.messages[0].content) & {t.name for t in task.tools}
 
 
-def test_generating_1000_tasks_is_fast(source: BitagentTaskSource) -> None:
-    assert source.catalog.tools  # loaded outside the timing
-    best = min(_time(lambda: list(BitagentTaskSource().tasks(seed=1, limit=1000))) for _ in range(3))
-    assert best < 0.5  # the benchmark's target is 0.2 s; generous here for slow CI machines
-
-
-def _time(fn: Any) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def test_a_thousand_tasks_are_distinct_and_each_answerable(source: BitagentTaskSource) -> None:
+    # their speed is benchmarks/taskgen.py's business (taskgen_1000_s); here, what they are
+    tasks = list(BitagentTaskSource().tasks(seed=1, limit=1000))
+    assert len(tasks) == 1000 and len({t.id for t in tasks}) == 1000
+    assert all(t.expects_no_call or t.expected_calls for t in tasks)
 
 
 # -- plugin registration ----------------------------------------------------------------------------------

