@@ -38,7 +38,6 @@ from __future__ import annotations
 from typing import Any
 
 from bitagent_core.decoding import Decoded, bind_arguments, decode, decode_pythonic
-from bitagent_core.hookspecs import hookimpl
 from bitagent_core.matching import max_weight_matching
 from bitagent_core.model import Completion, ExpectedCall, Score, Task, ToolCall
 from bitagent_plugins.bfcl.reading import BFCL, Expression
@@ -470,11 +469,3 @@ class BfclScorer:
 
 def strict_scorer() -> BfclScorer:
     return BfclScorer(strict=True)
-
-
-@hookimpl
-def register_scorers(register):
-    register("bfcl", BfclScorer, description="BFCL's AST checker rules, pass/fail; any answer format; nothing "
-                                             "evaluated, parallel calls matched by bipartite matching")
-    register("bfcl-strict", strict_scorer, description="the bfcl scorer reading only what BFCL's prompting "
-                                                       "decoder reads (bare pythonic calls)")

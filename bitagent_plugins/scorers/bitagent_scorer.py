@@ -29,7 +29,6 @@ import math
 from typing import Any
 
 from bitagent_core.decoding import bind_arguments, decode
-from bitagent_core.hookspecs import hookimpl
 from bitagent_core.matching import max_weight_matching
 from bitagent_core.model import Completion, ExpectedCall, Score, Task, ToolCall
 
@@ -129,7 +128,3 @@ class BitagentScorer:
         return Score(value, {k: round(v, 6) for k, v in totals.items()}, error_type=None if passed else errors[0],
                      passed=passed, decoded_calls=calls)
 
-
-@hookimpl
-def register_scorers(register):
-    register("bitagent", BitagentScorer, description="the upstream subnet's criteria (format/name/args/values), fixed")
