@@ -13,13 +13,13 @@ from typing import Any
 from bitagent_core.hookspecs import hookimpl
 
 
-def bfcl_scorer() -> Any:
+def make_bfcl_scorer() -> Any:
     from bitagent_plugins.bfcl.scorer import BfclScorer
 
     return BfclScorer()
 
 
-def bfcl_strict_scorer() -> Any:
+def make_bfcl_strict_scorer() -> Any:
     from bitagent_plugins.bfcl.scorer import BfclScorer
 
     return BfclScorer(strict=True)
@@ -27,7 +27,7 @@ def bfcl_strict_scorer() -> Any:
 
 @hookimpl
 def register_scorers(register):
-    register("bfcl", bfcl_scorer, description="BFCL's AST checker rules, pass/fail; any answer format; nothing "
-                                              "evaluated, parallel calls matched by bipartite matching")
-    register("bfcl-strict", bfcl_strict_scorer, description="the bfcl scorer reading only what BFCL's prompting "
-                                                            "decoder reads (bare pythonic calls)")
+    register("bfcl", make_bfcl_scorer, description="BFCL's AST checker rules, pass/fail; any answer format; "
+                                                   "nothing evaluated, parallel calls matched by bipartite matching")
+    register("bfcl-strict", make_bfcl_strict_scorer,
+             description="the bfcl scorer reading only what BFCL's prompting decoder reads (bare pythonic calls)")

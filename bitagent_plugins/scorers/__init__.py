@@ -8,7 +8,7 @@ from typing import Any
 from bitagent_core.hookspecs import hookimpl
 
 
-def bitagent_scorer() -> Any:
+def make_bitagent_scorer() -> Any:  # not "bitagent_scorer": that name is the submodule
     from bitagent_plugins.scorers.bitagent_scorer import BitagentScorer
 
     return BitagentScorer()
@@ -16,5 +16,5 @@ def bitagent_scorer() -> Any:
 
 @hookimpl
 def register_scorers(register):
-    register("bitagent", bitagent_scorer, description="the upstream subnet's criteria (format/name/args/values), "
-                                                      "fixed")
+    register("bitagent", make_bitagent_scorer,
+             description="the upstream subnet's criteria (format/name/args/values), fixed")
