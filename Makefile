@@ -26,10 +26,11 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-# the edit loop: everything but the tests that run the embedded model (marked slow by tests/conftest.py)
+# the edit loop: everything but the tests that run the embedded model (marked slow by tests/conftest.py),
+# with a tenth of the generated examples
 test-fast: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow" -q
+	BITAGENT_HYPOTHESIS_SCALE=0.1 $(BIN)/python -m pytest -m "not slow" -q
 
 lint: install
 	$(BIN)/ruff check .

@@ -52,7 +52,8 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
         ctx.default_map = _load_config(config_file)
 
 
-def _backend_options(values: tuple[str, ...]) -> dict[str, str]:
+def parse_backend_options(values: tuple[str, ...]) -> dict[str, str]:
+    """``-B key=value`` options as a dict (public: plugins that add commands taking ``-B`` use it too)."""
     import shlex
 
     options = {}
@@ -125,7 +126,7 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
             raise click.ClickException(str(exc)) from None
         config.backend_options.update(_server_options(ctx, registry, config.backend, server_values))
     else:
-        options = _backend_options(backend_option)
+        options = parse_backend_options(backend_option)
         for key, value in _server_options(ctx, registry, backend, server_values).items():
             if key in options and options[key] != value:
                 raise click.BadParameter(f"{key} given twice: -B {key}={options[key]} and "

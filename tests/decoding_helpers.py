@@ -11,8 +11,14 @@ import sys
 import pytest
 from hypothesis import strategies as st
 
-#: BITAGENT_HYPOTHESIS_SCALE=20 runs 20 times the generated examples (a long fuzzing session)
-SCALE = int(os.environ.get("BITAGENT_HYPOTHESIS_SCALE", "1"))
+#: BITAGENT_HYPOTHESIS_SCALE=20 runs 20 times the generated examples (a long fuzzing session); make test-fast
+#: runs a tenth of them
+SCALE = float(os.environ.get("BITAGENT_HYPOTHESIS_SCALE", "1"))
+
+
+def examples(n: int) -> int:
+    """``n`` generated examples, scaled by BITAGENT_HYPOTHESIS_SCALE (at least 10)."""
+    return max(10, round(n * SCALE))
 
 HOSTILE = [
     "__import__('os').system('touch /tmp/bitagent-pwned')",

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from bitagent_core.decoding import Decoded, DecodeError, ast_python_calls, decode, decode_pythonic
 from bitagent_core.model import ToolCall
 from bitagent_plugins.bfcl.reading import BFCL, Expression, fast_python_calls, literal_bfcl
-from tests.decoding_helpers import HOSTILE, SCALE, identifiers, names, pythonic_answers, render, values
+from tests.decoding_helpers import HOSTILE, examples, identifiers, names, pythonic_answers, render, values
 
 CALL = ToolCall("get_weather", {"city": "Paris", "days": 3})
 
@@ -120,7 +120,7 @@ def same_reading(body):
     return fast
 
 
-@settings(max_examples=400 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pythonic_answers())
 @example("[f(a=00, b=1., c=.5, d=1e3, e=-0.0, f=+7)]")
 @example("[f(a=(1), b=(), c=(1,), d={}, e={1: 2, 'x': None, True: 3})]")
@@ -140,7 +140,7 @@ MUTATIONS = list("()[]{},=:.+-'\"\\\n\t #*@0123456789_aeTNFé\x00`") + [
     "True", "lambda", "if", " not ", "1_0", "0x", "j", "\'\'\'", '"""', "f'", "b'", "\r", "\u2028"]
 
 
-@settings(max_examples=600 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(600), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pythonic_answers(), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 2),
                                               st.sampled_from(MUTATIONS)), min_size=1, max_size=4))
 def test_fast_reader_agrees_with_ast_on_mutated_answers(body, edits):
@@ -152,7 +152,7 @@ def test_fast_reader_agrees_with_ast_on_mutated_answers(body, edits):
     assert isinstance(decode(body, dialect=BFCL), Decoded)
 
 
-@settings(max_examples=300 * SCALE, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.tuples(names, st.dictionaries(identifiers, values, max_size=3)), min_size=1, max_size=3))
 def test_pythonic_round_trip(specs):
     expected = [ToolCall(name, args) for name, args in specs]
@@ -168,7 +168,7 @@ xml_scalars = st.one_of(st.integers(-10**9, 10**9).map(lambda v: ("integer", v))
                         st.lists(st.integers(-5, 5), max_size=3).map(lambda v: ("array", v)))
 
 
-@settings(max_examples=200 * SCALE, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(identifiers, st.dictionaries(identifiers, xml_scalars, max_size=4), st.booleans())
 def test_xml_round_trip(name, params, verbose):
     from xml.sax.saxutils import escape, quoteattr
@@ -187,7 +187,7 @@ def test_xml_round_trip(name, params, verbose):
     assert list(got.calls) == [ToolCall(name, {k: v for k, (t, v) in params.items()})]
 
 
-@settings(max_examples=300 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.text(max_size=300), pythonic_answers().map(lambda s: s[: len(s) // 2])))
 def test_decode_never_raises(text):
     assert isinstance(decode(text, dialect=BFCL), Decoded)

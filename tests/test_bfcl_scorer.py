@@ -1,7 +1,6 @@
 """The bfcl scorer: BFCL's rules one by one, the deliberate differences, and the whole BFCL data set (every
 ground truth passes except the documented data errors; every perturbation fails with the right type)."""
 
-import os
 import sys
 from collections import Counter
 
@@ -15,6 +14,7 @@ from bitagent_core.rescore import render_expected
 from bitagent_core.runner import load_tasks
 from bitagent_plugins.bfcl.perturb import PERTURBATIONS, perturb
 from bitagent_plugins.bfcl.scorer import BfclScorer, standardize
+from tests.decoding_helpers import examples
 
 #: the error types the scorer can give, in BFCL's vocabulary (docs/bfcl.md lists them)
 ERROR_TYPES = {"wrong_func_name", "missing_required", "unexpected_param", "missing_optional", "type_error",
@@ -39,7 +39,6 @@ TASK = Task(id="trip", messages=(Message("user", "q"),), tools=(DOC,), category=
                 "note": ["", "none"], "mode": ["", "train"]}}),))
 scorer = BfclScorer()
 strict = BfclScorer(strict=True)
-SCALE = int(os.environ.get("BITAGENT_HYPOTHESIS_SCALE", "1"))  # see tests/test_decoding.py
 
 
 def score(text, task=TASK, s=scorer):
@@ -286,7 +285,7 @@ def test_tasks_from_other_sources():
     assert verdict("[ghost(x=1)]", bare) is None and verdict("[ghost(y=2)]", bare) == "missing_required"
 
 
-@settings(max_examples=300 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=200), st.sampled_from([TASK, PARALLEL, task("irrelevance"), task("live_relevance")]))
 def test_never_raises(text, t):
     for s in (scorer, strict):

@@ -18,7 +18,7 @@ from bitagent_core.decoding import (
     decode_pythonic,
 )
 from bitagent_core.model import ToolCall
-from tests.decoding_helpers import HOSTILE, SCALE, identifiers, names, pythonic_answers, render, values
+from tests.decoding_helpers import HOSTILE, examples, identifiers, names, pythonic_answers, render, values
 
 CALL = ToolCall("get_weather", {"city": "Paris", "days": 3})
 
@@ -180,13 +180,13 @@ def test_64_kb_and_deeply_nested_inputs_are_a_decode_error_not_an_exception(make
 
 # --- properties -----------------------------------------------------------------------------------------
 
-@settings(max_examples=200 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pythonic_answers())
 def test_generated_pythonic_answers_decode(body):
     assert decode(body).ok
 
 
-@settings(max_examples=300 * SCALE, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.tuples(names, st.dictionaries(identifiers, values, max_size=3)), min_size=1, max_size=3))
 def test_round_trips_through_pythonic_and_json(specs):
     jsonable = [ToolCall(n, json.loads(json.dumps(a))) for n, a in specs]
@@ -197,7 +197,7 @@ def test_round_trips_through_pythonic_and_json(specs):
     assert got.ok and [c.name for c in got.calls] == [n for n, _ in specs]
 
 
-@settings(max_examples=500 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
                  pythonic_answers().map(lambda s: s[: len(s) // 2])))
 def test_decode_never_raises(text):

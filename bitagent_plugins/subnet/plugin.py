@@ -112,9 +112,9 @@ def mine_command(substrate_factory: Callable[[], Any] | None = None) -> click.Co
 
 def _backend_options(values: tuple[str, ...], backend: str, registry: Any, *, visible_devices: str | None,
                      server_python: str | None, mem_fraction_static: float | None) -> dict[str, str]:
-    from bitagent_core.cli import _backend_options as parse
+    from bitagent_core.cli import parse_backend_options
 
-    options = parse(values)
+    options = parse_backend_options(values)
     wanted = {"visible_devices": visible_devices, "server_python": server_python}
     if mem_fraction_static is not None:
         key = "gpu_memory_utilization" if backend == "vllm" else "mem_fraction_static"
