@@ -6,6 +6,15 @@ maximum-weight assignment (Hungarian algorithm, O(n^3), n <= MAX_CALLS) never do
 
 from __future__ import annotations
 
+#: what BFCL's string comparison ignores: spaces and ``,./-_*^``
+STANDARDIZE_DROP = str.maketrans("", "", " ,./-_*^")
+
+
+def standardize(text: str) -> str:
+    """BFCL's string normalisation, the one copy: drop spaces and ``,./-_*^``, lowercase, ``'`` -> ``"``."""
+    return text.translate(STANDARDIZE_DROP).lower().replace("'", '"')
+
+
 
 def max_weight_matching(weights: list[list[float]]) -> list[tuple[int, int]]:
     """Pairs ``(row, column)`` maximising the total weight; each row and column used at most once.

@@ -20,6 +20,7 @@ import attrs
 
 from bitagent_core.decoding import DecodeError, json_call
 from bitagent_core.jsonio import read_jsonl
+from bitagent_core.matching import standardize
 from bitagent_core.model import Completion, ExpectedCall, Task, ToolCall
 from bitagent_core.protocols import Scorer
 
@@ -185,13 +186,6 @@ def write_lines(path: str | Path, lines: list[dict[str, Any]]) -> None:
 
 # --- ground truth: checking it, rendering it -----------------------------------------------------------
 
-def _standardize(text: str) -> str:
-    return text.translate(_STRIP).lower().replace("'", '"')
-
-
-_STRIP = str.maketrans("", "", " ,./-_*^")
-
-
 def check_task(task: Task) -> list[tuple[str, str]]:
     """Where a task's ground truth contradicts its own tools: ``[(severity, message)]``.
 
@@ -230,14 +224,14 @@ def check_task(task: Task) -> list[tuple[str, str]]:
             schema = props[param] if isinstance(props[param], dict) else {}
             enum = schema.get("enum")
             if isinstance(enum, list) and enum:
-                allowed = {_standardize(e) if isinstance(e, str) else json.dumps(e) for e in enum}
+                allowed = {standardize(e) if isinstance(e, str) else json.dumps(e) for e in enum}
                 outside = []
                 for option in options:
                     values = option if isinstance(option, list) else [option]
                     for value in values:
                         if value == "" or value is None:
                             continue
-                        key = _standardize(value) if isinstance(value, str) else json.dumps(value, default=str)
+                        key = standardize(value) if isinstance(value, str) else json.dumps(value, default=str)
                         if key not in allowed:
                             outside.append(value)
                 if outside:

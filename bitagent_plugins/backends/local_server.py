@@ -42,11 +42,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import psutil
+import tenacity
 
 from bitagent_core.jsonio import write_json_atomic
 
@@ -97,6 +98,23 @@ class ServerStartError(ServerError):
 
 class ServerReadyTimeout(ServerStartError):
     """The server did not answer ``GET /v1/models`` within ``ready_timeout``."""
+
+
+class NotReady(Exception):
+    """One readiness check found the server not ready yet; the message says what it saw."""
+
+
+T = TypeVar("T")
+
+
+async def poll_until_ready(check: Callable[[], Awaitable[T]], *, timeout: float) -> T:
+    """``await check()`` until it returns, backing off from 0.1 s to 2 s between tries, for at most ``timeout``
+    seconds. ``check`` raises :class:`NotReady` to be tried again (the last one is raised when time runs out);
+    anything else ends the wait at once. The one readiness poller: managed servers and ``--base-url`` use it."""
+    retrying = tenacity.AsyncRetrying(
+        stop=tenacity.stop_before_delay(timeout), wait=tenacity.wait_exponential(multiplier=0.1, min=0.1, max=2.0),
+        retry=tenacity.retry_if_exception_type(NotReady), reraise=True)
+    return await retrying(check)
 
 
 # --------------------------------------------------------------------------------------------- ports
@@ -516,11 +534,8 @@ class ManagedServer:
         """Poll ``GET {base_url}{ready_path}`` until 200; fail fast if the process exits."""
         import httpx
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ready_timeout
-        interval, last = 0.1, "no answer yet"
         async with httpx.AsyncClient(timeout=httpx.Timeout(5.0), headers=self.headers, trust_env=False) as client:
-            while True:
+            async def check() -> None:
                 code = self.returncode()
                 if code is not None:
                     raise self._start_error(ServerStartError,
@@ -528,21 +543,19 @@ class ManagedServer:
                 try:
                     response = await client.get(self.base_url + self.ready_path)
                 except httpx.HTTPError as exc:
-                    last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                else:
-                    if response.status_code == 200:
-                        self.model_ids = _model_ids(response)
-                        return
-                    if response.status_code in (401, 403):
-                        raise self._start_error(ServerStartError, f"{self.name} refused us "
-                                                f"(HTTP {response.status_code}) at {self.ready_path}", None)
-                    last = f"HTTP {response.status_code}"
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise self._start_error(ServerReadyTimeout, f"{self.name} was not ready after "
-                                            f"{self.ready_timeout:g} s (last: {last})", None)
-                await asyncio.sleep(min(interval, remaining))
-                interval = min(interval * 1.5, 2.0)
+                    raise NotReady(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
+                if response.status_code in (401, 403):
+                    raise self._start_error(ServerStartError, f"{self.name} refused us "
+                                            f"(HTTP {response.status_code}) at {self.ready_path}", None)
+                if response.status_code != 200:
+                    raise NotReady(f"HTTP {response.status_code}")
+                self.model_ids = _model_ids(response)
+
+            try:
+                await poll_until_ready(check, timeout=self.ready_timeout)
+            except NotReady as exc:
+                raise self._start_error(ServerReadyTimeout, f"{self.name} was not ready after "
+                                        f"{self.ready_timeout:g} s (last: {exc})", None) from None
 
     async def start(self) -> None:
         """Launch and wait until ready; on any failure (or cancellation) the process is torn down."""

@@ -354,25 +354,26 @@ class OpenAIBackend:
         self.client: Any = None
 
     async def start(self, run_dir: Path | None = None) -> None:
-        import asyncio
-
+        from bitagent_plugins.backends.local_server import NotReady, poll_until_ready
         from bitagent_plugins.backends.openai_client import ClientError, OpenAIClient
 
         if self.client is not None:
             raise RuntimeError("the openai backend is already started")
         client = OpenAIClient(self.base_urls, api_key=self.api_key,
                               timeout_s=self.options["request_timeout"], retries=self.options["retries"])
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.options["ready_timeout"]
+        async def check() -> list[str]:  # the server may still be loading: wait for /v1/models like a managed start
+            try:
+                return await client.models()
+            except ClientError as exc:
+                if exc.status in (401, 403):
+                    raise
+                raise NotReady(str(exc)) from exc
+
         try:
-            while True:  # the server may still be loading: wait for /v1/models like a managed start
-                try:
-                    ids = await client.models()
-                    break
-                except ClientError as exc:
-                    if exc.status in (401, 403) or loop.time() >= deadline:
-                        raise RuntimeError(f"the server at {', '.join(self.base_urls)} is not usable: {exc}") from exc
-                    await asyncio.sleep(1.0)
+            ids = await poll_until_ready(check, timeout=self.options["ready_timeout"])
+        except (ClientError, NotReady) as exc:
+            await client.aclose()
+            raise RuntimeError(f"the server at {', '.join(self.base_urls)} is not usable: {exc}") from exc
         except BaseException:
             await client.aclose()
             raise
