@@ -160,7 +160,7 @@ def test_other_routes_methods_and_sizes_are_refused(miner, wallets):
     host, port = miner.address
     with socket.create_connection((host, port), timeout=10) as sock:  # no Content-Length
         sock.sendall(b"POST /submission HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-        assert sock.recv(64).startswith(b"HTTP/1.0 411")
+        assert b" 411 " in sock.recv(64)
     assert miner.served == 0 and miner.refused >= 5
 
 
