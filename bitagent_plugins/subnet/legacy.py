@@ -76,21 +76,19 @@ class LegacyReply:
     signed: bool = False
 
 
-def _keypair_for(ss58: str) -> Any:
-    from bittensor_wallet import Keypair
-
-    return Keypair(ss58_address=ss58)
-
-
 def _verify(ss58: str, message: str, signature: str) -> bool:
+    """sr25519 ``signature`` (``0x``-hex, as bittensor sends it) of ``message`` by ``ss58``."""
+    from bittensor.wallets import Keypair
+
     try:
-        return bool(_keypair_for(ss58).verify(message, signature))
+        raw = bytes.fromhex(signature.removeprefix("0x"))
+        return bool(Keypair(ss58_address=ss58).verify(message.encode(), raw))
     except Exception:  # noqa: BLE001 - a malformed key or signature is simply not a valid signature
         return False
 
 
 def _sign(keypair: Any, message: str) -> str:
-    return "0x" + bytes(keypair.sign(message)).hex()
+    return "0x" + bytes(keypair.sign(message.encode())).hex()
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:
