@@ -247,6 +247,7 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats) -> type:
             self._stop_head_timer()
             super().connection_lost(exc)
 
+    GuardedH11Protocol.live = live  # type: ignore[attr-defined]
     return GuardedH11Protocol
 
 
@@ -342,8 +343,14 @@ class SubmissionServer:
         self.legacy = legacy.LegacyResponder(self.keypair, authorize=authorize, model=lambda: self._submission,
                                              salt=lambda: self._salt)
         self._server: Any = None
+        self._protocol: Any = None
         self._thread: threading.Thread | None = None
         self._address: tuple[str, int] | None = None
+
+    @property
+    def connections(self) -> int:
+        """Connections open now (at most ``limits.max_connections``)."""
+        return len(self._protocol.live) if self._protocol is not None else 0
 
     @property
     def served(self) -> int:
@@ -381,8 +388,9 @@ class SubmissionServer:
             raise
         host, port = sock.getsockname()[:2]
         limits = self.limits
+        self._protocol = _guarded_protocol(limits, self.stats)
         config = uvicorn.Config(
-            _App(self), http=_guarded_protocol(limits, self.stats), ws="none", lifespan="off", loop="asyncio",
+            _App(self), http=self._protocol, ws="none", lifespan="off", loop="asyncio",
             interface="asgi3", access_log=False, log_config=None, log_level="warning", proxy_headers=False,
             server_header=False, date_header=False, backlog=limits.backlog, timeout_keep_alive=int(limits.keep_alive_s),
             h11_max_incomplete_event_size=limits.max_header_bytes, timeout_graceful_shutdown=2,
