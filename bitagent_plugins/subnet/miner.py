@@ -119,8 +119,9 @@ class Miner:
                         break
                     try:
                         self._update_authorizer(await self.chain.metagraph())
-                    except ChainUnavailable as exc:
-                        log.warning("metagraph refresh failed (keeping the last one): %s", exc)
+                    except Exception as exc:  # noqa: BLE001 - e.g. out of file descriptors: keep serving
+                        log.warning("metagraph refresh failed (keeping the last one): %s: %s",
+                                    type(exc).__name__, exc)
             finally:
                 self.server.stop()
         return 0
