@@ -90,7 +90,7 @@ def probe(root: Path, args: argparse.Namespace, wallets: tuple, label: str) -> d
     env = dict(os.environ, PYTHONPATH=str(root), HOME=str(wallet_dir))
     proc = subprocess.Popen([sys.executable, "-c", MINER, str(wallet_dir), validator.hotkey.ss58_address],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-                            preexec_fn=_limit_fds, text=True)
+                            preexec_fn=_limit_fds, text=True, cwd=root)  # ``-c`` imports from the cwd first
     out: dict[str, float] = {}
     try:
         address = proc.stdout.readline().strip()
@@ -107,6 +107,9 @@ def probe(root: Path, args: argparse.Namespace, wallets: tuple, label: str) -> d
                 slow.append(sock)
             except OSError:
                 break
+        opened = len(slow)
+        max_fds = _proc(proc.pid)["fds"] if proc.poll() is None else -1
+        times, failures = asyncio.run(_valid(validator, miner_hotkey, address, 20))  # during the attack
         deadline = time.monotonic() + args.slow_seconds
         while time.monotonic() < deadline:  # a byte every 2 s on every connection still open
             for sock in list(slow):
@@ -114,10 +117,13 @@ def probe(root: Path, args: argparse.Namespace, wallets: tuple, label: str) -> d
                     sock.send(b"X")
                 except OSError:
                     slow.remove(sock)
+            if proc.poll() is None:
+                max_fds = max(max_fds, _proc(proc.pid)["fds"])
             time.sleep(2)
-        during = _proc(proc.pid) if proc.poll() is None else {"rss_mb": -1, "peak_rss_mb": -1, "fds": -1}
-        times, failures = asyncio.run(_valid(validator, miner_hotkey, address, 20))
-        out.update({"slow_fds": during["fds"], "slow_valid_failures": failures,
+        end_fds = _proc(proc.pid)["fds"] if proc.poll() is None else -1
+        out.update({"slow_opened": opened, "slow_max_fds": max_fds, "slow_end_fds": end_fds,
+                    "slow_still_open": len(slow), "slow_valid_failures": failures,
+                    "slow_valid_p99_ms": round(1000 * _pct(times, 0.99), 1),
                     "slow_server_alive": int(proc.poll() is None)})
         for sock in slow:
             sock.close()
@@ -181,7 +187,7 @@ def main() -> None:
     after = probe(here, args, wallets, "")
     if args.baseline_root is not None:
         before = probe(args.baseline_root.resolve(), args, wallets, "baseline_")
-        for key in ("slow_fds", "big_peak_rss_mb", "c50_p99_ms"):
+        for key in ("slow_max_fds", "slow_end_fds", "big_peak_rss_mb", "c50_p99_ms"):
             if before.get(key) and before[key] > 0:
                 print(f"{key}_ratio={after[key] / before[key]:.3f}")
     print("config=" + json.dumps(vars(args), default=str))
