@@ -122,6 +122,26 @@ def test_slow_connections_are_closed_and_capped_while_valid_requests_are_served(
             sock.close()
 
 
+def test_a_body_trickled_past_the_request_deadline_gets_a_408(miner, wallets):
+    with socket.create_connection(miner.address, timeout=30) as sock:
+        sock.sendall(b"POST /submission HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        sock.setblocking(False)
+        answer = b""
+        deadline = time.monotonic() + 30
+        while not answer and time.monotonic() < deadline:
+            try:
+                sock.send(b"{")  # one byte at a time, never the whole body
+            except OSError:
+                break
+            time.sleep(0.2)
+            try:
+                answer = sock.recv(200)
+            except BlockingIOError:
+                pass
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+    assert [r.model for r in _ask(miner, wallets["validator"])] == [MODEL]
+
+
 def test_huge_headers_are_refused_before_they_are_read(miner, wallets):
     line = b"X-Pad: " + b"a" * 60_000 + b"\r\n"
     for _ in range(8):

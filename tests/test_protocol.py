@@ -287,6 +287,13 @@ def test_a_miner_process_commits_once_serves_its_endpoint_and_answers_signed_que
             refused = asyncio.run(query_submissions(wallets["plain"], {_hk(wallets["miner"]): f"127.0.0.1:{port}"},
                                                     netuid=20, allow_private=True))
             assert "403" in refused[_hk(wallets["miner"])].reason
+            # the chain holds a salted hash, not the name; the validator opens it over the signed endpoint
+            found, missing = asyncio.run(_collect(chain_file, wallets["validator"]))
+            mg_commitment = asyncio.run(_metagraph(chain_file, wallets["validator"])).by_hotkey(
+                _hk(wallets["miner"])).commitment
+            assert mg_commitment.startswith("bitagent-sha256:") and "acme" not in mg_commitment
+            assert found[_hk(wallets["miner"])].text == MODEL and not missing
+            assert found[_hk(wallets["miner"])].channel == "endpoint+commitment"
         finally:
             stop(proc)
         assert proc.returncode == 0
@@ -294,6 +301,21 @@ def test_a_miner_process_commits_once_serves_its_endpoint_and_answers_signed_que
     assert [x["signer"] for x in chain.extrinsics("set_commitment")] == [_hk(wallets["miner"])]
     assert len(chain.extrinsics("serve_axon")) == 1
     assert chain.state()["neurons"][1]["axon"]["port"] == port
+
+
+async def _metagraph(chain_file, wallet):
+    from chain_double import FileChain
+
+    from bitagent_plugins.subnet.chain import Chain
+
+    async with Chain("local", 20, wallet=wallet, substrate=FileChain(chain_file)) as chain:
+        return await chain.metagraph()
+
+
+async def _collect(chain_file, wallet):
+    mg = await _metagraph(chain_file, wallet)
+    return await protocol.collect_submissions(wallet, mg, netuid=20, me=_hk(wallet), allow_private=True,
+                                              timeout_s=10)
 
 
 def test_mine_refuses_a_bad_name_and_an_unregistered_hotkey(tmp_path, wallets):
