@@ -332,3 +332,40 @@ def test_mine_refuses_a_bad_name_and_an_unregistered_hotkey(tmp_path, wallets):
                           netuid=20, log_name="unregistered")
     assert proc.wait(timeout=60) == 1
     assert "is not registered on netuid 20" in (tmp_path / "unregistered.log").read_text()
+
+
+def test_collection_takes_plain_commitments_and_opens_hashed_ones_only_with_the_right_name(wallets):
+    from bitagent_plugins.subnet import commitment
+    from bitagent_plugins.subnet.chain import MetagraphView, Neuron
+
+    salt = commitment.new_salt()
+    authorizer = MetagraphAuthorizer(20, require_permit=True)
+    authorizer.update({_hk(wallets["validator"]): True})
+    assert commitment.parse("acme/x@main") is None and commitment.parse("bitagent-sha256:zz") == ""
+    assert not commitment.opens(commitment.parse(commitment.make(MODEL, salt)), MODEL, "short")
+
+    def neuron(uid, wallet, axon, text, block=None):
+        return Neuron(uid=uid, hotkey=_hk(wallet), coldkey="5C", validator_permit=False, stake=0.0, axon=axon,
+                      commitment=text, commitment_block=block)
+
+    with SubmissionServer(wallets["miner"], MODEL, netuid=20, authorize=authorizer, salt=salt) as miner, \
+            SubmissionServer(wallets["stranger"], "acme/other@main", netuid=20, authorize=authorizer,
+                             salt=salt) as liar:
+        axon = "{}:{}".format(*miner.address)
+        mg = MetagraphView(netuid=20, block=100, neurons=(
+            neuron(0, wallets["validator"], None, None),
+            neuron(1, wallets["miner"], axon, commitment.make(MODEL, salt), 40),   # opened by the endpoint
+            neuron(2, wallets["plain"], None, "acme/plain@main", 30),             # plain text: as it is
+            neuron(3, wallets["stranger"], "{}:{}".format(*liar.address), commitment.make(MODEL, salt), 50),  # reveals
+            neuron(4, wallets["other"], None, commitment.make(MODEL, salt), 60),  # nobody to reveal it
+        ))
+        found, missing = asyncio.run(protocol.collect_submissions(wallets["validator"], mg, netuid=20,
+                                                                  me=_hk(wallets["validator"]), allow_private=True,
+                                                                  timeout_s=10))
+    assert found == {_hk(wallets["miner"]): protocol.Collected(MODEL, "endpoint+commitment", 40),
+                     _hk(wallets["plain"]): protocol.Collected("acme/plain@main", "commitment", 30)}
+    assert "no endpoint to reveal it" in missing[_hk(wallets["other"])]
+    # a name other than the committed one is refused on both channels
+    assert missing[_hk(wallets["stranger"])] == ("endpoint: the revealed name does not match the on-chain "
+                                                 "commitment; legacy: the revealed name does not match the "
+                                                 "on-chain commitment")
