@@ -194,8 +194,12 @@ class LegacyResponder:
 
     def _axon_headers(self, caller: str, status: int, message: str, *,
                       terminal: dict[str, Any] | None = None) -> dict[str, str]:
+        from bitagent_plugins.subnet.protocol import printable
+
         axon = terminal or self._axon_terminal(caller, status, message)
-        out = {f"bt_header_axon_{k}": str(v) for k, v in axon.items() if v is not None}
+        # header values: printable latin-1 only (the caller's hotkey can appear in a refusal's message)
+        out = {f"bt_header_axon_{k}": printable(str(v)).encode("latin-1", "replace").decode("latin-1")
+               for k, v in axon.items() if v is not None}
         out["name"] = SYNAPSE
         out["computed_body_hash"] = EMPTY_BODY_HASH
         return out
