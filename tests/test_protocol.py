@@ -160,7 +160,7 @@ def test_other_routes_methods_and_sizes_are_refused(miner, wallets):
     host, port = miner.address
     with socket.create_connection((host, port), timeout=10) as sock:  # no Content-Length
         sock.sendall(b"POST /submission HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-        assert sock.recv(64).startswith(b"HTTP/1.0 411")
+        assert b" 411 " in sock.recv(64)
     assert miner.served == 0 and miner.refused >= 5
 
 
@@ -287,6 +287,13 @@ def test_a_miner_process_commits_once_serves_its_endpoint_and_answers_signed_que
             refused = asyncio.run(query_submissions(wallets["plain"], {_hk(wallets["miner"]): f"127.0.0.1:{port}"},
                                                     netuid=20, allow_private=True))
             assert "403" in refused[_hk(wallets["miner"])].reason
+            # the chain holds a salted hash, not the name; the validator opens it over the signed endpoint
+            found, missing = asyncio.run(_collect(chain_file, wallets["validator"]))
+            mg_commitment = asyncio.run(_metagraph(chain_file, wallets["validator"])).by_hotkey(
+                _hk(wallets["miner"])).commitment
+            assert mg_commitment.startswith("bitagent-sha256:") and "acme" not in mg_commitment
+            assert found[_hk(wallets["miner"])].text == MODEL and not missing
+            assert found[_hk(wallets["miner"])].channel == "endpoint+commitment"
         finally:
             stop(proc)
         assert proc.returncode == 0
@@ -294,6 +301,21 @@ def test_a_miner_process_commits_once_serves_its_endpoint_and_answers_signed_que
     assert [x["signer"] for x in chain.extrinsics("set_commitment")] == [_hk(wallets["miner"])]
     assert len(chain.extrinsics("serve_axon")) == 1
     assert chain.state()["neurons"][1]["axon"]["port"] == port
+
+
+async def _metagraph(chain_file, wallet):
+    from chain_double import FileChain
+
+    from bitagent_plugins.subnet.chain import Chain
+
+    async with Chain("local", 20, wallet=wallet, substrate=FileChain(chain_file)) as chain:
+        return await chain.metagraph()
+
+
+async def _collect(chain_file, wallet):
+    mg = await _metagraph(chain_file, wallet)
+    return await protocol.collect_submissions(wallet, mg, netuid=20, me=_hk(wallet), allow_private=True,
+                                              timeout_s=10)
 
 
 def test_mine_refuses_a_bad_name_and_an_unregistered_hotkey(tmp_path, wallets):
@@ -310,3 +332,40 @@ def test_mine_refuses_a_bad_name_and_an_unregistered_hotkey(tmp_path, wallets):
                           netuid=20, log_name="unregistered")
     assert proc.wait(timeout=60) == 1
     assert "is not registered on netuid 20" in (tmp_path / "unregistered.log").read_text()
+
+
+def test_collection_takes_plain_commitments_and_opens_hashed_ones_only_with_the_right_name(wallets):
+    from bitagent_plugins.subnet import commitment
+    from bitagent_plugins.subnet.chain import MetagraphView, Neuron
+
+    salt = commitment.new_salt()
+    authorizer = MetagraphAuthorizer(20, require_permit=True)
+    authorizer.update({_hk(wallets["validator"]): True})
+    assert commitment.parse("acme/x@main") is None and commitment.parse("bitagent-sha256:zz") == ""
+    assert not commitment.opens(commitment.parse(commitment.make(MODEL, salt)), MODEL, "short")
+
+    def neuron(uid, wallet, axon, text, block=None):
+        return Neuron(uid=uid, hotkey=_hk(wallet), coldkey="5C", validator_permit=False, stake=0.0, axon=axon,
+                      commitment=text, commitment_block=block)
+
+    with SubmissionServer(wallets["miner"], MODEL, netuid=20, authorize=authorizer, salt=salt) as miner, \
+            SubmissionServer(wallets["stranger"], "acme/other@main", netuid=20, authorize=authorizer,
+                             salt=salt) as liar:
+        axon = "{}:{}".format(*miner.address)
+        mg = MetagraphView(netuid=20, block=100, neurons=(
+            neuron(0, wallets["validator"], None, None),
+            neuron(1, wallets["miner"], axon, commitment.make(MODEL, salt), 40),   # opened by the endpoint
+            neuron(2, wallets["plain"], None, "acme/plain@main", 30),             # plain text: as it is
+            neuron(3, wallets["stranger"], "{}:{}".format(*liar.address), commitment.make(MODEL, salt), 50),  # reveals
+            neuron(4, wallets["other"], None, commitment.make(MODEL, salt), 60),  # nobody to reveal it
+        ))
+        found, missing = asyncio.run(protocol.collect_submissions(wallets["validator"], mg, netuid=20,
+                                                                  me=_hk(wallets["validator"]), allow_private=True,
+                                                                  timeout_s=10))
+    assert found == {_hk(wallets["miner"]): protocol.Collected(MODEL, "endpoint+commitment", 40),
+                     _hk(wallets["plain"]): protocol.Collected("acme/plain@main", "commitment", 30)}
+    assert "no endpoint to reveal it" in missing[_hk(wallets["other"])]
+    # a name other than the committed one is refused on both channels
+    assert missing[_hk(wallets["stranger"])] == ("endpoint: the revealed name does not match the on-chain "
+                                                 "commitment; legacy: the revealed name does not match the "
+                                                 "on-chain commitment")

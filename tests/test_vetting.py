@@ -13,6 +13,7 @@ import inspect
 import json
 import math
 import os
+import shutil
 import struct
 import threading
 from pathlib import Path
@@ -56,8 +57,9 @@ def hub_offline(monkeypatch):
 
 def make_repo(cache: Path, repo_id: str, files: dict[str, bytes | Path], *, sha: str | None = None,
               ref: str | None = "main", tree: bool = True, listed_only: dict[str, int] | None = None) -> LockedModel:
-    """A repo at one commit in the HF cache layout. ``Path`` contents are linked (never copied) into the blob
-    store; ``listed_only`` files appear in the cached tree listing but were not downloaded."""
+    """A repo at one commit in the HF cache layout. ``Path`` contents are hard-linked into the blob store (copied
+    across file systems: a symbolic link out of the cache is refused); ``listed_only`` files appear in the
+    cached tree listing but were not downloaded."""
     storage = cache / ("models--" + repo_id.replace("/", "--"))
     sha = sha or hashlib.sha1(f"{repo_id}{sorted(files)}".encode()).hexdigest()
     blobs = storage / "blobs"
@@ -69,8 +71,11 @@ def make_repo(cache: Path, repo_id: str, files: dict[str, bytes | Path], *, sha:
             blob_id = hashlib.sha256(str(content).encode()).hexdigest()
             size = content.stat().st_size
             blob = blobs / blob_id
-            if not blob.is_symlink():
-                blob.symlink_to(content)
+            if not blob.exists():
+                try:
+                    os.link(content, blob)
+                except OSError:
+                    shutil.copyfile(content, blob)
         else:
             blob_id = hashlib.sha256(content).hexdigest()
             size = len(content)

@@ -48,6 +48,10 @@ class GGUFLimits:
     max_depth: int = 3                 # arrays of arrays
     max_header_bytes: int = 256 << 20  # the whole header, vocabulary included
     keep_array_items: int = 1024       # longer arrays are skipped and kept as GGUFArray
+    #: values decoded one at a time (strings, scalars, tensor infos; a skipped scalar array counts once): bounds
+    #: the work on a header that is within every other limit (16 M empty strings took ~20 s). A real model's
+    #: vocabulary is ~0.3-1 M such values.
+    max_items: int = 4_000_000
 
 
 @attrs.frozen
@@ -93,10 +97,17 @@ class GGUFHeader:
 
 
 class _Reader:
-    def __init__(self, f: BinaryIO, limit: int):
+    def __init__(self, f: BinaryIO, limit: int, max_items: int):
         self._f = f
         self.pos = 0
         self._limit = limit
+        self.items = 0
+        self._max_items = max_items
+
+    def count(self, n: int = 1) -> None:
+        self.items += n
+        if self.items > self._max_items:
+            raise GGUFError(f"header holds more than {self._max_items:,} values (the work limit)")
 
     def _budget(self, n: int) -> None:
         if n < 0 or self.pos + n > self._limit:
@@ -122,7 +133,7 @@ class _Reader:
 
 def read_gguf_header(f: BinaryIO, *, limits: GGUFLimits = GGUFLimits()) -> GGUFHeader:
     """Parse the header of the GGUF file ``f`` (positioned at its start); tensor data is never read."""
-    r = _Reader(f, limits.max_header_bytes)
+    r = _Reader(f, limits.max_header_bytes, limits.max_items)
     magic = r.read(4)
     if magic != MAGIC:
         raise GGUFError(f"not a GGUF file (magic {magic!r})")
@@ -152,6 +163,7 @@ def read_gguf_header(f: BinaryIO, *, limits: GGUFLimits = GGUFLimits()) -> GGUFH
     tensors: list[GGUFTensorInfo] = []
     names: set[str] = set()
     for _ in range(n_tensors):
+        r.count()
         name = _string(r, limits)
         if name in names:
             raise GGUFError(f"duplicate tensor name {name!r}")
@@ -176,6 +188,7 @@ def read_gguf_file(path: str | Path, *, limits: GGUFLimits = GGUFLimits()) -> GG
 
 
 def _string(r: _Reader, limits: GGUFLimits) -> str:
+    r.count()
     n = r.unpack("<Q")
     if n > limits.max_string:
         raise GGUFError(f"a {n}-byte string exceeds the {limits.max_string}-byte limit")
@@ -184,6 +197,7 @@ def _string(r: _Reader, limits: GGUFLimits) -> str:
 
 def _value(r: _Reader, vtype: int, limits: GGUFLimits, *, depth: int) -> Any:
     if vtype in _SCALARS:
+        r.count()
         return r.unpack(_SCALARS[vtype])
     if vtype == STRING:
         return _string(r, limits)
@@ -199,6 +213,7 @@ def _value(r: _Reader, vtype: int, limits: GGUFLimits, *, depth: int) -> Any:
         raise GGUFError(f"unknown array item type {item_type}")
     if length > limits.keep_array_items:
         if item_type in _SCALARS:
+            r.count()
             r.skip(length * struct.calcsize(_SCALARS[item_type]))
         else:
             for _ in range(length):

@@ -3,10 +3,15 @@
 Two ways, so a validator finds it either way:
 
 1. an on-chain commitment (``Commitments.set_commitment``; validators read it as ``NeuronCommitment``),
-   written at start when the chain does not already hold exactly this text;
-2. the signed HTTP endpoint (``POST /submission``, see :mod:`bitagent_plugins.subnet.protocol`), published
-   with ``ServeAxon``. Only hotkeys registered on the subnet may ask (on netuid 20 only those holding a
-   validator permit); the list is refreshed from the metagraph every ``metagraph_refresh`` seconds.
+   written at start when the chain does not already hold exactly this text. By default it is a salted hash
+   (:mod:`bitagent_plugins.subnet.commitment`): the chain fixes what was submitted and when, not the name;
+   the salt is kept in ``<wallet path>/<wallet name>/bitagent-salts/<hotkey>.json``;
+2. the HTTP endpoint, published with ``ServeAxon``: our signed ``POST /submission`` (see
+   :mod:`bitagent_plugins.subnet.protocol`, it also reveals the salt) and the upstream subnet's
+   ``GetHFModelName`` synapse (:mod:`bitagent_plugins.subnet.legacy`), both on one uvicorn server with
+   connection, header, body and time limits. Only hotkeys registered on the subnet may ask (on netuid 20 only
+   those holding a validator permit); the list is refreshed from the metagraph every ``metagraph_refresh``
+   seconds.
 
 The miner runs no model: validators download the submission from Hugging Face and evaluate it themselves.
 Reproduce their evaluation locally with ``bitagent evaluate --tasks competition:bitagent``.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 from collections.abc import Callable
@@ -24,6 +30,7 @@ from typing import Any
 
 import attrs
 
+from bitagent_plugins.subnet import commitment
 from bitagent_plugins.subnet.chain import SUBNET_NETUID, Chain, ChainUnavailable, is_public_ip
 from bitagent_plugins.subnet.protocol import MetagraphAuthorizer, SubmissionServer
 
@@ -51,6 +58,10 @@ class MinerConfig:
     require_permit: bool | None = None
     #: once listening, write ``host:port`` here (for supervisors and tests)
     ready_file: Path | None = None
+    #: commit a salted hash (the default) rather than the plain name
+    hashed_commitment: bool = True
+    #: where the salt is kept (default: next to the wallet)
+    salt_file: Path | None = None
 
 
 class Miner:
@@ -66,7 +77,9 @@ class Miner:
         self.chain = Chain(config.network, config.netuid, wallet=self.wallet, substrate=substrate)
         require = config.netuid == SUBNET_NETUID if config.require_permit is None else config.require_permit
         self.authorizer = MetagraphAuthorizer(config.netuid, require_permit=require)
-        self.server = SubmissionServer(self.wallet, self.submission, netuid=config.netuid,
+        self.salt = self._load_salt() if config.hashed_commitment else None
+        self.commitment = commitment.make(self.submission, self.salt) if self.salt is not None else self.submission
+        self.server = SubmissionServer(self.wallet, self.submission, netuid=config.netuid, salt=self.salt,
                                        authorize=self.authorizer, host=config.host, port=config.port)
         self._stop: asyncio.Event | None = None
 
@@ -106,25 +119,52 @@ class Miner:
                         break
                     try:
                         self._update_authorizer(await self.chain.metagraph())
-                    except ChainUnavailable as exc:
-                        log.warning("metagraph refresh failed (keeping the last one): %s", exc)
+                    except Exception as exc:  # noqa: BLE001 - e.g. out of file descriptors: keep serving
+                        log.warning("metagraph refresh failed (keeping the last one): %s: %s",
+                                    type(exc).__name__, exc)
             finally:
                 self.server.stop()
         return 0
+
+    def _load_salt(self) -> str:
+        """This submission's salt: the one kept from an earlier start, else a new one (kept before use)."""
+        from bitagent_core.jsonio import write_json_atomic
+
+        path = self.config.salt_file
+        if path is None:
+            base = Path(getattr(self.wallet, "path", "~/.bittensor/wallets")).expanduser()
+            path = base / str(getattr(self.wallet, "name", self.config.wallet_name)) / "bitagent-salts" / \
+                f"{self.chain.hotkey}.json"
+        kept: dict[str, str] = {}
+        if path.exists():
+            try:
+                data = json.loads(path.read_text())
+                kept = {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+            except (OSError, ValueError) as exc:
+                log.warning("cannot read the salt file %s (%s); making a new salt", path, exc)
+        salt = kept.get(self.submission)
+        if salt is None:
+            salt = kept[self.submission] = commitment.new_salt()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, kept)
+            with contextlib.suppress(OSError):
+                path.chmod(0o600)
+        return salt
 
     def _update_authorizer(self, mg: Any) -> None:
         self.authorizer.update({n.hotkey: n.validator_permit for n in mg.neurons})
 
     async def _commit(self, current: str | None) -> None:
-        if current == self.submission:
-            log.info("the chain already holds the commitment %s", self.submission)
+        if current == self.commitment:
+            log.info("the chain already holds the commitment %s", self.commitment)
             return
-        result = await self.chain.commit(self.submission)
+        result = await self.chain.commit(self.commitment)
         if not result.success:  # e.g. the commitment rate limit: validators still reach the endpoint
             log.error("could not commit %s: %s; serving it through the endpoint only", self.submission,
                       result.message)
             return
-        log.info("committed %s (%s)", self.submission, result.extrinsic_id or result.message)
+        log.info("committed %s for %s (%s)", self.commitment, self.submission,
+                 result.extrinsic_id or result.message)
 
     async def _serve_axon(self, host: str, port: int, published: str | None) -> None:
         ip = self.config.external_ip or host

@@ -355,29 +355,18 @@ class Validator:
             log.info("round %d: %d model(s) to vet or evaluate", self._round.id, len(jobs))
 
     async def collect(self, mg: MetagraphView) -> dict[str, tuple[str, int]]:
-        """``{hotkey: (submission text, block)}``: commitments first, the signed endpoint as fallback."""
-        from bitagent_plugins.subnet.protocol import QueryFailed, query_submissions
+        """``{hotkey: (submission text, block)}`` from every channel (:func:`protocol.collect_submissions`:
+        on-chain commitment, hashed commitment opened over a signed request, signed endpoint, upstream synapse)."""
+        from bitagent_plugins.subnet.protocol import collect_submissions
 
-        found: dict[str, tuple[str, int]] = {}
-        ask: dict[str, str] = {}
-        me = self.chain.hotkey
-        for n in mg.neurons:
-            if n.hotkey == me:
-                continue
-            if n.commitment:
-                found[n.hotkey] = (n.commitment.strip(), int(n.commitment_block or mg.block))
-            elif n.axon:
-                ask[n.hotkey] = n.axon
-        if ask:
-            replies = await query_submissions(self.wallet, ask, netuid=self.config.netuid,
-                                              timeout_s=self.config.query_timeout_s,
-                                              allow_private=self.config.allow_private_axons)
-            for hotkey, reply in replies.items():
-                if isinstance(reply, QueryFailed):
-                    log.debug("no submission from %s: %s", hotkey, reply.reason)
-                else:
-                    found[hotkey] = (reply.model.strip(), mg.block)
-        return found
+        found, missing = await collect_submissions(self.wallet, mg, netuid=self.config.netuid, me=self.chain.hotkey,
+                                                   timeout_s=self.config.query_timeout_s,
+                                                   allow_private=self.config.allow_private_axons)
+        for hotkey, reason in missing.items():
+            log.debug("no submission from %s: %s", hotkey, reason)
+        for hotkey, item in found.items():
+            log.debug("submission of %s via %s", hotkey, item.channel)
+        return {hotkey: (item.text, item.block) for hotkey, item in found.items()}
 
     async def lock(self, mg: MetagraphView, hotkey: str, text: str, block: int, current: Any = None) -> None:
         """Lock ``hotkey``'s submission (``current``: its state row, if any) to a commit sha, unless it is

@@ -34,6 +34,7 @@ import glob
 import json
 import os
 import re
+import stat
 import struct
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -68,7 +69,13 @@ ALLOW_PATTERNS: tuple[str, ...] = (
 CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
 MAX_SMALL_FILE = 16 << 20           # configs, tokenizer config, README, chat templates
-MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors format's own limit
+MAX_JSON_FILE = 64 << 20            # any JSON file we download (tokenizer.json can be ~35 MB), parsed for auto_map
+#: A safetensors header is parsed whole, so it is capped well below the format's own 100 MB: real shards hold
+#: ~0.1-2 MB and at most a few thousand tensors (1.65 M tiny tensors in 100 MB took 7.5 s and 1.1 GB).
+MAX_SAFETENSORS_HEADER = 8 << 20
+MAX_SAFETENSORS_TENSORS = 65_536     # per file
+MAX_SAFETENSORS_HEADERS_TOTAL = 64 << 20  # all shards together
+MAX_TENSOR_DIMS = 8
 MAX_FILES = 20_000
 
 
@@ -314,18 +321,17 @@ def _vet(locked: LockedModel, limits: VettingLimits, client: HubClient) -> Vetti
                      weights_format=weights_format, total_bytes=total)
 
     configs: dict[str, dict[str, Any]] = {}
-    for name in ("config.json", "tokenizer_config.json", "chat_template.json"):
-        if name in by_path:
-            try:
-                value = json.loads(_read_small(client, locked, by_path[name]))
-            except (ValueError, RecursionError):
-                return _fail(f"{name} is not valid JSON")
+    for name in sorted(p for p in selected if lower[p].endswith(".json")):
+        try:
+            value = json.loads(_read_small(client, locked, by_path[name], max_bytes=MAX_JSON_FILE))
+        except (ValueError, RecursionError):
+            return _fail(f"{name} is not valid JSON")
+        if _has_key(value, "auto_map"):  # at any depth, in any JSON file we would hand to a model server
+            return _fail(f"{name} has 'auto_map' (custom code; trust_remote_code is never used)")
+        if name in ("config.json", "tokenizer_config.json", "chat_template.json"):
             if not isinstance(value, dict):
                 return _fail(f"{name} is not a JSON object")
             configs[name] = value
-    for name in ("config.json", "tokenizer_config.json"):
-        if "auto_map" in configs.get(name, {}):
-            return _fail(f"{name} has 'auto_map' (custom code; trust_remote_code is never used)")
 
     license_ = _normalise_license(card_license)
     if license_ is None and "README.md" in by_path:
@@ -346,9 +352,10 @@ def _vet(locked: LockedModel, limits: VettingLimits, client: HubClient) -> Vetti
         n_params, gguf_template = header.n_params, header.chat_template
     else:
         n_params = 0
+        budget = [MAX_SAFETENSORS_HEADERS_TOTAL]
         for name in weights:
             try:
-                n_params += _safetensors_params(client, locked, name)
+                n_params += _safetensors_params(client, locked, name, budget)
             except RecursionError:
                 return _fail(f"{name}: safetensors header nested too deeply", license=license_)
             except ValueError as e:
@@ -371,10 +378,24 @@ def _safe_repo_path(path: str) -> bool:
     return all(part not in ("", ".", "..") for part in PurePosixPath(path).parts) and "//" not in path
 
 
-def _read_small(client: HubClient, locked: LockedModel, f: RepoFile) -> bytes:
-    if f.size is not None and f.size > MAX_SMALL_FILE:
-        raise VettingFailed(f"{f.path} is {f.size:,} bytes (at most {MAX_SMALL_FILE:,} for a config file)")
-    return client.read_file(locked, f.path, max_bytes=MAX_SMALL_FILE)
+def _read_small(client: HubClient, locked: LockedModel, f: RepoFile, *, max_bytes: int = MAX_SMALL_FILE) -> bytes:
+    if f.size is not None and f.size > max_bytes:
+        raise VettingFailed(f"{f.path} is {f.size:,} bytes (at most {max_bytes:,} for a config file)")
+    return client.read_file(locked, f.path, max_bytes=max_bytes)
+
+
+def _has_key(value: Any, key: str) -> bool:
+    """Whether any object nested anywhere in the parsed JSON ``value`` has ``key`` (iterative: no recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if key in item:
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _normalise_license(value: Any) -> str | None:
@@ -400,8 +421,11 @@ def _front_matter_license(readme: bytes) -> Any:
     return getattr(card.data, "license", None)
 
 
-def _safetensors_params(client: HubClient, locked: LockedModel, name: str) -> int:
-    """Element count of every tensor in a safetensors file, from its header only (8-byte length + JSON)."""
+def _safetensors_params(client: HubClient, locked: LockedModel, name: str, budget: list[int] | None = None) -> int:
+    """Element count of every tensor in a safetensors file, from its header only (8-byte length + JSON).
+
+    The header is read only when at most ``MAX_SAFETENSORS_HEADER`` bytes (and within ``budget[0]``, the bytes
+    left for all shards) and parsed only when it cannot hold more than ``MAX_SAFETENSORS_TENSORS`` objects."""
     with client.open_file(locked, name) as f:
         raw = f.read(8)
         if len(raw) != 8:
@@ -409,9 +433,15 @@ def _safetensors_params(client: HubClient, locked: LockedModel, name: str) -> in
         (length,) = struct.unpack("<Q", raw)
         if length > MAX_SAFETENSORS_HEADER:
             raise ValueError(f"safetensors header of {length:,} bytes exceeds {MAX_SAFETENSORS_HEADER:,}")
+        if budget is not None:
+            if length > budget[0]:
+                raise ValueError(f"the safetensors headers together exceed {MAX_SAFETENSORS_HEADERS_TOTAL:,} bytes")
+            budget[0] -= length
         data = f.read(length)
     if len(data) != length:
         raise ValueError("truncated safetensors header")
+    if data.count(b"{") > MAX_SAFETENSORS_TENSORS + 2:  # every tensor is an object: an upper bound, no parsing
+        raise ValueError(f"safetensors header holds more than {MAX_SAFETENSORS_TENSORS:,} tensors")
     header = json.loads(data)
     if not isinstance(header, dict):
         raise ValueError("safetensors header is not a JSON object")
@@ -420,9 +450,9 @@ def _safetensors_params(client: HubClient, locked: LockedModel, name: str) -> in
         if tensor == "__metadata__":
             continue
         shape = info.get("shape") if isinstance(info, dict) else None
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                                  for d in shape):
-            raise ValueError(f"tensor {tensor!r} has no valid shape")
+        if not isinstance(shape, list) or len(shape) > MAX_TENSOR_DIMS or not all(
+                isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 63 for d in shape):
+            raise ValueError(f"tensor {tensor[:80]!r} has no valid shape")
         n = 1
         for d in shape:
             n *= d
@@ -470,17 +500,28 @@ def check_snapshot(locked: LockedModel, path: str | Path, cache_dir: str | Path)
     resolved = Path(path).resolve()
     if resolved != expected.resolve() or not resolved.is_relative_to(cache):
         raise VettingFailed(f"snapshot {path} is not {expected} inside the cache {cache}")
-    blobs = storage / "blobs"
     for root, dirs, names in os.walk(resolved, followlinks=False):
         for name in dirs + names:
             entry = Path(root) / name
-            if entry.is_symlink():
-                target = Path(os.path.normpath(Path(root) / os.readlink(entry)))
-                if not target.is_relative_to(blobs) and not target.is_relative_to(resolved):
-                    raise VettingFailed(f"{entry} links outside the cache ({target})")
+            if entry.is_symlink():  # followed through every hop: it must end at a regular file of this repo
+                regular_file_in(entry, storage, str(entry))
             elif not (entry.is_file() or entry.is_dir()):
                 raise VettingFailed(f"{entry} is neither a file nor a folder")
     return resolved
+
+
+def regular_file_in(path: Path, root: Path, what: str) -> Path:
+    """``path`` resolved through every link hop, which must stay inside ``root`` and end at a regular file
+    (not a FIFO, a device, a socket or a folder); otherwise ``VettingFailed`` (final: retrying cannot help)."""
+    try:
+        real = Path(os.path.realpath(path, strict=True))
+    except (OSError, RuntimeError) as e:
+        raise VettingFailed(f"{what}: a broken or looping link ({type(e).__name__}: {e})") from None
+    if not real.is_relative_to(Path(root).resolve()):
+        raise VettingFailed(f"{what} links outside the cache ({real})")
+    if not stat.S_ISREG(os.stat(real).st_mode):
+        raise VettingFailed(f"{what} is not a regular file")
+    return real
 
 
 def delete(locked: LockedModel, cache_dir: str | Path) -> int:
@@ -654,13 +695,13 @@ class OfflineHubClient:
         raise VettingFailed(f"{locked.key}: not in the local cache {self.cache_dir}", transient=True)
 
     def _path(self, locked: LockedModel, filename: str) -> Path:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.file_download import repo_folder_name
 
-        with _hub_errors(f"{locked.key}: {filename}"):
-            path = try_to_load_from_cache(locked.repo_id, filename, cache_dir=self.cache_dir, revision=locked.sha)
-        if not isinstance(path, str):
+        storage = self.cache_dir / repo_folder_name(repo_id=locked.repo_id, repo_type="model")
+        entry = storage / "snapshots" / locked.sha / filename
+        if not os.path.lexists(entry):  # missing: maybe later (transient); anything else present is final
             raise VettingFailed(f"{locked.key}: {filename} is not in the local cache", transient=True)
-        return Path(path)
+        return regular_file_in(entry, storage, f"{locked.key}: {filename}")
 
     def read_file(self, locked: LockedModel, filename: str, *, max_bytes: int) -> bytes:
         path = self._path(locked, filename)
@@ -684,8 +725,13 @@ class OfflineHubClient:
 
 
 def _read_capped(path: Path, filename: str, max_bytes: int) -> bytes:
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block open() forever, a device never end
+        raise VettingFailed(f"{filename} is not a regular file")
+    if info.st_size > max_bytes:
+        raise VettingFailed(f"{filename} is larger than {max_bytes:,} bytes")
     with open(path, "rb") as f:
-        data = f.read(max_bytes + 1)
+        data = f.read(info.st_size + 1)  # read(max_bytes + 1) would allocate max_bytes up front
     if len(data) > max_bytes:
         raise VettingFailed(f"{filename} is larger than {max_bytes:,} bytes")
     return data

@@ -1,0 +1,294 @@
+"""The attack probe of issue 8 as tests, on 127.0.0.1, bounded in count and time (never timing asserts): slow
+connections, huge headers, odd Content-Length values, deeply nested JSON, terminal escapes in paths, the
+hotkey read per answer, many concurrent valid requests, and gzip bombs answered to the validator.
+
+Each would fail on the stdlib ``ThreadingHTTPServer`` endpoint this replaced: it kept trickling connections
+open (10 s per read, not per request), read ~6 MB of headers, crashed on ``Content-Length: ²``, answered 500
+to deep JSON, logged raw paths, read the hotkey file per answer and decompressed before capping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import logging
+import socket
+import threading
+import time
+import tracemalloc
+
+import pytest
+from bittensor import http_auth
+from subnet_helpers import make_wallet
+
+from bitagent_plugins.subnet import protocol
+from bitagent_plugins.subnet.protocol import (
+    MetagraphAuthorizer,
+    QueryFailed,
+    ServerLimits,
+    SubmissionServer,
+    query_submissions,
+    request_body,
+)
+
+MODEL = "acme/tool-caller@main"
+LIMITS = ServerLimits(max_connections=16, head_timeout_s=1.0, request_timeout_s=2.0, keep_alive_s=1.0)
+
+
+@pytest.fixture(scope="module")
+def wallets(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("wallets")
+    return {name: make_wallet(directory, name) for name in ("miner", "validator")}
+
+
+@pytest.fixture
+def miner(wallets):
+    authorizer = MetagraphAuthorizer(20, require_permit=True)
+    authorizer.update({wallets["validator"].hotkey.ss58_address: True})
+    with SubmissionServer(wallets["miner"], MODEL, netuid=20, authorize=authorizer, limits=LIMITS) as server:
+        yield server
+
+
+def _ask(miner, wallet, n: int = 1, concurrency: int = 8) -> list:
+    """``n`` valid signed queries (distinct nonces) at once; the replies."""
+    host, port = miner.address
+
+    async def run():
+        return await asyncio.gather(*(query_submissions(wallet, {miner.hotkey: f"{host}:{port}"}, netuid=20,
+                                                        allow_private=True, timeout_s=20,
+                                                        concurrency=concurrency) for _ in range(n)))
+
+    return [r[miner.hotkey] for r in asyncio.run(run())]
+
+
+def _raw(miner, data: bytes, *, read: bool = True) -> bytes:
+    with socket.create_connection(miner.address, timeout=10) as sock:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused while we were still sending: fine
+        if not read:
+            return b""
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except (ConnectionResetError, TimeoutError):
+            pass
+        return b"".join(chunks)
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except BlockingIOError:
+        return False
+
+
+def test_slow_connections_are_closed_and_capped_while_valid_requests_are_served(miner, wallets):
+    slow = []
+    try:
+        for _ in range(3 * LIMITS.max_connections):  # three times the cap of half-sent request heads
+            sock = socket.create_connection(miner.address, timeout=10)
+            sock.sendall(b"POST /submission HTTP/1.1\r\nHost: x\r\n")
+            slow.append(sock)
+        assert miner.connections <= LIMITS.max_connections
+        replies = _ask(miner, wallets["validator"], n=4)
+        assert all(isinstance(r, protocol.SubmissionReply) and r.model == MODEL for r in replies), replies
+        # the survivors trickle a byte at a time (each read alone is fast): the head deadline still closes them
+        deadline = time.monotonic() + 30
+        for sock in slow:
+            sock.setblocking(False)
+        open_ = list(slow)
+        while open_ and time.monotonic() < deadline:
+            still = []
+            for sock in open_:
+                try:
+                    sock.send(b"X")
+                except OSError:
+                    continue
+                if not _closed_by_server(sock):
+                    still.append(sock)
+            open_ = still
+            time.sleep(0.2)
+        assert open_ == [], f"{len(open_)} trickling connections still open"
+        assert miner.stats.evicted >= 2 * LIMITS.max_connections - 4
+        assert miner.stats.head_timeouts >= 1
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_a_body_trickled_past_the_request_deadline_gets_a_408(miner, wallets):
+    with socket.create_connection(miner.address, timeout=30) as sock:
+        sock.sendall(b"POST /submission HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        sock.setblocking(False)
+        answer = b""
+        deadline = time.monotonic() + 30
+        while not answer and time.monotonic() < deadline:
+            try:
+                sock.send(b"{")  # one byte at a time, never the whole body
+            except OSError:
+                break
+            time.sleep(0.2)
+            try:
+                answer = sock.recv(200)
+            except BlockingIOError:
+                pass
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+    assert [r.model for r in _ask(miner, wallets["validator"])] == [MODEL]
+
+
+def test_huge_headers_are_refused_before_they_are_read(miner, wallets):
+    line = b"X-Pad: " + b"a" * 60_000 + b"\r\n"
+    for _ in range(8):
+        answer = _raw(miner, b"POST /submission HTTP/1.1\r\nHost: x\r\n" + line * 100)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:80]
+    assert [r.model for r in _ask(miner, wallets["validator"])] == [MODEL]
+
+
+@pytest.mark.parametrize("value", [b"-1", b"1e3", b"abc", b"\xb2", b"12, 13", b"99999999999999999999999"])
+def test_odd_content_lengths_are_refused_cleanly(miner, wallets, value):
+    answer = _raw(miner, b"POST /submission HTTP/1.1\r\nHost: x\r\nContent-Length: " + value + b"\r\n\r\n{}")
+    assert answer.split(b" ", 2)[1] in (b"400", b"411", b"413"), answer[:80]
+    assert [r.model for r in _ask(miner, wallets["validator"])] == [MODEL]
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(miner, wallets):
+    body = b"[" * 2000 + b"]" * 2000
+    assert len(body) <= protocol.MAX_REQUEST_BYTES
+    headers = http_auth.sign(wallets["validator"], method="POST", path="/submission", body=body,
+                             receiver_ss58=miner.hotkey)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+    answer = _raw(miner, b"POST /submission HTTP/1.1\r\nHost: x\r\n" + head +
+                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    assert not protocol.json_depth_ok(body) and protocol.json_depth_ok(b'["[[[[", {"a": "]]]"}]')
+
+
+def test_terminal_escapes_in_paths_never_reach_the_log(miner, caplog):
+    with caplog.at_level(logging.INFO, logger="bitagent.subnet.protocol"):
+        answer = _raw(miner, b"GET /\x1b[2J\x1b]0;owned\x07 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.split(b" ", 2)[1] in (b"400", b"404"), answer[:80]
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "\x1b" not in text and "\x07" not in text
+    if answer.split(b" ", 2)[1] == b"404":
+        assert "\\x1b[2J" in text
+
+
+def test_the_hotkey_is_read_once_not_per_answer(wallets):
+    class CountingWallet:
+        def __init__(self, wallet):
+            self._wallet = wallet
+            self.reads = 0
+
+        @property
+        def hotkey(self):
+            self.reads += 1
+            return self._wallet.hotkey
+
+    counting = CountingWallet(wallets["miner"])
+    authorizer = MetagraphAuthorizer(20, require_permit=False)
+    authorizer.update({wallets["validator"].hotkey.ss58_address: True})
+    with SubmissionServer(counting, MODEL, netuid=20, authorize=authorizer) as server:
+        reads_at_start = counting.reads
+        assert [r.model for r in _ask(server, wallets["validator"], n=5)] == [MODEL] * 5
+    assert counting.reads == reads_at_start
+
+
+def test_fifty_concurrent_valid_requests_all_succeed(wallets):
+    authorizer = MetagraphAuthorizer(20, require_permit=False)
+    authorizer.update({wallets["validator"].hotkey.ss58_address: True})
+    with SubmissionServer(wallets["miner"], MODEL, netuid=20, authorize=authorizer) as server:
+        replies = _ask(server, wallets["validator"], n=50, concurrency=50)
+    assert [getattr(r, "model", r) for r in replies] == [MODEL] * 50
+
+
+class _RawServer:
+    """Answers every request on 127.0.0.1 with fixed bytes (a hostile miner)."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def axon(self) -> str:
+        return f"127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                conn.sendall(self.response)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _gzip_response(size: int) -> bytes:
+    body = gzip.compress(b"\0" * size, compresslevel=9)
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + body
+
+
+@pytest.mark.parametrize("legacy_route", [False, True])
+def test_a_gzip_bomb_is_capped_while_it_is_decompressed(wallets, legacy_route):
+    size = 12_000_000  # ~12 KB gzipped: under the cap on the wire, 12 MB inflated
+    bomb = _RawServer(_gzip_response(size))
+    assert len(gzip.compress(b"\0" * size, compresslevel=9)) < protocol.MAX_RESPONSE_BYTES
+    try:
+        async def ask():
+            async with protocol._client(10, 2) as client:
+                if legacy_route:
+                    return await protocol.query_legacy(client, wallets["validator"], hotkey="5Miner",
+                                                       axon=bomb.axon, allow_private=True)
+                return await protocol.query_submission(client, wallets["validator"], hotkey="5Miner",
+                                                       axon=bomb.axon, netuid=20, allow_private=True)
+
+        tracemalloc.start()
+        try:
+            with pytest.raises(QueryFailed, match="decompressed"):
+                asyncio.run(ask())
+            _current, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        bomb.close()
+    assert peak < size // 4, f"peak {peak:,} bytes while refusing a {size:,}-byte bomb"
+
+
+def test_small_gzip_answers_still_work(wallets):
+    payload = json.dumps({"message": "x"}).encode()
+    body = gzip.compress(payload)
+    server = _RawServer(b"HTTP/1.1 403 Forbidden\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n"
+                        b"Connection: close\r\n\r\n" % len(body) + body)
+    try:
+        async def ask():
+            async with protocol._client(10, 2) as client:
+                return await protocol.query_submission(client, wallets["validator"], hotkey="5Miner",
+                                                       axon=server.axon, netuid=20, allow_private=True)
+
+        with pytest.raises(QueryFailed, match='HTTP 403: {"message": "x"}'):
+            asyncio.run(ask())
+    finally:
+        server.close()
+    assert request_body(20)  # the question itself is unchanged
