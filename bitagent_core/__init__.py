@@ -43,7 +43,7 @@ from bitagent_core.protocols import (
 )
 from bitagent_core.rescore import check_task
 from bitagent_core.runner import Evaluation, RunConfig, RunInfo, config_for_resume, make_task_source, split_spec
-from bitagent_core.validation import InvalidTask, task_problems, validate_tasks
+from bitagent_core.validation import InvalidTask, check_protocol, protocol_problems, task_problems, validate_tasks
 
 # The typed run records (SampleRecord, RunResults: bitagent_core.records) and the multi-turn Environment
 # protocol join this surface when they land; add them to the imports and to __all__ below.
@@ -63,7 +63,7 @@ __all__ = [
     "PluginLoadError", "PluginRegistry", "Registration", "UnknownPluginObject", "get_registry",
     "Evaluation", "RunConfig", "RunInfo", "config_for_resume", "make_task_source", "split_spec",
     # tasks
-    "InvalidTask", "check_task", "task_problems", "validate_tasks",
+    "InvalidTask", "check_task", "task_problems", "validate_tasks", "check_protocol", "protocol_problems",
     # shared helpers: prompting, decoding, matching, JSON files
     "build_request", "Decoded", "DecodeError", "Expression", "bind_arguments", "decode", "decode_pythonic",
     "json_call", "max_weight_matching", "JsonlError", "read_jsonl", "write_json_atomic",

@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from bitagent_core.jsonio import write_json_atomic
+from bitagent_core import write_json_atomic
 
 HOST = "127.0.0.1"
 MARKER_ENV = "BITAGENT_SERVER_ID"

@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 import httpx
 
-from bitagent_core.model import ChatRequest, Completion
+from bitagent_core import ChatRequest, Completion
 from bitagent_plugins.backends.openai_format import completion_from_openai, to_openai_messages
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})

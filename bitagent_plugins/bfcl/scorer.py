@@ -37,10 +37,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from bitagent_core.decoding import Decoded, Expression, bind_arguments, decode, decode_pythonic
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.matching import max_weight_matching
-from bitagent_core.model import Completion, ExpectedCall, Score, Task, ToolCall
+from bitagent_core import (
+    Completion,
+    Decoded,
+    ExpectedCall,
+    Expression,
+    Score,
+    Task,
+    ToolCall,
+    bind_arguments,
+    decode,
+    decode_pythonic,
+    hookimpl,
+    max_weight_matching,
+)
 
 #: BFCL's Python type names, plus the JSON-schema ones other task sources use
 TYPES: dict[str, type] = {

@@ -40,10 +40,7 @@ from typing import Any
 
 import attrs
 
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.jsonio import read_jsonl
-from bitagent_core.model import ExpectedCall, Message, Task, Tool
-from bitagent_core.rescore import check_task
+from bitagent_core import ExpectedCall, Message, Task, Tool, check_task, hookimpl, read_jsonl
 
 log = logging.getLogger("bitagent.bfcl")
 

@@ -32,23 +32,22 @@ from typing import Any
 
 import attrs
 
-from bitagent_core.model import Task
-from bitagent_core.plugins import PluginRegistry
-from bitagent_core.protocols import Competition
-from bitagent_core.runner import make_task_source, split_spec
+from bitagent_core import Competition, PluginRegistry, Task, make_task_source, protocol_problems, split_spec
 
 WEIGHT_RULES = ("cubic", "linear", "softmax")
 
 
 def check_competition(competition: Any) -> None:
-    """A clear error for a competition plugin that does not hold together."""
-    for field in ("name", "version", "sample_size", "scorer", "weight_rule"):
-        if not hasattr(competition, field):
-            raise ValueError(f"competition {competition!r} has no {field!r}")
-    if not isinstance(competition.sample_size, int) or competition.sample_size < 1:
-        raise ValueError(f"competition {competition.name!r}: sample_size must be a positive int")
-    if competition.weight_rule not in WEIGHT_RULES:
-        raise ValueError(f"competition {competition.name!r}: weight_rule must be one of {', '.join(WEIGHT_RULES)}")
+    """A clear error for a competition plugin that does not hold together (every problem at once)."""
+    problems = protocol_problems(competition, Competition)
+    sample_size = getattr(competition, "sample_size", None)  # reported above when missing
+    if sample_size is not None and (not isinstance(sample_size, int) or sample_size < 1):
+        problems.append("sample_size must be a positive int")
+    if getattr(competition, "weight_rule", WEIGHT_RULES[0]) not in WEIGHT_RULES:
+        problems.append(f"weight_rule must be one of {', '.join(WEIGHT_RULES)}")
+    if problems:
+        name = getattr(competition, "name", repr(competition))
+        raise ValueError(f"competition {name!r} does not hold together: " + "; ".join(problems))
 
 
 def get_competition(registry: PluginRegistry, name: str) -> Competition:
@@ -100,10 +99,10 @@ def effective_version(competition: Any, registry: PluginRegistry) -> str:
     and the sample size. Any change means every model is evaluated again."""
     parts = [str(competition.version), f"n={competition.sample_size}"]
     scorer = registry.get("scorers", competition.scorer).factory()
-    parts.append(f"{competition.scorer}={getattr(scorer, 'version', '?')}")
+    parts.append(f"{competition.scorer}={scorer.version}")
     for spec, share in sorted(competition.mix(registry).items()):
         source = make_task_source(registry, spec)
-        parts.append(f"{spec}={getattr(source, 'version', '?')}@{float(share):g}")
+        parts.append(f"{spec}={source.version}@{float(share):g}")
     return ";".join(parts)
 
 
@@ -122,7 +121,7 @@ class CompetitionTaskSource:
     @property
     def registry(self) -> PluginRegistry:
         if self._registry is None:
-            from bitagent_core.plugins import get_registry
+            from bitagent_core import get_registry
 
             self._registry = get_registry()
         return self._registry

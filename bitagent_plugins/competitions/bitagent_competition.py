@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.plugins import PluginRegistry
+from bitagent_core import PluginRegistry, hookimpl
 from bitagent_plugins.competitions import CompetitionTaskSource
 
 BFCL_SOURCE = "bfcl-shuffle"

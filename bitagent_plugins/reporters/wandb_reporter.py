@@ -20,7 +20,7 @@ import os
 import threading
 from typing import Any
 
-from bitagent_core.hookspecs import hookimpl
+from bitagent_core import hookimpl
 
 log = logging.getLogger("bitagent.reporters.wandb")
 

@@ -178,8 +178,7 @@ class Validator:
 
     def __init__(self, config: ValidatorConfig, *, substrate: Any = None, hub: Any = None,
                  registry: Any = None, wallet: Any = None) -> None:
-        from bitagent_core.plugins import get_registry
-        from bitagent_core.runner import make_task_source
+        from bitagent_core import get_registry, make_task_source
         from bitagent_plugins.subnet import vetting
         from bitagent_plugins.subnet.chain import load_wallet
 
@@ -539,7 +538,7 @@ class Validator:
         log.warning("%s: cannot finish now (%s); trying again in a later round", key, reason)
 
     async def _evaluate(self, model: str) -> tuple[float, int, str]:
-        from bitagent_core.runner import Evaluation, RunConfig
+        from bitagent_core import Evaluation, RunConfig
 
         seed = self._round.seed if self._round is not None else self.state.begin_round(secrets.randbits(63)).seed
         config = RunConfig(tasks=f"competition:{self.competition.name}", backend=self.config.backend, model=model,

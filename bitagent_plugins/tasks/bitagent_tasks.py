@@ -37,8 +37,7 @@ from typing import Any
 
 import attrs
 
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.model import ExpectedCall, Message, Task, Tool
+from bitagent_core import ExpectedCall, Message, Task, Tool, hookimpl
 
 CATEGORIES = ("single_call", "irrelevance")
 IRRELEVANCE_RATE = 0.2

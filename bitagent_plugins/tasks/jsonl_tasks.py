@@ -18,9 +18,7 @@ from typing import Any
 
 import attrs
 
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.jsonio import JsonlError, read_jsonl
-from bitagent_core.model import Task
+from bitagent_core import JsonlError, Task, hookimpl, read_jsonl
 
 #: the category of tasks whose line names none
 DEFAULT_CATEGORY = "uncategorized"

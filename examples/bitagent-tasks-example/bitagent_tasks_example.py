@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.model import ExpectedCall, Message, Task, Tool
+from bitagent_core import ExpectedCall, Message, Task, Tool, hookimpl
 
 CONVERT = Tool(
     name="convert_units",
