@@ -101,6 +101,9 @@ def _load_config(path: str, meta: dict[str, Any]) -> dict[str, Any]:
                 raise click.BadParameter(f"{where(table, None) if table else where(key, None)}: "
                                          f"unknown table [{f'{table}.' if table else ''}{key}]", param_hint="--config")
             elif name not in allowed:
+                if table is None:
+                    raise click.BadParameter(f"{where(table, key)}: no command has an option {key!r}",
+                                             param_hint="--config")
                 known = ", ".join(sorted(n.replace("_", "-") for n in allowed))
                 raise click.BadParameter(f"{where(table, key)}: {scope} has no option {key!r} (known: {known})",
                                          param_hint="--config")
