@@ -122,7 +122,7 @@ def _load_config(path: str, meta: dict[str, Any]) -> dict[str, Any]:
             raise click.BadParameter(f"{where(key, None)}: [{key}] is not a command (commands: {known})",
                                      param_hint="--config")
     for name, command in cli.commands.items():
-        table = data.get(name) if isinstance(data.get(name), dict) else {}
+        table: dict[str, Any] = data[name] if isinstance(data.get(name), dict) else {}
         own = options_of(name, table, _params_of(command), f"the {name} command")
         default_map[name] = {**shared, **own}
         if isinstance(command, click.Group):
@@ -283,7 +283,7 @@ def _server_options(ctx: click.Context, registry: PluginRegistry, backend: str,
     try:
         accepted: set[str] = set(registry.get("backends", backend).options.model_fields)
     except UnknownPluginObject:
-        accepted = {}  # the run reports the unknown backend itself
+        accepted = set()  # the run reports the unknown backend itself
     options = {}
     for key, value in values.items():
         if value is None:
@@ -307,7 +307,8 @@ def _run_until_signal(evaluation: Any) -> dict[str, Any]:
         except (NotImplementedError, RuntimeError):
             pass
         try:
-            return await evaluation.run()
+            results: dict[str, Any] = await evaluation.run()
+            return results
         except asyncio.CancelledError:
             raise KeyboardInterrupt from None
 
@@ -387,9 +388,10 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     for kind in PluginRegistry.KINDS:
         for r in registry.registrations(kind).values():
             provided.setdefault(r.plugin, {}).setdefault(kind, []).append(r.name)
-    rows = [{"name": p.name, "module": p.module, "distribution": p.distribution, "version": p.version,
-             "api_version": p.api_version, "hooks": p.hooks, "provides": provided.get(p.name, {}), "error": p.error}
-            for p in registry.plugins]
+    rows: list[dict[str, Any]] = [
+        {"name": p.name, "module": p.module, "distribution": p.distribution, "version": p.version,
+         "api_version": p.api_version, "hooks": p.hooks, "provides": provided.get(p.name, {}), "error": p.error}
+        for p in registry.plugins]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -600,9 +602,9 @@ def _print_score_summary(summary: dict[str, Any], spec: str, scorer: str) -> Non
     from rich.table import Table
 
     table = Table(title=f"{scorer} scores on {spec}")
-    for name, justify in (("category", "left"), ("responses", "right"), ("passed", "right"),
-                          ("accuracy", "right"), ("mean score", "right")):
-        table.add_column(name, justify=justify)
+    table.add_column("category", justify="left")
+    for name in ("responses", "passed", "accuracy", "mean score"):
+        table.add_column(name, justify="right")
     for category, row in summary["per_category"].items():
         table.add_row(category, str(row["n"]), str(row["passed"]), f"{row['accuracy']:.3f}",
                       f"{row['mean_score']:.3f}")

@@ -34,11 +34,12 @@ import keyword
 import re
 import warnings
 import xml.etree.ElementTree as ElementTree
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import attrs
 
-from bitagent_core.model import Tool, ToolCall
+from bitagent_core.model import ToolCall
 
 MAX_INPUT_CHARS = 65_536
 MAX_NESTING = 64
@@ -86,10 +87,10 @@ def decode(text: str | None, native_calls: tuple[ToolCall, ...] | list[ToolCall]
     else:
         raise ValueError(f"values must be one of {', '.join(VALUE_MODES)}, not {values!r}")
     if native_calls:
-        calls = tuple(native_calls)[:MAX_CALLS + 1]
-        if len(calls) > MAX_CALLS:
+        native = tuple(native_calls)[:MAX_CALLS + 1]
+        if len(native) > MAX_CALLS:
             return Decoded(error=f"more than {MAX_CALLS} calls")
-        return Decoded(calls=calls, format="native")
+        return Decoded(calls=native, format="native")
     if not text:
         return Decoded(error="empty answer")
     if len(text) > MAX_INPUT_CHARS:
@@ -364,7 +365,8 @@ def literal(node: ast.AST, depth: int = 0) -> Any:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         operand = node.operand
         if isinstance(operand, ast.Constant) and type(operand.value) in (int, float):
-            return -operand.value if isinstance(node.op, ast.USub) else operand.value
+            number: int | float = operand.value  # type: ignore[assignment]  # narrowed by the type() test
+            return -number if isinstance(node.op, ast.USub) else number
         raise DecodeError("unary operators apply only to numbers")
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
         return [literal(e, depth + 1) for e in node.elts]
@@ -755,7 +757,7 @@ def _calls_from_xml(body: str, bfcl: bool = False) -> list[ToolCall]:
             pname = param.get("name")
             if pname is None:
                 raise DecodeError(f"a <param> of {name[:80]!r} has no name")
-            raw = param.get("value") if "value" in param.attrib else (param.text or "").strip()
+            raw = param.get("value", "") if "value" in param.attrib else (param.text or "").strip()
             arguments[pname] = _xml_value(raw, param.get("type", "string"), bfcl)
         calls.append(ToolCall(name=name, arguments=arguments))
         if len(calls) > MAX_CALLS:
@@ -788,7 +790,15 @@ def _xml_value(raw: str, type_name: str, bfcl: bool) -> Any:
 
 # --- binding ----------------------------------------------------------------------------------------
 
-def bind_arguments(call: ToolCall, tool: Tool | None) -> tuple[dict[str, Any], list[str]]:
+class ParameterOrder(Protocol):
+    """What :func:`bind_arguments` needs of a tool: its parameters' declaration order."""
+
+    @property
+    def parameter_order(self) -> Sequence[str]:
+        ...
+
+
+def bind_arguments(call: ToolCall, tool: ParameterOrder | None) -> tuple[dict[str, Any], list[str]]:
     """Map positional arguments to names by the tool's parameter order.
 
     Returns the named arguments and the problems found (too many positional arguments, an argument

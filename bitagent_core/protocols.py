@@ -17,11 +17,20 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class TaskSource(Protocol):
-    #: the name it is registered under (also recorded as each task's ``source``)
-    name: str
-    #: recorded in every run and in every task; change it whenever the tasks for a seed change
-    version: str
-    description: str
+    # Read-only members: a class attribute (``version = "1"``) or a property both satisfy them.
+    @property
+    def name(self) -> str:
+        """The name it is registered under (also recorded as each task's ``source``)."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """Recorded in every run and in every task; change it whenever the tasks for a seed change."""
+        ...
+
+    @property
+    def description(self) -> str:
+        ...
 
     def categories(self) -> list[str]:
         """The categories this source can produce (``bitagent tasks list``); each ``name:category`` must be
@@ -38,10 +47,18 @@ class TaskSource(Protocol):
 class DataProblemLike(Protocol):
     """One problem a task source found in its own data (:meth:`ValidatingTaskSource.validate`)."""
 
-    task_id: str
-    #: ``error`` (no answer can pass) or ``warning`` (inconsistent but answerable)
-    severity: str
-    message: str
+    @property
+    def task_id(self) -> str:
+        ...
+
+    @property
+    def severity(self) -> str:
+        """``error`` (no answer can pass) or ``warning`` (inconsistent but answerable)."""
+        ...
+
+    @property
+    def message(self) -> str:
+        ...
 
     def to_json(self) -> dict[str, str]:
         ...
@@ -58,8 +75,10 @@ class ValidatingTaskSource(TaskSource, Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    #: requests in flight when ``--concurrency`` is not given
-    default_concurrency: int
+    @property
+    def default_concurrency(self) -> int:
+        """Requests in flight when ``--concurrency`` is not given."""
+        ...
 
     async def start(self, run_dir: Path | None) -> None:
         """Load the model or start the server. Logs go under ``run_dir``; it is ``None`` when there is no
@@ -79,8 +98,14 @@ class Backend(Protocol):
 
 @runtime_checkable
 class Scorer(Protocol):
-    name: str
-    version: str
+    @property
+    def name(self) -> str:
+        ...
+
+    @property
+    def version(self) -> str:
+        """Change it whenever a verdict changes (recorded in every run)."""
+        ...
 
     def score(self, task: Task, completion: Completion) -> Score:
         """Score one completion. Must not raise on any model output; a task whose ``expected_calls`` is empty
@@ -93,14 +118,31 @@ class Competition(Protocol):
     """What a validator evaluates miners on (``register_competitions``). Its task sample is the task source
     ``competition:<name>``, whose ``version`` keys evaluations (changing it regrades every model)."""
 
-    name: str
-    version: str
-    description: str
-    sample_size: int
-    #: a registered scorer's name
-    scorer: str
-    #: how scores become weights, e.g. ``cubic``
-    weight_rule: str
+    @property
+    def name(self) -> str:
+        ...
+
+    @property
+    def version(self) -> str:
+        ...
+
+    @property
+    def description(self) -> str:
+        ...
+
+    @property
+    def sample_size(self) -> int:
+        ...
+
+    @property
+    def scorer(self) -> str:
+        """A registered scorer's name."""
+        ...
+
+    @property
+    def weight_rule(self) -> str:
+        """How scores become weights: ``cubic``, ``linear`` or ``softmax``."""
+        ...
 
     def mix(self, registry: PluginRegistry) -> dict[str, float]:
         """Task source spec -> share of the sample (shares need not sum to 1; they are normalised)."""

@@ -125,6 +125,7 @@ def rescore(tasks: Iterable[Task], scorer: Scorer, responses: list[Response],
         if task is None:
             unknown.setdefault(task_id, []).append(response.lineno)
             continue
+        error_type: str | None
         if response.completion is None:
             value, passed, error_type = 0.0, False, "decode_error"
         else:
@@ -261,7 +262,7 @@ def _render_value(option: Any, schema: dict[str, Any] | None) -> Any:
     """A ground-truth option as a value: BFCL writes dict values as ``{key: [options]}``, one level deep."""
     schema = schema if isinstance(schema, dict) else {}
     kind = schema.get("type")
-    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+    items: dict[str, Any] = schema["items"] if isinstance(schema.get("items"), dict) else {}
     if isinstance(option, dict) and (kind in ("dict", "object") or (kind is None and _looks_like_options(option))):
         return _render_options_dict(option)
     if isinstance(option, list) and kind in ("array", "tuple") and items.get("type") in ("dict", "object"):
@@ -414,8 +415,8 @@ def _perturb_call(kind: str, expected: ExpectedCall, args: dict[str, Any], props
         args["zz_unexpected"] = 1
         return expected.name, args
     for param in list(args):
-        schema = props.get(param) if isinstance(props.get(param), dict) else {}
-        declared = _PLAIN_TYPES.get(schema.get("type"))
+        schema: dict[str, Any] = props[param] if isinstance(props.get(param), dict) else {}
+        declared = _PLAIN_TYPES.get(str(schema.get("type")))
         options = [o for o in expected.arguments.get(param, ()) if o != ""]
         if declared is None or not options or any(type(o) is not declared for o in options):
             continue  # only plain parameters whose every value has the declared type (no "variables")

@@ -74,7 +74,8 @@ def split_spec(spec: str) -> tuple[str, str | None]:
 
 def make_task_source(registry: PluginRegistry, spec: str) -> TaskSource:
     name, arg = split_spec(spec)
-    return registry.get("task_sources", name).factory(arg)
+    source: TaskSource = registry.get("task_sources", name).factory(arg)
+    return source
 
 
 def load_tasks(registry: PluginRegistry, spec: str, seed: int, limit: int | None) -> list[Task]:
@@ -214,8 +215,8 @@ class Evaluation:
         per_category: dict[str, list[float]] = {}
         passed: dict[str, int] = {}
         for task in self.tasks:
-            record = self.records.get(task.id)
-            ok = bool(record) and record.get("status") == "ok"
+            record = self.records.get(task.id) or {}
+            ok = record.get("status") == "ok"
             category = task.category or "all"
             per_category.setdefault(category, []).append(float(record["score"]) if ok else 0.0)
             passed[category] = passed.get(category, 0) + bool(ok and record.get("passed"))

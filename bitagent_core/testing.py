@@ -15,6 +15,7 @@ plugin's fault: a plugin that raises is a failed check.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import math
@@ -276,20 +277,25 @@ def check_task_source(factory: Callable[[str | None], object], args: Iterable[st
         report.run(label, "categories() is a list of strings", categories)
         for seed in seeds:
             report.run(label, f"seed {seed}: tasks are usable, ids unique, limit respected",
-                       lambda source=source, seed=seed: _tasks_problem(source, seed, limit))
-            report.run(label, f"seed {seed}: deterministic",
-                       lambda source=source, seed=seed: None if _ids(source, seed, limit) == _ids(source, seed, limit)
-                       else "two calls with the same seed gave different tasks")
-        report.run(label, "limit=None yields tasks (all of them)",
-                   lambda source=source: None if list(itertools.islice(source.tasks(seed=0, limit=None), limit))
-                   else "no task at all")
+                       functools.partial(_tasks_problem, source, seed, limit))
+            report.run(label, f"seed {seed}: deterministic", functools.partial(_deterministic, source, seed, limit))
+        report.run(label, "limit=None yields tasks (all of them)", functools.partial(_limit_none, source, limit))
         if arg is None and args is None:
             todo.extend(advertised)
     return report
 
 
-def _ids(source: TaskSource, seed: int, limit: int) -> list[dict[str, Any]]:
+def _ids(source: TaskSource, seed: int, limit: int) -> list[object]:
     return [t.to_json() if isinstance(t, Task) else repr(t) for t in source.tasks(seed=seed, limit=limit)]
+
+
+def _deterministic(source: TaskSource, seed: int, limit: int) -> str | None:
+    same = _ids(source, seed, limit) == _ids(source, seed, limit)
+    return None if same else "two calls with the same seed gave different tasks"
+
+
+def _limit_none(source: TaskSource, limit: int) -> str | None:
+    return None if list(itertools.islice(source.tasks(seed=0, limit=None), limit)) else "no task at all"
 
 
 def _tasks_problem(source: TaskSource, seed: int, limit: int) -> str | None:
@@ -510,7 +516,11 @@ def check_reporter(plugin: object, *, subject: str = "reporter") -> Report:
                            output_dir=tmp)
         evaluation = Evaluation(config, registry)
         box: list[dict[str, Any]] = []
-        report.run(subject, "a run completes", lambda: (box.append(asyncio.run(evaluation.run())), None)[1])
+
+        def run() -> None:
+            box.append(asyncio.run(evaluation.run()))
+
+        report.run(subject, "a run completes", run)
         report.add(subject, "no hook raised during the run",
                    "; ".join(evaluation.reporters.disabled.values()) or None)
         if box:
@@ -523,7 +533,11 @@ def check_reporter(plugin: object, *, subject: str = "reporter") -> Report:
 
 def _build(report: Report, subject: str, factory: Callable[[], object]) -> object | None:
     box: list[object] = []
-    report.run(subject, "the factory builds it", lambda: (box.append(factory()), None)[1])
+
+    def build() -> None:
+        box.append(factory())
+
+    report.run(subject, "the factory builds it", build)
     return box[0] if box else None
 
 

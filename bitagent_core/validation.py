@@ -99,7 +99,8 @@ def protocol_members(protocol: type) -> list[str]:
         if base is object or not getattr(base, "_is_protocol", False) or base.__name__ in ("Protocol", "Generic"):
             continue
         names |= {n for n in getattr(base, "__annotations__", {}) if not n.startswith("_")}
-        names |= {n for n, v in vars(base).items() if not n.startswith("_") and callable(v)}
+        names |= {n for n, v in vars(base).items()
+                  if not n.startswith("_") and (callable(v) or isinstance(v, property))}
     return sorted(names)
 
 

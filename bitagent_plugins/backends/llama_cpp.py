@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import PositiveInt
 
-from bitagent_core import BackendOptions, ChatRequest, Completion, hookimpl
+from bitagent_core import BackendOptions, ChatRequest, Completion, RegisterBackend, hookimpl
 from bitagent_plugins.backends.openai_format import completion_from_openai, to_openai_messages
 
 
@@ -55,12 +55,12 @@ def resolve_model(model: str | None) -> tuple[Path, dict[str, Any]]:
         path = hf_hub_download(repo_id=repo_id, filename=filename, revision=revision or None)
         return Path(path), {"model": model, "repo_id": repo_id, "filename": filename,
                             "revision": revision or None}
-    path = Path(model).expanduser()
-    if not path.is_file():
+    local = Path(model).expanduser()
+    if not local.is_file():
         raise FileNotFoundError(f"no such model file: {model}")
-    if path.suffix.lower() != ".gguf":
+    if local.suffix.lower() != ".gguf":
         raise ValueError(f"the llama-cpp backend needs a .gguf file, got {model}")
-    return path, {"model": str(path)}
+    return local, {"model": str(local)}
 
 
 def sha256_file(path: Path) -> str:
@@ -92,7 +92,8 @@ class LlamaCppBackend:
         path, identity = resolve_model(self.model)
         if "sha256" not in identity:
             identity["sha256"] = sha256_file(path)
-        settings = {"n_ctx": 4096, "n_threads": max(1, os.cpu_count() or 1), "n_gpu_layers": 0, "verbose": False}
+        settings: dict[str, Any] = {"n_ctx": 4096, "n_threads": max(1, os.cpu_count() or 1), "n_gpu_layers": 0,
+                                    "verbose": False}
         settings.update({k: v for k, v in self.options.items() if k != "worker_thread"})
         self._llm = Llama(model_path=str(path), **settings)
         self._identity = {**identity, "path": str(path), "backend": "llama-cpp",
@@ -135,6 +136,6 @@ class LlamaCppBackend:
 
 
 @hookimpl
-def register_backends(register):
+def register_backends(register: RegisterBackend) -> None:
     register("llama-cpp", LlamaCppBackend, options=LlamaCppOptions,
              description="in-process llama-cpp-python (GGUF; default: embedded model)")

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bitagent_core import BackendOptions, ChatRequest, Completion, hookimpl
+from bitagent_core import BackendOptions, ChatRequest, Completion, RegisterBackend, hookimpl
 from bitagent_plugins.backends.local_server import (
     DEFAULT_READY_TIMEOUT_S,
     DEFAULT_STOP_TIMEOUT_S,
@@ -424,7 +424,7 @@ class OpenAIBackend:
 
 
 @hookimpl
-def register_backends(register):
+def register_backends(register: RegisterBackend) -> None:
     register("sglang", SglangBackend, options=SglangOptions,
              description="managed sglang server (the validator's backend; CUDA)")
     register("vllm", VllmBackend, options=VllmOptions, description="managed vLLM server (vllm serve; CUDA)")

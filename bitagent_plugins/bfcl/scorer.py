@@ -42,6 +42,7 @@ from bitagent_core import (
     Decoded,
     ExpectedCall,
     Expression,
+    RegisterScorer,
     Score,
     Task,
     ToolCall,
@@ -169,7 +170,7 @@ class _Param:
         if checked is dict or untyped:
             self.dicts = tuple([_DictOption(o) for o in options if type(o) is dict])
         # which shortcut _Call.check may take to accept a value (a value it does not accept goes to check())
-        self.quick = _QUICK.get(checked, 0) if declared != "tuple" else 0
+        self.quick = _QUICK.get(checked, 0) if declared != "tuple" and checked is not None else 0
 
     def check(self, value: Any) -> tuple[str, str] | None:
         """None if ``value`` passes BFCL's type and value checks, else (error type, detail)."""
@@ -468,7 +469,7 @@ def strict_scorer() -> BfclScorer:
 
 
 @hookimpl
-def register_scorers(register):
+def register_scorers(register: RegisterScorer) -> None:
     register("bfcl", BfclScorer, description="BFCL's AST checker rules, pass/fail; any answer format; nothing "
                                              "evaluated, parallel calls matched by bipartite matching")
     register("bfcl-strict", strict_scorer, description="the bfcl scorer reading only what BFCL's prompting "

@@ -40,7 +40,7 @@ from typing import Any
 
 import attrs
 
-from bitagent_core import ExpectedCall, Message, Task, Tool, check_task, hookimpl, read_jsonl
+from bitagent_core import ExpectedCall, Message, RegisterTaskSource, Task, Tool, check_task, hookimpl, read_jsonl
 
 log = logging.getLogger("bitagent.bfcl")
 
@@ -434,6 +434,6 @@ class BfclShuffleTaskSource:
 
 
 @hookimpl
-def register_task_sources(register):
+def register_task_sources(register: RegisterTaskSource) -> None:
     register("bfcl", BfclTaskSource, description=BfclTaskSource.description)
     register("bfcl-shuffle", BfclShuffleTaskSource, description=BfclShuffleTaskSource.description)

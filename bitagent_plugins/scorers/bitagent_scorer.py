@@ -31,6 +31,7 @@ from typing import Any
 from bitagent_core import (
     Completion,
     ExpectedCall,
+    RegisterScorer,
     Score,
     Task,
     ToolCall,
@@ -138,5 +139,5 @@ class BitagentScorer:
 
 
 @hookimpl
-def register_scorers(register):
+def register_scorers(register: RegisterScorer) -> None:
     register("bitagent", BitagentScorer, description="the upstream subnet's criteria (format/name/args/values), fixed")

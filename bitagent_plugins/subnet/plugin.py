@@ -224,6 +224,6 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
 
 
 @hookimpl
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     cli.add_command(mine_command())
     cli.add_command(validate_command())

@@ -296,6 +296,7 @@ class Validator:
         block_time = await self.chain.block_time()
         tick = cfg.tick_s if cfg.tick_s is not None else max(0.05, min(12.0, block_time))
         last_sync: int | None = None
+        assert self._stop is not None  # run() creates it on the running loop first
         while not self._stop.is_set():
             try:
                 head = await self.chain.block()
@@ -455,6 +456,7 @@ class Validator:
                 and (self._worker is None or self._worker.done()) and not self._pending_jobs())
 
     async def _work(self) -> None:
+        assert self._stop is not None
         while not self._stop.is_set():
             jobs = self._pending_jobs()
             if not jobs:
