@@ -358,7 +358,8 @@ def _print_results(results: dict[str, Any]) -> None:
     console = Console()
     console.print(table)
     model = results.get("model") or {}
-    console.print(f"model: {model.get('model', '?')}  failed: {results['n_failed']}  "
+    scorer_errors = f" (scorer errors: {results['n_scorer_errors']})" if results.get("n_scorer_errors") else ""
+    console.print(f"model: {model.get('model', '?')}  failed: {results['n_failed']}{scorer_errors}  "
                   f"tokens: {results['prompt_tokens']}+{results['completion_tokens']}")
     console.print(f"run directory: {results['run_dir']}")
 
@@ -483,6 +484,8 @@ def tasks_show(spec: str, seed: int, index: int, task_id: str | None, prompt: bo
     try:
         source = make_task_source(get_registry(), spec)
         for i, task in enumerate(source.tasks(seed=seed, limit=None if task_id else index + 1)):
+            if not isinstance(task, Task):
+                raise click.ClickException(f"task source {spec!r}: task #{i}: not a Task but a {type(task).__name__}")
             if (task_id is not None and task.id == task_id) or (task_id is None and i == index):
                 data = task.to_json()
                 if prompt:

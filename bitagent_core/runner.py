@@ -81,7 +81,10 @@ def make_task_source(registry: PluginRegistry, spec: str) -> TaskSource:
 def load_tasks(registry: PluginRegistry, spec: str, seed: int, limit: int | None) -> list[Task]:
     """The tasks of ``spec``, each checked (:func:`~bitagent_core.validation.validate_tasks`): an unusable
     task fails here, naming the source and the task, before any model loads."""
-    source = make_task_source(registry, spec)
+    return tasks_of(make_task_source(registry, spec), spec, seed, limit)
+
+
+def tasks_of(source: TaskSource, spec: str, seed: int, limit: int | None) -> list[Task]:
     check_protocol(source, TaskSource, f"task source {spec!r}")
     try:
         return validate_tasks(source.tasks(seed=seed, limit=limit), spec)
@@ -109,7 +112,9 @@ class Evaluation:
     def prepare(self) -> list[Task]:
         """Resolve plugins, load tasks and create (or reopen) the run directory; returns the tasks to do."""
         cfg = self.config
-        self.tasks = load_tasks(self.registry, cfg.tasks, cfg.seed, cfg.limit)
+        source = make_task_source(self.registry, cfg.tasks)
+        self.tasks = tasks_of(source, cfg.tasks, cfg.seed, cfg.limit)
+        self.task_source_version = str(source.version)  # recorded in results.json: runs compare only within one
         self.scorer: Scorer = self.registry.get("scorers", cfg.scorer).factory()
         self.backend: Backend = self.registry.make_backend(cfg.backend, cfg.model, dict(cfg.backend_options))
         check_protocol(self.scorer, Scorer, f"scorer {cfg.scorer!r}")
@@ -255,6 +260,7 @@ class Evaluation:
             "seed": self.config.seed,
             "model": model,
             "scorer": {"name": self.config.scorer, "version": self.scorer.version},
+            "task_source": {"spec": self.config.tasks, "version": self.task_source_version},
             "bitagent_version": bitagent_core.__version__,
             "git_commit": self.git_commit,
             "plugins": self.registry.plugin_versions(),

@@ -355,6 +355,7 @@ def test_a_scorer_that_raises_or_returns_garbage_fails_only_its_sample(tmp_path)
     ListSource.tasks_to_yield = [_task(i) for i in ("ok-1", "raise", "float", "nan-breakdown", "ok-2")]
     _, results = _run(tmp_path, _registry())
     assert results["status"] == "complete" and results["n_scored"] == 2 and results["n_scorer_errors"] == 3
+    assert results["task_source"] == {"spec": "list", "version": "1"}  # every run records the source's version
     samples = {s["task_id"]: s for s in map(json.loads, (Path(results["run_dir"]) / "samples.jsonl").open())}
     assert len(samples) == 5
     assert samples["raise"]["error_type"] == "scorer_error" and "KeyError: 'boom'" in samples["raise"]["detail"]
