@@ -33,8 +33,8 @@ def enabled() -> bool:
     return os.environ.get("BITAGENT_WANDB", "").strip().lower() in _TRUE
 
 
-def _key(run: Any) -> str:
-    return str(getattr(run, "run_dir", id(run)))
+def _key(run: RunInfo) -> str:
+    return str(run.run_dir)
 
 
 @hookimpl
