@@ -24,6 +24,7 @@ demo: install
 # the whole suite (CI)
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # the edit loop: everything but the tests that run the embedded model (marked slow by tests/conftest.py),
@@ -34,6 +35,7 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python benchmarks/taskgen.py

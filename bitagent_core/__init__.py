@@ -1,3 +1,114 @@
-"""bitagent: evaluate tool-calling LLMs the way Bittensor Subnet 20 does."""
+"""bitagent: evaluate tool-calling LLMs the way Bittensor Subnet 20 does.
+
+This module is the public surface for plugins (``import bitagent_core as ba``): everything a plugin may use
+is listed in ``__all__``, and the built-in plugins import nothing else from ``bitagent_core``. Anything
+reached through a submodule instead (``bitagent_core.runner``, ``bitagent_core.cli``...) is internal and may
+change without notice. docs/plugins.md documents each name.
+"""
 
 __version__ = "0.1.0"
+
+from typing import TYPE_CHECKING
+
+# Names are imported on first use (PEP 562), so that loading plugins -- every ``bitagent`` command, ``--help``
+# included -- does not import the decoder, the runner or pydantic until something needs them.
+_LAZY: dict[str, str] = {
+    # the contract
+    "PLUGIN_API_VERSION": "plugins", "hookimpl": "hookspecs",
+    # the data model
+    **dict.fromkeys(["ChatRequest", "Completion", "ExpectedCall", "Message", "Score", "Task", "Tool", "ToolCall"],
+                    "model"),
+    # protocols and factories
+    **dict.fromkeys(["Backend", "BackendFactory", "Competition", "CompetitionFactory", "DataProblemLike", "Reporter",
+                     "Scorer", "ScorerFactory", "TaskSource", "TaskSourceFactory", "ValidatingTaskSource",
+                     "RegisterBackend", "RegisterCompetition", "RegisterScorer", "RegisterTaskSource"], "protocols"),
+    # backend options
+    **dict.fromkeys(["BackendOptions", "NoOptions", "OptionError", "parse_option_args", "parse_option_string"],
+                    "options"),
+    # plugins and runs
+    **dict.fromkeys(["PluginLoadError", "PluginRegistry", "Registration", "UnknownPluginObject", "get_registry"],
+                    "plugins"),
+    **dict.fromkeys(["Evaluation", "RunConfig", "RunInfo", "config_for_resume", "make_task_source", "split_spec"],
+                    "runner"),
+    # tasks
+    **dict.fromkeys(["InvalidTask", "task_problems", "validate_tasks", "check_protocol", "protocol_problems"],
+                    "validation"),
+    **dict.fromkeys(["check_task", "expected_arguments", "render_expected", "python_literal", "pythonic_name"],
+                    "rescore"),
+    # shared helpers: prompting, decoding, matching, JSON files
+    "build_request": "prompting",
+    **dict.fromkeys(["Decoded", "DecodeError", "Dialect", "CallReader", "ValueReader", "bind_arguments", "decode",
+                     "decode_pythonic", "dotted_name", "json_call", "literal", "MAX_CALLS", "MAX_NESTING"],
+                    "decoding"),
+    **dict.fromkeys(["max_weight_matching", "standardize", "STANDARDIZE_DROP"], "matching"),
+    **dict.fromkeys(["JsonlError", "read_jsonl", "write_json_atomic"], "jsonio"),
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bitagent_core' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"bitagent_core.{module}"), name)
+    globals()[name] = value  # once
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time each name comes from __getattr__
+    from bitagent_core.decoding import (
+        MAX_CALLS,
+        MAX_NESTING,
+        CallReader,
+        Decoded,
+        DecodeError,
+        Dialect,
+        ValueReader,
+        bind_arguments,
+        decode,
+        decode_pythonic,
+        dotted_name,
+        json_call,
+        literal,
+    )
+    from bitagent_core.hookspecs import hookimpl
+    from bitagent_core.jsonio import JsonlError, read_jsonl, write_json_atomic
+    from bitagent_core.matching import STANDARDIZE_DROP, max_weight_matching, standardize
+    from bitagent_core.model import ChatRequest, Completion, ExpectedCall, Message, Score, Task, Tool, ToolCall
+    from bitagent_core.options import BackendOptions, NoOptions, OptionError, parse_option_args, parse_option_string
+    from bitagent_core.plugins import (
+        PLUGIN_API_VERSION,
+        PluginLoadError,
+        PluginRegistry,
+        Registration,
+        UnknownPluginObject,
+        get_registry,
+    )
+    from bitagent_core.prompting import build_request
+    from bitagent_core.protocols import (
+        Backend,
+        BackendFactory,
+        Competition,
+        CompetitionFactory,
+        DataProblemLike,
+        RegisterBackend,
+        RegisterCompetition,
+        RegisterScorer,
+        RegisterTaskSource,
+        Reporter,
+        Scorer,
+        ScorerFactory,
+        TaskSource,
+        TaskSourceFactory,
+        ValidatingTaskSource,
+    )
+    from bitagent_core.rescore import check_task, expected_arguments, python_literal, pythonic_name, render_expected
+    from bitagent_core.runner import Evaluation, RunConfig, RunInfo, config_for_resume, make_task_source, split_spec
+    from bitagent_core.validation import InvalidTask, check_protocol, protocol_problems, task_problems, validate_tasks

@@ -17,25 +17,113 @@ from typing import Any
 import click
 
 import bitagent_core
+from bitagent_core.model import Task
 from bitagent_core.plugins import PluginRegistry, UnknownPluginObject, get_registry
 
 
-def _load_config(path: str) -> dict[str, Any]:
+def _config_line(text: str, table: str | None, key: str | None) -> int:
+    """The line of ``key`` in ``[table]`` (top level: ``None``), or of the ``[table]`` header itself, in a TOML
+    file's text (tomllib keeps no positions); 1 when it cannot be found."""
+    current: str | None = None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            current = stripped.strip("[]").strip().replace(" ", "")
+            if key is None and current == table:
+                return lineno
+            continue
+        if key is not None and current == table:
+            name = stripped.partition("=")[0].strip().strip("\"'")
+            if name == key and "=" in stripped:
+                return lineno
+    return 1
+
+
+def _params_of(command: click.Command) -> set[str]:
+    names = {p.name for p in command.params if p.name}
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            names |= _params_of(sub)
+    return names
+
+
+def _option_items(value: Any, where: str) -> list[str]:
+    """A config file's backend options (a ``backend_options`` table, or a ``backend_option`` list of
+    ``key=value`` strings) as ``key=value`` strings."""
+    if isinstance(value, dict):
+        return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in value.items()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, str):
+        return [value]
+    raise click.BadParameter(f"{where}: backend options are a table or a list of 'key=value' strings",
+                             param_hint="--config")
+
+
+def _load_config(path: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The file's options as click's ``default_map``. Every key must be an option of some command and every
+    table a command: a typo is an error naming ``file:line``. ``meta["bitagent.config_sources"]`` records
+    where each backend option came from."""
     import tomllib
 
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            raw = f.read()
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise click.BadParameter(f"no such file: {path}", param_hint="--config") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise click.BadParameter(f"{path}: {exc}", param_hint="--config") from None
-    # option names in files may use dashes or underscores, like on the command line
-    shared = {k.replace("-", "_"): v for k, v in data.items() if not isinstance(v, dict)}
+    text = raw.decode("utf-8")
+    sources: dict[str, str] = {}
+    meta["bitagent.config_sources"] = sources
+
+    def where(table: str | None, key: str | None) -> str:
+        return f"{path}:{_config_line(text, table, key)}"
+
+    def options_of(table: str | None, items: dict[str, Any], allowed: set[str], scope: str) -> dict[str, Any]:
+        own: dict[str, Any] = {}
+        for key, value in items.items():
+            name = key.replace("-", "_")  # option names in files may use dashes or underscores
+            if name in ("backend_options", "backend_option"):
+                if "backend_option" not in allowed:
+                    raise click.BadParameter(f"{where(table, key)}: {scope} takes no backend options",
+                                             param_hint="--config")
+                option_items = _option_items(value, where(table, key))
+                for item in option_items:
+                    option_key = item.partition("=")[0].strip()
+                    line = _config_line(text, f"{table}.{key}" if table else key, option_key) \
+                        if isinstance(value, dict) else _config_line(text, table, key)
+                    sources[option_key] = f"{path}:{line}"
+                own["backend_option"] = option_items
+            elif isinstance(value, dict):
+                raise click.BadParameter(f"{where(table, None) if table else where(key, None)}: "
+                                         f"unknown table [{f'{table}.' if table else ''}{key}]", param_hint="--config")
+            elif name not in allowed:
+                if table is None:
+                    raise click.BadParameter(f"{where(table, key)}: no command has an option {key!r}",
+                                             param_hint="--config")
+                known = ", ".join(sorted(n.replace("_", "-") for n in allowed))
+                raise click.BadParameter(f"{where(table, key)}: {scope} has no option {key!r} (known: {known})",
+                                         param_hint="--config")
+            else:
+                own[name] = value
+        return own
+
+    every = set().union(*(_params_of(c) for c in cli.commands.values())) if cli.commands else set()
+    shared = options_of(None, {k: v for k, v in data.items()
+                               if not isinstance(v, dict) or k.replace("-", "_") == "backend_options"},
+                        every, "no command")
     default_map: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key.replace("-", "_") != "backend_options" and key not in cli.commands:
+            known = ", ".join(sorted(cli.commands))
+            raise click.BadParameter(f"{where(key, None)}: [{key}] is not a command (commands: {known})",
+                                     param_hint="--config")
     for name, command in cli.commands.items():
-        own = data.get(name, {}) if isinstance(data.get(name), dict) else {}
-        default_map[name] = {**shared, **{k.replace("-", "_"): v for k, v in own.items()}}
+        table: dict[str, Any] = data[name] if isinstance(data.get(name), dict) else {}
+        own = options_of(name, table, _params_of(command), f"the {name} command")
+        default_map[name] = {**shared, **own}
         if isinstance(command, click.Group):
             default_map[name].update({sub: default_map[name] for sub in command.commands})
     return default_map
@@ -49,25 +137,33 @@ def _load_config(path: str) -> dict[str, Any]:
 def cli(ctx: click.Context, config_file: str | None) -> None:
     """Evaluate tool-calling models the way Bittensor Subnet 20 (BitAgent) does."""
     if config_file:
-        ctx.default_map = _load_config(config_file)
+        ctx.default_map = _load_config(config_file, ctx.meta)
 
 
-def parse_backend_options(values: tuple[str, ...]) -> dict[str, str]:
-    """``-B key=value`` options as a dict (public: plugins that add commands taking ``-B`` use it too)."""
-    import shlex
+BACKEND_OPTIONS_ENV = "BITAGENT_BACKEND_OPTIONS"
 
-    options = {}
-    for item in values:
-        try:  # split like a shell, so a value may hold spaces: -B "extra_args='--a 1 --b 2'"
-            parts = shlex.split(item)
-        except ValueError as exc:
-            raise click.BadParameter(f"{item!r}: {exc}", param_hint="-B") from None
-        for part in parts:
-            key, sep, value = part.partition("=")
-            if not sep or not key:
-                raise click.BadParameter(f"expected key=value, got {part!r}", param_hint="-B")
-            options[key.strip()] = value.strip()
-    return options
+
+def _backend_options(ctx: click.Context, values: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
+    """The raw backend options and where each came from: ``-B key=value`` flags (each split at its first
+    ``=`` only), else ``BITAGENT_BACKEND_OPTIONS`` (items separated like a shell would), else the config file."""
+    import os
+
+    from click.core import ParameterSource
+
+    from bitagent_core.options import OptionError, parse_option_args, parse_option_string
+
+    try:
+        if ctx.get_parameter_source("backend_option") is ParameterSource.COMMANDLINE:
+            options = parse_option_args(values, "-B")
+            return options, {k: f"-B {k}" for k in options}
+        if os.environ.get(BACKEND_OPTIONS_ENV):
+            options = parse_option_string(os.environ[BACKEND_OPTIONS_ENV], BACKEND_OPTIONS_ENV)
+            return options, {k: BACKEND_OPTIONS_ENV for k in options}
+        file_sources = ctx.meta.get("bitagent.config_sources", {})
+        options = parse_option_args(values, "--config")
+        return options, {k: file_sources.get(k, "--config") for k in options}
+    except OptionError as exc:
+        raise click.BadParameter(str(exc), param_hint="-B") from None
 
 
 @cli.command()
@@ -85,8 +181,9 @@ def parse_backend_options(values: tuple[str, ...]) -> dict[str, str]:
               help="Requests in flight (default: the backend's own).")
 @click.option("--output-dir", "-o", default="runs", show_default=True, type=click.Path(file_okay=False),
               envvar="BITAGENT_OUTPUT_DIR", show_envvar=True)
-@click.option("--backend-option", "-B", "backend_option", multiple=True, envvar="BITAGENT_BACKEND_OPTIONS",
-              show_envvar=True, help="Backend option key=value (repeatable), e.g. -B n_ctx=4096 -B n_threads=2.")
+@click.option("--backend-option", "-B", "backend_option", multiple=True,
+              help="Backend option key=value (repeatable; split at the first '='), e.g. -B n_ctx=4096 -B n_threads=2 "
+                   "[env var: BITAGENT_BACKEND_OPTIONS, items separated like a shell would].")
 @click.option("--tool-format", type=click.Choice(["prompt", "native"]), default="prompt", show_default=True,
               envvar="BITAGENT_TOOL_FORMAT", show_envvar=True,
               help="Tools in the BFCL-style system prompt (the validator's way) or as native tools=.")
@@ -125,17 +222,21 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
         except (OSError, ValueError, KeyError) as exc:
             raise click.ClickException(str(exc)) from None
         config.backend_options.update(_server_options(ctx, registry, config.backend, server_values))
+        sources = {key: f"--{key.replace('_', '-')}" for key in _server_options(ctx, registry, config.backend,
+                                                                               server_values)}
     else:
-        options = parse_backend_options(backend_option)
+        options, sources = _backend_options(ctx, backend_option)
         for key, value in _server_options(ctx, registry, backend, server_values).items():
             if key in options and options[key] != value:
                 raise click.BadParameter(f"{key} given twice: -B {key}={options[key]} and "
                                          f"--{key.replace('_', '-')} {value}")
             options[key] = value
+            sources[key] = f"--{key.replace('_', '-')}"
         config = RunConfig(tasks=tasks, backend=backend, model=model, scorer=scorer, limit=limit, seed=seed,
                            concurrency=concurrency, output_dir=output_dir,
                            backend_options=options, tool_format=tool_format,
                            max_tokens=max_tokens, timeout_s=timeout_s)
+    _check_backend_options(registry, config.backend, config.backend_options, sources)
     progress = None if as_json else _Progress()
     evaluation = Evaluation(config, registry, resume_dir=resume, on_sample=progress.advance if progress else None,
                             on_start=progress.start if progress else None)
@@ -145,7 +246,7 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
         where = evaluation.run_dir
         click.echo(f"interrupted: finished samples are in {where}; continue with --resume {where}", err=True)
         sys.exit(130)
-    except (UnknownPluginObject, ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
+    except (UnknownPluginObject, ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     finally:
         if progress:
@@ -154,6 +255,19 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
         click.echo(json.dumps(results, indent=2, default=str))
     else:
         _print_results(results)
+
+
+def _check_backend_options(registry: PluginRegistry, backend: str, options: dict[str, str],
+                           sources: dict[str, str]) -> None:
+    """Unknown or mistyped backend options are usage errors naming their source, before anything runs."""
+    from bitagent_core.options import OptionError
+
+    try:
+        registry.backend_options(backend, options, sources)
+    except UnknownPluginObject:
+        return  # the run reports the unknown backend itself
+    except OptionError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _server_options(ctx: click.Context, registry: PluginRegistry, backend: str,
@@ -166,9 +280,9 @@ def _server_options(ctx: click.Context, registry: PluginRegistry, backend: str,
     from click.core import ParameterSource
 
     try:
-        accepted = getattr(registry.get("backends", backend).factory, "OPTION_TYPES", None) or {}
+        accepted: set[str] = set(registry.get("backends", backend).options.model_fields)
     except UnknownPluginObject:
-        accepted = {}  # the run reports the unknown backend itself
+        accepted = set()  # the run reports the unknown backend itself
     options = {}
     for key, value in values.items():
         if value is None:
@@ -193,7 +307,8 @@ def _run_until_signal(evaluation: Any) -> dict[str, Any]:
         except (NotImplementedError, RuntimeError):
             pass
         try:
-            return await evaluation.run()
+            results: dict[str, Any] = await evaluation.run()
+            return results
         except asyncio.CancelledError:
             raise KeyboardInterrupt from None
 
@@ -243,7 +358,8 @@ def _print_results(results: dict[str, Any]) -> None:
     console = Console()
     console.print(table)
     model = results.get("model") or {}
-    console.print(f"model: {model.get('model', '?')}  failed: {results['n_failed']}  "
+    scorer_errors = f" (scorer errors: {results['n_scorer_errors']})" if results.get("n_scorer_errors") else ""
+    console.print(f"model: {model.get('model', '?')}  failed: {results['n_failed']}{scorer_errors}  "
                   f"tokens: {results['prompt_tokens']}+{results['completion_tokens']}")
     console.print(f"run directory: {results['run_dir']}")
 
@@ -261,18 +377,22 @@ def _list_registrations(kind: str, as_json: bool) -> None:
         click.echo(f"{r.name:<24} {r.description}  [{r.plugin}]")
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True)
-def plugins(as_json: bool) -> None:
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
     """List installed plugins, what they provide, and any that failed to load."""
+    if ctx.invoked_subcommand is not None:
+        return
     registry = get_registry()
     provided: dict[str, dict[str, list[str]]] = {}
     for kind in PluginRegistry.KINDS:
         for r in registry.registrations(kind).values():
             provided.setdefault(r.plugin, {}).setdefault(kind, []).append(r.name)
-    rows = [{"name": p.name, "module": p.module, "distribution": p.distribution, "version": p.version,
-             "hooks": p.hooks, "provides": provided.get(p.name, {}), "error": p.error}
-            for p in registry.plugins]
+    rows: list[dict[str, Any]] = [
+        {"name": p.name, "module": p.module, "distribution": p.distribution, "version": p.version,
+         "api_version": p.api_version, "hooks": p.hooks, "provides": provided.get(p.name, {}), "error": p.error}
+        for p in registry.plugins]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -282,6 +402,41 @@ def plugins(as_json: bool) -> None:
         if row["error"]:
             state = click.style(f"FAILED: {row['error']}", fg="red")
         click.echo(f"{row['name']:<20} {row['distribution'] or '-'} {row['version'] or ''}  {state}")
+
+
+@plugins.command("check")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["task_sources", "backends", "scorers", "competitions"]),
+              help="Which kind NAME is, when several kinds share the name.")
+@click.option("--arg", "args", multiple=True, help="Task source argument to check (repeatable; default: none, "
+                                                   "then each advertised category).")
+@click.option("--model", "-m", help="Backends: the model to start (default: the backend's default).")
+@click.option("--backend-option", "-B", "backend_option", multiple=True, help="Backends: key=value options.")
+@click.option("--no-start", is_flag=True, help="Backends: check construction and close only (no model load).")
+@click.option("--json", "as_json", is_flag=True)
+def plugins_check(name: str, kind: str | None, args: tuple[str, ...], model: str | None,
+                  backend_option: tuple[str, ...], no_start: bool, as_json: bool) -> None:
+    """Run the conformance checks of bitagent_core.testing on a registered task source, scorer, backend,
+    competition or reporter (a plugin's name). Exits 1 when a check fails."""
+    from bitagent_core import testing
+    from bitagent_core.options import OptionError, parse_option_args
+
+    registry = get_registry()
+    try:
+        options = parse_option_args(backend_option, "-B")
+        report = testing.check_registered(registry, name, kind=kind, args=list(args) or None, model=model,
+                                          backend_options=options, start=not no_start)
+    except (UnknownPluginObject, OptionError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        for check in report.checks:
+            mark = click.style("ok  ", fg="green") if check.ok else click.style("FAIL", fg="red")
+            click.echo(f"{mark} {check.subject}: {check.name}" + ("" if check.ok else f": {check.message}"))
+        click.echo(f"{len(report.failures)} of {len(report.checks)} checks failed")
+    if report.failures:
+        sys.exit(1)
 
 
 @cli.group()
@@ -300,7 +455,7 @@ def tasks_list(as_json: bool) -> None:
         try:
             source = r.factory(None)
             row["categories"] = list(source.categories())
-            row["version"] = getattr(source, "version", None)
+            row["version"] = source.version
         except Exception as exc:  # noqa: BLE001 - e.g. jsonl needs a file; list it anyway
             row["categories"] = []
             row["note"] = str(exc)
@@ -329,6 +484,8 @@ def tasks_show(spec: str, seed: int, index: int, task_id: str | None, prompt: bo
     try:
         source = make_task_source(get_registry(), spec)
         for i, task in enumerate(source.tasks(seed=seed, limit=None if task_id else index + 1)):
+            if not isinstance(task, Task):
+                raise click.ClickException(f"task source {spec!r}: task #{i}: not a Task but a {type(task).__name__}")
             if (task_id is not None and task.id == task_id) or (task_id is None and i == index):
                 data = task.to_json()
                 if prompt:
@@ -351,16 +508,32 @@ def tasks_validate(spec: str, scorer: str | None, seed: int, as_json: bool) -> N
     Lists every task whose ground truth contradicts its function docs: ``error`` where no answer can pass,
     ``warning`` where the data is inconsistent but answerable. Exits 1 when there are errors.
     """
+    from bitagent_core.protocols import ValidatingTaskSource
     from bitagent_core.rescore import iter_validation
     from bitagent_core.runner import make_task_source
+    from bitagent_core.validation import task_problems
 
     registry = get_registry()
     try:
         source = make_task_source(registry, spec)
-        task_list = list(source.tasks(seed=seed, limit=None))
+        generated = list(source.tasks(seed=seed, limit=None))
         scorer_obj = registry.get("scorers", scorer).factory() if scorer else None
-        own = getattr(source, "validate", None)
-        problems = [p.to_json() if hasattr(p, "to_json") else dict(p) for p in own()] if own else []
+        # what makes a task unusable (evaluate refuses these before loading a model): checked first
+        problems: list[dict[str, str]] = []
+        task_list, seen = [], set()
+        for index, task in enumerate(generated):
+            unusable = task_problems(task)
+            task_id = task.id if isinstance(task, Task) and isinstance(task.id, str) and task.id else f"#{index}"
+            if not unusable and task.id in seen:
+                unusable = ["the same id as an earlier task (ids must be unique)"]
+            if unusable:
+                problems += [{"task_id": task_id, "severity": "error", "message": m} for m in unusable]
+                continue
+            seen.add(task.id)
+            task_list.append(task)
+        own = isinstance(source, ValidatingTaskSource)
+        if isinstance(source, ValidatingTaskSource):
+            problems += [p.to_json() for p in source.validate()]
         failing = {p["task_id"] for p in problems if p["severity"] == "error"}
         problems += [{"task_id": task_id, "severity": severity, "message": message}
                      for task_id, severity, message in iter_validation(task_list, scorer_obj, structural=not own,
@@ -370,13 +543,13 @@ def tasks_validate(spec: str, scorer: str | None, seed: int, as_json: bool) -> N
     errors = sorted({p["task_id"] for p in problems if p["severity"] == "error"})
     warnings = sorted({p["task_id"] for p in problems if p["severity"] != "error"} - set(errors))
     if as_json:
-        click.echo(json.dumps({"spec": spec, "n_tasks": len(task_list), "tasks_with_errors": errors,
+        click.echo(json.dumps({"spec": spec, "n_tasks": len(generated), "tasks_with_errors": errors,
                                "tasks_with_warnings": warnings, "problems": problems}, indent=2))
     else:
         for p in problems:
             color = "red" if p["severity"] == "error" else "yellow"
             click.echo(f"{p['task_id']}  {click.style(p['severity'], fg=color)}  {p['message']}")
-        click.echo(f"{spec}: {len(task_list)} tasks, {len(errors)} with errors (no answer can pass), "
+        click.echo(f"{spec}: {len(generated)} tasks, {len(errors)} with errors (no answer can pass), "
                    f"{len(warnings)} with warnings only")
     if errors:
         sys.exit(1)
@@ -432,9 +605,9 @@ def _print_score_summary(summary: dict[str, Any], spec: str, scorer: str) -> Non
     from rich.table import Table
 
     table = Table(title=f"{scorer} scores on {spec}")
-    for name, justify in (("category", "left"), ("responses", "right"), ("passed", "right"),
-                          ("accuracy", "right"), ("mean score", "right")):
-        table.add_column(name, justify=justify)
+    table.add_column("category", justify="left")
+    for name in ("responses", "passed", "accuracy", "mean score"):
+        table.add_column(name, justify="right")
     for category, row in summary["per_category"].items():
         table.add_row(category, str(row["n"]), str(row["passed"]), f"{row['accuracy']:.3f}",
                       f"{row['mean_score']:.3f}")
@@ -474,8 +647,15 @@ _commands_added = False
 
 
 def main() -> None:
+    from bitagent_core.plugins import PluginSelectionError
+
     global _commands_added
     if not _commands_added:
-        get_registry().pm.hook.register_commands(cli=cli)
+        try:
+            registry = get_registry()
+        except PluginSelectionError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+        registry.pm.hook.register_commands(cli=cli)
         _commands_added = True
     cli()

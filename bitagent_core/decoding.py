@@ -26,12 +26,12 @@ import ast
 import json
 import re
 import warnings
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import attrs
 
-from bitagent_core.model import Tool, ToolCall
+from bitagent_core.model import ToolCall
 
 MAX_INPUT_CHARS = 65_536
 MAX_NESTING = 64
@@ -72,10 +72,10 @@ def decode(text: str | None, native_calls: tuple[ToolCall, ...] | list[ToolCall]
     """
     dialect = dialect or PLAIN
     if native_calls:
-        calls = tuple(native_calls)[:MAX_CALLS + 1]
-        if len(calls) > MAX_CALLS:
+        native = tuple(native_calls)[:MAX_CALLS + 1]
+        if len(native) > MAX_CALLS:
             return Decoded(error=f"more than {MAX_CALLS} calls")
-        return Decoded(calls=calls, format="native")
+        return Decoded(calls=native, format="native")
     if not text:
         return Decoded(error="empty answer")
     if len(text) > MAX_INPUT_CHARS:
@@ -353,7 +353,8 @@ def literal(node: ast.AST, depth: int = 0) -> Any:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         operand = node.operand
         if isinstance(operand, ast.Constant) and type(operand.value) in (int, float):
-            return -operand.value if isinstance(node.op, ast.USub) else operand.value
+            number: int | float = operand.value  # type: ignore[assignment]  # narrowed by the type() test
+            return -number if isinstance(node.op, ast.USub) else number
         raise DecodeError("unary operators apply only to numbers")
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
         return [literal(e, depth + 1) for e in node.elts]
@@ -406,7 +407,15 @@ PLAIN = Dialect()
 
 # --- binding ----------------------------------------------------------------------------------------
 
-def bind_arguments(call: ToolCall, tool: Tool | None) -> tuple[dict[str, Any], list[str]]:
+class ParameterOrder(Protocol):
+    """What :func:`bind_arguments` needs of a tool: its parameters' declaration order."""
+
+    @property
+    def parameter_order(self) -> Sequence[str]:
+        ...
+
+
+def bind_arguments(call: ToolCall, tool: ParameterOrder | None) -> tuple[dict[str, Any], list[str]]:
     """Map positional arguments to names by the tool's parameter order.
 
     Returns the named arguments and the problems found (too many positional arguments, an argument

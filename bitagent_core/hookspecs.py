@@ -1,57 +1,65 @@
-"""The hooks a bitagent plugin may implement. A plugin is a module with ``@hookimpl`` functions,
-registered under the ``bitagent`` entry-point group. See docs/plugins.md for one example per hook."""
+"""The hooks a bitagent plugin may implement. A plugin is a module (or object) with ``@hookimpl`` functions,
+registered under the ``bitagent`` entry-point group. See docs/plugins.md for one example per hook.
+
+A function marked ``@hookimpl`` whose name is not one of these hooks is a load error (a typo such as
+``register_scorer`` would otherwise be silently ignored)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from bitagent_core.protocols import RegisterBackend, RegisterCompetition, RegisterScorer, RegisterTaskSource
+    from bitagent_core.runner import RunInfo
 
 hookspec = pluggy.HookspecMarker("bitagent")
 hookimpl = pluggy.HookimplMarker("bitagent")
 
-#: ``register(name, factory, description="")``; registration must not import heavy dependencies.
-Register = Callable[..., None]
+
+@hookspec
+def register_task_sources(register: RegisterTaskSource) -> None:
+    """Register task sources: ``register("name", factory, description="")``, ``factory(arg) -> TaskSource``.
+
+    ``arg`` is what follows the colon in ``--tasks name:arg`` (a category, a file path...), else ``None``.
+    Registration must not import heavy dependencies."""
 
 
 @hookspec
-def register_task_sources(register: Register) -> None:
-    """Register task sources: ``register("name", factory)``, ``factory(arg: str | None) -> TaskSource``.
-
-    ``arg`` is what follows the colon in ``--tasks name:arg`` (a category, a file path...)."""
-
-
-@hookspec
-def register_backends(register: Register) -> None:
-    """Register backends: ``register("name", factory)``, ``factory(model: str | None, options: dict) -> Backend``."""
+def register_backends(register: RegisterBackend) -> None:
+    """Register backends: ``register("name", factory, description="", options=OptionsModel)``,
+    ``factory(model: str | None, options: OptionsModel) -> Backend``. ``OptionsModel`` subclasses
+    :class:`bitagent_core.BackendOptions`; without one the backend takes no options."""
 
 
 @hookspec
-def register_scorers(register: Register) -> None:
-    """Register scorers: ``register("name", factory)``, ``factory() -> Scorer``."""
+def register_scorers(register: RegisterScorer) -> None:
+    """Register scorers: ``register("name", factory, description="")``, ``factory() -> Scorer``."""
 
 
 @hookspec
-def register_competitions(register: Register) -> None:
-    """Register competitions: ``register("name", factory)``, ``factory() -> Competition``."""
+def register_competitions(register: RegisterCompetition) -> None:
+    """Register competitions: ``register("name", factory, description="")``, ``factory() -> Competition``."""
 
 
 @hookspec
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     """Add click commands or groups to the ``bitagent`` CLI group."""
 
 
 @hookspec
-def on_run_start(run: Any) -> None:
-    """A run begins. ``run`` is a :class:`bitagent_core.runner.RunInfo`."""
+def on_run_start(run: RunInfo) -> None:
+    """A run begins (before the model loads)."""
 
 
 @hookspec
-def on_sample_scored(run: Any, sample: dict[str, Any]) -> None:
+def on_sample_scored(run: RunInfo, sample: dict[str, Any]) -> None:
     """One sample finished (scored or failed); ``sample`` is the line written to ``samples.jsonl``."""
 
 
 @hookspec
-def on_run_end(run: Any, results: dict[str, Any]) -> None:
+def on_run_end(run: RunInfo, results: dict[str, Any]) -> None:
     """A run ended (complete or interrupted); ``results`` is what was written to ``results.json``."""

@@ -1,8 +1,14 @@
 """Loads plugins from the ``bitagent`` entry-point group and keeps what they register.
 
-Each entry point is loaded on its own: one that fails to import is recorded with its error (shown by
-``bitagent plugins``) and the others still load. ``BITAGENT_PLUGINS=a,b`` limits loading to those entry
-points; ``BITAGENT_PLUGINS=`` (empty) loads none.
+Each entry point is loaded on its own: one that fails to import, declares another major plugin API version,
+or marks a function ``@hookimpl`` that is not a bitagent hook is recorded with its error (shown by
+``bitagent plugins``), is not registered at all, and the others still load. ``BITAGENT_PLUGINS=a,b`` limits
+loading to those entry points (a name no installed plugin has is an error); ``BITAGENT_PLUGINS=`` (empty)
+loads none.
+
+A plugin declares the API it was built for with a module (or object) attribute ``BITAGENT_PLUGIN_API =
+"1"`` (or ``"1.0"``): a different major version, or a newer minor one, than :data:`PLUGIN_API_VERSION` is
+refused. A plugin without it is taken to be built for major version 1.
 """
 
 from __future__ import annotations
@@ -17,8 +23,14 @@ import attrs
 import pluggy
 
 from bitagent_core import hookspecs
+from bitagent_core.options import BackendOptions, NoOptions, build_options
 
 ENTRY_POINT_GROUP = "bitagent"
+#: the plugin contract's version: MAJOR changes break plugins, MINOR ones only add
+PLUGIN_API_VERSION = "1.0"
+#: the attribute a plugin module sets to the API version it was built for
+PLUGIN_API_ATTRIBUTE = "BITAGENT_PLUGIN_API"
+HOOK_NAMES = frozenset(name for name in dir(hookspecs) if name.startswith(("register_", "on_")))
 
 
 @attrs.define
@@ -27,6 +39,8 @@ class Registration:
     factory: Callable[..., Any]
     description: str
     plugin: str
+    #: backends only: the options model the factory receives an instance of
+    options: type[BackendOptions] = NoOptions
 
 
 @attrs.define
@@ -38,10 +52,66 @@ class PluginInfo:
     error: str | None = None
     hooks: list[str] = attrs.field(factory=list)
     traceback: str | None = None
+    api_version: str | None = None
 
 
 class UnknownPluginObject(LookupError):
     """Raised when asking for a task source, backend or scorer nobody registered."""
+
+
+class PluginLoadError(ValueError):
+    """A plugin that cannot be registered: wrong API version, a ``@hookimpl`` that is no bitagent hook."""
+
+
+class PluginSelectionError(ValueError):
+    """``BITAGENT_PLUGINS`` names a plugin that is not installed."""
+
+
+def _parse_version(text: str) -> tuple[int, int]:
+    major, _, minor = str(text).strip().partition(".")
+    return int(major), int(minor or 0)
+
+
+def check_api_version(declared: object) -> str | None:
+    """Why a plugin built for API ``declared`` cannot load here, or ``None`` when it can."""
+    if declared is None:
+        return None
+    try:
+        major, minor = _parse_version(str(declared))
+    except ValueError:
+        return f"{PLUGIN_API_ATTRIBUTE} = {declared!r} is not a version like '1' or '1.0'"
+    ours = _parse_version(PLUGIN_API_VERSION)
+    if major != ours[0] or minor > ours[1]:
+        return (f"built for bitagent plugin API {declared}, this bitagent provides {PLUGIN_API_VERSION} "
+                f"(upgrade the plugin or bitagent)")
+    return None
+
+
+def check_hooks(plugin: object) -> str | None:
+    """Why ``plugin``'s hook functions are wrong, or ``None``: a ``@hookimpl`` whose name is no bitagent hook
+    (pluggy's ``check_pending``, per plugin), or a hook-named function without ``@hookimpl``."""
+    unknown, unmarked = [], []
+    for attr in dir(plugin):
+        if attr.startswith("__"):
+            continue
+        try:
+            value = getattr(plugin, attr)
+        except Exception:  # noqa: BLE001 - a property that raises is not a hook
+            continue
+        if not callable(value):
+            continue
+        marked = hasattr(value, "bitagent_impl")
+        if marked and attr not in HOOK_NAMES:
+            unknown.append(attr)
+        elif not marked and attr in HOOK_NAMES:
+            unmarked.append(attr)
+    problems = []
+    if unknown:
+        problems.append(f"@hookimpl on {', '.join(sorted(unknown))}, which is not a bitagent hook "
+                        f"(hooks: {', '.join(sorted(HOOK_NAMES))})")
+    if unmarked:
+        problems.append(f"{', '.join(sorted(unmarked))} is not marked @hookimpl")
+    return "; ".join(problems) or None
 
 
 class PluginRegistry:
@@ -55,31 +125,49 @@ class PluginRegistry:
         self.plugins: list[PluginInfo] = []
         self._registered: dict[str, dict[str, Registration]] | None = None
 
-    def load_entry_points(self, only: set[str] | None = None) -> None:
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    def load_entry_points(self, only: set[str] | None = None, *, only_source: str = "BITAGENT_PLUGINS") -> None:
+        entry_points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        if only is not None:
+            missing = sorted(only - {ep.name for ep in entry_points})
+            if missing:
+                installed = ", ".join(sorted({ep.name for ep in entry_points})) or "none"
+                raise PluginSelectionError(f"{only_source}: no installed plugin is named "
+                                           f"{', '.join(map(repr, missing))} (installed: {installed})")
+        for ep in entry_points:
             if only is not None and ep.name not in only:
                 continue
-            dist = getattr(ep, "dist", None)
+            dist = ep.dist
             info = PluginInfo(name=ep.name, module=ep.value, distribution=dist.name if dist else None,
                               version=dist.version if dist else None)
             self.plugins.append(info)
             try:
                 module = ep.load()
-                self.pm.register(module, name=ep.name)
+                self._register(module, ep.name, info)
             except Exception as exc:  # noqa: BLE001 - any import failure must not break the other plugins
                 info.error = f"{type(exc).__name__}: {exc}"
                 info.traceback = traceback.format_exc()
-                continue
-            info.hooks = sorted(h.name for h in self.pm.get_hookcallers(module) or [])
         self._registered = None
 
-    def register_module(self, module: Any, name: str) -> None:
-        """Register a plugin object directly (tests, embedding applications)."""
-        self.pm.register(module, name=name)
-        self.plugins.append(PluginInfo(name=name, module=getattr(module, "__name__", repr(module)),
-                                       distribution=None, version=None,
-                                       hooks=sorted(h.name for h in self.pm.get_hookcallers(module) or [])))
+    def _register(self, plugin: object, name: str, info: PluginInfo) -> None:
+        """Check, then register; a plugin that fails a check is not registered at all (never half-loaded)."""
+        declared = getattr(plugin, PLUGIN_API_ATTRIBUTE, None)  # the documented, optional declaration
+        info.api_version = None if declared is None else str(declared)
+        problem = check_api_version(declared) or check_hooks(plugin)
+        if problem:
+            raise PluginLoadError(problem)
+        self.pm.register(plugin, name=name)
+        info.hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+
+    def register_module(self, module: object, name: str) -> None:
+        """Register a plugin object directly (tests, embedding applications); raises if it fails a check."""
+        info = PluginInfo(name=name, module=getattr(module, "__name__", type(module).__name__),
+                          distribution=None, version=None)
+        self._register(module, name, info)
+        self.plugins.append(info)
         self._registered = None
+
+    def failed_plugins(self) -> list[PluginInfo]:
+        return [p for p in self.plugins if p.error is not None]
 
     def _collect(self) -> dict[str, dict[str, Registration]]:
         if self._registered is not None:
@@ -88,19 +176,34 @@ class PluginRegistry:
         for kind in self.KINDS:
             hook = getattr(self.pm.hook, f"register_{kind}")
             for impl in hook.get_hookimpls():
-                def register(name: str, factory: Callable[..., Any], description: str = "",
-                             _kind: str = kind, _plugin: str = impl.plugin_name) -> None:
-                    if name in registered[_kind]:
-                        other = registered[_kind][name].plugin
-                        raise ValueError(f"{_kind[:-1].replace('_', ' ')} {name!r} registered twice "
-                                         f"(by {other} and {_plugin})")
-                    registered[_kind][name] = Registration(name, factory, description, _plugin)
+                pending: dict[str, Registration] = {}
+
+                def register(name: str, factory: Callable[..., Any], description: str = "", *,
+                             options: type[BackendOptions] | None = None,
+                             _kind: str = kind, _plugin: str = impl.plugin_name,
+                             _pending: dict[str, Registration] = pending) -> None:
+                    label = _kind[:-1].replace("_", " ")
+                    if not isinstance(name, str) or not name:
+                        raise ValueError(f"a {label} needs a non-empty string name, got {name!r}")
+                    if not callable(factory):
+                        raise ValueError(f"{label} {name!r}: the factory {factory!r} is not callable")
+                    if options is not None and (_kind != "backends" or not isinstance(options, type)
+                                                or not issubclass(options, BackendOptions)):
+                        raise ValueError(f"{label} {name!r}: options= takes a BackendOptions subclass, "
+                                         "and only for backends")
+                    if name in registered[_kind] or name in _pending:
+                        other = registered[_kind][name].plugin if name in registered[_kind] else _plugin
+                        raise ValueError(f"{label} {name!r} registered twice (by {other} and {_plugin})")
+                    _pending[name] = Registration(name, factory, description, _plugin, options or NoOptions)
+
                 try:
                     impl.function(register=register)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - a plugin that fails to register adds nothing
                     for info in self.plugins:
                         if info.name == impl.plugin_name:
                             info.error = f"register_{kind} failed: {type(exc).__name__}: {exc}"
+                    continue
+                registered[kind].update(pending)
         self._registered = registered
         return registered
 
@@ -112,8 +215,26 @@ class PluginRegistry:
         if name not in found:
             known = ", ".join(sorted(found)) or "none"
             label = kind[:-1].replace("_", " ")
-            raise UnknownPluginObject(f"unknown {label} {name!r} (known: {known})")
+            message = f"unknown {label} {name!r} (known: {known})"
+            failed = self.failed_plugins()
+            if failed:
+                message += ("; plugins that failed to load (see `bitagent plugins`): "
+                            + "; ".join(f"{p.name}: {p.error}" for p in failed))
+            raise UnknownPluginObject(message)
         return found[name]
+
+    def backend_options(self, backend: str, raw: dict[str, Any], sources: dict[str, str] | None = None
+                        ) -> BackendOptions:
+        """``raw`` (strings from the command line, the environment or a config file) as ``backend``'s typed
+        options; an unknown key or a bad value is an :class:`~bitagent_core.options.OptionError` naming its
+        source."""
+        return build_options(self.get("backends", backend).options, raw, backend=backend, sources=sources)
+
+    def make_backend(self, backend: str, model: str | None, raw_options: dict[str, Any],
+                     sources: dict[str, str] | None = None) -> Any:
+        """Build ``backend`` with validated options (nothing is loaded or started yet)."""
+        options = self.backend_options(backend, raw_options, sources)
+        return self.get("backends", backend).factory(model, options)
 
     def plugin_versions(self) -> dict[str, str | None]:
         return {p.name: p.version for p in self.plugins if p.error is None}
@@ -133,8 +254,9 @@ def get_registry() -> PluginRegistry:
     """The process-wide registry, loaded once from entry points."""
     global _registry
     if _registry is None:
-        _registry = PluginRegistry()
-        _registry.load_entry_points(_only_from_env())
+        registry = PluginRegistry()
+        registry.load_entry_points(_only_from_env())
+        _registry = registry
     return _registry
 
 

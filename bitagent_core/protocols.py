@@ -1,56 +1,116 @@
-"""What a task source, a backend and a scorer must provide. Plugins implement these; the core only
-talks to them through these methods."""
+"""What each kind of plugin object must provide. Plugins implement these; the core talks to them only through
+the members declared here (docs/plugins.md documents each one; ``bitagent_core.testing`` checks them)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bitagent_core.model import ChatRequest, Completion, Score, Task
 
 if TYPE_CHECKING:
+    from bitagent_core.options import BackendOptions
     from bitagent_core.plugins import PluginRegistry
+    from bitagent_core.runner import RunInfo
 
 
 @runtime_checkable
 class TaskSource(Protocol):
-    name: str
-    version: str
-    description: str
+    # Read-only members: a class attribute (``version = "1"``) or a property both satisfy them.
+    @property
+    def name(self) -> str:
+        """The name it is registered under (also recorded as each task's ``source``)."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """Recorded in every run and in every task; change it whenever the tasks for a seed change."""
+        ...
+
+    @property
+    def description(self) -> str:
+        ...
 
     def categories(self) -> list[str]:
-        """The categories this source can produce (for ``bitagent tasks list``)."""
+        """The categories this source can produce (``bitagent tasks list``); each ``name:category`` must be
+        accepted by the factory."""
+        ...
 
     def tasks(self, seed: int, limit: int | None) -> Iterator[Task]:
-        """The tasks, deterministic for a given seed; ``limit`` caps how many."""
+        """The tasks, deterministic for a given seed; ``limit`` caps how many (``None``: all of them, which
+        may be a fixed default number for generated sources). Task ids must be unique."""
+        ...
+
+
+@runtime_checkable
+class DataProblemLike(Protocol):
+    """One problem a task source found in its own data (:meth:`ValidatingTaskSource.validate`)."""
+
+    @property
+    def task_id(self) -> str:
+        ...
+
+    @property
+    def severity(self) -> str:
+        """``error`` (no answer can pass) or ``warning`` (inconsistent but answerable)."""
+        ...
+
+    @property
+    def message(self) -> str:
+        ...
+
+    def to_json(self) -> dict[str, str]:
+        ...
+
+
+@runtime_checkable
+class ValidatingTaskSource(TaskSource, Protocol):
+    """A task source that checks its own data (``bitagent tasks validate`` uses it instead of the generic
+    structural check)."""
+
+    def validate(self) -> Sequence[DataProblemLike]:
+        ...
 
 
 @runtime_checkable
 class Backend(Protocol):
-    #: requests in flight when ``--concurrency`` is not given
-    default_concurrency: int
+    @property
+    def default_concurrency(self) -> int:
+        """Requests in flight when ``--concurrency`` is not given."""
+        ...
 
     async def start(self, run_dir: Path | None) -> None:
-        """Load the model or start the server (logs go under ``run_dir``)."""
+        """Load the model or start the server. Logs go under ``run_dir``; it is ``None`` when there is no
+        run directory (tests, ``bitagent plugins check``, embedding applications)."""
 
     async def complete(self, request: ChatRequest) -> Completion:
         """Answer one request. Failures are raised; the core records them per sample."""
+        ...
 
     async def close(self) -> None:
         """Release everything ``start`` took. Must be safe to call twice and after a failed start."""
 
     def describe(self) -> dict[str, Any]:
         """What was evaluated, for ``results.json``: model, sha256 or revision, options."""
+        ...
 
 
 @runtime_checkable
 class Scorer(Protocol):
-    name: str
-    version: str
+    @property
+    def name(self) -> str:
+        ...
+
+    @property
+    def version(self) -> str:
+        """Change it whenever a verdict changes (recorded in every run)."""
+        ...
 
     def score(self, task: Task, completion: Completion) -> Score:
-        """Score one completion. Must not raise on any model output."""
+        """Score one completion. Must not raise on any model output; a task whose ``expected_calls`` is empty
+        (irrelevance) passes only when the model makes no call."""
+        ...
 
 
 @runtime_checkable
@@ -58,12 +118,77 @@ class Competition(Protocol):
     """What a validator evaluates miners on (``register_competitions``). Its task sample is the task source
     ``competition:<name>``, whose ``version`` keys evaluations (changing it regrades every model)."""
 
-    name: str
-    version: str
-    description: str
-    sample_size: int
-    scorer: str
-    weight_rule: str
+    @property
+    def name(self) -> str:
+        ...
+
+    @property
+    def version(self) -> str:
+        ...
+
+    @property
+    def description(self) -> str:
+        ...
+
+    @property
+    def sample_size(self) -> int:
+        ...
+
+    @property
+    def scorer(self) -> str:
+        """A registered scorer's name."""
+        ...
+
+    @property
+    def weight_rule(self) -> str:
+        """How scores become weights: ``cubic``, ``linear`` or ``softmax``."""
+        ...
 
     def mix(self, registry: PluginRegistry) -> dict[str, float]:
         """Task source spec -> share of the sample (shares need not sum to 1; they are normalised)."""
+        ...
+
+
+class Reporter(Protocol):
+    """The reporting hooks, as one object: a plugin implementing them with ``@hookimpl`` sees every run.
+
+    A reporter that raises is disabled for the rest of the run (one warning line); it never ends the run."""
+
+    def on_run_start(self, run: RunInfo) -> None:
+        ...
+
+    def on_sample_scored(self, run: RunInfo, sample: dict[str, Any]) -> None:
+        ...
+
+    def on_run_end(self, run: RunInfo, results: dict[str, Any]) -> None:
+        ...
+
+
+#: ``factory(arg)``: ``arg`` is what follows the colon in ``--tasks name:arg`` (``None`` without a colon)
+TaskSourceFactory = Callable[[str | None], TaskSource]
+#: ``factory(model, options)``: ``options`` is an instance of the options model registered with the backend.
+#: (The second parameter is ``Any`` because each backend narrows it to its own options class.)
+BackendFactory = Callable[[str | None, Any], Backend]
+ScorerFactory = Callable[[], Scorer]
+CompetitionFactory = Callable[[], Competition]
+
+
+class RegisterTaskSource(Protocol):
+    def __call__(self, name: str, factory: TaskSourceFactory, description: str = "") -> None:
+        ...
+
+
+class RegisterBackend(Protocol):
+    def __call__(self, name: str, factory: BackendFactory, description: str = "", *,
+                 options: type[BackendOptions] | None = None) -> None:
+        ...
+
+
+class RegisterScorer(Protocol):
+    def __call__(self, name: str, factory: ScorerFactory, description: str = "") -> None:
+        ...
+
+
+class RegisterCompetition(Protocol):
+    def __call__(self, name: str, factory: CompetitionFactory, description: str = "") -> None:
+        ...

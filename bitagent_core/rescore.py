@@ -126,6 +126,7 @@ def rescore(tasks: Iterable[Task], scorer: Scorer, responses: list[Response],
         if task is None:
             unknown.setdefault(task_id, []).append(response.lineno)
             continue
+        error_type: str | None
         if response.completion is None:
             value, passed, error_type = 0.0, False, "decode_error"
         else:
@@ -255,7 +256,7 @@ def _render_value(option: Any, schema: dict[str, Any] | None) -> Any:
     """A ground-truth option as a value: BFCL writes dict values as ``{key: [options]}``, one level deep."""
     schema = schema if isinstance(schema, dict) else {}
     kind = schema.get("type")
-    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+    items: dict[str, Any] = schema["items"] if isinstance(schema.get("items"), dict) else {}
     if isinstance(option, dict) and (kind in ("dict", "object") or (kind is None and _looks_like_options(option))):
         return _render_options_dict(option)
     if isinstance(option, list) and kind in ("array", "tuple") and items.get("type") in ("dict", "object"):

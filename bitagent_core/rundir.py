@@ -38,7 +38,8 @@ def new_run_dir(output_dir: Path, tasks: str, model: str) -> Path:
 def read_results(run_dir: Path) -> dict[str, Any]:
     path = run_dir / RESULTS
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        results: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return results
     except FileNotFoundError:
         raise FileNotFoundError(f"{run_dir} is not a run directory (no {RESULTS})") from None
     except ValueError as exc:

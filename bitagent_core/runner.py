@@ -9,6 +9,7 @@ finished ones. Cancellation (Ctrl-C, SIGTERM) keeps every finished sample and ma
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from bitagent_core.model import Completion, Score, Task
 from bitagent_core.plugins import PluginRegistry
 from bitagent_core.prompting import build_request
 from bitagent_core.protocols import Backend, Scorer, TaskSource
+from bitagent_core.reporting import Reporters
+from bitagent_core.validation import InvalidTask, check_protocol, validate_tasks
 
 
 @attrs.define
@@ -71,17 +74,24 @@ def split_spec(spec: str) -> tuple[str, str | None]:
 
 def make_task_source(registry: PluginRegistry, spec: str) -> TaskSource:
     name, arg = split_spec(spec)
-    return registry.get("task_sources", name).factory(arg)
+    source: TaskSource = registry.get("task_sources", name).factory(arg)
+    return source
 
 
 def load_tasks(registry: PluginRegistry, spec: str, seed: int, limit: int | None) -> list[Task]:
-    tasks = list(make_task_source(registry, spec).tasks(seed=seed, limit=limit))
-    seen: set[str] = set()
-    for task in tasks:
-        if task.id in seen:
-            raise ValueError(f"task source {spec!r} produced the task id {task.id!r} twice")
-        seen.add(task.id)
-    return tasks
+    """The tasks of ``spec``, each checked (:func:`~bitagent_core.validation.validate_tasks`): an unusable
+    task fails here, naming the source and the task, before any model loads."""
+    return tasks_of(make_task_source(registry, spec), spec, seed, limit)
+
+
+def tasks_of(source: TaskSource, spec: str, seed: int, limit: int | None) -> list[Task]:
+    check_protocol(source, TaskSource, f"task source {spec!r}")
+    try:
+        return validate_tasks(source.tasks(seed=seed, limit=limit), spec)
+    except InvalidTask:
+        raise
+    except Exception as exc:  # a task source is plugin code: say which one failed
+        raise RuntimeError(f"task source {spec!r} failed: {type(exc).__name__}: {exc}") from exc
 
 
 class Evaluation:
@@ -102,9 +112,14 @@ class Evaluation:
     def prepare(self) -> list[Task]:
         """Resolve plugins, load tasks and create (or reopen) the run directory; returns the tasks to do."""
         cfg = self.config
-        self.tasks = load_tasks(self.registry, cfg.tasks, cfg.seed, cfg.limit)
+        source = make_task_source(self.registry, cfg.tasks)
+        self.tasks = tasks_of(source, cfg.tasks, cfg.seed, cfg.limit)
+        self.task_source_version = str(source.version)  # recorded in results.json: runs compare only within one
         self.scorer: Scorer = self.registry.get("scorers", cfg.scorer).factory()
-        self.backend: Backend = self.registry.get("backends", cfg.backend).factory(cfg.model, dict(cfg.backend_options))
+        self.backend: Backend = self.registry.make_backend(cfg.backend, cfg.model, dict(cfg.backend_options))
+        check_protocol(self.scorer, Scorer, f"scorer {cfg.scorer!r}")
+        check_protocol(self.backend, Backend, f"backend {cfg.backend!r}")
+        self.reporters = Reporters(self.registry)
         if self.resume_dir is not None:
             self.run_dir = self.resume_dir
             self.records = rundir.read_samples(self.run_dir)
@@ -121,7 +136,7 @@ class Evaluation:
         assert self.run_dir is not None
         info = RunInfo(self.run_dir, self.config, len(self.tasks), resumed=self.resume_dir is not None)
         self._write_results("running")
-        self.registry.pm.hook.on_run_start(run=info)
+        self.reporters.call("on_run_start", run=info)
         if self.on_start:
             self.on_start(len(self.tasks), len(self.tasks) - len(todo))
         writer = rundir.SampleWriter(self.run_dir)
@@ -130,7 +145,7 @@ class Evaluation:
         try:
             await self.backend.start(self.run_dir)
             self._write_results("running")  # now with the model's identity
-            concurrency = self.config.concurrency or getattr(self.backend, "default_concurrency", 1)
+            concurrency = self.config.concurrency or self.backend.default_concurrency
             limiter = asyncio.Semaphore(max(1, int(concurrency)))
 
             async def one(task: Task) -> None:
@@ -138,7 +153,7 @@ class Evaluation:
                     record = await self._run_one(task)
                 writer.write(record)
                 self.records[task.id] = record
-                self.registry.pm.hook.on_sample_scored(run=info, sample=record)
+                self.reporters.call("on_sample_scored", run=info, sample=record)
                 if self.on_sample:
                     self.on_sample(record)
 
@@ -150,7 +165,7 @@ class Evaluation:
                 await asyncio.shield(self.backend.close())
             finally:
                 results = self._write_results(status, time.perf_counter() - t0)
-                self.registry.pm.hook.on_run_end(run=info, results=results)
+                self.reporters.call("on_run_end", run=info, results=results)
         return results
 
     async def _run_one(self, task: Task) -> dict[str, Any]:
@@ -169,8 +184,7 @@ class Evaluation:
             score = Score(0.0, error_type="backend_error", detail=completion.error)
             status = "failed"
         else:
-            score = self.scorer.score(task, completion)
-            status = "ok"
+            score, status = self._score(task, completion)
         return {
             "task_id": task.id,
             "source": task.source,
@@ -188,13 +202,26 @@ class Evaluation:
             "expected_calls": [c.to_json() for c in task.expected_calls],
         }
 
+    def _score(self, task: Task, completion: Completion) -> tuple[Score, str]:
+        """The scorer's verdict; a scorer that raises or returns something that is not a usable Score fails
+        only this sample (``scorer_error``, the completion kept), never the run."""
+        try:
+            score = self.scorer.score(task, completion)
+            if not isinstance(score, Score):
+                raise TypeError(f"returned a {type(score).__name__}, not a Score")
+            json.dumps(score.to_json(), allow_nan=False)  # what samples.jsonl will hold
+        except Exception as exc:  # noqa: BLE001 - plugin code: one bad verdict must not end the run
+            detail = f"scorer {self.config.scorer!r}: {type(exc).__name__}: {exc}"
+            return Score(0.0, error_type="scorer_error", detail=detail[:2000]), "failed"
+        return score, "ok"
+
     def summary(self) -> dict[str, Any]:
         """Scores over all tasks of the run: a failed or missing sample counts 0."""
         per_category: dict[str, list[float]] = {}
         passed: dict[str, int] = {}
         for task in self.tasks:
-            record = self.records.get(task.id)
-            ok = bool(record) and record.get("status") == "ok"
+            record = self.records.get(task.id) or {}
+            ok = record.get("status") == "ok"
             category = task.category or "all"
             per_category.setdefault(category, []).append(float(record["score"]) if ok else 0.0)
             passed[category] = passed.get(category, 0) + bool(ok and record.get("passed"))
@@ -206,6 +233,7 @@ class Evaluation:
             "n_tasks": len(self.tasks),
             "n_scored": len(done),
             "n_failed": sum(1 for r in self.records.values() if r.get("status") == "failed"),
+            "n_scorer_errors": sum(1 for r in self.records.values() if r.get("error_type") == "scorer_error"),
             "n_passed": sum(passed.values()),
             "per_category": {
                 cat: {"n": len(values), "mean_score": round(statistics.fmean(values), 6), "passed": passed[cat]}
@@ -231,7 +259,8 @@ class Evaluation:
             "config": self.config.to_json(),
             "seed": self.config.seed,
             "model": model,
-            "scorer": {"name": self.config.scorer, "version": getattr(self.scorer, "version", None)},
+            "scorer": {"name": self.config.scorer, "version": self.scorer.version},
+            "task_source": {"spec": self.config.tasks, "version": self.task_source_version},
             "bitagent_version": bitagent_core.__version__,
             "git_commit": self.git_commit,
             "plugins": self.registry.plugin_versions(),

@@ -90,9 +90,10 @@ def test_config_file_and_environment_feed_options(tmp_path):
 
 def test_bad_backend_options_are_clear_errors(tmp_path, tasks_file):
     out = bitagent("evaluate", "--tasks", f"jsonl:{tasks_file}", "-B", "n_ctx=lots", "--output-dir", str(tmp_path))
-    assert out.returncode == 1 and "n_ctx='lots' is not a valid int" in out.stderr
+    assert out.returncode == 2
+    assert "-B n_ctx: backend option n_ctx='lots': Input should be a valid integer" in out.stderr
     out = bitagent("evaluate", "--tasks", f"jsonl:{tasks_file}", "-B", "colour=red", "--output-dir", str(tmp_path))
-    assert "unknown backend option 'colour'" in out.stderr
+    assert out.returncode == 2 and "-B colour: the llama-cpp backend has no option 'colour'" in out.stderr
     out = bitagent("evaluate", "--model", str(tmp_path / "missing.gguf"), "--tasks", f"jsonl:{tasks_file}",
                    "--output-dir", str(tmp_path))
     assert out.returncode == 1 and "no such model file" in out.stderr

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bitagent_core import rundir
+from bitagent_core import BackendOptions, rundir
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.model import Completion, Task
 from bitagent_core.plugins import PluginRegistry
@@ -33,6 +33,11 @@ class ListSource:
         return iter([Task.from_json(t) for t in SIMPLE_TASKS][:limit])
 
 
+class ScriptedOptions(BackendOptions):
+    fail: str = ""
+    stall: str = ""
+
+
 class ScriptedBackend:
     """Answers from ANSWERS; fails or stalls for the ids named in its options."""
 
@@ -40,8 +45,8 @@ class ScriptedBackend:
     asked: list[str] = []
 
     def __init__(self, model, options):
-        self.fail = set(options.get("fail", "").split(",")) - {""}
-        self.stall = set(options.get("stall", "").split(",")) - {""}
+        self.fail = set(options.fail.split(",")) - {""}
+        self.stall = set(options.stall.split(",")) - {""}
         self.closed = 0
 
     async def start(self, run_dir):
@@ -71,7 +76,7 @@ class InTestPlugin:
 
     @hookimpl
     def register_backends(self, register):
-        register("scripted", ScriptedBackend)
+        register("scripted", ScriptedBackend, options=ScriptedOptions)
 
     @hookimpl
     def on_sample_scored(self, run, sample):

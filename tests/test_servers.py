@@ -230,10 +230,10 @@ def test_llama_cpp_server_replicas_split_the_cores_for_prompts_and_generation(em
     (SglangBackend, None, {}, "needs --model"),
     (SglangBackend, "org/m@", {}, "empty revision"),
     (SglangBackend, "org/m@a", {"revision": "b"}, "two revisions"),
-    (SglangBackend, "org/m", {"tp": "two"}, "not a valid int"),
+    (SglangBackend, "org/m", {"tp": "two"}, "tp=.two.: Input should be a valid integer"),
     (SglangBackend, "org/m", {"mem_fraction_static": "1.5"}, r"fraction of GPU memory"),
-    (SglangBackend, "org/m", {"n_ctx": "1"}, "unknown backend option 'n_ctx'"),
-    (VllmBackend, "org/m", {"context_length": "4096"}, "unknown backend option 'context_length'"),
+    (SglangBackend, "org/m", {"n_ctx": "1"}, "has no option 'n_ctx'"),
+    (VllmBackend, "org/m", {"context_length": "4096"}, "has no option 'context_length'"),
     (LlamaCppServerBackend, None, {"replicas": "0"}, "must be > 0"),
     (OpenAIBackend, None, {}, "needs --base-url"),
     (OpenAIBackend, None, {"base_url": "localhost:8000"}, "must start with http"),
@@ -357,7 +357,7 @@ def test_evaluate_with_llama_cpp_server_end_to_end(embedded_model, server_record
 def test_a_server_killed_mid_run_keeps_finished_samples_and_resume_completes(embedded_model, server_records,
                                                                              owner_token, tasks_jsonl, tmp_path):
     run = subprocess.Popen([BITAGENT, "evaluate", "--backend", "llama-cpp-server", "--tasks", f"jsonl:{tasks_jsonl}",
-                            "-n", "8", "-B", "n_threads=1 n_ctx=1024", "-o", "out", "--json"],
+                            "-n", "8", "-B", "n_threads=1", "-B", "n_ctx=1024", "-o", "out", "--json"],
                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run_dir = wait_for_samples(tmp_path / "out", 1, run)
     (record,) = read_records(server_records)

@@ -348,8 +348,8 @@ def test_options_that_do_not_apply_to_the_backend_are_refused_at_start():
 
     result = CliRunner().invoke(validate_command(), ["--backend", "llama-cpp", "--mem-fraction-static", "0.5"])
     assert result.exit_code == 2 and "does not apply to the llama-cpp backend" in result.output
-    result = CliRunner().invoke(validate_command(), ["--backend", "llama-cpp", "-B", "n_threads=2 warp=9"])
-    assert result.exit_code == 2 and "has no option warp" in result.output
+    result = CliRunner().invoke(validate_command(), ["--backend", "llama-cpp", "-B", "n_threads=2", "-B", "warp=9"])
+    assert result.exit_code == 2 and "has no option 'warp'" in result.output
     result = CliRunner().invoke(validate_command(), ["--backend", "nope"])
     assert result.exit_code == 2 and "unknown backend 'nope'" in result.output
 

@@ -17,31 +17,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.model import ChatRequest, Completion
+from pydantic import PositiveInt
+
+from bitagent_core import BackendOptions, ChatRequest, Completion, RegisterBackend, hookimpl
 from bitagent_plugins.backends.openai_format import completion_from_openai, to_openai_messages
 
-OPTION_TYPES: dict[str, type] = {"n_ctx": int, "n_threads": int, "n_gpu_layers": int, "n_batch": int,
-                                 "seed": int, "verbose": bool, "worker_thread": bool}
 
+class LlamaCppOptions(BackendOptions):
+    """``-B key=value`` options of the ``llama-cpp`` backend (unset: llama.cpp's or this backend's default)."""
 
-def parse_options(options: dict[str, str], types: dict[str, type]) -> dict[str, Any]:
-    """Typed backend options; an unknown key or a bad value is a clear error."""
-    parsed: dict[str, Any] = {}
-    for key, value in options.items():
-        if key not in types:
-            raise ValueError(f"unknown backend option {key!r} (known: {', '.join(sorted(types))})")
-        kind = types[key]
-        try:
-            if kind is bool:
-                if str(value).lower() not in ("1", "0", "true", "false", "yes", "no"):
-                    raise ValueError(value)
-                parsed[key] = str(value).lower() in ("1", "true", "yes")
-            else:
-                parsed[key] = kind(value)
-        except ValueError:
-            raise ValueError(f"backend option {key}={value!r} is not a valid {kind.__name__}") from None
-    return parsed
+    n_ctx: PositiveInt | None = None
+    n_threads: PositiveInt | None = None
+    n_gpu_layers: int | None = None
+    n_batch: PositiveInt | None = None
+    seed: int | None = None
+    verbose: bool | None = None
+    #: generate in a worker thread (keeps an embedding application's event loop responsive)
+    worker_thread: bool = False
 
 
 def resolve_model(model: str | None) -> tuple[Path, dict[str, Any]]:
@@ -62,12 +54,12 @@ def resolve_model(model: str | None) -> tuple[Path, dict[str, Any]]:
         path = hf_hub_download(repo_id=repo_id, filename=filename, revision=revision or None)
         return Path(path), {"model": model, "repo_id": repo_id, "filename": filename,
                             "revision": revision or None}
-    path = Path(model).expanduser()
-    if not path.is_file():
+    local = Path(model).expanduser()
+    if not local.is_file():
         raise FileNotFoundError(f"no such model file: {model}")
-    if path.suffix.lower() != ".gguf":
+    if local.suffix.lower() != ".gguf":
         raise ValueError(f"the llama-cpp backend needs a .gguf file, got {model}")
-    return path, {"model": str(path)}
+    return local, {"model": str(local)}
 
 
 def sha256_file(path: Path) -> str:
@@ -106,9 +98,11 @@ def import_llama() -> Any:
 class LlamaCppBackend:
     default_concurrency = 1  # one in-process model answers one request at a time
 
-    def __init__(self, model: str | None, options: dict[str, str]) -> None:
+    Options = LlamaCppOptions
+
+    def __init__(self, model: str | None, options: LlamaCppOptions | dict[str, str]) -> None:
         self.model = model
-        self.options = parse_options(options, OPTION_TYPES)
+        self.options: dict[str, Any] = LlamaCppOptions.coerce(options).model_dump(exclude_none=True)
         self._llm: Any = None
         self._lock = threading.Lock()
         self._identity: dict[str, Any] = {"model": model or "embedded"}
@@ -124,7 +118,8 @@ class LlamaCppBackend:
         path, identity = resolve_model(self.model)
         if "sha256" not in identity:
             identity["sha256"] = sha256_file(path)
-        settings = {"n_ctx": 4096, "n_threads": max(1, os.cpu_count() or 1), "n_gpu_layers": 0, "verbose": False}
+        settings: dict[str, Any] = {"n_ctx": 4096, "n_threads": max(1, os.cpu_count() or 1), "n_gpu_layers": 0,
+                                    "verbose": False}
         settings.update({k: v for k, v in self.options.items() if k != "worker_thread"})
         self._llm = Llama(model_path=str(path), **settings)
         self._identity = {**identity, "path": str(path), "backend": "llama-cpp",
@@ -171,5 +166,6 @@ class LlamaCppBackend:
 
 
 @hookimpl
-def register_backends(register):
-    register("llama-cpp", LlamaCppBackend, description="in-process llama-cpp-python (GGUF; default: embedded model)")
+def register_backends(register: RegisterBackend) -> None:
+    register("llama-cpp", LlamaCppBackend, options=LlamaCppOptions,
+             description="in-process llama-cpp-python (GGUF; default: embedded model)")

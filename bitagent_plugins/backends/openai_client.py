@@ -26,7 +26,7 @@ import attrs
 import httpx
 import tenacity
 
-from bitagent_core.model import ChatRequest, Completion
+from bitagent_core import ChatRequest, Completion
 from bitagent_plugins.backends.openai_format import completion_from_openai, to_openai_messages
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})

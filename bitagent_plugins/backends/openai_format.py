@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bitagent_core.model import Completion, Message, ToolCall
+from bitagent_core import Completion, Message, ToolCall
 
 
 def to_openai_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ Options (``-B key=value``), common to the managed backends: ``ready_timeout`` (s
 (s, 15), ``server_python`` (the interpreter that has the server installed; default: this one),
 ``visible_devices`` (-> ``CUDA_VISIBLE_DEVICES``), ``extra_args`` (appended to the server's command, split
 like a shell would, never run by one), ``request_timeout`` (s, 300), ``retries`` (3), ``die_with_parent``
-(true). Per backend: see ``OPTION_TYPES`` of each class and docs/servers.md.
+(true). Per backend: see the ``Options`` model of each class and docs/servers.md.
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.model import ChatRequest, Completion
-from bitagent_plugins.backends.llama_cpp import parse_options
+from bitagent_core import BackendOptions, ChatRequest, Completion, RegisterBackend, hookimpl
 
 if TYPE_CHECKING:
     from bitagent_plugins.backends.local_server import ManagedServer
@@ -42,10 +40,58 @@ HOST = "127.0.0.1"
 DEFAULT_READY_TIMEOUT_S = 900.0
 DEFAULT_STOP_TIMEOUT_S = 15.0
 
-COMMON_OPTIONS: dict[str, type] = {
-    "ready_timeout": float, "stop_timeout": float, "server_python": str, "visible_devices": str,
-    "extra_args": str, "request_timeout": float, "retries": int, "die_with_parent": bool,
-}
+
+class ManagedServerOptions(BackendOptions):
+    """Options of every managed server backend (unset: ``DEFAULTS``)."""
+
+    ready_timeout: float | None = None
+    stop_timeout: float | None = None
+    #: the interpreter that has the server installed (default: this one)
+    server_python: str | None = None
+    #: -> CUDA_VISIBLE_DEVICES
+    visible_devices: str | None = None
+    #: appended to the server's command, split like a shell would (never run by one)
+    extra_args: str | None = None
+    request_timeout: float | None = None
+    retries: int | None = None
+    die_with_parent: bool | None = None
+
+
+class HubServerOptions(ManagedServerOptions):
+    revision: str | None = None
+    tp: int | None = None
+    dp: int | None = None
+
+
+class SglangOptions(HubServerOptions):
+    mem_fraction_static: float | None = None
+    context_length: int | None = None
+
+
+class VllmOptions(HubServerOptions):
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
+
+
+class LlamaCppServerOptions(ManagedServerOptions):
+    replicas: int | None = None
+    n_ctx: int | None = None
+    n_threads: int | None = None
+    n_threads_batch: int | None = None
+    n_gpu_layers: int | None = None
+    n_batch: int | None = None
+    seed: int | None = None
+    chat_format: str | None = None
+
+
+class OpenAIOptions(BackendOptions):
+    base_url: str | None = None
+    api_key_env: str | None = None
+    ready_timeout: float | None = None
+    request_timeout: float | None = None
+    retries: int | None = None
+
+
 COMMON_DEFAULTS: dict[str, Any] = {
     "ready_timeout": DEFAULT_READY_TIMEOUT_S, "stop_timeout": DEFAULT_STOP_TIMEOUT_S, "request_timeout": 300.0,
     "retries": 3, "die_with_parent": True,
@@ -84,7 +130,7 @@ class ManagedServerBackend:
     """Start N server processes, talk to them through one client, stop them on ``close``."""
 
     name = "server"
-    OPTION_TYPES: dict[str, type] = COMMON_OPTIONS
+    Options: type[ManagedServerOptions] = ManagedServerOptions
     DEFAULTS: dict[str, Any] = COMMON_DEFAULTS
     default_concurrency = 64
     #: what to say when the server program is missing
@@ -92,9 +138,10 @@ class ManagedServerBackend:
     #: fields added to every chat request
     extra_body: dict[str, Any] = {}
 
-    def __init__(self, model: str | None, options: dict[str, str]) -> None:
+    def __init__(self, model: str | None, options: ManagedServerOptions | dict[str, str]) -> None:
         self.model = model
-        self.options: dict[str, Any] = {**self.DEFAULTS, **parse_options(options, self.OPTION_TYPES)}
+        given = self.Options.coerce(options).model_dump(exclude_none=True)
+        self.options: dict[str, Any] = {**self.DEFAULTS, **given}
         _check_options(self.options)
         self.servers: list[ManagedServer] = []
         self.client: Any = None
@@ -217,7 +264,7 @@ class ManagedServerBackend:
 class HubModelServerBackend(ManagedServerBackend):
     """A server that loads ``org/name[@revision]`` (or a local path) itself: sglang and vLLM."""
 
-    def __init__(self, model: str | None, options: dict[str, str]) -> None:
+    def __init__(self, model: str | None, options: ManagedServerOptions | dict[str, str]) -> None:
         super().__init__(model, options)
         self.model_path, self.revision = split_model(model, self.options.get("revision"), self.name)
         self._identity = {"model_path": self.model_path, "revision": self.revision}
@@ -225,8 +272,7 @@ class HubModelServerBackend(ManagedServerBackend):
 
 class SglangBackend(HubModelServerBackend):
     name = "sglang"
-    OPTION_TYPES = {**COMMON_OPTIONS, "revision": str, "mem_fraction_static": float, "context_length": int,
-                    "tp": int, "dp": int}
+    Options = SglangOptions
     DEFAULTS = {**COMMON_DEFAULTS, "mem_fraction_static": 0.85}
     install_hint = ("sglang is not installed for that interpreter; install it in its own venv and point "
                     "--server-python at that venv's python")
@@ -248,8 +294,7 @@ class SglangBackend(HubModelServerBackend):
 
 class VllmBackend(HubModelServerBackend):
     name = "vllm"
-    OPTION_TYPES = {**COMMON_OPTIONS, "revision": str, "gpu_memory_utilization": float, "max_model_len": int,
-                    "tp": int, "dp": int}
+    Options = VllmOptions
     DEFAULTS = {**COMMON_DEFAULTS, "gpu_memory_utilization": 0.85}
     install_hint = ("vLLM is not installed for that interpreter; install it in its own venv and point "
                     "--server-python at that venv's python")
@@ -272,16 +317,14 @@ class VllmBackend(HubModelServerBackend):
 
 class LlamaCppServerBackend(ManagedServerBackend):
     name = "llama-cpp-server"
-    OPTION_TYPES = {**COMMON_OPTIONS, "replicas": int, "n_ctx": int, "n_threads": int, "n_threads_batch": int,
-                    "n_gpu_layers": int,
-                    "n_batch": int, "seed": int, "chat_format": str}
+    Options = LlamaCppServerOptions
     DEFAULTS = {**COMMON_DEFAULTS, "replicas": 1, "n_ctx": 4096, "n_gpu_layers": 0}
     install_hint = "llama-cpp-python's server is not installed for that interpreter: pip install 'bitagent[server]'"
     #: llama_cpp.server defaults repeat_penalty to 1.1; OpenAI, sglang, vLLM and the in-process
     #: llama-cpp backend apply none, and a penalty changes greedy answers
     extra_body = {"repeat_penalty": 1.0}
 
-    def __init__(self, model: str | None, options: dict[str, str]) -> None:
+    def __init__(self, model: str | None, options: ManagedServerOptions | dict[str, str]) -> None:
         super().__init__(model, options)
         self.default_concurrency = self.options["replicas"]  # one request per process at a time
         # the replicas share the cores, for generation and for prompts alike: llama.cpp's batch (prompt) threads
@@ -327,14 +370,13 @@ class OpenAIBackend:
     """Attach to a running OpenAI-compatible server or cluster (sglang router, vLLM, any provider)."""
 
     name = "openai"
-    OPTION_TYPES: dict[str, type] = {"base_url": str, "api_key_env": str, "ready_timeout": float,
-                                     "request_timeout": float, "retries": int}
+    Options = OpenAIOptions
     DEFAULTS: dict[str, Any] = {"api_key_env": "OPENAI_API_KEY", "ready_timeout": 60.0, "request_timeout": 300.0,
                                 "retries": 3}
     default_concurrency = 64
 
-    def __init__(self, model: str | None, options: dict[str, str]) -> None:
-        given = parse_options(options, self.OPTION_TYPES)
+    def __init__(self, model: str | None, options: OpenAIOptions | dict[str, str]) -> None:
+        given = OpenAIOptions.coerce(options).model_dump(exclude_none=True)
         self.options: dict[str, Any] = {**self.DEFAULTS, **given}
         _check_options(self.options)
         base = self.options.get("base_url")
@@ -400,9 +442,11 @@ class OpenAIBackend:
 
 
 @hookimpl
-def register_backends(register):
-    register("sglang", SglangBackend, description="managed sglang server (the validator's backend; CUDA)")
-    register("vllm", VllmBackend, description="managed vLLM server (vllm serve; CUDA)")
-    register("llama-cpp-server", LlamaCppServerBackend,
+def register_backends(register: RegisterBackend) -> None:
+    register("sglang", SglangBackend, options=SglangOptions,
+             description="managed sglang server (the validator's backend; CUDA)")
+    register("vllm", VllmBackend, options=VllmOptions, description="managed vLLM server (vllm serve; CUDA)")
+    register("llama-cpp-server", LlamaCppServerBackend, options=LlamaCppServerOptions,
              description="managed llama_cpp.server processes (GGUF; -B replicas=N)")
-    register("openai", OpenAIBackend, description="an already running OpenAI-compatible server (--base-url)")
+    register("openai", OpenAIBackend, options=OpenAIOptions,
+             description="an already running OpenAI-compatible server (--base-url)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bitagent_core.hookspecs import hookimpl
+from bitagent_core import RegisterScorer, hookimpl
 
 
 def make_bfcl_scorer() -> Any:
@@ -26,7 +26,7 @@ def make_bfcl_strict_scorer() -> Any:
 
 
 @hookimpl
-def register_scorers(register):
+def register_scorers(register: RegisterScorer) -> None:
     register("bfcl", make_bfcl_scorer, description="BFCL's AST checker rules, pass/fail; any answer format; "
                                                    "nothing evaluated, parallel calls matched by bipartite matching")
     register("bfcl-strict", make_bfcl_strict_scorer,

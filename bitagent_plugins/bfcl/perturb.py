@@ -6,8 +6,7 @@ from __future__ import annotations
 import keyword
 from typing import Any
 
-from bitagent_core.model import ExpectedCall, Task
-from bitagent_core.rescore import expected_arguments, python_literal, pythonic_name
+from bitagent_core import ExpectedCall, Task, expected_arguments, python_literal, pythonic_name
 
 #: what each perturbation of a correct answer must fail with, in BFCL's vocabulary
 PERTURBATIONS = {
@@ -62,8 +61,8 @@ def _perturb_call(kind: str, expected: ExpectedCall, args: dict[str, Any], props
         args["zz_unexpected"] = 1
         return expected.name, args
     for param in list(args):
-        schema = props.get(param) if isinstance(props.get(param), dict) else {}
-        declared = _PLAIN_TYPES.get(schema.get("type"))
+        schema = props.get(param)
+        declared = _PLAIN_TYPES.get(str(schema.get("type"))) if isinstance(schema, dict) else None
         options = [o for o in expected.arguments.get(param, ()) if o != ""]
         if declared is None or not options or any(type(o) is not declared for o in options):
             continue  # only plain parameters whose every value has the declared type (no "variables")

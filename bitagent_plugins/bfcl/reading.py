@@ -19,8 +19,7 @@ import warnings
 import xml.etree.ElementTree as ElementTree
 from typing import Any
 
-from bitagent_core.decoding import MAX_CALLS, MAX_NESTING, DecodeError, Dialect, dotted_name, literal
-from bitagent_core.model import ToolCall
+from bitagent_core import MAX_CALLS, MAX_NESTING, DecodeError, Dialect, ToolCall, dotted_name, literal
 
 
 class Expression(str):
@@ -373,7 +372,7 @@ def xml_calls(body: str) -> list[ToolCall] | None:
             pname = param.get("name")
             if pname is None:
                 raise DecodeError(f"a <param> of {name[:80]!r} has no name")
-            raw = param.get("value") if "value" in param.attrib else (param.text or "").strip()
+            raw = param.attrib["value"] if "value" in param.attrib else (param.text or "").strip()
             arguments[pname] = _xml_value(raw, param.get("type", "string"))
         calls.append(ToolCall(name=name, arguments=arguments))
         if len(calls) > MAX_CALLS:

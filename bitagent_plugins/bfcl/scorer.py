@@ -37,9 +37,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from bitagent_core.decoding import Decoded, bind_arguments, decode, decode_pythonic
-from bitagent_core.matching import STANDARDIZE_DROP, max_weight_matching, standardize
-from bitagent_core.model import Completion, ExpectedCall, Score, Task, ToolCall
+from bitagent_core import (
+    STANDARDIZE_DROP,
+    Completion,
+    Decoded,
+    ExpectedCall,
+    Score,
+    Task,
+    ToolCall,
+    bind_arguments,
+    decode,
+    decode_pythonic,
+    max_weight_matching,
+    standardize,
+)
 from bitagent_plugins.bfcl.reading import BFCL, Expression
 
 #: BFCL's Python type names, plus the JSON-schema ones other task sources use
@@ -140,7 +151,7 @@ class _Param:
         self.dicts: tuple[_DictOption, ...] = ()
         self.list_dicts: tuple[tuple[_DictOption | None, ...], ...] = ()
         # which shortcut _Call.check may take to accept a value (a value it does not accept goes to check())
-        self.quick = _QUICK.get(None if variable else expected, 0) if declared != "tuple" else 0
+        self.quick = _QUICK.get(expected, 0) if declared != "tuple" and not variable and expected is not None else 0
 
     def _prepare(self) -> _Param:
         """Normalise the options, only those this parameter's checks read (a "variable" reads none)."""

@@ -39,9 +39,7 @@ from typing import Any
 
 import attrs
 
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.jsonio import read_jsonl
-from bitagent_core.model import ExpectedCall, Message, Task, Tool
+from bitagent_core import ExpectedCall, Message, RegisterTaskSource, Task, Tool, hookimpl, read_jsonl
 
 log = logging.getLogger("bitagent.bfcl")
 
@@ -237,7 +235,7 @@ def load_category(category: str, location: Location | None = None) -> CategoryDa
     for task_id in sorted(set(answers) - seen):
         problems.append(DataProblem(task_id, "warning", "ground truth for an id with no question", category))
 
-    from bitagent_core.rescore import check_task  # at use: plugin loading (bitagent --help) stays light
+    from bitagent_core import check_task  # at use: plugin loading (bitagent --help) stays light
 
     for task in tasks:
         for severity, message in check_task(task):
@@ -439,6 +437,6 @@ class BfclShuffleTaskSource:
 
 
 @hookimpl
-def register_task_sources(register):
+def register_task_sources(register: RegisterTaskSource) -> None:
     register("bfcl", BfclTaskSource, description=BfclTaskSource.description)
     register("bfcl-shuffle", BfclShuffleTaskSource, description=BfclShuffleTaskSource.description)

@@ -32,22 +32,22 @@ from typing import Any
 
 import attrs
 
-from bitagent_core.model import Task
-from bitagent_core.plugins import PluginRegistry
-from bitagent_core.protocols import Competition
+from bitagent_core import Competition, PluginRegistry, Task, make_task_source, protocol_problems, split_spec
 
 WEIGHT_RULES = ("cubic", "linear", "softmax")
 
 
 def check_competition(competition: Any) -> None:
-    """A clear error for a competition plugin that does not hold together."""
-    for field in ("name", "version", "sample_size", "scorer", "weight_rule"):
-        if not hasattr(competition, field):
-            raise ValueError(f"competition {competition!r} has no {field!r}")
-    if not isinstance(competition.sample_size, int) or competition.sample_size < 1:
-        raise ValueError(f"competition {competition.name!r}: sample_size must be a positive int")
-    if competition.weight_rule not in WEIGHT_RULES:
-        raise ValueError(f"competition {competition.name!r}: weight_rule must be one of {', '.join(WEIGHT_RULES)}")
+    """A clear error for a competition plugin that does not hold together (every problem at once)."""
+    problems = protocol_problems(competition, Competition)
+    sample_size = getattr(competition, "sample_size", None)  # reported above when missing
+    if sample_size is not None and (not isinstance(sample_size, int) or sample_size < 1):
+        problems.append("sample_size must be a positive int")
+    if getattr(competition, "weight_rule", WEIGHT_RULES[0]) not in WEIGHT_RULES:
+        problems.append(f"weight_rule must be one of {', '.join(WEIGHT_RULES)}")
+    if problems:
+        name = getattr(competition, "name", repr(competition))
+        raise ValueError(f"competition {name!r} does not hold together: " + "; ".join(problems))
 
 
 def get_competition(registry: PluginRegistry, name: str) -> Competition:
@@ -80,7 +80,6 @@ def sample_tasks(competition: Any, registry: PluginRegistry, seed: int, limit: i
     """The competition's sample for ``seed``: ``limit`` (default ``sample_size``) tasks drawn from each source
     by its share, each source with its own seed derived from ``seed``, then shuffled by ``seed``.
     Deterministic: the same seed gives the same tasks in the same order."""
-    from bitagent_core.runner import make_task_source  # at use: plugin loading (bitagent --help) stays light
 
     total = competition.sample_size if limit is None else min(int(limit), competition.sample_size)
     counts = allocate(competition.mix(registry), total)
@@ -99,14 +98,13 @@ def sample_tasks(competition: Any, registry: PluginRegistry, seed: int, limit: i
 def effective_version(competition: Any, registry: PluginRegistry) -> str:
     """The version evaluations are keyed by: the competition's, plus its scorer's and sources' versions
     and the sample size. Any change means every model is evaluated again."""
-    from bitagent_core.runner import make_task_source
 
     parts = [str(competition.version), f"n={competition.sample_size}"]
     scorer = registry.get("scorers", competition.scorer).factory()
-    parts.append(f"{competition.scorer}={getattr(scorer, 'version', '?')}")
+    parts.append(f"{competition.scorer}={scorer.version}")
     for spec, share in sorted(competition.mix(registry).items()):
         source = make_task_source(registry, spec)
-        parts.append(f"{spec}={getattr(source, 'version', '?')}@{float(share):g}")
+        parts.append(f"{spec}={source.version}@{float(share):g}")
     return ";".join(parts)
 
 
@@ -125,7 +123,7 @@ class CompetitionTaskSource:
     @property
     def registry(self) -> PluginRegistry:
         if self._registry is None:
-            from bitagent_core.plugins import get_registry
+            from bitagent_core import get_registry
 
             self._registry = get_registry()
         return self._registry
@@ -139,7 +137,6 @@ class CompetitionTaskSource:
         return effective_version(self.competition, self.registry)
 
     def categories(self) -> list[str]:
-        from bitagent_core.runner import make_task_source, split_spec
 
         categories: list[str] = []
         for spec in self.competition.mix(self.registry):

@@ -7,10 +7,7 @@ scored by the ``bitagent`` scorer; weights by the upstream subnet's last rule, (
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.plugins import PluginRegistry
+from bitagent_core import PluginRegistry, RegisterCompetition, RegisterTaskSource, hookimpl
 from bitagent_plugins.competitions import CompetitionTaskSource
 
 BFCL_SOURCE = "bfcl-shuffle"
@@ -31,11 +28,11 @@ class BitagentCompetition:
 
 
 @hookimpl
-def register_competitions(register: Callable[..., None]) -> None:
+def register_competitions(register: RegisterCompetition) -> None:
     register("bitagent", BitagentCompetition, description=BitagentCompetition.description)
 
 
 @hookimpl
-def register_task_sources(register: Callable[..., None]) -> None:
+def register_task_sources(register: RegisterTaskSource) -> None:
     register("competition", CompetitionTaskSource,
              description="A competition's task sample for the seed: competition:<name>, e.g. competition:bitagent.")

@@ -20,7 +20,7 @@ import os
 import threading
 from typing import Any
 
-from bitagent_core.hookspecs import hookimpl
+from bitagent_core import RunInfo, hookimpl
 
 log = logging.getLogger("bitagent.reporters.wandb")
 
@@ -33,12 +33,12 @@ def enabled() -> bool:
     return os.environ.get("BITAGENT_WANDB", "").strip().lower() in _TRUE
 
 
-def _key(run: Any) -> str:
-    return str(getattr(run, "run_dir", id(run)))
+def _key(run: RunInfo) -> str:
+    return str(run.run_dir)
 
 
 @hookimpl
-def on_run_start(run: Any) -> None:
+def on_run_start(run: RunInfo) -> None:
     if not enabled():
         return
     try:
@@ -46,8 +46,8 @@ def on_run_start(run: Any) -> None:
     except ImportError:
         log.warning("BITAGENT_WANDB is on but wandb is not installed: pip install 'bitagent[wandb]'")
         return
-    config = run.config.to_json() if hasattr(run.config, "to_json") else dict(run.config)
-    config.update({"n_tasks": run.n_tasks, "resumed": bool(getattr(run, "resumed", False))})
+    config = run.config.to_json()
+    config.update({"n_tasks": run.n_tasks, "resumed": run.resumed})
     try:
         handle = wandb.init(project=os.environ.get("BITAGENT_WANDB_PROJECT", "bitagent"),
                             entity=os.environ.get("BITAGENT_WANDB_ENTITY") or None,
@@ -62,7 +62,7 @@ def on_run_start(run: Any) -> None:
 
 
 @hookimpl
-def on_sample_scored(run: Any, sample: dict[str, Any]) -> None:
+def on_sample_scored(run: RunInfo, sample: dict[str, Any]) -> None:
     with _lock:
         entry = _runs.get(_key(run))
         if entry is None:
@@ -84,7 +84,7 @@ def on_sample_scored(run: Any, sample: dict[str, Any]) -> None:
 
 
 @hookimpl
-def on_run_end(run: Any, results: dict[str, Any]) -> None:
+def on_run_end(run: RunInfo, results: dict[str, Any]) -> None:
     with _lock:
         entry = _runs.pop(_key(run), None)
     if entry is None:

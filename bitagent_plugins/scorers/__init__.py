@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bitagent_core.hookspecs import hookimpl
+from bitagent_core import RegisterScorer, hookimpl
 
 
 def make_bitagent_scorer() -> Any:  # not "bitagent_scorer": that name is the submodule
@@ -15,6 +15,6 @@ def make_bitagent_scorer() -> Any:  # not "bitagent_scorer": that name is the su
 
 
 @hookimpl
-def register_scorers(register):
+def register_scorers(register: RegisterScorer) -> None:
     register("bitagent", make_bitagent_scorer,
              description="the upstream subnet's criteria (format/name/args/values), fixed")

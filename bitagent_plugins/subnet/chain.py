@@ -47,7 +47,7 @@ MAX_COMMITMENT_BYTES = 3 * _RAW_FIELD_MAX
 
 def version_key(version: str = bitagent_core.__version__) -> int:
     """The weights version key of this release: ``major*10000 + minor*100 + patch`` (0.1.0 -> 100)."""
-    parts = [int(re.match(r"\d*", p).group() or 0) for p in version.split(".")[:3]]
+    parts = [int(re.sub(r"\D.*", "", p) or 0) for p in version.split(".")[:3]]
     parts += [0] * (3 - len(parts))
     major, minor, patch = parts
     return major * 10_000 + minor * 100 + patch

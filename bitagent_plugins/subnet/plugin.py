@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from bitagent_core.hookspecs import hookimpl
+from bitagent_core import OptionError, PluginRegistry, hookimpl, parse_option_args
 
 ENV = "BITAGENT_"
 
@@ -110,34 +109,32 @@ def mine_command(substrate_factory: Callable[[], Any] | None = None) -> click.Co
     return mine
 
 
-def _backend_options(values: tuple[str, ...], backend: str, registry: Any, *, visible_devices: str | None,
-                     server_python: str | None, mem_fraction_static: float | None) -> dict[str, str]:
-    from bitagent_core.cli import parse_backend_options
-
-    options = parse_backend_options(values)
+def _backend_options(values: tuple[str, ...], backend: str, registry: PluginRegistry, *,
+                     visible_devices: str | None, server_python: str | None,
+                     mem_fraction_static: float | None) -> dict[str, str]:
+    try:
+        options = parse_option_args(values, "-B")
+        known = set(registry.get("backends", backend).options.model_fields)
+    except OptionError as exc:
+        raise click.BadParameter(str(exc), param_hint="-B") from None
+    except LookupError as exc:
+        raise click.BadParameter(str(exc), param_hint="--backend") from None
     wanted = {"visible_devices": visible_devices, "server_python": server_python}
     if mem_fraction_static is not None:
         key = "gpu_memory_utilization" if backend == "vllm" else "mem_fraction_static"
         wanted[key] = str(mem_fraction_static)
-    try:
-        factory = registry.get("backends", backend).factory
-    except LookupError as exc:
-        raise click.BadParameter(str(exc), param_hint="--backend") from None
-    # the backend's option table, by the built-ins' convention (class or module ``OPTION_TYPES``)
-    known = getattr(factory, "OPTION_TYPES", None)
-    if known is None:
-        known = getattr(sys.modules.get(getattr(factory, "__module__", "")), "OPTION_TYPES", None)
     for key, value in wanted.items():
         if value is None:
             continue
-        if known is not None and key not in known:
+        if key not in known:
             raise click.BadParameter(f"does not apply to the {backend} backend",
                                      param_hint=f"--{key.replace('_', '-')}")
         options.setdefault(key, str(value))
-    unknown = sorted(set(options) - set(known)) if known is not None else []
-    if unknown:
-        raise click.BadParameter(f"the {backend} backend has no option {', '.join(unknown)} "
-                                 f"(known: {', '.join(sorted(known))})", param_hint="-B")
+    try:
+        sources = {k: f"-B {k}" if k not in wanted else f"--{k.replace('_', '-')}" for k in options}
+        registry.backend_options(backend, options, sources)
+    except OptionError as exc:
+        raise click.BadParameter(str(exc), param_hint="-B") from None
     return options
 
 
@@ -195,7 +192,7 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
                  mem_fraction_static: float | None, request_timeout: float, max_params: int | None,
                  max_download_bytes: int | None, once: bool, max_rounds: int | None, wandb: bool) -> None:
         """Validate: collect miners' submissions, vet and evaluate them, set weights."""
-        from bitagent_core.plugins import UnknownPluginObject, get_registry
+        from bitagent_core import UnknownPluginObject, get_registry
         from bitagent_plugins.subnet.chain import ChainUnavailable
         from bitagent_plugins.subnet.validator import AlreadyRunning, ValidatorConfig, run_validator
 
@@ -227,6 +224,6 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
 
 
 @hookimpl
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     cli.add_command(mine_command())
     cli.add_command(validate_command())

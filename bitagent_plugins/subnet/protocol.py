@@ -194,7 +194,7 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats) -> type:
     class GuardedH11Protocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
 
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             live[self] = None
             while len(live) > limits.max_connections and waiting:

@@ -403,6 +403,7 @@ class ValidatorState:
                  json.dumps([float(w) for w in weights], allow_nan=False), int(bool(submitted)), result,
                  time.time()),
             )
+            assert cursor.lastrowid is not None  # set by every INSERT
             return int(cursor.lastrowid)
 
     def weights_history(self, limit: int = 100) -> list[WeightsRow]:

@@ -178,8 +178,7 @@ class Validator:
 
     def __init__(self, config: ValidatorConfig, *, substrate: Any = None, hub: Any = None,
                  registry: Any = None, wallet: Any = None) -> None:
-        from bitagent_core.plugins import get_registry
-        from bitagent_core.runner import make_task_source
+        from bitagent_core import get_registry, make_task_source
         from bitagent_plugins.subnet import vetting
         from bitagent_plugins.subnet.chain import load_wallet
 
@@ -297,6 +296,7 @@ class Validator:
         block_time = await self.chain.block_time()
         tick = cfg.tick_s if cfg.tick_s is not None else max(0.05, min(12.0, block_time))
         last_sync: int | None = None
+        assert self._stop is not None  # run() creates it on the running loop first
         while not self._stop.is_set():
             try:
                 head = await self.chain.block()
@@ -445,6 +445,7 @@ class Validator:
                 and (self._worker is None or self._worker.done()) and not self._pending_jobs())
 
     async def _work(self) -> None:
+        assert self._stop is not None
         while not self._stop.is_set():
             jobs = self._pending_jobs()
             if not jobs:
@@ -528,7 +529,7 @@ class Validator:
         log.warning("%s: cannot finish now (%s); trying again in a later round", key, reason)
 
     async def _evaluate(self, model: str) -> tuple[float, int, str]:
-        from bitagent_core.runner import Evaluation, RunConfig
+        from bitagent_core import Evaluation, RunConfig
 
         seed = self._round.seed if self._round is not None else self.state.begin_round(secrets.randbits(63)).seed
         config = RunConfig(tasks=f"competition:{self.competition.name}", backend=self.config.backend, model=model,

@@ -345,8 +345,8 @@ def _vet(locked: LockedModel, limits: VettingLimits, client: HubClient) -> Vetti
     gguf_template: str | None = None
     if weights_format == "gguf":
         try:
-            with client.open_file(locked, weights[0]) as f:
-                header = read_gguf_header(f, limits=GGUFLimits())
+            with client.open_file(locked, weights[0]) as fh:
+                header = read_gguf_header(fh, limits=GGUFLimits())
         except GGUFError as e:
             return _fail(f"{weights[0]}: {e}", license=license_)
         n_params, gguf_template = header.n_params, header.chat_template
@@ -360,7 +360,8 @@ def _vet(locked: LockedModel, limits: VettingLimits, client: HubClient) -> Vetti
                 return _fail(f"{name}: safetensors header nested too deeply", license=license_)
             except ValueError as e:
                 return _fail(f"{name}: {e}", license=license_)
-    fields = {"license": license_, "n_params": n_params, "weights_format": weights_format, "total_bytes": total}
+    fields: dict[str, Any] = {"license": license_, "n_params": n_params, "weights_format": weights_format,
+                              "total_bytes": total}
     if n_params <= 0:
         return _fail("the weights hold no parameters", **fields)
     if n_params > limits.max_params:

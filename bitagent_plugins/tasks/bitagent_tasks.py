@@ -37,8 +37,7 @@ from typing import Any
 
 import attrs
 
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.model import ExpectedCall, Message, Task, Tool
+from bitagent_core import ExpectedCall, Message, RegisterTaskSource, Task, Tool, hookimpl
 
 CATEGORIES = ("single_call", "irrelevance")
 IRRELEVANCE_RATE = 0.2
@@ -101,7 +100,7 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     else:
         origin = str(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(origin).read_text(encoding="utf-8")
         except OSError as exc:
             raise CatalogError(f"{origin}: cannot read the catalog: {exc}") from exc
     try:
@@ -252,7 +251,7 @@ def _conforms(value: Any, schema: dict[str, Any]) -> bool:
         return isinstance(value, list) and all(_conforms(v, items) for v in value)
     if isinstance(value, bool) and ptype != "boolean":
         return False
-    if not isinstance(value, _SCALAR_TYPES.get(ptype, ())):
+    if not isinstance(value, _SCALAR_TYPES.get(str(ptype), ())):
         return False
     if "enum" in schema and value not in schema["enum"]:
         return False
@@ -361,6 +360,7 @@ def _compile_scalar(kind: str, arg: Any, schema: dict[str, Any], lists: dict[str
         if first > last or ptype != "string" or "enum" in schema:
             raise CatalogError(f"{where}: 'date' needs first <= last and a string parameter without enum")
         return (lambda rng: dt.date.fromordinal(rng.randint(first, last)).isoformat()), None
+    assert pool is not None  # every branch above that reaches here set it
     bad = [v for v in pool if not _conforms(v, schema)]
     if bad:
         raise CatalogError(f"{where}: values {bad!r} do not fit the parameter's schema")
@@ -510,7 +510,7 @@ class BitagentTaskSource:
 
 
 @hookimpl
-def register_task_sources(register: Callable[..., None]) -> None:
+def register_task_sources(register: RegisterTaskSource) -> None:
     register("bitagent", BitagentTaskSource,
              description="Procedurally generated tool-calling tasks, fresh per seed; "
                          "bitagent:single_call or bitagent:irrelevance picks one category.")

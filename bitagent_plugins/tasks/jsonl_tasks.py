@@ -12,15 +12,13 @@ The file is a fixed list, so ``seed`` is ignored: ``limit`` takes the first N ta
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.jsonio import JsonlError, read_jsonl
-from bitagent_core.model import Task
+from bitagent_core import JsonlError, RegisterTaskSource, Task, hookimpl, read_jsonl
 
 #: the category of tasks whose line names none
 DEFAULT_CATEGORY = "uncategorized"
@@ -102,5 +100,5 @@ class JsonlTaskSource:
 
 
 @hookimpl
-def register_task_sources(register: Callable[..., None]) -> None:
+def register_task_sources(register: RegisterTaskSource) -> None:
     register("jsonl", JsonlTaskSource, description="Tasks from a JSONL file: jsonl:path/to/tasks.jsonl.")

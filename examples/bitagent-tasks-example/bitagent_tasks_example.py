@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.model import ExpectedCall, Message, Task, Tool
+from bitagent_core import ExpectedCall, Message, RegisterTaskSource, Task, Tool, hookimpl
+
+#: the bitagent plugin API this module was written for (a plugin for another major version is refused)
+BITAGENT_PLUGIN_API = "1.0"
 
 CONVERT = Tool(
     name="convert_units",
@@ -40,8 +42,9 @@ class UnitConversionTasks:
     description = "Convert quantities between units (example third-party plugin)"
 
     def __init__(self, arg: str | None = None) -> None:
-        if arg is not None:
-            raise ValueError("unit-conversion takes no argument")
+        # `--tasks unit-conversion:single_call` selects the one category this source has
+        if arg is not None and arg not in self.categories():
+            raise ValueError(f"unknown unit-conversion category {arg!r} (known: {', '.join(self.categories())})")
 
     def categories(self) -> list[str]:
         return ["single_call"]
@@ -65,5 +68,5 @@ class UnitConversionTasks:
 
 
 @hookimpl
-def register_task_sources(register):
+def register_task_sources(register: RegisterTaskSource) -> None:
     register("unit-conversion", UnitConversionTasks, description=UnitConversionTasks.description)

@@ -1,0 +1,13 @@
+from bitagent_template_scorer import TemplateScorer
+
+import bitagent_core as ba
+from bitagent_core import testing
+
+
+def test_conforms():
+    testing.check_scorer(TemplateScorer()).assert_ok()
+
+
+def test_wrong_value_fails():
+    task = testing.sample_tasks()[0]
+    assert not TemplateScorer().score(task, ba.Completion(text='[get_weather(city="Rome")]')).passed

@@ -1,0 +1,11 @@
+from bitagent_template_tasks import TemplateTasks
+
+from bitagent_core import testing
+
+
+def test_conforms():
+    testing.check_task_source(TemplateTasks).assert_ok()
+
+
+def test_a_category_selects_its_tasks():
+    assert {t.category for t in TemplateTasks("irrelevance").tasks(seed=0, limit=5)} == {"irrelevance"}
