@@ -107,7 +107,8 @@ def add_operator_state(path: str | Path, *, balances: dict[str, float] | None = 
     ``burn_schedule``: ``(from_block, cost)`` pairs (the cost from that block on; ``burn`` before the first).
     ``adjustment_interval``: blocks per registration window (0: one endless window); each window admits
     ``3 * target_registrations`` registrations, at most ``max_registrations_per_block`` per block.
-    ``others``: ``{"block", "hotkey"[, "coldkey"]}`` registrations by someone else, applied at that block.
+    ``others``: ``{"block", "hotkey"[, "coldkey"]}`` registrations by someone else, applied at that block;
+    ``{"front_run": True, "hotkey"}`` ones land in the same block just before the next ``burned_register``.
     ``no_subnet``: the chain holds no subnet yet (``register_network`` creates netuid ``state["netuid"]``).
     """
     path = Path(path)
@@ -115,7 +116,9 @@ def add_operator_state(path: str | Path, *, balances: dict[str, float] | None = 
     state["balances"] = {ALICE: 1_000_000 * RAO} | {k: int(v * RAO) for k, v in (balances or {}).items()}
     state["burn_schedule"] = [[int(b), int(c * RAO)] for b, c in sorted(burn_schedule or [])]
     state["registrations"] = []
-    state["scheduled_registrations"] = sorted(others or [], key=lambda o: o["block"])
+    state["scheduled_registrations"] = sorted((o for o in others or [] if not o.get("front_run")),
+                                              key=lambda o: o["block"])
+    state["front_runs"] = [o for o in others or [] if o.get("front_run")]
     state["hyper"].update({"Burn": int(burn * RAO), "AdjustmentInterval": int(adjustment_interval),
                            "TargetRegistrationsPerInterval": int(target_registrations),
                            "MaxRegistrationsPerBlock": int(max_registrations_per_block),
@@ -631,6 +634,10 @@ class FileChain:
             state["neurons"][uid]["stake"] += int(params["amount_staked"])
             state["neurons"][uid]["validator_permit"] = True
             return None
+        if state["front_runs"]:  # someone else's registration lands first, in this very block
+            other = state["front_runs"].pop(0)
+            if self._uid(state, other["hotkey"]) is None:
+                self._register(state, other["hotkey"], other.get("coldkey", other["hotkey"]), block)
         hyper = state["hyper"]
         if not hyper["NetworkRegistrationAllowed"]:
             return "SubNetRegistrationDisabled"
