@@ -192,6 +192,12 @@ class OperatorChain:
 
         return bool(await self._query(bt.storage.SubtensorModule.NetworksAdded, [netuid]))
 
+    async def network_lock_cost(self) -> int:
+        """The last subnet registration's lock cost, in rao (the next one costs up to twice as much)."""
+        import bittensor as bt
+
+        return int(await self._query(bt.storage.SubtensorModule.NetworkLastLockCost, []) or 0)
+
     async def registration_status(self, netuid: int, hotkey_ss58: str, coldkey_ss58: str) -> RegistrationStatus:
         import bittensor as bt
 

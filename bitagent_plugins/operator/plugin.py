@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -18,6 +19,7 @@ import click
 from bitagent_core.hookspecs import hookimpl
 
 ENV = "BITAGENT_"
+LOCAL_ENDPOINT_HELP = "ws://127.0.0.1:9946"
 
 
 def _opt(*names: str, env: str, **kwargs: Any) -> Callable[[Any], Any]:
@@ -121,6 +123,100 @@ def register_command(substrate_factory: Callable[[], Any] | None = None) -> clic
     return register
 
 
+def stage_command(substrate_factory: Callable[[], Any] | None = None,
+                  launch_prefix: Callable[[str], list[str]] | None = None) -> click.Command:
+    @click.command("stage")
+    @click.option("--num-validators", "--num_validators", "num_validators", type=click.IntRange(min=0), default=1,
+                  show_default=True, help="Validators to create, register and launch.")
+    @click.option("--num-miners", "--num_miners", "num_miners", type=click.IntRange(min=0), default=2,
+                  show_default=True, help="Miners to create, register and launch.")
+    @click.option("--subnet-prefix", "--subnet_prefix", "prefix", default="local_subnet_testing_bitagent",
+                  show_default=True, help="Prefix of the wallet names (<prefix>_coldkey_miner_0 ...).")
+    @click.option("--skip-wallet", "--skip_wallet", "skip_wallet", is_flag=True, help="Skip wallet creation.")
+    @click.option("--skip-faucet", "--skip_faucet", "skip_faucet", is_flag=True, help="Skip funding the wallets.")
+    @click.option("--skip-subnet", "--skip_subnet", "skip_subnet", is_flag=True, help="Skip subnet creation.")
+    @click.option("--skip-reg", "--skip_reg", "skip_reg", is_flag=True, help="Skip all registrations.")
+    @click.option("--skip-val-reg", "--skip_val_reg", "skip_val_reg", is_flag=True,
+                  help="Skip validator registration.")
+    @click.option("--skip-miner-reg", "--skip_miner_reg", "skip_miner_reg", is_flag=True,
+                  help="Skip miner registration.")
+    @click.option("--skip-launch", "--skip_launch", "skip_launch", is_flag=True,
+                  help="Skip launching validators and miners.")
+    @click.option("--skip-launch-v", "--skip-launch_v", "--skip_launch_v", "skip_launch_v", is_flag=True,
+                  help="Skip launching validators (miners still launch).")
+    @click.option("--only-launch", "--only_launch", "only_launch", is_flag=True,
+                  help="Skip everything but launching (wallets, funds, subnet and registrations exist).")
+    @click.option("--test-net", "--test_net", "test_net", is_flag=True, help="Stage on the test network.")
+    @click.option("--main-net", "--main_net", "main_net", is_flag=True,
+                  help="Stage on finney (spending needs --yes-i-mean-mainnet).")
+    @click.option("--yes-i-mean-mainnet", is_flag=True, help="Allow steps that spend TAO on finney.")
+    @click.option("--netuid", type=click.IntRange(min=1), help="The subnet, when not created here (--skip-subnet).")
+    @click.option("--subtensor.chain_endpoint", "chain_endpoint",
+                  help=f"The node to talk to [default: {LOCAL_ENDPOINT_HELP} for a local chain].")
+    @click.option("--wallet.path", "wallet_path", default="~/.bittensor/wallets", show_default=True)
+    @click.option("--staging-dir", type=click.Path(file_okay=False, path_type=Path), default="staging",
+                  show_default=True, help="Logs, validator state, the local Hugging Face cache, stage.json.")
+    @click.option("--fund-tao", type=click.FloatRange(min=0), default=1000.0, show_default=True,
+                  help="TAO sent to each wallet from the dev account (the owner also gets the subnet's cost).")
+    @click.option("--validator-stake", type=click.FloatRange(min=0), default=100.0, show_default=True,
+                  help="TAO each validator stakes after registering (the chain grants permits by stake).")
+    @click.option("--max-registration-cost", type=click.FloatRange(min=0), default=100.0, show_default=True,
+                  help="Highest burn cost accepted per registration, in TAO.")
+    @click.option("--model", "--hf-model-name", "model",
+                  help="org/name@revision every miner submits [default: --model-file published locally].")
+    @click.option("--model-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                  help="A GGUF each miner submits through the staging Hugging Face cache [default: the embedded "
+                       "model].")
+    @click.option("--backend", default="llama-cpp", show_default=True, help="The validators' backend.")
+    @click.option("--validator-arg", "validator_args", multiple=True,
+                  help="Extra argument for every validator (repeatable), e.g. --validator-arg=--once.")
+    @click.option("--miner-arg", "miner_args", multiple=True, help="Extra argument for every miner (repeatable).")
+    @click.option("--launcher", type=click.Choice(["auto", "pm2", "process"]), default="auto", show_default=True,
+                  help="pm2 apps, or child processes supervised by this command (auto: pm2 when on PATH).")
+    @click.option("--base-port", type=click.IntRange(1, 65535), default=8091, show_default=True,
+                  help="Miner i listens on base-port + i.")
+    def stage(num_validators: int, num_miners: int, prefix: str, skip_wallet: bool, skip_faucet: bool,
+              skip_subnet: bool, skip_reg: bool, skip_val_reg: bool, skip_miner_reg: bool, skip_launch: bool,
+              skip_launch_v: bool, only_launch: bool, test_net: bool, main_net: bool, yes_i_mean_mainnet: bool,
+              netuid: int | None, chain_endpoint: str | None, wallet_path: str, staging_dir: Path, fund_tao: float,
+              validator_stake: float, max_registration_cost: float, model: str | None, model_file: Path | None,
+              backend: str, validator_args: tuple[str, ...], miner_args: tuple[str, ...], launcher: str,
+              base_port: int) -> None:
+        """Stage a subnet: wallets, funding, subnet, registrations, then validators and miners."""
+        from bitagent_plugins.operator.chain import ChainError
+        from bitagent_plugins.operator.stage import Stage, StageConfig, StageError, default_launch_prefix
+
+        if test_net and main_net:
+            raise click.UsageError("--test-net and --main-net exclude each other")
+        if model and model_file:
+            raise click.UsageError("--model and --model-file exclude each other")
+        skipped = {"wallet": skip_wallet, "faucet": skip_faucet, "subnet": skip_subnet,
+                   "val_reg": skip_reg or skip_val_reg, "miner_reg": skip_reg or skip_miner_reg,
+                   "launch_miners": skip_launch, "launch_validators": skip_launch or skip_launch_v}
+        if only_launch:
+            skipped.update(wallet=True, faucet=True, subnet=True, val_reg=True, miner_reg=True)
+        steps = frozenset(step for step, skip in skipped.items() if not skip)
+        config = StageConfig(num_validators=num_validators, num_miners=num_miners, prefix=prefix,
+                             kind="test" if test_net else "main" if main_net else "local", endpoint=chain_endpoint,
+                             netuid=netuid, steps=steps, wallet_path=Path(wallet_path), staging_dir=staging_dir,
+                             fund_tao=fund_tao, validator_stake_tao=validator_stake,
+                             max_registration_cost_tao=max_registration_cost, model=model, model_file=model_file,
+                             backend=backend, validator_args=validator_args, miner_args=miner_args,
+                             launcher=launcher, base_port=base_port, yes_i_mean_mainnet=yes_i_mean_mainnet)
+        runner = Stage(config, substrate_factory=substrate_factory,
+                       launch_prefix=launch_prefix or default_launch_prefix, echo=click.echo)
+        try:
+            code = runner.run()
+        except StageError as exc:
+            raise click.ClickException(str(exc)) from None
+        except ChainError as exc:
+            raise click.ClickException(f"chain: {exc}") from None
+        raise SystemExit(code)
+
+    return stage
+
+
 @hookimpl
 def register_commands(cli: Any) -> None:
     cli.add_command(register_command())
+    cli.add_command(stage_command())
