@@ -20,6 +20,7 @@ from bitagent_core.hookspecs import hookimpl
 
 ENV = "BITAGENT_"
 LOCAL_ENDPOINT_HELP = "ws://127.0.0.1:9946"
+DEFAULT_CHECK_HELP = ("{bin}/bitagent", "validate", "--check")
 
 
 def _opt(*names: str, env: str, **kwargs: Any) -> Callable[[Any], Any]:
@@ -216,7 +217,69 @@ def stage_command(substrate_factory: Callable[[], Any] | None = None,
     return stage
 
 
+def update_command() -> click.Command:
+    @click.command("update", context_settings={"ignore_unknown_options": False})
+    @_opt("--root", type=click.Path(file_okay=False, path_type=Path), default="~/.bitagent/releases",
+          show_default=True, env="UPDATE_ROOT",
+          help="Release directory: venvs/, the current and previous links (run <root>/current/bin/bitagent).")
+    @_opt("--package", default="bitagent", show_default=True, env="UPDATE_PACKAGE")
+    @_opt("--extras", default="subnet", show_default=True, env="UPDATE_EXTRAS", help="Extras installed with it.")
+    @_opt("--index-url", env="UPDATE_INDEX_URL", help="The package index releases come from [default: pip's].")
+    @_opt("--find-links", multiple=True, env="UPDATE_FIND_LINKS", help="A wheel directory or page (repeatable).")
+    @_opt("--no-index", is_flag=True, env="UPDATE_NO_INDEX", help="Only --find-links, no index.")
+    @_opt("--version", "pinned", env="UPDATE_VERSION", help="Install exactly this version [default: the newest].")
+    @_opt("--check-command", env="UPDATE_CHECK_COMMAND", default=" ".join(DEFAULT_CHECK_HELP), show_default=True,
+          help="Run with the new release before switching ({bin}, {python}, {state} are filled in).")
+    @_opt("--state-path", type=click.Path(dir_okay=False, path_type=Path), env="STATE_PATH",
+          default="~/.bitagent/validator/state.sqlite", show_default=True,
+          help="The validator's state: no update while it marks an evaluation running.")
+    @_opt("--probation-minutes", type=click.FloatRange(min=0), default=10.0, show_default=True,
+          env="UPDATE_PROBATION_MINUTES", help="A crash this soon after the switch rolls back.")
+    @_opt("--pm2-app", env="UPDATE_PM2_APP", help="Restart this pm2 app around the switch and watch it.")
+    @_opt("--auto-update", is_flag=True, env="AUTO_UPDATE",
+          help="Run `<root>/current/bin/bitagent ARGS...` (e.g. validate ...) and keep it updated.")
+    @_opt("--interval-minutes", type=click.FloatRange(min=0.01), default=60.0, show_default=True,
+          env="UPDATE_INTERVAL_MINUTES", help="With --auto-update: minutes between checks for a release.")
+    @click.argument("command", nargs=-1, type=click.UNPROCESSED)
+    def update(root: Path, package: str, extras: str, index_url: str | None, find_links: tuple[str, ...],
+               no_index: bool, pinned: str | None, check_command: str, state_path: Path, probation_minutes: float,
+               pm2_app: str | None, auto_update: bool, interval_minutes: float, command: tuple[str, ...]) -> None:
+        """Install a newer release beside the current one, check it, switch, and roll back if it fails.
+
+        With --auto-update, the arguments after `--` are the command to run and keep updated:
+        `bitagent update --auto-update -- validate --netuid 20 ...`.
+        """
+        import shlex
+
+        from bitagent_plugins.operator import update as updater
+
+        if auto_update and not command:
+            raise click.UsageError("--auto-update needs the command to run after `--` (e.g. -- validate ...)")
+        if command and not auto_update:
+            raise click.UsageError(f"unexpected arguments {' '.join(command)!r} (they go with --auto-update)")
+        if auto_update and pm2_app:
+            raise click.UsageError("--auto-update runs the validator itself; run it as the pm2 app, without --pm2-app")
+        config = updater.UpdateConfig(root=root.expanduser(), package=package, extras=extras, index_url=index_url,
+                              find_links=find_links, no_index=no_index, version=pinned,
+                              check_command=tuple(shlex.split(check_command)), state_path=state_path.expanduser(),
+                              probation_s=probation_minutes * 60)
+        try:
+            if auto_update:
+                raise SystemExit(updater.auto_update(config, list(command), interval_s=interval_minutes * 60,
+                                                 echo=click.echo))
+            result = updater.update_once(config, updater.Pm2App(pm2_app) if pm2_app else None, echo=click.echo)
+        except updater.UpdateError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(result.message)
+        if result.state == "updated" and not pm2_app:
+            click.echo(f"restart the validator to run {result.version} ({config.root}/current/bin/bitagent)")
+        raise SystemExit(result.exit_code)
+
+    return update
+
+
 @hookimpl
 def register_commands(cli: Any) -> None:
     cli.add_command(register_command())
     cli.add_command(stage_command())
+    cli.add_command(update_command())
