@@ -33,6 +33,7 @@ import os, signal, sys, time
 VERSION = {version!r}
 CHECK_EXIT = {check_exit!r}
 CRASH_AFTER = {crash_after!r}
+BUMP_STATE = {bump_state!r}
 
 
 def main():
@@ -48,6 +49,12 @@ def main():
         if log:
             with open(log, "a") as f:
                 f.write(f"start {{VERSION}}\\n")
+        if BUMP_STATE and os.environ.get("FAKE_STATE"):  # a forward-only migration of the validator state
+            import sqlite3
+            db = sqlite3.connect(os.environ["FAKE_STATE"])
+            db.execute("UPDATE schema_version SET version = 99")
+            db.commit()
+            db.close()
         stop = []
         signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
         started = time.time()
@@ -60,11 +67,12 @@ def main():
 '''
 
 
-def build_release(wheels: Path, version: str, *, check_exit: int = 0, crash_after: float | None = None) -> Path:
+def build_release(wheels: Path, version: str, *, check_exit: int = 0, crash_after: float | None = None,
+                  bump_state: bool = False) -> Path:
     """A wheel of ``bitagent==version`` (a real wheel: METADATA, entry points, RECORD with hashes)."""
     files = {
         "bitagent_release/__init__.py": RELEASE_CODE.format(version=version, check_exit=check_exit,
-                                                            crash_after=crash_after).encode(),
+                                                            crash_after=crash_after, bump_state=bump_state).encode(),
         f"bitagent-{version}.dist-info/METADATA": (f"Metadata-Version: 2.1\nName: bitagent\nVersion: {version}\n"
                                                    "Provides-Extra: subnet\n").encode(),
         f"bitagent-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
@@ -134,7 +142,7 @@ def test_upgrade_then_a_failing_check_keeps_the_current_release(tmp_path):
     build_release(tmp_path / "wheels", "0.2.0", check_exit=1)
     done = run_update(tmp_path)
     assert done.returncode == 1
-    assert "0.2.0 failed its check (exit code 1: check 0.2.0 state ['--state-path'," in done.stdout
+    assert "0.2.0 failed its check (exit code 1: check 0.2.0 state ['--state-path', ''])" in done.stdout
     assert "staying on 0.1.1" in done.stdout
     assert current_version(tmp_path) == "0.1.1" and venv_versions(tmp_path) == ["0.1.0", "0.1.1"]
     assert releases.read_journal()["phase"] == "check-failed"
@@ -178,13 +186,19 @@ def test_kill_9_during_the_switch(tmp_path, point):
 
 
 def test_auto_update_rolls_back_a_crash_and_takes_a_good_release(tmp_path):
+    from bitagent_plugins.subnet.state import SCHEMA_VERSION, ValidatorState
+
     wheels = tmp_path / "wheels"
     build_release(wheels, "0.1.0")
+    state = tmp_path / "state.sqlite"
+    with ValidatorState(state) as db:
+        db.sync_neurons({0: "hk0", 1: "hk1"}, block=10)
     out = tmp_path / "supervisor.log"
     with open(out, "w") as log:
         proc = subprocess.Popen(update_args(tmp_path, "--auto-update", "--interval-minutes", "0.02",
                                             "--probation-minutes", "0.05", "--", "validate", "--netuid", "20"),
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env(tmp_path))
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                env=env(tmp_path, FAKE_STATE=str(state)))
     validator_log = tmp_path / "validator.log"
 
     def wait_for(text: str, path: Path = out, timeout: float = 240) -> None:
@@ -196,9 +210,12 @@ def test_auto_update_rolls_back_a_crash_and_takes_a_good_release(tmp_path):
 
     try:
         wait_for("start 0.1.0", validator_log)
-        build_release(wheels, "0.2.0", crash_after=0.5)
+        build_release(wheels, "0.2.0", crash_after=0.5, bump_state=True)
         wait_for("0.2.0 crashed after the switch (it exited with code 3); rolled back to 0.1.0")
+        assert "restored the validator state from before the update" in out.read_text()
         assert current_version(tmp_path) == "0.1.0"
+        with ValidatorState(state) as db:  # the previous release opens its state again
+            assert db.schema_version == SCHEMA_VERSION and db.neurons() == {0: "hk0", 1: "hk1"}
         time.sleep(3)  # more checks pass: the crashed release is not installed again
         assert out.read_text().count("installing bitagent 0.2.0") == 1
         build_release(wheels, "0.3.0")
@@ -242,7 +259,10 @@ def test_the_state_of_the_previous_release_survives_an_update_and_migrates(tmp_p
     build_release(tmp_path / "wheels", "0.1.0")
     assert run_update(tmp_path).returncode == 0
     build_release(tmp_path / "wheels", "0.1.1", check_exit=1)
-    assert run_update(tmp_path).returncode == 1  # a rollback does not touch it either
+    done = run_update(tmp_path)
+    assert done.returncode == 1  # a rollback does not touch it either
+    # the check ran on a copy of the state (a check that migrates must not migrate the live file)
+    assert f"state ['--state-path', '{tmp_path / 'releases' / 'check-state.sqlite'}']" in done.stdout
     assert state.read_bytes() == before
     with ValidatorState(state) as db:  # the new release opens it: migrated, nothing lost
         assert db.schema_version == SCHEMA_VERSION and db.check() == []

@@ -272,13 +272,46 @@ def install(config: UpdateConfig, releases: Releases, version: str) -> Path:
     return venv
 
 
-def run_check(config: UpdateConfig, venv: Path) -> tuple[bool, str]:
-    values = {"bin": str(venv / "bin"), "python": str(venv / "bin" / "python"),
-              "state": str(config.state_path or "")}
-    argv = [part.format(**values) for part in config.check_command]
+def backup_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy of a live SQLite database (the backup API; WAL content included)."""
+    target.unlink(missing_ok=True)
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30.0)
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=config.check_timeout_s,
-                              env={**os.environ, "VIRTUAL_ENV": str(venv)})
+        dst = sqlite3.connect(str(target))
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+def schema_version(path: Path) -> int | None:
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        try:
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return None if row is None else int(row[0])
+
+
+def run_check(config: UpdateConfig, venv: Path, scratch: Path) -> tuple[bool, str]:
+    """The check command with the new release. It gets a copy of the validator's state (``{state}``, and
+    ``BITAGENT_STATE_PATH``): a check that migrates the schema must not migrate the live file."""
+    state = ""
+    if config.state_path is not None and Path(config.state_path).exists():
+        backup_sqlite(Path(config.state_path), scratch)
+        state = str(scratch)
+    values = {"bin": str(venv / "bin"), "python": str(venv / "bin" / "python"), "state": state}
+    argv = [part.format(**values) for part in config.check_command]
+    environ = {**os.environ, "VIRTUAL_ENV": str(venv)}
+    if state:
+        environ["BITAGENT_STATE_PATH"] = state
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=config.check_timeout_s, env=environ)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"{type(exc).__name__}: {exc}"
     output = (done.stdout + done.stderr).strip()
@@ -443,7 +476,7 @@ def update_once(config: UpdateConfig, restarter: Restarter | None = None, *,
         venv = install(config, releases, version)
         releases.write_journal(phase="checking", **{"from": str(current) if current else None, "to": str(venv)},
                                version=version)
-        ok, output = run_check(config, venv)
+        ok, output = run_check(config, venv, releases.root / "check-state.sqlite")
         if not ok:
             shutil.rmtree(venv, ignore_errors=True)
             releases.reject(version, f"check failed: {output[:200]}")
@@ -459,6 +492,13 @@ def update_once(config: UpdateConfig, restarter: Restarter | None = None, *,
             shutil.rmtree(venv, ignore_errors=True)
             releases.write_journal(phase="rolled-back", note=str(exc))
             return UpdateResult("busy", f"not updated: {exc}", current_version)
+        # the state as the current release left it: restored if the new one migrates it and then rolls back
+        state_backup = releases.root / "state-before-update.sqlite"
+        state = Path(config.state_path) if config.state_path is not None else None
+        if state is not None and state.exists():
+            backup_sqlite(state, state_backup)
+        else:
+            state_backup.unlink(missing_ok=True)
         releases.write_journal(phase="switching", **{"from": str(current) if current else None, "to": str(venv)},
                                version=version)
         if current is not None:
@@ -471,6 +511,12 @@ def update_once(config: UpdateConfig, restarter: Restarter | None = None, *,
         crash = _probation(restarter, config.probation_s, poll_s) if restarter.supervised else None
         if crash is not None and current is not None:
             restarter.stop()
+            if state is not None and state_backup.exists() and schema_version(state) != schema_version(state_backup):
+                # forward-only migrations: the previous release could not open what the new one wrote
+                for suffix in ("-wal", "-shm"):  # the new release's log must not replay onto the restored file
+                    Path(f"{state}{suffix}").unlink(missing_ok=True)
+                backup_sqlite(state_backup, state)
+                echo(f"restored the validator state from before the update ({state_backup})")
             releases.point(releases.current, current)
             restarter.start()
             shutil.rmtree(venv, ignore_errors=True)
