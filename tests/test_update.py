@@ -304,3 +304,17 @@ def _raises(fn) -> str | None:
     except Exception as exc:  # noqa: BLE001
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+def test_the_auto_update_pm2_app_sets_only_variables_the_commands_read():
+    import re
+
+    from bitagent_plugins.operator.plugin import update_command
+    from bitagent_plugins.subnet.plugin import validate_command
+
+    text = (ROOT / "ecosystem.config.js").read_text()
+    (block,) = re.findall(r'name: "bitagent-validator-autoupdate",(.*?)\n    \}', text, re.S)
+    readable = {p.envvar for command in (validate_command(), update_command()) for p in command.params if p.envvar}
+    used = set(re.findall(r"(BITAGENT_[A-Z_]+):", block))
+    assert {"BITAGENT_UPDATE_INTERVAL_MINUTES", "BITAGENT_STATE_PATH"} <= used <= readable, used - readable
+    assert 'args: "update --root /var/lib/bitagent/releases --auto-update -- validate"' in block

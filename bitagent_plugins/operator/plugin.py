@@ -235,6 +235,8 @@ def update_command() -> click.Command:
           help="The validator's state: no update while it marks an evaluation running.")
     @_opt("--probation-minutes", type=click.FloatRange(min=0), default=10.0, show_default=True,
           env="UPDATE_PROBATION_MINUTES", help="A crash this soon after the switch rolls back.")
+    @_opt("--idle-timeout-minutes", type=click.FloatRange(min=0), default=360.0, show_default=True,
+          env="UPDATE_IDLE_TIMEOUT_MINUTES", help="Longest wait for a running evaluation to finish (then exit 75).")
     @_opt("--pm2-app", env="UPDATE_PM2_APP", help="Restart this pm2 app around the switch and watch it.")
     @_opt("--auto-update", is_flag=True, env="AUTO_UPDATE",
           help="Run `<root>/current/bin/bitagent ARGS...` (e.g. validate ...) and keep it updated.")
@@ -243,7 +245,8 @@ def update_command() -> click.Command:
     @click.argument("command", nargs=-1, type=click.UNPROCESSED)
     def update(root: Path, package: str, extras: str, index_url: str | None, find_links: tuple[str, ...],
                no_index: bool, pinned: str | None, check_command: str, state_path: Path, probation_minutes: float,
-               pm2_app: str | None, auto_update: bool, interval_minutes: float, command: tuple[str, ...]) -> None:
+               idle_timeout_minutes: float, pm2_app: str | None, auto_update: bool, interval_minutes: float,
+               command: tuple[str, ...]) -> None:
         """Install a newer release beside the current one, check it, switch, and roll back if it fails.
 
         With --auto-update, the arguments after `--` are the command to run and keep updated:
@@ -262,7 +265,7 @@ def update_command() -> click.Command:
         config = updater.UpdateConfig(root=root.expanduser(), package=package, extras=extras, index_url=index_url,
                               find_links=find_links, no_index=no_index, version=pinned,
                               check_command=tuple(shlex.split(check_command)), state_path=state_path.expanduser(),
-                              probation_s=probation_minutes * 60)
+                              probation_s=probation_minutes * 60, idle_timeout_s=idle_timeout_minutes * 60)
         try:
             if auto_update:
                 raise SystemExit(updater.auto_update(config, list(command), interval_s=interval_minutes * 60,
