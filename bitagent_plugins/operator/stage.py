@@ -15,6 +15,7 @@ Spending on finney (``--main-net``) needs ``--yes-i-mean-mainnet``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -98,6 +99,8 @@ class StageConfig:
     launcher: str = "auto"
     base_port: int = 8091
     yes_i_mean_mainnet: bool = False
+    #: blocks to keep retrying ``StartCall`` after creating the subnet (the chain enforces a delay)
+    start_call_wait_blocks: int = 1000
 
     @property
     def network(self) -> str:
@@ -238,9 +241,17 @@ class Stage:
         self.netuid = int(result.data["netuid"])
         self._record(netuid=self.netuid)
         self.echo(f"subnet {self.netuid} created, owned by {coldkey_address(owner)}")
-        started = await chain.start_call(owner, self.netuid)
-        self.echo(f"subnet {self.netuid} started" if started.success else
-                  f"start_call on subnet {self.netuid} failed (retry later with btcli): {started.message}")
+        # a new subnet can be started only after the chain's start-call delay: try every block for a while
+        first = await chain.block()
+        while True:
+            started = await chain.start_call(owner, self.netuid)
+            if started.success:
+                self.echo(f"subnet {self.netuid} started")
+                return
+            if await chain.block() - first >= self.config.start_call_wait_blocks:
+                raise StageError(f"starting subnet {self.netuid} failed for {self.config.start_call_wait_blocks} "
+                                 f"blocks: {started.message}")
+            await asyncio.sleep(await chain.block_time())
 
     async def register(self, chain: OperatorChain, kind: str) -> None:
         limits = RegisterLimits(max_cost_tao=self.config.max_registration_cost_tao, max_attempts=3, max_blocks=100)
@@ -379,8 +390,6 @@ class Stage:
         return 0 if all(code == 0 for code in codes.values()) else 1
 
     def run(self) -> int:
-        import asyncio
-
         self.config.check()
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.netuid is None and "subnet" not in self.config.steps and self.record_path.exists():
