@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -73,3 +74,20 @@ def test_bad_files(tmp_path):
         load_min_compute(path)
     with pytest.raises(RequirementsError, match="cannot read"):
         load_min_compute(tmp_path / "missing.toml")
+
+
+def test_gpu_memory_from_nvidia_smi(tmp_path, monkeypatch):
+    """The parsing of ``nvidia-smi --query-gpu=index,memory.total --format=csv,noheader,nounits`` (the tool
+    is absent here: a script prints what it prints on a two-GPU machine)."""
+    from bitagent_plugins.operator.requirements import gpu_memory_gib
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n[ \"$1\" = --query-gpu=index,memory.total ] || exit 9\n"
+                   "printf '0, 81559\\n1, 40960\\n'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert gpu_memory_gib() == pytest.approx((81559 + 40960) / 1024)
+    assert gpu_memory_gib("1") == pytest.approx(40.0)
+    assert gpu_memory_gib("7") is None
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert gpu_memory_gib() is None

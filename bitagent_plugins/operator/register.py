@@ -129,6 +129,8 @@ async def register_when_possible(chain: OperatorChain, wallet: Any, netuid: int,
             return outcome("gave-up", f"subnet {netuid} does not exist")
         if not status.registration_allowed:
             return outcome("gave-up", f"registration is disabled on subnet {netuid}")
+        if attempts >= limits.max_attempts:
+            return outcome("gave-up", f"{attempts} attempts made (--max-attempts)")
         if limits.max_blocks is not None and status.block - first_block >= limits.max_blocks:
             return outcome("gave-up", f"no window with a cost <= {limits.max_cost_tao:g} TAO within "
                                       f"{limits.max_blocks} blocks (cost now {tao(status.cost_rao):.4f} TAO)")
@@ -145,8 +147,6 @@ async def register_when_possible(chain: OperatorChain, wallet: Any, netuid: int,
         elif spent + status.cost_rao > limits.spend_cap_rao:
             return outcome("gave-up", f"the next attempt ({tao(status.cost_rao):.4f} TAO) would exceed the "
                                       f"spend cap of {tao(limits.spend_cap_rao):g} TAO")
-        elif attempts >= limits.max_attempts:
-            return outcome("gave-up", f"{attempts} attempts made (--max-attempts)")
         if on_progress is not None and (waiting or status.block != last_block):
             on_progress(Progress(status, attempts, spent, limits, waiting or "registering..."))
         last_block = status.block
