@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-# the managed-server tests' fixtures (registry, owner_token), shared by their two modules
-pytest_plugins = ["process_helpers"]
+# the managed-server tests' fixtures (registry, owner_token); pm2 for the operator tests (pm2_env)
+pytest_plugins = ["process_helpers", "pm2_helpers"]
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from chain_double import ALICE, RAO, FileChain, add_operator_state, new_chain
+from pm2_helpers import pm2_apps
 from subnet_helpers import ROOT, make_wallet, subprocess_env
 
 DRIVER = Path(__file__).resolve().parent / "operator_driver.py"
@@ -29,12 +30,15 @@ def _chain(tmp_path: Path) -> FileChain:
     return FileChain(path)
 
 
-def _stage(tmp_path: Path, chain: FileChain, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def _stage(tmp_path: Path, chain: FileChain, *args: str, timeout: float = 300,
+           env: dict | None = None) -> subprocess.CompletedProcess:
+    environ = subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS)
+    if env:
+        environ.update(PATH=env["PATH"], PM2_HOME=env["PM2_HOME"])
     return subprocess.run([sys.executable, str(DRIVER), "stage", "--chain-file", str(chain.path), "--",
                            "--subnet_prefix", PREFIX, "--wallet.path", str(tmp_path / "wallets"),
                            "--staging-dir", str(tmp_path / "staging"), *args],
-                          cwd=ROOT, env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS), capture_output=True,
-                          text=True, timeout=timeout)
+                          cwd=ROOT, env=environ, capture_output=True, text=True, timeout=timeout)
 
 
 def _start_stage(tmp_path: Path, chain: FileChain, *args: str) -> subprocess.Popen:
@@ -130,6 +134,28 @@ def test_stage_steps_skips_and_launching_miners(tmp_path):
     assert "stopped: every staged process was stopped" in output
     assert not any(_alive(pid) for pid in pids)
     assert (tmp_path / "staging" / "logs" / f"{PREFIX}-miner-0.log").read_text()
+
+
+def test_stage_launches_pm2_apps(tmp_path, pm2_env):
+    chain = _chain(tmp_path)
+    done = _stage(tmp_path, chain, "--num_validators", "0", "--num_miners", "2", "--skip-launch")
+    assert done.returncode == 0, done.stdout + done.stderr
+    model = "acme/staged@" + "e" * 40
+    done = _stage(tmp_path, chain, "--num_validators", "0", "--num_miners", "2", "--only-launch", "--model", model,
+                  "--miner-arg=--axon.port=0", "--launcher", "pm2", env=pm2_env)
+    assert done.returncode == 0, done.stdout + done.stderr  # pm2 keeps them running; stage returns
+    names = [f"{PREFIX}-miner-{i}" for i in range(2)]
+    assert all(f"pm2 app {name} started" in done.stdout for name in names)
+    ready = [tmp_path / "staging" / f"{name}.ready" for name in names]
+    deadline = time.monotonic() + 120
+    while not all(r.exists() and r.read_text().strip() for r in ready):
+        assert time.monotonic() < deadline, [(tmp_path / "staging" / "logs" / f"{n}.log").read_text() for n in names]
+        time.sleep(0.2)
+    apps = pm2_apps(pm2_env)
+    assert {name: apps[name]["pm2_env"]["status"] for name in names} == {name: "online" for name in names}
+    state = chain.state()
+    assert all(state["commitments"][_hotkey(tmp_path, "miner", i)] for i in range(2))
+    assert json.loads((tmp_path / "staging" / "stage.json").read_text())["apps"][names[0]]["launcher"] == "pm2"
 
 
 def test_main_net_refuses_to_spend_and_test_net_has_no_faucet(tmp_path):

@@ -318,3 +318,41 @@ def test_the_auto_update_pm2_app_sets_only_variables_the_commands_read():
     used = set(re.findall(r"(BITAGENT_[A-Z_]+):", block))
     assert {"BITAGENT_UPDATE_INTERVAL_MINUTES", "BITAGENT_STATE_PATH"} <= used <= readable, used - readable
     assert 'args: "update --root /var/lib/bitagent/releases --auto-update -- validate"' in block
+
+
+def test_update_a_pm2_app_rolls_back_a_crash(tmp_path, pm2_env):
+    from pm2_helpers import PM2_BIN, pm2_apps
+
+    wheels = tmp_path / "wheels"
+    build_release(wheels, "0.1.0")
+    assert run_update(tmp_path).returncode == 0
+    environ = {**env(tmp_path), **pm2_env}
+    script = tmp_path / "releases" / "current" / "bin" / "bitagent"  # pm2 keeps the link's path: it follows switches
+    started = subprocess.run([str(PM2_BIN / "pm2"), "start", str(script), "--name", "val", "--interpreter", "none",
+                              "--", "validate"],
+                             env=environ, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    validator_log = tmp_path / "validator.log"
+    deadline = time.monotonic() + 60
+    while "start 0.1.0" not in (validator_log.read_text() if validator_log.exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    build_release(wheels, "0.2.0", crash_after=0.3)
+    done = subprocess.run(update_args(tmp_path, "--pm2-app", "val", "--probation-minutes", "0.2"),
+                          capture_output=True, text=True, cwd=ROOT, env=environ, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "0.2.0 crashed after the switch (pm2 restarted it (it exited)); rolled back to 0.1.0" in done.stdout
+    assert current_version(tmp_path) == "0.1.0"
+    app = pm2_apps(pm2_env)["val"]
+    assert app["pm2_env"]["status"] == "online"
+    starts = validator_log.read_text().split()
+    assert "0.2.0" in starts and starts[-1] == "0.1.0"
+
+    build_release(wheels, "0.3.0")
+    done = subprocess.run(update_args(tmp_path, "--pm2-app", "val", "--probation-minutes", "0.05"),
+                          capture_output=True, text=True, cwd=ROOT, env=environ, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "updated bitagent 0.1.0 -> 0.3.0" in done.stdout
+    assert validator_log.read_text().split()[-1] == "0.3.0"
+    assert pm2_apps(pm2_env)["val"]["pm2_env"]["status"] == "online"

@@ -396,7 +396,7 @@ class Pm2App(Restarter):
         self._run("stop", self.name)
 
     def start(self) -> None:
-        self._run("restart", self.name, "--update-env")
+        self._run("restart", self.name)
         self._restarts = int(self._app().get("pm2_env", {}).get("restart_time", 0))
 
     def crashed(self) -> str | None:
