@@ -101,12 +101,13 @@ def test_stage_steps_skips_and_launching_miners(tmp_path):
     assert state["balances"][ALICE] < 1_000_000 * RAO
     assert json.loads((tmp_path / "staging" / "stage.json").read_text())["netuid"] == NETUID
 
-    # again with the chain steps skipped: registrations say "already registered", nothing is spent
+    # again with funding skipped: the subnet is kept, registrations say "already registered", nothing is spent
     balances = state["balances"]
-    done = _stage(tmp_path, chain, "--skip-wallet", "--skip-faucet", "--skip-subnet", "--skip-launch")
+    done = _stage(tmp_path, chain, "--skip-wallet", "--skip-faucet", "--skip-launch")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("already registered as uid") == 3
+    assert f"subnet {NETUID} exists, owned by" in done.stdout and done.stdout.count("already registered as uid") == 3
     assert chain.state()["balances"] == balances
+    assert len(chain.extrinsics("register_network")) == 1
 
     # --only-launch --skip-launch_v: the two miners only, as supervised child processes
     model = "acme/staged@" + "a" * 40

@@ -49,6 +49,8 @@ def main():
         if log:
             with open(log, "a") as f:
                 f.write(f"start {{VERSION}}\\n")
+            with open(log + ".pids", "a") as f:
+                f.write(f"{{os.getpid()}}\\n")
         if BUMP_STATE and os.environ.get("FAKE_STATE"):  # a forward-only migration of the validator state
             import sqlite3
             db = sqlite3.connect(os.environ["FAKE_STATE"])
@@ -356,3 +358,25 @@ def test_update_a_pm2_app_rolls_back_a_crash(tmp_path, pm2_env):
     assert "updated bitagent 0.1.0 -> 0.3.0" in done.stdout
     assert validator_log.read_text().split()[-1] == "0.3.0"
     assert pm2_apps(pm2_env)["val"]["pm2_env"]["status"] == "online"
+
+
+def test_kill_9_of_the_auto_update_supervisor_takes_its_validator_along(tmp_path):
+    build_release(tmp_path / "wheels", "0.1.0")
+    pids = tmp_path / "validator.log.pids"
+    proc = subprocess.Popen(update_args(tmp_path, "--auto-update", "--", "validate"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(tmp_path))
+    try:
+        deadline = time.monotonic() + 240
+        while not (pids.exists() and pids.read_text().strip()):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        child = int(pids.read_text().split()[0])
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{child}").exists() and "Z" not in Path(f"/proc/{child}/stat").read_text().split()[2]:
+            assert time.monotonic() < deadline, "the validator outlived its supervisor"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -192,6 +192,12 @@ class OperatorChain:
 
         return bool(await self._query(bt.storage.SubtensorModule.NetworksAdded, [netuid]))
 
+    async def subnet_owner(self, netuid: int) -> str | None:
+        import bittensor as bt
+
+        owner = await self._query(bt.storage.SubtensorModule.SubnetOwner, [netuid])
+        return None if owner is None else str(owner)
+
     async def network_lock_cost(self) -> int:
         """The last subnet registration's lock cost, in rao (the next one costs up to twice as much)."""
         import bittensor as bt

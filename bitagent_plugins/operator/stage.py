@@ -41,6 +41,7 @@ from bitagent_plugins.operator.chain import (
     load_wallet,
     tao,
 )
+from bitagent_plugins.operator.processes import die_with_parent
 from bitagent_plugins.operator.register import RegisterLimits, register_when_possible
 
 log = logging.getLogger("bitagent.operator.stage")
@@ -235,6 +236,14 @@ class Stage:
 
     async def create_subnet(self, chain: OperatorChain) -> None:
         owner = self._wallet(self.config.roles("owner")[0])
+        staged = self.netuid
+        if staged is None and self.record_path.exists():
+            staged = json.loads(self.record_path.read_text()).get("netuid")
+        if staged is not None and await chain.subnet_exists(staged) and \
+                await chain.subnet_owner(staged) == coldkey_address(owner):
+            self.netuid = staged  # staged before (stage.json or --netuid) and still ours: not created twice
+            self.echo(f"subnet {staged} exists, owned by {coldkey_address(owner)}: kept")
+            return
         result = await chain.register_subnet(owner)
         if not result.success or "netuid" not in result.data:
             raise StageError(f"creating the subnet failed: {result.message}")
@@ -359,7 +368,8 @@ class Stage:
                 app.log.parent.mkdir(parents=True, exist_ok=True)
                 with open(app.log, "ab") as out:
                     procs[app.name] = subprocess.Popen(app.argv, stdout=out, stderr=subprocess.STDOUT,
-                                                       stdin=subprocess.DEVNULL, env={**os.environ, **app.env})
+                                                       stdin=subprocess.DEVNULL, env={**os.environ, **app.env},
+                                                       preexec_fn=die_with_parent)
                 self.echo(f"started {app.name} (pid {procs[app.name].pid}, log {app.log})")
             self._record(apps={a.name: {"argv": a.argv, "log": str(a.log), "launcher": "process",
                                         "pid": procs[a.name].pid} for a in apps})

@@ -22,8 +22,9 @@ the validator are the new venv's own entry points.
 
 "Never in the middle of an evaluation": the validator's SQLite state marks an evaluation ``running`` while it
 runs (``evaluations.status``). The updater opens a write transaction (``BEGIN IMMEDIATE``) on that database,
-checks that nothing is running, and stops the validator while holding it: the validator cannot claim a new
-evaluation (a write) in between. It waits (polling) while an evaluation runs.
+checks that nothing is running, and sends the stop signal while holding it: the validator cannot claim a new
+evaluation (a write) in between, and it stops on the signal. The transaction ends before waiting for the
+validator to exit, so its last writes go through. While an evaluation runs, the updater waits (polling).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from typing import Any
 import attrs
 
 from bitagent_core.jsonio import write_json_atomic
+from bitagent_plugins.operator.processes import die_with_parent
 
 log = logging.getLogger("bitagent.operator.update")
 
@@ -358,7 +360,12 @@ def no_evaluation_running(state_path: Path | None, *, timeout_s: float, poll_s: 
 class Restarter:
     """How the validator is stopped and started around a switch, and how a crash is noticed."""
 
-    def stop(self) -> None: ...
+    def begin_stop(self) -> Callable[[], None]:
+        """Ask the validator to stop, without waiting; returns what waits until it has stopped."""
+        return lambda: None
+
+    def stop(self) -> None:
+        self.begin_stop()()
 
     def start(self) -> None: ...
 
@@ -392,8 +399,16 @@ class Pm2App(Restarter):
                 return app
         raise UpdateError(f"pm2 has no app named {self.name!r}")
 
-    def stop(self) -> None:
-        self._run("stop", self.name)
+    def begin_stop(self) -> Callable[[], None]:
+        proc = subprocess.Popen([self.pm2, "stop", self.name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+
+        def wait() -> None:
+            output, _ = proc.communicate(timeout=600)
+            if proc.returncode != 0:
+                raise UpdateError(f"pm2 stop {self.name} failed: {output.strip()[-400:]}")
+
+        return wait
 
     def start(self) -> None:
         self._run("restart", self.name)
@@ -422,21 +437,25 @@ class ChildProcess(Restarter):
         out = open(self.log_path, "ab") if self.log_path else None
         try:
             self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=subprocess.STDOUT if out else None,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         finally:
             if out:
                 out.close()
 
-    def stop(self) -> None:
+    def begin_stop(self) -> Callable[[], None]:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
-            return
+            return lambda: None
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=self.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+
+        def wait() -> None:
+            try:
+                proc.wait(timeout=self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+        return wait
 
     def crashed(self) -> str | None:
         if self.proc is not None and self.proc.poll() is not None and self.proc.returncode != 0:
@@ -486,8 +505,10 @@ def update_once(config: UpdateConfig, restarter: Restarter | None = None, *,
                                                 f"{current_version}", current_version)
         echo(f"{version} passed its check")
         try:
+            # the stop is asked for while no evaluation can start; the validator's last writes wait for after
             with no_evaluation_running(config.state_path, timeout_s=config.idle_timeout_s):
-                restarter.stop()
+                finish_stop = restarter.begin_stop()
+            finish_stop()
         except TimeoutError as exc:
             shutil.rmtree(venv, ignore_errors=True)
             releases.write_journal(phase="rolled-back", note=str(exc))
@@ -560,6 +581,10 @@ def auto_update(config: UpdateConfig, command: Sequence[str], *, interval_s: flo
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     checks = 0
     try:
+        with releases.locked():  # a previous supervisor killed mid-update: undo it before anything runs
+            note = releases.recover()
+        if note:
+            echo(note)
         if releases.target(releases.current) is None:
             result = update_once(config, echo=echo)
             echo(result.message)
