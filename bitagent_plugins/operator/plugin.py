@@ -17,10 +17,10 @@ from typing import Any
 import click
 
 from bitagent_core.hookspecs import hookimpl
+from bitagent_plugins.operator.stage import LOCAL_ENDPOINT  # stdlib and attrs only: bittensor loads on use
+from bitagent_plugins.operator.update import DEFAULT_CHECK
 
 ENV = "BITAGENT_"
-LOCAL_ENDPOINT_HELP = "ws://127.0.0.1:9946"
-DEFAULT_CHECK_HELP = ("{bin}/bitagent", "validate", "--check")
 
 
 def _opt(*names: str, env: str, **kwargs: Any) -> Callable[[Any], Any]:
@@ -153,7 +153,7 @@ def stage_command(substrate_factory: Callable[[], Any] | None = None,
     @click.option("--yes-i-mean-mainnet", is_flag=True, help="Allow steps that spend TAO on finney.")
     @click.option("--netuid", type=click.IntRange(min=1), help="The subnet, when not created here (--skip-subnet).")
     @click.option("--subtensor.chain_endpoint", "chain_endpoint",
-                  help=f"The node to talk to [default: {LOCAL_ENDPOINT_HELP} for a local chain].")
+                  help=f"The node to talk to [default: {LOCAL_ENDPOINT} for a local chain].")
     @click.option("--wallet.path", "wallet_path", default="~/.bittensor/wallets", show_default=True)
     @click.option("--staging-dir", type=click.Path(file_okay=False, path_type=Path), default="staging",
                   show_default=True, help="Logs, validator state, the local Hugging Face cache, stage.json.")
@@ -228,7 +228,7 @@ def update_command() -> click.Command:
     @_opt("--find-links", multiple=True, env="UPDATE_FIND_LINKS", help="A wheel directory or page (repeatable).")
     @_opt("--no-index", is_flag=True, env="UPDATE_NO_INDEX", help="Only --find-links, no index.")
     @_opt("--version", "pinned", env="UPDATE_VERSION", help="Install exactly this version [default: the newest].")
-    @_opt("--check-command", env="UPDATE_CHECK_COMMAND", default=" ".join(DEFAULT_CHECK_HELP), show_default=True,
+    @_opt("--check-command", env="UPDATE_CHECK_COMMAND", default=" ".join(DEFAULT_CHECK), show_default=True,
           help="Run with the new release before switching ({bin}, {python}, {state} are filled in).")
     @_opt("--state-path", type=click.Path(dir_okay=False, path_type=Path), env="STATE_PATH",
           default="~/.bitagent/validator/state.sqlite", show_default=True,
