@@ -101,7 +101,7 @@ def add_operator_state(path: str | Path, *, balances: dict[str, float] | None = 
                        adjustment_interval: int = 0, target_registrations: int = 1,
                        max_registrations_per_block: int = 1, others: list[dict] | None = None,
                        max_uids: int = 256, network_cost: float = 100.0, registration_allowed: bool = True,
-                       no_subnet: bool = False) -> Path:
+                       no_subnet: bool = False, tx_fee: float = 0.0) -> Path:
     """Turn on what operators need on an existing chain file (amounts in TAO, blocks absolute).
 
     ``burn_schedule``: ``(from_block, cost)`` pairs (the cost from that block on; ``burn`` before the first).
@@ -110,6 +110,7 @@ def add_operator_state(path: str | Path, *, balances: dict[str, float] | None = 
     ``others``: ``{"block", "hotkey"[, "coldkey"]}`` registrations by someone else, applied at that block;
     ``{"front_run": True, "hotkey"}`` ones land in the same block just before the next ``burned_register``.
     ``no_subnet``: the chain holds no subnet yet (``register_network`` creates netuid ``state["netuid"]``).
+    ``tx_fee``: charged to the signer for every extrinsic applied, failed ones included (as on chain).
     """
     path = Path(path)
     state = json.loads(path.read_text())
@@ -125,6 +126,7 @@ def add_operator_state(path: str | Path, *, balances: dict[str, float] | None = 
                            "MaxAllowedUids": int(max_uids), "NetworkRegistrationAllowed": registration_allowed,
                            "ImmunityPeriod": 0})
     state["network_cost"] = int(network_cost * RAO)
+    state["tx_fee"] = int(tx_fee * RAO)
     state["subnet_exists"] = not no_subnet
     state["subnet_owner"] = None
     _write(path, state)
@@ -422,6 +424,8 @@ class FileChain:
         with self._locked(True) as state:
             block = self._head(state) + 1
             error = self._apply(state, call, signer, block)
+            if state.get("tx_fee"):
+                state["balances"][signer] = max(0, int(state["balances"].get(signer, 0)) - state["tx_fee"])
             record = {"block": block, "signer": signer, "module": call.module, "function": call.function,
                       "params": _hex(call.params), "success": error is None, "error": error,
                       "nonce": used_nonce}

@@ -114,11 +114,14 @@ def test_a_rising_cost_never_registers_and_stops_at_max_blocks(setup):
     assert registrations(chain) == [] and free(chain, miner) == 10 * RAO
 
 
-def test_spend_cap_below_the_next_attempt(setup):
-    _, wallet_dir, make = setup
-    chain = make(burn=0.9)
-    result = run(chain, wallet_dir, "--max-cost", "1", "--max-spend", "1", "--yes")
-    assert result.exit_code == 0  # one attempt fits
+def test_the_spend_cap_counts_the_fees_of_failed_attempts(setup):
+    miner, wallet_dir, make = setup
+    chain = make(burn=0.5, tx_fee=0.3, others=[{"front_run": True, "hotkey": f"sniper-{i}"} for i in range(5)])
+    result = run(chain, wallet_dir, "--max-cost", "0.5", "--max-spend", "1", "--max-attempts", "5", "--yes")
+    assert result.exit_code == 1, result.output
+    assert ("gave up: the next attempt (0.5000 TAO) would exceed the spend cap of 1 TAO "
+            "(2 attempt(s), spent 0.600000000 TAO)") in result.output
+    assert len(registrations(chain)) == 2 and free(chain, miner) == int(9.4 * RAO)
     result = CliRunner().invoke(register_command(lambda: FileChain(chain.path)), ["--max-cost", "1",
                                 "--max-spend", "0.5"])
     assert result.exit_code == 2 and "must be at least --max-cost" in result.output

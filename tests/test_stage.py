@@ -136,6 +136,24 @@ def test_stage_steps_skips_and_launching_miners(tmp_path):
     assert not any(_alive(pid) for pid in pids)
     assert (tmp_path / "staging" / "logs" / f"{PREFIX}-miner-0.log").read_text()
 
+    # kill -9 of the supervising `stage` takes its children along (no orphaned miners)
+    for r in ready:
+        r.unlink()
+    proc = _start_stage(tmp_path, chain, "--only-launch", "--skip-launch_v", "--model", model,
+                        "--miner-arg=--axon.port=0")
+    try:
+        _wait(lambda: all(r.exists() and r.read_text().strip() for r in ready), proc, log, 120)
+        pids = [app["pid"] for app in json.loads((tmp_path / "staging" / "stage.json").read_text())["apps"].values()]
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in pids):
+            assert time.monotonic() < deadline, "a miner outlived its supervisor"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
 
 def test_stage_launches_pm2_apps(tmp_path, pm2_env):
     chain = _chain(tmp_path)
