@@ -47,13 +47,13 @@ def free(chain: FileChain, wallet) -> int:
 
 def test_registers_once_the_cost_drops(setup):
     miner, wallet_dir, make = setup
-    chain = make(burn=5.0, burn_schedule=[(START + 5, 0.5)])
+    chain = make(burn=5.0, burn_schedule=[(START + 15, 0.5)])  # 3 s of 0.2 s blocks: seen however slow the start
     result = run(chain, wallet_dir, "--max-cost", "1", "--yes")
     assert result.exit_code == 0, result.output
     assert "registered as uid 1 after 1 attempt(s), spent 0.500000000 TAO" in result.output
     assert "waiting: cost above 1 TAO" in result.output  # the status line while the cost was 5
     (tx,) = registrations(chain)
-    assert tx["success"] and tx["block"] >= START + 5 and tx["signer"] == miner.coldkeypub.ss58_address
+    assert tx["success"] and tx["block"] >= START + 15 and tx["signer"] == miner.coldkeypub.ss58_address
     assert free(chain, miner) == int(9.5 * RAO)
     assert chain.state()["neurons"][1]["hotkey"] == miner.hotkey.ss58_address
 
@@ -61,14 +61,14 @@ def test_registers_once_the_cost_drops(setup):
 def test_waits_for_the_next_window_then_for_the_cost_to_fall_again(setup):
     miner, wallet_dir, make = setup
     others = [{"block": START, "hotkey": f"other-{i}"} for i in range(3)]  # the first window's 3 slots
-    chain = make(burn=0.5, adjustment_interval=10, target_registrations=1, others=others,
-                 burn_schedule=[(START + 10, 2.0), (START + 15, 0.8)])
+    chain = make(burn=0.5, adjustment_interval=20, target_registrations=1, others=others,
+                 burn_schedule=[(START + 20, 2.0), (START + 28, 0.8)])
     result = run(chain, wallet_dir, "--max-cost", "1", "--yes")
     assert result.exit_code == 0, result.output
     assert "window full, next in" in result.output and "waiting for the next window" in result.output
     assert "waiting: cost above 1 TAO" in result.output  # the second window opened at 2 TAO
     (tx,) = registrations(chain)
-    assert tx["block"] >= START + 15
+    assert tx["block"] >= START + 28
     assert free(chain, miner) == int(9.2 * RAO)
     assert "registered as uid 4" in result.output
 
