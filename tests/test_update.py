@@ -281,9 +281,17 @@ def test_no_switch_while_an_evaluation_runs(tmp_path):
     with ValidatorState(state) as db:
         db.record_vetting("acme/m@" + "c" * 40, True, "ok")
         assert db.claim_evaluation("acme/m@" + "c" * 40, "bitagent", "1")
-    with pytest.raises(TimeoutError, match="still running"):
-        with no_evaluation_running(state, timeout_s=0.3, poll_s=0.1):
-            pytest.fail("entered while an evaluation runs")
+    # a validator died mid-evaluation (nothing holds its lock): the row is stale and does not block
+    with no_evaluation_running(state, timeout_s=0.3, poll_s=0.1):
+        pass
+    # a validator holds its state while the evaluation runs (its exclusive flock on <state>.lock): the update waits
+    import fcntl
+
+    with open(state.with_name(state.name + ".lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(TimeoutError, match="still running"):
+            with no_evaluation_running(state, timeout_s=0.3, poll_s=0.1):
+                pytest.fail("entered while an evaluation runs")
     with ValidatorState(state) as db:
         db.finish_evaluation("acme/m@" + "c" * 40, "bitagent", "1", score=1.0, n_tasks=1, run_dir=None)
     claimed = []

@@ -323,10 +323,29 @@ def run_check(config: UpdateConfig, venv: Path, scratch: Path) -> tuple[bool, st
 # never in the middle of an evaluation ---------------------------------------------------------------------
 
 
+def validator_running(state_path: Path) -> bool:
+    """Whether a validator holds its state file (its exclusive ``flock`` on ``<state>.lock``)."""
+    lock_path = Path(state_path).with_name(Path(state_path).name + ".lock")
+    try:
+        handle = open(lock_path, "rb")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 @contextlib.contextmanager
 def no_evaluation_running(state_path: Path | None, *, timeout_s: float, poll_s: float = 5.0) -> Iterator[None]:
     """Held while the validator is stopped: no evaluation runs and none can start (a write transaction on the
-    validator's state database blocks ``claim_evaluation``). Raises ``TimeoutError`` after ``timeout_s``."""
+    validator's state database blocks ``claim_evaluation``). Raises ``TimeoutError`` after ``timeout_s``.
+
+    ``running`` rows count only while a validator holds the state: a validator that died mid-evaluation leaves
+    them behind (it resets them when it starts again), and they must not hold the update back."""
     if state_path is None or not Path(state_path).exists():
         yield
         return
@@ -339,7 +358,7 @@ def no_evaluation_running(state_path: Path | None, *, timeout_s: float, poll_s: 
                 running = db.execute("SELECT COUNT(*) FROM evaluations WHERE status = 'running'").fetchone()[0]
             except sqlite3.OperationalError:  # no evaluations table yet: nothing runs
                 running = 0
-            if not running:
+            if not running or not validator_running(Path(state_path)):
                 try:
                     yield
                 finally:
@@ -474,9 +493,13 @@ def update_once(config: UpdateConfig, restarter: Restarter | None = None, *,
     restarter = restarter or Restarter()
     releases = Releases(config.root)
     with releases.locked():
+        running_before = releases.target(releases.current)
         note = releases.recover()
         if note:
             echo(note)
+            if restarter.supervised and releases.target(releases.current) != running_before:
+                restarter.stop()  # it may run the release the interrupted update switched to
+                restarter.start()
         current = releases.target(releases.current)
         current_version = releases.version(current)
         version = latest_version(config)
