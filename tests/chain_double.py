@@ -146,7 +146,7 @@ class FileChain:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.token_symbols: dict[int, str] = {}
-        #: inner extrinsics signed for a MEV-shielded carrier: (signer, nonce) -> call
+        #: inner extrinsics signed for a MEV-shielded carrier: (signer, nonce) -> (call, payload, signature, hash)
         self._signed_inner: dict[tuple[str, int], Any] = {}
         #: events of the extrinsic being applied (besides ExtrinsicSuccess)
         self._events: list[dict] = []
