@@ -253,6 +253,8 @@ def update_command() -> click.Command:
         `bitagent update --auto-update -- validate --netuid 20 ...`.
         """
         import shlex
+        import sqlite3
+        import subprocess
 
         from bitagent_plugins.operator import update as updater
 
@@ -273,6 +275,8 @@ def update_command() -> click.Command:
             result = updater.update_once(config, updater.Pm2App(pm2_app) if pm2_app else None, echo=click.echo)
         except updater.UpdateError as exc:
             raise click.ClickException(str(exc)) from None
+        except (OSError, subprocess.SubprocessError, sqlite3.Error) as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
         click.echo(result.message)
         if result.state == "updated" and not pm2_app:
             click.echo(f"restart the validator to run {result.version} ({config.root}/current/bin/bitagent)")

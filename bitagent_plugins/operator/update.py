@@ -626,8 +626,8 @@ def auto_update(config: UpdateConfig, command: Sequence[str], *, interval_s: flo
                 try:
                     result = update_once(config, child, echo=echo)
                     echo(result.message)
-                except UpdateError as exc:
-                    echo(f"update skipped: {exc}")
+                except (UpdateError, OSError, subprocess.SubprocessError, sqlite3.Error) as exc:
+                    echo(f"update skipped: {type(exc).__name__}: {exc}")
                 if child.proc is None:  # stopped for an update that did not start it again
                     child.start()
                 next_check = time.monotonic() + interval_s
