@@ -16,7 +16,12 @@ $(BIN)/bitagent: pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps bfcl-eval==2026.3.23
 	touch $@
 
-install: $(BIN)/bitagent
+# pm2, the process manager validators run under (the staging and update tests drive a real one), from npm
+PM2 := .tools/node_modules/.bin/pm2
+$(PM2):
+	npm install --silent --no-audit --no-fund --prefix .tools pm2@6
+
+install: $(BIN)/bitagent $(PM2)
 
 demo: install
 	$(BIN)/bitagent evaluate --limit 20
@@ -43,4 +48,4 @@ bench: install
 	$(BIN)/python benchmarks/scoring.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build *.egg-info .tools

@@ -1,6 +1,7 @@
 // pm2 ecosystem for Subnet 20 (BitAgent): a validator and a miner, configured through BITAGENT_* variables.
 //
 //   pm2 start ecosystem.config.js --only bitagent-validator     (or --only bitagent-miner)
+//   pm2 start ecosystem.config.js --only bitagent-validator-autoupdate   (the validator, kept updated: docs/staging.md)
 //   pm2 logs bitagent-validator
 //
 // Edit the env blocks (wallet names, model, GPUs) or override them in the shell: pm2 passes its own
@@ -33,6 +34,31 @@ module.exports = {
         // BITAGENT_DRY_RUN: "1",         // everything but submitting weights
         // BITAGENT_WANDB: "1",           // pip install 'bitagent[wandb]' and set WANDB_API_KEY
         // HF_TOKEN: "hf_...",            // only for higher Hub rate limits; submissions are public repos
+      },
+    },
+    {
+      // The validator run by `bitagent update --auto-update` from the release directory: new releases are
+      // installed beside the current one, checked, switched to between evaluations, and rolled back if they
+      // crash. Install the first release once: `bitagent update --root /var/lib/bitagent/releases`.
+      name: "bitagent-validator-autoupdate",
+      script: "/var/lib/bitagent/releases/current/bin/bitagent",
+      args: "update --root /var/lib/bitagent/releases --auto-update -- validate",
+      interpreter: "none",
+      autorestart: true,
+      restart_delay: 10000,
+      kill_timeout: 180000,
+      env: {
+        BITAGENT_NETUID: "20",
+        BITAGENT_SUBTENSOR_NETWORK: "finney",
+        BITAGENT_WALLET_NAME: "validator",
+        BITAGENT_WALLET_HOTKEY: "default",
+        BITAGENT_BACKEND: "sglang",
+        BITAGENT_SERVER_PYTHON: "/opt/sglang-venv/bin/python",
+        BITAGENT_VISIBLE_DEVICES: "0",
+        BITAGENT_HF_CACHE_DIR: "/var/lib/bitagent/hf-cache",
+        BITAGENT_STATE_PATH: "/var/lib/bitagent/validator/state.sqlite",
+        BITAGENT_UPDATE_INTERVAL_MINUTES: "60",
+        BITAGENT_UPDATE_PROBATION_MINUTES: "10",
       },
     },
     {

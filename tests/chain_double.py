@@ -15,6 +15,15 @@ network. What it models:
 * every submitted extrinsic is appended to ``extrinsics`` (what the tests assert on).
 
 Calls a validator or miner never makes (multisig, offline signing) raise ``ChainError`` saying so.
+
+What operators need (``bitagent register`` / ``stage``), see :func:`add_operator_state`: TAO balances
+(``System.Account``), ``Balances.transfer_keep_alive``, the burn cost (``Burn``) following a scripted schedule
+so it rises and falls, registration windows (``AdjustmentInterval``, ``TargetRegistrationsPerInterval`` x 3 per
+interval, ``MaxRegistrationsPerBlock``), registrations by others scheduled at given blocks (they take the
+window's slots), ``burned_register`` (sent MEV-shielded by the SDK: the carrier's ML-KEM ciphertext is not
+decrypted; the inner extrinsic this double signed for it is applied, its signature verified),
+``register_network`` (one subnet per chain file), ``start_call`` and ``add_stake`` (a staked hotkey gets a
+validator permit, standing in for the epoch that grants permits on a small subnet).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 U16_MAX = 65535
+_NOTHING = object()
 
 
 def _hex(value: Any) -> Any:
@@ -79,6 +89,50 @@ def new_chain(path: str | Path, *, netuid: int, neurons: list[dict], block_time:
     return path
 
 
+#: the local chain's dev account (``//Alice``), funded at genesis
+ALICE = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+#: a valid (all-zero) ML-KEM-768 encapsulation key, so the SDK can encrypt shielded calls
+MEV_KEY = bytes(1184)
+RAO = 10**9
+
+
+def add_operator_state(path: str | Path, *, balances: dict[str, float] | None = None,
+                       burn_schedule: list[tuple[int, float]] | None = None, burn: float = 1.0,
+                       adjustment_interval: int = 0, target_registrations: int = 1,
+                       max_registrations_per_block: int = 1, others: list[dict] | None = None,
+                       max_uids: int = 256, network_cost: float = 100.0, registration_allowed: bool = True,
+                       no_subnet: bool = False, tx_fee: float = 0.0) -> Path:
+    """Turn on what operators need on an existing chain file (amounts in TAO, blocks absolute).
+
+    ``burn_schedule``: ``(from_block, cost)`` pairs (the cost from that block on; ``burn`` before the first).
+    ``adjustment_interval``: blocks per registration window (0: one endless window); each window admits
+    ``3 * target_registrations`` registrations, at most ``max_registrations_per_block`` per block.
+    ``others``: ``{"block", "hotkey"[, "coldkey"]}`` registrations by someone else, applied at that block;
+    ``{"front_run": True, "hotkey"}`` ones land in the same block just before the next ``burned_register``.
+    ``no_subnet``: the chain holds no subnet yet (``register_network`` creates netuid ``state["netuid"]``).
+    ``tx_fee``: charged to the signer for every extrinsic applied, failed ones included (as on chain).
+    """
+    path = Path(path)
+    state = json.loads(path.read_text())
+    state["balances"] = {ALICE: 1_000_000 * RAO} | {k: int(v * RAO) for k, v in (balances or {}).items()}
+    state["burn_schedule"] = [[int(b), int(c * RAO)] for b, c in sorted(burn_schedule or [])]
+    state["registrations"] = []
+    state["scheduled_registrations"] = sorted((o for o in others or [] if not o.get("front_run")),
+                                              key=lambda o: o["block"])
+    state["front_runs"] = [o for o in others or [] if o.get("front_run")]
+    state["hyper"].update({"Burn": int(burn * RAO), "AdjustmentInterval": int(adjustment_interval),
+                           "TargetRegistrationsPerInterval": int(target_registrations),
+                           "MaxRegistrationsPerBlock": int(max_registrations_per_block),
+                           "MaxAllowedUids": int(max_uids), "NetworkRegistrationAllowed": registration_allowed,
+                           "ImmunityPeriod": 0})
+    state["network_cost"] = int(network_cost * RAO)
+    state["tx_fee"] = int(tx_fee * RAO)
+    state["subnet_exists"] = not no_subnet
+    state["subnet_owner"] = None
+    _write(path, state)
+    return path
+
+
 def _write(path: Path, state: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
@@ -92,6 +146,10 @@ class FileChain:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.token_symbols: dict[int, str] = {}
+        #: inner extrinsics signed for a MEV-shielded carrier: (signer, nonce) -> (call, payload, signature, hash)
+        self._signed_inner: dict[tuple[str, int], Any] = {}
+        #: events of the extrinsic being applied (besides ExtrinsicSuccess)
+        self._events: list[dict] = []
 
     # state -------------------------------------------------------------------------------------
 
@@ -101,6 +159,7 @@ class FileChain:
             fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
             try:
                 state = json.loads(self.path.read_text())
+                self._settle(state)
                 yield state
                 if write:
                     _write(self.path, state)
@@ -175,6 +234,12 @@ class FileChain:
         state = self.state()
         params = list(params or [])
         hyper = state["hyper"]
+        if "balances" in state:
+            # a receipt's block (head + 1 when submitted) is readable at once
+            block = min(int(block_hash, 16), self._head(state) + 1) if block_hash else self._head(state)
+            found = self._operator_query(state, module, storage_function, params, block)
+            if found is not _NOTHING:
+                return found
         if module == "SubtensorModule":
             if storage_function == "Uids":
                 return self._uid(state, params[1]) if params[0] == state["netuid"] else None
@@ -222,7 +287,7 @@ class FileChain:
 
             raise ChainError(f"the test chain does not implement {api}.{method}")
         state = self.state()
-        if params[0] != state["netuid"]:
+        if params[0] != state["netuid"] or not state.get("subnet_exists", True):
             return None
         block = self._block_of(block_hash, state)
         neurons = state["neurons"]
@@ -281,14 +346,25 @@ class FileChain:
     # writes -------------------------------------------------------------------------------------------
 
     async def mev_next_key(self) -> bytes | None:
-        return None
+        return MEV_KEY if "balances" in self.state() else None
 
     async def sign_extrinsic(self, call: Any, keypair: Any, *, nonce: int, period: int) -> tuple[bytes, str]:
         payload = self._payload(call, keypair.ss58_address, nonce)
         signature = bytes(keypair.sign(payload))
-        return payload + signature, "0x" + hashlib.sha256(payload + signature).hexdigest()
+        extrinsic_hash = "0x" + hashlib.sha256(payload + signature).hexdigest()
+        self._signed_inner[(keypair.ss58_address, int(nonce))] = (call, payload, signature, extrinsic_hash)
+        return payload + signature, extrinsic_hash
 
     async def find_extrinsic(self, extrinsic_hash: str, block_hash: str) -> Any:
+        from bittensor import ChainError, ExtrinsicResult
+
+        number = int(block_hash, 16)
+        for index, x in enumerate(self.state()["extrinsics"]):
+            if x.get("hash") == extrinsic_hash and x["block"] == number:
+                error = x["error"]
+                return ExtrinsicResult(success=error is None, message=error or "Success", block_hash=block_hash,
+                                       extrinsic_id=f"{number}-{index:04d}",
+                                       error=ChainError(error, error) if error else None)
         return None
 
     async def prepare(self, call: Any, **kwargs: Any) -> Any:
@@ -332,12 +408,29 @@ class FileChain:
         signature = bytes(keypair.sign(payload))
         if not verify(payload, signature, signer, getattr(keypair, "crypto_type", 1)):
             return ExtrinsicResult(success=False, message="BadProof", error=ChainError("BadProof"))
+        if call.module == "MevShield" and call.function == "submit_encrypted":
+            # the block author decrypts the carrier and runs the inner extrinsic (signed at nonce + 1)
+            inner = self._signed_inner.pop((signer, used_nonce + 1), None)
+            if inner is None:
+                return ExtrinsicResult(success=False, message="BadEncryptedCall", error=ChainError("BadEncryptedCall"))
+            inner_call, inner_payload, inner_signature, inner_hash = inner
+            if not verify(inner_payload, inner_signature, signer, getattr(keypair, "crypto_type", 1)):
+                return ExtrinsicResult(success=False, message="BadProof", error=ChainError("BadProof"))
+            call = inner_call
+            used_nonce += 1  # the carrier and the inner extrinsic each take a nonce
+        else:
+            inner_hash = None
+        self._events = []
         with self._locked(True) as state:
             block = self._head(state) + 1
             error = self._apply(state, call, signer, block)
+            if state.get("tx_fee"):
+                state["balances"][signer] = max(0, int(state["balances"].get(signer, 0)) - state["tx_fee"])
             record = {"block": block, "signer": signer, "module": call.module, "function": call.function,
                       "params": _hex(call.params), "success": error is None, "error": error,
                       "nonce": used_nonce}
+            if inner_hash is not None:
+                record["hash"] = inner_hash
             state["extrinsics"].append(record)
             state["nonces"][signer] = used_nonce + 1
             index = len(state["extrinsics"]) - 1
@@ -349,7 +442,8 @@ class FileChain:
             return ExtrinsicResult(success=True, message="Submitted (not waiting).")
         return ExtrinsicResult(success=True, message="Success", block_hash=block_hash,
                                extrinsic_id=f"{block}-{index:04d}",
-                               events=[{"event": {"module_id": "System", "event_id": "ExtrinsicSuccess",
+                               events=[*self._events,
+                                       {"event": {"module_id": "System", "event_id": "ExtrinsicSuccess",
                                                   "attributes": {}}}])
 
     # the runtime's checks, as far as the subnet needs them ----------------------------------------------
@@ -362,6 +456,10 @@ class FileChain:
         return None
 
     def _apply(self, state: dict, call: ComposedCall, signer: str, block: int) -> str | None:
+        if "balances" in state:
+            error = self._apply_operator(state, call, signer, block)
+            if error is not _NOTHING:
+                return error
         params = call.params
         netuid = params.get("netuid")
         if netuid != state["netuid"]:
@@ -415,6 +513,149 @@ class FileChain:
             neuron["last_update"] = block
             return None
         return f"the test chain does not implement SubtensorModule.{call.function}"
+
+    # operators: balances, registration windows, burned registration, subnet creation ----------------
+
+    @staticmethod
+    def _burn(state: dict, block: int) -> int:
+        cost = int(state["hyper"]["Burn"])
+        for start, rao in state["burn_schedule"]:
+            if block >= start:
+                cost = int(rao)
+        return cost
+
+    @staticmethod
+    def _window_start(state: dict, block: int) -> int:
+        interval = int(state["hyper"]["AdjustmentInterval"])
+        if not interval:
+            return int(state["start_block"])
+        return block - (block - int(state["start_block"])) % interval
+
+    def _registrations_in(self, state: dict, first: int, last: int) -> int:
+        return sum(1 for r in state["registrations"] if first <= r["block"] <= last)
+
+    def _settle(self, state: dict) -> None:
+        """Apply the registrations by others whose block has come."""
+        if "scheduled_registrations" not in state:
+            return
+        head = self._head(state)
+        while state["scheduled_registrations"] and state["scheduled_registrations"][0]["block"] <= head:
+            other = state["scheduled_registrations"].pop(0)
+            self._register(state, other["hotkey"], other.get("coldkey", other["hotkey"]), int(other["block"]))
+
+    def _register(self, state: dict, hotkey: str, coldkey: str, block: int, *, counted: bool = True) -> int:
+        neuron = {"hotkey": hotkey, "coldkey": coldkey, "validator_permit": False, "stake": 0, "axon": None,
+                  "last_update": 0, "block_at_registration": block}
+        if counted:  # the owner's hotkey, registered with the subnet, takes no window slot
+            state["registrations"].append({"block": block, "hotkey": hotkey})
+        neurons = state["neurons"]
+        if len(neurons) < int(state["hyper"]["MaxAllowedUids"]):
+            neurons.append(neuron)
+            return len(neurons) - 1
+        # a full subnet: the lowest-staked neuron without a permit (oldest first) makes room
+        candidates = [uid for uid, n in enumerate(neurons) if not n["validator_permit"]]
+        uid = min(candidates, key=lambda u: (neurons[u]["stake"], neurons[u]["block_at_registration"], u))
+        state["commitments"].pop(neurons[uid]["hotkey"], None)
+        neurons[uid] = neuron
+        return uid
+
+    def _operator_query(self, state: dict, module: str, storage_function: str, params: list, block: int) -> Any:
+        if module == "System" and storage_function == "Account":
+            return {"nonce": state["nonces"].get(params[0], 0),
+                    "data": {"free": int(state["balances"].get(params[0], 0)), "reserved": 0, "frozen": 0}}
+        if module != "SubtensorModule":
+            return _NOTHING
+        hyper = state["hyper"]
+        if storage_function in ("NetworkLastLockCost", "SubnetLocked"):
+            return int(state["network_cost"])
+        if storage_function == "TotalNetworks":
+            return 2 if state["subnet_exists"] else 1
+        if not params or params[0] != state["netuid"]:
+            return _NOTHING
+        if not state["subnet_exists"]:
+            return None
+        if storage_function == "Burn":
+            return self._burn(state, block)
+        if storage_function == "LastAdjustmentBlock":
+            return self._window_start(state, block)
+        if storage_function == "RegistrationsThisInterval":
+            return self._registrations_in(state, self._window_start(state, block), block)
+        if storage_function == "RegistrationsThisBlock":
+            return self._registrations_in(state, block, block)
+        if storage_function == "SubnetworkN":
+            return len(state["neurons"])
+        if storage_function == "NetworksAdded":
+            return True
+        if storage_function == "SubnetOwner":
+            return state["subnet_owner"]
+        if storage_function in ("CollateralLockShare", "MinBurn"):
+            return 0
+        if storage_function == "MaxBurn":
+            return 100_000 * RAO
+        if storage_function in hyper:
+            return hyper[storage_function]
+        return _NOTHING
+
+    def _debit(self, state: dict, account: str, rao: int) -> bool:
+        if int(state["balances"].get(account, 0)) < rao:
+            return False
+        state["balances"][account] = int(state["balances"].get(account, 0)) - rao
+        return True
+
+    def _apply_operator(self, state: dict, call: ComposedCall, signer: str, block: int) -> Any:
+        params = call.params
+        if call.module == "Balances" and call.function in ("transfer_keep_alive", "transfer_allow_death"):
+            dest = params["dest"]
+            dest = dest.get("Id", dest) if isinstance(dest, dict) else dest
+            if not self._debit(state, signer, int(params["value"])):
+                return "InsufficientBalance"
+            state["balances"][dest] = int(state["balances"].get(dest, 0)) + int(params["value"])
+            return None
+        if call.module != "SubtensorModule":
+            return _NOTHING
+        if call.function == "register_network":
+            if state["subnet_exists"]:
+                return "the test chain holds one subnet, which exists already"
+            if not self._debit(state, signer, int(state["network_cost"])):
+                return "NotEnoughBalanceToStake"
+            state.update(subnet_exists=True, subnet_owner=signer, neurons=[])
+            self._register(state, params["hotkey"], signer, block, counted=False)
+            self._events.append({"event": {"module_id": "SubtensorModule", "event_id": "NetworkAdded",
+                                           "attributes": {"netuid": state["netuid"], "mechid": 0}}})
+            return None
+        if call.function not in ("burned_register", "start_call", "add_stake"):
+            return _NOTHING
+        if params.get("netuid") != state["netuid"] or not state["subnet_exists"]:
+            return "SubnetNotExists"
+        if call.function == "start_call":
+            return None if signer == state["subnet_owner"] else "NotSubnetOwner"
+        if call.function == "add_stake":
+            uid = self._uid(state, params["hotkey"])
+            if uid is None:
+                return "HotKeyAccountNotExists"
+            if not self._debit(state, signer, int(params["amount_staked"])):
+                return "NotEnoughBalanceToStake"
+            state["neurons"][uid]["stake"] += int(params["amount_staked"])
+            state["neurons"][uid]["validator_permit"] = True
+            return None
+        if state["front_runs"]:  # someone else's registration lands first, in this very block
+            other = state["front_runs"].pop(0)
+            if self._uid(state, other["hotkey"]) is None:
+                self._register(state, other["hotkey"], other.get("coldkey", other["hotkey"]), block)
+        hyper = state["hyper"]
+        if not hyper["NetworkRegistrationAllowed"]:
+            return "SubNetRegistrationDisabled"
+        if self._uid(state, params["hotkey"]) is not None:
+            return "HotKeyAlreadyRegisteredInSubNet"
+        if self._registrations_in(state, block, block) >= int(hyper["MaxRegistrationsPerBlock"]):
+            return "TooManyRegistrationsThisBlock"
+        window = self._registrations_in(state, self._window_start(state, block), block)
+        if hyper["AdjustmentInterval"] and window >= 3 * int(hyper["TargetRegistrationsPerInterval"]):
+            return "TooManyRegistrationsThisInterval"
+        if not self._debit(state, signer, self._burn(state, block)):
+            return "NotEnoughBalanceToStake"
+        self._register(state, params["hotkey"], signer, block)
+        return None
 
     # test helpers ----------------------------------------------------------------------------------------
 

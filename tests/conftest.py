@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-# fixtures shared between test modules: managed servers (records_dir, owner_token), decoding (no_exec)
-pytest_plugins = ["process_helpers", "decoding_helpers"]
+# fixtures shared between test modules: managed servers (records_dir, owner_token), decoding (no_exec), pm2 for
+# the operator tests (pm2_env)
+pytest_plugins = ["process_helpers", "decoding_helpers", "pm2_helpers"]
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
