@@ -40,7 +40,7 @@ from subnet_helpers import (
 
 from bitagent_plugins.subnet.chain import Chain, conformed_weights, fit_to_max_weight_limit, version_key
 from bitagent_plugins.subnet.state import ValidatorState
-from bitagent_plugins.subnet.weights import quantize_u16, scores_to_weights
+from bitagent_plugins.subnet.weights import quantize_u16, subnet_weights
 
 NETUID = 20
 SAMPLE = 6
@@ -179,11 +179,14 @@ def test_a_whole_round(tmp_path, embedded_model):
                       ("lookalike", "non-ASCII character U+0430"), ("revision", "invalid submission")):
         assert any(hk[name] in line and why in line for line in output.splitlines()), (name, output[-3000:])
 
-    # the exact weights: the good model's score, zero for the rest, through the competition's rule
+    # the exact weights: the good model's score, zero for the rest, through the competition's rule; only the
+    # uids with a scored submission get weights (not the validator, nor the unknown or hostile names)
     scores = {uid[n]: 0.0 for n in ("copycat", "license", "big", "code", "pickle", "notemplate")}
     scores[uid["good"]] = evaluation.score
-    weights = scores_to_weights(scores, n_uids=len(names), min_allowed_weights=MIN_WEIGHTS,
-                                max_weight_limit=MAX_WEIGHT_U16 / 65535, rule="cubic")
+    weights, forced = subnet_weights(scores, n_uids=len(names), own_uid=uid["validator"],
+                                     min_allowed_weights=MIN_WEIGHTS, max_weight_limit=MAX_WEIGHT_U16 / 65535,
+                                     rule="cubic")
+    assert forced == [] and set(weights) == set(scores)
     uids, values = quantize_u16(weights)
     expected = (uids, fit_to_max_weight_limit(uids, values, MAX_WEIGHT_U16))
     assert conformed_weights(*expected, MAX_WEIGHT_U16 / 65535) == expected  # SetWeights sends it unchanged
@@ -202,8 +205,23 @@ def test_a_whole_round(tmp_path, embedded_model):
         "validator.log"}, "files written outside the cache"
     assert _tree(cache, skip=()) <= cache_before
     assert not (cache / "models--acme--good" / "snapshots" / sha["good"]).exists()
-    runs = list((state_dir / "runs").iterdir())
+    runs = [run for run in (state_dir / "runs").iterdir() if run.name != "feedback"]
     assert len(runs) == 1 and (runs[0] / "samples.jsonl").read_text().count("\n") == SAMPLE
+
+    # the miners' feedback, written once the round was over: the good model's and its copycat's
+    folder = state_dir / "runs" / "feedback" / f"round-{round_.id}"
+    files = {path.name: json.loads(path.read_text()) for path in folder.iterdir()}
+    assert set(files) == {f"uid-{uid[n]}-{hk[n]}.json" for n in ("good", "copycat")}
+    good = files[f"uid-{uid['good']}-{hk['good']}.json"]
+    assert good["credited"] and good["score"] == evaluation.score and good["model"] == f"acme/good@{sha['good']}"
+    assert len(good["tasks"]) == SAMPLE and all({"task_id", "messages", "answer", "score"} <= set(t)
+                                                for t in good["tasks"])
+    assert not files[f"uid-{uid['copycat']}-{hk['copycat']}.json"]["credited"]
+    # what an operator reads: every phase with its timing
+    for phase in ("start checks done", "sync: block", "submissions:", "vetting passed", "downloaded",
+                  "evaluation started", "responses", "moving average now", "weights for", "removed from the cache",
+                  "feedback:", "round 1 done"):
+        assert phase in output, phase
 
 
 def test_validate_help_lists_every_option_with_its_environment_variable():
@@ -312,7 +330,7 @@ def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_pat
         history = db.weights_history()
         assert len(history) >= 2 and not any(row.submitted for row in history)
         assert all(row.result == "dry run: not submitted" for row in history)
-        assert history[0].uids == [0, 1, 2]  # every score 0: uniform over the subnet, as the rule says
+        assert history[0].uids == [1, 2]  # every score 0: uniform over the scored uids, never the validator's
         assert db.check() == []
     assert FileChain(chain_file).weights_submitted() == []
 
@@ -390,7 +408,7 @@ def test_a_new_competition_version_regrades_every_model(tmp_path, monkeypatch):
                         wallet=wallets["validator"])
     finally:
         plugins.reset_registry()
-    assert old.version != new.version and new.version.endswith(";limit=6")
+    assert old.version != new.version and ";n=6;" in new.version and ";n=5;" in old.version
     hotkey = wallets["a"].hotkey.ss58_address
     key = "acme/a@" + "c" * 40
     with ValidatorState(state_path) as db:
@@ -400,7 +418,7 @@ def test_a_new_competition_version_regrades_every_model(tmp_path, monkeypatch):
         assert db.claim_evaluation(key, "bitagent", old.version)
         db.finish_evaluation(key, "bitagent", old.version, score=0.9, n_tasks=5)
         for validator in (old, new):
-            validator.state = db
+            validator._build_parts(db)
         assert old._pending_jobs() == []
         assert [job.key for job in new._pending_jobs()] == [key]  # regraded under the new version
         assert db.scores_by_hotkey("bitagent", new.version) == {}  # the old score does not count

@@ -9,7 +9,8 @@ A competition is a plugin object (registered with ``register_competitions(regist
 * ``sample_size`` -- tasks per evaluation; ``scorer`` -- the scorer's name;
 * ``weight_rule`` -- how scores become weights (``cubic``, ``linear`` or ``softmax``, see
   ``bitagent_plugins.subnet.weights``);
-* ``version`` -- bump it to have every model re-evaluated ("regraded").
+* ``version`` -- bump it to have every model re-evaluated ("regraded");
+* ``licenses`` (optional) -- the model licences a validator accepts (default: upstream's policy, apache-2.0).
 
 The validator keys its evaluations by :func:`effective_version`: the competition's own version plus the
 versions of the scorer and of every task source in the mix and the sample size, so changing any of them
@@ -80,8 +81,9 @@ def _sub_seed(seed: int, spec: str) -> int:
 def sample_tasks(competition: Any, registry: PluginRegistry, seed: int, limit: int | None = None) -> list[Task]:
     """The competition's sample for ``seed``: ``limit`` (default ``sample_size``) tasks drawn from each source
     by its share, each source with its own seed derived from ``seed``, then shuffled by ``seed``.
-    Deterministic: the same seed gives the same tasks in the same order."""
-    total = competition.sample_size if limit is None else min(int(limit), competition.sample_size)
+    Deterministic: the same seed gives the same tasks in the same order. ``limit`` is the sample size, not a
+    cap on it: a validator run with ``--sample-size 2000`` draws 2000 tasks."""
+    total = competition.sample_size if limit is None else int(limit)
     counts = allocate(competition.mix(registry), total)
     tasks: list[Task] = []
     seen: set[str] = set()
