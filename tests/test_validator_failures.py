@@ -43,7 +43,7 @@ def _validate(tmp_path: Path, chain: Path, wallet_dir: Path, cache: Path, state:
              "--allow-private-axons", "--sync-interval", "3", "--max-download-bytes", "1000000000", *args],
             cwd=ROOT, env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS), stdout=out, stderr=subprocess.PIPE,
             text=True, timeout=300)
-    return proc.returncode, log.read_text(), proc.stderr
+    return proc.returncode, log.read_text() + proc.stderr, proc.stderr
 
 
 def _version(monkeypatch, sample_size: int) -> str:
