@@ -35,6 +35,38 @@ def _commit(chain_file: Path, wallet, text: str) -> None:
     asyncio.run(main())
 
 
+class MirrorHub(OfflineHubClient):
+    """The Hub, at its seam (``vetting.HubClient``): repos in a source cache folder, downloaded (hard-linked)
+    into the validator's cache -- so a model deleted after its evaluation can be downloaded again for its
+    re-evaluation, as from the Hub (which these machines cannot reach)."""
+
+    def __init__(self, source: Path, target: Path) -> None:
+        super().__init__(source)
+        self.target = target
+
+    def download(self, locked, *, allow_patterns):
+        import fnmatch
+        import os
+
+        org, name = locked.repo_id.split("/")
+        folder = f"models--{org}--{name}"
+        snapshot = self.cache_dir / folder / "snapshots" / locked.sha
+        for path in snapshot.rglob("*"):
+            relative = path.relative_to(snapshot).as_posix()
+            if not any(fnmatch.fnmatchcase(relative, pattern) for pattern in allow_patterns):
+                continue
+            blob = path.resolve()
+            target_blob = self.target / folder / "blobs" / blob.name
+            target_blob.parent.mkdir(parents=True, exist_ok=True)
+            if not target_blob.exists():
+                os.link(blob, target_blob)
+            link = self.target / folder / "snapshots" / locked.sha / relative
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.is_symlink():
+                link.symlink_to(os.path.relpath(target_blob, link.parent))
+        return self.target / folder / "snapshots" / locked.sha
+
+
 def _ema(scores: list[float], alpha: float) -> float:
     value = scores[0]
     for score in scores[1:]:
@@ -116,22 +148,24 @@ def test_rounds_move_the_average_and_a_reuploaded_copy_is_caught(tmp_path, embed
     hk = {name: w.hotkey.ss58_address for name, w in wallets.items()}
     chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, block_time=0.2, neurons=[
         {"hotkey": hk[n], "validator_permit": n == "validator"} for n in names])
-    cache = tmp_path / "hf-cache"
-    orig_sha = hf_repo(cache, "acme/orig", gguf_repo(embedded_model))
+    hub, cache = tmp_path / "hub", tmp_path / "hf-cache"
+    orig_sha = hf_repo(hub, "acme/orig", gguf_repo(embedded_model))
     # the same GGUF re-uploaded under another repo, with another card: another commit, the same weights
-    thief_sha = hf_repo(cache, "thief/fresh", {**gguf_repo(embedded_model), "NOTES.md": b"all mine"})
+    thief_sha = hf_repo(hub, "thief/fresh", {**gguf_repo(embedded_model), "NOTES.md": b"all mine"})
     _commit(chain_file, wallets["orig"], f"acme/orig@{orig_sha}")
     time.sleep(0.3)
     _commit(chain_file, wallets["thief"], f"thief/fresh@{thief_sha}")
     config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state" / "state.sqlite",
                              cache_dir=cache, backend="llama-cpp", backend_options={"n_threads": "2", "n_ctx": "2048"},
-                             sample_size=2, hf_offline=True, sync_interval=2, epoch_length=1000, max_rounds=3,
+                             sample_size=2, sync_interval=2, epoch_length=1000, max_rounds=3,
                              reevaluate_blocks=1, ema_alpha=ALPHA, max_download_bytes=10**9)
     try:
-        validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"])
+        validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"],
+                              hub=MirrorHub(hub, cache))
         assert asyncio.run(validator.run()) == 0
     finally:
         plugins.reset_registry()
+    assert not any(cache.rglob("*.gguf"))  # deleted after each evaluation, downloaded again for the next
     orig, thief = f"acme/orig@{orig_sha}", f"thief/fresh@{thief_sha}"
     with ValidatorState(config.state_path) as db:
         assert db.check() == []
