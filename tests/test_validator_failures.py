@@ -162,3 +162,26 @@ def test_a_changed_submission_is_ignored(tmp_path):
         assert sub.ignored_text == f"acme/second@{second}"
         assert db.vetting(f"acme/second@{second}") is None  # never even vetted
         assert not db.vetting(f"acme/first@{first}").ok
+
+
+def test_bfcl_data_that_differs_from_the_release_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from bitagent_plugins.subnet import bfcl_data
+
+    monkeypatch.delenv(bfcl_data.DATA_ENV, raising=False)
+    installed, why = bfcl_data.data_dir()
+    assert installed is not None, why  # `make install` puts the pinned wheel's data there
+    assert bfcl_data.check() == (bfcl_data.PINNED_DIGEST, "")
+    copy = tmp_path / "data"
+    shutil.copytree(installed, copy, ignore=shutil.ignore_patterns("multi_turn_func_doc", "unused_datasets",
+                                                                   "memory_prereq_conversation"))
+    monkeypatch.setenv(bfcl_data.DATA_ENV, str(copy))
+    assert bfcl_data.check() == (bfcl_data.PINNED_DIGEST, "")  # the same files elsewhere are fine
+    target = copy / "possible_answer" / "BFCL_v4_simple_python.json"
+    target.write_bytes(target.read_bytes().replace(b'"', b"'", 1))
+    digest, problem = bfcl_data.check()
+    assert digest != bfcl_data.PINNED_DIGEST and "differs from bfcl-eval" in problem
+    assert "pip install --no-deps bfcl-eval==" in problem
+    monkeypatch.setenv(bfcl_data.DATA_ENV, "hub@main")
+    assert bfcl_data.check()[0] is None and "not the Hub" in bfcl_data.check()[1]
