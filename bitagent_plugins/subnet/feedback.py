@@ -39,8 +39,8 @@ def task_results(run_dir: str | Path) -> list[dict[str, Any]]:
 def round_feedback(state: Any, *, round_id: int, competition: str, version: str) -> list[dict[str, Any]]:
     """One entry per hotkey whose model was evaluated in round ``round_id``."""
     evaluated = {}
-    for row in state.history(limit=100_000):
-        if row["round_id"] == round_id and row["competition"] == competition and row["model_key"] not in evaluated:
+    for row in state.history(limit=10_000, round_id=round_id):  # newest first: a model's last of the round
+        if row["competition"] == competition and row["model_key"] not in evaluated:
             evaluated[row["model_key"]] = row
     if not evaluated:
         return []
