@@ -146,7 +146,7 @@ def test_a_whole_round(tmp_path, embedded_model):
                  "--wallet.path", str(wallet_dir), "--backend", "llama-cpp", "-B", "n_threads=2", "-B", "n_ctx=2048",
                  "--sample-size", str(SAMPLE), "--cache-dir", str(cache), "--hf-offline",
                  "--state-path", str(state_dir / "state.sqlite"), "--allow-private-axons", "--sync-interval", "5",
-                 "--once"],
+                 "--once", "--max-download-bytes", "2000000000"],
                 cwd=ROOT, env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS), stdout=log,
                 stderr=subprocess.STDOUT, timeout=600)
         output = log_path.read_text()
@@ -274,7 +274,8 @@ def test_syncs_and_weights_keep_their_schedule_while_a_model_is_evaluated(tmp_pa
         time.sleep(0.3)  # the second commits at a later block, so it is evaluated second
     config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state" / "state.sqlite",
                              cache_dir=cache, backend="llama-cpp", backend_options={"n_threads": "2", "n_ctx": "2048"},
-                             sample_size=2, hf_offline=True, epoch_length=3, sync_interval=2, max_rounds=1)
+                             sample_size=2, hf_offline=True, epoch_length=3, sync_interval=2, max_rounds=1,
+                             max_download_bytes=2 * 10**9)
     try:
         validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"])
         assert asyncio.run(validator.run()) == 0
@@ -318,7 +319,8 @@ def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_pat
         [sys.executable, str(DRIVER), "validate", "--chain-file", str(chain_file), "--",
          "--netuid", str(NETUID), "--subtensor.network", "local", "--wallet.name", "validator",
          "--wallet.path", str(wallet_dir), "--backend", "llama-cpp", "--cache-dir", str(cache), "--hf-offline",
-         "--state-path", str(state), "--sync-interval", "2", "--epoch-length", "3", "--dry-run"],
+         "--state-path", str(state), "--sync-interval", "2", "--epoch-length", "3", "--dry-run",
+         "--max-download-bytes", "2000000000"],
         cwd=ROOT, env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS), stdout=open(log_path, "w"),
         stderr=subprocess.STDOUT)
     try:
@@ -357,7 +359,8 @@ def test_a_subnet_requiring_a_newer_version_key_gets_no_weights(tmp_path, monkey
     cache = tmp_path / "hf-cache"
     _commit(chain_file, wallets["a"], f"acme/a@{hf_repo(cache, 'acme/a', safetensors_repo(license_='llama3'))}")
     config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state.sqlite", cache_dir=cache,
-                             backend="llama-cpp", hf_offline=True, once=True, sync_interval=2)
+                             backend="llama-cpp", hf_offline=True, once=True, sync_interval=2,
+                             max_download_bytes=10**9)
     try:
         validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"])
         assert asyncio.run(validator.run()) == 1  # --once: the round's weights could not be set

@@ -101,10 +101,23 @@ class ModelPipeline:
                            scorer=self.competition.scorer, limit=sample_size, seed=seed,
                            output_dir=str(self.runs_dir), backend_options=dict(self.backend_options),
                            tool_format="prompt", timeout_s=self.request_timeout_s)
-        evaluation = Evaluation(config, self.registry)
         started = time.monotonic()
-        log.info("%s: evaluation started (%d tasks, backend %s)", key, sample_size, self.backend)
+        progress = {"done": 0, "step": max(1, sample_size // 10)}
+
+        def on_start(n_tasks: int, _done: int) -> None:
+            log.info("%s: evaluation started (%d tasks, backend %s): starting the model", key, n_tasks, self.backend)
+
+        def on_sample(_record: dict[str, Any]) -> None:
+            progress["done"] += 1
+            done = progress["done"]
+            if done == 1:
+                log.info("%s: model ready, first response after %.1f s", key, time.monotonic() - started)
+            elif done % progress["step"] == 0 or done == sample_size:
+                log.info("%s: %d/%d responses (%.1f s)", key, done, sample_size, time.monotonic() - started)
+
+        evaluation = Evaluation(config, self.registry, on_start=on_start, on_sample=on_sample)
         results = await evaluation.run()
+        log.info("%s: model stopped after %.1f s", key, time.monotonic() - started)
         if results.get("status") != "complete":
             raise RuntimeError(f"the evaluation ended {results.get('status')}")
         samples = tuple(evaluation.records.get(task.id, {"task_id": task.id, "status": "failed", "score": 0.0})

@@ -354,7 +354,8 @@ class Validator:
         self.metagraph = mg
         self.state.sync_neurons(mg.hotkeys, mg.block)
         self._deferred = {key: block for key, block in self._deferred.items() if block > mg.block}
-        self.scoreboard.schedule_reevaluations(mg.block)
+        if self._round is None:  # between rounds: a round evaluates each model once, on its one sample
+            self.scoreboard.schedule_reevaluations(mg.block)
         if self._collector_task is None or self._collector_task.done():
             _log_failure(self._collector_task, "collecting submissions")
             self._collector_task = asyncio.create_task(self.collector.run(mg), name="bitagent-collect")
