@@ -192,8 +192,9 @@ class Validator:
         self._reports: dict[str, vetting.VettingReport] = {}  # model key -> the VettingReport of this process
         self._weights_failed = False
         self._data_digest: str | None = None
-        #: the validator's own failures since start (what the operator must fix)
-        self.own_failures: list[Failure] = []
+        #: the validator's own failures (the last 100; what the operator must fix) and how many since start
+        self.own_failures: collections.deque[Failure] = collections.deque(maxlen=100)
+        self.own_failure_count = 0
         self.exit_code = 0
         self.rounds_done = 0
         #: what happened, in order: ("sync" | "weights" | "eval-start" | "eval-end" | "own-failure", detail)
@@ -492,6 +493,7 @@ class Validator:
     def _own_failure(self, failure: Failure, key: str | None = None) -> None:
         """The validator failed, not the model: no score changes; the model is retried with backoff."""
         self.own_failures.append(failure)
+        self.own_failure_count += 1
         self.events.append(("own-failure", failure.reason))
         if key is not None:
             attempts = self._attempts.get(key, 0) + 1
@@ -502,6 +504,8 @@ class Validator:
             retry = f"; {key} is retried in {wait} blocks (attempt {attempts})"
         else:
             retry = ""
+            if len(self.own_failures) > 1 and self.own_failures[-2].reason == failure.reason:
+                return  # the same outage again (the chain, every tick): said once
         log.error("VALIDATOR FAILURE (no miner's score changes): %s%s", failure.reason, retry)
         if failure.action:
             log.error("OPERATOR ACTION NEEDED: %s", failure.action)
@@ -526,7 +530,7 @@ class Validator:
         except Exception as exc:  # noqa: BLE001 - a reporter must never stop the validator
             log.warning("a reporter failed at the end of round %d: %s", round_.id, exc)
         self.state.finish_round(round_.id)
-        own = len(self.own_failures)
+        own = self.own_failure_count
         log.info("round %d done: feedback for %d miner(s), %d validator failure(s) so far", round_.id, len(entries),
                  own)
         if own and self.config.once:
