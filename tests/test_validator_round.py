@@ -302,10 +302,14 @@ def test_syncs_and_weights_keep_their_schedule_while_a_model_is_evaluated(tmp_pa
     assert {json.loads((run / "results.json").read_text())["seed"] for run in runs} == {round_.seed}
 
 
-def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_path):
+def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_path, monkeypatch):
     """A continuous validator process with ``--dry-run``: it vets (two bad submissions), computes weights on
-    schedule and records them unsubmitted; SIGTERM ends it cleanly."""
-    names = ["validator", "a", "b"]
+    schedule (from a score an earlier run left in the state) and records them unsubmitted; SIGTERM ends it
+    cleanly."""
+    from bitagent_core import plugins
+    from bitagent_plugins.competitions import effective_version, get_competition
+
+    names = ["validator", "a", "b", "scored"]
     wallet_dir = tmp_path / "wallets"
     wallets = {name: make_wallet(wallet_dir, name) for name in names}
     chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
@@ -314,12 +318,26 @@ def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_pat
     for name, files in (("a", safetensors_repo(license_="llama3")), ("b", safetensors_repo(chat_template=False))):
         _commit(chain_file, wallets[name], f"acme/{name}@{hf_repo(cache, f'acme/{name}', files)}")
     state = tmp_path / "validator" / "state.sqlite"
+    monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)
+    plugins.reset_registry()
+    try:
+        registry = plugins.get_registry()
+        version = effective_version(get_competition(registry, "bitagent"), registry)
+    finally:
+        plugins.reset_registry()
+    with ValidatorState(state) as db:  # "scored": scored 0.5 in an earlier round
+        db.sync_neurons({i: wallets[n].hotkey.ss58_address for i, n in enumerate(names)}, 900)
+        db.upsert_submission(wallets["scored"].hotkey.ss58_address, 3, "acme/scored", None, "e" * 40, 900)
+        db.record_vetting("acme/scored@" + "e" * 40, True, "ok")
+        assert db.claim_evaluation("acme/scored@" + "e" * 40, "bitagent", version)
+        db.finish_evaluation("acme/scored@" + "e" * 40, "bitagent", version, score=0.5, n_tasks=1000, block=900)
     log_path = tmp_path / "validator.log"
     proc = subprocess.Popen(
         [sys.executable, str(DRIVER), "validate", "--chain-file", str(chain_file), "--",
          "--netuid", str(NETUID), "--subtensor.network", "local", "--wallet.name", "validator",
          "--wallet.path", str(wallet_dir), "--backend", "llama-cpp", "--cache-dir", str(cache), "--hf-offline",
          "--state-path", str(state), "--sync-interval", "2", "--epoch-length", "3", "--dry-run",
+         "--reevaluate-blocks", "0",
          "--max-download-bytes", "2000000000"],
         cwd=ROOT, env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS), stdout=open(log_path, "w"),
         stderr=subprocess.STDOUT)
@@ -340,7 +358,7 @@ def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_pat
         history = db.weights_history()
         assert len(history) >= 2 and not any(row.submitted for row in history)
         assert all(row.result == "dry run: not submitted" for row in history)
-        assert history[0].uids == [1, 2]  # every score 0: uniform over the scored uids, never the validator's
+        assert history[0].uids == [3]  # the scored model's uid; not the vetted-out (0), nor the validator's
         assert db.check() == []
     assert FileChain(chain_file).weights_submitted() == []
 
@@ -363,6 +381,12 @@ def test_a_subnet_requiring_a_newer_version_key_gets_no_weights(tmp_path, monkey
                              max_download_bytes=10**9)
     try:
         validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"])
+        with ValidatorState(tmp_path / "state.sqlite") as db:  # a score from an earlier round: weights to set
+            db.sync_neurons({0: wallets["validator"].hotkey.ss58_address, 1: wallets["a"].hotkey.ss58_address}, 900)
+            db.upsert_submission(wallets["a"].hotkey.ss58_address, 1, "acme/old", None, "e" * 40, 900)
+            db.record_vetting("acme/old@" + "e" * 40, True, "ok")
+            assert db.claim_evaluation("acme/old@" + "e" * 40, "bitagent", validator.version)
+            db.finish_evaluation("acme/old@" + "e" * 40, "bitagent", validator.version, score=0.5, n_tasks=9, block=9)
         assert asyncio.run(validator.run()) == 1  # --once: the round's weights could not be set
     finally:
         plugins.reset_registry()

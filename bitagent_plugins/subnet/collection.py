@@ -39,6 +39,7 @@ class SubmissionCollector:
         self.retry_blocks = retry_blocks
         self._unresolved: dict[str, tuple[str, int | None, str]] = {}  # hotkey -> (text, retry block, reason)
         self.collections_done = 0
+        self._last_counts: tuple[int, int, int] | None = None
 
     @property
     def rejected(self) -> dict[str, str]:
@@ -58,8 +59,10 @@ class SubmissionCollector:
 
         await asyncio.gather(*(one(h, text, block) for h, (text, block) in submissions.items()))
         self.collections_done += 1
-        log.info("submissions: %d found, %d locked, %d rejected (%.1f s)", len(submissions),
-                 len(self.state.submissions()), len(self._unresolved), time.monotonic() - started)
+        counts = (len(submissions), len(self.state.submissions()), len(self._unresolved))
+        (log.info if counts != self._last_counts else log.debug)(
+            "submissions: %d found, %d locked, %d rejected (%.1f s)", *counts, time.monotonic() - started)
+        self._last_counts = counts
 
     async def collect(self, mg: MetagraphView) -> dict[str, tuple[str, int]]:
         """``{hotkey: (submission text, block)}``: commitments first, the signed endpoint as fallback."""

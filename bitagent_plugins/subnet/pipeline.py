@@ -128,8 +128,7 @@ class ModelPipeline:
         result = EvaluationResult(score=float(results["mean_score"]), n_tasks=int(results["n_tasks"]),
                                   ci95=ci95(scores), run_dir=str(results["run_dir"]), samples=samples,
                                   errors=errors, results=results)
-        log.info("%s: %d responses (%d failed) in %.1f s; score %.4f +/- %.4f (95%% CI, n=%d)", key,
-                 len(samples), len(errors), time.monotonic() - started, result.score, result.ci95, result.n_tasks)
+        log.info("%s: %d responses (%d failed) in %.1f s", key, len(samples), len(errors), time.monotonic() - started)
         return result
 
     async def delete(self, key: ModelKey) -> int:

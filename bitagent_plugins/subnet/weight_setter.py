@@ -2,8 +2,8 @@
 
 Every ``epoch_length`` blocks (sooner after a failure). Weights go only to uids with a scored submission,
 never to the validator's own uid (``weights.subnet_weights``; the chain's ``min_allowed_weights`` /
-``max_weight_limit`` may force a fallback, logged with the uids it names). With nothing scored yet, nothing
-is set and the last weights stay in force. ``--dry-run`` records the vector without submitting it.
+``max_weight_limit`` may force a fallback, logged with the uids it names). With no positive score yet,
+nothing is set and the last weights stay in force. ``--dry-run`` records the vector without submitting it.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class WeightSetter:
 
     def compute(self, mg: MetagraphView, limits: WeightLimits, own_hotkey: str | None
                 ) -> tuple[list[int], list[int], list[int]] | None:
-        """``(uids, u16 weights, uids forced by the chain's rules)``; None when no uid has a scored submission."""
+        """``(uids, u16 weights, uids forced by the chain's rules)``; None when no uid has a positive score."""
         from bitagent_plugins.subnet.weights import quantize_u16, subnet_weights
 
         scores = self.scores()
@@ -89,7 +89,7 @@ class WeightSetter:
             return WeightsOutcome(False, True, str(exc))
         computed = self.compute(mg, limits, self.chain.hotkey if self.chain.wallet is not None else None)
         if computed is None:
-            log.info("weights: no uid has a scored submission yet; nothing set (the last weights stay in force)")
+            log.info("weights: no uid has a positive score yet; nothing set (the last weights stay in force)")
             return WeightsOutcome(False, False, "nothing scored")
         uids, values, forced = computed
         if forced:

@@ -149,16 +149,16 @@ def subnet_weights(scores: Mapping[int, float], *, n_uids: int, own_uid: int | N
                    min_allowed_weights: int = 0, max_weight_limit: float = 1.0,
                    rule: str = "cubic") -> tuple[dict[int, float], list[int]] | None:
     """The weights a validator sets: only on uids with a scored submission (``scores``), never on its own
-    uid (``own_uid``); None when no uid has a scored submission (the last weights stay in force).
+    uid (``own_uid``); None when no such uid has a positive score (the last weights stay in force: a vector
+    over zeros would reward copies and vetted-out models while the good ones wait for their evaluation).
 
     When the chain's rules cannot be met among the scored uids -- fewer of them than ``min_allowed_weights``,
     or too few for ``max_weight_limit`` (``k * limit < 1``) -- the chain forces a fallback: the fewest
     unscored uids (lowest uid first, never ``own_uid``) get the floor weight. Returns ``(weights, forced)``
-    where ``forced`` lists those uids (empty when none was needed). When no scored uid has a positive score
-    the weights are uniform over the scored uids.
+    where ``forced`` lists those uids (empty when none was needed).
     """
     eligible = sorted(uid for uid in scores if uid != own_uid and 0 <= uid < n_uids)
-    if not eligible:
+    if not any(scores[uid] > 0 for uid in eligible):  # NaN compares False: not positive
         return None
     needed = max(min_allowed_weights, math.ceil(1 / max_weight_limit - 1e-9) if max_weight_limit < 1 else 1)
     forced: list[int] = []
