@@ -56,7 +56,7 @@ _VALIDATOR_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile
      "check the GPU and its driver (nvidia-smi)"),
     (r"No space left on device|ENOSPC|Disk quota exceeded", "free disk space under --cache-dir / --runs-dir"),
     (r"Address already in use", "another process holds the server's port"),
-    (r"Connection refused|ConnectError|ServerUnavailable|server exited|gave up after \d+ attempts",
+    (r"Connection refused|ConnectError|ServerUnavailable|gave up after \d+ attempts",
      "the model server stopped answering; check its log in the run directory"),
     (r"ChainUnavailable|cannot connect to", "check --subtensor.network / the chain endpoint"),
 ))

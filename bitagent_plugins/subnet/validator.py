@@ -35,6 +35,7 @@ import logging
 import os
 import secrets
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -468,6 +469,8 @@ class Validator:
             raise
         except Exception as exc:  # noqa: BLE001 - classified: a bad model fails its evaluation, never the validator
             failure = classify_exception(exc, context=f"{key}: evaluation")
+            if not failure.ours and "ServerStartError" in type(exc).__name__:
+                failure = await self._recheck_engine(failure)
             if failure.ours:
                 self.scoreboard.release(key.key)
                 self._own_failure(failure, key.key)
@@ -489,6 +492,22 @@ class Validator:
                          result.score, result.ci95, result.n_tasks, " (re-evaluation)" if job.reevaluation else "",
                          average)
         self.events.append(("eval-end", key.key))
+
+    async def _recheck_engine(self, failure: Failure) -> Failure:
+        """A server that did not start, for no reason the log names: the model's fault only if the engine
+        itself is sound (it imports in ``--server-python``, and the GPU answers)."""
+        from bitagent_plugins.subnet.checks import GPU_BACKENDS, engine_version, gpu_memory
+
+        module = GPU_BACKENDS.get(self.config.backend)
+        if module is None:
+            return failure
+        python = self.config.backend_options.get("server_python") or sys.executable
+        version, problem = await asyncio.to_thread(engine_version, python, module)
+        if version is not None:
+            totals, problem = await asyncio.to_thread(gpu_memory)
+            if totals:
+                return failure
+        return Failure(Fault.VALIDATOR, f"{failure.reason} (and {problem})", "run `bitagent validate --check`")
 
     def _own_failure(self, failure: Failure, key: str | None = None) -> None:
         """The validator failed, not the model: no score changes; the model is retried with backoff."""
