@@ -191,7 +191,6 @@ class Validator:
         self._deferred: dict[str, int] = {}  # model key -> block before which it is not retried
         self._attempts: dict[str, int] = {}  # model key -> the validator's own failures in a row
         self._reports: dict[str, vetting.VettingReport] = {}  # model key -> the VettingReport of this process
-        self._weights_failed = False
         self._data_digest: str | None = None
         #: the validator's own failures (the last 100; what the operator must fix) and how many since start
         self.own_failures: collections.deque[Failure] = collections.deque(maxlen=100)
@@ -556,15 +555,6 @@ class Validator:
             self.exit_code = EXIT_VALIDATOR_FAILURE
         self._round = None
         self.rounds_done += 1
-
-    # -- weights (kept on the validator for callers and tests) ----------------------------------------------
-
-    async def set_weights(self) -> bool:
-        assert self.weights is not None
-        outcome = await self.weights.set_weights()
-        self._weights_failed = outcome.failed
-        return outcome.set
-
 
 #: upstream's licence policy (its README: apache-2.0); a competition may set its own ``licenses``
 UPSTREAM_LICENSES = frozenset({"apache-2.0"})
