@@ -556,6 +556,7 @@ class Validator:
         self._round = None
         self.rounds_done += 1
 
+
 #: upstream's licence policy (its README: apache-2.0); a competition may set its own ``licenses``
 UPSTREAM_LICENSES = frozenset({"apache-2.0"})
 
