@@ -240,7 +240,8 @@ def test_validate_help_lists_every_option_with_its_environment_variable():
     for flag in ("--netuid", "--subtensor.network", "--subtensor.chain_endpoint", "--wallet.name", "--wallet.hotkey",
                  "--wallet.path", "--logging.debug", "--cache-dir, --validator-hf-cache-dir", "--backend",
                  "--competition", "--dry-run", "--state-path", "--epoch-length", "--visible-devices",
-                 "--server-python", "--mem-fraction-static"):
+                 "--server-python", "--mem-fraction-static", "--neuron.device", "--log_level", "--check",
+                 "--skip-start-check", "--reevaluate-blocks", "--ema-alpha", "--heartbeat"):
         assert flag in text, flag
     mine_text = " ".join(CliRunner().invoke(mine_command(), ["--help"], terminal_width=200).output.split())
     assert "--hf-model-name, --miner-hf-model-name-to-submit" in mine_text
@@ -405,6 +406,19 @@ def test_options_that_do_not_apply_to_the_backend_are_refused_at_start():
     assert result.exit_code == 2 and "has no option warp" in result.output
     result = CliRunner().invoke(validate_command(), ["--backend", "nope"])
     assert result.exit_code == 2 and "unknown backend 'nope'" in result.output
+
+
+def test_upstreams_device_and_log_level_flags():
+    from bitagent_plugins.subnet.plugin import _device, validate_command
+
+    assert _device("cuda:1", None, "sglang") == "1"
+    assert _device("cuda", "0", "vllm") == "0" and _device("cpu", None, "llama-cpp-server") is None
+    assert _device("cuda:1", None, "llama-cpp") is None  # in-process llama.cpp: not a server's GPU
+    for args, message in ((["--neuron.device", "cpu"], "needs a GPU"), (["--neuron.device", "tpu"], "expected cpu"),
+                          (["--neuron.device", "cuda:1", "--visible-devices", "0"], "says GPU 1"),
+                          (["--log_level", "LOUD"], "Invalid value for '--log_level'")):
+        result = CliRunner().invoke(validate_command(), ["--backend", "sglang", *args])
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
 
 
 def test_the_pm2_ecosystem_sets_only_variables_the_commands_read():
