@@ -48,9 +48,11 @@ class WeightSetter:
         self.retry_blocks = retry_blocks
         self.dry_run = dry_run
         self._last_try: int | None = None
+        self._nothing = False  # the last try found nothing to set: wait a tenth of an epoch, say it once
 
     def due(self, head: int) -> bool:
-        if self._last_try is not None and head - self._last_try < self.retry_blocks:
+        wait = max(self.retry_blocks, self.epoch_length // 10) if self._nothing else self.retry_blocks
+        if self._last_try is not None and head - self._last_try < wait:
             return False
         history = self.state.weights_history(1)
         if not history:
@@ -89,8 +91,11 @@ class WeightSetter:
             return WeightsOutcome(False, True, str(exc))
         computed = self.compute(mg, limits, self.chain.hotkey if self.chain.wallet is not None else None)
         if computed is None:
-            log.info("weights: no uid has a positive score yet; nothing set (the last weights stay in force)")
+            (log.debug if self._nothing else log.info)(
+                "weights: no uid has a positive score yet; nothing set (the last weights stay in force)")
+            self._nothing = True
             return WeightsOutcome(False, False, "nothing scored")
+        self._nothing = False
         uids, values, forced = computed
         if forced:
             log.warning("weights: the chain's min_allowed_weights=%d / max_weight_limit=%.3f cannot be met by the "
