@@ -28,8 +28,9 @@ _LAZY: dict[str, str] = {
     # plugins and runs
     **dict.fromkeys(["PluginLoadError", "PluginRegistry", "Registration", "UnknownPluginObject", "get_registry"],
                     "plugins"),
-    **dict.fromkeys(["Evaluation", "RunConfig", "RunInfo", "config_for_resume", "make_task_source", "split_spec"],
-                    "runner"),
+    **dict.fromkeys(["Evaluation", "RunConfig", "RunInfo", "competition_version", "config_for_resume",
+                     "make_task_source", "split_spec"], "runner"),
+    "read_samples": "rundir",
     # tasks
     **dict.fromkeys(["InvalidTask", "task_problems", "validate_tasks", "check_protocol", "protocol_problems"],
                     "validation"),
@@ -110,5 +111,14 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         ValidatingTaskSource,
     )
     from bitagent_core.rescore import check_task, expected_arguments, python_literal, pythonic_name, render_expected
-    from bitagent_core.runner import Evaluation, RunConfig, RunInfo, config_for_resume, make_task_source, split_spec
+    from bitagent_core.rundir import read_samples
+    from bitagent_core.runner import (
+        Evaluation,
+        RunConfig,
+        RunInfo,
+        competition_version,
+        config_for_resume,
+        make_task_source,
+        split_spec,
+    )
     from bitagent_core.validation import InvalidTask, check_protocol, protocol_problems, task_problems, validate_tasks

@@ -63,3 +63,10 @@ def on_sample_scored(run: RunInfo, sample: dict[str, Any]) -> None:
 @hookspec
 def on_run_end(run: RunInfo, results: dict[str, Any]) -> None:
     """A run ended (complete or interrupted); ``results`` is what was written to ``results.json``."""
+
+
+@hookspec
+def on_round_end(round: dict[str, Any], feedback: list[dict[str, Any]]) -> None:
+    """A validator round ended (``round``: id, seed, competition, version). ``feedback``: one entry per miner
+    whose model was evaluated in it (uid, hotkey, model, score, per-task results); a round's tasks are
+    private until this hook."""

@@ -24,7 +24,7 @@ from bitagent_core.jsonio import write_json_atomic
 from bitagent_core.model import Completion, Score, Task
 from bitagent_core.plugins import PluginRegistry
 from bitagent_core.prompting import build_request
-from bitagent_core.protocols import Backend, Scorer, TaskSource
+from bitagent_core.protocols import Backend, Competition, Scorer, TaskSource
 from bitagent_core.reporting import Reporters
 from bitagent_core.validation import InvalidTask, check_protocol, validate_tasks
 
@@ -76,6 +76,17 @@ def make_task_source(registry: PluginRegistry, spec: str) -> TaskSource:
     name, arg = split_spec(spec)
     source: TaskSource = registry.get("task_sources", name).factory(arg)
     return source
+
+
+def competition_version(competition: Competition, registry: PluginRegistry) -> str:
+    """The version a competition's evaluations are keyed by: its own, plus the sample size, its scorer's version
+    and its task sources' versions and shares. Any change means every model is evaluated again (a regrade)."""
+    parts = [str(competition.version), f"n={competition.sample_size}"]
+    scorer = registry.get("scorers", competition.scorer).factory()
+    parts.append(f"{competition.scorer}={scorer.version}")
+    for spec, share in sorted(competition.mix(registry).items()):
+        parts.append(f"{spec}={make_task_source(registry, spec).version}@{float(share):g}")
+    return ";".join(parts)
 
 
 def load_tasks(registry: PluginRegistry, spec: str, seed: int, limit: int | None) -> list[Task]:

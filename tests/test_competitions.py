@@ -7,6 +7,7 @@ import types
 
 import pytest
 
+from bitagent_core import competition_version as effective_version
 from bitagent_core import plugins
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.runner import load_tasks
@@ -14,7 +15,6 @@ from bitagent_plugins.competitions import (
     CompetitionTaskSource,
     allocate,
     check_competition,
-    effective_version,
     get_competition,
     sample_tasks,
 )
@@ -38,7 +38,7 @@ def test_allocate_splits_by_share_with_largest_remainders():
 
 def test_the_bitagent_competition_mixes_bfcl_tasks_in_when_that_source_is_installed(registry):
     competition = get_competition(registry, "bitagent")
-    assert (competition.scorer, competition.weight_rule, competition.sample_size) == ("bitagent", "cubic", 100)
+    assert (competition.scorer, competition.weight_rule, competition.sample_size) == ("bitagent", "cubic", 1000)
     assert "bfcl-shuffle" in registry.registrations("task_sources")
     assert competition.mix(registry) == {"bitagent": 0.5, "bfcl-shuffle": 0.5}
     competition.sample_size = 10
@@ -68,6 +68,7 @@ def test_each_seed_draws_a_fresh_sample_and_the_same_seed_the_same_sample(regist
     b = sample_tasks(competition, registry, seed=2)
     assert {t.id for t in a} != {t.id for t in b}
     assert len(sample_tasks(competition, registry, seed=1, limit=5)) == 5
+    assert len(sample_tasks(competition, registry, seed=1, limit=30)) == 30  # a larger sample, not capped
 
 
 def test_the_competition_is_a_task_source_for_the_runner(registry):
@@ -86,7 +87,7 @@ def test_the_competition_is_a_task_source_for_the_runner(registry):
 def test_the_version_changes_with_anything_that_changes_the_grades(registry):
     competition = BitagentCompetition()
     base = effective_version(competition, registry)
-    assert base.startswith("1;n=100;bitagent=")
+    assert base.startswith("1;n=1000;bitagent=")
     competition.version = "2"
     assert effective_version(competition, registry) != base
     competition = BitagentCompetition()

@@ -29,7 +29,7 @@ def st(tmp_path):
 def test_fresh_state_is_wal_versioned_and_pickle_free(tmp_path):
     path = tmp_path / "v.sqlite"
     with ValidatorState(path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 2
+        assert s.schema_version == SCHEMA_VERSION == 3
         assert s.check() == []
         assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     raw = sqlite3.connect(path)

@@ -9,10 +9,13 @@ again, up to four times in a row -- before it is let finish the round, whose out
 Two kinds of rounds, to get 20+ kills in a few minutes on 2 cores:
 
 * evaluation rounds: the good model is evaluated by the llama-cpp backend on the embedded model (2 tasks), so
-  kills land in vetting, loading, generating, recording, deleting, setting weights;
+  kills land in vetting, loading, generating, recording, deleting, setting weights; the second evaluation round
+  re-evaluates it (its state copied from the first, the evaluation due again), so kills also land while its
+  moving average is updated: it must count each finished evaluation exactly once;
 * cheap rounds: the good model's score is already in the state (copied from an evaluation round) and the
-  round's work is a new bad submission (a new commit of the bad-license repo) to lock, vet and reject, then
-  weights: kills land in syncing, querying the endpoint, locking, vetting, setting weights, finishing.
+  round's work is a new bad submission (a new hotkey at the bad-license uid, as a recycled uid, committing a
+  new commit of the bad-license repo) to lock, vet and reject, then weights: kills land in syncing, querying
+  the endpoint, locking, vetting, setting weights, finishing.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ from subnet_helpers import (
 )
 
 from bitagent_plugins.subnet.chain import Chain, fit_to_max_weight_limit, version_key
-from bitagent_plugins.subnet.state import ValidatorState
-from bitagent_plugins.subnet.weights import quantize_u16, scores_to_weights
+from bitagent_plugins.subnet.state import DEFAULT_EMA_ALPHA, ValidatorState
+from bitagent_plugins.subnet.weights import quantize_u16, subnet_weights
 
 NETUID = 20
 KILLS = 20
@@ -78,13 +81,28 @@ class Setup:
 
         asyncio.run(main())
 
+    def new_license_hotkey(self, n: int) -> None:
+        """A new hotkey takes the bad-license uid (the old one deregistered): its first submission counts."""
+        wallet = make_wallet(self.wallet_dir, f"license-{n}")
+        old, new = self.hk["license"], wallet.hotkey.ss58_address
+
+        def swap(state: dict) -> None:
+            for neuron in state["neurons"]:
+                if neuron["hotkey"] == old:
+                    neuron.update(hotkey=new, coldkey=new)
+            state["commitments"].pop(old, None)
+
+        FileChain(self.chain).update(swap)
+        self.wallets["license"], self.hk["license"] = wallet, new
+
     def validator(self, state: Path, cache: Path, log: Path) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, str(DRIVER), "validate", "--chain-file", str(self.chain), "--",
              "--netuid", str(NETUID), "--subtensor.network", "local", "--wallet.name", "validator",
              "--wallet.path", str(self.wallet_dir), "--backend", "llama-cpp", "-B", "n_threads=2",
              "-B", "n_ctx=2048", "--sample-size", "2", "--cache-dir", str(cache), "--hf-offline",
-             "--state-path", str(state), "--allow-private-axons", "--sync-interval", "5", "--once"],
+             "--state-path", str(state), "--allow-private-axons", "--sync-interval", "5", "--once",
+             "--reevaluate-blocks", "0", "--max-download-bytes", "1000000000"],
             cwd=ROOT, env=subprocess_env(self.tmp, BITAGENT_PLUGINS=PLUGINS), stdout=open(log, "a"),
             stderr=subprocess.STDOUT)
 
@@ -114,8 +132,8 @@ class Setup:
         return seen
 
     def expected_weights(self, score: float) -> tuple[list[int], list[int]]:
-        weights = scores_to_weights({1: score, 2: 0.0, 3: 0.0}, n_uids=4, min_allowed_weights=2,
-                                    max_weight_limit=MAX_WEIGHT_U16 / 65535, rule="cubic")
+        weights, _forced = subnet_weights({1: score, 2: 0.0, 3: 0.0}, n_uids=4, own_uid=0, min_allowed_weights=2,
+                                          max_weight_limit=MAX_WEIGHT_U16 / 65535, rule="cubic")
         uids, values = quantize_u16(weights)
         return uids, fit_to_max_weight_limit(uids, values, MAX_WEIGHT_U16)
 
@@ -142,10 +160,30 @@ def check_consistent(state_path: Path, chain_file: Path) -> dict:
         rounds = db.rounds()
         assert sum(r.status == "running" for r in rounds) <= 1
         assert all(r.status != "failed" for r in rounds)
+        groups = db.weights_groups()
         for evaluation in db.evaluations():
             assert evaluation.status in ("pending", "running", "done")
-            assert (evaluation.score is not None) == (evaluation.status == "done")
+            # a re-evaluation keeps the last score until its own replaces it
+            assert (evaluation.score is not None) == (evaluation.n_done > 0)
+            # every finished evaluation is in the history and in the moving average exactly once
+            history = [h for h in reversed(db.history(evaluation.model_key, limit=1000))
+                       if h["competition_version"] == evaluation.competition_version]
+            assert len(history) == evaluation.n_done
+            group = groups.get(evaluation.model_key, "sha:" + evaluation.model_key.rpartition("@")[2])
+            average = db.ema(evaluation.competition, evaluation.competition_version).get(group)
+            if evaluation.n_done:
+                assert average is not None and average[1] == evaluation.n_done
+                assert average[0] == pytest.approx(moving_average([h["score"] for h in history]))
+            else:
+                assert average is None
         return {"rounds": len(rounds), "evaluations": [e.status for e in db.evaluations()]}
+
+
+def moving_average(scores: list[float]) -> float:
+    value = scores[0]
+    for score in scores[1:]:
+        value = DEFAULT_EMA_ALPHA * score + (1 - DEFAULT_EMA_ALPHA) * value
+    return value
 
 
 def copy_cache(source: Path, target: Path) -> None:
@@ -179,29 +217,44 @@ def test_kill_9_at_random_moments(tmp_path, embedded_model):
         evaluated_state = None
         for n in range(EVALUATION_ROUNDS):
             work = tmp_path / f"evaluation-{n}"
+            work.mkdir()
             state, cache = work / "state.sqlite", work / "hf-cache"
             copy_cache(source, cache)
+            earlier: list[float] = []
+            prior = 0
+            if evaluated_state is not None:  # a re-evaluation: the first round's state, the evaluation due again
+                with sqlite3.connect(evaluated_state) as src, sqlite3.connect(state) as dst:
+                    src.backup(dst)
+                with ValidatorState(state) as db:
+                    (done,) = db.evaluations()
+                    earlier, prior = [done.score], len(db.rounds())
+                    assert db.schedule_reevaluations(done.competition, done.competition_version,
+                                                     finished_before_block=10**9) == 1
             before = len(FileChain(s.chain).weights_submitted())
             seen = s.round("evaluation", state, cache, work / "validator.log")
             with ValidatorState(state) as db:
                 assert db.check() == []
+                check_consistent(state, s.chain)
                 rounds = db.rounds()  # newest first
                 # the round was resumed, never begun again; a run killed after it finished makes the next
                 # --once run a round of its own (sync and weights only)
-                assert 1 <= len(rounds) <= 1 + len(seen) and all(r.status == "done" for r in rounds)
-                round_ = rounds[-1]
+                assert 1 <= len(rounds) - prior <= 1 + len(seen) and all(r.status == "done" for r in rounds)
                 (evaluation,) = db.evaluations()
+                round_ = next(r for r in rounds if r.id == db.history(evaluation.model_key, 1)[0]["round_id"])
                 assert evaluation.model_key == f"acme/good@{s.good_sha}" and evaluation.status == "done"
+                assert evaluation.n_done == 1 + len(earlier)  # killed or not, evaluated once more, counted once
                 results = json.loads((Path(evaluation.run_dir) / "results.json").read_text())
                 assert results["status"] == "complete" and results["seed"] == round_.seed  # the round's sample
                 vetted = db.vetting(f"acme/license@{license_sha}")
                 assert vetted is not None and not vetted.ok and "gpl-3.0" in vetted.reason
                 scores = db.scores_by_hotkey(evaluation.competition, evaluation.competition_version)
-                assert scores == {s.hk["good"]: evaluation.score, s.hk["copycat"]: 0.0, s.hk["license"]: 0.0}
-            s.check_weights(state, evaluation.score, before, len(seen))
+                average = moving_average([*earlier, evaluation.score])
+                assert scores == {s.hk["good"]: pytest.approx(average), s.hk["copycat"]: 0.0, s.hk["license"]: 0.0}
+                average = scores[s.hk["good"]]
+            s.check_weights(state, average, before, len(seen))
             assert not (cache / "models--acme--good" / "snapshots" / s.good_sha).exists()
             assert not (cache / "models--acme--license" / "snapshots" / license_sha).exists()
-            evaluated_state, good_score = state, evaluation.score
+            evaluated_state, good_score, good_average = state, evaluation.score, average
 
         n = 0
         while s.kills < KILLS:
@@ -212,21 +265,24 @@ def test_kill_9_at_random_moments(tmp_path, embedded_model):
             state, cache = work / "state.sqlite", work / "hf-cache"
             with sqlite3.connect(evaluated_state) as src, sqlite3.connect(state) as dst:
                 src.backup(dst)
+            with ValidatorState(state) as db:
+                prior = len(db.rounds())
             sha = f"{n:040x}"
             hf_repo(cache, "acme/license", safetensors_repo(license_="gpl-3.0", extra={"NOTES.md": b"%d" % n}),
                     sha=sha)
+            s.new_license_hotkey(n)
             s.commit_license(sha)
             before = len(FileChain(s.chain).weights_submitted())
             seen = s.round("cheap", state, cache, work / "validator.log")
             with ValidatorState(state) as db:
                 assert db.check() == []
                 rounds = db.rounds()  # the evaluation round's, this round, maybe a bare --once round
-                assert 2 <= len(rounds) <= 2 + len(seen) and all(r.status == "done" for r in rounds)
+                assert 1 <= len(rounds) - prior <= 1 + len(seen) and all(r.status == "done" for r in rounds)
                 (evaluation,) = db.evaluations()
                 assert evaluation.status == "done" and evaluation.score == good_score  # not evaluated again
                 vetted = db.vetting(f"acme/license@{sha}")
                 assert vetted is not None and not vetted.ok and "gpl-3.0" in vetted.reason
-            s.check_weights(state, good_score, before, len(seen))
+            s.check_weights(state, good_average, before, len(seen))
             assert not (cache / "models--acme--license" / "snapshots" / sha).exists()
     finally:
         for proc, _ in miners:

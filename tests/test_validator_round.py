@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,7 +41,7 @@ from subnet_helpers import (
 
 from bitagent_plugins.subnet.chain import Chain, conformed_weights, fit_to_max_weight_limit, version_key
 from bitagent_plugins.subnet.state import ValidatorState
-from bitagent_plugins.subnet.weights import quantize_u16, scores_to_weights
+from bitagent_plugins.subnet.weights import quantize_u16, subnet_weights
 
 NETUID = 20
 SAMPLE = 6
@@ -145,7 +146,7 @@ def test_a_whole_round(tmp_path, embedded_model):
                  "--wallet.path", str(wallet_dir), "--backend", "llama-cpp", "-B", "n_threads=2", "-B", "n_ctx=2048",
                  "--sample-size", str(SAMPLE), "--cache-dir", str(cache), "--hf-offline",
                  "--state-path", str(state_dir / "state.sqlite"), "--allow-private-axons", "--sync-interval", "5",
-                 "--once"],
+                 "--once", "--max-download-bytes", "2000000000"],
                 cwd=ROOT, env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS), stdout=log,
                 stderr=subprocess.STDOUT, timeout=600)
         output = log_path.read_text()
@@ -179,11 +180,14 @@ def test_a_whole_round(tmp_path, embedded_model):
                       ("lookalike", "non-ASCII character U+0430"), ("revision", "invalid submission")):
         assert any(hk[name] in line and why in line for line in output.splitlines()), (name, output[-3000:])
 
-    # the exact weights: the good model's score, zero for the rest, through the competition's rule
+    # the exact weights: the good model's score, zero for the rest, through the competition's rule; only the
+    # uids with a scored submission get weights (not the validator, nor the unknown or hostile names)
     scores = {uid[n]: 0.0 for n in ("copycat", "license", "big", "code", "pickle", "notemplate")}
     scores[uid["good"]] = evaluation.score
-    weights = scores_to_weights(scores, n_uids=len(names), min_allowed_weights=MIN_WEIGHTS,
-                                max_weight_limit=MAX_WEIGHT_U16 / 65535, rule="cubic")
+    weights, forced = subnet_weights(scores, n_uids=len(names), own_uid=uid["validator"],
+                                     min_allowed_weights=MIN_WEIGHTS, max_weight_limit=MAX_WEIGHT_U16 / 65535,
+                                     rule="cubic")
+    assert forced == [] and set(weights) == set(scores)
     uids, values = quantize_u16(weights)
     expected = (uids, fit_to_max_weight_limit(uids, values, MAX_WEIGHT_U16))
     assert conformed_weights(*expected, MAX_WEIGHT_U16 / 65535) == expected  # SetWeights sends it unchanged
@@ -202,8 +206,23 @@ def test_a_whole_round(tmp_path, embedded_model):
         "validator.log"}, "files written outside the cache"
     assert _tree(cache, skip=()) <= cache_before
     assert not (cache / "models--acme--good" / "snapshots" / sha["good"]).exists()
-    runs = list((state_dir / "runs").iterdir())
+    runs = [run for run in (state_dir / "runs").iterdir() if run.name != "feedback"]
     assert len(runs) == 1 and (runs[0] / "samples.jsonl").read_text().count("\n") == SAMPLE
+
+    # the miners' feedback, written once the round was over: the good model's and its copycat's
+    folder = state_dir / "runs" / "feedback" / f"round-{round_.id}"
+    files = {path.name: json.loads(path.read_text()) for path in folder.iterdir()}
+    assert set(files) == {f"uid-{uid[n]}-{hk[n]}.json" for n in ("good", "copycat")}
+    good = files[f"uid-{uid['good']}-{hk['good']}.json"]
+    assert good["credited"] and good["score"] == evaluation.score and good["model"] == f"acme/good@{sha['good']}"
+    assert len(good["tasks"]) == SAMPLE and all({"task_id", "messages", "answer", "score"} <= set(t)
+                                                for t in good["tasks"])
+    assert not files[f"uid-{uid['copycat']}-{hk['copycat']}.json"]["credited"]
+    # what an operator reads: every phase with its timing
+    for phase in ("start checks done", "sync: block", "submissions:", "vetting passed", "downloaded",
+                  "evaluation started", "responses", "moving average now", "weights for", "removed from the cache",
+                  "feedback:", "round 1 done"):
+        assert phase in output, phase
 
 
 def test_validate_help_lists_every_option_with_its_environment_variable():
@@ -221,7 +240,8 @@ def test_validate_help_lists_every_option_with_its_environment_variable():
     for flag in ("--netuid", "--subtensor.network", "--subtensor.chain_endpoint", "--wallet.name", "--wallet.hotkey",
                  "--wallet.path", "--logging.debug", "--cache-dir, --validator-hf-cache-dir", "--backend",
                  "--competition", "--dry-run", "--state-path", "--epoch-length", "--visible-devices",
-                 "--server-python", "--mem-fraction-static"):
+                 "--server-python", "--mem-fraction-static", "--neuron.device", "--log_level", "--check",
+                 "--skip-start-check", "--reevaluate-blocks", "--ema-alpha", "--heartbeat"):
         assert flag in text, flag
     mine_text = " ".join(CliRunner().invoke(mine_command(), ["--help"], terminal_width=200).output.split())
     assert "--hf-model-name, --miner-hf-model-name-to-submit" in mine_text
@@ -243,12 +263,20 @@ def test_syncs_and_weights_keep_their_schedule_while_a_model_is_evaluated(tmp_pa
         {"hotkey": wallets[n].hotkey.ss58_address, "validator_permit": n == "validator"} for n in names])
     cache = tmp_path / "hf-cache"
     for name in ("first", "second"):
-        sha = hf_repo(cache, f"acme/{name}", gguf_repo(embedded_model))
+        # two models the validator does not take for copies: the test cache names a file's blob by its path
+        # (hashing 491 MB for each test is too slow), so the second's GGUF is a link under another path
+        model = tmp_path / f"{name}.gguf"
+        try:
+            os.link(embedded_model, model)
+        except OSError:
+            shutil.copyfile(embedded_model, model)
+        sha = hf_repo(cache, f"acme/{name}", gguf_repo(model))
         _commit(chain_file, wallets[name], f"acme/{name}@{sha}")
         time.sleep(0.3)  # the second commits at a later block, so it is evaluated second
     config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state" / "state.sqlite",
                              cache_dir=cache, backend="llama-cpp", backend_options={"n_threads": "2", "n_ctx": "2048"},
-                             sample_size=2, hf_offline=True, epoch_length=3, sync_interval=2, max_rounds=1)
+                             sample_size=2, hf_offline=True, epoch_length=3, sync_interval=2, max_rounds=1,
+                             max_download_bytes=2 * 10**9)
     try:
         validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"])
         assert asyncio.run(validator.run()) == 0
@@ -275,10 +303,15 @@ def test_syncs_and_weights_keep_their_schedule_while_a_model_is_evaluated(tmp_pa
     assert {json.loads((run / "results.json").read_text())["seed"] for run in runs} == {round_.seed}
 
 
-def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_path):
+def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_path, monkeypatch):
     """A continuous validator process with ``--dry-run``: it vets (two bad submissions), computes weights on
-    schedule and records them unsubmitted; SIGTERM ends it cleanly."""
-    names = ["validator", "a", "b"]
+    schedule (from a score an earlier run left in the state) and records them unsubmitted; SIGTERM ends it
+    cleanly."""
+    from bitagent_core import competition_version as effective_version
+    from bitagent_core import plugins
+    from bitagent_plugins.competitions import get_competition
+
+    names = ["validator", "a", "b", "scored"]
     wallet_dir = tmp_path / "wallets"
     wallets = {name: make_wallet(wallet_dir, name) for name in names}
     chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
@@ -287,12 +320,27 @@ def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_pat
     for name, files in (("a", safetensors_repo(license_="llama3")), ("b", safetensors_repo(chat_template=False))):
         _commit(chain_file, wallets[name], f"acme/{name}@{hf_repo(cache, f'acme/{name}', files)}")
     state = tmp_path / "validator" / "state.sqlite"
+    monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)
+    plugins.reset_registry()
+    try:
+        registry = plugins.get_registry()
+        version = effective_version(get_competition(registry, "bitagent"), registry)
+    finally:
+        plugins.reset_registry()
+    with ValidatorState(state) as db:  # "scored": scored 0.5 in an earlier round
+        db.sync_neurons({i: wallets[n].hotkey.ss58_address for i, n in enumerate(names)}, 900)
+        db.upsert_submission(wallets["scored"].hotkey.ss58_address, 3, "acme/scored", None, "e" * 40, 900)
+        db.record_vetting("acme/scored@" + "e" * 40, True, "ok")
+        assert db.claim_evaluation("acme/scored@" + "e" * 40, "bitagent", version)
+        db.finish_evaluation("acme/scored@" + "e" * 40, "bitagent", version, score=0.5, n_tasks=1000, block=900)
     log_path = tmp_path / "validator.log"
     proc = subprocess.Popen(
         [sys.executable, str(DRIVER), "validate", "--chain-file", str(chain_file), "--",
          "--netuid", str(NETUID), "--subtensor.network", "local", "--wallet.name", "validator",
          "--wallet.path", str(wallet_dir), "--backend", "llama-cpp", "--cache-dir", str(cache), "--hf-offline",
-         "--state-path", str(state), "--sync-interval", "2", "--epoch-length", "3", "--dry-run"],
+         "--state-path", str(state), "--sync-interval", "2", "--epoch-length", "3", "--dry-run",
+         "--reevaluate-blocks", "0",
+         "--max-download-bytes", "2000000000"],
         cwd=ROOT, env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS), stdout=open(log_path, "w"),
         stderr=subprocess.STDOUT)
     try:
@@ -312,7 +360,7 @@ def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_pat
         history = db.weights_history()
         assert len(history) >= 2 and not any(row.submitted for row in history)
         assert all(row.result == "dry run: not submitted" for row in history)
-        assert history[0].uids == [0, 1, 2]  # every score 0: uniform over the subnet, as the rule says
+        assert history[0].uids == [3]  # the scored model's uid; not the vetted-out (0), nor the validator's
         assert db.check() == []
     assert FileChain(chain_file).weights_submitted() == []
 
@@ -331,9 +379,16 @@ def test_a_subnet_requiring_a_newer_version_key_gets_no_weights(tmp_path, monkey
     cache = tmp_path / "hf-cache"
     _commit(chain_file, wallets["a"], f"acme/a@{hf_repo(cache, 'acme/a', safetensors_repo(license_='llama3'))}")
     config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state.sqlite", cache_dir=cache,
-                             backend="llama-cpp", hf_offline=True, once=True, sync_interval=2)
+                             backend="llama-cpp", hf_offline=True, once=True, sync_interval=2,
+                             max_download_bytes=10**9)
     try:
         validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"])
+        with ValidatorState(tmp_path / "state.sqlite") as db:  # a score from an earlier round: weights to set
+            db.sync_neurons({0: wallets["validator"].hotkey.ss58_address, 1: wallets["a"].hotkey.ss58_address}, 900)
+            db.upsert_submission(wallets["a"].hotkey.ss58_address, 1, "acme/old", None, "e" * 40, 900)
+            db.record_vetting("acme/old@" + "e" * 40, True, "ok")
+            assert db.claim_evaluation("acme/old@" + "e" * 40, "bitagent", validator.version)
+            db.finish_evaluation("acme/old@" + "e" * 40, "bitagent", validator.version, score=0.5, n_tasks=9, block=9)
         assert asyncio.run(validator.run()) == 1  # --once: the round's weights could not be set
     finally:
         plugins.reset_registry()
@@ -352,6 +407,19 @@ def test_options_that_do_not_apply_to_the_backend_are_refused_at_start():
     assert result.exit_code == 2 and "has no option 'warp'" in result.output
     result = CliRunner().invoke(validate_command(), ["--backend", "nope"])
     assert result.exit_code == 2 and "unknown backend 'nope'" in result.output
+
+
+def test_upstreams_device_and_log_level_flags():
+    from bitagent_plugins.subnet.plugin import _device, validate_command
+
+    assert _device("cuda:1", None, "sglang") == "1"
+    assert _device("cuda", "0", "vllm") == "0" and _device("cpu", None, "llama-cpp-server") is None
+    assert _device("cuda:1", None, "llama-cpp") is None  # in-process llama.cpp: not a server's GPU
+    for args, message in ((["--neuron.device", "cpu"], "needs a GPU"), (["--neuron.device", "tpu"], "expected cpu"),
+                          (["--neuron.device", "cuda:1", "--visible-devices", "0"], "says GPU 1"),
+                          (["--log_level", "LOUD"], "Invalid value for '--log_level'")):
+        result = CliRunner().invoke(validate_command(), ["--backend", "sglang", *args])
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
 
 
 def test_the_pm2_ecosystem_sets_only_variables_the_commands_read():
@@ -390,7 +458,7 @@ def test_a_new_competition_version_regrades_every_model(tmp_path, monkeypatch):
                         wallet=wallets["validator"])
     finally:
         plugins.reset_registry()
-    assert old.version != new.version and new.version.endswith(";limit=6")
+    assert old.version != new.version and ";n=6;" in new.version and ";n=5;" in old.version
     hotkey = wallets["a"].hotkey.ss58_address
     key = "acme/a@" + "c" * 40
     with ValidatorState(state_path) as db:
@@ -400,7 +468,7 @@ def test_a_new_competition_version_regrades_every_model(tmp_path, monkeypatch):
         assert db.claim_evaluation(key, "bitagent", old.version)
         db.finish_evaluation(key, "bitagent", old.version, score=0.9, n_tasks=5)
         for validator in (old, new):
-            validator.state = db
+            validator._build_parts(db)
         assert old._pending_jobs() == []
         assert [job.key for job in new._pending_jobs()] == [key]  # regraded under the new version
         assert db.scores_by_hotkey("bitagent", new.version) == {}  # the old score does not count

@@ -78,3 +78,17 @@ def test_a_wandb_failure_never_breaks_the_run(tmp_path, offline, monkeypatch):
     wandb_reporter.on_sample_scored(run=run, sample=_sample(0, 1.0))
     wandb_reporter.on_run_end(run=run, results=_results(run.run_dir))
     assert wandb_reporter._runs == {}
+
+
+def test_a_finished_round_reports_the_miners_feedback_table(tmp_path, offline, monkeypatch):
+    monkeypatch.setenv("BITAGENT_WANDB", "1")
+    feedback = [{"uid": 3, "hotkey": "5Hk", "model": "acme/m@" + "a" * 40, "credited": True, "score": 0.5,
+                 "tasks": [{"task_id": "t1", "category": "single_call", "status": "ok", "score": 1.0,
+                            "answer": "[get_weather(city='Paris')]", "expected_calls": [{"name": "get_weather"}]}]}]
+    wandb_reporter.on_round_end(round={"id": 7, "competition": "bitagent"}, feedback=feedback)
+    (record,) = list(offline.glob("wandb/offline-run-*/run-*.wandb"))
+    assert b"round-7" in record.read_bytes()
+    tables = list(offline.glob("wandb/offline-run-*/files/media/table/*.table.json"))
+    assert len(tables) == 1
+    text = tables[0].read_text()
+    assert "get_weather(city='Paris')" in text and "5Hk" in text and '"task_id"' in text

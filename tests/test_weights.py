@@ -130,3 +130,21 @@ def test_invalid_arguments(kwargs):
         scores_to_weights({}, **kwargs)
     with pytest.raises(ValueError, match="outside"):
         scores_to_weights({5: 1.0}, n_uids=3)
+
+
+def test_subnet_weights_only_on_scored_uids_never_the_validators_own():
+    from bitagent_plugins.subnet.weights import subnet_weights
+
+    assert subnet_weights({}, n_uids=5, own_uid=0) is None
+    assert subnet_weights({1: 0.0, 2: float("nan")}, n_uids=5, own_uid=0) is None  # nothing positive: no weights
+    assert subnet_weights({0: 1.0}, n_uids=5, own_uid=0) is None  # its own score does not count
+    weights, forced = subnet_weights({0: 1.0, 1: 1.0, 2: 0.5, 3: 0.0}, n_uids=6, own_uid=0)
+    assert forced == [] and set(weights) == {1, 2} and weights[1] > weights[2]
+    # the chain's min_allowed_weights forces a fallback onto the fewest unscored uids, never the validator's
+    weights, forced = subnet_weights({2: 1.0}, n_uids=6, own_uid=0, min_allowed_weights=3)
+    assert forced == [1, 3] and set(weights) == {1, 2, 3} and weights[1] == weights[3] < weights[2]
+    uids, values = quantize_u16(weights)
+    assert sum(v > 0 for v in values) >= 3 and 0 not in uids
+    # so does max_weight_limit when too few scored uids could carry the total
+    weights, forced = subnet_weights({1: 1.0, 2: 1.0}, n_uids=6, own_uid=0, max_weight_limit=0.3)
+    assert forced == [3, 4] and max(weights.values()) <= 0.3 + 1e-12

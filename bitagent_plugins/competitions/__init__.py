@@ -9,9 +9,10 @@ A competition is a plugin object (registered with ``register_competitions(regist
 * ``sample_size`` -- tasks per evaluation; ``scorer`` -- the scorer's name;
 * ``weight_rule`` -- how scores become weights (``cubic``, ``linear`` or ``softmax``, see
   ``bitagent_plugins.subnet.weights``);
-* ``version`` -- bump it to have every model re-evaluated ("regraded").
+* ``version`` -- bump it to have every model re-evaluated ("regraded");
+* ``licenses`` (optional) -- the model licences a validator accepts (default: upstream's policy, apache-2.0).
 
-The validator keys its evaluations by :func:`effective_version`: the competition's own version plus the
+The validator keys its evaluations by :func:`bitagent_core.competition_version`: the competition's own version plus the
 versions of the scorer and of every task source in the mix and the sample size, so changing any of them
 regrades every model too.
 
@@ -32,7 +33,15 @@ from typing import Any
 
 import attrs
 
-from bitagent_core import Competition, PluginRegistry, Task, make_task_source, protocol_problems, split_spec
+from bitagent_core import (
+    Competition,
+    PluginRegistry,
+    Task,
+    competition_version,
+    make_task_source,
+    protocol_problems,
+    split_spec,
+)
 
 WEIGHT_RULES = ("cubic", "linear", "softmax")
 
@@ -79,9 +88,9 @@ def _sub_seed(seed: int, spec: str) -> int:
 def sample_tasks(competition: Any, registry: PluginRegistry, seed: int, limit: int | None = None) -> list[Task]:
     """The competition's sample for ``seed``: ``limit`` (default ``sample_size``) tasks drawn from each source
     by its share, each source with its own seed derived from ``seed``, then shuffled by ``seed``.
-    Deterministic: the same seed gives the same tasks in the same order."""
-
-    total = competition.sample_size if limit is None else min(int(limit), competition.sample_size)
+    Deterministic: the same seed gives the same tasks in the same order. ``limit`` is the sample size, not a
+    cap on it: a validator run with ``--sample-size 2000`` draws 2000 tasks."""
+    total = competition.sample_size if limit is None else int(limit)
     counts = allocate(competition.mix(registry), total)
     tasks: list[Task] = []
     seen: set[str] = set()
@@ -93,19 +102,6 @@ def sample_tasks(competition: Any, registry: PluginRegistry, seed: int, limit: i
             tasks.append(task)
     random.Random(_sub_seed(seed, "order")).shuffle(tasks)
     return tasks
-
-
-def effective_version(competition: Any, registry: PluginRegistry) -> str:
-    """The version evaluations are keyed by: the competition's, plus its scorer's and sources' versions
-    and the sample size. Any change means every model is evaluated again."""
-
-    parts = [str(competition.version), f"n={competition.sample_size}"]
-    scorer = registry.get("scorers", competition.scorer).factory()
-    parts.append(f"{competition.scorer}={scorer.version}")
-    for spec, share in sorted(competition.mix(registry).items()):
-        source = make_task_source(registry, spec)
-        parts.append(f"{spec}={source.version}@{float(share):g}")
-    return ";".join(parts)
 
 
 class CompetitionTaskSource:
@@ -134,7 +130,7 @@ class CompetitionTaskSource:
 
     @property
     def version(self) -> str:
-        return effective_version(self.competition, self.registry)
+        return competition_version(self.competition, self.registry)
 
     def categories(self) -> list[str]:
 

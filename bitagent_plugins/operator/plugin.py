@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from bitagent_core.hookspecs import hookimpl
+from bitagent_core import hookimpl
 from bitagent_plugins.operator.stage import LOCAL_ENDPOINT  # stdlib and attrs only: bittensor loads on use
 from bitagent_plugins.operator.update import DEFAULT_CHECK
 

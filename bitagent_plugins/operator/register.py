@@ -153,7 +153,7 @@ async def register_when_possible(chain: OperatorChain, wallet: Any, netuid: int,
         if waiting:
             await asyncio.sleep(poll)
             continue
-        if not confirmed:
+        if not confirmed and confirm is not None:
             if not confirm(status):
                 return outcome("gave-up", "not confirmed")
             confirmed = True

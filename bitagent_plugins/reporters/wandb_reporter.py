@@ -9,8 +9,14 @@ Off unless ``BITAGENT_WANDB=1`` (``bitagent validate --wandb`` sets it). Needs t
 What is sent: the run's config (tasks, backend, model, scorer, seed, limit) and model identity at the start;
 per sample its score, pass/fail, latency and tokens (step = samples done) plus the running mean; at the end
 the summary of ``results.json`` (mean score, per category, failures, duration). Prompts, answers and the
-task contents are not sent. A wandb failure is logged and turns reporting off for that run; it never
-fails the evaluation.
+task contents are not sent with a run: a validator's round keeps its tasks private until every model has
+answered them. When a validator round is over (``on_round_end``) one more run, ``round-<id>``, gets the
+miners' feedback as a table: per miner (uid, hotkey, model) and task, the answer, the expected calls and
+the score. A wandb failure is logged and turns reporting off for that run; it never fails the evaluation.
+
+Each ``finish`` is followed by ``wandb.teardown()`` once no run is open: wandb-core closes (and flushes) a
+run's ``.wandb`` file only after ``finish()`` has returned, so without it the data of the last run could
+still be in wandb-core's buffers when the process is killed or the file is read.
 """
 
 from __future__ import annotations
@@ -101,3 +107,49 @@ def on_run_end(run: RunInfo, results: dict[str, Any]) -> None:
         entry["run"].finish(exit_code=0 if results.get("status") == "complete" else 1)
     except Exception as exc:  # noqa: BLE001
         log.warning("wandb finish failed: %s", exc)
+    _flush()
+
+
+def _flush() -> None:
+    """Wait until wandb-core has written every finished run out (``finish`` only informs it)."""
+    with _lock:
+        if _runs:
+            return
+    try:
+        import wandb
+
+        wandb.teardown()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("wandb teardown failed: %s", exc)
+
+
+FEEDBACK_COLUMNS = ("uid", "hotkey", "model", "credited", "task_id", "category", "status", "score", "answer",
+                    "expected_calls")
+
+
+@hookimpl
+def on_round_end(round: dict[str, Any], feedback: list[dict[str, Any]]) -> None:
+    if not enabled() or not feedback:
+        return
+    try:
+        import json
+
+        import wandb
+
+        handle = wandb.init(project=os.environ.get("BITAGENT_WANDB_PROJECT", "bitagent"),
+                            entity=os.environ.get("BITAGENT_WANDB_ENTITY") or None,
+                            dir=os.environ.get("BITAGENT_WANDB_DIR") or round.get("dir") or None,
+                            name=f"round-{round.get('id')}", config=dict(round), reinit=True,
+                            tags=["round", str(round.get("competition", ""))])
+        table = wandb.Table(columns=list(FEEDBACK_COLUMNS))
+        for entry in feedback:
+            for task in entry.get("tasks") or []:
+                table.add_data(entry["uid"], entry["hotkey"], entry["model"], bool(entry.get("credited")),
+                               task.get("task_id"), task.get("category"), task.get("status"), task.get("score"),
+                               task.get("answer"), json.dumps(task.get("expected_calls")))
+        handle.log({"feedback": table})
+        handle.summary.update({f"score/uid-{e['uid']}": e.get("score") for e in feedback})
+        handle.finish()
+    except Exception as exc:  # noqa: BLE001 - reporting must never break a validator
+        log.warning("wandb round report failed: %s", exc)
+    _flush()

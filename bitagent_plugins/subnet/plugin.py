@@ -41,13 +41,19 @@ def _chain_options(func: Any) -> Any:
         _opt("--logging.debug", "debug", is_flag=True, env="LOGGING_DEBUG", help="Debug logs for bitagent."),
         _opt("--logging.trace", "trace", is_flag=True, env="LOGGING_TRACE",
              help="Debug logs for bitagent and the bittensor SDK (RPC traffic)."),
+        _opt("--log_level", "--log-level", "log_level", env="LOG_LEVEL",
+             type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+             help="Log level (upstream's flag); TRACE = --logging.trace, DEBUG = --logging.debug."),
     ]):
         func = decorator(func)
     return func
 
 
-def _setup_logging(debug: bool, trace: bool) -> None:
-    level = logging.DEBUG if (debug or trace) else logging.INFO
+def _setup_logging(debug: bool, trace: bool, log_level: str | None = None) -> None:
+    if log_level:
+        trace = trace or log_level.upper() == "TRACE"
+        debug = debug or log_level.upper() == "DEBUG"
+    level = logging.DEBUG if (debug or trace) else getattr(logging, (log_level or "INFO").upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("bitagent").setLevel(level)
     logging.getLogger("bittensor").setLevel(logging.DEBUG if trace else logging.WARNING)
@@ -81,7 +87,8 @@ def mine_command(substrate_factory: Callable[[], Any] | None = None) -> click.Co
     @_opt("--ready-file", "ready_file", type=click.Path(dir_okay=False, path_type=Path), env="READY_FILE",
           help="Write host:port here once the endpoint listens.")
     def mine(model: str, netuid: int, network: str, chain_endpoint: str | None, wallet_name: str,
-             wallet_hotkey: str, wallet_path: str, debug: bool, trace: bool, host: str, port: int,
+             wallet_hotkey: str, wallet_path: str, debug: bool, trace: bool, log_level: str | None, host: str,
+             port: int,
              external_ip: str | None, external_port: int | None, commit: bool, serve_axon: bool,
              metagraph_refresh: float, ready_file: Path | None) -> None:
         """Publish a Hugging Face model as this hotkey's submission (commitment + signed endpoint)."""
@@ -89,7 +96,7 @@ def mine_command(substrate_factory: Callable[[], Any] | None = None) -> click.Co
         from bitagent_plugins.subnet.miner import MinerConfig, run_miner
         from bitagent_plugins.subnet.vetting import InvalidSubmission
 
-        _setup_logging(debug, trace)
+        _setup_logging(debug, trace, log_level)
         source = click.get_current_context().get_parameter_source("host")
         if external_ip and source in (click.core.ParameterSource.DEFAULT, None):
             host = "0.0.0.0"
@@ -138,6 +145,25 @@ def _backend_options(values: tuple[str, ...], backend: str, registry: PluginRegi
     return options
 
 
+def _device(device: str, visible_devices: str | None, backend: str) -> str | None:
+    """Upstream's ``--neuron.device``: ``cuda:N`` -> GPU N for the model server; ``cuda``/``cpu`` change nothing
+    (a GPU engine cannot run on ``cpu``)."""
+    value = device.strip().lower()
+    if value.startswith("cuda:") and value[5:].isdigit() and backend in ("llama-cpp", "embedded"):
+        return visible_devices  # in-process llama.cpp: the GPU is chosen by its own build (n_gpu_layers)
+    if value.startswith("cuda:") and value[5:].isdigit():
+        if visible_devices not in (None, value[5:]):
+            raise click.BadParameter(f"says GPU {value[5:]}, --visible-devices says {visible_devices}",
+                                     param_hint="--neuron.device")
+        return value[5:]
+    if value == "cpu" and backend in ("sglang", "vllm"):
+        raise click.BadParameter(f"the {backend} backend needs a GPU; use --backend llama-cpp-server on a CPU",
+                                 param_hint="--neuron.device")
+    if value not in ("cpu", "cuda"):
+        raise click.BadParameter("expected cpu, cuda or cuda:N", param_hint="--neuron.device")
+    return visible_devices
+
+
 def validate_command(substrate_factory: Callable[[], Any] | None = None) -> click.Command:
     @click.command("validate")
     @_chain_options
@@ -184,19 +210,38 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
           help="Run one round (sync, evaluate everything pending, set weights) and exit.")
     @_opt("--max-rounds", type=click.IntRange(min=1), env="MAX_ROUNDS", help="Exit after this many rounds.")
     @_opt("--wandb", is_flag=True, env="WANDB", help="Report runs to Weights & Biases (pip install 'bitagent[wandb]').")
+    @_opt("--neuron.device", "device", env="NEURON_DEVICE",
+          help="Upstream's device flag: cuda:N serves models on GPU N (= --visible-devices N); cpu/cuda: no change.")
+    @_opt("--reevaluate-blocks", type=click.IntRange(min=0), default=7200, show_default=True,
+          env="REEVALUATE_BLOCKS", help="Blocks between re-evaluations of each vetted model on a fresh private "
+          "sample (0: never; 7200 is about a day).")
+    @_opt("--ema-alpha", type=click.FloatRange(0, 1, min_open=True), default=0.3, show_default=True,
+          env="EMA_ALPHA", help="Weight of a new evaluation in a model's moving average.")
+    @_opt("--heartbeat", type=click.FloatRange(min=1), default=60.0, show_default=True, env="HEARTBEAT",
+          help="Seconds between heartbeat log lines.")
+    @_opt("--check", "check_only", is_flag=True, env="CHECK",
+          help="Check wallet, registration, permit, chain, engine, GPU memory, disk and BFCL data; print one line "
+          "per problem and exit (non-zero when there is one).")
+    @_opt("--skip-start-check", is_flag=True, env="SKIP_START_CHECK",
+          help="Start even when the start checks find problems (they are still logged).")
     def validate(netuid: int, network: str, chain_endpoint: str | None, wallet_name: str, wallet_hotkey: str,
-                 wallet_path: str, debug: bool, trace: bool, backend: str, backend_option: tuple[str, ...],
+                 wallet_path: str, debug: bool, trace: bool, log_level: str | None, backend: str,
+                 backend_option: tuple[str, ...],
                  competition: str, sample_size: int | None, cache_dir: Path, hf_offline: bool, state_path: Path,
                  runs_dir: Path | None, dry_run: bool, epoch_length: int, sync_interval: int, query_timeout: float,
                  allow_private_axons: bool, visible_devices: str | None, server_python: str | None,
                  mem_fraction_static: float | None, request_timeout: float, max_params: int | None,
-                 max_download_bytes: int | None, once: bool, max_rounds: int | None, wandb: bool) -> None:
+                 max_download_bytes: int | None, once: bool, max_rounds: int | None, wandb: bool,
+                 device: str | None, reevaluate_blocks: int, ema_alpha: float, heartbeat: float, check_only: bool,
+                 skip_start_check: bool) -> None:
         """Validate: collect miners' submissions, vet and evaluate them, set weights."""
         from bitagent_core import UnknownPluginObject, get_registry
         from bitagent_plugins.subnet.chain import ChainUnavailable
-        from bitagent_plugins.subnet.validator import AlreadyRunning, ValidatorConfig, run_validator
+        from bitagent_plugins.subnet.validator import AlreadyRunning, ValidatorConfig, check_validator, run_validator
 
-        _setup_logging(debug, trace)
+        _setup_logging(debug, trace, log_level)
+        if device:
+            visible_devices = _device(device, visible_devices, backend)
         if wandb:
             os.environ["BITAGENT_WANDB"] = "1"
         registry = get_registry()
@@ -210,10 +255,11 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
             dry_run=dry_run, epoch_length=epoch_length, sync_interval=sync_interval, query_timeout_s=query_timeout,
             allow_private_axons=allow_private_axons, hf_offline=hf_offline, max_params=max_params,
             max_download_bytes=max_download_bytes, once=once, max_rounds=max_rounds,
-            request_timeout_s=request_timeout)
+            request_timeout_s=request_timeout, reevaluate_blocks=reevaluate_blocks or None, ema_alpha=ema_alpha,
+            heartbeat_s=heartbeat, skip_start_check=skip_start_check)
         try:
-            code = run_validator(config, registry=registry,
-                                 substrate=substrate_factory() if substrate_factory else None)
+            run = check_validator if check_only else run_validator
+            code = run(config, registry=registry, substrate=substrate_factory() if substrate_factory else None)
         except (UnknownPluginObject, ValueError) as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
         except (ChainUnavailable, AlreadyRunning, OSError) as exc:

@@ -12,10 +12,12 @@ applied, with the new version number, in one transaction when the state is opene
 newer bitagent (a version we do not know) is refused rather than guessed at.
 
 Scores are keyed by hotkey, never by uid (uids are recycled): when a uid's hotkey changes, the old hotkey's
-submission is dropped and the newcomer starts clean. Each distinct ``repo@sha`` (the *model key*) is vetted
-and evaluated once per competition version; when several hotkeys submit the same commit sha, the one that
-committed at the earliest block (ties: the smaller hotkey string, so every validator agrees) gets the score
-and the others 0.
+submission is dropped and the newcomer starts clean. Each distinct ``repo@sha`` (the *model key*,
+``keys.ModelKey``) is vetted once and evaluated per competition version, again at each re-evaluation; every
+finished evaluation goes to ``evaluation_history`` and into a moving average (``ema``) kept per competition
+version and *weights* (the vetted weights digest, else the commit sha), in the same transaction. When several
+hotkeys submit the same weights, the one that committed at the earliest block (``keys.earliest_committer``;
+ties: the smaller hotkey string, so every validator agrees) gets the average and the others 0.
 """
 
 from __future__ import annotations
@@ -25,14 +27,22 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
 
+from bitagent_plugins.subnet.keys import ModelKey, credited
+
+#: The moving average's weight for a new evaluation: ``ema = alpha * score + (1 - alpha) * ema``. 0.3 lets a
+#: model's average move most of the way (83 %) to a new level within five re-evaluations while one noisy
+#: sample moves it by at most 0.3 x its error. (Bittensor's subnet template uses 0.1, but updates at every
+#: query; ours moves once per evaluation, which is hours apart.)
+DEFAULT_EMA_ALPHA = 0.3
+
 #: ``MIGRATIONS[i]`` upgrades schema version ``i`` to ``i + 1``; statements run in order in one transaction.
-MIGRATIONS: list[tuple[str, ...]] = [
+MIGRATIONS: list[tuple[str | Callable[[sqlite3.Connection], None], ...]] = [
     (  # 0 -> 1: the tables
         "CREATE TABLE neurons (uid INTEGER PRIMARY KEY, hotkey TEXT NOT NULL, first_seen_block INTEGER NOT NULL)",
         "CREATE TABLE submissions (hotkey TEXT PRIMARY KEY, uid INTEGER NOT NULL, repo_id TEXT NOT NULL,"
@@ -56,6 +66,23 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX evaluations_by_competition ON evaluations (competition, competition_version, status)",
         "CREATE UNIQUE INDEX rounds_one_running ON rounds (status) WHERE status = 'running'",
     ),
+    (  # 2 -> 3: weights digests (copies), moving averages, re-evaluations, locked submissions
+        "ALTER TABLE vetting ADD COLUMN weights_digest TEXT",
+        "ALTER TABLE evaluations ADD COLUMN n_done INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE evaluations ADD COLUMN finished_block INTEGER",
+        "ALTER TABLE evaluations ADD COLUMN ci95 REAL",
+        "ALTER TABLE evaluations ADD COLUMN data_digest TEXT",
+        "UPDATE evaluations SET n_done = 1 WHERE status IN ('done', 'failed')",
+        "ALTER TABLE submissions ADD COLUMN ignored_text TEXT",
+        "CREATE TABLE ema (competition TEXT NOT NULL, competition_version TEXT NOT NULL, weights TEXT NOT NULL,"
+        " value REAL NOT NULL, n INTEGER NOT NULL, updated_at REAL NOT NULL,"
+        " PRIMARY KEY (competition, competition_version, weights))",
+        "CREATE TABLE evaluation_history (id INTEGER PRIMARY KEY AUTOINCREMENT, model_key TEXT NOT NULL,"
+        " competition TEXT NOT NULL, competition_version TEXT NOT NULL, round_id INTEGER, status TEXT NOT NULL,"
+        " score REAL, n_tasks INTEGER, ci95 REAL, run_dir TEXT, data_digest TEXT, error TEXT,"
+        " created_at REAL NOT NULL)",
+        lambda db: _seed_ema(db),
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 EVALUATION_STATUSES = ("pending", "running", "done", "failed")
@@ -67,8 +94,8 @@ class StateError(RuntimeError):
 
 
 def model_key(repo_id: str, sha: str) -> str:
-    """``org/name@sha``: the unit that is vetted and evaluated once."""
-    return f"{repo_id}@{sha}"
+    """``org/name@sha``: the unit that is vetted and evaluated (``keys.ModelKey``)."""
+    return ModelKey(repo_id, sha).key
 
 
 @attrs.frozen
@@ -80,10 +107,12 @@ class SubmissionRow:
     sha: str
     committed_block: int
     first_seen_at: float
+    #: the last changed submission this hotkey made (ignored: the first accepted one is final)
+    ignored_text: str | None = None
 
     @property
     def model_key(self) -> str:
-        return model_key(self.repo_id, self.sha)
+        return ModelKey(self.repo_id, self.sha).key
 
 
 @attrs.frozen
@@ -92,6 +121,8 @@ class VettingRow:
     ok: bool
     reason: str
     checked_at: float
+    #: ``keys.weights_digest`` of the weight files (None: not known, e.g. vetting failed)
+    weights_digest: str | None = None
 
 
 @attrs.frozen
@@ -105,6 +136,10 @@ class EvaluationRow:
     run_dir: str | None
     error: str | None
     updated_at: float
+    n_done: int = 0
+    finished_block: int | None = None
+    ci95: float | None = None
+    data_digest: str | None = None
 
 
 @attrs.frozen
@@ -189,7 +224,10 @@ class ValidatorState:
                 )
             for step in MIGRATIONS[version:]:
                 for statement in step:
-                    db.execute(statement)
+                    if callable(statement):
+                        statement(db)
+                    else:
+                        db.execute(statement)
             db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     @property
@@ -253,9 +291,16 @@ class ValidatorState:
 
     def submissions(self) -> list[SubmissionRow]:
         with self._tx(write=False) as db:
-            rows = db.execute("SELECT hotkey, uid, repo_id, revision, sha, committed_block, first_seen_at"
-                              " FROM submissions ORDER BY uid, hotkey").fetchall()
+            rows = db.execute(f"SELECT {_SUBMISSION_COLUMNS} FROM submissions ORDER BY uid, hotkey").fetchall()
         return [SubmissionRow(*row) for row in rows]
+
+    def note_ignored(self, hotkey: str, text: str) -> bool:
+        """Remember that ``hotkey`` now submits ``text``, which is ignored (its first accepted submission is
+        final); True the first time this text is seen, so it is logged once, even across restarts."""
+        with self._tx() as db:
+            cursor = db.execute("UPDATE submissions SET ignored_text = ? WHERE hotkey = ?"
+                                " AND (ignored_text IS NULL OR ignored_text != ?)", (text, hotkey, text))
+            return cursor.rowcount > 0
 
     def remove_submission(self, hotkey: str) -> bool:
         """Forget ``hotkey``'s submission (e.g. its commitment was cleared); True if there was one."""
@@ -264,16 +309,22 @@ class ValidatorState:
 
     # -- vetting ---------------------------------------------------------------------------------------------
 
-    def record_vetting(self, model_key: str, ok: bool, reason: str) -> None:
+    def record_vetting(self, model_key: str, ok: bool, reason: str, *, weights_digest: str | None = None) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO vetting (model_key, ok, reason, checked_at) VALUES (?, ?, ?, ?)",
-                       (model_key, int(bool(ok)), reason, time.time()))
+            db.execute("INSERT OR REPLACE INTO vetting (model_key, ok, reason, checked_at, weights_digest)"
+                       " VALUES (?, ?, ?, ?, ?)", (model_key, int(bool(ok)), reason, time.time(), weights_digest))
 
     def vetting(self, model_key: str) -> VettingRow | None:
         with self._tx(write=False) as db:
-            row = db.execute("SELECT model_key, ok, reason, checked_at FROM vetting WHERE model_key = ?",
-                             (model_key,)).fetchone()
-        return None if row is None else VettingRow(row[0], bool(row[1]), row[2], row[3])
+            row = db.execute("SELECT model_key, ok, reason, checked_at, weights_digest FROM vetting"
+                             " WHERE model_key = ?", (model_key,)).fetchone()
+        return None if row is None else VettingRow(row[0], bool(row[1]), row[2], row[3], row[4])
+
+    def weights_groups(self) -> dict[str, str]:
+        """``{model key: weights identity}`` for every submitted model: the vetted weights digest, else the
+        commit sha (the same commit pushed to another repo is the same model)."""
+        with self._tx(write=False) as db:
+            return _weights_groups(db)
 
     # -- evaluations -----------------------------------------------------------------------------------------
 
@@ -295,37 +346,110 @@ class ValidatorState:
             claimable = ("pending", "failed") if retry_failed else ("pending",)
             if row is not None and row[0] not in claimable:
                 return False
-            db.execute(
-                "INSERT OR REPLACE INTO evaluations (model_key, competition, competition_version, score, n_tasks,"
-                " run_dir, status, updated_at, error) VALUES (?, ?, ?, NULL, NULL, NULL, 'running', ?, NULL)",
-                (model_key, competition, str(version), time.time()),
-            )
+            if row is None:
+                db.execute("INSERT INTO evaluations (model_key, competition, competition_version, status, updated_at)"
+                           " VALUES (?, ?, ?, 'running', ?)", (model_key, competition, str(version), time.time()))
+            else:  # a re-evaluation keeps the last result until the new one replaces it
+                db.execute("UPDATE evaluations SET status = 'running', updated_at = ? WHERE model_key = ?"
+                           " AND competition = ? AND competition_version = ?",
+                           (time.time(), model_key, competition, str(version)))
             return True
 
     def finish_evaluation(self, model_key: str, competition: str, version: str | int, *, score: float,
-                          n_tasks: int, run_dir: str | None = None) -> None:
-        """Record the score of a running evaluation (``done``)."""
+                          n_tasks: int, run_dir: str | None = None, block: int | None = None,
+                          round_id: int | None = None, ci95: float | None = None, data_digest: str | None = None,
+                          alpha: float = DEFAULT_EMA_ALPHA) -> None:
+        """Record the score of a running evaluation (``done``) and fold it into its weights' moving average,
+        in one transaction (a crash never counts an evaluation twice, nor loses it)."""
         if not math.isfinite(score):
             raise StateError(f"score must be finite, got {score!r}")
-        self._end_evaluation(model_key, competition, version,
-                             "score = ?, n_tasks = ?, run_dir = ?, status = 'done', error = NULL",
-                             (float(score), int(n_tasks), None if run_dir is None else str(run_dir)))
+        self._end_evaluation(model_key, competition, version, status="done", score=float(score),
+                             n_tasks=int(n_tasks), run_dir=None if run_dir is None else str(run_dir), block=block,
+                             round_id=round_id, ci95=ci95, data_digest=data_digest, error=None, alpha=alpha)
 
-    def fail_evaluation(self, model_key: str, competition: str, version: str | int, *, reason: str) -> None:
-        """Mark a running evaluation ``failed`` (scores 0 until retried with ``retry_failed=True``)."""
-        self._end_evaluation(model_key, competition, version, "score = NULL, status = 'failed', error = ?",
-                             (reason,))
+    def fail_evaluation(self, model_key: str, competition: str, version: str | int, *, reason: str,
+                        block: int | None = None, round_id: int | None = None,
+                        alpha: float = DEFAULT_EMA_ALPHA) -> None:
+        """Mark a running evaluation ``failed`` by the model's fault: it counts 0 in the moving average
+        (a failure of the validator itself is :meth:`release_evaluation`, which changes no score)."""
+        self._end_evaluation(model_key, competition, version, status="failed", score=None, n_tasks=None,
+                             run_dir=None, block=block, round_id=round_id, ci95=None, data_digest=None,
+                             error=reason, alpha=alpha)
 
-    def _end_evaluation(self, model_key: str, competition: str, version: str | int, assignments: str,
-                        values: tuple[object, ...]) -> None:
+    def release_evaluation(self, model_key: str, competition: str, version: str | int) -> None:
+        """Put a running evaluation back to ``pending`` without any result: the validator failed, not the
+        model (its last score and moving average stay as they were)."""
+        with self._tx() as db:
+            cursor = db.execute("UPDATE evaluations SET status = 'pending', updated_at = ? WHERE model_key = ?"
+                                " AND competition = ? AND competition_version = ? AND status = 'running'",
+                                (time.time(), model_key, competition, str(version)))
+            if cursor.rowcount != 1:
+                raise StateError(f"no running evaluation of {model_key} in {competition} v{version}")
+
+    def schedule_reevaluations(self, competition: str, version: str | int, *, finished_before_block: int) -> int:
+        """Back to ``pending``: every finished evaluation (done, or failed by the model) of a model still
+        submitted and vetted whose last run ended at or before ``finished_before_block``. Returns how many."""
+        with self._tx() as db:
+            submitted = {ModelKey(r, s).key for r, s in db.execute("SELECT repo_id, sha FROM submissions")}
+            vetted = {k for (k,) in db.execute("SELECT model_key FROM vetting WHERE ok = 1")}
+            rows = db.execute("SELECT model_key FROM evaluations WHERE competition = ? AND competition_version = ?"
+                              " AND status IN ('done', 'failed') AND finished_block IS NOT NULL"
+                              " AND finished_block <= ?", (competition, str(version), int(finished_before_block)))
+            due = [k for (k,) in rows.fetchall() if k in submitted and k in vetted]
+            for key in due:
+                db.execute("UPDATE evaluations SET status = 'pending', updated_at = ? WHERE model_key = ?"
+                           " AND competition = ? AND competition_version = ?",
+                           (time.time(), key, competition, str(version)))
+            return len(due)
+
+    def _end_evaluation(self, model_key: str, competition: str, version: str | int, *, status: str,
+                        score: float | None, n_tasks: int | None, run_dir: str | None, block: int | None,
+                        round_id: int | None, ci95: float | None, data_digest: str | None, error: str | None,
+                        alpha: float) -> None:
+        if not 0 < alpha <= 1:
+            raise StateError(f"alpha must be in (0, 1], got {alpha!r}")
+        now = time.time()
         with self._tx() as db:
             cursor = db.execute(
-                f"UPDATE evaluations SET {assignments}, updated_at = ? WHERE model_key = ? AND competition = ?"
-                " AND competition_version = ? AND status = 'running'",
-                (*values, time.time(), model_key, competition, str(version)),
+                "UPDATE evaluations SET status = ?, score = ?, n_tasks = ?, run_dir = ?, error = ?, ci95 = ?,"
+                " data_digest = ?, finished_block = ?, n_done = n_done + 1, updated_at = ? WHERE model_key = ?"
+                " AND competition = ? AND competition_version = ? AND status = 'running'",
+                (status, score, n_tasks, run_dir, error, ci95, data_digest, block, now, model_key, competition,
+                 str(version)),
             )
             if cursor.rowcount != 1:
                 raise StateError(f"no running evaluation of {model_key} in {competition} v{version}")
+            db.execute("INSERT INTO evaluation_history (model_key, competition, competition_version, round_id,"
+                       " status, score, n_tasks, ci95, run_dir, data_digest, error, created_at)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (model_key, competition, str(version), round_id, status, score, n_tasks, ci95, run_dir,
+                        data_digest, error, now))
+            group = _weights_groups(db).get(model_key) or _sha_group(model_key)
+            _update_ema(db, competition, str(version), group, 0.0 if score is None else score, alpha, now)
+
+    def ema(self, competition: str, version: str | int) -> dict[str, tuple[float, int]]:
+        """``{weights identity: (moving average, evaluations folded in)}`` for ``competition``/``version``."""
+        with self._tx(write=False) as db:
+            rows = db.execute("SELECT weights, value, n FROM ema WHERE competition = ? AND competition_version = ?",
+                              (competition, str(version))).fetchall()
+        return {group: (float(value), int(n)) for group, value, n in rows}
+
+    def history(self, model_key: str | None = None, limit: int = 100, *,
+                round_id: int | None = None) -> list[dict[str, object]]:
+        """Every finished evaluation (newest first), re-evaluations included; of one model, or of one round."""
+        query = ("SELECT id, model_key, competition, competition_version, round_id, status, score, n_tasks, ci95,"
+                 " run_dir, data_digest, error, created_at FROM evaluation_history WHERE 1 = 1")
+        args: list[object] = []
+        if model_key is not None:
+            query += " AND model_key = ?"
+            args.append(model_key)
+        if round_id is not None:
+            query += " AND round_id = ?"
+            args.append(int(round_id))
+        with self._tx(write=False) as db:
+            cursor = db.execute(query + " ORDER BY id DESC LIMIT ?", (*args, int(limit)))
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def evaluation(self, model_key: str, competition: str, version: str | int) -> EvaluationRow | None:
         with self._tx(write=False) as db:
@@ -356,31 +480,29 @@ class ValidatorState:
     def scores_by_hotkey(self, competition: str, version: str | int) -> dict[str, float]:
         """Scores per submitting hotkey for ``competition``/``version``.
 
-        A hotkey gets its model's score when the evaluation is done and it is the earliest committer of that
-        commit sha (others submitting the same sha get 0); 0 when its model failed vetting or evaluation.
-        Hotkeys whose model is not evaluated yet are left out.
+        Scores belong to weights, credit to the earliest committer (``keys.earliest_committer``): the hotkey
+        that committed a model's weights first gets their moving average over every evaluation (a failure by
+        the model counts 0), the others submitting the same weights (the same commit, or the same weight files
+        re-uploaded) get 0; 0 when the model failed vetting. Hotkeys whose weights have no evaluation yet are
+        left out.
         """
         with self._tx(write=False) as db:
-            rows = db.execute(
-                "SELECT s.hotkey, s.repo_id, s.sha, s.committed_block, v.ok, e.status, e.score"
-                " FROM submissions s LEFT JOIN vetting v ON v.model_key = s.repo_id || '@' || s.sha"
-                " LEFT JOIN evaluations e ON e.model_key = s.repo_id || '@' || s.sha"
-                " AND e.competition = ? AND e.competition_version = ?",
-                (competition, str(version)),
-            ).fetchall()
-        first_by_sha: dict[str, tuple[int, str]] = {}
-        for hotkey, _, sha, block, *_ in rows:
-            first_by_sha[sha] = min(first_by_sha.get(sha, (block, hotkey)), (block, hotkey))
+            subs = [SubmissionRow(*row) for row in db.execute(f"SELECT {_SUBMISSION_COLUMNS} FROM submissions")]
+            vetted = dict(db.execute("SELECT model_key, ok FROM vetting").fetchall())
+            groups = _weights_groups(db)
+            averages = dict(db.execute("SELECT weights, value FROM ema WHERE competition = ?"
+                                       " AND competition_version = ?", (competition, str(version))).fetchall())
+        group_of = {row.hotkey: groups[row.model_key] for row in subs}
+        winners = credited(subs, group_of)
         scores: dict[str, float] = {}
-        for hotkey, _, sha, block, vetted_ok, status, score in rows:
-            if vetted_ok is not None and not vetted_ok:
-                scores[hotkey] = 0.0
-            elif first_by_sha[sha] != (block, hotkey):
-                scores[hotkey] = 0.0
-            elif status == "done":
-                scores[hotkey] = float(score)
-            elif status == "failed":
-                scores[hotkey] = 0.0
+        for row in subs:
+            group = group_of[row.hotkey]
+            if row.model_key in vetted and not vetted[row.model_key]:
+                scores[row.hotkey] = 0.0
+            elif winners[group] != row.hotkey:
+                scores[row.hotkey] = 0.0
+            elif group in averages:
+                scores[row.hotkey] = float(averages[group])
         return scores
 
     def scores_by_uid(self, competition: str, version: str | int) -> dict[int, float]:
@@ -458,8 +580,9 @@ class ValidatorState:
                 problems.append(f"schema_version rows {versions}, expected [{SCHEMA_VERSION}]")
             orphans = db.execute(
                 "SELECT model_key FROM evaluations WHERE model_key NOT IN (SELECT model_key FROM vetting)"
-                " AND model_key NOT IN (SELECT repo_id || '@' || sha FROM submissions)").fetchall()
-            problems.extend(f"evaluation of unknown model {r[0]}" for r in orphans)
+                ).fetchall()
+            submitted = {ModelKey(r, s).key for r, s in db.execute("SELECT repo_id, sha FROM submissions")}
+            problems.extend(f"evaluation of unknown model {r[0]}" for r in orphans if r[0] not in submitted)
             for rid, status, finished_at in db.execute("SELECT id, status, finished_at FROM rounds").fetchall():
                 if (status == "running") != (finished_at is None):
                     problems.append(f"round {rid}: status {status} with finished_at {finished_at}")
@@ -478,5 +601,42 @@ class ValidatorState:
         return problems
 
 
-_EVAL_COLUMNS = "model_key, competition, competition_version, status, score, n_tasks, run_dir, error, updated_at"
+_EVAL_COLUMNS = ("model_key, competition, competition_version, status, score, n_tasks, run_dir, error, updated_at,"
+                 " n_done, finished_block, ci95, data_digest")
+_SUBMISSION_COLUMNS = "hotkey, uid, repo_id, revision, sha, committed_block, first_seen_at, ignored_text"
+
+
+def _sha_group(key: str) -> str:
+    return "sha:" + ModelKey.parse(key).sha
+
+
+def _weights_groups(db: sqlite3.Connection) -> dict[str, str]:
+    digests = dict(db.execute("SELECT model_key, weights_digest FROM vetting WHERE weights_digest IS NOT NULL"))
+    groups = {}
+    for repo_id, sha in db.execute("SELECT repo_id, sha FROM submissions").fetchall():
+        key = ModelKey(repo_id, sha).key
+        groups[key] = digests.get(key) or "sha:" + sha
+    # a digest is shared by every commit with the same weights: models known by sha only join it
+    by_sha = {ModelKey.parse(k).sha: g for k, g in groups.items() if not g.startswith("sha:")}
+    return {k: (by_sha.get(g[4:], g) if g.startswith("sha:") else g) for k, g in groups.items()}
+
+
+def _update_ema(db: sqlite3.Connection, competition: str, version: str, group: str, score: float, alpha: float,
+                now: float) -> None:
+    """The first evaluation sets the average; each later one moves it by ``alpha``."""
+    db.execute("INSERT INTO ema (competition, competition_version, weights, value, n, updated_at)"
+               " VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (competition, competition_version, weights) DO UPDATE SET"
+               " value = ? * ? + (1 - ?) * value, n = n + 1, updated_at = excluded.updated_at",
+               (competition, version, group, score, now, alpha, score, alpha))
+
+
+def _seed_ema(db: sqlite3.Connection) -> None:
+    """Migration 2 -> 3: each finished evaluation becomes its weights' first moving-average value."""
+    rows = db.execute("SELECT model_key, competition, competition_version, status, score FROM evaluations"
+                      " WHERE status IN ('done', 'failed')").fetchall()
+    now = time.time()
+    for key, competition, version, status, score in rows:
+        db.execute("INSERT OR IGNORE INTO ema (competition, competition_version, weights, value, n, updated_at)"
+                   " VALUES (?, ?, ?, ?, 1, ?)", (competition, version, _sha_group(key),
+                                                  float(score) if status == "done" else 0.0, now))
 _ROUND_COLUMNS = "id, seed, started_at, finished_at, status"

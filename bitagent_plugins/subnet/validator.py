@@ -1,27 +1,28 @@
-"""``bitagent validate``: the Subnet 20 validator loop.
+"""``bitagent validate``: the Subnet 20 validator loop, built from four typed parts.
 
-Every ``sync_interval`` blocks (a *sync*): read the metagraph; record the neurons; collect each miner's
-submission (its on-chain commitment, else its signed HTTP endpoint, 15 s timeout); lock ``org/name@sha``
-per hotkey (a submission is resolved once, when it first appears or changes). The models waiting for
-vetting or evaluation form the current *round*, which has one private random seed: every model evaluated
-in a round answers the same task sample.
+* :class:`~bitagent_plugins.subnet.collection.SubmissionCollector` -- every ``sync_interval`` blocks: the
+  metagraph, each miner's submission (commitment, else signed endpoint), locked to ``org/name@sha``; the first
+  accepted submission of a hotkey is final.
+* :class:`~bitagent_plugins.subnet.pipeline.ModelPipeline` -- one model at a time: vet at the locked sha,
+  download only what vetting selected, evaluate on the round's private sample, delete.
+* :class:`~bitagent_plugins.subnet.scoring.Scoreboard` -- what to evaluate next (first evaluations before
+  re-evaluations; copies are not evaluated), moving averages per weights, re-evaluation schedule.
+* :class:`~bitagent_plugins.subnet.weight_setter.WeightSetter` -- every ``epoch_length`` blocks: scores ->
+  u16 weights on scored uids only -> ``SetWeights``.
 
-Evaluation runs beside the loop (one model at a time, in a worker thread with its own event loop), so syncs
-and weight setting keep their schedule while a model is being evaluated. For one model: vet it at the
-locked sha (a failure is recorded with its reason and never retried for that sha); download only the files
-vetting selected into ``--cache-dir``; evaluate it with the chosen backend on the competition's sample;
-record the score (or the failure); delete it from the cache. Each distinct ``org/name@sha`` is evaluated
-once per competition version; when several hotkeys submit the same commit sha only the earliest committer
-is evaluated and credited.
+This module runs them on one event loop: evaluation is a task beside the loop (never a second loop in a
+thread), so syncs, the heartbeat and weights keep their schedule. A *round* is the set of models evaluated
+with one private seed (every model of a round answers the same sample); when it is over, the miners'
+feedback files are written (``feedback``).
 
-Every ``epoch_length`` blocks: scores per hotkey -> weights per current uid (the competition's rule,
-normalised, within ``min_allowed_weights`` / ``max_weight_limit``) -> u16 -> ``SetWeights`` with this
-release's version key (``--dry-run``: recorded, not submitted).
+Failures are classified (``failures``): the model's are recorded and count 0; the validator's own (engine
+missing, GPU, disk, Hub, chain) change no score: the model goes back to pending and is retried with backoff,
+the log says what to fix, and ``--once`` exits with ``EXIT_VALIDATOR_FAILURE``. The start checks
+(``checks``, also ``--check``) stop a validator that cannot work before it touches anyone.
 
 Crash safety: everything that matters is in the SQLite state (WAL), one transaction per change. After a
 ``kill -9`` the next start finds the unfinished round (and its seed), puts interrupted evaluations back to
-pending, removes cached models whose evaluation is over, and carries on. ``--once`` runs one round to the
-end (sync, evaluate everything pending, set weights) and exits.
+pending, removes cached models whose evaluation is over, and carries on.
 """
 
 from __future__ import annotations
@@ -34,25 +35,32 @@ import logging
 import os
 import secrets
 import signal
+import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from bitagent_plugins.subnet.chain import (
-    SUBNET_NETUID,
-    Chain,
-    ChainUnavailable,
-    MetagraphView,
-    fit_to_max_weight_limit,
-    version_key,
+from bitagent_plugins.subnet import vetting
+from bitagent_plugins.subnet.chain import SUBNET_NETUID, Chain, ChainUnavailable, MetagraphView
+from bitagent_plugins.subnet.collection import SubmissionCollector
+from bitagent_plugins.subnet.failures import (
+    EXIT_CHECK_FAILED,
+    EXIT_VALIDATOR_FAILURE,
+    Failure,
+    Fault,
+    classify_exception,
+    classify_results,
 )
+from bitagent_plugins.subnet.pipeline import ModelPipeline
+from bitagent_plugins.subnet.scoring import ModelJob, Scoreboard
+from bitagent_plugins.subnet.state import DEFAULT_EMA_ALPHA, RoundRow, ValidatorState
+from bitagent_plugins.subnet.weight_setter import WeightSetter
 
 log = logging.getLogger("bitagent.subnet.validator")
 
-GGUF_BACKENDS = ("llama-cpp", "llama-cpp-server")
+__all__ = ["AlreadyRunning", "ModelJob", "Validator", "ValidatorConfig", "run_validator"]
 
 
 @attrs.define
@@ -70,6 +78,7 @@ class ValidatorConfig:
     backend: str = "sglang"
     backend_options: dict[str, str] = attrs.field(factory=dict)
     competition: str = "bitagent"
+    #: tasks per evaluation; None: the competition's ``sample_size``
     sample_size: int | None = None
     dry_run: bool = False
     epoch_length: int = 100
@@ -84,23 +93,17 @@ class ValidatorConfig:
     max_rounds: int | None = None
     tick_s: float | None = None
     request_timeout_s: float = 300.0
+    #: blocks between re-evaluations of each vetted model (None: never); 7200 blocks ~ one day at 12 s
+    reevaluate_blocks: int | None = 7200
+    ema_alpha: float = DEFAULT_EMA_ALPHA
+    #: seconds between "idle" heartbeat lines
+    heartbeat_s: float = 60.0
+    #: start even when the start checks find problems (they are still logged)
+    skip_start_check: bool = False
 
     @property
     def runs_dir(self) -> Path:
         return self.output_dir or self.state_path.parent / "runs"
-
-
-@attrs.frozen
-class ModelJob:
-    """One distinct model to vet and evaluate in the current round."""
-
-    repo_id: str
-    sha: str
-    committed_block: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.repo_id}@{self.sha}"
 
 
 class AlreadyRunning(RuntimeError):
@@ -135,96 +138,96 @@ class _StateLock:
             self._file = None
 
 
-class _ThreadRun:
-    """Runs a coroutine on its own event loop in a worker thread; :meth:`cancel` cancels it from outside."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task | None = None
-        self._cancelled = False
-
-    def run(self, factory: Callable[[], Any]) -> Any:
-        async def main() -> Any:
-            self._loop = asyncio.get_running_loop()
-            self._task = asyncio.current_task()
-            if self._cancelled:
-                raise asyncio.CancelledError
-            return await factory()
-
-        return asyncio.run(main())
-
-    def cancel(self) -> None:
-        self._cancelled = True
-        if self._loop is not None and self._task is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already closed
-                self._loop.call_soon_threadsafe(self._task.cancel)
-
-
-async def in_thread(factory: Callable[[], Any]) -> Any:
-    """``await`` a coroutine run on a worker thread; cancelling the caller cancels it there too."""
-    runner = _ThreadRun()
-    future = asyncio.get_running_loop().run_in_executor(None, runner.run, factory)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        runner.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(asyncio.shield(future), 120)
-        raise
-
-
 class Validator:
-    """The loop and its pieces; ``substrate`` and ``hub`` replace the chain RPC and the Hub (tests)."""
+    """The loop; ``substrate`` and ``hub`` replace the chain RPC and the Hub (tests)."""
 
     def __init__(self, config: ValidatorConfig, *, substrate: Any = None, hub: Any = None,
                  registry: Any = None, wallet: Any = None) -> None:
-        from bitagent_core import get_registry, make_task_source
-        from bitagent_plugins.subnet import vetting
+        from bitagent_core import competition_version, get_registry
         from bitagent_plugins.subnet.chain import load_wallet
 
         self.config = config
         self.registry = registry if registry is not None else get_registry()
         self.competition = self.registry.get("competitions", config.competition).factory()
         if config.sample_size is not None:
+            # the override is the sample size itself: the competition task source draws this many tasks and
+            # the version (which keys evaluations) says n=<this>
             self.competition.sample_size = int(config.sample_size)
-        # the competition task source's version covers the competition, its scorer, its sources and sample size
-        self.version = make_task_source(self.registry, f"competition:{self.competition.name}").version
-        if config.sample_size is not None:
-            self.version += f";limit={int(config.sample_size)}"
-        self.wallet = wallet if wallet is not None else load_wallet(config.wallet_name, config.wallet_hotkey,
-                                                                    config.wallet_path)
+        self.sample_size = int(self.competition.sample_size)
+        self.version = competition_version(self.competition, self.registry)
+        self.wallet_error: str | None = None
+        if wallet is None:
+            try:
+                wallet = load_wallet(config.wallet_name, config.wallet_hotkey, config.wallet_path)
+            except ChainUnavailable as exc:
+                self.wallet_error = str(exc)
+        self.wallet = wallet
         self.chain = Chain(config.network, config.netuid, wallet=self.wallet, substrate=substrate)
         self.hub = hub if hub is not None else vetting.hub_client(config.cache_dir, offline=config.hf_offline,
                                                                   token=config.hf_token)
         #: the cache is also where submissions come from (--hf-offline or HF_HUB_OFFLINE=1)
         self.offline = config.hf_offline or isinstance(self.hub, vetting.OfflineHubClient)
         defaults = vetting.VettingLimits()
-        self.limits = vetting.VettingLimits(max_params=config.max_params or defaults.max_params,
-                                            max_total_bytes=config.max_download_bytes or defaults.max_total_bytes)
-        self.state: Any = None
+        licenses = getattr(self.competition, "licenses", None)
+        self.limits = vetting.VettingLimits(
+            max_params=config.max_params or defaults.max_params,
+            max_total_bytes=config.max_download_bytes or defaults.max_total_bytes,
+            licenses=frozenset(licenses) if licenses else UPSTREAM_LICENSES)
+        self.pipeline = ModelPipeline(registry=self.registry, competition=self.competition,
+                                      cache_dir=config.cache_dir, hub=self.hub, limits=self.limits,
+                                      backend=config.backend, backend_options=config.backend_options,
+                                      runs_dir=config.runs_dir, request_timeout_s=config.request_timeout_s)
+        self.state: ValidatorState | None = None
+        self.scoreboard: Scoreboard | None = None
+        self.collector: SubmissionCollector | None = None
+        self.weights: WeightSetter | None = None
         self.metagraph: MetagraphView | None = None
         self._lock = _StateLock(config.state_path)
         self._stop: asyncio.Event | None = None  # created on the running loop
         self._worker: asyncio.Task | None = None
-        self._round: Any = None
-        self._unresolved: dict[str, tuple[str, int | None, str]] = {}  # hotkey -> (text, retry block, reason)
+        self._collector_task: asyncio.Task | None = None
+        self._round: RoundRow | None = None
         self._deferred: dict[str, int] = {}  # model key -> block before which it is not retried
-        self._reports: dict[str, Any] = {}  # model key -> the VettingReport of this process
-        self._last_weights_try: int | None = None
-        self._weights_failed = False
-        self._collector: asyncio.Task | None = None
-        self.collections_done = 0
+        self._attempts: dict[str, int] = {}  # model key -> the validator's own failures in a row
+        self._reports: dict[str, vetting.VettingReport] = {}  # model key -> the VettingReport of this process
+        self._data_digest: str | None = None
+        #: the validator's own failures (the last 100; what the operator must fix) and how many since start
+        self.own_failures: collections.deque[Failure] = collections.deque(maxlen=100)
+        self.own_failure_count = 0
         self.exit_code = 0
         self.rounds_done = 0
-        #: what happened, in order: ("sync" | "weights" | "eval-start" | "eval-end", detail); the last 1000
+        #: what happened, in order: ("sync" | "weights" | "eval-start" | "eval-end" | "own-failure", detail)
         self.events: collections.deque[tuple[str, str]] = collections.deque(maxlen=1000)
+
+    # -- checks --------------------------------------------------------------------------------------------
+
+    def _uses_bfcl(self) -> bool:
+        return any(spec.split(":")[0].startswith("bfcl") for spec in self.competition.mix(self.registry))
+
+    async def check(self) -> Any:
+        """The start checks (``--check``): a :class:`~bitagent_plugins.subnet.checks.CheckReport`."""
+        from bitagent_plugins.subnet import bfcl_data
+        from bitagent_plugins.subnet.checks import run_checks
+
+        bfcl_problem = bfcl_note = None
+        if self._uses_bfcl():
+            self._data_digest, bfcl_problem = bfcl_data.check()
+            bfcl_note = f"{self._data_digest} (bfcl-eval {bfcl_data.PINNED_RELEASE})"
+
+        def wallet_loader() -> Any:
+            if self.wallet_error:
+                raise RuntimeError(self.wallet_error)
+            return self.wallet
+
+        return await run_checks(chain=self.chain, wallet_loader=wallet_loader, backend=self.config.backend,
+                                backend_options=self.config.backend_options, cache_dir=self.config.cache_dir,
+                                max_params=self.limits.max_params, max_download_bytes=self.limits.max_total_bytes,
+                                bfcl_problem=bfcl_problem or None, bfcl_note=bfcl_note)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     async def run(self) -> int:
         """Run until stopped (SIGTERM/SIGINT), ``--once`` finishes a round, or ``max_rounds`` rounds are done."""
-        from bitagent_plugins.subnet.state import ValidatorState
-
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -232,13 +235,32 @@ class Validator:
                 loop.add_signal_handler(sig, self._stop.set)
         self._lock.acquire()
         try:
+            started = time.monotonic()
+            report = await self.check()
+            for note in report.notes:
+                log.info("check: %s", note)
+            for problem in report.problems:
+                log.error("check: %s", problem)
+            log.info("start checks done in %.1f s: %d problem(s)", time.monotonic() - started, len(report.problems))
+            if report.problems and not self.config.skip_start_check:
+                log.error("OPERATOR ACTION NEEDED: fix the problems above (bitagent validate --check lists them); "
+                          "not starting")
+                return EXIT_CHECK_FAILED
+            if self.wallet is None:
+                return EXIT_CHECK_FAILED
             self.state = ValidatorState(self.config.state_path)
+            self._build_parts(self.state)
             self.config.cache_dir.mkdir(parents=True, exist_ok=True)
+            log.info("validator %s: subnet %d on %s, competition %s (version %s), %d tasks per evaluation, "
+                     "backend %s, state %s", self.chain.hotkey, self.config.netuid, self.config.network,
+                     self.competition.name, self.version, self.sample_size, self.config.backend,
+                     self.config.state_path)
             async with self.chain:
                 await self._recover()
                 return await self._loop()
         finally:
-            for task in (self._collector, self._worker):
+            await self.chain.close()
+            for task in (self._collector_task, self._worker):
                 if task is not None and not task.done():
                     task.cancel()
                     with contextlib.suppress(BaseException):
@@ -247,56 +269,47 @@ class Validator:
                 self.state.close()
             self._lock.release()
 
+    def _build_parts(self, state: ValidatorState) -> None:
+        cfg = self.config
+        self.scoreboard = Scoreboard(state, competition=self.competition.name, version=self.version,
+                                     alpha=cfg.ema_alpha, reevaluate_blocks=cfg.reevaluate_blocks)
+        self.collector = SubmissionCollector(state, hub=self.hub, wallet=self.wallet, own_hotkey=self.chain.hotkey,
+                                             netuid=cfg.netuid, query_timeout_s=cfg.query_timeout_s,
+                                             allow_private=cfg.allow_private_axons,
+                                             retry_blocks=max(cfg.sync_interval * 10, 50))
+        self.weights = WeightSetter(state, self.chain, scores=self.scoreboard.scores, competition_version=self.version,
+                                    weight_rule=self.competition.weight_rule, epoch_length=cfg.epoch_length,
+                                    retry_blocks=cfg.sync_interval, dry_run=cfg.dry_run)
+
     def stop(self) -> None:
         if self._stop is not None:
             self._stop.set()
 
     async def _recover(self) -> None:
         """After a crash: interrupted evaluations back to pending; cached models whose fate is sealed removed."""
+        assert self.state is not None and self.scoreboard is not None
         resumed = self.state.resume_interrupted()
         if resumed:
             log.info("resumed %d interrupted evaluation(s)", resumed)
         self._round = self.state.current_round()
         if self._round is not None:
             log.info("resuming round %d", self._round.id)
-        await asyncio.to_thread(self._sweep_cache)
+        keep = {job.key for job in self.scoreboard.pending_jobs()}
+        scoreboard = self.scoreboard
 
-    def _sweep_cache(self) -> None:
-        """Remove cached models a crash left behind. Online, the cache is only a download area: anything not
-        waiting for evaluation goes. Offline (``--hf-offline``), the cache is also where submissions come
-        from, so only models whose fate is sealed (vetting failed, evaluation done or failed) go."""
-        from huggingface_hub import scan_cache_dir
+        def removable(key: str) -> bool:
+            # online the cache is only a download area; offline it is also where submissions come from
+            return not self.offline or scoreboard.sealed(key)
 
-        from bitagent_plugins.subnet import vetting
-
-        try:
-            info = scan_cache_dir(self.config.cache_dir)
-        except Exception:  # noqa: BLE001 - no cache yet, or unreadable: nothing to sweep
-            return
-        keep = {job.key for job in self._pending_jobs()}
-        for repo in info.repos:
-            if repo.repo_type != "model":
-                continue
-            for rev in repo.revisions:
-                key = f"{repo.repo_id}@{rev.commit_hash}"
-                if key in keep or (self.offline and not self._sealed(key)):
-                    continue
-                freed = vetting.delete(vetting.LockedModel(repo.repo_id, rev.commit_hash), self.config.cache_dir)
-                log.info("removed %s from the cache (%d bytes)", key, freed)
-
-    def _sealed(self, key: str) -> bool:
-        vetted = self.state.vetting(key)
-        if vetted is not None and not vetted.ok:
-            return True
-        evaluation = self.state.evaluation(key, self.competition.name, self.version)
-        return evaluation is not None and evaluation.status in ("done", "failed")
+        await asyncio.to_thread(self.pipeline.sweep_cache, keep=keep, removable=removable)
 
     async def _loop(self) -> int:
         cfg = self.config
         block_time = await self.chain.block_time()
         tick = cfg.tick_s if cfg.tick_s is not None else max(0.05, min(12.0, block_time))
         last_sync: int | None = None
-        assert self._stop is not None  # run() creates it on the running loop first
+        last_beat = time.monotonic()
+        assert self._stop is not None and self.weights is not None
         while not self._stop.is_set():
             try:
                 head = await self.chain.block()
@@ -305,132 +318,70 @@ class Validator:
                     last_sync = head
                 self._ensure_round()
                 self._start_worker()
-                if not cfg.once and self._weights_due(head):
-                    self._last_weights_try = head
-                    await self.set_weights()
+                if not cfg.once and self.weights.due(head):
+                    outcome = await self.weights.set_weights(head)
+                    self.events.append(("weights", outcome.result))
                 if self._round_complete():
                     await self._finish_round()
                     if cfg.once or (cfg.max_rounds is not None and self.rounds_done >= cfg.max_rounds):
                         break
             except ChainUnavailable as exc:  # the node went away: keep the state, try again next tick
-                log.warning("chain unavailable: %s", exc)
+                self._own_failure(Failure(Fault.VALIDATOR, f"chain unavailable: {exc}",
+                                          "check --subtensor.network / the chain endpoint"))
+            if time.monotonic() - last_beat >= cfg.heartbeat_s:
+                last_beat = time.monotonic()
+                self._heartbeat()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), tick)
         return self.exit_code
+
+    def _heartbeat(self) -> None:
+        assert self.scoreboard is not None
+        busy = self._worker is not None and not self._worker.done()
+        pending = len(self.scoreboard.pending_jobs(set(self._deferred)))
+        log.info("heartbeat: %s; round %s; %d model(s) pending, %d deferred; block %s",
+                 "evaluating" if busy else "idle", self._round.id if self._round else "-", pending,
+                 len(self._deferred), self.metagraph.block if self.metagraph else "?")
 
     # -- one sync: metagraph, submissions, locks -------------------------------------------------------------
 
     async def sync(self) -> MetagraphView:
         """Metagraph and neurons now; collecting and locking the submissions in a background task (the
-        endpoints may take their whole timeout, the Hub its own), one at a time."""
+        endpoints may take their whole timeout, the Hub its own)."""
+        assert self.state is not None and self.collector is not None and self.scoreboard is not None
+        started = time.monotonic()
         mg = await self.chain.metagraph()
         self.metagraph = mg
         self.state.sync_neurons(mg.hotkeys, mg.block)
         self._deferred = {key: block for key, block in self._deferred.items() if block > mg.block}
-        if self._collector is None or self._collector.done():
-            _log_failure(self._collector, "collecting submissions")
-            self._collector = asyncio.create_task(self._collect_and_lock(mg), name="bitagent-collect")
+        if self._round is None:  # between rounds: a round evaluates each model once, on its one sample
+            self.scoreboard.schedule_reevaluations(mg.block)
+        if self._collector_task is None or self._collector_task.done():
+            _log_failure(self._collector_task, "collecting submissions")
+            self._collector_task = asyncio.create_task(self.collector.run(mg), name="bitagent-collect")
         self.events.append(("sync", str(mg.block)))
+        log.info("sync: block %d, %d neurons (%.1f s)", mg.block, len(mg), time.monotonic() - started)
         return mg
-
-    async def _collect_and_lock(self, mg: MetagraphView) -> None:
-        submissions = await self.collect(mg)
-        current = {row.hotkey: row for row in self.state.submissions()}
-        limiter = asyncio.Semaphore(8)
-
-        async def one(hotkey: str, text: str, block: int) -> None:
-            async with limiter:
-                await self.lock(mg, hotkey, text, block, current.get(hotkey))
-
-        await asyncio.gather(*(one(h, text, block) for h, (text, block) in submissions.items()))
-        self.collections_done += 1
-
-    def _ensure_round(self) -> None:
-        """A round exists while models wait (with ``--once``: from the first collection on)."""
-        if self._round is not None:
-            return
-        jobs = self._pending_jobs()
-        if jobs or (self.config.once and self.collections_done):
-            self._round = self.state.begin_round(secrets.randbits(63))
-            log.info("round %d: %d model(s) to vet or evaluate", self._round.id, len(jobs))
-
-    async def collect(self, mg: MetagraphView) -> dict[str, tuple[str, int]]:
-        """``{hotkey: (submission text, block)}`` from every channel (:func:`protocol.collect_submissions`:
-        on-chain commitment, hashed commitment opened over a signed request, signed endpoint, upstream synapse)."""
-        from bitagent_plugins.subnet.protocol import collect_submissions
-
-        found, missing = await collect_submissions(self.wallet, mg, netuid=self.config.netuid, me=self.chain.hotkey,
-                                                   timeout_s=self.config.query_timeout_s,
-                                                   allow_private=self.config.allow_private_axons)
-        for hotkey, reason in missing.items():
-            log.debug("no submission from %s: %s", hotkey, reason)
-        for hotkey, item in found.items():
-            log.debug("submission of %s via %s", hotkey, item.channel)
-        return {hotkey: (item.text, item.block) for hotkey, item in found.items()}
-
-    async def lock(self, mg: MetagraphView, hotkey: str, text: str, block: int, current: Any = None) -> None:
-        """Lock ``hotkey``'s submission (``current``: its state row, if any) to a commit sha, unless it is
-        the one already locked."""
-        from bitagent_plugins.subnet import vetting
-
-        neuron = mg.by_hotkey(hotkey)
-        if neuron is None:
-            return
-        try:
-            sub = vetting.parse_submission(text)
-        except vetting.InvalidSubmission as exc:
-            if self.state.remove_submission(hotkey):
-                log.info("%s withdrew its submission for an invalid one", hotkey)
-            self._note_rejected(hotkey, text, f"invalid submission: {exc.reason}", retry_after=None)
-            return
-        if current is not None and current.repo_id == sub.repo_id and sub.revision in (current.revision,
-                                                                                         current.sha):
-            self.state.upsert_submission(hotkey, neuron.uid, current.repo_id, current.revision, current.sha, block)
-            return
-        pending = self._unresolved.get(hotkey)
-        if pending is not None and pending[0] == text and (pending[1] is None or mg.block < pending[1]):
-            return
-        try:
-            locked = await asyncio.to_thread(vetting.resolve, sub, api=self.hub)
-        except vetting.VettingFailed as exc:
-            retry = mg.block + max(self.config.sync_interval * 10, 50) if exc.transient else None
-            self._note_rejected(hotkey, text, f"cannot lock {sub}: {exc.reason}", retry_after=retry)
-            return
-        self._unresolved.pop(hotkey, None)
-        if self.state.upsert_submission(hotkey, neuron.uid, locked.repo_id, sub.revision, locked.sha, block):
-            log.info("uid %d (%s) submits %s", neuron.uid, hotkey, locked.key)
-
-    def _note_rejected(self, hotkey: str, text: str, reason: str, retry_after: int | None) -> None:
-        previous = self._unresolved.get(hotkey)
-        if previous is None or previous[0] != text:
-            log.warning("%s: %r rejected: %s", hotkey, text[:120], reason)
-        self._unresolved[hotkey] = (text, retry_after, reason)
 
     @property
     def rejected(self) -> dict[str, str]:
-        """Submissions that could not be locked this run: ``{hotkey: reason}``."""
-        return {hotkey: reason for hotkey, (_text, _retry, reason) in self._unresolved.items()}
+        return self.collector.rejected if self.collector is not None else {}
 
     def _pending_jobs(self) -> list[ModelJob]:
-        """Distinct models still to vet or evaluate, earliest commitment first; for a commit sha submitted by
-        several hotkeys only the earliest committer's (the one that gets the credit)."""
-        first: dict[str, tuple[int, str, str]] = {}
-        for row in self.state.submissions():
-            candidate = (row.committed_block, row.hotkey, row.repo_id)
-            if row.sha not in first or candidate < first[row.sha]:
-                first[row.sha] = candidate
-        jobs = []
-        for sha, (block, _hotkey, repo_id) in sorted(first.items(), key=lambda item: item[1]):
-            job = ModelJob(repo_id, sha, block)
-            if job.key in self._deferred:
-                continue
-            vetted = self.state.vetting(job.key)
-            if vetted is not None and not vetted.ok:
-                continue
-            evaluation = self.state.evaluation(job.key, self.competition.name, self.version)
-            if evaluation is None or evaluation.status == "pending":
-                jobs.append(job)
-        return jobs
+        assert self.scoreboard is not None
+        return self.scoreboard.pending_jobs(set(self._deferred))
+
+    def _ensure_round(self) -> None:
+        """A round exists while models wait (with ``--once``: from the first collection on)."""
+        assert self.state is not None and self.collector is not None
+        if self._round is not None:
+            return
+        jobs = self._pending_jobs()
+        if jobs or (self.config.once and self.collector.collections_done):
+            self._round = self.state.begin_round(secrets.randbits(63))
+            first = sum(not job.reevaluation for job in jobs)
+            log.info("round %d started: %d model(s) to vet or evaluate (%d first evaluation(s), %d re-evaluation(s))",
+                     self._round.id, len(jobs), first, len(jobs) - first)
 
     # -- evaluation beside the loop ----------------------------------------------------------------------------
 
@@ -440,8 +391,9 @@ class Validator:
             self._worker = asyncio.create_task(self._work(), name="bitagent-evaluations")
 
     def _round_complete(self) -> bool:
-        return (self._round is not None and self.collections_done > 0
-                and (self._collector is None or self._collector.done())
+        assert self.collector is not None
+        return (self._round is not None and self.collector.collections_done > 0
+                and (self._collector_task is None or self._collector_task.done())
                 and (self._worker is None or self._worker.done()) and not self._pending_jobs())
 
     async def _work(self) -> None:
@@ -453,174 +405,159 @@ class Validator:
             await self.process(jobs[0])
 
     async def process(self, job: ModelJob) -> None:
-        """Vet, download, evaluate, record, delete: one model. A failure of the Hub (or of the offline cache)
-        defers the model to a later round; a failure of the model is recorded and never retried. Stopping
-        (cancellation) leaves the download in the cache for the next start."""
-        from bitagent_plugins.subnet import vetting
-
-        locked = vetting.LockedModel(job.repo_id, job.sha)
-        name, version = self.competition.name, self.version
+        """Vet, download, evaluate, record, delete: one model. Whose fault a failure is decides what is
+        recorded: the model's counts 0, the validator's own changes nothing and is retried with backoff.
+        Stopping (cancellation) leaves the download in the cache for the next start."""
+        assert self.scoreboard is not None and self.state is not None
+        key = job.model
         delete = True
         try:
-            report = self._reports.get(job.key)
+            report = self._reports.get(key.key)
             if report is None:  # not vetted yet, or vetted by an earlier process: the files to fetch
-                report = await self._vet(locked)
-                if report is None:
+                report = await self.pipeline.vet(key)
+                if not report.ok and report.transient:
+                    self._own_failure(Failure(Fault.VALIDATOR, f"{key}: vetting: {report.reason}",
+                                              "check the access to the Hugging Face Hub (or the offline cache)"),
+                                      key.key)
                     return
+                self.scoreboard.record_vetting(key.key, report)
+                if not report.ok:
+                    return
+                self._reports[key.key] = report
+            original = self.scoreboard.copy_of(key.key)
+            if original is not None:
+                log.info("%s: the same weights as %s (committed earlier): a copy, not evaluated", key, original)
+                return
             try:
-                snapshot = await asyncio.to_thread(vetting.download, locked, cache_dir=self.config.cache_dir,
-                                                   allow_patterns=report.allow_patterns, api=self.hub)
+                snapshot = await self.pipeline.download(key, report)
             except vetting.VettingFailed as exc:
                 if exc.transient:
-                    self._defer(job.key, f"download: {exc.reason}")
+                    self._own_failure(Failure(Fault.VALIDATOR, f"{key}: download: {exc.reason}",
+                                              "check the access to the Hugging Face Hub and the disk"), key.key)
                 else:
-                    self.state.record_vetting(job.key, False, f"download refused: {exc.reason}")
-                    log.warning("%s: download refused: %s", job.key, exc.reason)
+                    self.state.record_vetting(key.key, False, f"download refused: {exc.reason}")
+                    log.warning("%s: download refused: %s", key, exc.reason)
                 return
-            if not self.state.claim_evaluation(job.key, name, version):
+            except OSError as exc:
+                self._own_failure(classify_exception(exc, context=f"{key}: download"), key.key)
                 return
-            self.events.append(("eval-start", job.key))
-            try:
-                score, n_tasks, run_dir = await self._evaluate(self._model_argument(snapshot, report))
-            except Exception as exc:  # noqa: BLE001 - a bad model fails its evaluation, never the validator
-                reason = f"{type(exc).__name__}: {exc}"[:2000]
-                self.state.fail_evaluation(job.key, name, version, reason=reason)
-                log.warning("%s: evaluation failed: %s", job.key, reason)
-            else:
-                self.state.finish_evaluation(job.key, name, version, score=score, n_tasks=n_tasks, run_dir=run_dir)
-                log.info("%s: score %.4f over %d tasks", job.key, score, n_tasks)
-            self.events.append(("eval-end", job.key))
+            if not self.scoreboard.claim(key.key):
+                return
+            await self._evaluate(job, snapshot, report)
         except asyncio.CancelledError:
             delete = False  # stopping: keep the download for the next start, which resumes this model
             raise
         finally:
-            self._reports.pop(job.key, None)
+            self._reports.pop(key.key, None)
             if delete:
-                freed = await asyncio.to_thread(vetting.delete, locked, self.config.cache_dir)
-                if freed:
-                    log.info("%s: removed from the cache (%d bytes)", job.key, freed)
+                await self.pipeline.delete(key)
 
-    async def _vet(self, locked: Any) -> Any:
-        """The VettingReport of a model that passes (recording the verdict the first time); None otherwise."""
-        from bitagent_plugins.subnet import vetting
-
+    async def _evaluate(self, job: ModelJob, snapshot: Path, report: vetting.VettingReport) -> None:
+        assert self.scoreboard is not None
+        key = job.model
+        if self._round is None:  # a model resumed outside a round still answers a round's sample
+            assert self.state is not None
+            self._round = self.state.begin_round(secrets.randbits(63))
+        block = self.metagraph.block if self.metagraph is not None else 0
+        self.events.append(("eval-start", key.key))
         try:
-            report = await asyncio.to_thread(vetting.vet, locked, cache_dir=self.config.cache_dir,
-                                             limits=self.limits, api=self.hub)
-        except Exception as exc:  # noqa: BLE001 - a repo that crashes the vetting is rejected, not retried
-            report = vetting.VettingReport(False, f"vetting crashed on this repo: {type(exc).__name__}: {exc}")
-        if not report.ok and report.transient:
-            self._defer(locked.key, report.reason)
-            return None
-        previous = self.state.vetting(locked.key)
-        if previous is None:
-            self.state.record_vetting(locked.key, report.ok, report.reason)
-            log.info("%s: vetting %s (%s)", locked.key, "passed" if report.ok else "failed", report.reason)
-        elif previous.ok and not report.ok:  # vetted by an earlier process, and no longer passes
-            self.state.record_vetting(locked.key, False, report.reason)
-        if not report.ok:
-            return None
-        self._reports[locked.key] = report
-        return report
+            result = await self.pipeline.evaluate(key, self.pipeline.model_argument(snapshot, report),
+                                                  seed=self._round.seed, sample_size=self.sample_size)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified: a bad model fails its evaluation, never the validator
+            failure = classify_exception(exc, context=f"{key}: evaluation")
+            if not failure.ours and "ServerStartError" in type(exc).__name__:
+                failure = await self._recheck_engine(failure)
+            if failure.ours:
+                self.scoreboard.release(key.key)
+                self._own_failure(failure, key.key)
+            else:
+                average = self.scoreboard.fail(key.key, failure, block=block, round_id=self._round.id)
+                log.warning("%s: evaluation failed by the model: %s; moving average now %.4f", key, failure.reason,
+                            average)
+        else:
+            own = classify_results(result.results, list(result.errors))
+            if own is not None:
+                self.scoreboard.release(key.key)
+                self._own_failure(own, key.key)
+            else:
+                average = self.scoreboard.finish(key.key, score=result.score, n_tasks=result.n_tasks,
+                                                  ci95=result.ci95, run_dir=result.run_dir, block=block,
+                                                  round_id=self._round.id, data_digest=self._data_digest)
+                self._attempts.pop(key.key, None)
+                log.info("%s: score %.4f +/- %.4f (95%% CI over %d tasks)%s; moving average now %.4f", key,
+                         result.score, result.ci95, result.n_tasks, " (re-evaluation)" if job.reevaluation else "",
+                         average)
+        self.events.append(("eval-end", key.key))
 
-    def _defer(self, key: str, reason: str) -> None:
-        head = self.metagraph.block if self.metagraph is not None else 0
-        self._deferred[key] = head + max(2 * self.config.sync_interval, 20)
-        log.warning("%s: cannot finish now (%s); trying again in a later round", key, reason)
+    async def _recheck_engine(self, failure: Failure) -> Failure:
+        """A server that did not start, for no reason the log names: the model's fault only if the engine
+        itself is sound (it imports in ``--server-python``, and the GPU answers)."""
+        from bitagent_plugins.subnet.checks import GPU_BACKENDS, engine_version, gpu_memory
 
-    async def _evaluate(self, model: str) -> tuple[float, int, str]:
-        from bitagent_core import Evaluation, RunConfig
+        module = GPU_BACKENDS.get(self.config.backend)
+        if module is None:
+            return failure
+        python = self.config.backend_options.get("server_python") or sys.executable
+        version, problem = await asyncio.to_thread(engine_version, python, module)
+        if version is not None:
+            totals, problem = await asyncio.to_thread(gpu_memory)
+            if totals:
+                return failure
+        return Failure(Fault.VALIDATOR, f"{failure.reason} (and {problem})", "run `bitagent validate --check`")
 
-        seed = self._round.seed if self._round is not None else self.state.begin_round(secrets.randbits(63)).seed
-        config = RunConfig(tasks=f"competition:{self.competition.name}", backend=self.config.backend, model=model,
-                           scorer=self.competition.scorer, limit=self.competition.sample_size, seed=seed,
-                           output_dir=str(self.config.runs_dir), backend_options=dict(self.config.backend_options),
-                           tool_format="prompt", timeout_s=self.config.request_timeout_s)
-        evaluation = Evaluation(config, self.registry)
-        results = await in_thread(evaluation.run)
-        if results.get("status") != "complete":
-            raise RuntimeError(f"the evaluation ended {results.get('status')}")
-        return float(results["mean_score"]), int(results["n_tasks"]), str(results["run_dir"])
-
-    def _model_argument(self, snapshot: Path, report: Any) -> str:
-        """What the backend gets as ``--model``: the GGUF file, or the snapshot folder (safetensors)."""
-        if report.weights_format == "gguf":
-            ggufs = [f for f in report.files if f.lower().endswith(".gguf")]
-            return str(snapshot / ggufs[0])
-        if self.config.backend in GGUF_BACKENDS:
-            raise RuntimeError(f"the {self.config.backend} backend runs GGUF models; this one is safetensors")
-        return str(snapshot)
+    def _own_failure(self, failure: Failure, key: str | None = None) -> None:
+        """The validator failed, not the model: no score changes; the model is retried with backoff."""
+        self.own_failures.append(failure)
+        self.own_failure_count += 1
+        self.events.append(("own-failure", failure.reason))
+        if key is not None:
+            attempts = self._attempts.get(key, 0) + 1
+            self._attempts[key] = attempts
+            head = self.metagraph.block if self.metagraph is not None else 0
+            wait = min(max(2 * self.config.sync_interval, 20) * 2 ** (attempts - 1), 7200)
+            self._deferred[key] = head + wait
+            retry = f"; {key} is retried in {wait} blocks (attempt {attempts})"
+        else:
+            retry = ""
+            if len(self.own_failures) > 1 and self.own_failures[-2].reason == failure.reason:
+                return  # the same outage again (the chain, every tick): said once
+        log.error("VALIDATOR FAILURE (no miner's score changes): %s%s", failure.reason, retry)
+        if failure.action:
+            log.error("OPERATOR ACTION NEEDED: %s", failure.action)
 
     async def _finish_round(self) -> None:
-        if self.config.once and not await self.set_weights() and self._weights_failed:
-            self.exit_code = 1
-        self.state.finish_round(self._round.id)
-        log.info("round %d done", self._round.id)
+        assert self.state is not None and self._round is not None and self.weights is not None
+        from bitagent_plugins.subnet.feedback import round_feedback, write_feedback
+
+        round_ = self._round
+        if self.config.once:
+            outcome = await self.weights.set_weights()
+            self.events.append(("weights", outcome.result))
+            if outcome.failed:
+                self.exit_code = 1
+        entries = round_feedback(self.state, round_id=round_.id, competition=self.competition.name,
+                                 version=self.version)
+        folder = write_feedback(entries, self.config.runs_dir, round_.id)
+        info = {"id": round_.id, "competition": self.competition.name, "competition_version": self.version,
+                "dir": str(folder) if folder else None}
+        try:
+            self.registry.pm.hook.on_round_end(round=info, feedback=entries)
+        except Exception as exc:  # noqa: BLE001 - a reporter must never stop the validator
+            log.warning("a reporter failed at the end of round %d: %s", round_.id, exc)
+        self.state.finish_round(round_.id)
+        own = self.own_failure_count
+        log.info("round %d done: feedback for %d miner(s), %d validator failure(s) so far", round_.id, len(entries),
+                 own)
+        if own and self.config.once:
+            self.exit_code = EXIT_VALIDATOR_FAILURE
         self._round = None
         self.rounds_done += 1
 
-    # -- weights -------------------------------------------------------------------------------------------------
 
-    def _weights_due(self, head: int) -> bool:
-        if self._last_weights_try is not None and head - self._last_weights_try < self.config.sync_interval:
-            return False
-        history = self.state.weights_history(1)
-        if not history:
-            return True
-        last = history[0]
-        wait = self.config.epoch_length if last.submitted or self.config.dry_run else max(
-            1, self.config.epoch_length // 10)
-        return head - last.block >= wait
-
-    def compute_weights(self, mg: MetagraphView, limits: Any) -> tuple[list[int], list[int]] | None:
-        """Scores per hotkey -> ``(uids, u16 weights)`` for the current metagraph; None if nothing is scored."""
-        from bitagent_plugins.subnet.weights import quantize_u16, scores_to_weights
-
-        scores = self.state.scores_by_hotkey(self.competition.name, self.version)
-        by_uid = {n.uid: scores[n.hotkey] for n in mg.neurons if n.hotkey in scores}
-        if not by_uid:
-            return None
-        weights = scores_to_weights(by_uid, n_uids=len(mg), min_allowed_weights=limits.min_allowed_weights,
-                                    max_weight_limit=limits.max_weight_limit, rule=self.competition.weight_rule)
-        uids, values = quantize_u16(weights)
-        return uids, fit_to_max_weight_limit(uids, values, limits.max_weight_limit_u16)
-
-    async def set_weights(self) -> bool:
-        """Set weights now from the scores in the state; True if submitted (or recorded, with --dry-run).
-        ``_weights_failed`` says whether a False meant a failure (not merely nothing to set yet)."""
-        self._weights_failed = True
-        try:
-            mg = await self.chain.metagraph()
-            limits = await self.chain.weight_limits()
-        except ChainUnavailable as exc:
-            log.warning("cannot set weights: %s", exc)
-            return False
-        computed = self.compute_weights(mg, limits)
-        if computed is None:
-            log.info("no scored model yet: no weights to set")
-            self._weights_failed = False
-            return False
-        uids, values = computed
-        ours = version_key()
-        if self.config.dry_run:
-            result, submitted = "dry run: not submitted", False
-        elif limits.version_key > ours:
-            result, submitted = (f"not submitted: the subnet requires weights version {limits.version_key}, "
-                                 f"this bitagent has {ours}; upgrade"), False
-        else:
-            try:
-                tx = await self.chain.set_weights(uids, values, version_key=ours)
-            except ChainUnavailable as exc:
-                log.warning("cannot set weights: %s", exc)
-                return False
-            result, submitted = (f"{'ok' if tx.success else 'failed'}: {tx.message}"
-                                 + (f" ({tx.extrinsic_id})" if tx.extrinsic_id else "")), tx.success
-            uids, values = tx.data.get("uids", uids), tx.data.get("weights", values)  # exactly what was sent
-        self.state.record_weights(block=mg.block, competition_version=self.version, uids=uids,
-                                  weights=[float(v) for v in values], submitted=submitted, result=result)
-        self.events.append(("weights", result))
-        log.info("weights for %d uid(s): %s", len(uids), result)
-        return submitted or self.config.dry_run
+#: upstream's licence policy (its README: apache-2.0); a competition may set its own ``licenses``
+UPSTREAM_LICENSES = frozenset({"apache-2.0"})
 
 
 def _log_failure(task: asyncio.Task | None, what: str) -> None:
@@ -633,5 +570,24 @@ def run_validator(config: ValidatorConfig, **kwargs: Any) -> int:
     validator = Validator(config, **kwargs)
     started = time.monotonic()
     code = asyncio.run(validator.run())
-    log.info("validator stopped after %.0f s", time.monotonic() - started)
+    log.info("validator stopped after %.0f s (exit code %d)", time.monotonic() - started, code)
     return code
+
+
+def check_validator(config: ValidatorConfig, **kwargs: Any) -> int:
+    """``bitagent validate --check``: print one line per problem; 0 when there is none."""
+    import click
+
+    async def main() -> Any:
+        validator = Validator(config, **kwargs)
+        try:
+            return await validator.check()
+        finally:
+            await validator.chain.close()
+
+    report = asyncio.run(main())
+    for note in report.notes:
+        click.echo(f"ok: {note}")
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
+    return 0 if report.ok else EXIT_CHECK_FAILED

@@ -44,6 +44,7 @@ from typing import Any, BinaryIO, Protocol
 import attrs
 
 from .gguf import GGUFError, GGUFLimits, read_gguf_header
+from .keys import ModelKey
 
 ALLOWED_LICENSES = frozenset({"apache-2.0", "cc-by-nc-4.0", "mit"})
 MAX_PARAMS = 10_000_000_000
@@ -109,15 +110,8 @@ class Submission:
         return self.repo_id if self.revision is None else f"{self.repo_id}@{self.revision}"
 
 
-@attrs.frozen
-class LockedModel:
-    repo_id: str
-    sha: str
-
-    @property
-    def key(self) -> str:
-        """``org/name@sha``: the model key the validator state uses."""
-        return f"{self.repo_id}@{self.sha}"
+#: ``org/name@sha``: the one model-key type of the subnet plugin (``keys.ModelKey``)
+LockedModel = ModelKey
 
 
 @attrs.frozen
@@ -131,6 +125,8 @@ class VettingLimits:
 class RepoFile:
     path: str
     size: int | None
+    #: the content's sha256 (the Hub's LFS sha256; the blob name in a local cache), when known
+    sha256: str | None = None
 
 
 @attrs.frozen
@@ -143,6 +139,7 @@ class VettingReport:
     weights_format: str | None = None    # "safetensors" | "gguf"
     total_bytes: int | None = None       # size of ``files``
     transient: bool = False              # the failure was the Hub/cache not answering: ask again later
+    weight_hashes: tuple[tuple[str, str], ...] = ()  # (weight file, content sha256) at the locked sha
 
     @property
     def allow_patterns(self) -> list[str]:
@@ -370,7 +367,8 @@ def _vet(locked: LockedModel, limits: VettingLimits, client: HubClient) -> Vetti
     if not (gguf_template or _has_chat_template(client, locked, by_path, configs)):
         return _fail("no chat template (tokenizer_config.json 'chat_template', chat_template.jinja, or the GGUF's "
                      "tokenizer.chat_template)", **fields)
-    return VettingReport(True, "ok", files=selected, **fields)
+    hashes = tuple((p, by_path[p].sha256) for p in weights if by_path[p].sha256)
+    return VettingReport(True, "ok", files=selected, weight_hashes=hashes, **fields)  # type: ignore[arg-type]
 
 
 def _safe_repo_path(path: str) -> bool:
@@ -621,7 +619,7 @@ class HfHubClient:
             raise VettingFailed(f"{locked.key}: the Hub answered commit {info.sha}")
         if info.siblings is None:
             raise VettingFailed(f"{locked.key}: the Hub did not list the files")
-        files = [RepoFile(s.rfilename, s.size) for s in info.siblings]
+        files = [RepoFile(s.rfilename, s.size, s.lfs.sha256 if s.lfs is not None else None) for s in info.siblings]
         card = info.card_data
         license_ = card.get("license") if card is not None else None
         return files, license_
@@ -681,7 +679,7 @@ class OfflineHubClient:
 
         try:
             tree = get_cached_repo_tree(locked.repo_id, revision=locked.sha, cache_dir=self.cache_dir)
-            return [RepoFile(f.path, f.size) for f in tree], None
+            return [RepoFile(f.path, f.size, lfs.sha256 if (lfs := getattr(f, "lfs", None)) else None) for f in tree], None
         except CachedRepoTreeNotFoundError:
             pass
         with _hub_errors(locked.key):
@@ -691,8 +689,8 @@ class OfflineHubClient:
                 continue
             for rev in repo.revisions:
                 if rev.commit_hash == locked.sha:
-                    return [RepoFile(f.file_path.relative_to(rev.snapshot_path).as_posix(), f.size_on_disk)
-                            for f in rev.files], None
+                    return [RepoFile(f.file_path.relative_to(rev.snapshot_path).as_posix(), f.size_on_disk,
+                                     _blob_sha256(f.blob_path)) for f in rev.files], None
         raise VettingFailed(f"{locked.key}: not in the local cache {self.cache_dir}", transient=True)
 
     def _path(self, locked: LockedModel, filename: str) -> Path:
@@ -723,6 +721,12 @@ class OfflineHubClient:
         with _hub_errors(f"{locked.key}: download"):
             return Path(snapshot_download(locked.repo_id, revision=locked.sha, cache_dir=self.cache_dir,
                                           allow_patterns=list(allow_patterns), local_files_only=True))
+
+
+def _blob_sha256(blob: Path) -> str | None:
+    """A cached file's content sha256: huggingface_hub names an LFS file's blob by it (its etag)."""
+    name = blob.name.lower()
+    return name if re.fullmatch(r"[0-9a-f]{64}", name) else None
 
 
 def _read_capped(path: Path, filename: str, max_bytes: int) -> bytes:

@@ -143,3 +143,30 @@ def _quantized_nonzero(weights: list[float]) -> int:
 def _normalise(raw: list[float]) -> list[float]:
     total = math.fsum(raw)
     return [x / total for x in raw]
+
+
+def subnet_weights(scores: Mapping[int, float], *, n_uids: int, own_uid: int | None = None,
+                   min_allowed_weights: int = 0, max_weight_limit: float = 1.0,
+                   rule: str = "cubic") -> tuple[dict[int, float], list[int]] | None:
+    """The weights a validator sets: only on uids with a scored submission (``scores``), never on its own
+    uid (``own_uid``); None when no such uid has a positive score (the last weights stay in force: a vector
+    over zeros would reward copies and vetted-out models while the good ones wait for their evaluation).
+
+    When the chain's rules cannot be met among the scored uids -- fewer of them than ``min_allowed_weights``,
+    or too few for ``max_weight_limit`` (``k * limit < 1``) -- the chain forces a fallback: the fewest
+    unscored uids (lowest uid first, never ``own_uid``) get the floor weight. Returns ``(weights, forced)``
+    where ``forced`` lists those uids (empty when none was needed).
+    """
+    eligible = sorted(uid for uid in scores if uid != own_uid and 0 <= uid < n_uids)
+    if not any(scores[uid] > 0 for uid in eligible):  # NaN compares False: not positive
+        return None
+    needed = max(min_allowed_weights, math.ceil(1 / max_weight_limit - 1e-9) if max_weight_limit < 1 else 1)
+    forced: list[int] = []
+    if len(eligible) < needed:
+        spare = [uid for uid in range(n_uids) if uid not in scores and uid != own_uid]
+        forced = spare[:needed - len(eligible)]
+    uids = sorted(eligible + forced)
+    local = scores_to_weights({i: scores.get(uid, 0.0) for i, uid in enumerate(uids)}, n_uids=len(uids),
+                              min_allowed_weights=min(min_allowed_weights, len(uids)),
+                              max_weight_limit=max_weight_limit, rule=rule)
+    return {uids[i]: w for i, w in local.items()}, forced

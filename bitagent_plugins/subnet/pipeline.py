@@ -1,0 +1,173 @@
+"""The model pipeline: vet, download, evaluate, delete -- one model at a time, on the validator's own loop.
+
+Each step returns a typed result or raises; deciding what a failure means for the miner (``failures``) and
+recording it (``scoring``) is the caller's job. Evaluations run as tasks on the validator's event loop: a
+backend that generates in-process (llama-cpp) is asked to generate off the loop (``worker_thread``), so
+syncs, the heartbeat and weight setting keep their schedule while a model answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from bitagent_plugins.subnet import vetting
+from bitagent_plugins.subnet.keys import ModelKey
+
+log = logging.getLogger("bitagent.subnet.validator")
+
+GGUF_BACKENDS = ("llama-cpp", "llama-cpp-server")
+
+
+@attrs.frozen
+class EvaluationResult:
+    score: float
+    n_tasks: int
+    #: half-width of the 95 % confidence interval of the mean score (normal approximation)
+    ci95: float
+    run_dir: str
+    #: per-task outcome, for miner feedback once the round is over
+    samples: tuple[dict[str, Any], ...] = ()
+    #: errors of the samples that failed (to tell a dead server from a slow model)
+    errors: tuple[str, ...] = ()
+    results: dict[str, Any] = attrs.field(factory=dict)
+
+
+def ci95(scores: list[float]) -> float:
+    """Half-width of the 95 % confidence interval of the mean of ``scores``: 1.96 s / sqrt(n)."""
+    n = len(scores)
+    if n < 2:
+        return math.inf
+    mean = math.fsum(scores) / n
+    var = math.fsum((s - mean) ** 2 for s in scores) / (n - 1)
+    return 1.96 * math.sqrt(var / n)
+
+
+class ModelPipeline:
+    def __init__(self, *, registry: Any, competition: Any, cache_dir: Path, hub: vetting.HubClient,
+                 limits: vetting.VettingLimits, backend: str, backend_options: dict[str, str], runs_dir: Path,
+                 request_timeout_s: float) -> None:
+        self.registry = registry
+        self.competition = competition
+        self.cache_dir = cache_dir
+        self.hub = hub
+        self.limits = limits
+        self.backend = backend
+        self.backend_options = _off_the_loop(registry, backend, backend_options)
+        self.runs_dir = runs_dir
+        self.request_timeout_s = request_timeout_s
+
+    async def vet(self, key: ModelKey) -> vetting.VettingReport:
+        """The vetting verdict at the locked sha; a repo that crashes vetting is rejected, not retried."""
+        started = time.monotonic()
+        try:
+            report = await asyncio.to_thread(vetting.vet, key, cache_dir=self.cache_dir, limits=self.limits,
+                                             api=self.hub)
+        except Exception as exc:  # noqa: BLE001 - a hostile repo must not crash the validator
+            report = vetting.VettingReport(False, f"vetting crashed on this repo: {type(exc).__name__}: {exc}")
+        log.info("%s: vetting %s in %.1f s (%s)", key, "passed" if report.ok else
+                 ("could not finish" if report.transient else "failed"), time.monotonic() - started, report.reason)
+        return report
+
+    async def download(self, key: ModelKey, report: vetting.VettingReport) -> Path:
+        """The snapshot folder with the files vetting selected. Raises ``vetting.VettingFailed``."""
+        started = time.monotonic()
+        path = await asyncio.to_thread(vetting.download, key, cache_dir=self.cache_dir,
+                                       allow_patterns=report.allow_patterns, api=self.hub)
+        log.info("%s: downloaded %s bytes in %.1f s", key, f"{report.total_bytes:,}" if report.total_bytes else "?",
+                 time.monotonic() - started)
+        return path
+
+    def model_argument(self, snapshot: Path, report: vetting.VettingReport) -> str:
+        """What the backend gets as ``--model``: the GGUF file, or the snapshot folder (safetensors)."""
+        if report.weights_format == "gguf":
+            ggufs = [f for f in report.files if f.lower().endswith(".gguf")]
+            return str(snapshot / ggufs[0])
+        if self.backend in GGUF_BACKENDS:
+            raise RuntimeError(f"the {self.backend} backend runs GGUF models; this one is safetensors")
+        return str(snapshot)
+
+    async def evaluate(self, key: ModelKey, model: str, *, seed: int, sample_size: int) -> EvaluationResult:
+        """Run the competition's sample for ``seed`` against ``model``; raises when the run does not complete."""
+        from bitagent_core import Evaluation, RunConfig
+
+        config = RunConfig(tasks=f"competition:{self.competition.name}", backend=self.backend, model=model,
+                           scorer=self.competition.scorer, limit=sample_size, seed=seed,
+                           output_dir=str(self.runs_dir), backend_options=dict(self.backend_options),
+                           tool_format="prompt", timeout_s=self.request_timeout_s)
+        started = time.monotonic()
+        progress = {"done": 0, "step": max(1, sample_size // 10)}
+
+        def on_start(n_tasks: int, _done: int) -> None:
+            log.info("%s: evaluation started (%d tasks, backend %s): starting the model", key, n_tasks, self.backend)
+
+        def on_sample(_record: dict[str, Any]) -> None:
+            progress["done"] += 1
+            done = progress["done"]
+            if done == 1:
+                log.info("%s: model ready, first response after %.1f s", key, time.monotonic() - started)
+            elif done % progress["step"] == 0 or done == sample_size:
+                log.info("%s: %d/%d responses (%.1f s)", key, done, sample_size, time.monotonic() - started)
+
+        evaluation = Evaluation(config, self.registry, on_start=on_start, on_sample=on_sample)
+        results = await evaluation.run()
+        log.info("%s: model stopped after %.1f s", key, time.monotonic() - started)
+        if results.get("status") != "complete":
+            raise RuntimeError(f"the evaluation ended {results.get('status')}")
+        samples = tuple(evaluation.records.get(task.id, {"task_id": task.id, "status": "failed", "score": 0.0})
+                        for task in evaluation.tasks)
+        scores = [float(s.get("score") or 0.0) if s.get("status") == "ok" else 0.0 for s in samples]
+        errors = tuple(str((s.get("completion") or {}).get("error") or s.get("detail") or "")
+                       for s in samples if s.get("status") != "ok")
+        result = EvaluationResult(score=float(results["mean_score"]), n_tasks=int(results["n_tasks"]),
+                                  ci95=ci95(scores), run_dir=str(results["run_dir"]), samples=samples,
+                                  errors=errors, results=results)
+        log.info("%s: %d responses (%d failed) in %.1f s", key, len(samples), len(errors), time.monotonic() - started)
+        return result
+
+    async def delete(self, key: ModelKey) -> int:
+        freed = await asyncio.to_thread(vetting.delete, key, self.cache_dir)
+        if freed:
+            log.info("%s: removed from the cache (%d bytes)", key, freed)
+        return freed
+
+    def sweep_cache(self, *, keep: set[str], removable: Any) -> None:
+        """Remove cached models a crash left behind: those not in ``keep`` for which ``removable(key)``."""
+        from huggingface_hub import scan_cache_dir
+
+        try:
+            info = scan_cache_dir(self.cache_dir)
+        except Exception:  # noqa: BLE001 - no cache yet, or unreadable: nothing to sweep
+            return
+        for repo in info.repos:
+            if repo.repo_type != "model":
+                continue
+            for rev in repo.revisions:
+                key = ModelKey(repo.repo_id, rev.commit_hash)
+                if key.key in keep or not removable(key.key):
+                    continue
+                freed = vetting.delete(key, self.cache_dir)
+                log.info("removed %s from the cache (%d bytes)", key, freed)
+
+
+def _off_the_loop(registry: Any, backend: str, options: dict[str, str]) -> dict[str, str]:
+    """The options with ``worker_thread=true`` for a backend that offers it (llama-cpp generates on the
+    caller's loop by default; the validator's loop must keep syncing and setting weights meanwhile)."""
+    import sys
+
+    try:
+        factory = registry.get("backends", backend).factory
+    except LookupError:
+        return dict(options)
+    known = getattr(factory, "OPTION_TYPES", None)
+    if known is None:
+        known = getattr(sys.modules.get(getattr(factory, "__module__", "")), "OPTION_TYPES", None)
+    if known is not None and "worker_thread" in known and "worker_thread" not in options:
+        return {**options, "worker_thread": "true"}
+    return dict(options)
