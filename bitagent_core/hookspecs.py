@@ -33,6 +33,13 @@ def register_scorers(register: Register) -> None:
 
 
 @hookspec
+def register_environments(register: Register) -> None:
+    """Register environments for multi-turn tasks: ``register("name", factory)``,
+    ``factory(config: dict) -> Environment`` (a fresh one per trajectory; ``config`` is the task's
+    ``EnvironmentSpec.config``)."""
+
+
+@hookspec
 def register_competitions(register: Register) -> None:
     """Register competitions: ``register("name", factory)``, ``factory() -> Competition``."""
 

@@ -3,11 +3,11 @@ talks to them through these methods."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from bitagent_core.model import ChatRequest, Completion, Score, Task
+from bitagent_core.model import ChatRequest, Completion, Score, Task, ToolCall, Trajectory
 
 if TYPE_CHECKING:
     from bitagent_core.plugins import PluginRegistry
@@ -51,6 +51,38 @@ class Scorer(Protocol):
 
     def score(self, task: Task, completion: Completion) -> Score:
         """Score one completion. Must not raise on any model output."""
+
+
+@runtime_checkable
+class TrajectoryScorer(Protocol):
+    """A scorer that can also score multi-turn tasks (tasks with an ``environment``)."""
+
+    name: str
+    version: str
+
+    def score_trajectory(self, task: Task, trajectory: Trajectory) -> Score:
+        """Score one played (or saved) trajectory. Must not raise on any model output."""
+
+
+@runtime_checkable
+class Environment(Protocol):
+    """The stateful world of a multi-turn task, built fresh for each trajectory by the factory registered
+    through ``register_environments`` (``factory(config: dict) -> Environment``).
+
+    The model's calls are dispatched by :mod:`bitagent_core.agent`, never evaluated: only to a public method
+    (no leading ``_``) defined on the class of one of :meth:`objects`, with literal arguments bound by the
+    method's signature. Where two objects define a method of the same name, the later object wins.
+    """
+
+    def objects(self) -> Sequence[object]:
+        """The objects whose public methods the model may call."""
+
+    def decode(self, text: str, native_calls: tuple[ToolCall, ...]) -> tuple[list[ToolCall], str | None]:
+        """Read one step of model output: (calls, None), or ([], why) when it is not a call (the turn ends).
+        ``bitagent_core.agent.SimpleEnvironment`` reads every format the shared decoder knows."""
+
+    def format_result(self, value: Any) -> str:
+        """What the model is shown for a call's return value."""
 
 
 @runtime_checkable

@@ -40,7 +40,7 @@ from typing import Any
 from bitagent_core.decoding import Decoded, Expression, bind_arguments, decode, decode_pythonic
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.matching import max_weight_matching
-from bitagent_core.model import Completion, ExpectedCall, Score, Task, ToolCall
+from bitagent_core.model import Completion, ExpectedCall, Score, Task, ToolCall, Trajectory
 
 #: BFCL's Python type names, plus the JSON-schema ones other task sources use
 TYPES: dict[str, type] = {
@@ -407,6 +407,12 @@ class BfclScorer:
                 return Score(1.0, {}, passed=True, decoded_calls=calls)
             return _fail(error[0], error[1], calls)
         return self._parallel(expected, calls)
+
+    def score_trajectory(self, task: Task, trajectory: Trajectory) -> Score:
+        """Multi-turn tasks: BFCL's multi-turn checker (``bitagent_plugins/bfcl/multi_turn_scorer.py``)."""
+        from bitagent_plugins.bfcl.multi_turn_scorer import score_trajectory
+
+        return score_trajectory(task, trajectory, strict=self.strict)
 
     def _parallel(self, expected: list[_Call], calls: tuple[ToolCall, ...]) -> Score:
         n = len(expected)
