@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import inspect
 import json
 import threading
@@ -196,8 +197,9 @@ class Executor:
             return ERROR_PREFIX + why
         obj, attribute = self.methods[call.name]
         method = attribute.__get__(obj, type(obj))  # the class's function bound to the object: never an attribute
-        positional = call.positional if self.bind_positional else ()
-        arguments = dict(call.arguments)
+        # fresh copies, as an evaluated literal would be: the method may keep (and later change) what it gets
+        positional = copy.deepcopy(call.positional) if self.bind_positional else ()
+        arguments = copy.deepcopy(dict(call.arguments))
 
         def run() -> str:
             try:

@@ -12,7 +12,7 @@ BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
 def test_there_is_an_example_per_hook():
     text = DOC.read_text()
     for hook in ("register_task_sources", "register_backends", "register_scorers", "register_competitions",
-                 "register_commands", "on_run_start", "on_sample_scored", "on_run_end"):
+                 "register_commands", "register_environments", "on_run_start", "on_sample_scored", "on_run_end"):
         assert f"def {hook}" in text, hook
     assert len(BLOCKS) >= 6
 
