@@ -14,7 +14,18 @@ from hypothesis import strategies as st
 from bitagent_core import agent, rundir
 from bitagent_core.agent import ERROR_PREFIX, Executor, SimpleEnvironment
 from bitagent_core.hookspecs import hookimpl
-from bitagent_core.model import Completion, EnvironmentSpec, Message, Score, Step, Task, Tool, ToolCall, Trajectory, Turn
+from bitagent_core.model import (
+    Completion,
+    EnvironmentSpec,
+    Message,
+    Score,
+    Step,
+    Task,
+    Tool,
+    ToolCall,
+    Trajectory,
+    Turn,
+)
 from bitagent_core.plugins import PluginRegistry, get_registry
 from bitagent_core.runner import Evaluation, RunConfig, load_tasks
 from bitagent_plugins.bfcl.multi_turn import BfclEnvironment
