@@ -120,3 +120,51 @@ def test_a_third_party_plugin_installs_with_pip_and_runs(tmp_path, embedded_mode
     summary = json.loads(out.stdout)
     assert summary["n_scored"] == 3 and summary["config"]["tasks"] == "unit-conversion"
     assert summary["mean_score"] > 0.3
+
+
+@pytest.fixture
+def multi_turn_tasks(tmp_path):
+    """Two of BFCL's shortest multi-turn entries (GorillaFileSystem only: a ~6k-token prompt), as a JSONL file."""
+    from bitagent_core.plugins import get_registry
+    from bitagent_core.runner import load_tasks
+
+    tasks = {t.id: t for t in load_tasks(get_registry(), "bfcl:multi_turn_base", 0, None)}
+    path = tmp_path / "multi_turn.jsonl"
+    path.write_text("".join(json.dumps(tasks[i].to_json()) + "\n" for i in ("multi_turn_base_3", "multi_turn_base_9")))
+    return path
+
+
+@pytest.mark.model
+def test_multi_turn_on_the_embedded_model_with_ctrl_c_and_resume(tmp_path, embedded_model, multi_turn_tasks):
+    """A short BFCL multi-turn evaluation: interrupted after its first trajectory, then resumed."""
+    out_dir = tmp_path / "runs"
+    args = ["evaluate", "--tasks", f"jsonl:{multi_turn_tasks}", "--scorer", "bfcl", "--limit", "2",
+            "--output-dir", str(out_dir), "--max-tokens", "96", "-B", "n_ctx=8192", *THREADS]
+    proc = subprocess.Popen(BITAGENT + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 500
+    samples = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(out_dir.glob("*/samples.jsonl"))
+        if found and found[0].read_text().count("\n") >= 1:
+            samples = found[0]
+            break
+        time.sleep(0.05)
+    assert samples is not None, proc.stderr.read() if proc.poll() is not None else "no trajectory finished"
+    proc.send_signal(signal.SIGINT)  # the second trajectory (3 turns, >= 3 requests) is still being played
+    _, err = proc.communicate(timeout=300)
+    run_dir = samples.parent
+    assert proc.returncode == 130, err
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "interrupted" and results["n_scored"] == 1
+    first = json.loads(samples.read_text().splitlines()[0])
+    assert first["status"] == "ok" and first["error_type"] != "backend_error"
+    turns = first["trajectory"]["turns"]
+    assert len(turns) == len(first["turns"]) + 1  # every user turn was played
+    steps = [s for turn in turns for s in turn]
+    assert all(s["completion_tokens"] > 0 for s in steps)
+    out = bitagent("evaluate", "--resume", str(run_dir), "--json", timeout=900)
+    assert out.returncode == 0, out.stderr
+    final = json.loads(out.stdout)
+    assert final["status"] == "complete" and final["n_scored"] == 2 and final["n_failed"] == 0
+    ids = [json.loads(x)["task_id"] for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert sorted(ids) == ["multi_turn_base_3", "multi_turn_base_9"]  # the finished trajectory was not replayed
