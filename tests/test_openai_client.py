@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 
 from bitagent_core.model import ChatRequest, Message, Task, Tool
@@ -324,6 +325,26 @@ def test_requests_spread_over_endpoints_least_busy_first():
     even, (slow, fast) = run(main())
     assert even == (4, 4)
     assert slow + fast == 10 and fast > slow  # the busy endpoint is passed over while it computes
+
+
+def test_a_multi_turn_session_stays_on_one_endpoint():
+    """Steps of one trajectory go to the endpoint that answered it last (its cached prefix), others spread."""
+    async def main():
+        async with Stub(lambda r: Reply(body=completion_body(), delay=0.02)) as a, \
+                Stub(lambda r: Reply(body=completion_body(), delay=0.02)) as b:
+            client = client_for(a.url, b.url)
+
+            async def trajectory(name):
+                for _ in range(4):
+                    await client.chat(attrs.evolve(build_request(TASK), session=name))
+
+            await asyncio.gather(*(trajectory(f"t{i}") for i in range(4)))
+            await client.aclose()
+            return len(a.requests), len(b.requests), dict(client._sessions)
+
+    on_a, on_b, homes = run(main())
+    assert on_a + on_b == 16 and on_a % 4 == 0 and on_b % 4 == 0  # each trajectory entirely on one endpoint
+    assert on_a and on_b and set(homes) == {"t0", "t1", "t2", "t3"}
 
 
 def test_a_refusing_endpoint_is_passed_over_for_a_working_one():
