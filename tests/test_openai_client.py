@@ -375,3 +375,14 @@ def test_the_request_object_is_only_read():
     stub = run(main())
     assert stub.requests[0]["json"] == stub.requests[1]["json"]
     assert request.messages == (Message("user", "hi"),)
+
+
+def test_tool_results_answer_the_native_calls_by_id():
+    from bitagent_core.model import ToolCall
+    from bitagent_plugins.backends.openai_format import to_openai_messages
+
+    messages = to_openai_messages((Message("user", "x"), Message("assistant", "", (ToolCall("a"), ToolCall("b"))),
+                                   Message("tool", "1"), Message("tool", "2"), Message("assistant", "[f()]"),
+                                   Message("tool", "3")))
+    assert [m.get("tool_call_id") for m in messages] == [None, None, "call_0", "call_1", None, None]
+    assert [c["id"] for c in messages[1]["tool_calls"]] == ["call_0", "call_1"]
