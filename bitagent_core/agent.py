@@ -81,9 +81,20 @@ class CallTimeout(Exception):
     """A call ran past its deadline."""
 
 
+class _Progress:
+    """What a worker job is doing: when its current call started (``time.monotonic()``)."""
+
+    __slots__ = ("call_started",)
+
+    def __init__(self) -> None:
+        self.call_started = time.monotonic()
+
+
 class _Deadlines:
-    """Worker threads for environment calls. A call that overruns keeps its thread; the pool is replaced so
-    later calls get fresh threads, and the stuck one ends with the process (daemon-like: never joined)."""
+    """Worker threads for environment calls. A job (the calls of one step) runs in a worker; each call in it
+    gets ``timeout_s`` from its own start, so a step costs one thread hand-off, not one per call. A job whose
+    current call overruns keeps its thread; the pool is replaced so later jobs get fresh threads, and the stuck
+    one ends with the process (never joined)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -93,18 +104,23 @@ class _Deadlines:
     def _new_pool() -> concurrent.futures.ThreadPoolExecutor:
         return concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="bitagent-env")
 
-    def run(self, fn: Callable[[], Any], timeout_s: float) -> Any:
+    def run(self, job: Callable[[_Progress], Any], timeout_s: float) -> Any:
         with self._lock:
             pool = self._pool
-        future = pool.submit(fn)
-        try:
-            return future.result(timeout=timeout_s)
-        except concurrent.futures.TimeoutError:
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = self._new_pool()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise CallTimeout(f"a call ran longer than {timeout_s:g} s") from None
+        progress = _Progress()
+        future = pool.submit(job, progress)
+        while True:
+            wait = progress.call_started + timeout_s - time.monotonic()
+            try:
+                return future.result(timeout=max(wait, 0.0))
+            except concurrent.futures.TimeoutError:
+                if progress.call_started + timeout_s > time.monotonic():
+                    continue  # a later call started meanwhile: it has its own time
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool = self._new_pool()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise CallTimeout(f"a call ran longer than {timeout_s:g} s") from None
 
 
 _deadlines = _Deadlines()
@@ -112,7 +128,20 @@ _deadlines = _Deadlines()
 
 def call_with_deadline(fn: Callable[[], Any], timeout_s: float) -> Any:
     """``fn()`` in a worker thread; :class:`CallTimeout` when it runs past ``timeout_s`` (it is not stopped)."""
-    return _deadlines.run(fn, timeout_s)
+    return _deadlines.run(lambda progress: fn(), timeout_s)
+
+
+_METHODS_CACHE: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def _class_methods(cls: type) -> tuple[tuple[str, Any], ...]:
+    methods = _METHODS_CACHE.get(cls)
+    if methods is None:
+        methods = tuple((name, value) for name, value in inspect.getmembers_static(cls)
+                        if not name.startswith("_") and (inspect.isfunction(value) or isinstance(value, classmethod)))
+        if len(_METHODS_CACHE) < 1024:
+            _METHODS_CACHE[cls] = methods
+    return methods
 
 
 def public_methods(objects: Sequence[object]) -> dict[str, tuple[object, Any]]:
@@ -120,11 +149,8 @@ def public_methods(objects: Sequence[object]) -> dict[str, tuple[object, Any]]:
     object wins a name clash (as BFCL maps names). Read statically: no property or ``__getattr__`` runs."""
     table: dict[str, tuple[object, Any]] = {}
     for obj in objects:
-        for name, value in inspect.getmembers_static(type(obj)):
-            if name.startswith("_"):
-                continue
-            if inspect.isfunction(value) or isinstance(value, classmethod):
-                table[name] = (obj, value)
+        for name, value in _class_methods(type(obj)):
+            table[name] = (obj, value)
     return table
 
 
@@ -190,8 +216,10 @@ class Executor:
 
     def execute(self, call: ToolCall) -> str:
         """One call's result as the model sees it: the method's return value formatted, or an error result."""
-        if self.broken:
-            return ERROR_PREFIX + self.broken
+        return self.execute_step([call])[0]
+
+    def _prepare(self, call: ToolCall) -> Callable[[], Any] | str:
+        """The bound call to run, or the error result that answers it."""
         why = self.refuse(call)
         if why:
             return ERROR_PREFIX + why
@@ -200,30 +228,52 @@ class Executor:
         # fresh copies, as an evaluated literal would be: the method may keep (and later change) what it gets
         positional = copy.deepcopy(call.positional) if self.bind_positional else ()
         arguments = copy.deepcopy(dict(call.arguments))
+        return lambda: method(*positional, **arguments)
 
-        def run() -> str:
+    def _run(self, prepared: list[Callable[[], Any] | str], progress: _Progress) -> list[str]:
+        results = []
+        for item in prepared:
+            if isinstance(item, str):
+                results.append(item)
+                continue
+            progress.call_started = time.monotonic()
             try:
-                value = method(*positional, **arguments)
+                value = item()
             except Exception as exc:  # noqa: BLE001 - a failing method is an error result, as in BFCL
-                return ERROR_PREFIX + str(exc)
+                results.append(ERROR_PREFIX + str(exc))
+                continue
             try:
-                return self.format_result(value)
+                results.append(self.format_result(value))
             except Exception as exc:  # noqa: BLE001
-                return ERROR_PREFIX + f"unprintable result: {type(exc).__name__}"
-
-        try:
-            result = call_with_deadline(run, self.call_timeout_s)
-        except CallTimeout as exc:
-            self.broken = f"environment stopped: {exc}"
-            return ERROR_PREFIX + self.broken
-        if len(result) > MAX_RESULT_CHARS:
-            result = result[:MAX_RESULT_CHARS] + f"... [cut at {MAX_RESULT_CHARS} characters]"
-        return result
+                results.append(ERROR_PREFIX + f"unprintable result: {type(exc).__name__}")
+        return results
 
     def execute_step(self, calls: Sequence[ToolCall]) -> list[str]:
-        results = [self.execute(call) for call in calls[:self.max_calls_per_step]]
+        """The results of one step's calls, in order (see the module docstring for the bounds)."""
+        return self.execute_steps([calls])[0]
+
+    def execute_steps(self, steps: Sequence[Sequence[ToolCall]]) -> list[list[str]]:
+        """The results of several steps' calls, step by step, in one worker job (a scorer replaying a turn)."""
+        if self.broken:
+            return [[ERROR_PREFIX + self.broken] * len(calls) for calls in steps]
+        prepared = [self._prepare(call) for calls in steps for call in calls[:self.max_calls_per_step]]
+        if all(isinstance(item, str) for item in prepared):
+            flat = list(prepared)  # nothing to run: no thread needed
+        else:
+            try:
+                flat = _deadlines.run(lambda progress: self._run(prepared, progress), self.call_timeout_s)
+            except CallTimeout as exc:
+                self.broken = f"environment stopped: {exc}"
+                return [[ERROR_PREFIX + self.broken] * len(calls) for calls in steps]
         refused = ERROR_PREFIX + f"more than {self.max_calls_per_step} calls in one step"
-        return results + [refused] * (len(calls) - len(results))
+        out, i = [], 0
+        for calls in steps:
+            n = min(len(calls), self.max_calls_per_step)
+            results = [r if len(r) <= MAX_RESULT_CHARS else r[:MAX_RESULT_CHARS] + f"... [cut at {MAX_RESULT_CHARS} "
+                       "characters]" for r in flat[i:i + n]]
+            out.append(results + [refused] * (len(calls) - n))
+            i += n
+        return out
 
 
 # --- the loop ----------------------------------------------------------------------------------------

@@ -115,8 +115,8 @@ def score_trajectory(task: Task, trajectory: Trajectory, *, strict: bool) -> Sco
             calls = decode_step(step.text, step.tool_calls)
             if calls:  # undecodable and empty steps are skipped, as BFCL does
                 decoded.append(calls)
-        for calls in decoded:
-            all_results.extend(model_run.execute_step(calls))
+        for results in model_run.execute_steps(decoded):
+            all_results.extend(results)
         expected_results = truth_run.execute_step(expected)
         for run in (model_run, truth_run):
             if run.broken:
