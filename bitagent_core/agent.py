@@ -19,8 +19,8 @@ Bounds: calls per step (:data:`MAX_CALLS_PER_STEP`), characters of one result sh
 broken (its state can no longer be trusted: the thread may still be running) and every later call of the
 trajectory gets an error result. Python cannot stop a thread, so a runaway pure-Python method keeps one
 thread busy until it returns, but the run goes on; one C-level operation that holds the GIL (a huge integer
-power, say) would stall the whole process until it ends, which a thread cannot prevent: environments that
-take numbers from the model should bound them (see docs/plugins.md).
+power, say) would stall the whole process until it ends, which a thread cannot prevent: an environment
+refuses such calls before they run with its optional ``guard(call)`` (see docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -190,8 +190,10 @@ class Executor:
 
     def __init__(self, objects: Sequence[object], format_result: Callable[[Any], str], *,
                  call_timeout_s: float = CALL_TIMEOUT_S, bind_positional: bool = True,
-                 max_calls_per_step: int = MAX_CALLS_PER_STEP) -> None:
+                 max_calls_per_step: int = MAX_CALLS_PER_STEP,
+                 guard: Callable[[ToolCall], str | None] | None = None) -> None:
         self.methods = public_methods(objects)
+        self.guard = guard
         self.format_result = format_result
         self.call_timeout_s = call_timeout_s
         self.bind_positional = bind_positional
@@ -212,6 +214,8 @@ class Executor:
                 return why
         if any(not isinstance(k, str) or not k.isidentifier() for k in call.arguments):
             return "argument names must be identifiers"
+        if self.guard is not None:
+            return self.guard(call if self.bind_positional else attrs.evolve(call, positional=()))
         return None
 
     def execute(self, call: ToolCall) -> str:
@@ -306,7 +310,8 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
     first = build_request(task, config.tool_format, temperature=config.temperature, max_tokens=config.max_tokens)
     messages = list(first.messages)
     tools = list(task.tools)
-    executor = Executor(environment.objects(), environment.format_result, call_timeout_s=config.call_timeout_s)
+    executor = Executor(environment.objects(), environment.format_result, call_timeout_s=config.call_timeout_s,
+                        guard=getattr(environment, "guard", None))
     turns: list[tuple[Step, ...]] = []
     total = 0
     terminated: str | None = None

@@ -72,6 +72,10 @@ class Environment(Protocol):
     The model's calls are dispatched by :mod:`bitagent_core.agent`, never evaluated: only to a public method
     (no leading ``_``) defined on the class of one of :meth:`objects`, with literal arguments bound by the
     method's signature. Where two objects define a method of the same name, the later object wins.
+
+    Optionally, ``guard(call) -> str | None`` refuses a call before it runs (the returned text is its error
+    result): where a method would take unbounded time or memory on some arguments (a huge integer power),
+    since a call that holds the GIL cannot be interrupted.
     """
 
     def objects(self) -> Sequence[object]:

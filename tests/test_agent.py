@@ -380,3 +380,21 @@ def test_a_scorer_without_score_trajectory_is_a_clear_failure(tmp_path):
     sample = rundir.read_samples(next(tmp_path.iterdir()))["count-0"]
     assert results["n_failed"] == 1 and sample["error_type"] == "scorer_error"
     assert "cannot score multi-turn tasks" in sample["detail"]
+
+
+def test_bfcls_math_api_cannot_be_made_to_hold_the_process():
+    """A huge integer power or precision would hold the GIL (no deadline can stop it): refused before it runs."""
+    env = BfclEnvironment({"involved_classes": ["MathAPI"], "initial_config": {}})
+    run = Executor(env.objects(), env.format_result, guard=env.guard)
+    started = time.monotonic()
+    texts = ["[power(base=10, exponent=1000000000)]", "[power(10, 99999999999)]",
+             "[logarithm(value=2, base=10, precision=100000000)]", "[square_root(number=2, precision=10**9)]",
+             "[square_root(number=2, precision=1000000000)]"]
+    results = [run.execute_step(env.decode(text, ())[0]) for text in texts]
+    assert time.monotonic() - started < 5
+    assert results[0] == [ERROR_PREFIX + "result too large (more than 1000000 bits)"]
+    assert results[1] == [ERROR_PREFIX + "result too large (more than 1000000 bits)"]
+    assert results[2] == [ERROR_PREFIX + "precision above 10000"]
+    assert results[3] == [ERROR_PREFIX + "expressions are never evaluated: 10 ** 9"]
+    assert results[4] == [ERROR_PREFIX + "precision above 10000"]
+    assert run.execute_step(env.decode("[power(base=2, exponent=10)]", ())[0]) == ['{"result": 1024}']

@@ -114,6 +114,32 @@ def format_result(value: Any) -> str:
     return str(value)
 
 
+#: the most result bits an integer ``power`` may produce, and the highest ``precision`` MathAPI is asked for:
+#: past these, BFCL's MathAPI would hold the GIL for seconds to hours (``10 ** 10 ** 9``), which no deadline
+#: can interrupt. BFCL's ground truth stays far below (precision <= 10, small powers).
+MAX_POWER_BITS = 1_000_000
+MAX_PRECISION = 10_000
+
+
+def guard(call: ToolCall) -> str | None:
+    """Refuse the few MathAPI calls whose cost is unbounded (see :data:`MAX_POWER_BITS`)."""
+    if call.name not in ("power", "logarithm", "square_root"):
+        return None
+    order = {"power": ("base", "exponent"), "logarithm": ("value", "base", "precision"),
+             "square_root": ("number", "precision")}[call.name]
+    arguments = {**dict(zip(order, call.positional)), **call.arguments}
+    if call.name == "power":
+        base, exponent = arguments.get("base"), arguments.get("exponent")
+        if type(base) is int and type(exponent) is int and exponent > 0 and abs(base) > 1 \
+                and exponent * abs(base).bit_length() > MAX_POWER_BITS:
+            return f"result too large (more than {MAX_POWER_BITS} bits)"
+        return None
+    precision = arguments.get("precision")
+    if type(precision) is int and precision > MAX_PRECISION:
+        return f"precision above {MAX_PRECISION}"
+    return None
+
+
 def _renders_as_call(value: Any) -> bool:
     """BFCL's executor renders a dict argument whose values are all dicts as a nested call ``name(k=v)``."""
     return type(value) is dict and all(type(v) is dict for v in value.values())
@@ -176,6 +202,9 @@ class BfclEnvironment:
 
     def format_result(self, value: Any) -> str:
         return format_result(value)
+
+    def guard(self, call: ToolCall) -> str | None:
+        return guard(call)
 
 
 # --- tasks ----------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any
 from bitagent_core.agent import Executor
 from bitagent_core.decoding import DecodeError, ast_python_calls
 from bitagent_core.model import Score, Task, ToolCall, Trajectory
-from bitagent_plugins.bfcl.multi_turn import decode_step, format_result, new_instances
+from bitagent_plugins.bfcl.multi_turn import decode_step, format_result, guard, new_instances
 
 _GT_CACHE_MAX = 10_000
 _gt_cache: dict[str, tuple[tuple[tuple[ToolCall, ...], ...], tuple]] = {}
@@ -106,8 +106,8 @@ def score_trajectory(task: Task, trajectory: Trajectory, *, strict: bool) -> Sco
     long_context = bool(config.get("long_context"))
     model_instances = new_instances(classes, initial, long_context)
     truth_instances = new_instances(classes, initial, long_context)
-    model_run = Executor(list(model_instances.values()), format_result, bind_positional=not strict)
-    truth_run = Executor(list(truth_instances.values()), format_result, bind_positional=True)
+    model_run = Executor(list(model_instances.values()), format_result, bind_positional=not strict, guard=guard)
+    truth_run = Executor(list(truth_instances.values()), format_result, bind_positional=True, guard=guard)
     all_results: list[str] = []
     for index, (steps, expected) in enumerate(zip(trajectory.turns, truth)):
         decoded = []
