@@ -23,10 +23,12 @@ with atheris.instrument_imports(include=["bitagent_core", "bitagent_plugins"]):
     from bitagent_core.model import Step, Trajectory
     from bitagent_core.plugins import get_registry
     from bitagent_core.runner import load_tasks
-    from bitagent_plugins.bfcl.multi_turn import BfclEnvironment
+    from bitagent_plugins.bfcl.multi_turn import CLASS_MODULES, BfclEnvironment, api_class
     from bitagent_plugins.bfcl.multi_turn_scorer import score_trajectory
 
 IDS = ("multi_turn_base_0", "multi_turn_base_55", "multi_turn_miss_param_0", "multi_turn_long_context_5")
+for _name in CLASS_MODULES:  # imported before fuzzing: importing a module opens files, legitimately
+    api_class(_name)
 TASKS = [t for t in load_tasks(get_registry(), "bfcl:multi_turn", 0, None) if t.id in IDS]
 NAMES = ["cd", "ls", "mv", "sort", "post_tweet", "mean", "power", "logarithm", "place_order", "startEngine",
          "_load_scenario", "__init__", "exec", "getattr"]

@@ -124,13 +124,26 @@ def test_a_third_party_plugin_installs_with_pip_and_runs(tmp_path, embedded_mode
 
 @pytest.fixture
 def multi_turn_tasks(tmp_path):
-    """Two of BFCL's shortest multi-turn entries (GorillaFileSystem only: a ~6k-token prompt), as a JSONL file."""
+    """Two BFCL multi-turn entries (GorillaFileSystem) as a JSONL file, their prompt cut to the functions their
+    ground truth uses plus two (BFCL's full prompt is ~6k tokens: minutes per trajectory on 2 shared cores) and
+    3 steps a turn; the environment and the scorer are BFCL's as served."""
+    import attrs
+
     from bitagent_core.plugins import get_registry
     from bitagent_core.runner import load_tasks
+    from bitagent_plugins.bfcl import multi_turn
 
     tasks = {t.id: t for t in load_tasks(get_registry(), "bfcl:multi_turn_base", 0, None)}
+    lines = []
+    for task_id in ("multi_turn_base_3", "multi_turn_base_9"):
+        task = tasks[task_id]
+        used = {call.split("(")[0] for turn in task.metadata["ground_truth"] for call in turn} | {"ls", "pwd"}
+        tools = tuple(t for t in task.tools if t.name in used)
+        docs = [t.to_json() for t in tools]
+        lines.append(attrs.evolve(task, tools=tools, system_prompt=multi_turn.system_prompt(docs),
+                                  max_steps_per_turn=3).to_json())
     path = tmp_path / "multi_turn.jsonl"
-    path.write_text("".join(json.dumps(tasks[i].to_json()) + "\n" for i in ("multi_turn_base_3", "multi_turn_base_9")))
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
 
 
