@@ -303,6 +303,15 @@ def _size(step: Step) -> int:
     return len(step.text) + sum(len(r) for r in step.results)
 
 
+def _stop_if_cancelled() -> None:
+    """Ctrl-C between two steps: ``asyncio.wait_for`` returns a request that completed as it was cancelled
+    (an in-process backend answers synchronously) and the cancellation is swallowed, so the loop asks; a
+    trajectory can be long, and an interrupted one is played again on ``--resume``."""
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        raise asyncio.CancelledError
+
+
 async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | None = None) -> Trajectory:
     """Play every turn of ``task`` against ``environment`` with ``backend``. Raises :class:`StepFailed` when
     a request fails; the environment's own failures are error results, never exceptions."""
@@ -334,6 +343,7 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
             except Exception as exc:  # noqa: BLE001 - recorded as a failed sample by the runner
                 raise StepFailed(f"{type(exc).__name__}: {exc} (turn {index}, step {len(steps)})",
                                  Trajectory(tuple(turns) + (tuple(steps),))) from None
+            _stop_if_cancelled()
             if completion.error is not None:
                 raise StepFailed(completion.error, Trajectory(tuple(turns) + (tuple(steps),)))
             latency = completion.latency_s or (time.perf_counter() - started)

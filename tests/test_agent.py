@@ -398,3 +398,28 @@ def test_bfcls_math_api_cannot_be_made_to_hold_the_process():
     assert results[3] == [ERROR_PREFIX + "expressions are never evaluated: 10 ** 9"]
     assert results[4] == [ERROR_PREFIX + "precision above 10000"]
     assert run.execute_step(env.decode("[power(base=2, exponent=10)]", ())[0]) == ['{"result": 1024}']
+
+
+def test_ctrl_c_between_steps_stops_the_trajectory():
+    """An in-process backend answers synchronously, so asyncio.wait_for swallows a cancellation that arrives
+    during generation; the loop must still stop before the next step (Ctrl-C, SIGTERM)."""
+
+    class Synchronous:
+        asked = 0
+        outer = None
+
+        async def complete(self, request):
+            Synchronous.asked += 1
+            if Synchronous.asked == 2:
+                Synchronous.outer.cancel()  # the signal arrives while the model generates
+            return Completion(text="[add(n=1)]")
+
+    task = next(CounterTasks("3").tasks(0, 1))
+
+    async def main():
+        Synchronous.outer = asyncio.current_task()
+        await agent.play(task, Synchronous(), SimpleEnvironment(Counter()))
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+    assert Synchronous.asked == 2
