@@ -7,6 +7,7 @@ Everything here is a frozen attrs class made of plain JSON-able values, so a tas
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import attrs
@@ -394,9 +395,12 @@ class Step:
 
     @classmethod
     def from_json(cls, data: Any) -> Step:
-        """A step as saved, or a bare string: the raw model text of the step (BFCL's result files)."""
+        """A step as saved, a bare string (the raw model text of the step, as in BFCL's result files for
+        prompting models), or BFCL's function-calling shape ``[{name: "<json arguments>"}, ...]`` (native calls)."""
         if isinstance(data, str):
             return cls(text=data)
+        if isinstance(data, list):
+            return cls(tool_calls=tuple(_fc_call(item) for item in data))
         if not isinstance(data, dict):
             raise ValueError(f"a step is its raw text or an object with 'text': {str(data)[:200]}")
         return cls(text=str(data.get("text") or ""),
@@ -407,6 +411,21 @@ class Step:
                    prompt_tokens=int(data.get("prompt_tokens") or 0),
                    completion_tokens=int(data.get("completion_tokens") or 0),
                    latency_s=float(data.get("latency_s") or 0.0))
+
+
+def _fc_call(item: Any) -> ToolCall:
+    """One call of BFCL's function-calling result shape: ``{name: "<json arguments>"}`` or ``{name: {...}}``."""
+    if not isinstance(item, dict) or len(item) != 1:
+        raise ValueError(f"a function-calling step holds {{name: arguments}} objects: {str(item)[:200]}")
+    (name, arguments), = item.items()
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            raise ValueError(f"arguments of {str(name)[:80]!r} are not JSON") from None
+    if not isinstance(arguments, dict):
+        raise ValueError(f"arguments of {str(name)[:80]!r} must be an object")
+    return ToolCall(name=str(name), arguments=arguments)
 
 
 @attrs.frozen

@@ -183,3 +183,20 @@ def test_bfcl_summary(tmp_path):
     assert "simple_java" in summary["not_served"] and "multi_turn_long_context" in summary["not_evaluated"]
     table = run("bfcl-summary", str(run_dir)).stdout
     assert "multi_turn" in table and "overall" in table
+
+
+def test_function_calling_result_steps_are_native_calls(tasks):
+    """BFCL's result files for function-calling models hold steps as [{name: "<json arguments>"}]."""
+    task = tasks["multi_turn_base_1"]
+    truth = task.metadata["ground_truth"]  # [["ls(a=True)"], ["cd(folder='workspace')", "mv(...)"], ...]
+    from bitagent_core.decoding import ast_python_calls
+
+    turns = [[[{c.name: json.dumps(c.arguments)} for c in ast_python_calls("[" + ", ".join(t) + "]")], "Done."]
+             for t in truth]
+    for strict in (True, False):
+        assert score_trajectory(task, Trajectory.from_json(turns), strict=strict).passed
+    turns[1][0] = turns[1][0][:1]  # the mv call dropped
+    assert score_trajectory(task, Trajectory.from_json(turns), strict=True).error_type == \
+        "multi_turn:instance_state_mismatch"
+    with pytest.raises(ValueError, match="not JSON"):
+        Trajectory.from_json([[[{"cd": "{oops"}]]])
