@@ -172,6 +172,19 @@ def test_bfcl_summary(tmp_path):
         c: {"n": v["n"], "mean_score": v["passed"] / v["n"], "passed": v["passed"]} for c, v in per.items()}}))
     summary = json.loads(run("bfcl-summary", str(run_dir), "--json").stdout)
     assert summary["categories"]["simple_python"]["accuracy"] == 0.5
+    # the samples are the record: a later (resumed) line of a task replaces its earlier one
+    samples = [{"task_id": f"mt{i}", "category": "multi_turn_base", "status": s, "passed": p}
+               for i, (s, p) in enumerate([("ok", True), ("failed", False)])]
+    samples.append({"task_id": "mt1", "category": "multi_turn_base", "status": "ok", "passed": True})
+    (run_dir / "samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in samples))
+    resumed = json.loads(run("bfcl-summary", str(run_dir), "--json").stdout)
+    assert resumed["categories"]["multi_turn_base"]["passed"] == 2
+    (run_dir / "samples.jsonl").unlink()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "results.json").write_text(json.dumps({"per_category": {"single_call": {"n": 1, "passed": 1}}}))
+    refused = run("bfcl-summary", str(other), check=False)
+    assert refused.returncode == 1 and "no BFCL category" in refused.stderr
     aggregates = {k: v["accuracy"] for k, v in summary["aggregates"].items()}
     # non-live: simple = (0.5 + 0 + 0) / 3; (simple + multiple 1 + 0 + 0) / 4
     assert aggregates["non_live"] == pytest.approx(round((0.5 / 3 + 1) / 4, 6))

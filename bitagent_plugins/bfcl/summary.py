@@ -120,6 +120,8 @@ def summarize(run_dirs: list[Path]) -> dict[str, Any]:
                 notes.append(f"{category}: {run_dir} replaces {sources[category]}")
             per[category] = stats
             sources[category] = str(run_dir)
+    if not per:
+        raise click.ClickException("no BFCL category in these runs (bfcl-summary reads runs of the bfcl task source)")
     sections = _sections(per, served_only=False)
     overall = sum(sections[name][0] * weight for name, weight in WEIGHTS.items()) / sum(WEIGHTS.values())
     served = _sections(per, served_only=True)
