@@ -213,3 +213,17 @@ def test_function_calling_result_steps_are_native_calls(tasks):
         "multi_turn:instance_state_mismatch"
     with pytest.raises(ValueError, match="not JSON"):
         Trajectory.from_json([[[{"cd": "{oops"}]]])
+
+
+def test_validate_replays_each_ground_truth(tasks):
+    """``bitagent tasks validate`` replays every ground truth through the bfcl scorer (none fails today)."""
+    import attrs
+
+    good = tasks["multi_turn_base_1"]
+    unreadable = attrs.evolve(good, id="x", metadata={"ground_truth": [["cd(folder="], [], [], []]})
+    # an empty dict argument: BFCL's decoder cannot render it, so no model output can match this ground truth
+    computed = attrs.evolve(good, id="y", metadata={"ground_truth": [["ls(a={})"], [], [], []]})
+    problems = dict(multi_turn.replay_ground_truths((good, unreadable, computed)))
+    assert list(problems) == ["x", "y"]
+    assert "unreadable" in problems["x"] and "does not parse" in problems["x"]
+    assert "fails the bfcl scorer: multi_turn:empty_turn_model_response" in problems["y"]

@@ -309,3 +309,24 @@ def entry_task(entry: dict[str, Any], ground_truth: Any, docs: dict[str, list[di
         metadata={"ground_truth": [[str(call) for call in turn] for turn in ground_truth]},
         system_prompt=system_prompt(functions),
     )
+
+
+def replay_ground_truths(tasks: tuple[Task, ...]) -> list[tuple[str, str]]:
+    """(task id, problem) for every task whose ground truth, replayed as model output, fails the ``bfcl``
+    scorer (``bitagent tasks validate``); none in bfcl-eval 2026.3.23."""
+    from bitagent_core.model import Step, Trajectory
+    from bitagent_plugins.bfcl.multi_turn_scorer import score_trajectory
+
+    problems = []
+    for task in tasks:
+        turns = task.metadata.get("ground_truth") or []
+        trajectory = Trajectory(tuple((Step(text="[" + ", ".join(t) + "]"),) if t else () for t in turns))
+        try:
+            score = score_trajectory(task, trajectory, strict=False)
+        except ValueError as exc:
+            problems.append((task.id, f"ground truth unreadable: {exc}"))
+            continue
+        if not score.passed:
+            problems.append((task.id, f"its own ground truth fails the bfcl scorer: {score.error_type}: "
+                                      f"{score.detail}"))
+    return problems

@@ -42,7 +42,8 @@ def _fail(error_type: str, detail: str, **breakdown: float) -> Score:
 
 
 def ground_truth_calls(task: Task) -> tuple[tuple[ToolCall, ...], ...]:
-    """The ground truth's call strings of each turn, parsed (never evaluated); cached per task."""
+    """The ground truth's call strings of each turn, parsed (never evaluated; an operator expression reads as
+    an :class:`~bitagent_core.decoding.Expression`, which execution refuses); cached per task."""
     truth = task.metadata.get("ground_truth")
     if not isinstance(truth, list):
         raise ValueError(f"task {task.id}: no multi-turn ground truth in its metadata")
@@ -56,7 +57,7 @@ def ground_truth_calls(task: Task) -> tuple[tuple[ToolCall, ...], ...]:
         calls = []
         for text in turn:
             try:
-                calls.extend(ast_python_calls(text))
+                calls.extend(ast_python_calls(text, bfcl=True))  # tuples stay tuples, as BFCL's eval keeps them
             except DecodeError as exc:
                 raise ValueError(f"task {task.id}: ground truth call {text[:80]!r} does not parse: {exc}") from None
         turns.append(tuple(calls))

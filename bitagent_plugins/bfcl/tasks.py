@@ -358,6 +358,8 @@ class BfclTaskSource:
             data = self._load(cat)
             if isinstance(data, multi_turn.MultiTurnData):
                 problems.extend(DataProblem(task_id, "error", message, cat) for task_id, message in data.problems)
+                problems.extend(DataProblem(task_id, "error", message, cat)
+                                for task_id, message in multi_turn.replay_ground_truths(data.tasks))
             else:
                 problems.extend(data.problems)
         return problems
