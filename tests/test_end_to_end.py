@@ -172,7 +172,9 @@ def test_multi_turn_on_the_embedded_model_with_ctrl_c_and_resume(tmp_path, embed
     first = json.loads(samples.read_text().splitlines()[0])
     assert first["status"] == "ok" and first["error_type"] != "backend_error"
     turns = first["trajectory"]["turns"]
-    assert len(turns) == len(first["turns"]) + 1  # every user turn was played
+    # every user turn was played, unless a turn ran past its 3 steps (the model repeating a call)
+    terminated = first["trajectory"]["terminated"]
+    assert len(turns) == len(first["turns"]) + 1 if terminated is None else terminated.endswith("more than 3 steps")
     steps = [s for turn in turns for s in turn]
     assert all(s["completion_tokens"] > 0 for s in steps)
     out = bitagent("evaluate", "--resume", str(run_dir), "--json", timeout=900)
