@@ -393,11 +393,13 @@ async def run_task(evaluation: Any, task: Task) -> dict[str, Any]:
     trajectory = Trajectory()
     error: str | None = None
     error_type = "backend_error"
+    environment = None
     try:
         environment = await asyncio.to_thread(make_environment, evaluation.registry, task)
     except Exception as exc:  # noqa: BLE001 - one broken environment must not end the run
-        environment, error, error_type = None, f"environment {task.environment.name!r}: {type(exc).__name__}: {exc}", \
-            "environment_error"
+        assert task.environment is not None
+        error = f"environment {task.environment.name!r}: {type(exc).__name__}: {exc}"
+        error_type = "environment_error"
     if environment is not None:
         try:
             trajectory = await play(task, evaluation.backend, environment, PlayConfig(
@@ -417,8 +419,8 @@ async def run_task(evaluation: Any, task: Task) -> dict[str, Any]:
         "steps": len(steps),
     }
     if error is None and not callable(getattr(scorer, "score_trajectory", None)):
-        error, error_type = f"the {cfg.scorer} scorer cannot score multi-turn tasks (no score_trajectory)", \
-            "scorer_error"
+        error = f"the {cfg.scorer} scorer cannot score multi-turn tasks (no score_trajectory)"
+        error_type = "scorer_error"
     if error is not None:
         value, passed, kind, detail, breakdown, status = 0.0, False, error_type, error, {}, "failed"
     else:
