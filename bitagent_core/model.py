@@ -292,12 +292,18 @@ class Task:
             source=str(data.get("source", "")),
             category=str(data.get("category", "")),
             version=str(data.get("version", "")),
-            environment=EnvironmentSpec.from_json(data["environment"]) if data.get("environment") else None,
-            turns=tuple(Turn.from_json(t) for t in data.get("turns") or ()),
-            max_steps_per_turn=int(data.get("max_steps_per_turn", DEFAULT_MAX_STEPS_PER_TURN)),
-            metadata=copy.deepcopy(data.get("metadata") or {}),
             system_prompt=data["system_prompt"] if isinstance(data.get("system_prompt"), str) else None,
+            **(cls._multi_turn_fields(data) if data.get("environment") else {}),
         )
+
+    @staticmethod
+    def _multi_turn_fields(data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "environment": EnvironmentSpec.from_json(data["environment"]),
+            "turns": tuple(Turn.from_json(t) for t in data.get("turns") or ()),
+            "max_steps_per_turn": int(data.get("max_steps_per_turn", DEFAULT_MAX_STEPS_PER_TURN)),
+            "metadata": copy.deepcopy(data.get("metadata") or {}),
+        }
 
 
 @attrs.frozen
