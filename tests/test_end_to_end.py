@@ -152,19 +152,24 @@ def test_multi_turn_on_the_embedded_model_with_ctrl_c_and_resume(tmp_path, embed
     """A short BFCL multi-turn evaluation: interrupted after its first trajectory, then resumed."""
     out_dir = tmp_path / "runs"
     args = ["evaluate", "--tasks", f"jsonl:{multi_turn_tasks}", "--scorer", "bfcl", "--limit", "2",
-            "--output-dir", str(out_dir), "--max-tokens", "96", "-B", "n_ctx=8192", *THREADS]
+            "--output-dir", str(out_dir), "--max-tokens", "64", "-B", "n_ctx=4096", *THREADS]
     proc = subprocess.Popen(BITAGENT + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 500
-    samples = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        found = list(out_dir.glob("*/samples.jsonl"))
-        if found and found[0].read_text().count("\n") >= 1:
-            samples = found[0]
-            break
-        time.sleep(0.05)
-    assert samples is not None, proc.stderr.read() if proc.poll() is not None else "no trajectory finished"
-    proc.send_signal(signal.SIGINT)  # the second trajectory (3 turns, >= 3 requests) is still being played
-    _, err = proc.communicate(timeout=300)
+    try:
+        deadline = time.monotonic() + 1200  # a ~1k-token prompt per trajectory; 2 cores shared with other runs
+        samples = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list(out_dir.glob("*/samples.jsonl"))
+            if found and found[0].read_text().count("\n") >= 1:
+                samples = found[0]
+                break
+            time.sleep(0.05)
+        assert samples is not None, proc.stderr.read() if proc.poll() is not None else "no trajectory finished"
+        proc.send_signal(signal.SIGINT)  # the second trajectory (3 turns, >= 3 requests) is still being played
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     run_dir = samples.parent
     assert proc.returncode == 130, err
     results = json.loads((run_dir / "results.json").read_text())
