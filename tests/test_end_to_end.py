@@ -152,7 +152,7 @@ def test_multi_turn_on_the_embedded_model_with_ctrl_c_and_resume(tmp_path, embed
     """A short BFCL multi-turn evaluation: interrupted after its first trajectory, then resumed."""
     out_dir = tmp_path / "runs"
     args = ["evaluate", "--tasks", f"jsonl:{multi_turn_tasks}", "--scorer", "bfcl", "--limit", "2",
-            "--output-dir", str(out_dir), "--max-tokens", "64", "-B", "n_ctx=4096", *THREADS]
+            "--output-dir", str(out_dir), "--max-tokens", "64", "-B", "n_ctx=8192", *THREADS]
     proc = subprocess.Popen(BITAGENT + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 1200  # a ~1k-token prompt per trajectory; 2 cores shared with other runs
