@@ -16,12 +16,16 @@ _LAZY: dict[str, str] = {
     # the contract
     "PLUGIN_API_VERSION": "plugins", "hookimpl": "hookspecs",
     # the data model
-    **dict.fromkeys(["ChatRequest", "Completion", "ExpectedCall", "Message", "Score", "Task", "Tool", "ToolCall"],
-                    "model"),
+    **dict.fromkeys(["ChatRequest", "Completion", "EnvironmentSpec", "ExpectedCall", "Message", "Score", "Step", "Task",
+                     "Tool", "ToolCall", "Trajectory", "Turn"], "model"),
+    # multi-turn tasks: environments and the safe executor of the model's calls
+    **dict.fromkeys(["Executor", "SimpleEnvironment", "refuse_argument"], "agent"),
     # protocols and factories
     **dict.fromkeys(["Backend", "BackendFactory", "Competition", "CompetitionFactory", "DataProblemLike", "Reporter",
                      "Scorer", "ScorerFactory", "TaskSource", "TaskSourceFactory", "ValidatingTaskSource",
-                     "RegisterBackend", "RegisterCompetition", "RegisterScorer", "RegisterTaskSource"], "protocols"),
+                     "Environment", "EnvironmentFactory", "GuardedEnvironment", "TrajectoryScorer",
+                     "RegisterBackend", "RegisterCompetition", "RegisterEnvironment", "RegisterScorer",
+                     "RegisterTaskSource"], "protocols"),
     # backend options
     **dict.fromkeys(["BackendOptions", "NoOptions", "OptionError", "parse_option_args", "parse_option_string"],
                     "options"),
@@ -38,9 +42,9 @@ _LAZY: dict[str, str] = {
                     "rescore"),
     # shared helpers: prompting, decoding, matching, JSON files
     "build_request": "prompting",
-    **dict.fromkeys(["Decoded", "DecodeError", "Dialect", "CallReader", "ValueReader", "bind_arguments", "decode",
-                     "decode_pythonic", "dotted_name", "json_call", "literal", "MAX_CALLS", "MAX_NESTING"],
-                    "decoding"),
+    **dict.fromkeys(["Decoded", "DecodeError", "Dialect", "CallReader", "ValueReader", "ast_python_calls",
+                     "bind_arguments", "decode", "decode_pythonic", "dotted_name", "json_call", "literal", "MAX_CALLS",
+                     "MAX_NESTING"], "decoding"),
     **dict.fromkeys(["max_weight_matching", "standardize", "STANDARDIZE_DROP"], "matching"),
     **dict.fromkeys(["JsonlError", "read_jsonl", "write_json_atomic"], "jsonio"),
 }
@@ -64,6 +68,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time each name comes from __getattr__
+    from bitagent_core.agent import Executor, SimpleEnvironment, refuse_argument
     from bitagent_core.decoding import (
         MAX_CALLS,
         MAX_NESTING,
@@ -72,6 +77,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         DecodeError,
         Dialect,
         ValueReader,
+        ast_python_calls,
         bind_arguments,
         decode,
         decode_pythonic,
@@ -82,7 +88,20 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
     from bitagent_core.hookspecs import hookimpl
     from bitagent_core.jsonio import JsonlError, read_jsonl, write_json_atomic
     from bitagent_core.matching import STANDARDIZE_DROP, max_weight_matching, standardize
-    from bitagent_core.model import ChatRequest, Completion, ExpectedCall, Message, Score, Task, Tool, ToolCall
+    from bitagent_core.model import (
+        ChatRequest,
+        Completion,
+        EnvironmentSpec,
+        ExpectedCall,
+        Message,
+        Score,
+        Step,
+        Task,
+        Tool,
+        ToolCall,
+        Trajectory,
+        Turn,
+    )
     from bitagent_core.options import BackendOptions, NoOptions, OptionError, parse_option_args, parse_option_string
     from bitagent_core.plugins import (
         PLUGIN_API_VERSION,
@@ -99,8 +118,12 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         Competition,
         CompetitionFactory,
         DataProblemLike,
+        Environment,
+        EnvironmentFactory,
+        GuardedEnvironment,
         RegisterBackend,
         RegisterCompetition,
+        RegisterEnvironment,
         RegisterScorer,
         RegisterTaskSource,
         Reporter,
@@ -108,6 +131,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         ScorerFactory,
         TaskSource,
         TaskSourceFactory,
+        TrajectoryScorer,
         ValidatingTaskSource,
     )
     from bitagent_core.rescore import check_task, expected_arguments, python_literal, pythonic_name, render_expected

@@ -559,15 +559,33 @@ def tasks_validate(spec: str, scorer: str | None, seed: int, as_json: bool) -> N
 @click.option("--tasks", "-t", "tasks_spec", required=True, envvar="BITAGENT_TASKS", show_envvar=True,
               help="The task source the responses answer, e.g. bfcl or bfcl:live_simple.")
 @click.option("--scorer", "-s", default="bfcl", show_default=True, envvar="BITAGENT_SCORER", show_envvar=True)
-@click.option("--responses", "-r", required=True, type=click.Path(exists=True, dir_okay=False),
-              help='JSON lines: {"task_id": ..., "response": "text" or {"tool_calls": [...]}, "id": optional}.')
+@click.option("--responses", "-r", type=click.Path(exists=True, dir_okay=False),
+              help='JSON lines: {"task_id": ..., "response": "text" or {"tool_calls": [...]} or, for '
+                   'multi-turn tasks, a list of turns of raw step texts, "id": optional}.')
+@click.option("--bfcl-result", type=click.Path(exists=True, dir_okay=False),
+              help='A BFCL result file as BFCL wrote it (JSON lines {"id", "result"}), instead of --responses.')
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Write each scored line here, with score, passed and error_type added.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of seeded task sources (bfcl-shuffle).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def score(tasks_spec: str, scorer: str, responses: str, output: str | None, seed: int, as_json: bool) -> None:
+def score(tasks_spec: str, scorer: str, responses: str | None, bfcl_result: str | None, output: str | None,
+          seed: int, as_json: bool) -> None:
     """Re-score saved responses against a task source, without any model."""
     import gc
+    import tempfile
+
+    if (responses is None) == (bfcl_result is None):
+        raise click.UsageError("give one of --responses and --bfcl-result")
+    if bfcl_result is not None:  # BFCL's result lines become responses lines (agent.read_bfcl_result)
+        from bitagent_core.agent import read_bfcl_result
+
+        try:
+            converted = read_bfcl_result(bfcl_result)
+        except (ValueError, OSError) as exc:
+            raise click.ClickException(f"{bfcl_result}: {exc}") from None
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
+            f.writelines(json.dumps(line) + "\n" for line in converted)
+        responses = f.name
 
     from bitagent_core import rescore
     from bitagent_core.runner import make_task_source
@@ -577,7 +595,13 @@ def score(tasks_spec: str, scorer: str, responses: str, output: str | None, seed
         source = make_task_source(registry, tasks_spec)
         task_list = list(source.tasks(seed=seed, limit=None))
         scorer_obj = registry.get("scorers", scorer).factory()
-        lines, bad = rescore.read_responses(responses)
+        assert responses is not None  # one of the two was given, and --bfcl-result became responses
+        try:
+            lines, bad = rescore.read_responses(responses)
+        finally:
+            if bfcl_result is not None:
+                Path(responses).unlink(missing_ok=True)
+                responses = bfcl_result  # what error lines name
         gc.freeze()  # the loaded tasks live to the end: keep them out of the collector's way
         result = rescore.rescore(task_list, scorer_obj, lines, bad)
         if output:

@@ -13,7 +13,13 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from bitagent_core.protocols import RegisterBackend, RegisterCompetition, RegisterScorer, RegisterTaskSource
+    from bitagent_core.protocols import (
+        RegisterBackend,
+        RegisterCompetition,
+        RegisterEnvironment,
+        RegisterScorer,
+        RegisterTaskSource,
+    )
     from bitagent_core.runner import RunInfo
 
 hookspec = pluggy.HookspecMarker("bitagent")
@@ -43,6 +49,13 @@ def register_scorers(register: RegisterScorer) -> None:
 @hookspec
 def register_competitions(register: RegisterCompetition) -> None:
     """Register competitions: ``register("name", factory, description="")``, ``factory() -> Competition``."""
+
+
+@hookspec
+def register_environments(register: RegisterEnvironment) -> None:
+    """Register environments for multi-turn tasks: ``register("name", factory, description="")``,
+    ``factory(config: dict) -> Environment`` (a fresh one per trajectory; ``config`` is the task's
+    ``EnvironmentSpec.config``)."""
 
 
 @hookspec

@@ -7,6 +7,7 @@ Everything here is a frozen attrs class made of plain JSON-able values, so a tas
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import attrs
@@ -161,8 +162,60 @@ class ExpectedCall:
 
 
 @attrs.frozen
+class EnvironmentSpec:
+    """Which environment a multi-turn task plays in: a name registered through ``register_environments`` and
+    the JSON-able configuration its factory builds a fresh environment from."""
+
+    name: str
+    config: dict[str, Any] = attrs.field(factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "config": copy.deepcopy(self.config)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EnvironmentSpec:
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise ValueError(f"an environment needs a string 'name': {str(data)[:200]}")
+        config = data.get("config") or {}
+        if not isinstance(config, dict):
+            raise ValueError("an environment's 'config' must be an object")
+        return cls(name=data["name"], config=copy.deepcopy(config))
+
+
+@attrs.frozen
+class Turn:
+    """A later user turn of a multi-turn task: the messages it appends, and the tools it makes known from
+    then on (``add_tools``; native tool calling sees them, prompt mode reads them from the messages)."""
+
+    messages: tuple[Message, ...] = ()
+    add_tools: tuple[Tool, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"messages": [m.to_json() for m in self.messages]}
+        if self.add_tools:
+            data["add_tools"] = [t.to_json() for t in self.add_tools]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Turn:
+        if not isinstance(data, dict) or not isinstance(data.get("messages", []), list):
+            raise ValueError(f"a turn is {{'messages': [...], 'add_tools': [...]}}: {str(data)[:200]}")
+        return cls(messages=tuple(Message.from_json(m) for m in data.get("messages") or ()),
+                   add_tools=tuple(Tool.from_json(t) for t in data.get("add_tools") or ()))
+
+
+#: BFCL's limit: a turn is cut off (and the trajectory force-terminated) after this many steps that made calls
+DEFAULT_MAX_STEPS_PER_TURN = 20
+
+
+@attrs.frozen
 class Task:
-    """One question for the model. ``expected_calls`` empty means the right answer is no call."""
+    """One question for the model. ``expected_calls`` empty means the right answer is no call.
+
+    A task with an ``environment`` is multi-turn: ``messages`` is its first turn, ``turns`` the later ones;
+    the runner plays it through :mod:`bitagent_core.agent`. ``metadata`` holds JSON-able data for its scorer
+    (BFCL: the ground truth per turn).
+    """
 
     id: str
     messages: tuple[Message, ...]
@@ -171,6 +224,17 @@ class Task:
     source: str = ""
     category: str = ""
     version: str = ""
+    environment: EnvironmentSpec | None = None
+    turns: tuple[Turn, ...] = ()
+    max_steps_per_turn: int = DEFAULT_MAX_STEPS_PER_TURN
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    #: the system prompt for prompt mode (``--tool-format prompt``) where the task source writes its own
+    #: (BFCL's multi-turn prompt lists the function docs as BFCL does); None: the default one
+    system_prompt: str | None = None
+
+    @property
+    def is_multi_turn(self) -> bool:
+        return self.environment is not None
 
     @property
     def expects_no_call(self) -> bool:
@@ -191,6 +255,19 @@ class Task:
             "messages": [m.to_json() for m in self.messages],
             "tools": [t.to_json() for t in self.tools],
             "expected_calls": [c.to_json() for c in self.expected_calls],
+            **self._multi_turn_json(),
+        }
+
+    def _multi_turn_json(self) -> dict[str, Any]:
+        """The multi-turn fields, only where set (single-turn tasks serialise exactly as before)."""
+        if self.environment is None:
+            return {} if self.system_prompt is None else {"system_prompt": self.system_prompt}
+        return {
+            "system_prompt": self.system_prompt,
+            "environment": self.environment.to_json(),
+            "turns": [t.to_json() for t in self.turns],
+            "max_steps_per_turn": self.max_steps_per_turn,
+            "metadata": copy.deepcopy(self.metadata),
         }
 
     @classmethod
@@ -215,7 +292,18 @@ class Task:
             source=str(data.get("source", "")),
             category=str(data.get("category", "")),
             version=str(data.get("version", "")),
+            system_prompt=data["system_prompt"] if isinstance(data.get("system_prompt"), str) else None,
+            **(cls._multi_turn_fields(data) if data.get("environment") else {}),
         )
+
+    @staticmethod
+    def _multi_turn_fields(data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "environment": EnvironmentSpec.from_json(data["environment"]),
+            "turns": tuple(Turn.from_json(t) for t in data.get("turns") or ()),
+            "max_steps_per_turn": int(data.get("max_steps_per_turn", DEFAULT_MAX_STEPS_PER_TURN)),
+            "metadata": copy.deepcopy(data.get("metadata") or {}),
+        }
 
 
 @attrs.frozen
@@ -277,3 +365,99 @@ class ChatRequest:
     native_tools: bool = False
     temperature: float = 0.0
     max_tokens: int = 160
+    #: the trajectory a multi-turn request belongs to: a backend with several model instances or server slots
+    #: keeps one session on one of them, so the cached prompt prefix is reused
+    session: str | None = None
+
+
+@attrs.frozen
+class Step:
+    """One request of a multi-turn trajectory: what the model said, the calls read from it, and what each
+    call returned (``results[i]`` answers ``calls[i]``). ``decode_error`` set: nothing was executed and the
+    turn ended."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()  # native calls the backend parsed
+    calls: tuple[ToolCall, ...] = ()
+    results: tuple[str, ...] = ()
+    decode_error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "text": self.text,
+            "calls": [c.to_json() for c in self.calls],
+            "results": list(self.results),
+            "decode_error": self.decode_error,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "latency_s": round(self.latency_s, 4),
+        }
+        if self.tool_calls:
+            data["tool_calls"] = [c.to_json() for c in self.tool_calls]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> Step:
+        """A step as saved, a bare string (the raw model text of the step, as in BFCL's result files for
+        prompting models), or BFCL's function-calling shape ``[{name: "<json arguments>"}, ...]`` (native calls)."""
+        if isinstance(data, str):
+            return cls(text=data)
+        if isinstance(data, list):
+            return cls(tool_calls=tuple(_fc_call(item) for item in data))
+        if not isinstance(data, dict):
+            raise ValueError(f"a step is its raw text or an object with 'text': {str(data)[:200]}")
+        return cls(text=str(data.get("text") or ""),
+                   tool_calls=tuple(ToolCall.from_json(c) for c in data.get("tool_calls") or ()),
+                   calls=tuple(ToolCall.from_json(c) for c in data.get("calls") or ()),
+                   results=tuple(str(r) for r in data.get("results") or ()),
+                   decode_error=data.get("decode_error"),
+                   prompt_tokens=int(data.get("prompt_tokens") or 0),
+                   completion_tokens=int(data.get("completion_tokens") or 0),
+                   latency_s=float(data.get("latency_s") or 0.0))
+
+
+def _fc_call(item: Any) -> ToolCall:
+    """One call of BFCL's function-calling result shape: ``{name: "<json arguments>"}`` or ``{name: {...}}``."""
+    if not isinstance(item, dict) or len(item) != 1:
+        raise ValueError(f"a function-calling step holds {{name: arguments}} objects: {str(item)[:200]}")
+    (name, arguments), = item.items()
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            raise ValueError(f"arguments of {str(name)[:80]!r} are not JSON") from None
+    if not isinstance(arguments, dict):
+        raise ValueError(f"arguments of {str(name)[:80]!r} must be an object")
+    return ToolCall(name=str(name), arguments=arguments)
+
+
+@attrs.frozen
+class Trajectory:
+    """Every step of every turn of a multi-turn task, as played (``turns[i]`` = the steps of user turn i).
+
+    ``terminated`` says why the conversation stopped before its last turn ended normally (a turn ran past
+    ``max_steps_per_turn``, the trajectory grew past its bound); None when it ran to the end.
+    """
+
+    turns: tuple[tuple[Step, ...], ...] = ()
+    terminated: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"turns": [[s.to_json() for s in steps] for steps in self.turns], "terminated": self.terminated}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Trajectory:
+        """A saved trajectory (``{"turns": [[step, ...], ...]}``), or BFCL's result shape: a list of turns,
+        each a list of steps, each the raw model text."""
+        if isinstance(data, dict):
+            terminated = data.get("terminated")
+            data = data.get("turns")
+        else:
+            terminated = None
+        if not isinstance(data, list) or not all(isinstance(turn, list) for turn in data):
+            raise ValueError("a trajectory is a list of turns, each a list of steps")
+        return cls(turns=tuple(tuple(Step.from_json(s) for s in turn) for turn in data),
+                   terminated=str(terminated) if terminated else None)

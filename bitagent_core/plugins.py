@@ -117,7 +117,7 @@ def check_hooks(plugin: object) -> str | None:
 class PluginRegistry:
     """The plugin manager plus the registered task sources, backends, scorers and competitions."""
 
-    KINDS = ("task_sources", "backends", "scorers", "competitions")
+    KINDS = ("task_sources", "backends", "scorers", "competitions", "environments")
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager("bitagent")

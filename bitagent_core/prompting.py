@@ -39,7 +39,7 @@ def build_request(task: Task, tool_format: str = "prompt", *, temperature: float
     if tool_format == "native":
         return ChatRequest(messages=task.messages, tools=task.tools, native_tools=True,
                            temperature=temperature, max_tokens=max_tokens)
-    prompt = system_prompt(task)
+    prompt = task.system_prompt if task.system_prompt is not None else system_prompt(task)
     messages = list(task.messages)
     if messages and messages[0].role == "system":
         messages[0] = Message(role="system", content=prompt + "\n" + messages[0].content)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from bitagent_core.model import ChatRequest, Completion, Score, Task
+from bitagent_core.model import ChatRequest, Completion, Score, Task, ToolCall, Trajectory
 
 if TYPE_CHECKING:
     from bitagent_core.options import BackendOptions
@@ -114,6 +114,51 @@ class Scorer(Protocol):
 
 
 @runtime_checkable
+class TrajectoryScorer(Protocol):
+    """A scorer that can also score multi-turn tasks (tasks with an ``environment``)."""
+
+    name: str
+    version: str
+
+    def score_trajectory(self, task: Task, trajectory: Trajectory) -> Score:
+        """Score one played (or saved) trajectory. Must not raise on any model output."""
+
+
+@runtime_checkable
+class Environment(Protocol):
+    """The stateful world of a multi-turn task, built fresh for each trajectory by the factory registered
+    through ``register_environments`` (``factory(config: dict) -> Environment``).
+
+    The model's calls are dispatched by :mod:`bitagent_core.agent`, never evaluated: only to a public method
+    (no leading ``_``) defined on the class of one of :meth:`objects`, with literal arguments bound by the
+    method's signature. Where two objects define a method of the same name, the later object wins.
+
+    Optionally, ``guard(call) -> str | None`` refuses a call before it runs (the returned text is its error
+    result): where a method would take unbounded time or memory on some arguments (a huge integer power),
+    since a call that holds the GIL cannot be interrupted.
+    """
+
+    def objects(self) -> Sequence[object]:
+        """The objects whose public methods the model may call."""
+
+    def decode(self, text: str, native_calls: tuple[ToolCall, ...]) -> tuple[list[ToolCall], str | None]:
+        """Read one step of model output: (calls, None), or ([], why) when it is not a call (the turn ends).
+        ``bitagent_core.agent.SimpleEnvironment`` reads every format the shared decoder knows."""
+
+    def format_result(self, value: Any) -> str:
+        """What the model is shown for a call's return value."""
+
+
+@runtime_checkable
+class GuardedEnvironment(Environment, Protocol):
+    """An environment that refuses some calls before they run: ``guard(call)`` returns the error text shown to
+    the model, or None to let the call run (for methods that could take unbounded time on some arguments)."""
+
+    def guard(self, call: ToolCall) -> str | None:
+        ...
+
+
+@runtime_checkable
 class Competition(Protocol):
     """What a validator evaluates miners on (``register_competitions``). Its task sample is the task source
     ``competition:<name>``, whose ``version`` keys evaluations (changing it regrades every model)."""
@@ -171,6 +216,7 @@ TaskSourceFactory = Callable[[str | None], TaskSource]
 BackendFactory = Callable[[str | None, Any], Backend]
 ScorerFactory = Callable[[], Scorer]
 CompetitionFactory = Callable[[], Competition]
+EnvironmentFactory = Callable[[dict[str, Any]], Environment]
 
 
 class RegisterTaskSource(Protocol):
@@ -191,4 +237,9 @@ class RegisterScorer(Protocol):
 
 class RegisterCompetition(Protocol):
     def __call__(self, name: str, factory: CompetitionFactory, description: str = "") -> None:
+        ...
+
+
+class RegisterEnvironment(Protocol):
+    def __call__(self, name: str, factory: EnvironmentFactory, description: str = "") -> None:
         ...

@@ -18,10 +18,11 @@ from typing import Any
 
 import attrs
 
+from bitagent_core.agent import score_multi_turn, trajectory_from_response
 from bitagent_core.decoding import DecodeError, json_call
 from bitagent_core.jsonio import read_jsonl
 from bitagent_core.matching import standardize
-from bitagent_core.model import Completion, ExpectedCall, Task, ToolCall
+from bitagent_core.model import Completion, ExpectedCall, Task, ToolCall, Trajectory
 from bitagent_core.protocols import Scorer
 
 SCORE_FIELDS = ("score", "passed", "error_type")
@@ -39,6 +40,7 @@ class Response:
     data: dict[str, Any]
     completion: Completion | None  # None: the response itself could not be read (scored as a decode error)
     problem: str | None = None
+    trajectory: Trajectory | None = None  # a multi-turn response: a list of turns of steps
 
 
 def read_responses(path: str | Path) -> tuple[list[Response], list[BadLine]]:
@@ -55,6 +57,12 @@ def read_responses(path: str | Path) -> tuple[list[Response], list[BadLine]]:
                 continue
             if "response" not in data:
                 bad.append(BadLine(lineno, "no 'response'"))
+                continue
+            if isinstance(data["response"], list):  # multi-turn: turns of steps (BFCL's result shape)
+                try:
+                    responses.append(Response(lineno, data, None, None, trajectory_from_response(data["response"])))
+                except ValueError as exc:
+                    bad.append(BadLine(lineno, str(exc)))
                 continue
             try:
                 completion, problem = completion_from_response(data["response"])
@@ -127,7 +135,9 @@ def rescore(tasks: Iterable[Task], scorer: Scorer, responses: list[Response],
             unknown.setdefault(task_id, []).append(response.lineno)
             continue
         error_type: str | None
-        if response.completion is None:
+        if task.environment is not None or response.trajectory is not None:
+            value, passed, error_type = score_multi_turn(scorer, task, response)
+        elif response.completion is None:
             value, passed, error_type = 0.0, False, "decode_error"
         else:
             try:

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 import bitagent_core
-from bitagent_core import rundir
+from bitagent_core import agent, rundir
 from bitagent_core.jsonio import write_json_atomic
 from bitagent_core.model import Completion, Score, Task
 from bitagent_core.plugins import PluginRegistry
@@ -180,6 +180,8 @@ class Evaluation:
         return results
 
     async def _run_one(self, task: Task) -> dict[str, Any]:
+        if task.environment is not None:  # multi-turn: played by the agent loop
+            return await agent.run_task(self, task)
         cfg = self.config
         request = build_request(task, cfg.tool_format, temperature=cfg.temperature, max_tokens=cfg.max_tokens)
         started = time.perf_counter()

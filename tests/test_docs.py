@@ -18,7 +18,8 @@ EXAMPLES = [b for b in BLOCKS if "@ba.hookimpl" in b]
 def test_there_is_an_example_per_hook():
     text = DOC.read_text()
     for hook in ("register_task_sources", "register_backends", "register_scorers", "register_competitions",
-                 "register_commands", "on_run_start", "on_sample_scored", "on_run_end", "on_round_end"):
+                 "register_commands", "register_environments", "on_run_start", "on_sample_scored", "on_run_end",
+                 "on_round_end"):
         assert f"def {hook}" in text, hook
     assert len(EXAMPLES) >= 6
 

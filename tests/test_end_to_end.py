@@ -121,3 +121,71 @@ def test_a_third_party_plugin_installs_with_pip_and_runs(tmp_path, embedded_mode
     summary = json.loads(out.stdout)
     assert summary["n_scored"] == 3 and summary["config"]["tasks"] == "unit-conversion"
     assert summary["mean_score"] > 0.3
+
+
+@pytest.fixture
+def multi_turn_tasks(tmp_path):
+    """Two BFCL multi-turn entries (GorillaFileSystem) as a JSONL file, their prompt cut to the functions their
+    ground truth uses plus two (BFCL's full prompt is ~6k tokens: minutes per trajectory on 2 shared cores) and
+    3 steps a turn; the environment and the scorer are BFCL's as served."""
+    import attrs
+
+    from bitagent_core.plugins import get_registry
+    from bitagent_core.runner import load_tasks
+    from bitagent_plugins.bfcl import multi_turn
+
+    tasks = {t.id: t for t in load_tasks(get_registry(), "bfcl:multi_turn_base", 0, None)}
+    lines = []
+    for task_id in ("multi_turn_base_3", "multi_turn_base_9"):
+        task = tasks[task_id]
+        used = {call.split("(")[0] for turn in task.metadata["ground_truth"] for call in turn} | {"ls", "pwd"}
+        tools = tuple(t for t in task.tools if t.name in used)
+        docs = [t.to_json() for t in tools]
+        lines.append(attrs.evolve(task, tools=tools, system_prompt=multi_turn.system_prompt(docs),
+                                  max_steps_per_turn=3).to_json())
+    path = tmp_path / "multi_turn.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.model
+def test_multi_turn_on_the_embedded_model_with_ctrl_c_and_resume(tmp_path, embedded_model, multi_turn_tasks):
+    """A short BFCL multi-turn evaluation: interrupted after its first trajectory, then resumed."""
+    out_dir = tmp_path / "runs"
+    args = ["evaluate", "--tasks", f"jsonl:{multi_turn_tasks}", "--scorer", "bfcl", "--limit", "2",
+            "--output-dir", str(out_dir), "--max-tokens", "64", "-B", "n_ctx=8192", *THREADS]
+    proc = subprocess.Popen(BITAGENT + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 1200  # a ~1k-token prompt per trajectory; 2 cores shared with other runs
+        samples = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list(out_dir.glob("*/samples.jsonl"))
+            if found and found[0].read_text().count("\n") >= 1:
+                samples = found[0]
+                break
+            time.sleep(0.05)
+        assert samples is not None, proc.stderr.read() if proc.poll() is not None else "no trajectory finished"
+        proc.send_signal(signal.SIGINT)  # the second trajectory (3 turns, >= 3 requests) is still being played
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    run_dir = samples.parent
+    assert proc.returncode == 130, err
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "interrupted" and results["n_scored"] == 1
+    first = json.loads(samples.read_text().splitlines()[0])
+    assert first["status"] == "ok" and first["error_type"] != "backend_error"
+    turns = first["trajectory"]["turns"]
+    # every user turn was played, unless a turn ran past its 3 steps (the model repeating a call)
+    terminated = first["trajectory"]["terminated"]
+    assert len(turns) == len(first["turns"]) + 1 if terminated is None else terminated.endswith("more than 3 steps")
+    steps = [s for turn in turns for s in turn]
+    assert all(s["completion_tokens"] > 0 for s in steps)
+    out = bitagent("evaluate", "--resume", str(run_dir), "--json", timeout=900)
+    assert out.returncode == 0, out.stderr
+    final = json.loads(out.stdout)
+    assert final["status"] == "complete" and final["n_scored"] == 2 and final["n_failed"] == 0
+    ids = [json.loads(x)["task_id"] for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert sorted(ids) == ["multi_turn_base_3", "multi_turn_base_9"]  # the finished trajectory was not replayed

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 
 from bitagent_core.model import ChatRequest, Message, Task, Tool
@@ -337,6 +338,26 @@ def test_requests_spread_over_endpoints_least_busy_first():
     assert slow + fast == 10 and fast > slow  # the busy endpoint is passed over while it computes
 
 
+def test_a_multi_turn_session_stays_on_one_endpoint():
+    """Steps of one trajectory go to the endpoint that answered it last (its cached prefix), others spread."""
+    async def main():
+        async with Stub(lambda r: Reply(body=completion_body(), delay=0.02)) as a, \
+                Stub(lambda r: Reply(body=completion_body(), delay=0.02)) as b:
+            client = client_for(a.url, b.url)
+
+            async def trajectory(name):
+                for _ in range(4):
+                    await client.chat(attrs.evolve(build_request(TASK), session=name))
+
+            await asyncio.gather(*(trajectory(f"t{i}") for i in range(4)))
+            await client.aclose()
+            return len(a.requests), len(b.requests), dict(client._sessions)
+
+    on_a, on_b, homes = run(main())
+    assert on_a + on_b == 16 and on_a % 4 == 0 and on_b % 4 == 0  # each trajectory entirely on one endpoint
+    assert on_a and on_b and set(homes) == {"t0", "t1", "t2", "t3"}
+
+
 def test_a_refusing_endpoint_is_passed_over_for_a_working_one():
     with PortReservation() as dead:
         async def main():
@@ -392,3 +413,14 @@ def test_retry_after_is_honoured_up_to_the_cap_else_backoff_with_jitter():
     waits = [wait_after(_Retryable("HTTP 503", endpoint), 3) for _ in range(50)]
     assert all(0 <= w <= 8.0 for w in waits) and len(set(waits)) > 1  # backoff, jittered
     run(client.aclose())
+
+
+def test_tool_results_answer_the_native_calls_by_id():
+    from bitagent_core.model import ToolCall
+    from bitagent_plugins.backends.openai_format import to_openai_messages
+
+    messages = to_openai_messages((Message("user", "x"), Message("assistant", "", (ToolCall("a"), ToolCall("b"))),
+                                   Message("tool", "1"), Message("tool", "2"), Message("assistant", "[f()]"),
+                                   Message("tool", "3")))
+    assert [m.get("tool_call_id") for m in messages] == [None, None, "call_0", "call_1", None, None]
+    assert [c["id"] for c in messages[1]["tool_calls"]] == ["call_0", "call_1"]

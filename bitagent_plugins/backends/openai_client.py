@@ -113,6 +113,7 @@ class OpenAIClient:
         #: fields added to every chat request (e.g. llama.cpp's repeat_penalty)
         self.extra_body = dict(extra_body or {})
         self._turn = itertools.count()
+        self._sessions: dict[str, int] = {}  # multi-turn session -> the endpoint that answered it last
         self._backoff = tenacity.wait_random_exponential(multiplier=backoff_s, max=max_backoff_s)
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
@@ -127,9 +128,15 @@ class OpenAIClient:
 
     # ---- endpoint choice
 
-    def _pick(self) -> int:
-        """The least busy endpoint that is up (ties: in turn); all backing off: the one back soonest."""
+    def _pick(self, session: str | None = None) -> int:
+        """The least busy endpoint that is up (ties: in turn); all backing off: the one back soonest. A
+        multi-turn ``session`` stays on the endpoint that answered it last while that one is up, so the
+        server's cached prompt prefix is reused."""
         n = len(self.endpoints)
+        home = self._sessions.get(session) if session is not None else None
+        if home is not None and self.endpoints[home].down_until <= time.monotonic() and not (
+                self.endpoint_down is not None and self.endpoint_down(home)):
+            return home
         alive = [i for i in range(n) if not (self.endpoint_down is not None and self.endpoint_down(i))]
         if not alive:
             reasons = {self.endpoint_down(i) for i in range(n)} if self.endpoint_down is not None else set()
@@ -156,8 +163,8 @@ class OpenAIClient:
 
     # ---- requests
 
-    async def request_json(self, method: str, path: str, payload: dict[str, Any] | None = None
-                           ) -> tuple[dict[str, Any], float]:
+    async def request_json(self, method: str, path: str, payload: dict[str, Any] | None = None,
+                           session: str | None = None) -> tuple[dict[str, Any], float]:
         """Send one request (retrying as described above); returns the JSON body and the latency of
         the attempt that answered."""
         if self._closed:
@@ -166,14 +173,14 @@ class OpenAIClient:
             stop=tenacity.stop_after_attempt(self.retries + 1), wait=self._wait,
             retry=tenacity.retry_if_exception_type(_Retryable), before_sleep=self._count_retry, reraise=True)
         try:
-            return await retrying(self._attempt, method, path, payload)
+            return await retrying(self._attempt, method, path, payload, session)
         except _Retryable as exc:
             attempts = retrying.statistics.get("attempt_number", self.retries + 1)
             raise ServerUnavailable(f"gave up after {attempts} attempts: {exc.failure}") from exc
 
-    async def _attempt(self, method: str, path: str, payload: dict[str, Any] | None
+    async def _attempt(self, method: str, path: str, payload: dict[str, Any] | None, session: str | None
                        ) -> tuple[dict[str, Any], float]:
-        index = self._pick()
+        index = self._pick(session)
         endpoint = self.endpoints[index]
         endpoint.in_flight += 1
         endpoint.requests += 1
@@ -206,6 +213,10 @@ class OpenAIClient:
                                   f"{response.text[:300]!r}", response.status_code) from None
             if not isinstance(body, dict):
                 raise ClientError(f"{url} answered {type(body).__name__}, not a JSON object", response.status_code)
+            if session is not None:
+                if len(self._sessions) >= 10_000:
+                    self._sessions.clear()
+                self._sessions[session] = index
             return body, latency
         endpoint.failures += 1
         failure = f"HTTP {response.status_code} from {url}: {_error_detail(response)}"
@@ -226,7 +237,8 @@ class OpenAIClient:
 
     async def chat(self, request: ChatRequest, model: str | None = None) -> Completion:
         """One chat completion. Raises :class:`ClientError` (and subclasses) on failure."""
-        body, latency = await self.request_json("POST", "/chat/completions", self.chat_payload(request, model))
+        body, latency = await self.request_json("POST", "/chat/completions", self.chat_payload(request, model),
+                                                session=request.session)
         if not isinstance(body.get("choices"), list) or not body["choices"]:
             raise ClientError(f"a chat completion without choices: {json.dumps(body)[:300]}")
         return completion_from_openai(body, latency)

@@ -11,8 +11,14 @@ from bitagent_core import Completion, Message, ToolCall
 
 def to_openai_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
     out = []
+    native_calls, answered = 0, 0  # tool results answer the last assistant message's native calls, in order
     for m in messages:
         data: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.role == "assistant":
+            native_calls, answered = len(m.tool_calls), 0
+        elif m.role == "tool" and answered < native_calls:
+            data["tool_call_id"] = f"call_{answered}"
+            answered += 1
         if m.tool_calls:
             data["tool_calls"] = [
                 {"id": f"call_{i}", "type": "function",

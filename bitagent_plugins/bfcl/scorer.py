@@ -45,6 +45,7 @@ from bitagent_core import (
     Score,
     Task,
     ToolCall,
+    Trajectory,
     bind_arguments,
     decode,
     decode_pythonic,
@@ -427,6 +428,12 @@ class BfclScorer:
                 return Score(1.0, {}, passed=True, decoded_calls=calls)
             return _fail(error[0], error[1], calls)
         return self._parallel(expected, calls)
+
+    def score_trajectory(self, task: Task, trajectory: Trajectory) -> Score:
+        """Multi-turn tasks: BFCL's multi-turn checker (``bitagent_plugins/bfcl/multi_turn_scorer.py``)."""
+        from bitagent_plugins.bfcl.multi_turn_scorer import score_trajectory
+
+        return score_trajectory(task, trajectory, strict=self.strict)
 
     def _parallel(self, expected: list[_Call], calls: tuple[ToolCall, ...]) -> Score:
         n = len(expected)

@@ -38,8 +38,19 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import click
 
-from bitagent_core import ExpectedCall, Message, RegisterTaskSource, Task, Tool, hookimpl, read_jsonl
+from bitagent_core import (
+    ExpectedCall,
+    Message,
+    RegisterEnvironment,
+    RegisterTaskSource,
+    Task,
+    Tool,
+    hookimpl,
+    read_jsonl,
+)
+from bitagent_plugins.bfcl import multi_turn
 
 log = logging.getLogger("bitagent.bfcl")
 
@@ -57,6 +68,7 @@ GROUPS = {
     "all": CATEGORIES,
     "non_live": tuple(c for c in CATEGORIES if not c.startswith("live_")),
     "live": tuple(c for c in CATEGORIES if c.startswith("live_")),
+    "multi_turn": multi_turn.CATEGORIES,  # played by the agent loop (bitagent_plugins/bfcl/multi_turn.py)
 }
 #: the v3 file names on the hub for categories v4 renamed
 _V3_NAMES = {"simple_python": "simple"}
@@ -299,8 +311,8 @@ def parse_categories(arg: str | None) -> tuple[str, ...]:
             continue
         names = GROUPS.get(part, (part,))
         for name in names:
-            if name not in CATEGORIES:
-                known = ", ".join(CATEGORIES + tuple(GROUPS))
+            if name not in CATEGORIES and name not in multi_turn.CATEGORIES:
+                known = ", ".join(CATEGORIES + multi_turn.CATEGORIES + tuple(GROUPS))
                 raise ValueError(f"unknown BFCL category {part!r} (known: {known})")
             if name not in chosen:
                 chosen.append(name)
@@ -323,7 +335,8 @@ def _sample(tasks: list[Task], seed: int, limit: int | None) -> Iterator[Task]:
 
 class BfclTaskSource:
     name = "bfcl"
-    description = "BFCL v4 single-turn categories (BFCL's ids and ground truth)"
+    description = ("BFCL v4 categories (BFCL's ids and ground truth); multi-turn ones with bfcl:multi_turn "
+                   "or bfcl:multi_turn_base, ...")
 
     def __init__(self, arg: str | None = None) -> None:
         self.selected = parse_categories(arg)
@@ -337,15 +350,33 @@ class BfclTaskSource:
         return self.location.version
 
     def categories(self) -> list[str]:
-        return list(CATEGORIES)
+        return list(CATEGORIES + multi_turn.CATEGORIES)
+
+    def _load(self, category: str) -> CategoryData | multi_turn.MultiTurnData:
+        if category in multi_turn.CATEGORIES:
+            location = self.location
+            if location.kind != "dir" or location.path is None:
+                raise ValueError(f"BFCL's multi-turn data is read from the bfcl-eval wheel or a data directory "
+                                 f"({DATA_ENV}), not from {location.describe()}")
+            return multi_turn.load_category(category, location.path, location.version)
+        return load_category(category, self.location)
 
     def tasks(self, seed: int = 0, limit: int | None = None) -> Iterator[Task]:
-        everything = [task for cat in self.selected for task in load_category(cat, self.location).tasks]
+        everything = [task for cat in self.selected for task in self._load(cat).tasks]
         yield from _sample(everything, seed, limit)
 
     def validate(self) -> list[DataProblem]:
         """What is wrong in the selected categories' data (``bitagent tasks validate``)."""
-        return [p for cat in self.selected for p in load_category(cat, self.location).problems]
+        problems: list[DataProblem] = []
+        for cat in self.selected:
+            data = self._load(cat)
+            if isinstance(data, multi_turn.MultiTurnData):
+                problems.extend(DataProblem(task_id, "error", message, cat) for task_id, message in data.problems)
+                problems.extend(DataProblem(task_id, "error", message, cat)
+                                for task_id, message in multi_turn.replay_ground_truths(data.tasks))
+            else:
+                problems.extend(data.problems)
+        return problems
 
 
 # --- bfcl-shuffle -------------------------------------------------------------------------------------
@@ -434,6 +465,19 @@ class BfclShuffleTaskSource:
         return Task(id=f"{task.id}:{kind}:s{seed}", messages=task.messages, tools=tuple(built),
                     expected_calls=() if irrelevant else task.expected_calls, source="bfcl-shuffle",
                     category=kind, version=self.version)
+
+
+@hookimpl
+def register_environments(register: RegisterEnvironment) -> None:
+    register(multi_turn.ENVIRONMENT, multi_turn.BfclEnvironment,
+             description="BFCL's simulated APIs (GorillaFileSystem, MathAPI, ...) from the bfcl-eval wheel")
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from bitagent_plugins.bfcl.summary import bfcl_summary
+
+    cli.add_command(bfcl_summary)
 
 
 @hookimpl

@@ -679,7 +679,8 @@ class OfflineHubClient:
 
         try:
             tree = get_cached_repo_tree(locked.repo_id, revision=locked.sha, cache_dir=self.cache_dir)
-            return [RepoFile(f.path, f.size, lfs.sha256 if (lfs := getattr(f, "lfs", None)) else None) for f in tree], None
+            files = [RepoFile(f.path, f.size, lfs.sha256 if (lfs := getattr(f, "lfs", None)) else None) for f in tree]
+            return files, None
         except CachedRepoTreeNotFoundError:
             pass
         with _hub_errors(locked.key):

@@ -1,0 +1,493 @@
+"""The agent loop: multi-turn tasks played against a stateful environment, and the safe executor.
+
+A task with an ``environment`` (see :class:`~bitagent_core.model.EnvironmentSpec`) is played turn by turn:
+for each user turn, ask the model, read its calls (:meth:`Environment.decode`), execute them in the
+environment, append the results as ``tool`` messages and ask again, until the model answers without a call
+(or with something that is not a call) or the turn has run more than ``Task.max_steps_per_turn`` steps with
+calls (BFCL's rule: the trajectory is then force-terminated). Every step is kept in a
+:class:`~bitagent_core.model.Trajectory`, which the runner saves under the sample's ``trajectory`` key and the
+scorer's ``score_trajectory`` scores.
+
+Execution (:class:`Executor`) never evaluates anything. A call is dispatched only to a public method (no
+leading ``_``) defined on the class of one of the environment's objects; dotted names, attributes, unknown
+names and arguments that are not plain literals (operator expressions, nested calls) become an error result
+``Error during execution: ...`` as BFCL words them, as does an exception raised inside the method.
+
+Bounds: calls per step (:data:`MAX_CALLS_PER_STEP`), characters of one result shown to the model
+(:data:`MAX_RESULT_CHARS`), characters of a whole trajectory (:data:`MAX_TRAJECTORY_CHARS`), and time per call
+(:data:`CALL_TIMEOUT_S`). A call runs in a worker thread with a deadline; past it the environment is marked
+broken (its state can no longer be trusted: the thread may still be running) and every later call of the
+trajectory gets an error result. Python cannot stop a thread, so a runaway pure-Python method keeps one
+thread busy until it returns, but the run goes on; one C-level operation that holds the GIL (a huge integer
+power, say) would stall the whole process until it ends, which a thread cannot prevent: an environment
+refuses such calls before they run with its optional ``guard(call)`` (see docs/plugins.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import copy
+import inspect
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from bitagent_core.decoding import decode
+from bitagent_core.model import ChatRequest, Message, Step, Task, ToolCall, Trajectory
+from bitagent_core.prompting import build_request
+from bitagent_core.protocols import GuardedEnvironment, TrajectoryScorer
+
+MAX_CALLS_PER_STEP = 64
+MAX_RESULT_CHARS = 65_536
+MAX_TRAJECTORY_CHARS = 4_000_000
+MAX_ARGUMENT_DEPTH = 32
+CALL_TIMEOUT_S = 10.0
+ERROR_PREFIX = "Error during execution: "
+
+
+class SimpleEnvironment:
+    """An environment made of plain objects: the model may call their public methods. Results are shown as
+    text: strings as they are, dicts and lists as JSON (``str()`` when not JSON-able), anything else by
+    ``str()``. Steps are read by the shared decoder (every format it knows)."""
+
+    def __init__(self, *objects: object) -> None:
+        self._objects = tuple(objects)
+
+    def objects(self) -> Sequence[object]:
+        return self._objects
+
+    def decode(self, text: str, native_calls: tuple[ToolCall, ...]) -> tuple[list[ToolCall], str | None]:
+        decoded = decode(text, native_calls)
+        return (list(decoded.calls), None) if decoded.ok else ([], decoded.error)
+
+    def format_result(self, value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (dict, list)):
+            try:
+                return json.dumps(value)
+            except (TypeError, ValueError):
+                return str(value)
+        return str(value)
+
+
+# --- execution ---------------------------------------------------------------------------------------
+
+class CallTimeout(Exception):
+    """A call ran past its deadline."""
+
+
+class _Progress:
+    """What a worker job is doing: when its current call started (``time.monotonic()``)."""
+
+    __slots__ = ("call_started",)
+
+    def __init__(self) -> None:
+        self.call_started = time.monotonic()
+
+
+class _Deadlines:
+    """Worker threads for environment calls. A job (the calls of one step) runs in a worker; each call in it
+    gets ``timeout_s`` from its own start, so a step costs one thread hand-off, not one per call. A job whose
+    current call overruns keeps its thread; the pool is replaced so later jobs get fresh threads, and the stuck
+    one ends with the process (never joined)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    @staticmethod
+    def _new_pool() -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="bitagent-env")
+
+    def run(self, job: Callable[[_Progress], Any], timeout_s: float) -> Any:
+        with self._lock:
+            pool = self._pool
+        progress = _Progress()
+        future = pool.submit(job, progress)
+        while True:
+            wait = progress.call_started + timeout_s - time.monotonic()
+            try:
+                return future.result(timeout=max(wait, 0.0))
+            except concurrent.futures.TimeoutError:
+                if progress.call_started + timeout_s > time.monotonic():
+                    continue  # a later call started meanwhile: it has its own time
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool = self._new_pool()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise CallTimeout(f"a call ran longer than {timeout_s:g} s") from None
+
+
+_deadlines = _Deadlines()
+
+
+def call_with_deadline(fn: Callable[[], Any], timeout_s: float) -> Any:
+    """``fn()`` in a worker thread; :class:`CallTimeout` when it runs past ``timeout_s`` (it is not stopped)."""
+    return _deadlines.run(lambda progress: fn(), timeout_s)
+
+
+_METHODS_CACHE: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def _class_methods(cls: type) -> tuple[tuple[str, Any], ...]:
+    methods = _METHODS_CACHE.get(cls)
+    if methods is None:
+        methods = tuple((name, value) for name, value in inspect.getmembers_static(cls)
+                        if not name.startswith("_") and (inspect.isfunction(value) or isinstance(value, classmethod)))
+        if len(_METHODS_CACHE) < 1024:
+            _METHODS_CACHE[cls] = methods
+    return methods
+
+
+def public_methods(objects: Sequence[object]) -> dict[str, tuple[object, Any]]:
+    """name -> (object, class attribute) for every public method defined on the objects' classes; a later
+    object wins a name clash (as BFCL maps names). Read statically: no property or ``__getattr__`` runs."""
+    table: dict[str, tuple[object, Any]] = {}
+    for obj in objects:
+        for name, value in _class_methods(type(obj)):
+            table[name] = (obj, value)
+    return table
+
+
+def refuse_argument(value: Any, depth: int = 0) -> str | None:
+    """Why ``value`` is not a plain literal argument, or None: only str, int, float, bool, None and lists,
+    tuples and dicts of them (dict keys scalars) pass; operator expressions are never evaluated."""
+    if depth > MAX_ARGUMENT_DEPTH:
+        return "argument nested too deeply"
+    kind = type(value)
+    if isinstance(value, str) and kind is not str:  # a reader's expression kept as text (BFCL's Expression)
+        return f"expressions are never evaluated: {str(value)[:80]}"
+    if value is None or kind in (str, int, float, bool):
+        return None
+    if kind in (list, tuple):
+        for item in value:
+            why = refuse_argument(item, depth + 1)
+            if why:
+                return why
+        return None
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) not in (str, int, float, bool) and key is not None:
+                return "dict keys must be scalars"
+            why = refuse_argument(item, depth + 1)
+            if why:
+                return why
+        return None
+    return f"{kind.__name__} is not a literal"
+
+
+class Executor:
+    """Runs decoded calls against one environment's objects, safely (see the module docstring).
+
+    ``bind_positional=False`` drops positional arguments before the call, as BFCL's decoder does (scorer
+    ``bfcl-strict``); the default binds them by position, as Python would.
+    """
+
+    def __init__(self, objects: Sequence[object], format_result: Callable[[Any], str], *,
+                 call_timeout_s: float = CALL_TIMEOUT_S, bind_positional: bool = True,
+                 max_calls_per_step: int = MAX_CALLS_PER_STEP,
+                 guard: Callable[[ToolCall], str | None] | None = None) -> None:
+        self.methods = public_methods(objects)
+        self.guard = guard
+        self.format_result = format_result
+        self.call_timeout_s = call_timeout_s
+        self.bind_positional = bind_positional
+        self.max_calls_per_step = max_calls_per_step
+        self.broken: str | None = None
+
+    def refuse(self, call: ToolCall) -> str | None:
+        """Why ``call`` may not run (the error text, without BFCL's prefix), or None."""
+        name = call.name
+        if not isinstance(name, str) or not name:
+            return "a call needs a name"
+        head = name.split(".", 1)[0]
+        if "." in name or name not in self.methods:
+            return f"name {head!r} is not defined"  # what BFCL's eval says of names it does not map
+        for value in (*call.positional, *call.arguments.values()):
+            why = refuse_argument(value)
+            if why:
+                return why
+        if any(not isinstance(k, str) or not k.isidentifier() for k in call.arguments):
+            return "argument names must be identifiers"
+        if self.guard is not None:
+            return self.guard(call if self.bind_positional else attrs.evolve(call, positional=()))
+        return None
+
+    def execute(self, call: ToolCall) -> str:
+        """One call's result as the model sees it: the method's return value formatted, or an error result."""
+        return self.execute_step([call])[0]
+
+    def _prepare(self, call: ToolCall) -> Callable[[], Any] | str:
+        """The bound call to run, or the error result that answers it."""
+        why = self.refuse(call)
+        if why:
+            return ERROR_PREFIX + why
+        obj, attribute = self.methods[call.name]
+        method = attribute.__get__(obj, type(obj))  # the class's function bound to the object: never an attribute
+        # fresh copies, as an evaluated literal would be: the method may keep (and later change) what it gets
+        positional = copy.deepcopy(call.positional) if self.bind_positional else ()
+        arguments = copy.deepcopy(dict(call.arguments))
+        return lambda: method(*positional, **arguments)
+
+    def _run(self, prepared: list[Callable[[], Any] | str], progress: _Progress) -> list[str]:
+        results = []
+        for item in prepared:
+            if isinstance(item, str):
+                results.append(item)
+                continue
+            progress.call_started = time.monotonic()
+            try:
+                value = item()
+            except Exception as exc:  # noqa: BLE001 - a failing method is an error result, as in BFCL
+                results.append(ERROR_PREFIX + str(exc))
+                continue
+            try:
+                results.append(self.format_result(value))
+            except Exception as exc:  # noqa: BLE001
+                results.append(ERROR_PREFIX + f"unprintable result: {type(exc).__name__}")
+        return results
+
+    def execute_step(self, calls: Sequence[ToolCall]) -> list[str]:
+        """The results of one step's calls, in order (see the module docstring for the bounds)."""
+        return self.execute_steps([calls])[0]
+
+    def execute_steps(self, steps: Sequence[Sequence[ToolCall]]) -> list[list[str]]:
+        """The results of several steps' calls, step by step, in one worker job (a scorer replaying a turn)."""
+        if self.broken:
+            return [[ERROR_PREFIX + self.broken] * len(calls) for calls in steps]
+        prepared = [self._prepare(call) for calls in steps for call in calls[:self.max_calls_per_step]]
+        flat: list[str]
+        if all(isinstance(item, str) for item in prepared):
+            flat = [item for item in prepared if isinstance(item, str)]  # nothing to run: no thread needed
+        else:
+            try:
+                flat = _deadlines.run(lambda progress: self._run(prepared, progress), self.call_timeout_s)
+            except CallTimeout as exc:
+                self.broken = f"environment stopped: {exc}"
+                return [[ERROR_PREFIX + self.broken] * len(calls) for calls in steps]
+        refused = ERROR_PREFIX + f"more than {self.max_calls_per_step} calls in one step"
+        out, i = [], 0
+        for calls in steps:
+            n = min(len(calls), self.max_calls_per_step)
+            results = [r if len(r) <= MAX_RESULT_CHARS else r[:MAX_RESULT_CHARS] + f"... [cut at {MAX_RESULT_CHARS} "
+                       "characters]" for r in flat[i:i + n]]
+            out.append(results + [refused] * (len(calls) - n))
+            i += n
+        return out
+
+
+# --- the loop ----------------------------------------------------------------------------------------
+
+@attrs.define
+class PlayConfig:
+    tool_format: str = "prompt"
+    temperature: float = 0.0
+    max_tokens: int = 160
+    timeout_s: float = 300.0
+    call_timeout_s: float = CALL_TIMEOUT_S
+
+
+class StepFailed(Exception):
+    """A request of the trajectory failed (timeout, backend error); ``trajectory`` holds what was played."""
+
+    def __init__(self, message: str, trajectory: Trajectory) -> None:
+        super().__init__(message)
+        self.trajectory = trajectory
+
+
+def _size(step: Step) -> int:
+    return len(step.text) + sum(len(r) for r in step.results)
+
+
+def _stop_if_cancelled() -> None:
+    """Ctrl-C between two steps: ``asyncio.wait_for`` returns a request that completed as it was cancelled
+    (an in-process backend answers synchronously) and the cancellation is swallowed, so the loop asks; a
+    trajectory can be long, and an interrupted one is played again on ``--resume``."""
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        raise asyncio.CancelledError
+
+
+async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | None = None) -> Trajectory:
+    """Play every turn of ``task`` against ``environment`` with ``backend``. Raises :class:`StepFailed` when
+    a request fails; the environment's own failures are error results, never exceptions."""
+    config = config or PlayConfig()
+    first = build_request(task, config.tool_format, temperature=config.temperature, max_tokens=config.max_tokens)
+    messages = list(first.messages)
+    tools = list(task.tools)
+    executor = Executor(environment.objects(), environment.format_result, call_timeout_s=config.call_timeout_s,
+                        guard=environment.guard if isinstance(environment, GuardedEnvironment) else None)
+    turns: list[tuple[Step, ...]] = []
+    total = 0
+    terminated: str | None = None
+    for index in range(1 + len(task.turns)):
+        if index:
+            turn = task.turns[index - 1]
+            messages.extend(turn.messages)
+            tools.extend(turn.add_tools)
+        steps: list[Step] = []
+        with_calls = 0
+        while True:
+            request = ChatRequest(messages=tuple(messages), tools=tuple(tools), native_tools=first.native_tools,
+                                  temperature=config.temperature, max_tokens=config.max_tokens, session=task.id)
+            started = time.perf_counter()
+            try:
+                completion = await asyncio.wait_for(backend.complete(request), timeout=config.timeout_s)
+            except TimeoutError:
+                raise StepFailed(f"timeout after {config.timeout_s:g} s (turn {index}, step {len(steps)})",
+                                 Trajectory(tuple(turns) + (tuple(steps),))) from None
+            except Exception as exc:  # noqa: BLE001 - recorded as a failed sample by the runner
+                raise StepFailed(f"{type(exc).__name__}: {exc} (turn {index}, step {len(steps)})",
+                                 Trajectory(tuple(turns) + (tuple(steps),))) from None
+            _stop_if_cancelled()
+            if completion.error is not None:
+                raise StepFailed(completion.error, Trajectory(tuple(turns) + (tuple(steps),)))
+            latency = completion.latency_s or (time.perf_counter() - started)
+            messages.append(Message("assistant", completion.text, tool_calls=completion.tool_calls))
+            try:
+                calls, why = environment.decode(completion.text, completion.tool_calls)
+            except Exception as exc:  # noqa: BLE001 - an environment's decoder bug ends the turn, not the run
+                calls, why = [], f"decoder raised {type(exc).__name__}: {exc}"
+            results: list[str] = []
+            if calls and why is None:
+                results = await asyncio.to_thread(executor.execute_step, calls)
+                messages.extend(Message("tool", result) for result in results)
+            step = Step(text=completion.text, tool_calls=completion.tool_calls, calls=tuple(calls),
+                        results=tuple(results), decode_error=why if why else (None if calls else "no call"),
+                        prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                        latency_s=latency)
+            steps.append(step)
+            total += _size(step)
+            if total > MAX_TRAJECTORY_CHARS:
+                terminated = f"trajectory longer than {MAX_TRAJECTORY_CHARS} characters"
+                break
+            if not results:
+                break  # the model answered without a call: the turn is over
+            with_calls += 1
+            if with_calls > task.max_steps_per_turn:
+                terminated = f"turn {index} ran more than {task.max_steps_per_turn} steps"
+                break
+        turns.append(tuple(steps))
+        if terminated:
+            break
+    return Trajectory(tuple(turns), terminated)
+
+
+def make_environment(registry: Any, task: Task) -> Any:
+    """A fresh environment for ``task`` from the factory registered under its ``EnvironmentSpec.name``."""
+    assert task.environment is not None
+    factory = registry.get("environments", task.environment.name).factory
+    return factory(dict(task.environment.config))
+
+
+async def run_task(evaluation: Any, task: Task) -> dict[str, Any]:
+    """The runner's path for a multi-turn task: the same record as a single-turn sample, with the played
+    trajectory under ``trajectory`` and the per-step token counts summed in ``completion``."""
+    cfg = evaluation.config
+    scorer = evaluation.scorer
+    started = time.perf_counter()
+    trajectory = Trajectory()
+    error: str | None = None
+    error_type = "backend_error"
+    environment = None
+    try:
+        environment = await asyncio.to_thread(make_environment, evaluation.registry, task)
+    except Exception as exc:  # noqa: BLE001 - one broken environment must not end the run
+        assert task.environment is not None
+        error = f"environment {task.environment.name!r}: {type(exc).__name__}: {exc}"
+        error_type = "environment_error"
+    if environment is not None:
+        try:
+            trajectory = await play(task, evaluation.backend, environment, PlayConfig(
+                tool_format=cfg.tool_format, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+                timeout_s=cfg.timeout_s))
+        except StepFailed as exc:
+            trajectory, error = exc.trajectory, str(exc)
+    steps = [s for turn in trajectory.turns for s in turn]
+    completion = {
+        "text": steps[-1].text if steps else "",
+        "tool_calls": [],
+        "prompt_tokens": sum(s.prompt_tokens for s in steps),
+        "completion_tokens": sum(s.completion_tokens for s in steps),
+        "latency_s": round(time.perf_counter() - started, 4),
+        "finish_reason": "",
+        "error": error,
+        "steps": len(steps),
+    }
+    if error is None and not isinstance(scorer, TrajectoryScorer):
+        error = f"the {cfg.scorer} scorer cannot score multi-turn tasks (no score_trajectory)"
+        error_type = "scorer_error"
+    if error is not None:
+        value, passed, kind, detail, breakdown, status = 0.0, False, error_type, error, {}, "failed"
+    else:
+        score = scorer.score_trajectory(task, trajectory)
+        value, passed, kind, detail, breakdown, status = (score.value, score.passed, score.error_type, score.detail,
+                                                           score.breakdown, "ok")
+    return {
+        "task_id": task.id,
+        "source": task.source,
+        "category": task.category,
+        "status": status,
+        "score": value,
+        "passed": passed,
+        "error_type": kind,
+        "breakdown": breakdown,
+        "decoded_calls": [c.to_json() for s in steps for c in s.calls],
+        "detail": detail,
+        "completion": completion,
+        "messages": [m.to_json() for m in build_request(task, cfg.tool_format).messages],
+        "tools": [t.to_json() for t in task.tools],
+        "expected_calls": [],
+        "turns": [t.to_json() for t in task.turns],
+        "trajectory": trajectory.to_json(),
+    }
+
+
+# --- re-scoring ---------------------------------------------------------------------------------------
+
+def trajectory_from_response(response: Any) -> Trajectory:
+    """A saved multi-turn response as a trajectory: BFCL's result shape (a list of turns, each a list of raw
+    step strings) or a saved ``{"turns": [...]}``. Raises ValueError for anything else."""
+    return Trajectory.from_json(response)
+
+
+def score_multi_turn(scorer: Any, task: Task, response: Any) -> tuple[float, bool, str | None]:
+    """(score, passed, error_type) of one re-scored response (``bitagent score``) where the task or the
+    response is multi-turn. A plain text answering a multi-turn task is its first turn's only step."""
+    if task.environment is None:
+        return 0.0, False, "not_multi_turn"  # turns given for a single-turn task
+    trajectory = response.trajectory
+    if trajectory is None:
+        text = response.completion.text if response.completion is not None else ""
+        trajectory = Trajectory(((Step(text=text),),))
+    if not isinstance(scorer, TrajectoryScorer):
+        raise RuntimeError(f"the {scorer.name} scorer cannot score multi-turn tasks (no score_trajectory)")
+    try:
+        result = scorer.score_trajectory(task, trajectory)
+    except Exception as exc:  # noqa: BLE001 - a scorer bug must not lose the other lines
+        raise RuntimeError(f"line {response.lineno} ({task.id}): the {scorer.name} scorer raised "
+                           f"{type(exc).__name__}: {exc}") from exc
+    return result.value, result.passed, result.error_type
+
+
+def read_bfcl_result(path: str) -> list[dict[str, Any]]:
+    """A BFCL result file (``BFCL_v4_<category>_result.json``: JSON lines ``{"id", "result", ...}``) as
+    responses lines ``{"id", "task_id", "response"}`` for ``bitagent score``. Lines without a string ``id``
+    are kept with ``task_id`` None, so they are reported, not dropped."""
+    from pathlib import Path
+
+    from bitagent_core.jsonio import read_jsonl
+
+    lines = []
+    for lineno, row in read_jsonl(Path(path).expanduser()):
+        if not isinstance(row, dict):
+            lines.append({"id": f"line {lineno}", "task_id": None, "response": None})
+            continue
+        lines.append({"id": row.get("id"), "task_id": row.get("id"), "response": row.get("result")})
+    return lines
