@@ -4,9 +4,12 @@ registered under the ``bitagent`` entry-point group. See docs/plugins.md for one
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from bitagent_core.records import RunResults, SampleRecord
 
 hookspec = pluggy.HookspecMarker("bitagent")
 hookimpl = pluggy.HookimplMarker("bitagent")
@@ -48,10 +51,12 @@ def on_run_start(run: Any) -> None:
 
 
 @hookspec
-def on_sample_scored(run: Any, sample: dict[str, Any]) -> None:
-    """One sample finished (scored or failed); ``sample`` is the line written to ``samples.jsonl``."""
+def on_sample_scored(run: Any, sample: SampleRecord) -> None:
+    """One sample finished (scored or failed); ``sample`` is the record written to ``samples.jsonl``
+    (:class:`bitagent_core.records.SampleRecord`; ``sample.to_json()`` is the line)."""
 
 
 @hookspec
-def on_run_end(run: Any, results: dict[str, Any]) -> None:
-    """A run ended (complete or interrupted); ``results`` is what was written to ``results.json``."""
+def on_run_end(run: Any, results: RunResults) -> None:
+    """A run ended (complete, interrupted or failed); ``results`` is what was written to ``results.json``
+    (:class:`bitagent_core.records.RunResults`)."""

@@ -277,3 +277,6 @@ class ChatRequest:
     native_tools: bool = False
     temperature: float = 0.0
     max_tokens: int = 160
+    #: seconds the request may take; a backend that cannot be cancelled mid-request (in-process llama.cpp)
+    #: stops generating at this deadline itself. None: no limit.
+    timeout_s: float | None = None

@@ -3,16 +3,18 @@ truth against its own tools (``bitagent tasks validate``).
 
 Responses are JSON lines: ``{"task_id": str, "response": str | {"tool_calls": [...]}, "id": optional}``.
 A ``tool_calls`` entry is any JSON call form the decoder reads (``{"name", "arguments"}``, OpenAI's
-``{"function": {"name", "arguments": "<json>"}}``...). Several lines may name the same task. Each scored
-line is written back with ``score``, ``passed`` and ``error_type`` added; lines naming unknown tasks and
-lines that are not valid are reported (by line number) and not scored, and the rest are scored anyway.
+``{"function": {"name", "arguments": "<json>"}}``...). Each scored line is written back as it is scored
+(the file is streamed, never held) with ``score``, ``passed`` and ``error_type`` added; lines naming unknown
+tasks and lines that are not valid are reported (by line number) and not scored, and the rest are scored
+anyway. Several lines may name the same task: all are scored and written, the last one counts in the
+summary (duplicates are reported). Tasks without an answer count as failures unless ``partial``.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,32 +40,6 @@ class Response:
     data: dict[str, Any]
     completion: Completion | None  # None: the response itself could not be read (scored as a decode error)
     problem: str | None = None
-
-
-def read_responses(path: str | Path) -> tuple[list[Response], list[BadLine]]:
-    """Parse a responses file. Lines that cannot be used at all are returned as :class:`BadLine`."""
-    responses: list[Response] = []
-    bad: list[BadLine] = []
-    try:
-        for lineno, data in read_jsonl(Path(path).expanduser(), on_error=lambda n, msg: bad.append(BadLine(n, msg))):
-            if not isinstance(data, dict):
-                bad.append(BadLine(lineno, "a line must be a JSON object"))
-                continue
-            if not isinstance(data.get("task_id"), str):
-                bad.append(BadLine(lineno, "'task_id' must be a string"))
-                continue
-            if "response" not in data:
-                bad.append(BadLine(lineno, "no 'response'"))
-                continue
-            try:
-                completion, problem = completion_from_response(data["response"])
-            except NotAResponse as exc:
-                bad.append(BadLine(lineno, str(exc)))
-                continue
-            responses.append(Response(lineno, data, completion, problem))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the responses: {exc.strerror or exc}") from None
-    return responses, bad
 
 
 class NotAResponse(ValueError):
@@ -99,88 +75,152 @@ def completion_from_response(response: Any) -> tuple[Completion | None, str | No
     return Completion(text=content or "", tool_calls=tuple(calls)), None
 
 
-@attrs.frozen
-class Rescored:
-    """The result of scoring a responses file."""
+@attrs.define
+class Tally:
+    """What scoring a file found, kept per task (the last answer to a task counts, as in a run's samples.jsonl,
+    where a retried sample is appended), so the lines themselves are streamed and never held."""
 
-    lines: list[dict[str, Any]]  # the scored lines, input fields + score, passed, error_type
-    categories: list[str]  # per scored line, its task's category
-    unknown: dict[str, list[int]]  # unknown task id -> line numbers
-    bad: list[BadLine]
+    tasks: dict[str, Task]
+    per_task: dict[str, tuple[float, bool, str | None]] = attrs.field(factory=dict)  # score, passed, error_type
+    n_lines: int = 0
+    unknown: dict[str, list[int]] = attrs.field(factory=dict)  # unknown task id -> line numbers
+    duplicates: dict[str, list[int]] = attrs.field(factory=dict)  # task id -> line numbers of later answers
+    bad: list[BadLine] = attrs.field(factory=list)
+    first_line: dict[str, int] = attrs.field(factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.unknown and not self.bad
+        return not self.unknown and not self.bad and bool(self.per_task)
 
-
-def rescore(tasks: Iterable[Task], scorer: Scorer, responses: list[Response],
-            bad: list[BadLine] | None = None) -> Rescored:
-    by_id = {task.id: task for task in tasks}
-    lines: list[dict[str, Any]] = []
-    categories: list[str] = []
-    unknown: dict[str, list[int]] = {}
-    for response in responses:
-        task_id = response.data["task_id"]
-        task = by_id.get(task_id)
-        if task is None:
-            unknown.setdefault(task_id, []).append(response.lineno)
-            continue
-        if response.completion is None:
-            value, passed, error_type = 0.0, False, "decode_error"
+    def add(self, task_id: str, lineno: int, value: float, passed: bool, error_type: str | None) -> None:
+        if task_id in self.per_task:
+            self.duplicates.setdefault(task_id, [self.first_line[task_id]]).append(lineno)
         else:
-            try:
-                result = scorer.score(task, response.completion)
-            except Exception as exc:  # noqa: BLE001 - a scorer bug must not lose the other lines
-                raise RuntimeError(f"line {response.lineno} ({task_id}): the {scorer.name} scorer raised "
-                                   f"{type(exc).__name__}: {exc}") from exc
-            value, passed, error_type = result.value, result.passed, result.error_type
-        line = {k: v for k, v in response.data.items() if k not in SCORE_FIELDS}
-        line.update(score=round(float(value), 6), passed=bool(passed), error_type=error_type)
-        lines.append(line)
-        categories.append(task.category or "uncategorized")
-    return Rescored(lines, categories, unknown, list(bad or []))
+            self.first_line[task_id] = lineno
+        self.per_task[task_id] = (round(float(value), 6), bool(passed), error_type)
 
 
-def summarize(result: Rescored) -> dict[str, Any]:
-    per: dict[str, dict[str, Any]] = {}
+def score_one(scorer: Scorer, task: Task, completion: Completion | None, where: str) -> tuple[float, bool, str | None]:
+    if completion is None:
+        return 0.0, False, "decode_error"
+    try:
+        result = scorer.score(task, completion)
+    except Exception as exc:  # noqa: BLE001 - named with its line, then the command stops
+        raise RuntimeError(f"{where} ({task.id}): the {scorer.name} scorer raised "
+                           f"{type(exc).__name__}: {exc}") from exc
+    return result.value, result.passed, result.error_type
+
+
+def score_responses(path: str | Path, tasks: Iterable[Task], scorer: Scorer,
+                    write: Callable[[dict[str, Any]], None] | None = None) -> Tally:
+    """Score a responses file line by line; each scored line (its fields + score, passed, error_type) goes to
+    ``write`` at once. Lines naming unknown tasks and lines that cannot be used are tallied, not scored."""
+    tally = Tally({task.id: task for task in tasks})
+    try:
+        for lineno, data in read_jsonl(Path(path).expanduser(),
+                                       on_error=lambda n, msg: tally.bad.append(BadLine(n, msg))):
+            tally.n_lines += 1
+            response = _response(lineno, data, tally.bad)
+            if response is None:
+                continue
+            task_id = response.data["task_id"]
+            task = tally.tasks.get(task_id)
+            if task is None:
+                tally.unknown.setdefault(task_id, []).append(lineno)
+                continue
+            value, passed, error_type = score_one(scorer, task, response.completion, f"line {lineno}")
+            tally.add(task_id, lineno, value, passed, error_type)
+            if write is not None:
+                line = {k: v for k, v in response.data.items() if k not in SCORE_FIELDS}
+                line.update(score=round(float(value), 6), passed=bool(passed), error_type=error_type)
+                write(line)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the responses: {exc.strerror or exc}") from None
+    return tally
+
+
+def _response(lineno: int, data: Any, bad: list[BadLine]) -> Response | None:
+    if not isinstance(data, dict):
+        bad.append(BadLine(lineno, "a line must be a JSON object"))
+    elif not isinstance(data.get("task_id"), str):
+        bad.append(BadLine(lineno, "'task_id' must be a string"))
+    elif "response" not in data:
+        bad.append(BadLine(lineno, "no 'response'"))
+    else:
+        try:
+            completion, problem = completion_from_response(data["response"])
+        except NotAResponse as exc:
+            bad.append(BadLine(lineno, str(exc)))
+            return None
+        return Response(lineno, data, completion, problem)
+    return None
+
+
+def summarize(tally: Tally, *, partial: bool = False) -> dict[str, Any]:
+    """Scores per category over the tasks: a task without an answer counts as a failure (score 0), unless
+    ``partial`` (like BFCL's ``--partial-eval``): then only answered tasks count."""
+    from bitagent_core.records import confidence_interval
+
+    per: dict[str, list[tuple[float, bool]]] = {}
     errors: dict[str, int] = {}
-    for line, category in zip(result.lines, result.categories):
-        row = per.setdefault(category, {"n": 0, "passed": 0, "scores": []})
-        row["n"] += 1
-        row["passed"] += line["passed"]
-        row["scores"].append(line["score"])
-        if line["error_type"]:
-            errors[line["error_type"]] = errors.get(line["error_type"], 0) + 1
-    scores = [line["score"] for line in result.lines]
+    for task_id, task in tally.tasks.items():
+        answer = tally.per_task.get(task_id)
+        if answer is None:
+            if partial:
+                continue
+            answer = (0.0, False, "no_answer")
+        per.setdefault(task.category or "uncategorized", []).append(answer[:2])
+        if answer[2]:
+            errors[answer[2]] = errors.get(answer[2], 0) + 1
+    rows = [row for values in per.values() for row in values]
+    n_passed = sum(p for _, p in rows)
+    scores = [s for s, _ in rows]
     return {
-        "n_responses": len(result.lines) + sum(len(v) for v in result.unknown.values()) + len(result.bad),
-        "n_scored": len(result.lines),
-        "n_passed": sum(line["passed"] for line in result.lines),
-        "accuracy": round(sum(line["passed"] for line in result.lines) / len(scores), 6) if scores else 0.0,
+        "n_responses": tally.n_lines,
+        "n_tasks": len(tally.tasks),
+        "n_answered": len(tally.per_task),
+        "coverage": round(len(tally.per_task) / len(tally.tasks), 6) if tally.tasks else 0.0,
+        "partial": partial,
+        "n_scored": len(rows),
+        "n_passed": n_passed,
+        "accuracy": round(n_passed / len(rows), 6) if rows else 0.0,
         "mean_score": round(statistics.fmean(scores), 6) if scores else 0.0,
+        "mean_score_ci": list(confidence_interval(scores)),
         "per_category": {
-            cat: {"n": row["n"], "passed": row["passed"], "accuracy": round(row["passed"] / row["n"], 6),
-                  "mean_score": round(statistics.fmean(row["scores"]), 6)}
-            for cat, row in sorted(per.items())
+            cat: {"n": len(values), "passed": sum(p for _, p in values),
+                  "accuracy": round(sum(p for _, p in values) / len(values), 6),
+                  "mean_score": round(statistics.fmean(s for s, _ in values), 6)}
+            for cat, values in sorted(per.items())
         },
         "error_types": dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "unknown_task_ids": {k: v for k, v in sorted(result.unknown.items())},
-        "bad_lines": [{"line": b.lineno, "error": b.message} for b in result.bad],
+        "unknown_task_ids": {k: v for k, v in sorted(tally.unknown.items())},
+        "duplicate_task_ids": {k: v for k, v in sorted(tally.duplicates.items())},
+        "bad_lines": [{"line": b.lineno, "error": b.message} for b in tally.bad],
     }
 
 
-def write_lines(path: str | Path, lines: list[dict[str, Any]]) -> None:
-    target = Path(path).expanduser()
-    tmp = target.with_name(target.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for line in lines:
-            text = json.dumps(line, ensure_ascii=False, default=str)
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # a lone surrogate read from a "\ud800" escape: keep it escaped
-                text = json.dumps(line, default=str)
-            f.write(text + "\n")
-    tmp.replace(target)
+class LineWriter:
+    """Writes JSON lines to ``path`` as they come, into a temporary file renamed over ``path`` on success."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.target = Path(path).expanduser()
+        self.tmp = self.target.with_name(self.target.name + ".tmp")
+        self._file = open(self.tmp, "w", encoding="utf-8")
+
+    def __call__(self, line: dict[str, Any]) -> None:
+        text = json.dumps(line, ensure_ascii=False, default=str)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate read from a "\ud800" escape: keep it escaped
+            text = json.dumps(line, default=str)
+        self._file.write(text + "\n")
+
+    def close(self, keep: bool = True) -> None:
+        self._file.close()
+        if keep:
+            self.tmp.replace(self.target)
+        else:
+            self.tmp.unlink(missing_ok=True)
 
 
 # --- ground truth: checking it, rendering it -----------------------------------------------------------

@@ -79,6 +79,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+class _DeadlinePassed(Exception):
+    pass
+
+
+def _deadline(deadline: float, timeout_s: float) -> Any:
+    """A logits processor that ends generation (by raising) once ``time.perf_counter()`` passes ``deadline``.
+    It runs before each new token, so a request overruns by at most one token (prompt evaluation, which
+    comes before the first token, runs to its end)."""
+    def check(input_ids: Any, scores: Any) -> Any:
+        if time.perf_counter() >= deadline:
+            raise _DeadlinePassed(f"timeout after {timeout_s:g} s")
+        return scores
+
+    return check
+
+
 class LlamaCppBackend:
     default_concurrency = 1  # one in-process model answers one request at a time
 
@@ -124,7 +140,15 @@ class LlamaCppBackend:
             kwargs["tool_choice"] = "auto"
         with self._lock:  # llama.cpp contexts are not thread-safe
             started = time.perf_counter()
-            response = self._llm.create_chat_completion(**kwargs)
+            if request.timeout_s is not None:
+                # Generation runs on the caller's thread, where no asyncio timeout can interrupt it: stop it
+                # at the deadline from inside. llama-cpp-python's chat handlers replace a caller's
+                # stopping_criteria with the template's, but call every logits processor before each token.
+                kwargs["logits_processor"] = [_deadline(started + request.timeout_s, request.timeout_s)]
+            try:
+                response = self._llm.create_chat_completion(**kwargs)
+            except _DeadlinePassed as exc:
+                raise TimeoutError(str(exc)) from None
             return completion_from_openai(response, time.perf_counter() - started)
 
     async def close(self) -> None:

@@ -548,9 +548,9 @@ class Validator:
                            tool_format="prompt", timeout_s=self.config.request_timeout_s)
         evaluation = Evaluation(config, self.registry)
         results = await in_thread(evaluation.run)
-        if results.get("status") != "complete":
-            raise RuntimeError(f"the evaluation ended {results.get('status')}")
-        return float(results["mean_score"]), int(results["n_tasks"]), str(results["run_dir"])
+        if results.status != "complete":
+            raise RuntimeError(f"the evaluation ended {results.status}")
+        return results.mean_score, results.n_tasks, results.run_dir
 
     def _model_argument(self, snapshot: Path, report: Any) -> str:
         """What the backend gets as ``--model``: the GGUF file, or the snapshot folder (safetensors)."""
