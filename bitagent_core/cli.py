@@ -19,6 +19,7 @@ import click
 
 import bitagent_core
 from bitagent_core.plugins import PluginRegistry, UnknownPluginObject, get_registry
+from bitagent_core.runs_cmd import compare, runs
 
 
 def _load_config(path: str) -> dict[str, Any]:
@@ -419,47 +420,79 @@ def tasks_validate(spec: str, scorer: str | None, seed: int, as_json: bool) -> N
 
 
 @cli.command()
-@click.option("--tasks", "-t", "tasks_spec", required=True, envvar="BITAGENT_TASKS", show_envvar=True,
-              help="The task source the responses answer, e.g. bfcl or bfcl:live_simple.")
-@click.option("--scorer", "-s", default="bfcl", show_default=True, envvar="BITAGENT_SCORER", show_envvar=True)
-@click.option("--responses", "-r", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.argument("run", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--tasks", "-t", "tasks_spec", envvar="BITAGENT_TASKS", show_envvar=True,
+              help="The task source the answers are for, e.g. bfcl or bfcl:live_simple [default for a run: its own].")
+@click.option("--scorer", "-s", envvar="BITAGENT_SCORER", show_envvar=True,
+              help="Scorer [default: the run's own; for --responses: bfcl].")
+@click.option("--responses", "-r", type=click.Path(exists=True, dir_okay=False),
               help='JSON lines: {"task_id": ..., "response": "text" or {"tool_calls": [...]}, "id": optional}.')
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
-              help="Write each scored line here, with score, passed and error_type added.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of seeded task sources (bfcl-shuffle).")
+              help="--responses: write each scored line here, with score, passed and error_type added.")
+@click.option("--output-dir", type=click.Path(file_okay=False),
+              help="RUN: where the re-scored run directory goes [default: beside RUN].")
+@click.option("--seed", type=int, help="Seed of seeded task sources (bfcl-shuffle) [default: the run's, or 0].")
+@click.option("--limit", "-n", type=_Limit(), help="Tasks per task source [default: the run's; --responses: all].")
+@click.option("--partial", is_flag=True, help="Score only the tasks that have an answer (like BFCL's "
+                                              "--partial-eval); otherwise unanswered tasks count as failures.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def score(tasks_spec: str, scorer: str, responses: str, output: str | None, seed: int, as_json: bool) -> None:
-    """Re-score saved responses against a task source, without any model."""
+def score(run: Path | None, tasks_spec: str | None, scorer: str | None, responses: str | None, output: str | None,
+          output_dir: str | None, seed: int | None, limit: int | None, partial: bool, as_json: bool) -> None:
+    """Score saved answers again, without any model: a run (RUN: its directory or its samples.jsonl, written to
+    a new run directory) or a --responses file. Exits 1 when nothing could be scored, or when lines were
+    unreadable or named unknown tasks."""
     import gc
 
     from bitagent_core import rescore
-    from bitagent_core.runner import make_task_source
+    from bitagent_core.runner import load_tasks
 
+    if (run is None) == (responses is None):
+        raise click.UsageError("give a run (directory or samples.jsonl) or --responses FILE, not both")
     registry = get_registry()
-    try:
-        source = make_task_source(registry, tasks_spec)
-        task_list = list(source.tasks(seed=seed, limit=None))
-        scorer_obj = registry.get("scorers", scorer).factory()
-        lines, bad = rescore.read_responses(responses)
-        gc.freeze()  # the loaded tasks live to the end: keep them out of the collector's way
-        result = rescore.rescore(task_list, scorer_obj, lines, bad)
-        if output:
-            rescore.write_lines(output, result.lines)
-    except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
-    summary = rescore.summarize(result)
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
+    if run is not None:
+        from bitagent_core import results_view
+
+        try:
+            results, summary = rescore.rescore_run(run, registry, tasks=tasks_spec, scorer=scorer, seed=seed,
+                                                   limit=limit if limit is not None else "run",
+                                                   output_dir=output_dir, partial=partial)
+        except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(results_view.render(results, "json" if as_json else "table"))
+        errors_at, what, spec = str(run), "sample(s)", results.config["tasks"]
     else:
-        _print_score_summary(summary, tasks_spec, scorer)
-    for bad_line in result.bad:
-        click.echo(f"error: {responses}:{bad_line.lineno}: {bad_line.message} (not scored)", err=True)
-    if result.unknown:
+        if not tasks_spec:
+            raise click.UsageError("--responses needs --tasks (the task source the responses answer)")
+        writer = None
+        try:
+            task_list = load_tasks(registry, tasks_spec, 0 if seed is None else seed, limit)
+            scorer_obj = registry.get("scorers", scorer or "bfcl").factory()
+            gc.freeze()  # the loaded tasks live to the end: keep them out of the collector's way
+            writer = rescore.LineWriter(output) if output else None
+            tally = rescore.score_responses(responses, task_list, scorer_obj, writer)
+            if writer:
+                writer.close()
+        except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:
+            if writer:
+                writer.close(keep=False)
+            raise click.ClickException(str(exc)) from None
+        summary = rescore.summarize(tally, partial=partial)
+        if as_json:
+            click.echo(json.dumps(summary, indent=2))
+        else:
+            _print_score_summary(summary, tasks_spec, scorer or "bfcl")
+        errors_at, what, spec = str(responses), "response(s)", tasks_spec
+    click.echo(rescore.coverage_line(summary), err=True)
+    for bad_line in summary["bad_lines"]:
+        click.echo(f"error: {errors_at}:{bad_line['line']}: {bad_line['error']} (not scored)", err=True)
+    if summary["unknown_task_ids"]:
         names = ", ".join(f"{task_id} (line {', '.join(map(str, lines_of))})"
-                          for task_id, lines_of in sorted(result.unknown.items()))
-        click.echo(f"error: {sum(map(len, result.unknown.values()))} response(s) name task ids that "
-                   f"{tasks_spec} does not have (not scored): {names}", err=True)
-    if not result.ok:
+                          for task_id, lines_of in summary["unknown_task_ids"].items())
+        click.echo(f"error: {sum(map(len, summary['unknown_task_ids'].values()))} {what} name task ids that "
+                   f"{spec} does not have (not scored): {names}", err=True)
+    if summary["n_answered"] == 0:
+        click.echo("error: nothing was scored (empty input, or no answer matches a task)", err=True)
+    if summary["n_answered"] == 0 or summary["unknown_task_ids"] or summary["bad_lines"]:
         sys.exit(1)
 
 
@@ -505,6 +538,9 @@ def scorers_list(as_json: bool) -> None:
     """List scorers."""
     _list_registrations("scorers", as_json)
 
+
+cli.add_command(runs)
+cli.add_command(compare)
 
 _commands_added = False
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -478,3 +479,110 @@ def _perturb_call(kind: str, expected: ExpectedCall, args: dict[str, Any], props
             args[param] = new
             return expected.name, args
     return None
+
+
+# --- re-scoring a run ------------------------------------------------------------------------------------
+
+def find_samples(path: str | Path) -> tuple[Path, Path | None]:
+    """A run directory or its ``samples.jsonl`` -> (the samples file, the run's results.json if there is one)."""
+    from bitagent_core import rundir
+
+    path = Path(path).expanduser().resolve()
+    samples = path / rundir.SAMPLES if path.is_dir() else path
+    if not samples.is_file():
+        raise ValueError(f"{path}: neither a run directory nor a samples file (no {rundir.SAMPLES})")
+    results = samples.parent / rundir.RESULTS
+    return samples, results if results.is_file() else None
+
+
+def coverage_line(summary: dict[str, Any]) -> str:
+    """``answers for 2 of 400 tasks (0.5 %); ...`` from a summary of :func:`summarize` or a re-scored run."""
+    parts = [f"answers for {summary['n_answered']} of {summary['n_tasks']} tasks "
+             f"({100 * summary['coverage']:.1f} %)"]
+    if summary.get("unknown_task_ids"):
+        parts.append(f"{len(summary['unknown_task_ids'])} unknown task id(s)")
+    if summary.get("duplicate_task_ids"):
+        parts.append(f"{len(summary['duplicate_task_ids'])} task id(s) answered more than once (the last counts)")
+    if summary.get("bad_lines"):
+        parts.append(f"{len(summary['bad_lines'])} unreadable line(s)")
+    missing = summary["n_tasks"] - summary["n_answered"]
+    if missing:
+        parts.append(f"{missing} unanswered task(s) " + ("left out (--partial)" if summary.get("partial")
+                                                          else "count as failures (--partial leaves them out)"))
+    return "coverage: " + "; ".join(parts)
+
+
+def rescore_run(path: str | Path, registry: Any, *, tasks: str | None = None, scorer: str | None = None,
+                seed: int | None = None, limit: int | None | str = "run", output_dir: str | Path | None = None,
+                partial: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Score a run's samples (a run directory or its samples.jsonl) again, with ``scorer`` (default: the run's),
+    into a new run directory (default: beside the run). The task list is the run's own (its spec, seed and
+    limit) unless given. Streams the samples. Returns the new run's RunResults and the coverage summary."""
+    import attrs as _attrs
+
+    from bitagent_core import records as rec
+    from bitagent_core import rundir
+    from bitagent_core.runner import RunConfig, load_tasks, task_digest
+
+    samples, results_path = find_samples(path)
+    base = rundir.read_results(samples.parent) if results_path else None
+    config = RunConfig.from_json(base.config) if base else RunConfig(tasks=tasks or "", limit=None)
+    if not config.tasks:
+        raise ValueError(f"{samples} has no results.json beside it: say which tasks it answers with --tasks")
+    config = _attrs.evolve(config, tasks=tasks or config.tasks, seed=config.seed if seed is None else seed,
+                           limit=config.limit if limit == "run" else limit, scorer=scorer or config.scorer)
+    sources: dict[str, dict[str, int | None]] = {}
+    task_list = load_tasks(registry, config.tasks, config.seed, config.limit, sources)
+    scorer_obj: Scorer = registry.get("scorers", config.scorer).factory()
+    out_dir = Path(output_dir).expanduser() if output_dir else samples.parent.parent
+    new_dir = rundir.new_run_dir(out_dir, config.tasks, f"rescored-{config.scorer}")
+    lock = rundir.lock(new_dir)
+    writer = rundir.SampleWriter(new_dir)
+    tally = Tally({task.id: task for task in task_list})
+    slim: dict[str, rec.SampleRecord] = {}  # per task, the record without its texts: enough for the summary
+    started = time.perf_counter()
+    try:
+        def bad_line(lineno: int, message: str) -> None:
+            tally.bad.append(BadLine(lineno, message))
+
+        for lineno, record in rundir.iter_samples(samples, on_error=bad_line):
+            tally.n_lines += 1
+            task = tally.tasks.get(record.task_id)
+            if task is None:
+                tally.unknown.setdefault(record.task_id, []).append(lineno)
+                continue
+            if record.ok:
+                try:
+                    result = scorer_obj.score(task, record.completion)
+                except Exception as exc:  # noqa: BLE001
+                    raise RuntimeError(f"{samples}:{lineno} ({task.id}): the {scorer_obj.name} scorer raised "
+                                       f"{type(exc).__name__}: {exc}") from exc
+                record = _attrs.evolve(record, score=result.value, passed=result.passed, error_type=result.error_type,
+                                       breakdown=result.breakdown, decoded_calls=result.decoded_calls,
+                                       detail=result.detail, expected_calls=task.expected_calls)
+            writer.write(record)
+            tally.add(task.id, lineno, record.score, record.passed, record.error_type)
+            slim[task.id] = _attrs.evolve(record, messages=(), tools=(), expected_calls=(), decoded_calls=(),
+                                          completion=_attrs.evolve(record.completion, text="", tool_calls=()))
+        coverage = summarize(tally, partial=partial)
+        ids = [(t.id, t.category) for t in task_list]
+        results = rec.RunResults(
+            status=rec.COMPLETE, run_dir=str(new_dir), config=config.to_json(), started_at=rundir.utc_stamp(),
+            updated_at=rundir.utc_stamp(), duration_s=round(time.perf_counter() - started, 3), seed=config.seed,
+            model=base.model if base else {}, scorer={"name": config.scorer, "version": scorer_obj.version},
+            bitagent_version=_version(), task_digest=task_digest(task_list), sources=sources,
+            rescored_from=str(samples), extra={"coverage": {k: coverage[k] for k in (
+                "n_responses", "n_tasks", "n_answered", "coverage", "partial", "unknown_task_ids",
+                "duplicate_task_ids", "bad_lines")}},
+            **rec.summarize(ids, slim, partial=partial))
+        rundir.write_results(new_dir, results)
+    finally:
+        writer.close()
+        lock.release()
+    return results, coverage
+
+
+def _version() -> str:
+    import bitagent_core
+
+    return bitagent_core.__version__

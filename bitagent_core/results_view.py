@@ -23,7 +23,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished samples are kept, --resume
 EXIT_CODES = {EXIT_OK: "every task was scored (failures within --max-failures)",
               EXIT_ERROR: "error before the run (unknown plugin, bad option or tasks, --resume conflict)",
               EXIT_USAGE: "bad command line",
-              EXIT_STARTUP: "the backend could not start (model, server, --base-url); no run was made",
+              EXIT_STARTUP: "the backend could not start (model, server, --base-url); the run directory says failed",
               EXIT_FAILURES: "more samples failed than --max-failures allows (all failed: always)",
               EXIT_IO: "a file could not be written (disk full...); finished samples are kept",
               EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGTERM); continue with --resume"}

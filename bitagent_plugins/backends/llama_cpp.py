@@ -79,20 +79,43 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-class _DeadlinePassed(Exception):
-    pass
+class _Deadline:
+    """Stops a request at ``deadline`` (``time.perf_counter()``), in its two phases:
 
+    - prompt evaluation (one long llama_decode): llama.cpp's abort callback, asked between graph nodes, makes
+      the decode fail once the deadline passed;
+    - generation: a logits processor that, from the deadline on, leaves only the end-of-generation token
+      possible, so the model stops within one token. (llama-cpp-python calls processors from a C callback that
+      swallows exceptions, so it cannot raise.) On its first call, prompt evaluation is over and the abort
+      callback is removed: asked per graph node, it would cost a few percent per token.
+    """
 
-def _deadline(deadline: float, timeout_s: float) -> Any:
-    """A logits processor that ends generation (by raising) once ``time.perf_counter()`` passes ``deadline``.
-    It runs before each new token, so a request overruns by at most one token (prompt evaluation, which
-    comes before the first token, runs to its end)."""
-    def check(input_ids: Any, scores: Any) -> Any:
-        if time.perf_counter() >= deadline:
-            raise _DeadlinePassed(f"timeout after {timeout_s:g} s")
+    def __init__(self, deadline: float, eos: int, ctx: Any) -> None:
+        import llama_cpp
+
+        self.deadline, self.eos, self.passed, self._ctx = deadline, eos, False, ctx
+        self._set = llama_cpp.llama_set_abort_callback
+        self._none = llama_cpp.ggml_abort_callback()  # a NULL function pointer
+        self._abort = llama_cpp.ggml_abort_callback(self._should_abort)  # kept alive while C holds it
+        self._set(ctx, self._abort, None)
+
+    def _should_abort(self, data: Any) -> bool:
+        if time.perf_counter() >= self.deadline:
+            self.passed = True
+        return self.passed
+
+    def remove(self) -> None:
+        if self._ctx is not None:
+            self._set(self._ctx, self._none, None)
+            self._ctx = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.remove()
+        if self.passed or time.perf_counter() >= self.deadline:
+            self.passed = True
+            scores.fill(float("-inf"))
+            scores[self.eos] = 0.0
         return scores
-
-    return check
 
 
 class LlamaCppBackend:
@@ -140,15 +163,23 @@ class LlamaCppBackend:
             kwargs["tool_choice"] = "auto"
         with self._lock:  # llama.cpp contexts are not thread-safe
             started = time.perf_counter()
+            deadline = None
             if request.timeout_s is not None:
                 # Generation runs on the caller's thread, where no asyncio timeout can interrupt it: stop it
                 # at the deadline from inside. llama-cpp-python's chat handlers replace a caller's
                 # stopping_criteria with the template's, but call every logits processor before each token.
-                kwargs["logits_processor"] = [_deadline(started + request.timeout_s, request.timeout_s)]
+                deadline = _Deadline(started + request.timeout_s, self._llm.token_eos(), self._llm.ctx)
+                kwargs["logits_processor"] = [deadline]
             try:
                 response = self._llm.create_chat_completion(**kwargs)
-            except _DeadlinePassed as exc:
-                raise TimeoutError(str(exc)) from None
+            except RuntimeError:
+                if deadline is None or not deadline.passed:
+                    raise
+            finally:
+                if deadline is not None:
+                    deadline.remove()
+            if deadline is not None and deadline.passed:
+                raise TimeoutError(f"timeout after {request.timeout_s:g} s (generation stopped)")
             return completion_from_openai(response, time.perf_counter() - started)
 
     async def close(self) -> None:
