@@ -32,8 +32,10 @@ class Run:
     @property
     def label(self) -> str:
         """What a person calls this run: the model, and the directory name."""
-        model = self.results.model.get("model") or self.results.config.get("model") or "default"
-        return f"{Path(str(model)).name} ({self.path.name})"
+        model = str(self.results.model.get("model") or self.results.config.get("model") or "default")
+        if model.startswith(("/", ".", "~")):  # a local file: its name says enough
+            model = Path(model).name
+        return f"{model} ({self.path.name})"
 
     def scores(self) -> dict[str, float]:
         """Task id -> score over every task the run covered (a failed sample counts 0)."""

@@ -1,0 +1,1 @@
+"""The ``bitagent report`` command: one self-contained, offline HTML file comparing runs."""
