@@ -93,9 +93,15 @@ def test_bad_backend_options_are_clear_errors(tmp_path, tasks_file):
     assert out.returncode == 1 and "n_ctx='lots' is not a valid int" in out.stderr
     out = bitagent("evaluate", "--tasks", f"jsonl:{tasks_file}", "-B", "colour=red", "--output-dir", str(tmp_path))
     assert "unknown backend option 'colour'" in out.stderr
-    out = bitagent("evaluate", "--model", str(tmp_path / "missing.gguf"), "--tasks", f"jsonl:{tasks_file}",
-                   "--output-dir", str(tmp_path))
-    assert out.returncode == 1 and "no such model file" in out.stderr
+    for bad in ("missing.gguf", "junk.gguf", "model.txt"):
+        if bad != "missing.gguf":
+            (tmp_path / bad).write_text("not a model\n")
+        out = bitagent("evaluate", "--model", str(tmp_path / bad), "--tasks", f"jsonl:{tasks_file}",
+                       "--output-dir", str(tmp_path / "runs"))
+        assert out.returncode == 3, out.stderr  # a startup error: exit 3, one line, no traceback
+        assert "could not start" in out.stderr and "Traceback" not in out.stderr
+    statuses = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/results.json")]
+    assert [r["status"] for r in statuses] == ["failed"] * 3 and all(r["error"] for r in statuses)
 
 
 @pytest.mark.model
