@@ -276,7 +276,9 @@ def _run_until_signal(evaluation: Any, say: Any) -> Any:
         try:
             return await evaluation.run()
         except asyncio.CancelledError:
-            raise KeyboardInterrupt from None
+            if presses > 1:  # the second Ctrl-C's KeyboardInterrupt is already on its way out of asyncio.run
+                raise
+            raise KeyboardInterrupt from None  # SIGTERM
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:

@@ -304,8 +304,8 @@ class Evaluation:
         timed_out = False
         try:
             completion = await asyncio.wait_for(self.backend.complete(request), timeout=cfg.timeout_s)
-        except TimeoutError:
-            completion, timed_out = Completion(error=f"timeout after {cfg.timeout_s:g} s"), True
+        except TimeoutError as exc:  # asyncio's, or the backend's own (it stopped at request.timeout_s)
+            completion, timed_out = Completion(error=str(exc) or f"timeout after {cfg.timeout_s:g} s"), True
         except Exception as exc:  # noqa: BLE001 - one failed sample must not end the run
             completion = Completion(error=f"{type(exc).__name__}: {exc}")
         if not completion.latency_s:

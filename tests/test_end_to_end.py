@@ -59,6 +59,7 @@ def test_ctrl_c_keeps_finished_samples_and_resume_completes_the_run(tmp_path, em
     run_dir = samples.parent
     results = json.loads((run_dir / "results.json").read_text())
     assert proc.returncode == 130, err  # two ~1 s generations were still to come when the signal was sent
+    assert "stopping after the current request; Ctrl-C again to abort" in err
     assert "--resume" in err
     assert results["status"] == "interrupted"
     kept = results["n_scored"]
@@ -69,6 +70,17 @@ def test_ctrl_c_keeps_finished_samples_and_resume_completes_the_run(tmp_path, em
     assert final["status"] == "complete" and final["n_scored"] == 3
     ids = [json.loads(x)["task_id"] for x in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert sorted(ids) == ["discount", "no-tool", "weather"]  # nothing asked twice
+
+
+@pytest.mark.model
+def test_timeout_stops_in_process_llama_cpp_generation_at_the_deadline(tmp_path, embedded_model, tasks_file):
+    out = bitagent("evaluate", "--tasks", f"jsonl:{tasks_file}", "--timeout", "0.1", "--output-dir", str(tmp_path),
+                   *THREADS)
+    assert out.returncode == 4, out.stderr  # every request timed out: all failed is never exit 0
+    samples = [json.loads(x) for x in next(tmp_path.glob("*/samples.jsonl")).read_text().splitlines()]
+    assert len(samples) == 3 and all(s["error_type"] == "timeout" for s in samples)
+    # the backend stopped the generation itself (asyncio cannot interrupt llama.cpp on the event loop's thread)
+    assert all("generation stopped" in s["completion"]["error"] for s in samples)
 
 
 def test_config_file_and_environment_feed_options(tmp_path):

@@ -5,9 +5,11 @@ progress in a log file, the output formats, several task sources, ``--limit all`
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -41,6 +43,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         task = ANSWERS[request["messages"][-1]["content"]]
+        if task["id"] in self.server.slow:
+            time.sleep(100)
         if "*" in self.server.fail or task["id"] in self.server.fail:
             self._send(400, {"error": {"message": "prompt is too long for the context", "type": "invalid_request"}})
             return
@@ -54,6 +58,7 @@ class Handler(BaseHTTPRequestHandler):
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.fail = set()
+    httpd.slow = set()
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
@@ -162,3 +167,29 @@ def test_resume_refuses_conflicting_flags_and_records_the_ones_it_may_change(tmp
     (results,) = results_of(tmp_path)
     assert results["n_scored"] == 3 and results["config"]["timeout_s"] == 30.0
     assert results["resumes"][0]["changed"] == {"timeout_s": [300.0, 30.0], "concurrency": [None, 2]}
+
+
+def test_ctrl_c_is_acknowledged_at_once_and_a_second_one_aborts_the_request_in_flight(tmp_path, server):
+    server.slow = {"weather"}  # answered after 100 s: only the second Ctrl-C can end the run before
+    args = ["evaluate", "--backend", "openai", "--base-url", f"http://127.0.0.1:{server.server_port}",
+            "--tasks", f"jsonl:{tmp_path / 'tasks.jsonl'}", "--output-dir", str(tmp_path / "runs"),
+            "--concurrency", "1"]
+    proc = subprocess.Popen([str(BIN / "bitagent"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((tmp_path / "runs").glob("*/samples.jsonl")):
+        time.sleep(0.05)
+    samples = next((tmp_path / "runs").glob("*/samples.jsonl"))
+    while time.monotonic() < deadline and not samples.read_text():
+        time.sleep(0.05)
+    time.sleep(0.3)  # the slow request is in flight
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopping after the current request; Ctrl-C again to abort" in err
+    assert "--resume" in err and "Traceback" not in err
+    (results,) = results_of(tmp_path)
+    assert results["status"] == "interrupted" and results["n_scored"] == 1
+    assert [json.loads(x)["task_id"] for x in samples.read_text().splitlines()] == ["discount"]
