@@ -490,7 +490,7 @@ def score(run: Path | None, tasks_spec: str | None, scorer: str | None, response
     if summary["unknown_task_ids"]:
         names = ", ".join(f"{task_id} (line {', '.join(map(str, lines_of))})"
                           for task_id, lines_of in summary["unknown_task_ids"].items())
-        click.echo(f"error: {sum(map(len, summary['unknown_task_ids'].values()))} {what} name task ids that "
+        click.echo(f"error: {summary['n_unknown_lines']} {what} name task ids that "
                    f"{spec} does not have (not scored): {names}", err=True)
     if summary["n_answered"] == 0:
         click.echo("error: nothing was scored (empty input, or no answer matches a task)", err=True)

@@ -76,6 +76,10 @@ def completion_from_response(response: Any) -> tuple[Completion | None, str | No
     return Completion(text=content or "", tool_calls=tuple(calls)), None
 
 
+#: line numbers kept per duplicate or unknown task id (the counts are exact)
+MAX_LINES_SHOWN = 10
+
+
 @attrs.define
 class Tally:
     """What scoring a file found, kept per task (the last answer to a task counts, as in a run's samples.jsonl,
@@ -88,14 +92,25 @@ class Tally:
     duplicates: dict[str, list[int]] = attrs.field(factory=dict)  # task id -> line numbers of later answers
     bad: list[BadLine] = attrs.field(factory=list)
     first_line: dict[str, int] = attrs.field(factory=dict)
+    n_duplicate_lines: int = 0
+    n_unknown_lines: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.unknown and not self.bad and bool(self.per_task)
 
+    def add_unknown(self, task_id: str, lineno: int) -> None:
+        self.n_unknown_lines += 1
+        lines = self.unknown.setdefault(task_id, [])
+        if len(lines) < MAX_LINES_SHOWN:
+            lines.append(lineno)
+
     def add(self, task_id: str, lineno: int, value: float, passed: bool, error_type: str | None) -> None:
         if task_id in self.per_task:
-            self.duplicates.setdefault(task_id, [self.first_line[task_id]]).append(lineno)
+            self.n_duplicate_lines += 1
+            lines = self.duplicates.setdefault(task_id, [self.first_line[task_id]])
+            if len(lines) < MAX_LINES_SHOWN:  # memory stays bounded by the tasks, not the lines
+                lines.append(lineno)
         else:
             self.first_line[task_id] = lineno
         self.per_task[task_id] = (round(float(value), 6), bool(passed), error_type)
@@ -127,7 +142,7 @@ def score_responses(path: str | Path, tasks: Iterable[Task], scorer: Scorer,
             task_id = response.data["task_id"]
             task = tally.tasks.get(task_id)
             if task is None:
-                tally.unknown.setdefault(task_id, []).append(lineno)
+                tally.add_unknown(task_id, lineno)
                 continue
             value, passed, error_type = score_one(scorer, task, response.completion, f"line {lineno}")
             tally.add(task_id, lineno, value, passed, error_type)
@@ -196,6 +211,8 @@ def summarize(tally: Tally, *, partial: bool = False) -> dict[str, Any]:
         "error_types": dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))),
         "unknown_task_ids": {k: v for k, v in sorted(tally.unknown.items())},
         "duplicate_task_ids": {k: v for k, v in sorted(tally.duplicates.items())},
+        "n_duplicate_lines": tally.n_duplicate_lines,
+        "n_unknown_lines": tally.n_unknown_lines,
         "bad_lines": [{"line": b.lineno, "error": b.message} for b in tally.bad],
     }
 
@@ -549,7 +566,7 @@ def rescore_run(path: str | Path, registry: Any, *, tasks: str | None = None, sc
             tally.n_lines += 1
             task = tally.tasks.get(record.task_id)
             if task is None:
-                tally.unknown.setdefault(record.task_id, []).append(lineno)
+                tally.add_unknown(record.task_id, lineno)
                 continue
             if record.ok:
                 try:

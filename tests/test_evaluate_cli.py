@@ -193,3 +193,26 @@ def test_ctrl_c_is_acknowledged_at_once_and_a_second_one_aborts_the_request_in_f
     (results,) = results_of(tmp_path)
     assert results["status"] == "interrupted" and results["n_scored"] == 1
     assert [json.loads(x)["task_id"] for x in samples.read_text().splitlines()] == ["discount"]
+
+
+def test_a_full_disk_is_one_clear_line_whole_sample_lines_and_a_failed_run(tmp_path, server):
+    """Files may not grow past 4,500 bytes (RLIMIT_FSIZE, like a disk that fills up after two samples)."""
+    import resource
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4500, 4500))
+
+    args = ["evaluate", "--backend", "openai", "--base-url", f"http://127.0.0.1:{server.server_port}",
+            "--tasks", f"jsonl:{tmp_path / 'tasks.jsonl'}", "--output-dir", str(tmp_path / "runs"),
+            "--concurrency", "1"]
+    done = subprocess.run([str(BIN / "bitagent"), *args], capture_output=True, text=True, timeout=120,
+                          preexec_fn=limit_file_size)
+    assert done.returncode == 5, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot write" in errors[0] and "samples.jsonl" in errors[0]
+    (results,) = results_of(tmp_path)
+    assert results["status"] == "failed" and "cannot write" in results["error"]
+    lines = next((tmp_path / "runs").glob("*/samples.jsonl")).read_text().splitlines()
+    assert 1 <= len(lines) < 3 and all(json.loads(line)["task_id"] for line in lines)  # whole lines only
+    assert results["n_scored"] == len(lines)

@@ -169,3 +169,29 @@ def test_every_ground_truth_through_the_cli(tmp_path):
     done = subprocess.run([str(BIN / "bitagent"), "score", "-r", str(path)], capture_output=True, text=True,
                           env=env_less, timeout=60)
     assert done.returncode == 2 and "--tasks" in done.stderr
+
+
+def test_score_streams_its_input_and_output(tmp_path):
+    """Ten times the lines take about the same memory: lines are read, scored and written one at a time."""
+    import tracemalloc
+
+    from bitagent_core.rescore import LineWriter, score_responses
+
+    registry = get_registry()
+    tasks = load_tasks(registry, "bfcl:simple_python", 0, 50)
+    scorer = registry.get("scorers", "bfcl").factory()
+    peaks = []
+    for n in (2_000, 20_000):
+        rows = [{"task_id": tasks[i % 50].id, "response": render_expected(tasks[i % 50]), "note": "x" * 1000}
+                for i in range(n)]
+        path = write(tmp_path / f"r{n}.jsonl", rows)
+        del rows
+        writer = LineWriter(tmp_path / f"out{n}.jsonl")
+        tracemalloc.start()
+        tally = score_responses(path, tasks, scorer, writer)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        writer.close()
+        assert tally.n_lines == n and len(tally.per_task) == 50
+        assert sum(1 for _ in open(tmp_path / f"out{n}.jsonl")) == n
+    assert peaks[1] < 2 * peaks[0] and peaks[1] < 20e6  # holding 20,000 lines of 1 KB would be 20 MB and more
