@@ -254,31 +254,43 @@ def _server_options(ctx: click.Context, registry: PluginRegistry, backend: str,
 
 def _run_until_signal(evaluation: Any, say: Any) -> Any:
     """Run the evaluation. The first Ctrl-C is acknowledged at once and lets the requests in flight finish
-    (the run ends interrupted, every finished sample kept); a second one aborts them. SIGTERM aborts too.
+    (the run ends interrupted, every finished sample kept); a second one cancels them; a third raises
+    KeyboardInterrupt wherever the program is. SIGTERM cancels like a second Ctrl-C.
+
     The handler is a plain signal handler, not the event loop's: in-process llama.cpp generates on the loop's
-    thread, where a loop callback would wait for the generation to end."""
+    thread, where a loop callback would wait for the generation to end. Cancelling the task that is running
+    the generation is seen by the backend between tokens (see the llama-cpp backend's ``_Deadline``)."""
     presses = 0
+    running: dict[str, Any] = {}
 
     def on_sigint(signum: int, frame: Any) -> None:
         nonlocal presses
         presses += 1
-        if presses > 1:
+        if presses == 1:
+            say("stopping after the current request; Ctrl-C again to abort")
+            evaluation.request_stop()
+        elif presses == 2 and running:
+            say("aborting the requests in flight")
+            loop, main_task = running["loop"], running["task"]
+            current = asyncio.current_task(loop) if loop.is_running() else None
+            if current is not None and current is not main_task:
+                current.cancel()  # the request being generated right now, on this thread
+            loop.call_soon_threadsafe(main_task.cancel)
+        else:
             raise KeyboardInterrupt
-        say("stopping after the current request; Ctrl-C again to abort")
-        evaluation.request_stop()
 
     async def main() -> Any:
         current = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        running.update(loop=loop, task=current)
         try:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)  # type: ignore[union-attr]
+            loop.add_signal_handler(signal.SIGTERM, current.cancel)  # type: ignore[union-attr]
         except (NotImplementedError, RuntimeError):
             pass
         try:
             return await evaluation.run()
         except asyncio.CancelledError:
-            if presses > 1:  # the second Ctrl-C's KeyboardInterrupt is already on its way out of asyncio.run
-                raise
-            raise KeyboardInterrupt from None  # SIGTERM
+            raise KeyboardInterrupt from None
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:

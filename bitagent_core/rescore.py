@@ -593,6 +593,12 @@ def rescore_run(path: str | Path, registry: Any, *, tasks: str | None = None, sc
                 "duplicate_task_ids", "bad_lines")}},
             **rec.summarize(ids, slim, partial=partial))
         rundir.write_results(new_dir, results)
+    except Exception as exc:
+        # never leave a directory that looks like a run: say it failed, and why
+        rundir.write_results(new_dir, rec.RunResults(
+            status=rec.RUN_FAILED, run_dir=str(new_dir), config=config.to_json(), error=str(exc),
+            started_at=rundir.utc_stamp(), updated_at=rundir.utc_stamp(), rescored_from=str(samples)))
+        raise
     finally:
         writer.close()
         lock.release()

@@ -62,15 +62,17 @@ class RunConfig:
         """Paths in the model, the task specs and the output dir made absolute, so the run can be resumed
         or re-scored from any working directory."""
         def absolute(value: str) -> str:
+            # only what names an existing file or folder; absolute() keeps symlinks (an HF cache's x.gguf
+            # links to a blob without the suffix)
             path = Path(value).expanduser()
-            return str(path.resolve()) if path.exists() else value
+            return str(path.absolute()) if path.exists() and ("/" in value or "." in value) else value
 
         specs = []
         for spec in split_specs(self.tasks):
             name, arg = split_spec(spec)
             specs.append(f"{name}:{absolute(arg)}" if arg else spec)
         return attrs.evolve(self, tasks=",".join(specs), model=absolute(self.model) if self.model else self.model,
-                            output_dir=str(Path(self.output_dir).expanduser().resolve()))
+                            output_dir=str(Path(self.output_dir).expanduser().absolute()))
 
 
 #: ``--resume`` continues a run as it started: these decide which tasks run and how they are answered and scored

@@ -73,6 +73,23 @@ def test_ctrl_c_keeps_finished_samples_and_resume_completes_the_run(tmp_path, em
 
 
 @pytest.mark.model
+def test_a_second_ctrl_c_aborts_the_llama_cpp_generation_in_flight(tmp_path, embedded_model, tasks_file):
+    args = ["evaluate", "--tasks", f"jsonl:{tasks_file}", "--limit", "3", "--output-dir", str(tmp_path), *THREADS]
+    proc = subprocess.Popen(BITAGENT + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any(p.read_text() for p in tmp_path.glob("*/samples.jsonl")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "aborting the requests in flight" in err and "Traceback" not in err
+    results = json.loads(next(tmp_path.glob("*/results.json")).read_text())
+    assert results["status"] == "interrupted" and 1 <= results["n_scored"] < 3
+
+
+@pytest.mark.model
 def test_timeout_stops_in_process_llama_cpp_generation_at_the_deadline(tmp_path, embedded_model, tasks_file):
     out = bitagent("evaluate", "--tasks", f"jsonl:{tasks_file}", "--timeout", "0.1", "--output-dir", str(tmp_path),
                    *THREADS)

@@ -189,6 +189,7 @@ def test_ctrl_c_is_acknowledged_at_once_and_a_second_one_aborts_the_request_in_f
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "stopping after the current request; Ctrl-C again to abort" in err
+    assert "aborting the requests in flight" in err
     assert "--resume" in err and "Traceback" not in err
     (results,) = results_of(tmp_path)
     assert results["status"] == "interrupted" and results["n_scored"] == 1
