@@ -197,3 +197,88 @@ def test_the_report_renders_in_a_real_browser_with_charts_and_a_working_filter(r
     shot = tmp_path / "report.png"
     chromium(f"--screenshot={shot}", "--window-size=1100,1500", "--hide-scrollbars", report.as_uri())
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+class Browser:
+    """A headless Chromium driven over the DevTools protocol (websockets on 127.0.0.1), to act as a user."""
+
+    def __init__(self, url: str, profile: Path) -> None:
+        import time
+
+        assert CHROMIUM, "Chromium is installed by `make test` (apt-get install chromium)"
+        self.proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                      "--disable-dev-shm-usage", "--remote-debugging-address=127.0.0.1",
+                                      "--remote-debugging-port=0", f"--user-data-dir={profile}", url],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (port_file.exists() and port_file.read_text().strip()):
+            time.sleep(0.05)
+        port = int(port_file.read_text().split()[0])
+        import httpx
+
+        while time.monotonic() < deadline:
+            pages = [t for t in httpx.get(f"http://127.0.0.1:{port}/json", timeout=10).json() if t["type"] == "page"]
+            if pages and pages[0]["url"].startswith("file:"):
+                break
+            time.sleep(0.1)
+        self.ws_url = pages[0]["webSocketDebuggerUrl"]
+        self._id = 0
+
+    def send(self, *calls: tuple[str, dict]) -> list[dict]:
+        import websockets.sync.client
+
+        results = []
+        with websockets.sync.client.connect(self.ws_url, max_size=None, open_timeout=30) as ws:
+            for method, params in calls:
+                self._id += 1
+                ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
+                while True:
+                    message = json.loads(ws.recv(timeout=30))
+                    if message.get("id") == self._id:
+                        results.append(message.get("result", {}))
+                        break
+        return results
+
+    def js(self, expression: str):
+        (result,) = self.send(("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                                    "awaitPromise": True}))
+        return result["result"].get("value")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def test_a_user_filters_the_failed_samples_by_typing_and_choosing(runs_dir, tmp_path):
+    report = tmp_path / "report.html"
+    assert bitagent("report", str(_run(runs_dir, "strong")), str(_run(runs_dir, "weak")), "-o",
+                    str(report)).returncode == 0
+    browser = Browser(report.as_uri(), tmp_path / "profile")
+    try:
+        assert browser.js("new Promise(r => document.readyState === 'complete' ? r(1) : onload = () => r(1))")
+        total = browser.js("document.querySelectorAll('#failed tr.sample').length")
+        assert total > 1 and browser.js("document.getElementById('shown').textContent") == str(total)
+        # the charts are drawn: bars with a real height, error bars, in the rendered layout
+        heights = browser.js("[...document.querySelectorAll('svg[data-chart=category-bars] rect.bar')]"
+                             ".map(r => r.getBBox().height)")
+        assert len(heights) == 6 and all(h > 0 for h in heights)  # 2 runs x (2 categories + all)
+        assert browser.js("document.querySelector('svg[data-chart=latency-histogram]').getBoundingClientRect()"
+                          ".height") > 100
+        # type into the filter box, as a user does
+        browser.js("document.getElementById('q').focus()")
+        browser.send(("Input.insertText", {"text": "server went away"}))
+        assert browser.js("document.getElementById('shown').textContent") == "1"
+        visible = browser.js("[...document.querySelectorAll('#failed tr.sample')].filter(r => !r.hidden)"
+                             ".map(r => r.dataset.error)")
+        assert visible == ["backend_error"]
+        # clear it and pick an error type from the list instead
+        browser.js("const q = document.getElementById('q'); q.value = ''; q.dispatchEvent(new Event('input'))")
+        assert browser.js("document.getElementById('shown').textContent") == str(total)
+        shown = browser.js("const s = document.getElementById('f-run'); s.selectedIndex = 2;"
+                           "s.dispatchEvent(new Event('change')); document.getElementById('shown').textContent")
+        weak = browser.js("[...document.querySelectorAll('#failed tr.sample')].filter(r => r.dataset.run"
+                          ".includes('weak')).length")
+        assert int(shown) == weak and 0 < weak < total
+    finally:
+        browser.close()
