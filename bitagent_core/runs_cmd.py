@@ -12,6 +12,18 @@ OUTPUT_DIR = click.option("--output-dir", "-o", default="runs", show_default=Tru
                           show_envvar=True, type=click.Path(file_okay=False), help="Where the runs are.")
 
 
+def _short_model(model: str) -> str:
+    """A local model file by its name; a hub id (org/name) as it is."""
+    return model.rsplit("/", 1)[-1] if model.startswith(("/", ".", "~")) else model
+
+
+def _console() -> Any:
+    """A console for stdout; piped to a file or a pager, tables keep their full width instead of 80 columns."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
 def _load(run: str, output_dir: str) -> Any:
     from bitagent_core import runs_view
 
@@ -44,7 +56,6 @@ def runs_list(output_dir: str, as_json: bool) -> None:
     if not rows:
         click.echo(f"no runs under {output_dir}")
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"runs under {output_dir}")
@@ -52,9 +63,9 @@ def runs_list(output_dir: str, as_json: bool) -> None:
         table.add_column(name, justify="right" if name in ("tasks run", "failed", "score") else "left",
                          overflow="fold")
     for row in rows:
-        table.add_row(row["run"], row["status"], str(row["tasks"]), str(row["model"]).rsplit("/", 1)[-1],
+        table.add_row(row["run"], row["status"], str(row["tasks"]), _short_model(str(row["model"])),
                       str(row["scorer"]), str(row["n_tasks"]), str(row["n_failed"]), f"{row['mean_score']:.3f}")
-    Console().print(table)
+    _console().print(table)
 
 
 @runs.command("show")
@@ -66,7 +77,6 @@ def runs_list(output_dir: str, as_json: bool) -> None:
 def runs_show(run: str, output_dir: str, failed: bool, category: str | None, as_json: bool) -> None:
     """Each sample of RUN (a run directory, or its name under the output directory): prompt, tools, raw answer,
     decoded and expected calls, score breakdown, and the difference between expected and called."""
-    from rich.console import Console
     from rich.markup import escape
 
     from bitagent_core.results_view import title
@@ -79,7 +89,7 @@ def runs_show(run: str, output_dir: str, failed: bool, category: str | None, as_
         for record in chosen:
             click.echo(json.dumps(record.to_json(), ensure_ascii=False))
         return
-    console = Console()
+    console = _console()
     console.print(f"[bold]{escape(title(loaded.results))}[/bold]")
     console.print(f"{len(chosen)} of {len(loaded.samples)} samples"
                   f"{' that did not pass' if failed else ''}{f' in {category}' if category else ''}")
@@ -112,7 +122,6 @@ def runs_show(run: str, output_dir: str, failed: bool, category: str | None, as_
 def compare(run_list: tuple[str, ...], output_dir: str, as_json: bool) -> None:
     """Compare runs per category with 95 % intervals; each run after the first is paired with the first on the
     tasks both answered (mean difference, its interval, and a paired permutation test's p-value)."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -125,7 +134,7 @@ def compare(run_list: tuple[str, ...], output_dir: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    console = Console()
+    console = _console()
     table = Table(title="mean score per category (95 % interval)")
     table.add_column("category")
     for run in data["runs"]:
