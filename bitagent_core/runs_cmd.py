@@ -153,5 +153,6 @@ def compare(run_list: tuple[str, ...], output_dir: str, as_json: bool) -> None:
         console.print(f"{escape(pair['b'])} vs {escape(pair['a'])} on {pair['n']} shared tasks: "
                       f"{pair['mean_b']:.3f} vs {pair['mean_a']:.3f}, difference {pair['diff']:+.3f} "
                       f"[{pair['ci_low']:+.3f}, {pair['ci_high']:+.3f}], better on {pair['b_better']}, "
-                      f"worse on {pair['a_better']}, paired permutation p = {pair['p_value']:.4f}: {verdict}")
+                      f"worse on {pair['a_better']}, paired permutation p = {pair['p_value']:.4f}: {verdict}",
+                      soft_wrap=True)
     sys.stdout.flush()
