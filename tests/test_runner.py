@@ -294,3 +294,17 @@ def test_a_sample_that_cannot_be_written_ends_the_run_failed_with_whole_lines(tm
     assert results["status"] == "failed" and "cannot write" in results["error"]
     kept = lines(run_dir)  # every line whole
     assert results["n_scored"] == len(kept) < 3
+
+
+def test_absolute_paths_keep_symlinks(tmp_path, monkeypatch):
+    """A Hugging Face cache's model.gguf is a symlink to a blob without the suffix: keep the link's name."""
+    blob = tmp_path / "blobs" / "b6d945"
+    blob.parent.mkdir()
+    blob.write_bytes(b"GGUF")
+    (tmp_path / "snapshot").mkdir()
+    (tmp_path / "snapshot" / "model.gguf").symlink_to(blob)
+    monkeypatch.chdir(tmp_path)
+    config = RunConfig(model="snapshot/model.gguf", tasks="jsonl:snapshot/model.gguf,bitagent").with_absolute_paths()
+    assert config.model == str(tmp_path / "snapshot" / "model.gguf")
+    assert config.tasks == f"jsonl:{tmp_path / 'snapshot' / 'model.gguf'},bitagent"
+    assert RunConfig(model="acme/model").with_absolute_paths().model == "acme/model"  # a hub id stays
