@@ -149,11 +149,10 @@ def load_tasks(registry: PluginRegistry, spec: str, seed: int, limit: int | None
     seen: dict[str, str] = {}
     for one in split_specs(spec) or [spec]:
         source = make_task_source(registry, one)
-        taken = list(itertools.islice(source.tasks(seed=seed, limit=None if limit is None else limit + 1),
-                                      None if limit is None else limit + 1))
+        # exactly `limit`: a source may pick a different sample for another limit (a competition's mix does)
+        taken = list(itertools.islice(source.tasks(seed=seed, limit=limit), limit))
         available: int | None = len(taken)
-        if limit is not None and len(taken) > limit:
-            taken = taken[:limit]
+        if limit is not None and len(taken) == limit:
             available = sum(1 for _ in source.tasks(seed=seed, limit=None))  # what --limit all would run
         for task in taken:
             if task.id in seen:
