@@ -199,7 +199,7 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
         sys.exit(results_view.EXIT_INTERRUPTED)
     except StartupError as exc:
         click.echo(f"error: {exc}", err=True)
-        click.echo(f"(no run: {evaluation.run_dir} is marked failed with this error)", err=True)
+        click.echo(f"nothing was evaluated; {evaluation.run_dir} records the error (status: failed)", err=True)
         sys.exit(results_view.EXIT_STARTUP)
     except RunIOError as exc:
         click.echo(f"error: {exc.strerror or exc}; the finished samples are kept in {evaluation.run_dir}", err=True)

@@ -129,8 +129,11 @@ def test_bad_backend_options_are_clear_errors(tmp_path, tasks_file):
                        "--output-dir", str(tmp_path / "runs"))
         assert out.returncode == 3, out.stderr  # a startup error: exit 3, one line, no traceback
         assert "could not start" in out.stderr and "Traceback" not in out.stderr
+    out = bitagent("evaluate", "--model", "hf://acme/no-such-repo/model.gguf", "--tasks", f"jsonl:{tasks_file}",
+                   "--output-dir", str(tmp_path / "runs"), env={"HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 3 and "could not start" in out.stderr and "Traceback" not in out.stderr
     statuses = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/results.json")]
-    assert [r["status"] for r in statuses] == ["failed"] * 3 and all(r["error"] for r in statuses)
+    assert [r["status"] for r in statuses] == ["failed"] * 4 and all(r["error"] for r in statuses)
 
 
 @pytest.mark.model
