@@ -19,7 +19,6 @@ import click
 
 import bitagent_core
 from bitagent_core.plugins import PluginRegistry, UnknownPluginObject, get_registry
-from bitagent_core.runs_cmd import compare, runs
 
 
 def _load_config(path: str) -> dict[str, Any]:
@@ -552,9 +551,6 @@ def scorers_list(as_json: bool) -> None:
     """List scorers."""
     _list_registrations("scorers", as_json)
 
-
-cli.add_command(runs)
-cli.add_command(compare)
 
 _commands_added = False
 

@@ -20,7 +20,7 @@ from bitagent_core.plugins import PluginRegistry
 from bitagent_core.records import RunResults
 from bitagent_core.rescore import render_expected
 from bitagent_core.runner import Evaluation, RunConfig, load_tasks
-from bitagent_core.runs_view import call_diff, compare_pair, paired_test
+from bitagent_plugins.runs.view import call_diff, compare_pair, paired_test
 
 BIN = Path(sys.executable).parent
 N_TASKS = 24

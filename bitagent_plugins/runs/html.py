@@ -9,8 +9,8 @@ import math
 from html import escape
 from typing import Any
 
-from bitagent_core.runs_view import Run, call_diff, comparison
-from bitagent_plugins.report import svg
+from bitagent_plugins.runs.view import Run, call_diff, comparison
+from bitagent_plugins.runs import svg
 
 MAX_FAILED = 2000  # failed samples listed per report; more are counted, not shown (the file stays openable)
 

@@ -1,4 +1,4 @@
-"""``bitagent runs list``, ``bitagent runs show`` and ``bitagent compare``: looking at past runs."""
+"""``bitagent runs list``, ``bitagent runs show``, ``bitagent compare`` and ``bitagent report``: looking at past runs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sys
 from typing import Any
 
 import click
+
+from bitagent_core.hookspecs import hookimpl
 
 OUTPUT_DIR = click.option("--output-dir", "-o", default="runs", show_default=True, envvar="BITAGENT_OUTPUT_DIR",
                           show_envvar=True, type=click.Path(file_okay=False), help="Where the runs are.")
@@ -25,10 +27,10 @@ def _console() -> Any:
 
 
 def _load(run: str, output_dir: str) -> Any:
-    from bitagent_core import runs_view
+    from bitagent_plugins.runs import view
 
     try:
-        return runs_view.load(run, output_dir)
+        return view.load(run, output_dir)
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -43,7 +45,7 @@ def runs() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def runs_list(output_dir: str, as_json: bool) -> None:
     """The runs under the output directory, newest first."""
-    from bitagent_core.runs_view import list_runs
+    from bitagent_plugins.runs.view import list_runs
 
     found = list_runs(output_dir)
     rows = [{"run": r.run_dir.rsplit("/", 1)[-1], "started_at": r.started_at, "status": r.status,
@@ -80,7 +82,7 @@ def runs_show(run: str, output_dir: str, failed: bool, category: str | None, as_
     from rich.markup import escape
 
     from bitagent_core.results_view import title
-    from bitagent_core.runs_view import call_diff
+    from bitagent_plugins.runs.view import call_diff
 
     loaded = _load(run, output_dir)
     chosen = [r for r in loaded.samples.values()
@@ -125,7 +127,7 @@ def compare(run_list: tuple[str, ...], output_dir: str, as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from bitagent_core.runs_view import comparison
+    from bitagent_plugins.runs.view import comparison
 
     if len(run_list) < 2:
         raise click.UsageError("compare needs two runs or more")
@@ -156,3 +158,41 @@ def compare(run_list: tuple[str, ...], output_dir: str, as_json: bool) -> None:
                       f"worse on {pair['a_better']}, paired permutation p = {pair['p_value']:.4f}: {verdict}",
                       soft_wrap=True)
     sys.stdout.flush()
+
+
+@click.command()
+@click.argument("run_list", metavar="RUN...", nargs=-1, required=True)
+@click.option("--output", "-o", default="report.html", show_default=True, type=click.Path(dir_okay=False),
+              help="The HTML file to write.")
+@click.option("--output-dir", default="runs", show_default=True, envvar="BITAGENT_OUTPUT_DIR", show_envvar=True,
+              type=click.Path(file_okay=False), help="Where runs given by name are.")
+@click.option("--title", default="bitagent report", show_default=True)
+def report(run_list: tuple[str, ...], output: str, output_dir: str, title: str) -> None:
+    """Write one self-contained HTML file (opens offline) comparing RUNs: a leaderboard, per-category scores
+    with 95 % error bars, score and latency distributions, and a filterable list of the samples that did not
+    pass with the difference between expected and called."""
+    from pathlib import Path
+
+    from bitagent_plugins.runs.view import load
+    from bitagent_plugins.runs.html import render
+
+    try:
+        runs = [load(run, output_dir) for run in run_list]
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    text = render(runs, title)
+    path = Path(output).expanduser()
+    try:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
+    click.echo(f"wrote {path} ({len(text.encode()) // 1024} KiB, {len(runs)} runs)")
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    cli.add_command(runs)
+    cli.add_command(compare)
+    cli.add_command(report)

@@ -1,1 +1,0 @@
-"""The ``bitagent report`` command: one self-contained, offline HTML file comparing runs."""
