@@ -50,8 +50,8 @@ def through_bitagent(out_dir: str) -> tuple[float, list[str], float]:
     started = time.perf_counter()
     results = asyncio.run(evaluation.run())
     elapsed = time.perf_counter() - started
-    texts = [evaluation.records[t.id]["completion"]["text"] for t in evaluation.tasks]
-    return elapsed, texts, results["mean_score"]
+    texts = [evaluation.records[t.id].completion.text for t in evaluation.tasks]
+    return elapsed, texts, results.mean_score
 
 
 def main() -> None:

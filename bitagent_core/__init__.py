@@ -32,9 +32,11 @@ _LAZY: dict[str, str] = {
     # plugins and runs
     **dict.fromkeys(["PluginLoadError", "PluginRegistry", "Registration", "UnknownPluginObject", "get_registry"],
                     "plugins"),
-    **dict.fromkeys(["Evaluation", "RunConfig", "RunInfo", "competition_version", "config_for_resume",
+    **dict.fromkeys(["Evaluation", "RunConfig", "RunInfo", "RunObserver", "competition_version", "config_for_resume",
                      "make_task_source", "split_spec"], "runner"),
     "read_samples": "rundir",
+    # the run directory's typed records (docs/schema.md)
+    **dict.fromkeys(["SampleRecord", "RunResults", "CategoryStats", "SchemaError", "confidence_interval"], "records"),
     # tasks
     **dict.fromkeys(["InvalidTask", "task_problems", "validate_tasks", "check_protocol", "protocol_problems"],
                     "validation"),
@@ -134,12 +136,14 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         TrajectoryScorer,
         ValidatingTaskSource,
     )
+    from bitagent_core.records import CategoryStats, RunResults, SampleRecord, SchemaError, confidence_interval
     from bitagent_core.rescore import check_task, expected_arguments, python_literal, pythonic_name, render_expected
     from bitagent_core.rundir import read_samples
     from bitagent_core.runner import (
         Evaluation,
         RunConfig,
         RunInfo,
+        RunObserver,
         competition_version,
         config_for_resume,
         make_task_source,

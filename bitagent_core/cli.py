@@ -166,16 +166,40 @@ def _backend_options(ctx: click.Context, values: tuple[str, ...]) -> tuple[dict[
         raise click.BadParameter(str(exc), param_hint="-B") from None
 
 
-@cli.command()
+class _Limit(click.ParamType[int | None]):
+    """A positive task count, or ``all``."""
+
+    name = "N|all"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | None:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
+            return None
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither a number of tasks nor 'all'", param, ctx)
+        if number < 1:
+            self.fail(f"{number} is not a positive number of tasks", param, ctx)
+        return number
+
+
+def _evaluate_epilog() -> str:
+    from bitagent_core.results_view import EXIT_CODES
+
+    return "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
+
+
+@cli.command(epilog=_evaluate_epilog())
 @click.option("--model", "-m", envvar="BITAGENT_MODEL", show_envvar=True,
               help="Model for the backend: a GGUF path, hf://org/repo/file.gguf, org/name[@rev]; "
                    "default: the backend's default (llama-cpp: the embedded Qwen2.5-Coder-0.5B).")
 @click.option("--backend", "-b", default="llama-cpp", show_default=True, envvar="BITAGENT_BACKEND", show_envvar=True)
 @click.option("--tasks", "-t", default="bitagent", show_default=True, envvar="BITAGENT_TASKS", show_envvar=True,
-              help="Task source, optionally with an argument: bitagent, bitagent:irrelevance, jsonl:FILE...")
+              help="Task source, optionally with an argument: bitagent, bitagent:irrelevance, jsonl:FILE...; "
+                   "several separated by commas (--limit applies to each).")
 @click.option("--scorer", "-s", default="bitagent", show_default=True, envvar="BITAGENT_SCORER", show_envvar=True)
-@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True,
-              envvar="BITAGENT_LIMIT", show_envvar=True, help="Number of tasks.")
+@click.option("--limit", "-n", type=_Limit(), default="20", show_default=True,
+              envvar="BITAGENT_LIMIT", show_envvar=True, help="Number of tasks per task source, or 'all'.")
 @click.option("--seed", type=int, default=0, show_default=True, envvar="BITAGENT_SEED", show_envvar=True)
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), envvar="BITAGENT_CONCURRENCY", show_envvar=True,
               help="Requests in flight (default: the backend's own).")
@@ -187,12 +211,20 @@ def _backend_options(ctx: click.Context, values: tuple[str, ...]) -> tuple[dict[
 @click.option("--tool-format", type=click.Choice(["prompt", "native"]), default="prompt", show_default=True,
               envvar="BITAGENT_TOOL_FORMAT", show_envvar=True,
               help="Tools in the BFCL-style system prompt (the validator's way) or as native tools=.")
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              envvar="BITAGENT_TEMPERATURE", show_envvar=True, help="Sampling temperature (the validator uses 0).")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=160, show_default=True,
               envvar="BITAGENT_MAX_TOKENS", show_envvar=True)
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
-              envvar="BITAGENT_TIMEOUT", show_envvar=True, help="Seconds per request.")
+              envvar="BITAGENT_TIMEOUT", show_envvar=True,
+              help="Seconds per request, on every backend (in-process llama.cpp stops generating at the deadline).")
+@click.option("--max-failures", envvar="BITAGENT_MAX_FAILURES", show_envvar=True, metavar="N|P%",
+              help="Failed samples (timeouts, backend errors) allowed before the exit code is 4, as a count or a "
+                   "percentage [default: no limit, but all failing is always exit 4].")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), envvar="BITAGENT_RESUME",
-              show_envvar=True, help="Finish an earlier run directory: skips its finished samples.")
+              show_envvar=True, help="Finish an earlier run directory: skips its finished samples. Flags that "
+                                     "change which tasks run or how they are scored are refused; --timeout, "
+                                     "--concurrency and backend options may change (recorded in results.json).")
 @click.option("--server-python", envvar="BITAGENT_SERVER_PYTHON", show_envvar=True,
               help="Interpreter that runs the server (sglang, vllm, llama-cpp-server), e.g. a venv's python.")
 @click.option("--visible-devices", envvar="BITAGENT_VISIBLE_DEVICES", show_envvar=True,
@@ -203,29 +235,48 @@ def _backend_options(ctx: click.Context, values: tuple[str, ...]) -> tuple[dict[
               help="openai backend: the environment variable holding the API key [default: OPENAI_API_KEY].")
 @click.option("--ready-timeout", type=click.FloatRange(min=1), envvar="BITAGENT_READY_TIMEOUT", show_envvar=True,
               help="Seconds to wait for a server to answer /v1/models [default: 900; openai: 60].")
-@click.option("--json", "as_json", is_flag=True, help="Print only the summary as JSON.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]), default="table",
+              show_default=True, envvar="BITAGENT_FORMAT", show_envvar=True, help="How to print the results.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the results as JSON (--format json, no progress).")
 @click.pass_context
-def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, scorer: str, limit: int, seed: int,
-             concurrency: int | None, output_dir: str, backend_option: tuple[str, ...], tool_format: str,
-             max_tokens: int, timeout_s: float, resume: Path | None, server_python: str | None,
-             visible_devices: str | None, base_url: str | None, api_key_env: str | None,
-             ready_timeout: float | None, as_json: bool) -> None:
+def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, scorer: str, limit: int | None,
+             seed: int, concurrency: int | None, output_dir: str, backend_option: tuple[str, ...], tool_format: str,
+             temperature: float, max_tokens: int, timeout_s: float, max_failures: str | None, resume: Path | None,
+             server_python: str | None, visible_devices: str | None, base_url: str | None,
+             api_key_env: str | None, ready_timeout: float | None, fmt: str, as_json: bool) -> None:
     """Evaluate a model on a task source and score it."""
-    from bitagent_core.runner import Evaluation, RunConfig, config_for_resume
+    from click.core import ParameterSource
 
+    from bitagent_core import results_view
+    from bitagent_core.progress import ConsoleProgress
+    from bitagent_core.runner import Evaluation, RunConfig, RunIOError, StartupError, config_for_resume
+
+    try:
+        results_view.parse_max_failures(max_failures)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-failures") from None
     registry = get_registry()
     server_values = {"server_python": server_python, "visible_devices": visible_devices, "base_url": base_url,
                      "api_key_env": api_key_env, "ready_timeout": ready_timeout}
+    options, sources = _backend_options(ctx, backend_option)
+    changes: dict[str, Any] = {}
     if resume is not None:
+        given = {name for name in ctx.params if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+        values = {"tasks": tasks, "backend": backend, "model": model, "scorer": scorer, "limit": limit, "seed": seed,
+                  "tool_format": tool_format, "temperature": temperature, "max_tokens": max_tokens,
+                  "timeout_s": timeout_s, "concurrency": concurrency}
+        requested: dict[str, Any] = {name: value for name, value in values.items() if name in given}
         try:
-            config = config_for_resume(resume, concurrency=concurrency)
+            stored = RunConfig.from_json(_read_config(resume))
+            server_options = _server_options(ctx, registry, stored.backend, server_values)
+            options.update(server_options)
+            sources.update({key: f"--{key.replace('_', '-')}" for key in server_options})
+            if options:
+                requested["backend_options"] = options
+            config, changes = config_for_resume(resume, requested)
         except (OSError, ValueError, KeyError) as exc:
             raise click.ClickException(str(exc)) from None
-        config.backend_options.update(_server_options(ctx, registry, config.backend, server_values))
-        sources = {key: f"--{key.replace('_', '-')}" for key in _server_options(ctx, registry, config.backend,
-                                                                               server_values)}
     else:
-        options, sources = _backend_options(ctx, backend_option)
         for key, value in _server_options(ctx, registry, backend, server_values).items():
             if key in options and options[key] != value:
                 raise click.BadParameter(f"{key} given twice: -B {key}={options[key]} and "
@@ -233,28 +284,46 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
             options[key] = value
             sources[key] = f"--{key.replace('_', '-')}"
         config = RunConfig(tasks=tasks, backend=backend, model=model, scorer=scorer, limit=limit, seed=seed,
-                           concurrency=concurrency, output_dir=output_dir,
-                           backend_options=options, tool_format=tool_format,
-                           max_tokens=max_tokens, timeout_s=timeout_s)
+                           concurrency=concurrency, output_dir=output_dir, backend_options=options,
+                           tool_format=tool_format, temperature=temperature, max_tokens=max_tokens,
+                           timeout_s=timeout_s)
     _check_backend_options(registry, config.backend, config.backend_options, sources)
-    progress = None if as_json else _Progress()
-    evaluation = Evaluation(config, registry, resume_dir=resume, on_sample=progress.advance if progress else None,
-                            on_start=progress.start if progress else None)
+    fmt = "json" if as_json else fmt
+    progress = None if as_json else ConsoleProgress()
+    evaluation = Evaluation(config, registry, resume_dir=resume, observer=progress, resume_changes=changes)
     try:
-        results = _run_until_signal(evaluation)
+        results = _run_until_signal(evaluation, progress.say if progress else _say)
     except KeyboardInterrupt:
         where = evaluation.run_dir
         click.echo(f"interrupted: finished samples are in {where}; continue with --resume {where}", err=True)
-        sys.exit(130)
+        sys.exit(results_view.EXIT_INTERRUPTED)
+    except StartupError as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo(f"nothing was evaluated; {evaluation.run_dir} records the error (status: failed)", err=True)
+        sys.exit(results_view.EXIT_STARTUP)
+    except RunIOError as exc:
+        click.echo(f"error: {exc.strerror or exc}; the finished samples are kept in {evaluation.run_dir}", err=True)
+        sys.exit(results_view.EXIT_IO)
     except (UnknownPluginObject, ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
-    finally:
-        if progress:
-            progress.stop()
-    if as_json:
-        click.echo(json.dumps(results, indent=2, default=str))
-    else:
-        _print_results(results)
+    click.echo(results_view.render(results, fmt))
+    if results.status == "interrupted":
+        click.echo(f"interrupted: continue with --resume {results.run_dir}", err=True)
+        sys.exit(results_view.EXIT_INTERRUPTED)
+    if results_view.too_many_failures(results, max_failures):
+        click.echo(f"error: {results.n_failed} of {results.n_tasks} samples failed"
+                   f"{f' (--max-failures {max_failures})' if max_failures else ''}", err=True)
+        sys.exit(results_view.EXIT_FAILURES)
+
+
+def _say(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    from bitagent_core import rundir
+
+    return rundir.read_results(run_dir).config
 
 
 def _check_backend_options(registry: PluginRegistry, backend: str, options: dict[str, str],
@@ -296,14 +365,41 @@ def _server_options(ctx: click.Context, registry: PluginRegistry, backend: str,
     return options
 
 
-def _run_until_signal(evaluation: Any) -> dict[str, Any]:
-    """Run the evaluation; SIGTERM cancels it like Ctrl-C, so the backend is always closed."""
+def _run_until_signal(evaluation: Any, say: Any) -> Any:
+    """Run the evaluation. The first Ctrl-C is acknowledged at once and lets the requests in flight finish
+    (the run ends interrupted, every finished sample kept); a second one cancels them; a third raises
+    KeyboardInterrupt wherever the program is. SIGTERM cancels like a second Ctrl-C.
+
+    The handler is a plain signal handler, not the event loop's: in-process llama.cpp generates on the loop's
+    thread, where a loop callback would wait for the generation to end. Cancelling the task that is running
+    the generation is seen by the backend between tokens (see the llama-cpp backend's ``_Deadline``)."""
     import asyncio  # here, not at the top: `bitagent --help` never needs it (it pulls ssl: ~30 ms)
 
-    async def main() -> dict[str, Any]:
+    presses = 0
+    running: dict[str, Any] = {}
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            say("stopping after the current request; Ctrl-C again to abort")
+            evaluation.request_stop()
+        elif presses == 2 and running:
+            say("aborting the requests in flight")
+            loop, main_task = running["loop"], running["task"]
+            current = asyncio.current_task(loop) if loop.is_running() else None
+            if current is not None and current is not main_task:
+                current.cancel()  # the request being generated right now, on this thread
+            loop.call_soon_threadsafe(main_task.cancel)
+        else:
+            raise KeyboardInterrupt
+
+    async def main() -> Any:
         current = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        running.update(loop=loop, task=current)
         try:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)  # type: ignore[union-attr]
+            loop.add_signal_handler(signal.SIGTERM, current.cancel)  # type: ignore[union-attr]
         except (NotImplementedError, RuntimeError):
             pass
         try:
@@ -312,56 +408,11 @@ def _run_until_signal(evaluation: Any) -> dict[str, Any]:
         except asyncio.CancelledError:
             raise KeyboardInterrupt from None
 
-    return asyncio.run(main())
-
-
-class _Progress:
-    """A rich progress bar on stderr, advanced once per finished sample."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("mean {task.fields[mean]:.3f}"), TimeElapsedColumn(),
-                                  console=Console(stderr=True), transient=False)
-        self._task: Any = None
-        self._scores: list[float] = []
-
-    def start(self, total: int, done: int = 0) -> None:
-        self._progress.start()
-        self._task = self._progress.add_task("evaluate", total=total, completed=done, mean=0.0)
-
-    def advance(self, record: dict[str, Any]) -> None:
-        self._scores.append(float(record.get("score") or 0.0))
-        if self._task is not None:
-            self._progress.update(self._task, advance=1, mean=sum(self._scores) / len(self._scores))
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._progress.stop()
-
-
-def _print_results(results: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"bitagent results ({results['status']})")
-    table.add_column("category")
-    table.add_column("tasks", justify="right")
-    table.add_column("passed", justify="right")
-    table.add_column("mean score", justify="right")
-    for category, row in results["per_category"].items():
-        table.add_row(category, str(row["n"]), str(row["passed"]), f"{row['mean_score']:.3f}")
-    table.add_row("[bold]all", str(results["n_tasks"]), str(results["n_passed"]),
-                  f"[bold]{results['mean_score']:.3f}")
-    console = Console()
-    console.print(table)
-    model = results.get("model") or {}
-    scorer_errors = f" (scorer errors: {results['n_scorer_errors']})" if results.get("n_scorer_errors") else ""
-    console.print(f"model: {model.get('model', '?')}  failed: {results['n_failed']}{scorer_errors}  "
-                  f"tokens: {results['prompt_tokens']}+{results['completion_tokens']}")
-    console.print(f"run directory: {results['run_dir']}")
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return asyncio.run(main())
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _list_registrations(kind: str, as_json: bool) -> None:
@@ -556,26 +607,36 @@ def tasks_validate(spec: str, scorer: str | None, seed: int, as_json: bool) -> N
 
 
 @cli.command()
-@click.option("--tasks", "-t", "tasks_spec", required=True, envvar="BITAGENT_TASKS", show_envvar=True,
-              help="The task source the responses answer, e.g. bfcl or bfcl:live_simple.")
-@click.option("--scorer", "-s", default="bfcl", show_default=True, envvar="BITAGENT_SCORER", show_envvar=True)
+@click.argument("run", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--tasks", "-t", "tasks_spec", envvar="BITAGENT_TASKS", show_envvar=True,
+              help="The task source the answers are for, e.g. bfcl or bfcl:live_simple [default for a run: its own].")
+@click.option("--scorer", "-s", envvar="BITAGENT_SCORER", show_envvar=True,
+              help="Scorer [default: the run's own; for --responses: bfcl].")
 @click.option("--responses", "-r", type=click.Path(exists=True, dir_okay=False),
               help='JSON lines: {"task_id": ..., "response": "text" or {"tool_calls": [...]} or, for '
                    'multi-turn tasks, a list of turns of raw step texts, "id": optional}.')
 @click.option("--bfcl-result", type=click.Path(exists=True, dir_okay=False),
               help='A BFCL result file as BFCL wrote it (JSON lines {"id", "result"}), instead of --responses.')
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
-              help="Write each scored line here, with score, passed and error_type added.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of seeded task sources (bfcl-shuffle).")
+              help="--responses: write each scored line here, with score, passed and error_type added.")
+@click.option("--output-dir", type=click.Path(file_okay=False),
+              help="RUN: where the re-scored run directory goes [default: beside RUN].")
+@click.option("--seed", type=int, help="Seed of seeded task sources (bfcl-shuffle) [default: the run's, or 0].")
+@click.option("--limit", "-n", type=_Limit(), help="Tasks per task source [default: the run's; --responses: all].")
+@click.option("--partial", is_flag=True, help="Score only the tasks that have an answer (like BFCL's "
+                                              "--partial-eval); otherwise unanswered tasks count as failures.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def score(tasks_spec: str, scorer: str, responses: str | None, bfcl_result: str | None, output: str | None,
-          seed: int, as_json: bool) -> None:
-    """Re-score saved responses against a task source, without any model."""
+def score(run: Path | None, tasks_spec: str | None, scorer: str | None, responses: str | None,
+          bfcl_result: str | None, output: str | None, output_dir: str | None, seed: int | None, limit: int | None,
+          partial: bool, as_json: bool) -> None:
+    """Score saved answers again, without any model: a run (RUN: its directory or its samples.jsonl, written to
+    a new run directory), a --responses file or a BFCL result file (--bfcl-result). Exits 1 when nothing could
+    be scored, or when lines were unreadable or named unknown tasks."""
     import gc
     import tempfile
 
-    if (responses is None) == (bfcl_result is None):
-        raise click.UsageError("give one of --responses and --bfcl-result")
+    if sum(x is not None for x in (run, responses, bfcl_result)) != 1:
+        raise click.UsageError("give one of: a run (directory or samples.jsonl), --responses FILE, --bfcl-result FILE")
     if bfcl_result is not None:  # BFCL's result lines become responses lines (agent.read_bfcl_result)
         from bitagent_core.agent import read_bfcl_result
 
@@ -588,39 +649,59 @@ def score(tasks_spec: str, scorer: str, responses: str | None, bfcl_result: str 
         responses = f.name
 
     from bitagent_core import rescore
-    from bitagent_core.runner import make_task_source
+    from bitagent_core.runner import load_tasks
 
     registry = get_registry()
-    try:
-        source = make_task_source(registry, tasks_spec)
-        task_list = list(source.tasks(seed=seed, limit=None))
-        scorer_obj = registry.get("scorers", scorer).factory()
-        assert responses is not None  # one of the two was given, and --bfcl-result became responses
+    if run is not None:
+        from bitagent_core import results_view
+
         try:
-            lines, bad = rescore.read_responses(responses)
-        finally:
-            if bfcl_result is not None:
-                Path(responses).unlink(missing_ok=True)
-                responses = bfcl_result  # what error lines name
-        gc.freeze()  # the loaded tasks live to the end: keep them out of the collector's way
-        result = rescore.rescore(task_list, scorer_obj, lines, bad)
-        if output:
-            rescore.write_lines(output, result.lines)
-    except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
-    summary = rescore.summarize(result)
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
+            results, summary = rescore.rescore_run(run, registry, tasks=tasks_spec, scorer=scorer, seed=seed,
+                                                   limit=limit if limit is not None else "run",
+                                                   output_dir=output_dir, partial=partial)
+        except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(results_view.render(results, "json" if as_json else "table"))
+        errors_at, what, spec = str(run), "sample(s)", results.config["tasks"]
     else:
-        _print_score_summary(summary, tasks_spec, scorer)
-    for bad_line in result.bad:
-        click.echo(f"error: {responses}:{bad_line.lineno}: {bad_line.message} (not scored)", err=True)
-    if result.unknown:
+        if not tasks_spec:
+            raise click.UsageError("--responses needs --tasks (the task source the responses answer)")
+        writer = None
+        try:
+            task_list = load_tasks(registry, tasks_spec, 0 if seed is None else seed, limit)
+            scorer_obj = registry.get("scorers", scorer or "bfcl").factory()
+            gc.freeze()  # the loaded tasks live to the end: keep them out of the collector's way
+            writer = rescore.LineWriter(output) if output else None
+            assert responses is not None  # given, or made from --bfcl-result
+            try:
+                tally = rescore.score_responses(responses, task_list, scorer_obj, writer)
+            finally:
+                if bfcl_result is not None:
+                    Path(responses).unlink(missing_ok=True)
+                    responses = bfcl_result  # what error lines name
+            if writer:
+                writer.close()
+        except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:
+            if writer:
+                writer.close(keep=False)
+            raise click.ClickException(str(exc)) from None
+        summary = rescore.summarize(tally, partial=partial)
+        if as_json:
+            click.echo(json.dumps(summary, indent=2))
+        else:
+            _print_score_summary(summary, tasks_spec, scorer or "bfcl")
+        errors_at, what, spec = str(responses), "response(s)", tasks_spec
+    click.echo(rescore.coverage_line(summary), err=True)
+    for bad_line in summary["bad_lines"]:
+        click.echo(f"error: {errors_at}:{bad_line['line']}: {bad_line['error']} (not scored)", err=True)
+    if summary["unknown_task_ids"]:
         names = ", ".join(f"{task_id} (line {', '.join(map(str, lines_of))})"
-                          for task_id, lines_of in sorted(result.unknown.items()))
-        click.echo(f"error: {sum(map(len, result.unknown.values()))} response(s) name task ids that "
-                   f"{tasks_spec} does not have (not scored): {names}", err=True)
-    if not result.ok:
+                          for task_id, lines_of in summary["unknown_task_ids"].items())
+        click.echo(f"error: {summary['n_unknown_lines']} {what} name task ids that "
+                   f"{spec} does not have (not scored): {names}", err=True)
+    if summary["n_answered"] == 0:
+        click.echo("error: nothing was scored (empty input, or no answer matches a task)", err=True)
+    if summary["n_answered"] == 0 or summary["unknown_task_ids"] or summary["bad_lines"]:
         sys.exit(1)
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         RegisterScorer,
         RegisterTaskSource,
     )
+    from bitagent_core.records import RunResults, SampleRecord
     from bitagent_core.runner import RunInfo
 
 hookspec = pluggy.HookspecMarker("bitagent")
@@ -69,13 +70,15 @@ def on_run_start(run: RunInfo) -> None:
 
 
 @hookspec
-def on_sample_scored(run: RunInfo, sample: dict[str, Any]) -> None:
-    """One sample finished (scored or failed); ``sample`` is the line written to ``samples.jsonl``."""
+def on_sample_scored(run: RunInfo, sample: SampleRecord) -> None:
+    """One sample finished (scored or failed); ``sample`` is the record written to ``samples.jsonl``
+    (:class:`bitagent_core.records.SampleRecord`; ``sample.to_json()`` is the line)."""
 
 
 @hookspec
-def on_run_end(run: RunInfo, results: dict[str, Any]) -> None:
-    """A run ended (complete or interrupted); ``results`` is what was written to ``results.json``."""
+def on_run_end(run: RunInfo, results: RunResults) -> None:
+    """A run ended (complete, interrupted or failed); ``results`` is what was written to ``results.json``
+    (:class:`bitagent_core.records.RunResults`)."""
 
 
 @hookspec

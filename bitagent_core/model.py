@@ -368,6 +368,9 @@ class ChatRequest:
     #: the trajectory a multi-turn request belongs to: a backend with several model instances or server slots
     #: keeps one session on one of them, so the cached prompt prefix is reused
     session: str | None = None
+    #: seconds the request may take; a backend that cannot be cancelled mid-request (in-process llama.cpp)
+    #: stops generating at this deadline itself. None: no limit.
+    timeout_s: float | None = None
 
 
 @attrs.frozen

@@ -3,16 +3,19 @@ truth against its own tools (``bitagent tasks validate``).
 
 Responses are JSON lines: ``{"task_id": str, "response": str | {"tool_calls": [...]}, "id": optional}``.
 A ``tool_calls`` entry is any JSON call form the decoder reads (``{"name", "arguments"}``, OpenAI's
-``{"function": {"name", "arguments": "<json>"}}``...). Several lines may name the same task. Each scored
-line is written back with ``score``, ``passed`` and ``error_type`` added; lines naming unknown tasks and
-lines that are not valid are reported (by line number) and not scored, and the rest are scored anyway.
+``{"function": {"name", "arguments": "<json>"}}``...). Each scored line is written back as it is scored
+(the file is streamed, never held) with ``score``, ``passed`` and ``error_type`` added; lines naming unknown
+tasks and lines that are not valid are reported (by line number) and not scored, and the rest are scored
+anyway. Several lines may name the same task: all are scored and written, the last one counts in the
+summary (duplicates are reported). Tasks without an answer count as failures unless ``partial``.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from bitagent_core.decoding import DecodeError, json_call
 from bitagent_core.jsonio import read_jsonl
 from bitagent_core.matching import standardize
 from bitagent_core.model import Completion, ExpectedCall, Task, ToolCall, Trajectory
-from bitagent_core.protocols import Scorer
+from bitagent_core.protocols import Scorer, TrajectoryScorer
 
 SCORE_FIELDS = ("score", "passed", "error_type")
 
@@ -40,39 +43,7 @@ class Response:
     data: dict[str, Any]
     completion: Completion | None  # None: the response itself could not be read (scored as a decode error)
     problem: str | None = None
-    trajectory: Trajectory | None = None  # a multi-turn response: a list of turns of steps
-
-
-def read_responses(path: str | Path) -> tuple[list[Response], list[BadLine]]:
-    """Parse a responses file. Lines that cannot be used at all are returned as :class:`BadLine`."""
-    responses: list[Response] = []
-    bad: list[BadLine] = []
-    try:
-        for lineno, data in read_jsonl(Path(path).expanduser(), on_error=lambda n, msg: bad.append(BadLine(n, msg))):
-            if not isinstance(data, dict):
-                bad.append(BadLine(lineno, "a line must be a JSON object"))
-                continue
-            if not isinstance(data.get("task_id"), str):
-                bad.append(BadLine(lineno, "'task_id' must be a string"))
-                continue
-            if "response" not in data:
-                bad.append(BadLine(lineno, "no 'response'"))
-                continue
-            if isinstance(data["response"], list):  # multi-turn: turns of steps (BFCL's result shape)
-                try:
-                    responses.append(Response(lineno, data, None, None, trajectory_from_response(data["response"])))
-                except ValueError as exc:
-                    bad.append(BadLine(lineno, str(exc)))
-                continue
-            try:
-                completion, problem = completion_from_response(data["response"])
-            except NotAResponse as exc:
-                bad.append(BadLine(lineno, str(exc)))
-                continue
-            responses.append(Response(lineno, data, completion, problem))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the responses: {exc.strerror or exc}") from None
-    return responses, bad
+    trajectory: Trajectory | None = None  # a multi-turn response: turns of steps (BFCL's result shape)
 
 
 class NotAResponse(ValueError):
@@ -108,91 +79,177 @@ def completion_from_response(response: Any) -> tuple[Completion | None, str | No
     return Completion(text=content or "", tool_calls=tuple(calls)), None
 
 
-@attrs.frozen
-class Rescored:
-    """The result of scoring a responses file."""
+#: line numbers kept per duplicate or unknown task id (the counts are exact)
+MAX_LINES_SHOWN = 10
 
-    lines: list[dict[str, Any]]  # the scored lines, input fields + score, passed, error_type
-    categories: list[str]  # per scored line, its task's category
-    unknown: dict[str, list[int]]  # unknown task id -> line numbers
-    bad: list[BadLine]
+
+@attrs.define
+class Tally:
+    """What scoring a file found, kept per task (the last answer to a task counts, as in a run's samples.jsonl,
+    where a retried sample is appended), so the lines themselves are streamed and never held."""
+
+    tasks: dict[str, Task]
+    per_task: dict[str, tuple[float, bool, str | None]] = attrs.field(factory=dict)  # score, passed, error_type
+    n_lines: int = 0
+    unknown: dict[str, list[int]] = attrs.field(factory=dict)  # unknown task id -> line numbers
+    duplicates: dict[str, list[int]] = attrs.field(factory=dict)  # task id -> line numbers of later answers
+    bad: list[BadLine] = attrs.field(factory=list)
+    first_line: dict[str, int] = attrs.field(factory=dict)
+    n_duplicate_lines: int = 0
+    n_unknown_lines: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.unknown and not self.bad
+        return not self.unknown and not self.bad and bool(self.per_task)
 
+    def add_unknown(self, task_id: str, lineno: int) -> None:
+        self.n_unknown_lines += 1
+        lines = self.unknown.setdefault(task_id, [])
+        if len(lines) < MAX_LINES_SHOWN:
+            lines.append(lineno)
 
-def rescore(tasks: Iterable[Task], scorer: Scorer, responses: list[Response],
-            bad: list[BadLine] | None = None) -> Rescored:
-    by_id = {task.id: task for task in tasks}
-    lines: list[dict[str, Any]] = []
-    categories: list[str] = []
-    unknown: dict[str, list[int]] = {}
-    for response in responses:
-        task_id = response.data["task_id"]
-        task = by_id.get(task_id)
-        if task is None:
-            unknown.setdefault(task_id, []).append(response.lineno)
-            continue
-        error_type: str | None
-        if task.environment is not None or response.trajectory is not None:
-            value, passed, error_type = score_multi_turn(scorer, task, response)
-        elif response.completion is None:
-            value, passed, error_type = 0.0, False, "decode_error"
+    def add(self, task_id: str, lineno: int, value: float, passed: bool, error_type: str | None) -> None:
+        if task_id in self.per_task:
+            self.n_duplicate_lines += 1
+            lines = self.duplicates.setdefault(task_id, [self.first_line[task_id]])
+            if len(lines) < MAX_LINES_SHOWN:  # memory stays bounded by the tasks, not the lines
+                lines.append(lineno)
         else:
-            try:
-                result = scorer.score(task, response.completion)
-            except Exception as exc:  # noqa: BLE001 - a scorer bug must not lose the other lines
-                raise RuntimeError(f"line {response.lineno} ({task_id}): the {scorer.name} scorer raised "
-                                   f"{type(exc).__name__}: {exc}") from exc
-            value, passed, error_type = result.value, result.passed, result.error_type
-        line = {k: v for k, v in response.data.items() if k not in SCORE_FIELDS}
-        line.update(score=round(float(value), 6), passed=bool(passed), error_type=error_type)
-        lines.append(line)
-        categories.append(task.category or "uncategorized")
-    return Rescored(lines, categories, unknown, list(bad or []))
+            self.first_line[task_id] = lineno
+        self.per_task[task_id] = (round(float(value), 6), bool(passed), error_type)
 
 
-def summarize(result: Rescored) -> dict[str, Any]:
-    per: dict[str, dict[str, Any]] = {}
+def score_one(scorer: Scorer, task: Task, completion: Completion | None, where: str) -> tuple[float, bool, str | None]:
+    if completion is None:
+        return 0.0, False, "decode_error"
+    try:
+        result = scorer.score(task, completion)
+    except Exception as exc:  # noqa: BLE001 - named with its line, then the command stops
+        raise RuntimeError(f"{where} ({task.id}): the {scorer.name} scorer raised "
+                           f"{type(exc).__name__}: {exc}") from exc
+    return result.value, result.passed, result.error_type
+
+
+def score_responses(path: str | Path, tasks: Iterable[Task], scorer: Scorer,
+                    write: Callable[[dict[str, Any]], None] | None = None) -> Tally:
+    """Score a responses file line by line; each scored line (its fields + score, passed, error_type) goes to
+    ``write`` at once. Lines naming unknown tasks and lines that cannot be used are tallied, not scored."""
+    tally = Tally({task.id: task for task in tasks})
+    try:
+        for lineno, data in read_jsonl(Path(path).expanduser(),
+                                       on_error=lambda n, msg: tally.bad.append(BadLine(n, msg))):
+            tally.n_lines += 1
+            response = _response(lineno, data, tally.bad)
+            if response is None:
+                continue
+            task_id = response.data["task_id"]
+            task = tally.tasks.get(task_id)
+            if task is None:
+                tally.add_unknown(task_id, lineno)
+                continue
+            if task.environment is not None or response.trajectory is not None:
+                value, passed, error_type = score_multi_turn(scorer, task, response)
+            else:
+                value, passed, error_type = score_one(scorer, task, response.completion, f"line {lineno}")
+            tally.add(task_id, lineno, value, passed, error_type)
+            if write is not None:
+                line = {k: v for k, v in response.data.items() if k not in SCORE_FIELDS}
+                line.update(score=round(float(value), 6), passed=bool(passed), error_type=error_type)
+                write(line)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the responses: {exc.strerror or exc}") from None
+    return tally
+
+
+def _response(lineno: int, data: Any, bad: list[BadLine]) -> Response | None:
+    if not isinstance(data, dict):
+        bad.append(BadLine(lineno, "a line must be a JSON object"))
+    elif not isinstance(data.get("task_id"), str):
+        bad.append(BadLine(lineno, "'task_id' must be a string"))
+    elif "response" not in data:
+        bad.append(BadLine(lineno, "no 'response'"))
+    elif isinstance(data["response"], list):  # multi-turn: turns of steps (BFCL's result shape)
+        try:
+            return Response(lineno, data, None, None, trajectory_from_response(data["response"]))
+        except ValueError as exc:
+            bad.append(BadLine(lineno, str(exc)))
+    else:
+        try:
+            completion, problem = completion_from_response(data["response"])
+        except NotAResponse as exc:
+            bad.append(BadLine(lineno, str(exc)))
+            return None
+        return Response(lineno, data, completion, problem)
+    return None
+
+
+def summarize(tally: Tally, *, partial: bool = False) -> dict[str, Any]:
+    """Scores per category over the tasks: a task without an answer counts as a failure (score 0), unless
+    ``partial`` (like BFCL's ``--partial-eval``): then only answered tasks count."""
+    from bitagent_core.records import confidence_interval
+
+    per: dict[str, list[tuple[float, bool]]] = {}
     errors: dict[str, int] = {}
-    for line, category in zip(result.lines, result.categories):
-        row = per.setdefault(category, {"n": 0, "passed": 0, "scores": []})
-        row["n"] += 1
-        row["passed"] += line["passed"]
-        row["scores"].append(line["score"])
-        if line["error_type"]:
-            errors[line["error_type"]] = errors.get(line["error_type"], 0) + 1
-    scores = [line["score"] for line in result.lines]
+    for task_id, task in tally.tasks.items():
+        answer = tally.per_task.get(task_id)
+        if answer is None:
+            if partial:
+                continue
+            answer = (0.0, False, "no_answer")
+        per.setdefault(task.category or "uncategorized", []).append(answer[:2])
+        if answer[2]:
+            errors[answer[2]] = errors.get(answer[2], 0) + 1
+    rows = [row for values in per.values() for row in values]
+    n_passed = sum(p for _, p in rows)
+    scores = [s for s, _ in rows]
     return {
-        "n_responses": len(result.lines) + sum(len(v) for v in result.unknown.values()) + len(result.bad),
-        "n_scored": len(result.lines),
-        "n_passed": sum(line["passed"] for line in result.lines),
-        "accuracy": round(sum(line["passed"] for line in result.lines) / len(scores), 6) if scores else 0.0,
+        "n_responses": tally.n_lines,
+        "n_tasks": len(tally.tasks),
+        "n_answered": len(tally.per_task),
+        "coverage": round(len(tally.per_task) / len(tally.tasks), 6) if tally.tasks else 0.0,
+        "partial": partial,
+        "n_scored": len(rows),
+        "n_passed": n_passed,
+        "accuracy": round(n_passed / len(rows), 6) if rows else 0.0,
         "mean_score": round(statistics.fmean(scores), 6) if scores else 0.0,
+        "mean_score_ci": list(confidence_interval(scores)),
         "per_category": {
-            cat: {"n": row["n"], "passed": row["passed"], "accuracy": round(row["passed"] / row["n"], 6),
-                  "mean_score": round(statistics.fmean(row["scores"]), 6)}
-            for cat, row in sorted(per.items())
+            cat: {"n": len(values), "passed": sum(p for _, p in values),
+                  "accuracy": round(sum(p for _, p in values) / len(values), 6),
+                  "mean_score": round(statistics.fmean(s for s, _ in values), 6)}
+            for cat, values in sorted(per.items())
         },
         "error_types": dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "unknown_task_ids": {k: v for k, v in sorted(result.unknown.items())},
-        "bad_lines": [{"line": b.lineno, "error": b.message} for b in result.bad],
+        "unknown_task_ids": {k: v for k, v in sorted(tally.unknown.items())},
+        "duplicate_task_ids": {k: v for k, v in sorted(tally.duplicates.items())},
+        "n_duplicate_lines": tally.n_duplicate_lines,
+        "n_unknown_lines": tally.n_unknown_lines,
+        "bad_lines": [{"line": b.lineno, "error": b.message} for b in tally.bad],
     }
 
 
-def write_lines(path: str | Path, lines: list[dict[str, Any]]) -> None:
-    target = Path(path).expanduser()
-    tmp = target.with_name(target.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for line in lines:
-            text = json.dumps(line, ensure_ascii=False, default=str)
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # a lone surrogate read from a "\ud800" escape: keep it escaped
-                text = json.dumps(line, default=str)
-            f.write(text + "\n")
-    tmp.replace(target)
+class LineWriter:
+    """Writes JSON lines to ``path`` as they come, into a temporary file renamed over ``path`` on success."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.target = Path(path).expanduser()
+        self.tmp = self.target.with_name(self.target.name + ".tmp")
+        self._file = open(self.tmp, "w", encoding="utf-8")
+
+    def __call__(self, line: dict[str, Any]) -> None:
+        text = json.dumps(line, ensure_ascii=False, default=str)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate read from a "\ud800" escape: keep it escaped
+            text = json.dumps(line, default=str)
+        self._file.write(text + "\n")
+
+    def close(self, keep: bool = True) -> None:
+        self._file.close()
+        if keep:
+            self.tmp.replace(self.target)
+        else:
+            self.tmp.unlink(missing_ok=True)
 
 
 # --- ground truth: checking it, rendering it -----------------------------------------------------------
@@ -362,3 +419,121 @@ def iter_validation(tasks: Iterable[Task], scorer: Scorer | None = None, *, stru
         if not result.passed:
             yield (task.id, "error", f"its own ground truth fails the {scorer.name} scorer: "
                                      f"{result.error_type}: {result.detail}")
+
+
+# --- re-scoring a run ------------------------------------------------------------------------------------
+
+def find_samples(path: str | Path) -> tuple[Path, Path | None]:
+    """A run directory or its ``samples.jsonl`` -> (the samples file, the run's results.json if there is one)."""
+    from bitagent_core import rundir
+
+    path = Path(path).expanduser().resolve()
+    samples = path / rundir.SAMPLES if path.is_dir() else path
+    if not samples.is_file():
+        raise ValueError(f"{path}: neither a run directory nor a samples file (no {rundir.SAMPLES})")
+    results = samples.parent / rundir.RESULTS
+    return samples, results if results.is_file() else None
+
+
+def coverage_line(summary: dict[str, Any]) -> str:
+    """``answers for 2 of 400 tasks (0.5 %); ...`` from a summary of :func:`summarize` or a re-scored run."""
+    parts = [f"answers for {summary['n_answered']} of {summary['n_tasks']} tasks "
+             f"({100 * summary['coverage']:.1f} %)"]
+    if summary.get("unknown_task_ids"):
+        parts.append(f"{len(summary['unknown_task_ids'])} unknown task id(s)")
+    if summary.get("duplicate_task_ids"):
+        parts.append(f"{len(summary['duplicate_task_ids'])} task id(s) answered more than once (the last counts)")
+    if summary.get("bad_lines"):
+        parts.append(f"{len(summary['bad_lines'])} unreadable line(s)")
+    missing = summary["n_tasks"] - summary["n_answered"]
+    if missing:
+        parts.append(f"{missing} unanswered task(s) " + ("left out (--partial)" if summary.get("partial")
+                                                          else "count as failures (--partial leaves them out)"))
+    return "coverage: " + "; ".join(parts)
+
+
+def rescore_run(path: str | Path, registry: Any, *, tasks: str | None = None, scorer: str | None = None,
+                seed: int | None = None, limit: int | None | str = "run", output_dir: str | Path | None = None,
+                partial: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Score a run's samples (a run directory or its samples.jsonl) again, with ``scorer`` (default: the run's),
+    into a new run directory (default: beside the run). The task list is the run's own (its spec, seed and
+    limit) unless given. Streams the samples. Returns the new run's RunResults and the coverage summary."""
+    import attrs as _attrs
+
+    from bitagent_core import records as rec
+    from bitagent_core import rundir
+    from bitagent_core.runner import RunConfig, load_tasks, task_digest
+
+    samples, results_path = find_samples(path)
+    base = rundir.read_results(samples.parent) if results_path else None
+    config = RunConfig.from_json(base.config) if base else RunConfig(tasks=tasks or "", limit=None)
+    if not config.tasks:
+        raise ValueError(f"{samples} has no results.json beside it: say which tasks it answers with --tasks")
+    config = _attrs.evolve(config, tasks=tasks or config.tasks, seed=config.seed if seed is None else seed,
+                           limit=config.limit if isinstance(limit, str) else limit, scorer=scorer or config.scorer)
+    sources: dict[str, dict[str, int | None]] = {}
+    task_list = load_tasks(registry, config.tasks, config.seed, config.limit, sources)
+    scorer_obj: Scorer = registry.get("scorers", config.scorer).factory()
+    out_dir = Path(output_dir).expanduser() if output_dir else samples.parent.parent
+    new_dir = rundir.new_run_dir(out_dir, config.tasks, f"rescored-{config.scorer}")
+    lock = rundir.lock(new_dir)
+    writer = rundir.SampleWriter(new_dir)
+    tally = Tally({task.id: task for task in task_list})
+    slim: dict[str, rec.SampleRecord] = {}  # per task, the record without its texts: enough for the summary
+    started = time.perf_counter()
+    try:
+        def bad_line(lineno: int, message: str) -> None:
+            tally.bad.append(BadLine(lineno, message))
+
+        for lineno, record in rundir.iter_samples(samples, on_error=bad_line):
+            tally.n_lines += 1
+            task = tally.tasks.get(record.task_id)
+            if task is None:
+                tally.add_unknown(record.task_id, lineno)
+                continue
+            if record.ok:
+                try:
+                    if task.environment is not None:  # multi-turn: the saved trajectory is what gets scored
+                        if not isinstance(scorer_obj, TrajectoryScorer):
+                            raise TypeError("it cannot score multi-turn tasks (no score_trajectory)")
+                        result = scorer_obj.score_trajectory(task, record.trajectory or Trajectory())
+                    else:
+                        result = scorer_obj.score(task, record.completion)
+                except Exception as exc:  # noqa: BLE001
+                    raise RuntimeError(f"{samples}:{lineno} ({task.id}): the {scorer_obj.name} scorer raised "
+                                       f"{type(exc).__name__}: {exc}") from exc
+                record = _attrs.evolve(record, score=result.value, passed=result.passed, error_type=result.error_type,
+                                       breakdown=result.breakdown, decoded_calls=result.decoded_calls,
+                                       detail=result.detail, expected_calls=task.expected_calls)
+            writer.write(record)
+            tally.add(task.id, lineno, record.score, record.passed, record.error_type)
+            slim[task.id] = _attrs.evolve(record, messages=(), tools=(), expected_calls=(), decoded_calls=(),
+                                          completion=_attrs.evolve(record.completion, text="", tool_calls=()))
+        coverage = summarize(tally, partial=partial)
+        ids = [(t.id, t.category) for t in task_list]
+        results = rec.RunResults(
+            status=rec.COMPLETE, run_dir=str(new_dir), config=config.to_json(), started_at=rundir.utc_stamp(),
+            updated_at=rundir.utc_stamp(), duration_s=round(time.perf_counter() - started, 3), seed=config.seed,
+            model=base.model if base else {}, scorer={"name": config.scorer, "version": scorer_obj.version},
+            bitagent_version=_version(), task_digest=task_digest(task_list), sources=sources,
+            rescored_from=str(samples), extra={"coverage": {k: coverage[k] for k in (
+                "n_responses", "n_tasks", "n_answered", "coverage", "partial", "unknown_task_ids",
+                "duplicate_task_ids", "bad_lines")}},
+            **rec.summarize(ids, slim, partial=partial))
+        rundir.write_results(new_dir, results)
+    except Exception as exc:
+        # never leave a directory that looks like a run: say it failed, and why
+        rundir.write_results(new_dir, rec.RunResults(
+            status=rec.RUN_FAILED, run_dir=str(new_dir), config=config.to_json(), error=str(exc),
+            started_at=rundir.utc_stamp(), updated_at=rundir.utc_stamp(), rescored_from=str(samples)))
+        raise
+    finally:
+        writer.close()
+        lock.release()
+    return results, coverage
+
+
+def _version() -> str:
+    import bitagent_core
+
+    return bitagent_core.__version__

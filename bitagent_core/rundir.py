@@ -1,19 +1,28 @@
 """The run directory: ``results.json`` (rewritten atomically) and ``samples.jsonl`` (appended, one line
-per finished sample, flushed as it finishes so a crash or Ctrl-C loses nothing finished)."""
+per finished sample, written whole or not at all, so a crash, Ctrl-C or a full disk never leaves half a line).
+Both hold typed records (:mod:`bitagent_core.records`); a writer holds ``.lock`` while it writes."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from bitagent_core.jsonio import read_jsonl
+from bitagent_core.jsonio import read_jsonl, write_json_atomic
+from bitagent_core.records import RunResults, SampleRecord, SchemaError
 
 RESULTS = "results.json"
 SAMPLES = "samples.jsonl"
+LOCK = ".lock"
+
+
+class RunDirLocked(RuntimeError):
+    """Another bitagent process is writing to this run directory."""
 
 
 def utc_stamp() -> str:
@@ -28,14 +37,28 @@ def slug(text: str, limit: int = 48) -> str:
 def new_run_dir(output_dir: Path, tasks: str, model: str) -> Path:
     base = output_dir / f"{utc_stamp()}_{slug(tasks)}_{slug(model)}"
     path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
+    while True:
+        try:
+            path.mkdir(parents=True)  # exist_ok=False: two runs started in the same second get two directories
+            return path.resolve()
+        except FileExistsError:
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
 
 
-def read_results(run_dir: Path) -> dict[str, Any]:
+def lock(run_dir: Path) -> Any:
+    """Hold the run directory for writing; raises :class:`RunDirLocked` when another process holds it."""
+    import filelock
+
+    handle = filelock.FileLock(str(run_dir / LOCK), timeout=0)
+    try:
+        handle.acquire()
+    except filelock.Timeout:
+        raise RunDirLocked(f"{run_dir} is in use by another bitagent process (lock: {run_dir / LOCK})") from None
+    return handle
+
+
+def read_results_json(run_dir: Path) -> dict[str, Any]:
     path = run_dir / RESULTS
     try:
         results: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -46,30 +69,76 @@ def read_results(run_dir: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
-def read_samples(run_dir: Path) -> dict[str, dict[str, Any]]:
+def read_results(run_dir: Path) -> RunResults:
+    try:
+        return RunResults.from_json(read_results_json(run_dir))
+    except SchemaError as exc:
+        raise ValueError(f"{run_dir / RESULTS}: {exc}") from None
+
+
+def write_results(run_dir: Path, results: RunResults) -> None:
+    """Replace ``results.json``. On a full disk, fall back to overwriting it in place with a compact copy
+    (smaller than the indented file, so it fits in the blocks the file already has): the run's last word is
+    written even when no new block can be had."""
+    data = results.to_json()
+    try:
+        write_json_atomic(run_dir / RESULTS, data)
+    except OSError:
+        text = json.dumps(data, ensure_ascii=False, default=str, separators=(",", ":")).encode("utf-8") + b"\n"
+        with open(run_dir / RESULTS, "r+b") as f:
+            f.write(text)
+            f.truncate(len(text))
+
+
+def iter_samples(path: Path, *, on_error: Any = "skip", drop_torn_tail: bool = False
+                 ) -> Iterator[tuple[int, SampleRecord]]:
+    """``(line number, SampleRecord)`` for each readable line of a samples file, streamed."""
+    for lineno, data in read_jsonl(path, on_error=on_error, drop_torn_tail=drop_torn_tail):
+        try:
+            yield lineno, SampleRecord.from_json(data)
+        except SchemaError as exc:
+            if on_error == "raise":
+                raise ValueError(f"{path}:{lineno}: {exc}") from None
+            if on_error != "skip":
+                on_error(lineno, str(exc))
+
+
+def read_samples(run_dir: Path) -> dict[str, SampleRecord]:
     """The last record per task id. A torn last line (crash mid-write) is dropped from the file."""
     path = run_dir / SAMPLES
     if not path.exists():
         return {}
-    records: dict[str, dict[str, Any]] = {}
-    for _, record in read_jsonl(path, on_error="skip", drop_torn_tail=True):
-        if isinstance(record, dict) and "task_id" in record:
-            records[str(record["task_id"])] = record
-    return records
+    return {record.task_id: record for _, record in iter_samples(path, drop_torn_tail=True)}
 
 
 class SampleWriter:
-    """Appends sample records; each line is flushed before the next sample is reported."""
+    """Appends sample records. Each line goes out in whole ``write`` calls on an O_APPEND descriptor; if the
+    disk fills up mid-line, the part written is cut off again and the error raised, so the file stays whole."""
 
     def __init__(self, run_dir: Path) -> None:
-        self._file: IO[str] = open(run_dir / SAMPLES, "a", encoding="utf-8")
+        self.path = run_dir / SAMPLES
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        self._file.flush()
+    def write(self, record: SampleRecord) -> None:
+        assert self._fd is not None, "the writer is closed"
+        line = json.dumps(record.to_json(), ensure_ascii=False, default=str)
+        try:
+            data = (line + "\n").encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape in model output: keep it escaped
+            data = (json.dumps(record.to_json(), default=str) + "\n").encode("ascii")
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            os.ftruncate(self._fd, start)
+            raise
 
     def close(self) -> None:
-        self._file.close()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def git_commit(path: Path) -> str | None:

@@ -3,16 +3,20 @@
 One task's path, start to end, is :meth:`Evaluation._run_one`. Requests run concurrently up to
 ``concurrency``; each finished sample is written at once. A failed request (timeout, backend error) is
 recorded as a failed sample scoring 0 and the run goes on; ``--resume`` retries failed samples and skips
-finished ones. Cancellation (Ctrl-C, SIGTERM) keeps every finished sample and marks the run interrupted.
+finished ones. :meth:`Evaluation.request_stop` (first Ctrl-C) lets the requests in flight finish and starts no
+more; cancellation (second Ctrl-C, SIGTERM) keeps every finished sample. Either way the run ends
+``interrupted``. A backend that cannot start ends it ``failed`` (:class:`StartupError`), and so does a sample
+that cannot be written (:class:`RunIOError`, e.g. a full disk); ``results.json`` then holds the error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
 import json
-import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +24,12 @@ import attrs
 
 import bitagent_core
 from bitagent_core import agent, rundir
-from bitagent_core.jsonio import write_json_atomic
+from bitagent_core import records as rec
 from bitagent_core.model import Completion, Score, Task
 from bitagent_core.plugins import PluginRegistry
 from bitagent_core.prompting import build_request
 from bitagent_core.protocols import Backend, Competition, Scorer, TaskSource
+from bitagent_core.records import RunResults, SampleRecord
 from bitagent_core.reporting import Reporters
 from bitagent_core.validation import InvalidTask, check_protocol, validate_tasks
 
@@ -33,11 +38,11 @@ from bitagent_core.validation import InvalidTask, check_protocol, validate_tasks
 class RunConfig:
     """Everything that decides what a run evaluates. Saved in ``results.json``; ``--resume`` reads it."""
 
-    tasks: str = "bitagent"
+    tasks: str = "bitagent"  # one task source spec, or several separated by commas
     backend: str = "llama-cpp"
     model: str | None = None
     scorer: str = "bitagent"
-    limit: int | None = 20
+    limit: int | None = 20  # per task source spec; None: all its tasks
     seed: int = 0
     concurrency: int | None = None
     output_dir: str = "runs"
@@ -55,6 +60,40 @@ class RunConfig:
         names = {f.name for f in attrs.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
+    def with_absolute_paths(self) -> RunConfig:
+        """Paths in the model, the task specs and the output dir made absolute, so the run can be resumed
+        or re-scored from any working directory."""
+        def absolute(value: str) -> str:
+            # only what names an existing file or folder; absolute() keeps symlinks (an HF cache's x.gguf
+            # links to a blob without the suffix)
+            path = Path(value).expanduser()
+            return str(path.absolute()) if path.exists() and ("/" in value or "." in value) else value
+
+        specs = []
+        for spec in split_specs(self.tasks):
+            name, arg = split_spec(spec)
+            specs.append(f"{name}:{absolute(arg)}" if arg else spec)
+        return attrs.evolve(self, tasks=",".join(specs), model=absolute(self.model) if self.model else self.model,
+                            output_dir=str(Path(self.output_dir).expanduser().absolute()))
+
+
+#: ``--resume`` continues a run as it started: these decide which tasks run and how they are answered and scored
+FIXED_ON_RESUME = ("tasks", "backend", "model", "scorer", "limit", "seed", "tool_format", "temperature", "max_tokens")
+#: these may change on ``--resume`` (the change is recorded in results.json)
+MAY_CHANGE_ON_RESUME = ("timeout_s", "concurrency", "backend_options")
+
+
+class ResumeConflict(ValueError):
+    """A flag given with ``--resume`` would change which tasks run or how they are scored."""
+
+
+class StartupError(RuntimeError):
+    """The backend could not start (model, server, attach). ``results.json`` says ``failed`` with the error."""
+
+
+class RunIOError(OSError):
+    """A sample could not be written (full disk...). Finished samples are kept; ``results.json`` says why."""
+
 
 @attrs.define
 class RunInfo:
@@ -66,10 +105,37 @@ class RunInfo:
     resumed: bool = False
 
 
+class RunObserver:
+    """Hears what a run does, for a progress display. Every method is optional (the defaults do nothing)."""
+
+    def header(self, config: RunConfig, n_tasks: int, sources: dict[str, dict[str, Any]]) -> None:
+        """The tasks are loaded; nothing has started."""
+
+    def starting_backend(self, backend: str, model: str | None) -> None:
+        """The backend is loading its model or starting its server."""
+
+    def backend_ready(self, seconds: float) -> None:
+        """The backend answered its start after ``seconds``."""
+
+    def start(self, total: int, done: list[SampleRecord]) -> None:
+        """Requests begin; ``done`` are the samples finished earlier (``--resume``)."""
+
+    def sample(self, record: SampleRecord) -> None:
+        """One sample finished."""
+
+    def stop(self) -> None:
+        """The run ended (any way)."""
+
+
 def split_spec(spec: str) -> tuple[str, str | None]:
     """``"bfcl:simple_python"`` -> ``("bfcl", "simple_python")``."""
     name, sep, arg = spec.partition(":")
     return name, (arg if sep else None)
+
+
+def split_specs(specs: str) -> list[str]:
+    """``"bfcl:simple_python, bitagent"`` -> ``["bfcl:simple_python", "bitagent"]``."""
+    return [s.strip() for s in specs.split(",") if s.strip()]
 
 
 def make_task_source(registry: PluginRegistry, spec: str) -> TaskSource:
@@ -89,131 +155,199 @@ def competition_version(competition: Competition, registry: PluginRegistry) -> s
     return ";".join(parts)
 
 
-def load_tasks(registry: PluginRegistry, spec: str, seed: int, limit: int | None) -> list[Task]:
-    """The tasks of ``spec``, each checked (:func:`~bitagent_core.validation.validate_tasks`): an unusable
-    task fails here, naming the source and the task, before any model loads."""
-    return tasks_of(make_task_source(registry, spec), spec, seed, limit)
+def load_tasks(registry: PluginRegistry, spec: str, seed: int, limit: int | None,
+               sources: dict[str, dict[str, Any]] | None = None) -> list[Task]:
+    """The tasks of one spec or several (comma-separated; ``limit`` applies to each), each checked
+    (:func:`~bitagent_core.validation.validate_tasks`): an unusable task fails here, naming the source and the
+    task, before any model loads. ``sources`` is filled with, per spec, the source's version, the tasks taken
+    and, when the limit left some out, how many the source has."""
+    tasks: list[Task] = []
+    seen: dict[str, str] = {}
+    for one in split_specs(spec) or [spec]:
+        source = make_task_source(registry, one)
+        check_protocol(source, TaskSource, f"task source {one!r}")
+        try:
+            # exactly `limit`: a source may pick a different sample for another limit (a competition's mix does)
+            taken = validate_tasks(itertools.islice(source.tasks(seed=seed, limit=limit), limit), one)
+            available: int | None = len(taken)
+            if limit is not None and len(taken) == limit:
+                available = sum(1 for _ in source.tasks(seed=seed, limit=None))  # what --limit all would run
+        except InvalidTask:
+            raise
+        except Exception as exc:  # a task source is plugin code: say which one failed
+            raise RuntimeError(f"task source {one!r} failed: {type(exc).__name__}: {exc}") from exc
+        for task in taken:
+            if task.id in seen:
+                where = "twice" if seen[task.id] == one else f"and {seen[task.id]!r} too"
+                raise ValueError(f"task source {one!r} produced the task id {task.id!r} {where}")
+            seen[task.id] = one
+        tasks.extend(taken)
+        if sources is not None:
+            sources[one] = {"version": str(source.version), "taken": len(taken), "available": available}
+    return tasks
 
 
-def tasks_of(source: TaskSource, spec: str, seed: int, limit: int | None) -> list[Task]:
-    check_protocol(source, TaskSource, f"task source {spec!r}")
-    try:
-        return validate_tasks(source.tasks(seed=seed, limit=limit), spec)
-    except InvalidTask:
-        raise
-    except Exception as exc:  # a task source is plugin code: say which one failed
-        raise RuntimeError(f"task source {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+def task_digest(tasks: Iterable[Task]) -> str:
+    """sha256 over the tasks' JSON, in order: the same digest means the same questions and ground truth."""
+    digest = hashlib.sha256()
+    for task in tasks:
+        digest.update(json.dumps(task.to_json(), sort_keys=True, ensure_ascii=False, default=str).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
 
 
 class Evaluation:
     """One run of one model over one task list."""
 
     def __init__(self, config: RunConfig, registry: PluginRegistry, *, resume_dir: Path | None = None,
-                 on_sample: Callable[[dict[str, Any]], None] | None = None,
-                 on_start: Callable[[int, int], None] | None = None) -> None:
-        self.config = config
+                 observer: RunObserver | None = None, resume_changes: dict[str, Any] | None = None) -> None:
+        self.config = config.with_absolute_paths()
         self.registry = registry
         self.resume_dir = resume_dir
-        self.on_sample = on_sample
-        self.on_start = on_start
+        self.resume_changes = resume_changes or {}
+        self.observer = observer or RunObserver()
         self.tasks: list[Task] = []
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, SampleRecord] = {}
         self.run_dir: Path | None = None
+        self.sources: dict[str, dict[str, Any]] = {}
+        self.error: str | None = None
+        self._stopping = False
+        self._previous: RunResults | None = None
+
+    def request_stop(self) -> None:
+        """Finish the requests in flight, start no more; the run ends ``interrupted``. Safe from a signal handler."""
+        self._stopping = True
 
     def prepare(self) -> list[Task]:
-        """Resolve plugins, load tasks and create (or reopen) the run directory; returns the tasks to do."""
+        """Resolve plugins, load tasks and create (or reopen) the run directory; returns the tasks to do.
+        Errors here (unknown plugin, bad option, unreadable tasks) leave no run directory behind."""
         cfg = self.config
-        source = make_task_source(self.registry, cfg.tasks)
-        self.tasks = tasks_of(source, cfg.tasks, cfg.seed, cfg.limit)
-        self.task_source_version = str(source.version)  # recorded in results.json: runs compare only within one
+        self.tasks = load_tasks(self.registry, cfg.tasks, cfg.seed, cfg.limit, self.sources)
+        self.digest = task_digest(self.tasks)
         self.scorer: Scorer = self.registry.get("scorers", cfg.scorer).factory()
         self.backend: Backend = self.registry.make_backend(cfg.backend, cfg.model, dict(cfg.backend_options))
         check_protocol(self.scorer, Scorer, f"scorer {cfg.scorer!r}")
         check_protocol(self.backend, Backend, f"backend {cfg.backend!r}")
         self.reporters = Reporters(self.registry)
+        self.observer.header(cfg, len(self.tasks), self.sources)
         if self.resume_dir is not None:
-            self.run_dir = self.resume_dir
-            self.records = rundir.read_samples(self.run_dir)
+            self.run_dir = self.resume_dir.resolve()
+            self._lock = rundir.lock(self.run_dir)
+            self._previous = rundir.read_results(self.run_dir)
+            if self._previous.task_digest and self._previous.task_digest != self.digest:
+                self._lock.release()
+                raise ResumeConflict(f"the tasks of {cfg.tasks} are no longer the ones this run started with "
+                                     "(their data or the task source changed); start a new run")
             known = {t.id for t in self.tasks}
-            self.records = {k: v for k, v in self.records.items() if k in known}
+            self.records = {k: v for k, v in rundir.read_samples(self.run_dir).items() if k in known}
         else:
             self.run_dir = rundir.new_run_dir(Path(cfg.output_dir), cfg.tasks, cfg.model or "default")
-        self.started_at = rundir.utc_stamp()
+            self._lock = rundir.lock(self.run_dir)
+        self.started_at = self._previous.started_at if self._previous else rundir.utc_stamp()
         self.git_commit = rundir.git_commit(Path(bitagent_core.__file__).resolve().parent.parent)  # once per run
-        return [t for t in self.tasks if self.records.get(t.id, {}).get("status") != "ok"]
+        return [t for t in self.tasks if not (t.id in self.records and self.records[t.id].ok)]
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> RunResults:
         todo = self.prepare()
         assert self.run_dir is not None
         info = RunInfo(self.run_dir, self.config, len(self.tasks), resumed=self.resume_dir is not None)
-        self._write_results("running")
-        self.reporters.call("on_run_start", run=info)
-        if self.on_start:
-            self.on_start(len(self.tasks), len(self.tasks) - len(todo))
-        writer = rundir.SampleWriter(self.run_dir)
-        status = "interrupted"
+        status = rec.INTERRUPTED
         t0 = time.perf_counter()
+        writer: rundir.SampleWriter | None = None
         try:
-            await self.backend.start(self.run_dir)
-            self._write_results("running")  # now with the model's identity
-            concurrency = self.config.concurrency or self.backend.default_concurrency
-            limiter = asyncio.Semaphore(max(1, int(concurrency)))
-
-            async def one(task: Task) -> None:
-                async with limiter:
-                    record = await self._run_one(task)
-                writer.write(record)
-                self.records[task.id] = record
-                self.reporters.call("on_sample_scored", run=info, sample=record)
-                if self.on_sample:
-                    self.on_sample(record)
-
-            await asyncio.gather(*(one(task) for task in todo))
-            status = "complete"
+            self._write_results(rec.RUNNING)
+            self.reporters.call("on_run_start", run=info)
+            writer = rundir.SampleWriter(self.run_dir)
+            await self._start_backend()
+            self._write_results(rec.RUNNING)  # now with the model's identity
+            self.observer.start(len(self.tasks), [r for r in self.records.values() if r.ok])
+            await self._run_tasks(todo, writer, info)
+            status = rec.INTERRUPTED if self._stopping else rec.COMPLETE
+        except (StartupError, RunIOError):
+            status = rec.RUN_FAILED
+            raise
+        except OSError as exc:  # results.json or samples.jsonl could not be opened or written
+            status, self.error = rec.RUN_FAILED, f"I/O error: {exc}"
+            raise RunIOError(exc.errno, self.error) from None
         finally:
-            writer.close()
+            self.observer.stop()
+            if writer is not None:
+                writer.close()
             try:
                 await asyncio.shield(self.backend.close())
             finally:
-                results = self._write_results(status, time.perf_counter() - t0)
-                self.reporters.call("on_run_end", run=info, results=results)
+                try:
+                    results = self._write_results(status, time.perf_counter() - t0)
+                    self.reporters.call("on_run_end", run=info, results=results)
+                finally:
+                    self._lock.release()
         return results
 
-    async def _run_one(self, task: Task) -> dict[str, Any]:
-        if task.environment is not None:  # multi-turn: played by the agent loop
-            return await agent.run_task(self, task)
-        cfg = self.config
-        request = build_request(task, cfg.tool_format, temperature=cfg.temperature, max_tokens=cfg.max_tokens)
+    async def _start_backend(self) -> None:
+        self.observer.starting_backend(self.config.backend, self.config.model)
         started = time.perf_counter()
         try:
+            await self.backend.start(self.run_dir)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to start is the run's one error, said once
+            self.error = f"the {self.config.backend} backend could not start: {type(exc).__name__}: {exc}"
+            raise StartupError(self.error) from exc
+        self.observer.backend_ready(time.perf_counter() - started)
+
+    async def _run_tasks(self, todo: list[Task], writer: rundir.SampleWriter, info: RunInfo) -> None:
+        concurrency = self.config.concurrency or self.backend.default_concurrency
+        limiter = asyncio.Semaphore(max(1, int(concurrency)))
+        io_error: list[OSError] = []
+
+        async def one(task: Task) -> None:
+            async with limiter:
+                if self._stopping or io_error:
+                    return
+                record = await self._run_one(task)
+            if io_error:
+                return
+            try:
+                writer.write(record)
+            except OSError as exc:
+                io_error.append(exc)
+                return
+            self.records[task.id] = record
+            self.reporters.call("on_sample_scored", run=info, sample=record)
+            self.observer.sample(record)
+
+        await asyncio.gather(*(one(task) for task in todo))
+        if io_error:
+            exc = io_error[0]
+            self.error = f"cannot write {writer.path}: {exc.strerror or exc}"
+            raise RunIOError(exc.errno, self.error)
+
+    async def _run_one(self, task: Task) -> SampleRecord:
+        if task.environment is not None:  # multi-turn: played by the agent loop
+            return SampleRecord.from_json(await agent.run_task(self, task))
+        cfg = self.config
+        request = build_request(task, cfg.tool_format, temperature=cfg.temperature, max_tokens=cfg.max_tokens)
+        request = attrs.evolve(request, timeout_s=cfg.timeout_s)
+        started = time.perf_counter()
+        timed_out = False
+        try:
             completion = await asyncio.wait_for(self.backend.complete(request), timeout=cfg.timeout_s)
-        except TimeoutError:
-            completion = Completion(error=f"timeout after {cfg.timeout_s:g} s")
+        except TimeoutError as exc:  # asyncio's, or the backend's own (it stopped at request.timeout_s)
+            completion, timed_out = Completion(error=str(exc) or f"timeout after {cfg.timeout_s:g} s"), True
         except Exception as exc:  # noqa: BLE001 - one failed sample must not end the run
             completion = Completion(error=f"{type(exc).__name__}: {exc}")
         if not completion.latency_s:
             completion = attrs.evolve(completion, latency_s=time.perf_counter() - started)
         if completion.error is not None:
-            score = Score(0.0, error_type="backend_error", detail=completion.error)
-            status = "failed"
+            score = Score(0.0, error_type="timeout" if timed_out else "backend_error", detail=completion.error)
+            status = rec.FAILED
         else:
             score, status = self._score(task, completion)
-        return {
-            "task_id": task.id,
-            "source": task.source,
-            "category": task.category,
-            "status": status,
-            "score": score.value,
-            "passed": score.passed,
-            "error_type": score.error_type,
-            "breakdown": score.breakdown,
-            "decoded_calls": [c.to_json() for c in score.decoded_calls],
-            "detail": score.detail,
-            "completion": completion.to_json(),
-            "messages": [m.to_json() for m in request.messages],
-            "tools": [t.to_json() for t in task.tools],
-            "expected_calls": [c.to_json() for c in task.expected_calls],
-        }
+        return SampleRecord(task_id=task.id, source=task.source, category=task.category, status=status,
+                            score=score.value, passed=score.passed, error_type=score.error_type,
+                            breakdown=score.breakdown, decoded_calls=score.decoded_calls, detail=score.detail,
+                            completion=completion, messages=request.messages, tools=task.tools,
+                            expected_calls=task.expected_calls)
 
     def _score(self, task: Task, completion: Completion) -> tuple[Score, str]:
         """The scorer's verdict; a scorer that raises or returns something that is not a usable Score fails
@@ -225,66 +359,58 @@ class Evaluation:
             json.dumps(score.to_json(), allow_nan=False)  # what samples.jsonl will hold
         except Exception as exc:  # noqa: BLE001 - plugin code: one bad verdict must not end the run
             detail = f"scorer {self.config.scorer!r}: {type(exc).__name__}: {exc}"
-            return Score(0.0, error_type="scorer_error", detail=detail[:2000]), "failed"
-        return score, "ok"
+            return Score(0.0, error_type="scorer_error", detail=detail[:2000]), rec.FAILED
+        return score, rec.OK
 
     def summary(self) -> dict[str, Any]:
         """Scores over all tasks of the run: a failed or missing sample counts 0."""
-        per_category: dict[str, list[float]] = {}
-        passed: dict[str, int] = {}
-        for task in self.tasks:
-            record = self.records.get(task.id) or {}
-            ok = record.get("status") == "ok"
-            category = task.category or "all"
-            per_category.setdefault(category, []).append(float(record["score"]) if ok else 0.0)
-            passed[category] = passed.get(category, 0) + bool(ok and record.get("passed"))
-        scores = [v for values in per_category.values() for v in values]
-        done = [r for r in self.records.values() if r.get("status") == "ok"]
-        latencies = [r["completion"]["latency_s"] for r in done]
-        return {
-            "mean_score": round(statistics.fmean(scores), 6) if scores else 0.0,
-            "n_tasks": len(self.tasks),
-            "n_scored": len(done),
-            "n_failed": sum(1 for r in self.records.values() if r.get("status") == "failed"),
-            "n_scorer_errors": sum(1 for r in self.records.values() if r.get("error_type") == "scorer_error"),
-            "n_passed": sum(passed.values()),
-            "per_category": {
-                cat: {"n": len(values), "mean_score": round(statistics.fmean(values), 6), "passed": passed[cat]}
-                for cat, values in sorted(per_category.items())
-            },
-            "prompt_tokens": sum(r["completion"]["prompt_tokens"] for r in done),
-            "completion_tokens": sum(r["completion"]["completion_tokens"] for r in done),
-            "mean_latency_s": round(statistics.fmean(latencies), 4) if latencies else None,
-        }
+        return rec.summarize(((t.id, t.category) for t in self.tasks), self.records)
 
-    def _write_results(self, status: str, duration_s: float | None = None) -> dict[str, Any]:
+    def _write_results(self, status: str, duration_s: float | None = None) -> RunResults:
         assert self.run_dir is not None
         try:
             model = self.backend.describe()
         except Exception as exc:  # noqa: BLE001
             model = {"error": str(exc)}
-        results = {
-            "status": status,
-            "run_dir": str(self.run_dir),
-            "started_at": self.started_at,
-            "updated_at": rundir.utc_stamp(),
-            "duration_s": round(duration_s, 3) if duration_s is not None else None,
-            "config": self.config.to_json(),
-            "seed": self.config.seed,
-            "model": model,
-            "scorer": {"name": self.config.scorer, "version": self.scorer.version},
-            "task_source": {"spec": self.config.tasks, "version": self.task_source_version},
-            "bitagent_version": bitagent_core.__version__,
-            "git_commit": self.git_commit,
-            "plugins": self.registry.plugin_versions(),
-            **self.summary(),
-        }
-        write_json_atomic(self.run_dir / rundir.RESULTS, results)
+        resumes = list(self._previous.resumes) if self._previous else []
+        if self.resume_dir is not None:
+            resumes.append({"at": rundir.utc_stamp(), "changed": self.resume_changes})
+        previous_s = (self._previous.duration_s or 0.0) if self._previous else 0.0
+        results = RunResults(
+            status=status, run_dir=str(self.run_dir), started_at=self.started_at, updated_at=rundir.utc_stamp(),
+            duration_s=round(previous_s + duration_s, 3) if duration_s is not None else None,
+            config=self.config.to_json(), seed=self.config.seed, model=model,
+            scorer={"name": self.config.scorer, "version": self.scorer.version},
+            bitagent_version=bitagent_core.__version__, git_commit=self.git_commit,
+            plugins=self.registry.plugin_versions(), error=self.error, task_digest=self.digest,
+            sources=self.sources, resumes=tuple(resumes), **self.summary())
+        rundir.write_results(self.run_dir, results)
         return results
 
 
-def config_for_resume(run_dir: Path, **overrides: Any) -> RunConfig:
-    """The config a run was started with, so ``--resume`` evaluates exactly the same tasks."""
-    data = rundir.read_results(run_dir)["config"]
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return RunConfig.from_json(data)
+def config_for_resume(run_dir: Path, changes: dict[str, Any] | None = None) -> tuple[RunConfig, dict[str, Any]]:
+    """The config a run was started with, and the flags ``changes`` alters on it.
+
+    ``changes`` are the flags given with ``--resume``. One in :data:`FIXED_ON_RESUME` with a different value
+    raises :class:`ResumeConflict`; those in :data:`MAY_CHANGE_ON_RESUME` are applied (backend options merged).
+    Returns the config and what changed, ``{name: [old, new]}``, to record in ``results.json``.
+    """
+    config = RunConfig.from_json(rundir.read_results(run_dir).config)
+    changes = {k: v for k, v in (changes or {}).items() if v is not None}
+    given = attrs.evolve(config, **{k: v for k, v in changes.items() if k in FIXED_ON_RESUME}).with_absolute_paths()
+    conflicts = [f"{name} {getattr(given, name)!r} (the run has {getattr(config, name)!r})"
+                 for name in FIXED_ON_RESUME if name in changes and getattr(given, name) != getattr(config, name)]
+    if conflicts:
+        raise ResumeConflict("--resume continues a run with the tasks, model and scoring it started with; "
+                             f"these flags would change them: {'; '.join(conflicts)}. "
+                             "Drop them, or start a new run")
+    changed: dict[str, Any] = {}
+    for name in MAY_CHANGE_ON_RESUME:
+        if name not in changes:
+            continue
+        old = getattr(config, name)
+        new = {**old, **changes[name]} if name == "backend_options" else changes[name]
+        if new != old:
+            changed[name] = [old, new]
+            setattr(config, name, new)
+    return config, changed

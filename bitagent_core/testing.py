@@ -515,7 +515,7 @@ def check_reporter(plugin: object, *, subject: str = "reporter") -> Report:
         config = RunConfig(tasks="conformance", backend="conformance-echo", scorer="conformance", limit=4,
                            output_dir=tmp)
         evaluation = Evaluation(config, registry)
-        box: list[dict[str, Any]] = []
+        box: list[Any] = []
 
         def run() -> None:
             box.append(asyncio.run(evaluation.run()))

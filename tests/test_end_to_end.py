@@ -59,6 +59,7 @@ def test_ctrl_c_keeps_finished_samples_and_resume_completes_the_run(tmp_path, em
     run_dir = samples.parent
     results = json.loads((run_dir / "results.json").read_text())
     assert proc.returncode == 130, err  # two ~1 s generations were still to come when the signal was sent
+    assert "stopping after the current request; Ctrl-C again to abort" in err
     assert "--resume" in err
     assert results["status"] == "interrupted"
     kept = results["n_scored"]
@@ -69,6 +70,34 @@ def test_ctrl_c_keeps_finished_samples_and_resume_completes_the_run(tmp_path, em
     assert final["status"] == "complete" and final["n_scored"] == 3
     ids = [json.loads(x)["task_id"] for x in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert sorted(ids) == ["discount", "no-tool", "weather"]  # nothing asked twice
+
+
+@pytest.mark.model
+def test_a_second_ctrl_c_aborts_the_llama_cpp_generation_in_flight(tmp_path, embedded_model, tasks_file):
+    args = ["evaluate", "--tasks", f"jsonl:{tasks_file}", "--limit", "3", "--output-dir", str(tmp_path), *THREADS]
+    proc = subprocess.Popen(BITAGENT + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any(p.read_text() for p in tmp_path.glob("*/samples.jsonl")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "aborting the requests in flight" in err and "Traceback" not in err
+    results = json.loads(next(tmp_path.glob("*/results.json")).read_text())
+    assert results["status"] == "interrupted" and 1 <= results["n_scored"] < 3
+
+
+@pytest.mark.model
+def test_timeout_stops_in_process_llama_cpp_generation_at_the_deadline(tmp_path, embedded_model, tasks_file):
+    out = bitagent("evaluate", "--tasks", f"jsonl:{tasks_file}", "--timeout", "0.1", "--output-dir", str(tmp_path),
+                   *THREADS)
+    assert out.returncode == 4, out.stderr  # every request timed out: all failed is never exit 0
+    samples = [json.loads(x) for x in next(tmp_path.glob("*/samples.jsonl")).read_text().splitlines()]
+    assert len(samples) == 3 and all(s["error_type"] == "timeout" for s in samples)
+    # the backend stopped the generation itself (asyncio cannot interrupt llama.cpp on the event loop's thread)
+    assert all("generation stopped" in s["completion"]["error"] for s in samples)
 
 
 def test_config_file_and_environment_feed_options(tmp_path):
@@ -94,9 +123,18 @@ def test_bad_backend_options_are_clear_errors(tmp_path, tasks_file):
     assert "-B n_ctx: backend option n_ctx='lots': Input should be a valid integer" in out.stderr
     out = bitagent("evaluate", "--tasks", f"jsonl:{tasks_file}", "-B", "colour=red", "--output-dir", str(tmp_path))
     assert out.returncode == 2 and "-B colour: the llama-cpp backend has no option 'colour'" in out.stderr
-    out = bitagent("evaluate", "--model", str(tmp_path / "missing.gguf"), "--tasks", f"jsonl:{tasks_file}",
-                   "--output-dir", str(tmp_path))
-    assert out.returncode == 1 and "no such model file" in out.stderr
+    for bad in ("missing.gguf", "junk.gguf", "model.txt"):
+        if bad != "missing.gguf":
+            (tmp_path / bad).write_text("not a model\n")
+        out = bitagent("evaluate", "--model", str(tmp_path / bad), "--tasks", f"jsonl:{tasks_file}",
+                       "--output-dir", str(tmp_path / "runs"))
+        assert out.returncode == 3, out.stderr  # a startup error: exit 3, one line, no traceback
+        assert "could not start" in out.stderr and "Traceback" not in out.stderr
+    out = bitagent("evaluate", "--model", "hf://acme/no-such-repo/model.gguf", "--tasks", f"jsonl:{tasks_file}",
+                   "--output-dir", str(tmp_path / "runs"), env={"HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 3 and "could not start" in out.stderr and "Traceback" not in out.stderr
+    statuses = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/results.json")]
+    assert [r["status"] for r in statuses] == ["failed"] * 4 and all(r["error"] for r in statuses)
 
 
 @pytest.mark.model

@@ -60,13 +60,28 @@ def test_scores_every_line_and_keeps_its_fields(tmp_path):
         assert name in done.stdout  # the summary table
 
 
-def test_json_summary_per_category(tmp_path):
-    done = bitagent("score", "-t", "bfcl", "-r", str(write(tmp_path / "r.jsonl", RESPONSES)), "--json")
+def test_json_summary_per_task_with_duplicates_and_coverage(tmp_path):
+    """Each task counts once (its last answer); duplicates are reported; unanswered tasks count as failures
+    unless --partial."""
+    path = str(write(tmp_path / "r.jsonl", RESPONSES))
+    done = bitagent("score", "-t", "bfcl", "-r", path, "--json", "--partial")
     summary = json.loads(done.stdout)
-    assert summary["n_scored"] == 8 and summary["n_passed"] == 5 and summary["accuracy"] == pytest.approx(5 / 8)
-    assert summary["per_category"]["simple_python"] == {"n": 4, "passed": 2, "accuracy": 0.5, "mean_score": 0.5}
-    assert summary["error_types"] == {"irrelevance_error": 1, "missing_required": 1, "value_error": 1}
+    assert summary["n_responses"] == 8 and summary["n_answered"] == 4
+    assert summary["n_scored"] == 4 and summary["n_passed"] == 2 and summary["accuracy"] == 0.5
+    assert summary["per_category"]["simple_python"] == {"n": 1, "passed": 0, "accuracy": 0.0, "mean_score": 0.0}
+    assert summary["error_types"] == {"irrelevance_error": 1, "missing_required": 1}
+    assert summary["duplicate_task_ids"] == {"irrelevance_0": [6, 7], "simple_python_0": [1, 2, 3, 4]}
     assert summary["unknown_task_ids"] == {} and summary["bad_lines"] == []
+    assert "answers for 4 of" in done.stderr and "more than once" in done.stderr
+    whole = json.loads(bitagent("score", "-t", "bfcl", "-r", path, "--json").stdout)
+    assert whole["n_scored"] == whole["n_tasks"] > 3000 and whole["n_passed"] == 2
+    assert whole["accuracy"] == pytest.approx(2 / whole["n_tasks"], abs=1e-6)
+    assert whole["error_types"]["no_answer"] > 3000
+
+
+def test_empty_input_is_an_error(tmp_path):
+    done = bitagent("score", "-t", "bfcl", "-r", str(write(tmp_path / "r.jsonl", [])))
+    assert done.returncode == 1 and "nothing was scored" in done.stderr
 
 
 def test_unknown_task_ids_and_bad_lines_are_named_and_the_rest_scored(tmp_path):
@@ -128,13 +143,13 @@ def test_other_scorers_and_seeded_sources(tmp_path):
                                      "--json").stdout)
     assert right_seed["n_passed"] == 5
     wrong_seed = bitagent("score", "-t", "bfcl-shuffle:call", "--seed", "4", "-r", str(path), "--json")
-    assert wrong_seed.returncode == 1 and json.loads(wrong_seed.stdout)["n_scored"] == 0
+    assert wrong_seed.returncode == 1 and json.loads(wrong_seed.stdout)["n_answered"] == 0
     upstream_scorer = json.loads(bitagent("score", "-t", "bfcl-shuffle:call", "--seed", "3", "-s", "bitagent",
-                                      "-r", str(path), "--json").stdout)
+                                      "-r", str(path), "--json", "--partial").stdout)
     assert upstream_scorer["mean_score"] == 1.0
     strict = bitagent("score", "-t", "bfcl", "-s", "bfcl-strict", "-r", str(write(tmp_path / "s.jsonl", [
         {"task_id": "simple_python_0", "response": "```python\n[calculate_triangle_area(base=10, height=5)]\n```"}])),
-        "--json")
+        "--json", "--partial")
     assert json.loads(strict.stdout)["error_types"] == {"decode_error": 1}
     unknown = bitagent("score", "-t", "bfcl", "-s", "nope", "-r", str(path))
     assert unknown.returncode != 0 and "unknown scorer 'nope'" in unknown.stderr
@@ -151,3 +166,29 @@ def test_every_ground_truth_through_the_cli(tmp_path):
     done = subprocess.run([str(BIN / "bitagent"), "score", "-r", str(path)], capture_output=True, text=True,
                           env=env_less, timeout=60)
     assert done.returncode == 2 and "--tasks" in done.stderr
+
+
+def test_score_streams_its_input_and_output(tmp_path):
+    """Ten times the lines take about the same memory: lines are read, scored and written one at a time."""
+    import tracemalloc
+
+    from bitagent_core.rescore import LineWriter, score_responses
+
+    registry = get_registry()
+    tasks = load_tasks(registry, "bfcl:simple_python", 0, 50)
+    scorer = registry.get("scorers", "bfcl").factory()
+    peaks = []
+    for n in (2_000, 20_000):
+        rows = [{"task_id": tasks[i % 50].id, "response": render_expected(tasks[i % 50]), "note": "x" * 1000}
+                for i in range(n)]
+        path = write(tmp_path / f"r{n}.jsonl", rows)
+        del rows
+        writer = LineWriter(tmp_path / f"out{n}.jsonl")
+        tracemalloc.start()
+        tally = score_responses(path, tasks, scorer, writer)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        writer.close()
+        assert tally.n_lines == n and len(tally.per_task) == 50
+        assert sum(1 for _ in open(tmp_path / f"out{n}.jsonl")) == n
+    assert peaks[1] < 2 * peaks[0] and peaks[1] < 20e6  # holding 20,000 lines of 1 KB would be 20 MB and more

@@ -7,20 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from bitagent_core.records import RunResults, SampleRecord
 from bitagent_core.runner import RunConfig, RunInfo
 from bitagent_plugins.reporters import wandb_reporter
 
 
-def _sample(i: int, score: float) -> dict:
-    return {"task_id": f"t{i}", "status": "ok", "score": score, "passed": score == 1.0,
-            "completion": {"latency_s": 0.25, "completion_tokens": 12}}
+def _sample(i: int, score: float) -> SampleRecord:
+    return SampleRecord.from_json({"task_id": f"t{i}", "status": "ok", "score": score, "passed": score == 1.0,
+                                   "completion": {"latency_s": 0.25, "completion_tokens": 12}})
 
 
-def _results(run_dir: Path) -> dict:
-    return {"status": "complete", "mean_score": 0.75, "n_tasks": 2, "n_scored": 2, "n_failed": 0, "n_passed": 1,
+def _results(run_dir: Path) -> RunResults:
+    return RunResults.from_json({
+            "status": "complete", "mean_score": 0.75, "n_tasks": 2, "n_scored": 2, "n_failed": 0, "n_passed": 1,
             "duration_s": 1.5, "mean_latency_s": 0.25, "prompt_tokens": 100, "completion_tokens": 24,
             "per_category": {"single_call": {"n": 2, "mean_score": 0.75, "passed": 1}},
-            "model": {"model": "acme/reporter-test-model"}, "run_dir": str(run_dir)}
+            "model": {"model": "acme/reporter-test-model"}, "run_dir": str(run_dir)})
 
 
 @pytest.fixture

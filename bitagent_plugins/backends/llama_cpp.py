@@ -15,12 +15,15 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import PositiveInt
 
 from bitagent_core import BackendOptions, ChatRequest, Completion, RegisterBackend, hookimpl
 from bitagent_plugins.backends.openai_format import completion_from_openai, to_openai_messages
+
+if TYPE_CHECKING:
+    import asyncio  # at run time imported where used: loading plugins (`bitagent --help`) stays light
 
 
 class LlamaCppOptions(BackendOptions):
@@ -95,6 +98,52 @@ def import_llama() -> Any:
     return Llama
 
 
+class _Deadline:
+    """Stops a request at ``deadline`` (``time.perf_counter()``), in its two phases:
+
+    It stops the same way when the asyncio task that asked for the request is cancelled.
+
+    - prompt evaluation (one long llama_decode): llama.cpp's abort callback, asked between graph nodes, makes
+      the decode fail once the deadline passed;
+    - generation: a logits processor that, from the deadline on, leaves only the end-of-generation token
+      possible, so the model stops within one token. (llama-cpp-python calls processors from a C callback that
+      swallows exceptions, so it cannot raise.) On its first call, prompt evaluation is over and the abort
+      callback is removed: asked per graph node, it would cost a few percent per token.
+    """
+
+    def __init__(self, deadline: float, eos: int, ctx: Any, task: asyncio.Task[Any] | None = None) -> None:
+        import llama_cpp
+
+        self.deadline, self.eos, self.passed, self._ctx = deadline, eos, False, ctx
+        self.task, self.cancelled = task, False
+        self._set = llama_cpp.llama_set_abort_callback
+        self._none = llama_cpp.ggml_abort_callback()  # a NULL function pointer
+        self._abort = llama_cpp.ggml_abort_callback(self._should_abort)  # kept alive while C holds it
+        self._set(ctx, self._abort, None)
+
+    def _over(self) -> bool:
+        if self.task is not None and self.task.cancelling():  # the request was cancelled (a second Ctrl-C)
+            self.cancelled = True
+        elif time.perf_counter() >= self.deadline:
+            self.passed = True
+        return self.passed or self.cancelled
+
+    def _should_abort(self, data: Any) -> bool:
+        return self._over()
+
+    def remove(self) -> None:
+        if self._ctx is not None:
+            self._set(self._ctx, self._none, None)
+            self._ctx = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.remove()
+        if self._over():
+            scores.fill(float("-inf"))
+            scores[self.eos] = 0.0
+        return scores
+
+
 class LlamaCppBackend:
     default_concurrency = 1  # one in-process model answers one request at a time
 
@@ -130,16 +179,19 @@ class LlamaCppBackend:
             raise RuntimeError("the llama-cpp backend was not started")
         # Generation runs on the event loop's own thread, not in a worker thread: one in-process model
         # answers one request at a time anyway, and llama.cpp measured 6-9 % slower when called from a
-        # non-main thread here (benchmarks/overhead.py). The cost: a timeout or Ctrl-C takes effect when
-        # the current generation ends (at most max_tokens tokens later). `-B worker_thread=true` restores
-        # the thread for embedders whose event loop must stay responsive.
+        # non-main thread here (benchmarks/overhead.py). The loop cannot interrupt it, so the request's timeout
+        # and the cancellation of this task are checked from inside llama.cpp (_Deadline).
+        # `-B worker_thread=true` restores the thread for embedders whose event loop must stay responsive.
+        import asyncio
+
+        task = asyncio.current_task()
         if self.options.get("worker_thread"):
             import asyncio
 
-            return await asyncio.to_thread(self._complete, request)
-        return self._complete(request)
+            return await asyncio.to_thread(self._complete, request, task)
+        return self._complete(request, task)
 
-    def _complete(self, request: ChatRequest) -> Completion:
+    def _complete(self, request: ChatRequest, task: asyncio.Task[Any] | None = None) -> Completion:
         kwargs: dict[str, Any] = {"messages": to_openai_messages(request.messages),
                                   "temperature": request.temperature, "max_tokens": request.max_tokens}
         if request.native_tools:
@@ -147,7 +199,26 @@ class LlamaCppBackend:
             kwargs["tool_choice"] = "auto"
         with self._lock:  # llama.cpp contexts are not thread-safe
             started = time.perf_counter()
-            response = self._llm.create_chat_completion(**kwargs)
+            # Generation runs on the caller's thread, where no asyncio timeout or cancellation can interrupt
+            # it: stop it at the deadline, or when the asking task is cancelled, from inside. llama-cpp-python's
+            # chat handlers replace a caller's stopping_criteria with the template's, but call every logits
+            # processor before each token.
+            limit = started + request.timeout_s if request.timeout_s is not None else float("inf")
+            deadline = _Deadline(limit, self._llm.token_eos(), self._llm.ctx, task)
+            kwargs["logits_processor"] = [deadline]
+            try:
+                response = self._llm.create_chat_completion(**kwargs)
+            except RuntimeError:  # llama_decode aborted by the callback
+                if not (deadline.passed or deadline.cancelled):
+                    raise
+            finally:
+                deadline.remove()
+            if deadline.cancelled:
+                import asyncio
+
+                raise asyncio.CancelledError
+            if deadline.passed:
+                raise TimeoutError(f"timeout after {request.timeout_s:g} s (generation stopped)")
             return completion_from_openai(response, time.perf_counter() - started)
 
     async def close(self) -> None:

@@ -24,9 +24,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bitagent_core import RunInfo, hookimpl
+from bitagent_core import hookimpl
+
+if TYPE_CHECKING:
+    from bitagent_core import RunInfo, RunResults, SampleRecord
 
 log = logging.getLogger("bitagent.reporters.wandb")
 
@@ -68,19 +71,17 @@ def on_run_start(run: RunInfo) -> None:
 
 
 @hookimpl
-def on_sample_scored(run: RunInfo, sample: dict[str, Any]) -> None:
+def on_sample_scored(run: RunInfo, sample: SampleRecord) -> None:
     with _lock:
         entry = _runs.get(_key(run))
         if entry is None:
             return
         entry["n"] += 1
-        entry["total"] += float(sample.get("score") or 0.0)
+        entry["total"] += sample.score
         n, mean = entry["n"], entry["total"] / entry["n"]
-    completion = sample.get("completion") or {}
-    metrics = {"score": float(sample.get("score") or 0.0), "passed": int(bool(sample.get("passed"))),
-               "failed": int(sample.get("status") == "failed"), "mean_score_so_far": mean,
-               "latency_s": float(completion.get("latency_s") or 0.0),
-               "completion_tokens": int(completion.get("completion_tokens") or 0)}
+    metrics = {"score": sample.score, "passed": int(sample.passed), "failed": int(not sample.ok),
+               "mean_score_so_far": mean, "latency_s": sample.completion.latency_s,
+               "completion_tokens": sample.completion.completion_tokens}
     try:
         entry["run"].log(metrics, step=n)
     except Exception as exc:  # noqa: BLE001
@@ -90,21 +91,21 @@ def on_sample_scored(run: RunInfo, sample: dict[str, Any]) -> None:
 
 
 @hookimpl
-def on_run_end(run: RunInfo, results: dict[str, Any]) -> None:
+def on_run_end(run: RunInfo, results: RunResults) -> None:
     with _lock:
         entry = _runs.pop(_key(run), None)
     if entry is None:
         return
-    summary: dict[str, Any] = {k: results.get(k) for k in ("status", "mean_score", "n_tasks", "n_scored", "n_failed",
+    data = results.to_json()
+    summary: dict[str, Any] = {k: data.get(k) for k in ("status", "mean_score", "n_tasks", "n_scored", "n_failed",
                                                             "n_passed", "duration_s", "mean_latency_s",
                                                             "prompt_tokens", "completion_tokens")}
-    for category, row in (results.get("per_category") or {}).items():
-        summary[f"mean_score/{category}"] = row.get("mean_score")
-    model = results.get("model") or {}
-    summary["model"] = model.get("model")
+    for category, row in results.per_category.items():
+        summary[f"mean_score/{category}"] = row.mean_score
+    summary["model"] = results.model.get("model")
     try:
         entry["run"].summary.update(summary)
-        entry["run"].finish(exit_code=0 if results.get("status") == "complete" else 1)
+        entry["run"].finish(exit_code=0 if results.status == "complete" else 1)
     except Exception as exc:  # noqa: BLE001
         log.warning("wandb finish failed: %s", exc)
     _flush()

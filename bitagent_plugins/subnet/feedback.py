@@ -25,7 +25,8 @@ log = logging.getLogger("bitagent.subnet.validator")
 def task_results(run_dir: str | Path) -> list[dict[str, Any]]:
     """The per-task results of one evaluation run, as a miner reads them."""
     out = []
-    for task_id, record in sorted(read_samples(Path(run_dir)).items()):
+    for task_id, sample in sorted(read_samples(Path(run_dir)).items()):
+        record = sample.to_json()
         completion = record.get("completion") or {}
         out.append({"task_id": task_id, "category": record.get("category"), "status": record.get("status"),
                     "score": record.get("score"), "messages": record.get("messages"), "tools": record.get("tools"),

@@ -95,7 +95,7 @@ class ModelPipeline:
 
     async def evaluate(self, key: ModelKey, model: str, *, seed: int, sample_size: int) -> EvaluationResult:
         """Run the competition's sample for ``seed`` against ``model``; raises when the run does not complete."""
-        from bitagent_core import Evaluation, RunConfig
+        from bitagent_core import Evaluation, RunConfig, RunObserver
 
         config = RunConfig(tasks=f"competition:{self.competition.name}", backend=self.backend, model=model,
                            scorer=self.competition.scorer, limit=sample_size, seed=seed,
@@ -104,24 +104,32 @@ class ModelPipeline:
         started = time.monotonic()
         progress = {"done": 0, "step": max(1, sample_size // 10)}
 
-        def on_start(n_tasks: int, _done: int) -> None:
-            log.info("%s: evaluation started (%d tasks, backend %s): starting the model", key, n_tasks, self.backend)
+        class LogProgress(RunObserver):
+            """The evaluation's phases as the validator's INFO lines."""
 
-        def on_sample(_record: dict[str, Any]) -> None:
-            progress["done"] += 1
-            done = progress["done"]
-            if done == 1:
-                log.info("%s: model ready, first response after %.1f s", key, time.monotonic() - started)
-            elif done % progress["step"] == 0 or done == sample_size:
-                log.info("%s: %d/%d responses (%.1f s)", key, done, sample_size, time.monotonic() - started)
+            def starting_backend(self, backend: str, model: str | None) -> None:
+                log.info("%s: evaluation started (%d tasks, backend %s): starting the model", key, sample_size,
+                         backend)
 
-        evaluation = Evaluation(config, self.registry, on_start=on_start, on_sample=on_sample)
-        results = await evaluation.run()
+            def backend_ready(self, seconds: float) -> None:
+                log.info("%s: model ready after %.1f s", key, seconds)
+
+            def sample(self, record: Any) -> None:
+                progress["done"] += 1
+                done = progress["done"]
+                if done % progress["step"] == 0 or done == sample_size:
+                    log.info("%s: %d/%d responses (%.1f s)", key, done, sample_size, time.monotonic() - started)
+
+        evaluation = Evaluation(config, self.registry, observer=LogProgress())
+        run_results = await evaluation.run()
         log.info("%s: model stopped after %.1f s", key, time.monotonic() - started)
-        if results.get("status") != "complete":
-            raise RuntimeError(f"the evaluation ended {results.get('status')}")
-        samples = tuple(evaluation.records.get(task.id, {"task_id": task.id, "status": "failed", "score": 0.0})
-                        for task in evaluation.tasks)
+        if run_results.status != "complete":
+            raise RuntimeError(f"the evaluation ended {run_results.status}")
+        results = run_results.to_json()
+        missing = {"status": "failed", "score": 0.0}
+        samples: tuple[dict[str, Any], ...] = tuple(
+            evaluation.records[task.id].to_json() if task.id in evaluation.records else {"task_id": task.id, **missing}
+            for task in evaluation.tasks)
         scores = [float(s.get("score") or 0.0) if s.get("status") == "ok" else 0.0 for s in samples]
         errors = tuple(str((s.get("completion") or {}).get("error") or s.get("detail") or "")
                        for s in samples if s.get("status") != "ok")
