@@ -27,7 +27,6 @@ from typing import Any
 import attrs
 
 from bitagent_core import Completion, EnvironmentSpec, Message, Task, Tool, ToolCall, Turn, read_jsonl
-from bitagent_plugins.bfcl.reading import Expression
 
 CATEGORIES = ("multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context")
 ENVIRONMENT = "bfcl"
@@ -148,6 +147,8 @@ def execution_calls(calls: tuple[ToolCall, ...]) -> list[ToolCall] | None:
     """The calls as BFCL's executor would run them, with nothing evaluated: a nested call (what BFCL's
     ``parse_nested_value`` renders as one) becomes an :class:`Expression`, which execution refuses. None where
     BFCL's rendering fails (an empty dict argument): the step does not decode."""
+    from bitagent_plugins.bfcl.reading import Expression  # at use: loading the plugin stays light
+
     out = []
     for call in calls:
         arguments = {}

@@ -12,8 +12,8 @@ A competition is a plugin object (registered with ``register_competitions(regist
 * ``version`` -- bump it to have every model re-evaluated ("regraded");
 * ``licenses`` (optional) -- the model licences a validator accepts (default: upstream's policy, apache-2.0).
 
-The validator keys its evaluations by :func:`bitagent_core.competition_version`: the competition's own version plus the
-versions of the scorer and of every task source in the mix and the sample size, so changing any of them
+The validator keys its evaluations by :func:`bitagent_core.competition_version`: the competition's own version
+plus the versions of the scorer and of every task source in the mix and the sample size, so changing any of them
 regrades every model too.
 
 Each round the validator draws one seed (kept private) and every model evaluated in that round answers
@@ -37,10 +37,7 @@ from bitagent_core import (
     Competition,
     PluginRegistry,
     Task,
-    competition_version,
-    make_task_source,
     protocol_problems,
-    split_spec,
 )
 
 WEIGHT_RULES = ("cubic", "linear", "softmax")
@@ -90,6 +87,8 @@ def sample_tasks(competition: Any, registry: PluginRegistry, seed: int, limit: i
     by its share, each source with its own seed derived from ``seed``, then shuffled by ``seed``.
     Deterministic: the same seed gives the same tasks in the same order. ``limit`` is the sample size, not a
     cap on it: a validator run with ``--sample-size 2000`` draws 2000 tasks."""
+    from bitagent_core import make_task_source  # at use: loading plugins stays light (no runner)
+
     total = competition.sample_size if limit is None else int(limit)
     counts = allocate(competition.mix(registry), total)
     tasks: list[Task] = []
@@ -130,9 +129,12 @@ class CompetitionTaskSource:
 
     @property
     def version(self) -> str:
+        from bitagent_core import competition_version  # at use: loading plugins stays light (no runner)
+
         return competition_version(self.competition, self.registry)
 
     def categories(self) -> list[str]:
+        from bitagent_core import make_task_source, split_spec
 
         categories: list[str] = []
         for spec in self.competition.mix(self.registry):

@@ -8,7 +8,6 @@ spellings (``--num_validators``, ``--skip-launch_v``, ``--subtensor.network`` ..
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -107,6 +106,8 @@ def register_command(substrate_factory: Callable[[], Any] | None = None) -> clic
                 return await register_when_possible(chain, wallet, netuid, limits,
                                                     on_progress=lambda p: line.show(p.line()),
                                                     confirm=None if yes else confirm)
+
+        import asyncio  # at use: loading plugins (`bitagent --help`) stays light
 
         try:
             outcome = asyncio.run(run())

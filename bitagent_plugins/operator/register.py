@@ -12,7 +12,6 @@ still pay fees).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -151,6 +150,8 @@ async def register_when_possible(chain: OperatorChain, wallet: Any, netuid: int,
             on_progress(Progress(status, attempts, spent, limits, waiting or "registering..."))
         last_block = status.block
         if waiting:
+            import asyncio  # at use: loading plugins (`bitagent --help`) stays light
+
             await asyncio.sleep(poll)
             continue
         if not confirmed and confirm is not None:
@@ -171,4 +172,6 @@ async def register_when_possible(chain: OperatorChain, wallet: Any, netuid: int,
         retry_after = await chain.block() + 1
         if on_progress is not None:
             on_progress(Progress(status, attempts, spent, limits, f"attempt refused: {result.message}"))
+        import asyncio  # at use: loading plugins (`bitagent --help`) stays light
+
         await asyncio.sleep(poll)

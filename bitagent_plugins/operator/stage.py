@@ -15,7 +15,6 @@ Spending on finney (``--main-net``) needs ``--yes-i-mean-mainnet``.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -260,6 +259,8 @@ class Stage:
             if await chain.block() - first >= self.config.start_call_wait_blocks:
                 raise StageError(f"starting subnet {self.netuid} failed for {self.config.start_call_wait_blocks} "
                                  f"blocks: {started.message}")
+            import asyncio  # at use: loading plugins (`bitagent --help`) stays light
+
             await asyncio.sleep(await chain.block_time())
 
     async def register(self, chain: OperatorChain, kind: str) -> None:
@@ -406,6 +407,8 @@ class Stage:
             self.netuid = json.loads(self.record_path.read_text()).get("netuid")
         if "wallet" in self.config.steps:
             self.wallets()
+        import asyncio  # at use: loading plugins (`bitagent --help`) stays light
+
         asyncio.run(self.chain_steps())
         apps = self.apps()
         if not apps:
