@@ -418,7 +418,6 @@ async def run_task(evaluation: Any, task: Task) -> dict[str, Any]:
         "latency_s": round(time.perf_counter() - started, 4),
         "finish_reason": "",
         "error": error,
-        "steps": len(steps),
     }
     if error is None and not isinstance(scorer, TrajectoryScorer):
         error = f"the {cfg.scorer} scorer cannot score multi-turn tasks (no score_trajectory)"

@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class RunConfig:
             return str(path.absolute()) if path.exists() and ("/" in value or "." in value) else value
 
         specs = []
-        for spec in split_specs(self.tasks):
+        for spec in split_specs(self.tasks):  # an argument's own commas split too: the pieces are joined again
             name, arg = split_spec(spec)
             specs.append(f"{name}:{absolute(arg)}" if arg else spec)
         return attrs.evolve(self, tasks=",".join(specs), model=absolute(self.model) if self.model else self.model,
@@ -133,9 +133,19 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return name, (arg if sep else None)
 
 
-def split_specs(specs: str) -> list[str]:
-    """``"bfcl:simple_python, bitagent"`` -> ``["bfcl:simple_python", "bitagent"]``."""
-    return [s.strip() for s in specs.split(",") if s.strip()]
+def split_specs(specs: str, sources: Collection[str] | None = None) -> list[str]:
+    """``"bfcl:simple_python, bitagent"`` -> ``["bfcl:simple_python", "bitagent"]``. With the names of the
+    task ``sources``, a piece that names none of them and has no colon belongs to the argument before it:
+    ``"bfcl:live_simple,live_multiple,bitagent"`` -> ``["bfcl:live_simple,live_multiple", "bitagent"]``."""
+    out: list[str] = []
+    for piece in (s.strip() for s in specs.split(",")):
+        if not piece:
+            continue
+        if out and sources is not None and ":" not in piece and piece not in sources and ":" in out[-1]:
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
 
 
 def make_task_source(registry: PluginRegistry, spec: str) -> TaskSource:
@@ -163,7 +173,7 @@ def load_tasks(registry: PluginRegistry, spec: str, seed: int, limit: int | None
     and, when the limit left some out, how many the source has."""
     tasks: list[Task] = []
     seen: dict[str, str] = {}
-    for one in split_specs(spec) or [spec]:
+    for one in split_specs(spec, registry.registrations("task_sources")) or [spec]:
         source = make_task_source(registry, one)
         check_protocol(source, TaskSource, f"task source {one!r}")
         try:

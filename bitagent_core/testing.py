@@ -525,7 +525,7 @@ def check_reporter(plugin: object, *, subject: str = "reporter") -> Report:
                    "; ".join(evaluation.reporters.disabled.values()) or None)
         if box:
             report.add(subject, "the run's results are complete",
-                       None if box[0]["status"] == "complete" and box[0]["n_scored"] == 4 else str(box[0]["status"]))
+                       None if box[0].status == "complete" and box[0].n_scored == 4 else str(box[0].status))
     return report
 
 

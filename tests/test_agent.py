@@ -5,13 +5,12 @@ import asyncio
 import json
 import sys
 import threading
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitagent_core import agent, rundir
+from bitagent_core import BackendOptions, agent, rundir
 from bitagent_core.agent import ERROR_PREFIX, Executor, SimpleEnvironment
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.model import (
@@ -30,6 +29,7 @@ from bitagent_core.plugins import PluginRegistry, get_registry
 from bitagent_core.runner import Evaluation, RunConfig, load_tasks
 from bitagent_plugins.bfcl.multi_turn import BfclEnvironment
 from bitagent_plugins.bfcl.multi_turn_scorer import score_trajectory
+from bitagent_plugins.bfcl.reading import Expression  # a reader's expression kept as text
 
 # --- what execution may touch: Python's audit hooks see every exec, import, process and file open ------------
 
@@ -92,7 +92,7 @@ def test_dispatch_only_to_public_methods_with_literal_arguments():
         (ToolCall("value"), "name 'value' is not defined"),
         (ToolCall("add.__globals__"), "name 'add' is not defined"),
         (ToolCall("eval", {"source": "1"}), "name 'eval' is not defined"),
-        (ToolCall("add", {"n": agent.Expression("2 ** 99999999")}), "expressions are never evaluated: 2 ** 99999999"),
+        (ToolCall("add", {"n": Expression("2 ** 99999999")}), "expressions are never evaluated: 2 ** 99999999"),
         (ToolCall("add", {"n": object()}), "object is not a literal"),
     ]
     for call, message in refused:
@@ -137,9 +137,8 @@ def test_a_call_past_its_deadline_marks_the_environment_broken():
 
     run = Executor([Slow()], str, call_timeout_s=0.3)
     try:
-        started = time.monotonic()
+        # returns at all (the spin never ends by itself): the deadline stopped waiting for it
         assert run.execute(ToolCall("spin")).startswith(ERROR_PREFIX + "environment stopped: a call ran longer")
-        assert time.monotonic() - started < 10
         assert run.broken and run.execute(ToolCall("ok")).startswith(ERROR_PREFIX + "environment stopped")
         assert Slow.calls == 0  # nothing runs on a broken environment
         assert Executor([Slow()], str).execute(ToolCall("ok")) == "ok"  # other environments are unaffected
@@ -182,6 +181,9 @@ def bfcl_task():
 def test_hostile_trajectories_execute_nothing_outside_the_environment(bfcl_task, tmp_path):
     env = BfclEnvironment(bfcl_task.environment.config)
     run = Executor(env.objects(), env.format_result)
+    for strict in (True, False):  # modules imported at first use are imported here, outside the watch
+        score_trajectory(bfcl_task, Trajectory(((Step(text="[ls()]"),),)), strict=strict)
+    env.decode("[ls()]", ())
     with Watch() as events:
         for text in HOSTILE:
             calls, why = env.decode(text, ())
@@ -209,11 +211,10 @@ FRAGMENTS = st.sampled_from([
 @given(st.lists(st.lists(st.lists(FRAGMENTS, max_size=40).map("".join), max_size=4), min_size=1, max_size=5))
 def test_fuzzed_trajectories_stay_inside_and_bounded(bfcl_task, turns):
     trajectory = Trajectory.from_json(turns)
-    with Watch() as events:
+    with Watch() as events:  # bounded: the test's timeout fails a trajectory that runs away
         for strict in (True, False):
-            started = time.monotonic()
             score = score_trajectory(bfcl_task, trajectory, strict=strict)
-            assert 0.0 <= score.value <= 1.0 and time.monotonic() - started < 10
+            assert 0.0 <= score.value <= 1.0
     assert events == []
 
 
@@ -239,6 +240,12 @@ class CounterTasks:
                        max_steps_per_turn=3, metadata={"want": i + self.turns})
 
 
+class ScriptedAgentOptions(BackendOptions):
+    loop: str = ""
+    fail: str = ""
+    stall: str = ""
+
+
 class ScriptedAgent:
     """Calls add(n=1) once per turn, then answers; 'loop' in options: calls forever; 'fail': the second
     request of count-1 raises; 'stall': count-2 never answers."""
@@ -254,11 +261,11 @@ class ScriptedAgent:
 
     async def complete(self, request):
         ScriptedAgent.requests.append((request.session, len(request.messages)))
-        if "fail" in self.options and request.session == "count-1" and len(request.messages) > 2:
+        if self.options.fail and request.session == "count-1" and len(request.messages) > 2:
             raise ConnectionError("server went away")
-        if "stall" in self.options and request.session == "count-2":
+        if self.options.stall and request.session == "count-2":
             await asyncio.sleep(30)
-        if "loop" in self.options or request.messages[-1].role == "user":
+        if self.options.loop or request.messages[-1].role == "user":
             return Completion(text="[add(n=1)]", prompt_tokens=len(request.messages), completion_tokens=4)
         return Completion(text="Done.", prompt_tokens=len(request.messages), completion_tokens=2)
 
@@ -289,7 +296,7 @@ class AgentPlugin:
 
     @hookimpl
     def register_backends(self, register):
-        register("scripted-agent", ScriptedAgent)
+        register("scripted-agent", ScriptedAgent, options=ScriptedAgentOptions)
 
     @hookimpl
     def register_scorers(self, register):
@@ -298,6 +305,11 @@ class AgentPlugin:
     @hookimpl
     def register_environments(self, register):
         register("counter", lambda config: SimpleEnvironment(Counter()))
+
+
+def saved_samples(run_dir):
+    """The run's samples.jsonl lines, as JSON (the last line per task)."""
+    return {task_id: record.to_json() for task_id, record in rundir.read_samples(run_dir).items()}
 
 
 def registry():
@@ -315,15 +327,15 @@ def evaluate(tmp_path, resume=None, **options):
 def test_every_step_of_every_turn_is_saved(tmp_path):
     ScriptedAgent.requests.clear()
     results = evaluate(tmp_path)
-    assert results["status"] == "complete" and results["n_passed"] == 3
-    samples = rundir.read_samples(tmp_path / next(p.name for p in tmp_path.iterdir()))
+    assert results.status == "complete" and results.n_passed == 3
+    samples = saved_samples(tmp_path / next(p.name for p in tmp_path.iterdir()))
     sample = samples["count-0"]
     turns = sample["trajectory"]["turns"]
     assert [[s["text"] for s in steps] for steps in turns] == [["[add(n=1)]", "Done."]] * 3
     assert turns[0][0]["calls"] == [{"name": "add", "arguments": {"n": 1}}] and turns[0][0]["results"] == ["1"]
     assert turns[2][0]["results"] == ["3"]  # state kept across turns
-    assert sample["completion"]["steps"] == 6 and sample["completion"]["prompt_tokens"] == sum(
-        s["prompt_tokens"] for steps in turns for s in steps)
+    assert sum(len(steps) for steps in turns) == 6
+    assert sample["completion"]["prompt_tokens"] == sum(s["prompt_tokens"] for steps in turns for s in steps)
     json.dumps(sample)  # JSON-serialisable as written
     # each request carries its trajectory (the session a backend keeps on one model instance / slot)
     assert {session for session, _ in ScriptedAgent.requests} == {"count-0", "count-1", "count-2"}
@@ -335,25 +347,25 @@ def test_every_step_of_every_turn_is_saved(tmp_path):
 def test_a_turn_past_its_step_limit_terminates_the_trajectory(tmp_path):
     results = evaluate(tmp_path, loop="1")
     run_dir = next(tmp_path.iterdir())
-    sample = rundir.read_samples(run_dir)["count-0"]
+    sample = saved_samples(run_dir)["count-0"]
     assert sample["status"] == "ok" and not sample["passed"]
     trajectory = sample["trajectory"]
     assert trajectory["terminated"] == "turn 0 ran more than 3 steps"
     assert [len(steps) for steps in trajectory["turns"]] == [4]  # BFCL's count: the 4th step with calls ends it
-    assert results["n_passed"] == 0
+    assert results.n_passed == 0
 
 
 def test_failed_and_timed_out_trajectories_are_retried_on_resume(tmp_path):
     results = evaluate(tmp_path, fail="1", stall="1")
     run_dir = next(tmp_path.iterdir())
-    samples = rundir.read_samples(run_dir)
-    assert samples["count-0"]["passed"] and results["n_failed"] == 2
+    samples = saved_samples(run_dir)
+    assert samples["count-0"]["passed"] and results.n_failed == 2
     failed = samples["count-1"]
     assert failed["status"] == "failed" and "server went away" in failed["completion"]["error"]
     assert failed["trajectory"]["turns"][0][0]["text"] == "[add(n=1)]"  # what was played is kept
     assert "timeout after 1 s" in samples["count-2"]["completion"]["error"]
     resumed = evaluate(tmp_path, resume=run_dir)
-    assert resumed["status"] == "complete" and resumed["n_passed"] == 3 and resumed["n_failed"] == 0
+    assert resumed.status == "complete" and resumed.n_passed == 3 and resumed.n_failed == 0
 
 
 def test_an_environment_that_cannot_be_built_fails_its_sample_only(tmp_path):
@@ -367,8 +379,8 @@ def test_an_environment_that_cannot_be_built_fails_its_sample_only(tmp_path):
     config = RunConfig(tasks="counter", backend="scripted-agent", scorer="final-value", limit=2,
                        output_dir=str(tmp_path))
     results = asyncio.run(Evaluation(config, reg).run())
-    assert results["status"] == "complete" and results["n_failed"] == 2
-    sample = rundir.read_samples(next(tmp_path.iterdir()))["count-0"]
+    assert results.status == "complete" and results.n_failed == 2
+    sample = saved_samples(next(tmp_path.iterdir()))["count-0"]
     assert sample["error_type"] == "environment_error" and "ZeroDivisionError" in sample["detail"]
 
 
@@ -377,8 +389,8 @@ def test_a_scorer_without_score_trajectory_is_a_clear_failure(tmp_path):
     reg.load_entry_points({"bitagent-scorer"})
     config = RunConfig(tasks="counter", backend="scripted-agent", scorer="bitagent", limit=1, output_dir=str(tmp_path))
     results = asyncio.run(Evaluation(config, reg).run())
-    sample = rundir.read_samples(next(tmp_path.iterdir()))["count-0"]
-    assert results["n_failed"] == 1 and sample["error_type"] == "scorer_error"
+    sample = saved_samples(next(tmp_path.iterdir()))["count-0"]
+    assert results.n_failed == 1 and sample["error_type"] == "scorer_error"
     assert "cannot score multi-turn tasks" in sample["detail"]
 
 
@@ -386,12 +398,10 @@ def test_bfcls_math_api_cannot_be_made_to_hold_the_process():
     """A huge integer power or precision would hold the GIL (no deadline can stop it): refused before it runs."""
     env = BfclEnvironment({"involved_classes": ["MathAPI"], "initial_config": {}})
     run = Executor(env.objects(), env.format_result, guard=env.guard)
-    started = time.monotonic()
     texts = ["[power(base=10, exponent=1000000000)]", "[power(10, 99999999999)]",
              "[logarithm(value=2, base=10, precision=100000000)]", "[square_root(number=2, precision=10**9)]",
              "[square_root(number=2, precision=1000000000)]"]
-    results = [run.execute_step(env.decode(text, ())[0]) for text in texts]
-    assert time.monotonic() - started < 5
+    results = [run.execute_step(env.decode(text, ())[0]) for text in texts]  # refused: nothing was computed
     assert results[0] == [ERROR_PREFIX + "result too large (more than 1000000 bits)"]
     assert results[1] == [ERROR_PREFIX + "result too large (more than 1000000 bits)"]
     assert results[2] == [ERROR_PREFIX + "precision above 10000"]

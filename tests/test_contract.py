@@ -354,9 +354,9 @@ def _run(tmp_path, registry, n=5):
 def test_a_scorer_that_raises_or_returns_garbage_fails_only_its_sample(tmp_path):
     ListSource.tasks_to_yield = [_task(i) for i in ("ok-1", "raise", "float", "nan-breakdown", "ok-2")]
     _, results = _run(tmp_path, _registry())
-    assert results["status"] == "complete" and results["n_scored"] == 2 and results["n_scorer_errors"] == 3
-    assert results["task_source"] == {"spec": "list", "version": "1"}  # every run records the source's version
-    samples = {s["task_id"]: s for s in map(json.loads, (Path(results["run_dir"]) / "samples.jsonl").open())}
+    assert results.status == "complete" and results.n_scored == 2 and results.n_scorer_errors == 3
+    assert results.sources["list"]["version"] == "1"  # every run records the source's version
+    samples = {s["task_id"]: s for s in map(json.loads, (Path(results.run_dir) / "samples.jsonl").open())}
     assert len(samples) == 5
     assert samples["raise"]["error_type"] == "scorer_error" and "KeyError: 'boom'" in samples["raise"]["detail"]
     assert "returned a float, not a Score" in samples["float"]["detail"]
@@ -371,8 +371,8 @@ def test_a_reporter_that_raises_is_disabled_with_one_warning(tmp_path, caplog, f
     loud, quiet = Loud(fail_in), Loud("never")
     with caplog.at_level(logging.WARNING, logger="bitagent"):
         evaluation, results = _run(tmp_path, _registry(loud, quiet))
-    assert results["status"] == "complete" and results["n_scored"] == 4
-    saved = json.loads((Path(results["run_dir"]) / "results.json").read_text())
+    assert results.status == "complete" and results.n_scored == 4
+    saved = json.loads((Path(results.run_dir) / "results.json").read_text())
     assert saved["status"] == "complete"
     warnings = [r for r in caplog.records if "disabled" in r.getMessage()]
     assert len(warnings) == 1 and "dashboard down" in warnings[0].getMessage()

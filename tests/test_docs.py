@@ -27,10 +27,12 @@ def test_there_is_an_example_per_hook():
 def test_the_doc_documents_the_whole_public_data_model_and_every_protocol():
     text = DOC.read_text()
     for name in ("Tool", "Message", "ToolCall", "ExpectedCall", "Task", "ChatRequest", "Completion", "Score",
-                 "TaskSource", "Backend", "Scorer", "Competition", "Reporter", "BackendOptions"):
+                 "EnvironmentSpec", "Turn", "Step", "Trajectory", "SampleRecord", "RunResults",
+                 "TaskSource", "Backend", "Scorer", "Competition", "Reporter", "BackendOptions", "Environment",
+                 "TrajectoryScorer"):
         assert f"ba.{name}" in text, name
     for model in (ba.Tool, ba.Message, ba.ToolCall, ba.ExpectedCall, ba.Task, ba.ChatRequest, ba.Completion,
-                  ba.Score):
+                  ba.Score, ba.EnvironmentSpec, ba.Turn, ba.Step, ba.Trajectory):
         for field in model.__attrs_attrs__:
             assert re.search(rf"\b{field.name}\b", text), f"{model.__name__}.{field.name} is not documented"
     for phrase in ("limit=None", "run_dir` is `None`", "Irrelevance tasks", "Versioning", "BITAGENT_PLUGIN_API"):

@@ -44,6 +44,7 @@ class ListSource:
 class ScriptedOptions(BackendOptions):
     fail: str = ""
     stall: str = ""
+    fail_start: str = ""
 
 
 class ScriptedBackend:
@@ -56,7 +57,7 @@ class ScriptedBackend:
         self.fail = set(options.fail.split(",")) - {""}
         self.stall = set(options.stall.split(",")) - {""}
         self.closed = 0
-        self.fail_start = options.get("fail_start") == "1"
+        self.fail_start = options.fail_start == "1"
 
     async def start(self, run_dir):
         if self.fail_start:
@@ -186,7 +187,7 @@ def test_cancelling_keeps_finished_samples_and_marks_the_run_interrupted(tmp_pat
 
     async def main():
         task = asyncio.ensure_future(evaluation.run())
-        while len(evaluation.records) < 2:
+        while len(evaluation.records) < 2 and not task.done():  # a run that ended early fails below, never hangs
             await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -263,7 +264,7 @@ def test_several_task_specs_and_absolute_paths(tmp_path, registry, monkeypatch):
     assert Path(results.config["output_dir"]).is_absolute()
     with pytest.raises(ValueError, match="produced the task id 'discount' and 'list' too"):
         Evaluation(config(tmp_path, tasks="list,list:again"), registry).prepare()
-    assert results.sources == {"list": {"taken": 1, "available": 3}}
+    assert results.sources == {"list": {"version": "1", "taken": 1, "available": 3}}  # the version is recorded
 
 
 def test_a_sample_that_cannot_be_written_ends_the_run_failed_with_whole_lines(tmp_path, registry):

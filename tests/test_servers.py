@@ -443,5 +443,5 @@ def test_server_flags_go_only_to_backends_that_take_them(tasks_jsonl, tmp_path, 
     monkeypatch.setenv("BITAGENT_SERVER_PYTHON", PY)
     ignored = evaluate("--backend", "llama-cpp", "-m", str(tmp_path / "absent.gguf"), "--tasks",
                        f"jsonl:{tasks_jsonl}", "-o", "out", "--json", cwd=tmp_path)
-    assert ignored.returncode == 1 and "no such model file" in ignored.stderr
+    assert ignored.returncode == 3 and "no such model file" in ignored.stderr  # a startup error
     assert "base_url" not in ignored.stderr and "server_python" not in ignored.stderr

@@ -18,6 +18,8 @@ from chain_double import ALICE, RAO, FileChain, add_operator_state, new_chain
 from pm2_helpers import pm2_apps
 from subnet_helpers import ROOT, make_wallet, subprocess_env
 
+from bitagent_plugins.subnet import commitment
+
 DRIVER = Path(__file__).resolve().parent / "operator_driver.py"
 NETUID = 3
 PREFIX = "t"
@@ -125,7 +127,10 @@ def test_stage_steps_skips_and_launching_miners(tmp_path):
         for i, hotkey in enumerate(miners):
             assert state["neurons"][2 + i]["axon"]["port"] == int(ready[i].read_text().split(":")[1])
             (field,) = state["commitments"][hotkey]["info"]["fields"]
-            assert bytes.fromhex(next(iter(field.values()))[2:]).decode() == model
+            committed = bytes.fromhex(next(iter(field.values()))[2:]).decode()
+            # discreet: the chain holds a salted hash of the model, opened by the salt the miner keeps
+            (salt_file,) = (tmp_path / "wallets").glob(f"*/bitagent-salts/{hotkey}.json")
+            assert commitment.opens(commitment.parse(committed) or "", model, json.loads(salt_file.read_text())[model])
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:

@@ -25,10 +25,10 @@ def on_run_start(run: ba.RunInfo) -> None:
 
 
 @ba.hookimpl
-def on_sample_scored(run: ba.RunInfo, sample: dict[str, Any]) -> None:
-    _emit(run, {"event": "sample", "task_id": sample["task_id"], "score": sample["score"]})
+def on_sample_scored(run: ba.RunInfo, sample: ba.SampleRecord) -> None:
+    _emit(run, {"event": "sample", "task_id": sample.task_id, "score": sample.score})
 
 
 @ba.hookimpl
-def on_run_end(run: ba.RunInfo, results: dict[str, Any]) -> None:
-    _emit(run, {"event": "end", "status": results["status"], "mean_score": results["mean_score"]})
+def on_run_end(run: ba.RunInfo, results: ba.RunResults) -> None:
+    _emit(run, {"event": "end", "status": results.status, "mean_score": results.mean_score})
