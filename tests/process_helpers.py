@@ -45,8 +45,8 @@ def ours(token: str) -> list[int]:
 
 
 #: a validator-like owner: starts a ManagedServer (keyword arguments as JSON in argv[1], the command after it),
-#: prints the server's pid, port and id as one JSON line once it is ready, then lives until it is signalled (its
-#: exit hooks stop the server on SIGTERM, ``finally`` on Ctrl-C) or until the server dies
+#: prints the server's pid, port, base URL and id as one JSON line once it is ready, then lives until it is
+#: signalled (its exit hooks stop the server on SIGTERM, ``finally`` on Ctrl-C) or until the server dies
 OWNER = r"""
 import asyncio, json, sys, time
 from pathlib import Path
@@ -56,7 +56,8 @@ if options.get("log_path"):
     options["log_path"] = Path(options["log_path"])
 server = ManagedServer(sys.argv[2:], **options)
 asyncio.run(server.start())
-print(json.dumps({"pid": server.pid, "port": server.port, "server_id": server.server_id}), flush=True)
+print(json.dumps({"pid": server.pid, "port": server.port, "base_url": server.base_url,
+                  "server_id": server.server_id}), flush=True)
 try:
     while server.running:
         time.sleep(0.2)
