@@ -35,14 +35,16 @@ def _commit(chain_file: Path, wallet, text: str) -> None:
     asyncio.run(main())
 
 
-class MirrorHub(OfflineHubClient):
+class MirrorHub:
     """The Hub, at its seam (``vetting.HubClient``): repos in a source cache folder, downloaded (hard-linked)
     into the validator's cache -- so a model deleted after its evaluation can be downloaded again for its
     re-evaluation, as from the Hub (which these machines cannot reach)."""
 
     def __init__(self, source: Path, target: Path) -> None:
-        super().__init__(source)
-        self.target = target
+        self.cache_dir, self.target = source, target
+        self._source = OfflineHubClient(source)
+        self.resolve, self.list_files = self._source.resolve, self._source.list_files
+        self.read_file, self.open_file = self._source.read_file, self._source.open_file
 
     def download(self, locked, *, allow_patterns):
         import fnmatch

@@ -299,8 +299,13 @@ class Validator:
         scoreboard = self.scoreboard
 
         def removable(key: str) -> bool:
-            # online the cache is only a download area; offline it is also where submissions come from
-            return not self.offline or scoreboard.sealed(key)
+            # online the cache is only a download area; offline it is also where submissions come from, so
+            # only what will never be read again goes (vetted out, or evaluated with no re-evaluation to come)
+            if not self.offline:
+                return True
+            vetted = scoreboard.state.vetting(key)
+            return (vetted is not None and not vetted.ok) or (not self.config.reevaluate_blocks
+                                                              and scoreboard.sealed(key))
 
         await asyncio.to_thread(self.pipeline.sweep_cache, keep=keep, removable=removable)
 
@@ -411,7 +416,8 @@ class Validator:
         Stopping (cancellation) leaves the download in the cache for the next start."""
         assert self.scoreboard is not None and self.state is not None
         key = job.model
-        delete = True
+        # offline, the cache is the only copy: a model to be re-evaluated stays (online it is downloaded again)
+        delete = not (self.offline and self.config.reevaluate_blocks)
         try:
             report = self._reports.get(key.key)
             if report is None:  # not vetted yet, or vetted by an earlier process: the files to fetch
@@ -423,6 +429,7 @@ class Validator:
                     return
                 self.scoreboard.record_vetting(key.key, report)
                 if not report.ok:
+                    delete = True
                     return
                 self._reports[key.key] = report
             original = self.scoreboard.copy_of(key.key)
