@@ -105,6 +105,8 @@ def test_moving_average_and_reevaluation_schedule_in_the_state(tmp_path):
         db.record_vetting(f"acme/b@{'b' * 40}", True, "ok", weights_digest="sha256:b")
         assert board.copy_of(f"thief/a@{'c' * 40}") == f"acme/a@{'a' * 40}"
         assert [job.key for job in board.pending_jobs()] == [f"acme/a@{'a' * 40}", f"acme/b@{'b' * 40}"]
+        # the original deferred (the Hub was away): its copy still waits, it is not evaluated in its place
+        assert [job.key for job in board.pending_jobs({f"acme/a@{'a' * 40}"})] == [f"acme/b@{'b' * 40}"]
         a_scores = [0.9, 0.3, 0.6]
         for block, score in zip((100, 300, 500), a_scores):
             assert board.claim(f"acme/a@{'a' * 40}")

@@ -404,10 +404,16 @@ class Validator:
 
     async def _work(self) -> None:
         assert self._stop is not None
+        previous: str | None = None
         while not self._stop.is_set():
             jobs = self._pending_jobs()
             if not jobs:
                 return
+            if jobs[0].key == previous:  # processed and still first: no progress; never spin on it
+                log.warning("%s: still pending after processing; trying again in a later sync", previous)
+                self._deferred[previous] = (self.metagraph.block if self.metagraph else 0) + self.config.sync_interval
+                continue
+            previous = jobs[0].key
             await self.process(jobs[0])
 
     async def process(self, job: ModelJob) -> None:
