@@ -106,7 +106,8 @@ def test_a_misconfigured_server_python_changes_no_score(tmp_path, monkeypatch):
         with ValidatorState(state) as db:
             assert db.claim_evaluation(key, "bitagent", version)
             db.finish_evaluation(key, "bitagent", version, score=0.8, n_tasks=4, block=900)
-            before = (db.scores_by_hotkey("bitagent", version), db.ema("bitagent", version), len(db.history()))
+            before = (db.scores_by_hotkey("bitagent", version), list(db.ema("bitagent", version).values()),
+                      len(db.history()))
         code, log, _err = _validate(tmp_path, chain, wallet_dir, cache, state, *sglang, "--once",
                                     "--skip-start-check", "--reevaluate-blocks", "1", "--sample-size", "4")
     finally:
@@ -117,8 +118,10 @@ def test_a_misconfigured_server_python_changes_no_score(tmp_path, monkeypatch):
     assert "OPERATOR ACTION NEEDED: install the engine into --server-python" in log
     with ValidatorState(state) as db:
         assert db.check() == []
-        after = (db.scores_by_hotkey("bitagent", version), db.ema("bitagent", version), len(db.history()))
-        assert after == before == ({hk["scored"]: 0.8}, before[1], 1)
+        # (the average now sits under the weights digest vetting learnt: value and count unchanged)
+        after = (db.scores_by_hotkey("bitagent", version), list(db.ema("bitagent", version).values()),
+                 len(db.history()))
+        assert after == before == ({hk["scored"]: 0.8}, [(0.8, 1)], 1)
         statuses = {e.model_key: e.status for e in db.evaluations("bitagent", version)}
         # both went back to pending: the re-evaluation of the scored one, the first evaluation of the new one
         assert statuses == {key: "pending", f"acme/new@{new_sha}": "pending"}

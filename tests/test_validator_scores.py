@@ -191,3 +191,19 @@ def test_rounds_move_the_average_and_a_reuploaded_copy_is_caught(tmp_path, embed
     for path in feedback:
         entry = json.loads(path.read_text())
         assert entry["credited"] == (entry["hotkey"] == hk["orig"]) and entry["evaluated_model"] == orig
+
+
+def test_a_digest_learnt_later_keeps_the_average(tmp_path):
+    """Scores kept under a commit sha (a state from schema 2, or a model vetted before digests) stay the
+    model's when vetting learns its weights digest."""
+    key = f"acme/a@{'a' * 40}"
+    with ValidatorState(tmp_path / "state.sqlite") as db:
+        db.sync_neurons({0: "a"}, 1)
+        db.upsert_submission("a", 0, "acme/a", None, "a" * 40, 10)
+        db.record_vetting(key, True, "ok")
+        board = Scoreboard(db, competition="c", version="v1", alpha=ALPHA)
+        assert board.claim(key)
+        board.finish(key, score=0.8, n_tasks=4, ci95=None, run_dir="r", block=5, round_id=1, data_digest=None)
+        assert board.scores() == {"a": 0.8}
+        db.record_vetting(key, True, "ok", weights_digest="sha256:w")
+        assert board.scores() == {"a": 0.8} and db.ema("c", "v1") == {"sha256:w": (0.8, 1)}
