@@ -247,7 +247,7 @@ CHILD = textwrap.dedent("""
     hotkeys = [f"hk{i}" for i in range(12)]
     shas = ["%040x" % i for i in range(6)]
     while True:
-        op = rng.randrange(7)
+        op = rng.randrange(9)
         if op == 0:
             s.sync_neurons({uid: rng.choice(hotkeys) for uid in range(rng.randrange(1, 10))}, block)
         elif op == 1:
@@ -264,12 +264,17 @@ CHILD = textwrap.dedent("""
         elif op == 4:
             for e in s.evaluations("bfcl"):
                 if e.status == "running":
-                    if rng.random() < 0.7:
+                    draw = rng.random()
+                    if draw < 0.6:
                         s.finish_evaluation(e.model_key, "bfcl", e.competition_version, score=rng.random(),
-                                            n_tasks=100, run_dir="runs/x")
-                    else:
-                        s.fail_evaluation(e.model_key, "bfcl", e.competition_version, reason="boom")
+                                            n_tasks=100, run_dir="runs/x", block=block)
+                    elif draw < 0.8:
+                        s.fail_evaluation(e.model_key, "bfcl", e.competition_version, reason="boom", block=block)
+                    else:  # the validator's own failure: back to pending, nothing counted
+                        s.release_evaluation(e.model_key, "bfcl", e.competition_version)
                     break
+        elif op in (7, 8):  # re-evaluations due
+            s.schedule_reevaluations("bfcl", rng.randrange(40), finished_before_block=block)
         elif op == 5:
             block += 1
             s.record_weights(block=block, competition_version="1", uids=list(range(8)),
@@ -324,6 +329,17 @@ def test_survives_kill_9_at_random_moments(tmp_path):
             for r in s.rounds(1000):
                 if r.id in finished:
                     assert r.status in ("done", "failed") and r.finished_at is not None
+            # every finished evaluation is in the history and in its weights' moving average exactly once
+            counted: dict[tuple[str, str], int] = {}
+            for e in s.evaluations():
+                history = [h for h in reversed(s.history(e.model_key, 10_000))
+                           if h["competition_version"] == e.competition_version]
+                assert len(history) == e.n_done, f"trial {trial}"
+                group = (e.competition_version, "sha:" + e.model_key.rpartition("@")[2])
+                counted[group] = counted.get(group, 0) + e.n_done
+            averages = {(v, g): n for v in {e.competition_version for e in s.evaluations()}
+                        for g, (_value, n) in s.ema("bfcl", v).items()}
+            assert averages == {k: n for k, n in counted.items() if n}, f"trial {trial}"
             s.resume_interrupted()
             assert all(e.status != "running" for e in s.evaluations())
             # resume works: a reset evaluation can be claimed and finished (the child may have re-vetted a

@@ -146,7 +146,7 @@ def test_a_whole_round(tmp_path, embedded_model):
                  "--wallet.path", str(wallet_dir), "--backend", "llama-cpp", "-B", "n_threads=2", "-B", "n_ctx=2048",
                  "--sample-size", str(SAMPLE), "--cache-dir", str(cache), "--hf-offline",
                  "--state-path", str(state_dir / "state.sqlite"), "--allow-private-axons", "--sync-interval", "5",
-                 "--once", "--max-download-bytes", "2000000000"],
+                 "--once", "--max-download-bytes", "2000000000", "--reevaluate-blocks", "0"],
                 cwd=ROOT, env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS), stdout=log,
                 stderr=subprocess.STDOUT, timeout=600)
         output = log_path.read_text()

@@ -35,14 +35,16 @@ def _commit(chain_file: Path, wallet, text: str) -> None:
     asyncio.run(main())
 
 
-class MirrorHub(OfflineHubClient):
+class MirrorHub:
     """The Hub, at its seam (``vetting.HubClient``): repos in a source cache folder, downloaded (hard-linked)
     into the validator's cache -- so a model deleted after its evaluation can be downloaded again for its
     re-evaluation, as from the Hub (which these machines cannot reach)."""
 
     def __init__(self, source: Path, target: Path) -> None:
-        super().__init__(source)
-        self.target = target
+        self.cache_dir, self.target = source, target
+        self._source = OfflineHubClient(source)
+        self.resolve, self.list_files = self._source.resolve, self._source.list_files
+        self.read_file, self.open_file = self._source.read_file, self._source.open_file
 
     def download(self, locked, *, allow_patterns):
         import fnmatch
@@ -103,6 +105,8 @@ def test_moving_average_and_reevaluation_schedule_in_the_state(tmp_path):
         db.record_vetting(f"acme/b@{'b' * 40}", True, "ok", weights_digest="sha256:b")
         assert board.copy_of(f"thief/a@{'c' * 40}") == f"acme/a@{'a' * 40}"
         assert [job.key for job in board.pending_jobs()] == [f"acme/a@{'a' * 40}", f"acme/b@{'b' * 40}"]
+        # the original deferred (the Hub was away): its copy still waits, it is not evaluated in its place
+        assert [job.key for job in board.pending_jobs({f"acme/a@{'a' * 40}"})] == [f"acme/b@{'b' * 40}"]
         a_scores = [0.9, 0.3, 0.6]
         for block, score in zip((100, 300, 500), a_scores):
             assert board.claim(f"acme/a@{'a' * 40}")
@@ -187,3 +191,19 @@ def test_rounds_move_the_average_and_a_reuploaded_copy_is_caught(tmp_path, embed
     for path in feedback:
         entry = json.loads(path.read_text())
         assert entry["credited"] == (entry["hotkey"] == hk["orig"]) and entry["evaluated_model"] == orig
+
+
+def test_a_digest_learnt_later_keeps_the_average(tmp_path):
+    """Scores kept under a commit sha (a state from schema 2, or a model vetted before digests) stay the
+    model's when vetting learns its weights digest."""
+    key = f"acme/a@{'a' * 40}"
+    with ValidatorState(tmp_path / "state.sqlite") as db:
+        db.sync_neurons({0: "a"}, 1)
+        db.upsert_submission("a", 0, "acme/a", None, "a" * 40, 10)
+        db.record_vetting(key, True, "ok")
+        board = Scoreboard(db, competition="c", version="v1", alpha=ALPHA)
+        assert board.claim(key)
+        board.finish(key, score=0.8, n_tasks=4, ci95=None, run_dir="r", block=5, round_id=1, data_digest=None)
+        assert board.scores() == {"a": 0.8}
+        db.record_vetting(key, True, "ok", weights_digest="sha256:w")
+        assert board.scores() == {"a": 0.8} and db.ema("c", "v1") == {"sha256:w": (0.8, 1)}

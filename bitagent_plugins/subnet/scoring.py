@@ -59,20 +59,25 @@ class Scoreboard:
             first[row.model_key] = min(first.get(row.model_key, (row.committed_block, row.hotkey)),
                                        (row.committed_block, row.hotkey))
         evaluations = {e.model_key: e for e in self.state.evaluations(self.competition, self.version)}
-        # the weights that already have an evaluation holder: the earliest committed key that has a row
+        order = sorted(first, key=first.__getitem__)
+        vetted = {key: self.state.vetting(key) for key in order}
+        # who holds each weights' evaluation: the earliest committed key that has one, else the earliest vetted
         holder: dict[str, str] = {}
-        for key, _ in sorted(first.items(), key=lambda item: item[1]):
+        for key in order:
             if key in evaluations:
                 holder.setdefault(groups[key], key)
+        for key in order:
+            if vetted[key] is not None and vetted[key].ok:  # type: ignore[union-attr]
+                holder.setdefault(groups[key], key)
         jobs: list[ModelJob] = []
-        for key, (block, _hotkey) in sorted(first.items(), key=lambda item: item[1]):
+        for key in order:
+            block = first[key][0]
             if key in deferred:
                 continue
-            vetted = self.state.vetting(key)
-            if vetted is not None and not vetted.ok:
+            verdict = vetted[key]
+            if verdict is not None and not verdict.ok:
                 continue
-            group = groups[key]
-            if vetted is not None and holder.setdefault(group, key) != key:
+            if verdict is not None and holder[groups[key]] != key:
                 continue  # a copy of weights that have (or will have) their own evaluation
             evaluation = evaluations.get(key)
             if evaluation is None or evaluation.status == "pending":

@@ -310,9 +310,15 @@ class ValidatorState:
     # -- vetting ---------------------------------------------------------------------------------------------
 
     def record_vetting(self, model_key: str, ok: bool, reason: str, *, weights_digest: str | None = None) -> None:
+        """Record a vetting verdict. A weights digest learnt now (a state migrated from schema 2, a model vetted
+        again) takes over the moving averages kept so far under the model's commit sha."""
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO vetting (model_key, ok, reason, checked_at, weights_digest)"
                        " VALUES (?, ?, ?, ?, ?)", (model_key, int(bool(ok)), reason, time.time(), weights_digest))
+            if weights_digest is not None:
+                by_sha = _sha_group(model_key)
+                db.execute("UPDATE OR IGNORE ema SET weights = ? WHERE weights = ?", (weights_digest, by_sha))
+                db.execute("DELETE FROM ema WHERE weights = ?", (by_sha,))  # the digest already had one
 
     def vetting(self, model_key: str) -> VettingRow | None:
         with self._tx(write=False) as db:

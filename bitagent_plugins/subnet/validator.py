@@ -298,8 +298,13 @@ class Validator:
         scoreboard = self.scoreboard
 
         def removable(key: str) -> bool:
-            # online the cache is only a download area; offline it is also where submissions come from
-            return not self.offline or scoreboard.sealed(key)
+            # online the cache is only a download area; offline it is also where submissions come from, so
+            # only what will never be read again goes (vetted out, or evaluated with no re-evaluation to come)
+            if not self.offline:
+                return True
+            vetted = scoreboard.state.vetting(key)
+            return (vetted is not None and not vetted.ok) or (not self.config.reevaluate_blocks
+                                                              and scoreboard.sealed(key))
 
         await asyncio.to_thread(self.pipeline.sweep_cache, keep=keep, removable=removable)
 
@@ -398,10 +403,16 @@ class Validator:
 
     async def _work(self) -> None:
         assert self._stop is not None
+        previous: str | None = None
         while not self._stop.is_set():
             jobs = self._pending_jobs()
             if not jobs:
                 return
+            if jobs[0].key == previous:  # processed and still first: no progress; never spin on it
+                log.warning("%s: still pending after processing; trying again in a later sync", previous)
+                self._deferred[previous] = (self.metagraph.block if self.metagraph else 0) + self.config.sync_interval
+                continue
+            previous = jobs[0].key
             await self.process(jobs[0])
 
     async def process(self, job: ModelJob) -> None:
@@ -410,7 +421,8 @@ class Validator:
         Stopping (cancellation) leaves the download in the cache for the next start."""
         assert self.scoreboard is not None and self.state is not None
         key = job.model
-        delete = True
+        # offline, the cache is the only copy: a model to be re-evaluated stays (online it is downloaded again)
+        delete = not (self.offline and self.config.reevaluate_blocks)
         try:
             report = self._reports.get(key.key)
             if report is None:  # not vetted yet, or vetted by an earlier process: the files to fetch
@@ -422,6 +434,7 @@ class Validator:
                     return
                 self.scoreboard.record_vetting(key.key, report)
                 if not report.ok:
+                    delete = True
                     return
                 self._reports[key.key] = report
             original = self.scoreboard.copy_of(key.key)
