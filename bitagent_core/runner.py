@@ -68,9 +68,9 @@ class RunConfig:
             return str(path.absolute()) if path.exists() and ("/" in value or "." in value) else value
 
         specs = []
-        for spec in split_specs(self.tasks):
-            name, arg = split_spec(spec)
-            specs.append(f"{name}:{absolute(arg)}" if arg else spec)
+        for piece in self.tasks.split(","):  # each comma-separated piece, as a spec or a spec's argument
+            name, arg = split_spec(piece.strip())
+            specs.append(f"{name}:{absolute(arg)}" if arg else absolute(piece.strip()))
         return attrs.evolve(self, tasks=",".join(specs), model=absolute(self.model) if self.model else self.model,
                             output_dir=str(Path(self.output_dir).expanduser().absolute()))
 
@@ -131,9 +131,23 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return name, (arg if sep else None)
 
 
-def split_specs(specs: str) -> list[str]:
-    """``"bfcl:simple_python, bitagent"`` -> ``["bfcl:simple_python", "bitagent"]``."""
-    return [s.strip() for s in specs.split(",") if s.strip()]
+def split_specs(specs: str, sources: Iterable[str] | None = None) -> list[str]:
+    """``"bfcl:simple_python, bitagent"`` -> ``["bfcl:simple_python", "bitagent"]``.
+
+    A source's own argument may hold commas (``bfcl:live_simple,live_multiple``): a piece starts a new spec
+    only when it names a task source in ``sources`` (or, without ``sources``, when it has a colon)."""
+    known = set(sources) if sources is not None else None
+    out: list[str] = []
+    for piece in (p.strip() for p in specs.split(",")):
+        if not piece:
+            continue
+        name = piece.partition(":")[0]
+        starts = name in known if known is not None else ":" in piece
+        if out and not starts:
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
 
 
 def make_task_source(registry: PluginRegistry, spec: str) -> TaskSource:
@@ -147,7 +161,7 @@ def load_tasks(registry: PluginRegistry, spec: str, seed: int, limit: int | None
     with, per spec, the tasks taken and, when the limit left some out, how many the source has."""
     tasks: list[Task] = []
     seen: dict[str, str] = {}
-    for one in split_specs(spec) or [spec]:
+    for one in split_specs(spec, registry.registrations("task_sources")) or [spec]:
         source = make_task_source(registry, one)
         # exactly `limit`: a source may pick a different sample for another limit (a competition's mix does)
         taken = list(itertools.islice(source.tasks(seed=seed, limit=limit), limit))
