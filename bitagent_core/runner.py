@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +70,9 @@ class RunConfig:
             return str(path.absolute()) if path.exists() and ("/" in value or "." in value) else value
 
         specs = []
-        for spec in split_specs(self.tasks):  # an argument's own commas split too: the pieces are joined again
-            name, arg = split_spec(spec)
-            specs.append(f"{name}:{absolute(arg)}" if arg else spec)
+        for piece in self.tasks.split(","):  # each comma-separated piece, as a spec or a spec's argument
+            name, arg = split_spec(piece.strip())
+            specs.append(f"{name}:{absolute(arg)}" if arg else absolute(piece.strip()))
         return attrs.evolve(self, tasks=",".join(specs), model=absolute(self.model) if self.model else self.model,
                             output_dir=str(Path(self.output_dir).expanduser().absolute()))
 
@@ -133,15 +133,19 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return name, (arg if sep else None)
 
 
-def split_specs(specs: str, sources: Collection[str] | None = None) -> list[str]:
-    """``"bfcl:simple_python, bitagent"`` -> ``["bfcl:simple_python", "bitagent"]``. With the names of the
-    task ``sources``, a piece that names none of them and has no colon belongs to the argument before it:
-    ``"bfcl:live_simple,live_multiple,bitagent"`` -> ``["bfcl:live_simple,live_multiple", "bitagent"]``."""
+def split_specs(specs: str, sources: Iterable[str] | None = None) -> list[str]:
+    """``"bfcl:simple_python, bitagent"`` -> ``["bfcl:simple_python", "bitagent"]``.
+
+    A source's own argument may hold commas (``bfcl:live_simple,live_multiple``): a piece starts a new spec
+    only when it names a task source in ``sources`` (or, without ``sources``, when it has a colon)."""
+    known = set(sources) if sources is not None else None
     out: list[str] = []
-    for piece in (s.strip() for s in specs.split(",")):
+    for piece in (p.strip() for p in specs.split(",")):
         if not piece:
             continue
-        if out and sources is not None and ":" not in piece and piece not in sources and ":" in out[-1]:
+        name = piece.partition(":")[0]
+        starts = name in known if known is not None else ":" in piece
+        if out and not starts:
             out[-1] += "," + piece
         else:
             out.append(piece)

@@ -313,3 +313,13 @@ def test_absolute_paths_keep_symlinks(tmp_path, monkeypatch):
     assert config.model == str(tmp_path / "snapshot" / "model.gguf")
     assert config.tasks == f"jsonl:{tmp_path / 'snapshot' / 'model.gguf'},bitagent"
     assert RunConfig(model="acme/model").with_absolute_paths().model == "acme/model"  # a hub id stays
+
+
+def test_several_specs_and_commas_inside_a_source_argument():
+    from bitagent_core.runner import split_specs
+
+    known = {"bfcl", "bitagent", "jsonl"}
+    assert split_specs("bfcl:live_simple,live_multiple, bitagent", known) == ["bfcl:live_simple,live_multiple",
+                                                                               "bitagent"]
+    assert split_specs("bitagent,bfcl:simple_python", known) == ["bitagent", "bfcl:simple_python"]
+    assert split_specs("jsonl:a.jsonl,jsonl:b.jsonl", known) == ["jsonl:a.jsonl", "jsonl:b.jsonl"]

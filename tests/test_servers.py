@@ -425,7 +425,7 @@ def test_base_url_attaches_to_a_running_server(embedded_model, server_records, o
         refused = evaluate("--backend", "openai", "--base-url", server.base_url, "--api-key-env",
                            "BITAGENT_TEST_KEY", "--tasks", f"jsonl:{tasks_jsonl}", "-n", "1", "-o", "out2",
                            cwd=tmp_path)
-        assert refused.returncode == 1 and "HTTP 401" in refused.stderr
+        assert refused.returncode == 3 and "HTTP 401" in refused.stderr
     finally:
         server.stop()
     assert ours(owner_token) == []
@@ -443,5 +443,5 @@ def test_server_flags_go_only_to_backends_that_take_them(tasks_jsonl, tmp_path, 
     monkeypatch.setenv("BITAGENT_SERVER_PYTHON", PY)
     ignored = evaluate("--backend", "llama-cpp", "-m", str(tmp_path / "absent.gguf"), "--tasks",
                        f"jsonl:{tasks_jsonl}", "-o", "out", "--json", cwd=tmp_path)
-    assert ignored.returncode == 3 and "no such model file" in ignored.stderr  # a startup error
+    assert ignored.returncode == 3 and "no such model file" in ignored.stderr
     assert "base_url" not in ignored.stderr and "server_python" not in ignored.stderr

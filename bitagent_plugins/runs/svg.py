@@ -9,6 +9,7 @@ hundred lines of SVG code, no dependency, crisp at any zoom, and each bar carrie
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 #: colour per run (Okabe-Ito, readable by colour-blind people)
@@ -79,7 +80,7 @@ def histograms(edges: list[float], series: list[str], counts: list[list[int]], t
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     n_bins = len(edges) - 1
     shares = [[c / max(1, sum(row)) for c in row] for row in counts]
-    top = max([v for row in shares for v in row] + [0.05])
+    top = math.ceil(max([v for row in shares for v in row] + [0.05]) * 20) / 20  # a round axis, in 5 % steps
     bin_w = plot_w / max(1, n_bins)
     bar_w = bin_w * 0.9 / max(1, len(series))
     body = []
@@ -94,6 +95,8 @@ def histograms(edges: list[float], series: list[str], counts: list[list[int]], t
         if b % max(1, n_bins // 10) == 0 or b == n_bins - 1:
             body.append(f'<text x="{LEFT + b * bin_w:.1f}" y="{HEIGHT - BOTTOM + 14}" font-size="10" '
                         f'text-anchor="middle">{edges[b]:g}</text>')
+    body.append(f'<text x="{LEFT + plot_w:.1f}" y="{HEIGHT - BOTTOM + 14}" font-size="10" '
+                f'text-anchor="middle">{edges[-1]:g}</text>')
     body.append(f'<text x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - BOTTOM + 34}" font-size="11" '
                 f'text-anchor="middle">{escape(x_label)}</text>')
     return _frame(kind, title, body, "share of samples", top)
