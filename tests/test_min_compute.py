@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bitagent_plugins.operator.requirements import (
+from bitagent_plugins.subnet.requirements import (
     Host,
     RequirementsError,
     check_host,
@@ -79,7 +79,7 @@ def test_bad_files(tmp_path):
 def test_gpu_memory_from_nvidia_smi(tmp_path, monkeypatch):
     """The parsing of ``nvidia-smi --query-gpu=index,memory.total --format=csv,noheader,nounits`` (the tool
     is absent here: a script prints what it prints on a two-GPU machine)."""
-    from bitagent_plugins.operator.requirements import gpu_memory_gib
+    from bitagent_plugins.subnet.requirements import gpu_memory_gib
 
     smi = tmp_path / "nvidia-smi"
     smi.write_text("#!/bin/sh\n[ \"$1\" = --query-gpu=index,memory.total ] || exit 9\n"

@@ -3,5 +3,6 @@
 ``bitagent register`` (wait for a registration window and an acceptable burn cost, then register),
 ``bitagent stage`` (a whole subnet on a local chain: wallets, funding, subnet, registrations, processes),
 ``bitagent update`` (install a newer release beside the current one, check it, switch, roll back on failure),
-and the hardware requirements (``min_compute.toml``, :mod:`bitagent_plugins.operator.requirements`).
+The hardware requirements (``min_compute.toml``) live with the validator that checks them:
+:mod:`bitagent_plugins.subnet.requirements`.
 """

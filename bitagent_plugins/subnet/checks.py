@@ -6,7 +6,9 @@ The same checks run at start; a problem there stops the validator before any min
 * the wallet's hotkey loads; the chain answers; the hotkey is registered on the subnet and holds a
   validator permit (without one the chain refuses its weights);
 * the backend's engine: for sglang / vLLM, ``--server-python`` runs and has the engine (its version is
-  printed); for llama-cpp, ``llama_cpp`` imports;
+  printed, with a note when it is not the one ``min_compute.toml`` pins); for llama-cpp, ``llama_cpp`` imports;
+* for sglang / vLLM, CPU cores and RAM against ``min_compute.toml`` (below the minimum: a problem; below the
+  recommendation: a note);
 * GPU memory against what the competition's largest model needs (sglang / vLLM only; ``nvidia-smi``);
 * free disk space under ``--cache-dir`` for the largest accepted download;
 * the BFCL data, when the competition samples BFCL tasks: the release's pinned data (``bfcl_data``).
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+
+from bitagent_plugins.subnet.requirements import check_host, load_min_compute, measure_host
 
 log = logging.getLogger("bitagent.subnet.validator")
 
@@ -133,10 +137,20 @@ async def run_checks(*, chain: Any, wallet_loader: Any, backend: str, backend_op
 
         python = backend_options.get("server_python") or sys.executable
         version, problem = await asyncio.to_thread(engine_version, python, module)
+        requirements = load_min_compute().role("validator")
+        pinned = requirements.engines.get(module)
         if version is None:
             problems.append(f"engine: {problem}")
+        elif pinned and version != pinned:
+            notes.append(f"engine: {module} {version} in {python}; the server flags were written for {pinned} "
+                         f"(pip install -r requirements/{module}.txt)")
         else:
             notes.append(f"engine: {module} {version} in {python}")
+        # CPU and RAM against min_compute.toml (GPU memory and disk are checked below, against this competition)
+        host = await asyncio.to_thread(measure_host, cache_dir, gpu=False)
+        for finding in check_host(attrs.evolve(requirements, gpu_required=False, disk_gib=0, recommended_disk_gib=0),
+                                  host):
+            (problems if finding.level == "error" else notes).append(f"host: {finding.message} (min_compute.toml)")
         totals, problem = await asyncio.to_thread(gpu_memory)
         need = gpu_memory_needed(max_params)
         if totals is None:

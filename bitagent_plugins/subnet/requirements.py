@@ -127,13 +127,14 @@ def gpu_memory_gib(visible_devices: str | None = None) -> float | None:
     return total or None
 
 
-def measure_host(disk_path: str | Path, *, visible_devices: str | None = None) -> Host:
+def measure_host(disk_path: str | Path, *, visible_devices: str | None = None, gpu: bool = True) -> Host:
+    """This machine's cores, RAM, free disk where ``disk_path`` lives and (``gpu``) GPU memory."""
     path = Path(disk_path).expanduser()
     while not path.exists() and path != path.parent:  # the cache may not exist yet: its nearest parent's disk
         path = path.parent
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
     return Host(cpu_cores=os.cpu_count() or 1, ram_gib=ram, disk_free_gib=shutil.disk_usage(path).free / GIB,
-                gpu_memory_gib=gpu_memory_gib(visible_devices))
+                gpu_memory_gib=gpu_memory_gib(visible_devices) if gpu else None)
 
 
 @attrs.frozen
