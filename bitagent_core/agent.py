@@ -291,6 +291,8 @@ class PlayConfig:
     max_tokens: int = 160
     timeout_s: float = 300.0
     call_timeout_s: float = CALL_TIMEOUT_S
+    #: true once the run was asked to stop (the first Ctrl-C): the trajectory ends after the request in flight
+    stop_requested: Callable[[], bool] = lambda: False
 
 
 class StepFailed(Exception):
@@ -346,6 +348,8 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
                 raise StepFailed(f"{type(exc).__name__}: {exc} (turn {index}, step {len(steps)})",
                                  Trajectory(tuple(turns) + (tuple(steps),))) from None
             _stop_if_cancelled()
+            if completion.error is None and config.stop_requested():
+                completion = attrs.evolve(completion, error="interrupted: the run was asked to stop")
             if completion.error is not None:
                 raise StepFailed(completion.error, Trajectory(tuple(turns) + (tuple(steps),)))
             latency = completion.latency_s or (time.perf_counter() - started)
@@ -406,7 +410,7 @@ async def run_task(evaluation: Any, task: Task) -> dict[str, Any]:
         try:
             trajectory = await play(task, evaluation.backend, environment, PlayConfig(
                 tool_format=cfg.tool_format, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-                timeout_s=cfg.timeout_s))
+                timeout_s=cfg.timeout_s, stop_requested=lambda: evaluation.stop_requested))
         except StepFailed as exc:
             trajectory, error = exc.trajectory, str(exc)
     steps = [s for turn in trajectory.turns for s in turn]

@@ -228,6 +228,11 @@ class Evaluation:
         self._stopping = False
         self._previous: RunResults | None = None
 
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`request_stop` was called (a multi-turn trajectory ends after its request in flight)."""
+        return self._stopping
+
     def request_stop(self) -> None:
         """Finish the requests in flight, start no more; the run ends ``interrupted``. Safe from a signal handler."""
         self._stopping = True

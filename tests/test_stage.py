@@ -217,9 +217,12 @@ def test_stage_one_validator_two_miners_then_a_round(tmp_path, embedded_model):
             proc.kill()
     (weights,) = chain.weights_submitted()
     assert weights["signer"] == _hotkey(tmp_path, "validator", 0)
-    assert set(weights["dests"]) >= {2, 3}  # both miners scored
+    # both miners submit the embedded model: the same weights, so the earliest commitment gets the credit and
+    # the other is recognised as its copy (vetted, not evaluated again)
+    assert len(set(weights["dests"]) & {2, 3}) == 1
     from bitagent_plugins.subnet.state import ValidatorState
 
     with ValidatorState(tmp_path / "staging" / f"{PREFIX}-validator-0" / "state.sqlite") as db:
         evaluations = db.evaluations()
-        assert len(evaluations) == 2 and all(e.status == "done" and e.n_tasks == 2 for e in evaluations)
+        done = [e for e in evaluations if e.status == "done"]
+        assert len(done) == 1 and done[0].n_tasks == 2
