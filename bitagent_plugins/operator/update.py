@@ -12,7 +12,7 @@ Layout under ``--root`` (pm2 runs ``<root>/current/bin/bitagent``)::
     current -> venvs/...      the running release: switched with one rename(2) of a new symlink onto it
     previous -> venvs/...     the release to roll back to
     update.json               the journal (phase, from, to): a run killed at any point is finished or undone
-    update.lock               one updater at a time (flock)
+    update.lock               one updater at a time (filelock)
 
 Flow: newest version on the index -> fresh virtualenv -> ``pip install pkg[extras]==version`` -> the check
 command with the new venv (``{bin}/bitagent validate --check``) -> wait until no evaluation is running ->
@@ -30,7 +30,6 @@ validator to exit, so its last writes go through. While an evaluation runs, the 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -148,16 +147,18 @@ class Releases:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
+        import filelock
+
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "update.lock", "a+") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UpdateError(f"another update is running on {self.root}") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        lock = filelock.FileLock(str(self.root / "update.lock"), timeout=0)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise UpdateError(f"another update is running on {self.root}") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def target(self, link: Path) -> Path | None:
         try:
@@ -325,18 +326,18 @@ def run_check(config: UpdateConfig, venv: Path, scratch: Path) -> tuple[bool, st
 
 def validator_running(state_path: Path) -> bool:
     """Whether a validator holds its state file (its exclusive ``flock`` on ``<state>.lock``)."""
+    import filelock
+
     lock_path = Path(state_path).with_name(Path(state_path).name + ".lock")
+    if not lock_path.exists():
+        return False
+    probe = filelock.FileLock(str(lock_path), timeout=0)
     try:
-        handle = open(lock_path, "rb")
-    except FileNotFoundError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+        probe.acquire()
+    except filelock.Timeout:
+        return True
+    probe.release()
+    return False
 
 
 @contextlib.contextmanager

@@ -30,9 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import fcntl
 import logging
-import os
 import secrets
 import signal
 import sys
@@ -111,31 +109,26 @@ class AlreadyRunning(RuntimeError):
 
 
 class _StateLock:
-    """One validator per state file: an exclusive ``flock`` on ``<state>.lock``, released by the kernel
-    when the process dies (even by ``kill -9``)."""
+    """One validator per state file: an exclusive lock on ``<state>.lock`` (filelock: ``flock`` on Unix,
+    released by the kernel when the process dies, even by ``kill -9``; ``bitagent update`` checks it)."""
 
     def __init__(self, state_path: Path) -> None:
+        import filelock
+
         self.path = state_path.with_name(state_path.name + ".lock")
-        self._file: Any = None
+        self._lock = filelock.FileLock(str(self.path), timeout=0)
 
     def acquire(self) -> None:
+        import filelock
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
+            self._lock.acquire()
+        except filelock.Timeout:
             raise AlreadyRunning(f"another validator is using {self.path.with_suffix('')}") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._file = handle
 
     def release(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._lock.release()
 
 
 class Validator:
