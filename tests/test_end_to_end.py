@@ -213,6 +213,9 @@ def test_multi_turn_on_the_embedded_model_with_ctrl_c_and_resume(tmp_path, embed
     assert proc.returncode == 130, err
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "interrupted" and results["n_scored"] == 1
+    # the trajectory being played stopped after its request in flight: kept as far as played, marked failed
+    for cut in [json.loads(x) for x in samples.read_text().splitlines()][1:]:
+        assert cut["status"] == "failed" and "interrupted" in cut["completion"]["error"]
     first = json.loads(samples.read_text().splitlines()[0])
     assert first["status"] == "ok" and first["error_type"] != "backend_error"
     turns = first["trajectory"]["turns"]
@@ -226,4 +229,5 @@ def test_multi_turn_on_the_embedded_model_with_ctrl_c_and_resume(tmp_path, embed
     final = json.loads(out.stdout)
     assert final["status"] == "complete" and final["n_scored"] == 2 and final["n_failed"] == 0
     ids = [json.loads(x)["task_id"] for x in (run_dir / "samples.jsonl").read_text().splitlines()]
-    assert sorted(ids) == ["multi_turn_base_3", "multi_turn_base_9"]  # the finished trajectory was not replayed
+    # the finished trajectory was not replayed; the interrupted one was kept (failed: "interrupted") and replayed
+    assert ids.count("multi_turn_base_3") == 1 and set(ids) == {"multi_turn_base_3", "multi_turn_base_9"}
