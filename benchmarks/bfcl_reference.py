@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bitagent_core import expected_arguments, python_literal, pythonic_name, render_expected
 from bitagent_core.model import Task
 from bitagent_core.plugins import get_registry
-from bitagent_core.rescore import expected_arguments, python_literal, pythonic_name, render_expected
 from bitagent_core.runner import load_tasks
 from bitagent_plugins.bfcl.perturb import PERTURBATIONS, perturb
 

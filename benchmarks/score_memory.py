@@ -32,8 +32,8 @@ def peak_rss_kb(responses: Path, out: Path) -> int:
 def main() -> None:
     lines = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bitagent_core import render_expected
     from bitagent_core.plugins import get_registry
-    from bitagent_core.rescore import render_expected
     from bitagent_core.runner import load_tasks
 
     tasks = load_tasks(get_registry(), "bfcl:simple_python", 0, None)

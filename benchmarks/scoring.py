@@ -30,9 +30,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bitagent_core import render_expected
 from bitagent_core.model import Completion
 from bitagent_core.plugins import get_registry
-from bitagent_core.rescore import render_expected
 from bitagent_core.runner import load_tasks
 from bitagent_plugins.bfcl.perturb import PERTURBATIONS, perturb
 from bitagent_plugins.bfcl.scorer import BfclScorer

@@ -33,7 +33,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["PluginLoadError", "PluginRegistry", "Registration", "UnknownPluginObject", "get_registry"],
                     "plugins"),
     **dict.fromkeys(["Evaluation", "RunConfig", "RunInfo", "RunObserver", "competition_version", "config_for_resume",
-                     "make_task_source", "split_spec"], "runner"),
+                     "load_tasks", "make_task_source", "split_spec", "task_digest"], "runner"),
+    "TaskLimit": "cli",
     "read_samples": "rundir",
     # the run directory's typed records (docs/schema.md)
     **dict.fromkeys(["SampleRecord", "RunResults", "CategoryStats", "SchemaError", "confidence_interval"], "records"),
@@ -41,7 +42,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["InvalidTask", "task_problems", "validate_tasks", "check_protocol", "protocol_problems"],
                     "validation"),
     **dict.fromkeys(["check_task", "expected_arguments", "render_expected", "python_literal", "pythonic_name"],
-                    "rescore"),
+                    "validation"),
     # shared helpers: prompting, decoding, matching, JSON files
     "build_request": "prompting",
     **dict.fromkeys(["Decoded", "DecodeError", "Dialect", "CallReader", "ValueReader", "ast_python_calls",
@@ -71,6 +72,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time each name comes from __getattr__
     from bitagent_core.agent import Executor, SimpleEnvironment, refuse_argument
+    from bitagent_core.cli import TaskLimit
     from bitagent_core.decoding import (
         MAX_CALLS,
         MAX_NESTING,
@@ -137,7 +139,6 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         ValidatingTaskSource,
     )
     from bitagent_core.records import CategoryStats, RunResults, SampleRecord, SchemaError, confidence_interval
-    from bitagent_core.rescore import check_task, expected_arguments, python_literal, pythonic_name, render_expected
     from bitagent_core.rundir import read_samples
     from bitagent_core.runner import (
         Evaluation,
@@ -146,7 +147,20 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         RunObserver,
         competition_version,
         config_for_resume,
+        load_tasks,
         make_task_source,
         split_spec,
+        task_digest,
     )
-    from bitagent_core.validation import InvalidTask, check_protocol, protocol_problems, task_problems, validate_tasks
+    from bitagent_core.validation import (
+        InvalidTask,
+        check_protocol,
+        check_task,
+        expected_arguments,
+        protocol_problems,
+        python_literal,
+        pythonic_name,
+        render_expected,
+        task_problems,
+        validate_tasks,
+    )

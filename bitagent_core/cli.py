@@ -166,7 +166,7 @@ def _backend_options(ctx: click.Context, values: tuple[str, ...]) -> tuple[dict[
         raise click.BadParameter(str(exc), param_hint="-B") from None
 
 
-class _Limit(click.ParamType[int | None]):
+class TaskLimit(click.ParamType[int | None]):
     """A positive task count, or ``all``."""
 
     name = "N|all"
@@ -198,7 +198,7 @@ def _evaluate_epilog() -> str:
               help="Task source, optionally with an argument: bitagent, bitagent:irrelevance, jsonl:FILE...; "
                    "several separated by commas (--limit applies to each).")
 @click.option("--scorer", "-s", default="bitagent", show_default=True, envvar="BITAGENT_SCORER", show_envvar=True)
-@click.option("--limit", "-n", type=_Limit(), default="20", show_default=True,
+@click.option("--limit", "-n", type=TaskLimit(), default="20", show_default=True,
               envvar="BITAGENT_LIMIT", show_envvar=True, help="Number of tasks per task source, or 'all'.")
 @click.option("--seed", type=int, default=0, show_default=True, envvar="BITAGENT_SEED", show_envvar=True)
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), envvar="BITAGENT_CONCURRENCY", show_envvar=True,
@@ -455,41 +455,6 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{row['name']:<20} {row['distribution'] or '-'} {row['version'] or ''}  {state}")
 
 
-@plugins.command("check")
-@click.argument("name")
-@click.option("--kind", type=click.Choice(["task_sources", "backends", "scorers", "competitions"]),
-              help="Which kind NAME is, when several kinds share the name.")
-@click.option("--arg", "args", multiple=True, help="Task source argument to check (repeatable; default: none, "
-                                                   "then each advertised category).")
-@click.option("--model", "-m", help="Backends: the model to start (default: the backend's default).")
-@click.option("--backend-option", "-B", "backend_option", multiple=True, help="Backends: key=value options.")
-@click.option("--no-start", is_flag=True, help="Backends: check construction and close only (no model load).")
-@click.option("--json", "as_json", is_flag=True)
-def plugins_check(name: str, kind: str | None, args: tuple[str, ...], model: str | None,
-                  backend_option: tuple[str, ...], no_start: bool, as_json: bool) -> None:
-    """Run the conformance checks of bitagent_core.testing on a registered task source, scorer, backend,
-    competition or reporter (a plugin's name). Exits 1 when a check fails."""
-    from bitagent_core import testing
-    from bitagent_core.options import OptionError, parse_option_args
-
-    registry = get_registry()
-    try:
-        options = parse_option_args(backend_option, "-B")
-        report = testing.check_registered(registry, name, kind=kind, args=list(args) or None, model=model,
-                                          backend_options=options, start=not no_start)
-    except (UnknownPluginObject, OptionError) as exc:
-        raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
-    else:
-        for check in report.checks:
-            mark = click.style("ok  ", fg="green") if check.ok else click.style("FAIL", fg="red")
-            click.echo(f"{mark} {check.subject}: {check.name}" + ("" if check.ok else f": {check.message}"))
-        click.echo(f"{len(report.failures)} of {len(report.checks)} checks failed")
-    if report.failures:
-        sys.exit(1)
-
-
 @cli.group()
 def tasks() -> None:
     """Task sources and their tasks."""
@@ -560,9 +525,8 @@ def tasks_validate(spec: str, scorer: str | None, seed: int, as_json: bool) -> N
     ``warning`` where the data is inconsistent but answerable. Exits 1 when there are errors.
     """
     from bitagent_core.protocols import ValidatingTaskSource
-    from bitagent_core.rescore import iter_validation
     from bitagent_core.runner import make_task_source
-    from bitagent_core.validation import task_problems
+    from bitagent_core.validation import iter_validation, task_problems
 
     registry = get_registry()
     try:
@@ -604,124 +568,6 @@ def tasks_validate(spec: str, scorer: str | None, seed: int, as_json: bool) -> N
                    f"{len(warnings)} with warnings only")
     if errors:
         sys.exit(1)
-
-
-@cli.command()
-@click.argument("run", required=False, type=click.Path(exists=True, path_type=Path))
-@click.option("--tasks", "-t", "tasks_spec", envvar="BITAGENT_TASKS", show_envvar=True,
-              help="The task source the answers are for, e.g. bfcl or bfcl:live_simple [default for a run: its own].")
-@click.option("--scorer", "-s", envvar="BITAGENT_SCORER", show_envvar=True,
-              help="Scorer [default: the run's own; for --responses: bfcl].")
-@click.option("--responses", "-r", type=click.Path(exists=True, dir_okay=False),
-              help='JSON lines: {"task_id": ..., "response": "text" or {"tool_calls": [...]} or, for '
-                   'multi-turn tasks, a list of turns of raw step texts, "id": optional}.')
-@click.option("--bfcl-result", type=click.Path(exists=True, dir_okay=False),
-              help='A BFCL result file as BFCL wrote it (JSON lines {"id", "result"}), instead of --responses.')
-@click.option("--output", "-o", type=click.Path(dir_okay=False),
-              help="--responses: write each scored line here, with score, passed and error_type added.")
-@click.option("--output-dir", type=click.Path(file_okay=False),
-              help="RUN: where the re-scored run directory goes [default: beside RUN].")
-@click.option("--seed", type=int, help="Seed of seeded task sources (bfcl-shuffle) [default: the run's, or 0].")
-@click.option("--limit", "-n", type=_Limit(), help="Tasks per task source [default: the run's; --responses: all].")
-@click.option("--partial", is_flag=True, help="Score only the tasks that have an answer (like BFCL's "
-                                              "--partial-eval); otherwise unanswered tasks count as failures.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def score(run: Path | None, tasks_spec: str | None, scorer: str | None, responses: str | None,
-          bfcl_result: str | None, output: str | None, output_dir: str | None, seed: int | None, limit: int | None,
-          partial: bool, as_json: bool) -> None:
-    """Score saved answers again, without any model: a run (RUN: its directory or its samples.jsonl, written to
-    a new run directory), a --responses file or a BFCL result file (--bfcl-result). Exits 1 when nothing could
-    be scored, or when lines were unreadable or named unknown tasks."""
-    import gc
-    import tempfile
-
-    if sum(x is not None for x in (run, responses, bfcl_result)) != 1:
-        raise click.UsageError("give one of: a run (directory or samples.jsonl), --responses FILE, --bfcl-result FILE")
-    if bfcl_result is not None:  # BFCL's result lines become responses lines (agent.read_bfcl_result)
-        from bitagent_core.agent import read_bfcl_result
-
-        try:
-            converted = read_bfcl_result(bfcl_result)
-        except (ValueError, OSError) as exc:
-            raise click.ClickException(f"{bfcl_result}: {exc}") from None
-        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
-            f.writelines(json.dumps(line) + "\n" for line in converted)
-        responses = f.name
-
-    from bitagent_core import rescore
-    from bitagent_core.runner import load_tasks
-
-    registry = get_registry()
-    if run is not None:
-        from bitagent_core import results_view
-
-        try:
-            results, summary = rescore.rescore_run(run, registry, tasks=tasks_spec, scorer=scorer, seed=seed,
-                                                   limit=limit if limit is not None else "run",
-                                                   output_dir=output_dir, partial=partial)
-        except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:
-            raise click.ClickException(str(exc)) from None
-        click.echo(results_view.render(results, "json" if as_json else "table"))
-        errors_at, what, spec = str(run), "sample(s)", results.config["tasks"]
-    else:
-        if not tasks_spec:
-            raise click.UsageError("--responses needs --tasks (the task source the responses answer)")
-        writer = None
-        try:
-            task_list = load_tasks(registry, tasks_spec, 0 if seed is None else seed, limit)
-            scorer_obj = registry.get("scorers", scorer or "bfcl").factory()
-            gc.freeze()  # the loaded tasks live to the end: keep them out of the collector's way
-            writer = rescore.LineWriter(output) if output else None
-            assert responses is not None  # given, or made from --bfcl-result
-            try:
-                tally = rescore.score_responses(responses, task_list, scorer_obj, writer)
-            finally:
-                if bfcl_result is not None:
-                    Path(responses).unlink(missing_ok=True)
-                    responses = bfcl_result  # what error lines name
-            if writer:
-                writer.close()
-        except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:
-            if writer:
-                writer.close(keep=False)
-            raise click.ClickException(str(exc)) from None
-        summary = rescore.summarize(tally, partial=partial)
-        if as_json:
-            click.echo(json.dumps(summary, indent=2))
-        else:
-            _print_score_summary(summary, tasks_spec, scorer or "bfcl")
-        errors_at, what, spec = str(responses), "response(s)", tasks_spec
-    click.echo(rescore.coverage_line(summary), err=True)
-    for bad_line in summary["bad_lines"]:
-        click.echo(f"error: {errors_at}:{bad_line['line']}: {bad_line['error']} (not scored)", err=True)
-    if summary["unknown_task_ids"]:
-        names = ", ".join(f"{task_id} (line {', '.join(map(str, lines_of))})"
-                          for task_id, lines_of in summary["unknown_task_ids"].items())
-        click.echo(f"error: {summary['n_unknown_lines']} {what} name task ids that "
-                   f"{spec} does not have (not scored): {names}", err=True)
-    if summary["n_answered"] == 0:
-        click.echo("error: nothing was scored (empty input, or no answer matches a task)", err=True)
-    if summary["n_answered"] == 0 or summary["unknown_task_ids"] or summary["bad_lines"]:
-        sys.exit(1)
-
-
-def _print_score_summary(summary: dict[str, Any], spec: str, scorer: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{scorer} scores on {spec}")
-    table.add_column("category", justify="left")
-    for name in ("responses", "passed", "accuracy", "mean score"):
-        table.add_column(name, justify="right")
-    for category, row in summary["per_category"].items():
-        table.add_row(category, str(row["n"]), str(row["passed"]), f"{row['accuracy']:.3f}",
-                      f"{row['mean_score']:.3f}")
-    table.add_row("[bold]all", str(summary["n_scored"]), str(summary["n_passed"]),
-                  f"[bold]{summary['accuracy']:.3f}", f"{summary['mean_score']:.3f}")
-    console = Console()
-    console.print(table)
-    if summary["error_types"]:
-        console.print("errors: " + ", ".join(f"{k} {v}" for k, v in summary["error_types"].items()))
 
 
 @cli.group()

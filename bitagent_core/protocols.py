@@ -1,5 +1,5 @@
 """What each kind of plugin object must provide. Plugins implement these; the core talks to them only through
-the members declared here (docs/plugins.md documents each one; ``bitagent_core.testing`` checks them)."""
+the members declared here (docs/plugins.md documents each one; ``bitagent_testing`` checks them)."""
 
 from __future__ import annotations
 

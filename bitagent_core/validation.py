@@ -1,4 +1,4 @@
-"""What makes a task unusable, checked before any model loads.
+"""What makes a task unusable, checked before any model loads; what makes its ground truth unanswerable.
 
 A task source is plugin code: it may yield a dict instead of a :class:`Task`, a tool named ``""``, a task with
 no messages, an expected call to a tool the task does not offer, or the same id twice. Each is an
@@ -10,9 +10,15 @@ problems).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from bitagent_core.model import ExpectedCall, Message, Task, Tool
+from bitagent_core.matching import standardize
+from bitagent_core.model import Completion, ExpectedCall, Message, Task, Tool
+
+if TYPE_CHECKING:
+    from bitagent_core.protocols import Scorer
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -127,3 +133,172 @@ def check_protocol(obj: object, protocol: type, label: str) -> None:
     problems = protocol_problems(obj, protocol)
     if problems:
         raise TypeError(f"{label} does not implement the {protocol.__name__} protocol: {'; '.join(problems)}")
+
+
+# --- ground truth: checking it, rendering it -----------------------------------------------------------
+
+def check_task(task: Task) -> list[tuple[str, str]]:
+    """Where a task's ground truth contradicts its own tools: ``[(severity, message)]``.
+
+    ``error``: no answer can pass (a required parameter without ground truth, a parameter the function does
+    not have and may not omit, a parameter with no acceptable value, an unknown function); ``warning``: the
+    data is inconsistent but answerable (an omittable parameter the function does not have, a value outside
+    the parameter's ``enum``).
+    """
+    problems: list[tuple[str, str]] = []
+    names = [tool.name for tool in task.tools]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(("warning", f"two tools are named {name!r}"))
+    for expected in task.expected_calls:
+        tool = task.tool(expected.name)
+        if tool is None:
+            problems.append(("error", f"{expected.name}: not among the task's tools"))
+            continue
+        props = tool.properties if isinstance(tool.properties, dict) else {}
+        required = [r for r in tool.required if isinstance(r, str)]
+        for param, options in expected.arguments.items():
+            omittable = "" in options
+            if param not in props:
+                if omittable:
+                    problems.append(("warning", f"{expected.name}: the ground truth names {param!r}, which the "
+                                                "function does not have (omittable, so answerable)"))
+                else:
+                    problems.append(("error", f"{expected.name}: the ground truth requires {param!r}, which the "
+                                              "function does not have"))
+                continue
+            if not options:
+                problems.append(("error", f"{expected.name}.{param}: the ground truth lists no acceptable value"))
+                continue
+            if param in required and all(o == "" for o in options):
+                problems.append(("error", f"{expected.name}.{param}: required by the function, but the ground "
+                                          "truth only allows omitting it"))
+            schema = props[param] if isinstance(props[param], dict) else {}
+            enum = schema.get("enum")
+            if isinstance(enum, list) and enum:
+                allowed = {standardize(e) if isinstance(e, str) else json.dumps(e) for e in enum}
+                outside = []
+                for option in options:
+                    values = option if isinstance(option, list) else [option]
+                    for value in values:
+                        if value == "" or value is None:
+                            continue
+                        key = standardize(value) if isinstance(value, str) else json.dumps(value, default=str)
+                        if key not in allowed:
+                            outside.append(value)
+                if outside:
+                    problems.append(("warning", f"{expected.name}.{param}: {outside[0]!r} is outside the "
+                                                f"parameter's enum {enum[:6]}"))
+        for param in required:
+            if param not in expected.arguments:
+                problems.append(("error", f"{expected.name}: required parameter {param!r} has no ground truth"))
+    return problems
+
+
+
+def _first(options: tuple[Any, ...] | list[Any]) -> tuple[bool, Any]:
+    for option in options:
+        if option != "":
+            return True, option
+    return False, None
+
+
+def _render_value(option: Any, schema: dict[str, Any] | None) -> Any:
+    """A ground-truth option as a value: BFCL writes dict values as ``{key: [options]}``, one level deep."""
+    schema = schema if isinstance(schema, dict) else {}
+    kind = schema.get("type")
+    items: dict[str, Any] = schema["items"] if isinstance(schema.get("items"), dict) else {}
+    if isinstance(option, dict) and (kind in ("dict", "object") or (kind is None and _looks_like_options(option))):
+        return _render_options_dict(option)
+    if isinstance(option, list) and kind in ("array", "tuple") and items.get("type") in ("dict", "object"):
+        return [_render_options_dict(o) if isinstance(o, dict) else o for o in option]
+    return option
+
+
+def _looks_like_options(option: dict[str, Any]) -> bool:
+    return bool(option) and all(isinstance(v, list) for v in option.values())
+
+
+def _render_options_dict(option: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, values in option.items():
+        if not isinstance(values, list):
+            out[key] = values
+            continue
+        found, value = _first(values)
+        if found:
+            out[key] = value
+    return out
+
+
+def expected_arguments(task: Task, expected: ExpectedCall) -> dict[str, Any] | None:
+    """The arguments of the first answer the ground truth lists for ``expected`` (its first value of each
+    parameter; an omittable one is left out when ``""`` comes first or the function does not have it),
+    or None if a parameter has no acceptable value at all."""
+    tool = task.tool(expected.name)
+    props = tool.properties if tool is not None and isinstance(tool.properties, dict) else {}
+    required = set(tool.required) if tool is not None else set()
+    arguments = {}
+    for param, options in expected.arguments.items():
+        if not options:
+            return None
+        if "" in options and (param not in required and (options[0] == "" or (props and param not in props))):
+            continue  # omitted: listed first, or a parameter the function does not have
+        found, value = _first(options)
+        if found:
+            arguments[param] = _render_value(value, props.get(param))
+    return arguments
+
+
+def render_expected(task: Task, style: str = "python") -> str:
+    """The task's ground truth written as an answer: pythonic ``[f(a=1)]`` (JSON where a name is not a Python
+    identifier), or ``style="json"``. A task expecting no call renders as ``""``."""
+    calls = [(e.name, expected_arguments(task, e) or {}) for e in task.expected_calls]
+    if not calls:
+        return ""
+    if style == "python" and all(pythonic_name(name) and all(k.isidentifier() and not _keyword(k) for k in args)
+                                 for name, args in calls):
+        try:
+            return "[" + ", ".join(f"{name}({', '.join(f'{k}={python_literal(v)}' for k, v in args.items())})"
+                                   for name, args in calls) + "]"
+        except ValueError:
+            pass
+    return json.dumps([{"name": name, "arguments": args} for name, args in calls], ensure_ascii=False)
+
+
+def _keyword(word: str) -> bool:
+    import keyword
+
+    return keyword.iskeyword(word)
+
+
+def pythonic_name(name: str) -> bool:
+    return bool(name) and all(part.isidentifier() and not _keyword(part) for part in name.split("."))
+
+
+def python_literal(value: Any) -> str:
+    """A Python literal for a JSON-able value (``repr``, refusing what it cannot write back)."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise ValueError("no literal for nan/inf")
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(python_literal(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def iter_validation(tasks: Iterable[Task], scorer: Scorer | None = None, *, structural: bool = True,
+                    skip: set[str] | frozenset[str] = frozenset()) -> Iterator[tuple[str, str, str]]:
+    """``(task id, severity, message)`` for every problem :func:`check_task` finds (unless ``structural`` is
+    off: the source checked itself) and, with a scorer, every task whose ground truth, rendered as an
+    answer, the scorer fails. Tasks in ``skip`` (already known to be broken) are not scored."""
+    for task in tasks:
+        problems = check_task(task) if structural else []
+        yield from ((task.id, severity, message) for severity, message in problems)
+        if scorer is None or not task.expected_calls or task.id in skip or any(s == "error" for s, _ in problems):
+            continue
+        answer = render_expected(task)
+        result = scorer.score(task, Completion(text=answer))
+        if not result.passed:
+            yield (task.id, "error", f"its own ground truth fails the {scorer.name} scorer: "
+                                     f"{result.error_type}: {result.detail}")

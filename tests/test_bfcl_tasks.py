@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from bitagent_core import render_expected
 from bitagent_core.model import Completion
 from bitagent_core.plugins import get_registry
-from bitagent_core.rescore import render_expected
 from bitagent_core.runner import load_tasks, make_task_source
 from bitagent_plugins.bfcl import tasks as bfcl_tasks
 from bitagent_plugins.bfcl.scorer import BfclScorer

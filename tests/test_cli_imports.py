@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-NOT_FOR_HELP = ["asyncio", "ssl", "bitagent_core.decoding", "bitagent_core.rescore", "bitagent_core.runner",
+NOT_FOR_HELP = ["asyncio", "ssl", "bitagent_core.decoding", "bitagent_plugins.runs.score", "bitagent_core.runner",
                 "bitagent_plugins.backends.local_server", "bitagent_plugins.backends.openai_client", "psutil",
                 "tenacity", "jsonschema", "llama_cpp", "bittensor", "huggingface_hub"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import bitagent_core as ba
-from bitagent_core import testing
+import bitagent_testing as testing
 from bitagent_core.plugins import PluginLoadError, PluginSelectionError
 from tests.test_plugins import make_dist, run_cli
 
@@ -36,13 +36,16 @@ def _imports(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "bitagent_plugins").rglob("*.py")) +
+                         sorted((ROOT / "bitagent_testing").rglob("*.py")) +
                          sorted((ROOT / "examples").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
 def test_plugins_import_only_the_public_surface_and_never_each_other(path):
     parts = path.relative_to(ROOT).parts
     own = parts[1] if parts[0] == "bitagent_plugins" and len(parts) > 2 else None
     for module in _imports(path):
         if module.startswith("bitagent_core"):
-            assert module in ("bitagent_core", "bitagent_core.testing"), f"{path}: imports {module}"
+            assert module == "bitagent_core", f"{path}: imports {module}"
+        if module.startswith("bitagent_testing"):  # the conformance kit is for tests, not for a plugin's code
+            assert parts[0] != "bitagent_plugins", f"{path}: imports the conformance kit"
         if module.startswith("bitagent_plugins"):
             assert own is not None and module.split(".")[1] == own, f"{path}: imports another plugin: {module}"
 

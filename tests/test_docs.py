@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import bitagent_core as ba
-from bitagent_core import testing
+import bitagent_testing as testing
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from bitagent_core import render_expected
 from bitagent_core.plugins import get_registry
-from bitagent_core.rescore import completion_from_response, render_expected
 from bitagent_core.runner import load_tasks
+from bitagent_plugins.runs.score import completion_from_response
 
 BIN = Path(sys.executable).parent
 
@@ -172,7 +173,7 @@ def test_score_streams_its_input_and_output(tmp_path):
     """Ten times the lines take about the same memory: lines are read, scored and written one at a time."""
     import tracemalloc
 
-    from bitagent_core.rescore import LineWriter, score_responses
+    from bitagent_plugins.runs.score import LineWriter, score_responses
 
     registry = get_registry()
     tasks = load_tasks(registry, "bfcl:simple_python", 0, 50)

@@ -1,14 +1,17 @@
-"""``bitagent runs list``, ``bitagent runs show``, ``bitagent compare`` and ``bitagent report``: looking at past runs."""
+"""``bitagent runs list``, ``bitagent runs show``, ``bitagent compare``, ``bitagent report`` and ``bitagent score``:
+past runs and saved answers, without a model."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from bitagent_core import hookimpl
+from bitagent_core import TaskLimit
 
 OUTPUT_DIR = click.option("--output-dir", "-o", default="runs", show_default=True, envvar="BITAGENT_OUTPUT_DIR",
                           show_envvar=True, type=click.Path(file_okay=False), help="Where the runs are.")
@@ -190,8 +193,123 @@ def report(run_list: tuple[str, ...], output: str, output_dir: str, title: str) 
     click.echo(f"wrote {path} ({len(text.encode()) // 1024} KiB, {len(runs)} runs)")
 
 
+@click.command()
+@click.argument("run", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--tasks", "-t", "tasks_spec", envvar="BITAGENT_TASKS", show_envvar=True,
+              help="The task source the answers are for, e.g. bfcl or bfcl:live_simple [default for a run: its own].")
+@click.option("--scorer", "-s", envvar="BITAGENT_SCORER", show_envvar=True,
+              help="Scorer [default: the run's own; for --responses: bfcl].")
+@click.option("--responses", "-r", type=click.Path(exists=True, dir_okay=False),
+              help='JSON lines: {"task_id": ..., "response": "text" or {"tool_calls": [...]} or, for '
+                   'multi-turn tasks, a list of turns of raw step texts, "id": optional}.')
+@click.option("--bfcl-result", type=click.Path(exists=True, dir_okay=False),
+              help='A BFCL result file as BFCL wrote it (JSON lines {"id", "result"}), instead of --responses.')
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="--responses: write each scored line here, with score, passed and error_type added.")
+@click.option("--output-dir", type=click.Path(file_okay=False),
+              help="RUN: where the re-scored run directory goes [default: beside RUN].")
+@click.option("--seed", type=int, help="Seed of seeded task sources (bfcl-shuffle) [default: the run's, or 0].")
+@click.option("--limit", "-n", type=TaskLimit(), help="Tasks per task source [default: the run's; --responses: all].")
+@click.option("--partial", is_flag=True, help="Score only the tasks that have an answer (like BFCL's "
+                                              "--partial-eval); otherwise unanswered tasks count as failures.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def score(run: Path | None, tasks_spec: str | None, scorer: str | None, responses: str | None,
+          bfcl_result: str | None, output: str | None, output_dir: str | None, seed: int | None, limit: int | None,
+          partial: bool, as_json: bool) -> None:
+    """Score saved answers again, without any model: a run (RUN: its directory or its samples.jsonl, written to
+    a new run directory), a --responses file or a BFCL result file (--bfcl-result). Exits 1 when nothing could
+    be scored, or when lines were unreadable or named unknown tasks."""
+    import gc
+    import tempfile
+
+    if sum(x is not None for x in (run, responses, bfcl_result)) != 1:
+        raise click.UsageError("give one of: a run (directory or samples.jsonl), --responses FILE, --bfcl-result FILE")
+    from bitagent_core import UnknownPluginObject, get_registry, load_tasks, results_view
+    from bitagent_plugins.runs import score as rescore
+
+    if bfcl_result is not None:  # BFCL's result lines become responses lines
+        try:
+            converted = rescore.read_bfcl_result(bfcl_result)
+        except (ValueError, OSError) as exc:
+            raise click.ClickException(f"{bfcl_result}: {exc}") from None
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
+            f.writelines(json.dumps(line) + "\n" for line in converted)
+        responses = f.name
+
+    registry = get_registry()
+    if run is not None:
+        try:
+            results, summary = rescore.rescore_run(run, registry, tasks=tasks_spec, scorer=scorer, seed=seed,
+                                                   limit=limit if limit is not None else "run",
+                                                   output_dir=output_dir, partial=partial)
+        except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(results_view.render(results, "json" if as_json else "table"))
+        errors_at, what, spec = str(run), "sample(s)", results.config["tasks"]
+    else:
+        if not tasks_spec:
+            raise click.UsageError("--responses needs --tasks (the task source the responses answer)")
+        writer = None
+        try:
+            task_list = load_tasks(registry, tasks_spec, 0 if seed is None else seed, limit)
+            scorer_obj = registry.get("scorers", scorer or "bfcl").factory()
+            gc.freeze()  # the loaded tasks live to the end: keep them out of the collector's way
+            writer = rescore.LineWriter(output) if output else None
+            assert responses is not None  # given, or made from --bfcl-result
+            try:
+                tally = rescore.score_responses(responses, task_list, scorer_obj, writer)
+            finally:
+                if bfcl_result is not None:
+                    Path(responses).unlink(missing_ok=True)
+                    responses = bfcl_result  # what error lines name
+            if writer:
+                writer.close()
+        except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:
+            if writer:
+                writer.close(keep=False)
+            raise click.ClickException(str(exc)) from None
+        summary = rescore.summarize(tally, partial=partial)
+        if as_json:
+            click.echo(json.dumps(summary, indent=2))
+        else:
+            _print_score_summary(summary, tasks_spec, scorer or "bfcl")
+        errors_at, what, spec = str(responses), "response(s)", tasks_spec
+    click.echo(rescore.coverage_line(summary), err=True)
+    for bad_line in summary["bad_lines"]:
+        click.echo(f"error: {errors_at}:{bad_line['line']}: {bad_line['error']} (not scored)", err=True)
+    if summary["unknown_task_ids"]:
+        names = ", ".join(f"{task_id} (line {', '.join(map(str, lines_of))})"
+                          for task_id, lines_of in summary["unknown_task_ids"].items())
+        click.echo(f"error: {summary['n_unknown_lines']} {what} name task ids that "
+                   f"{spec} does not have (not scored): {names}", err=True)
+    if summary["n_answered"] == 0:
+        click.echo("error: nothing was scored (empty input, or no answer matches a task)", err=True)
+    if summary["n_answered"] == 0 or summary["unknown_task_ids"] or summary["bad_lines"]:
+        sys.exit(1)
+
+
+def _print_score_summary(summary: dict[str, Any], spec: str, scorer: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{scorer} scores on {spec}")
+    table.add_column("category", justify="left")
+    for name in ("responses", "passed", "accuracy", "mean score"):
+        table.add_column(name, justify="right")
+    for category, row in summary["per_category"].items():
+        table.add_row(category, str(row["n"]), str(row["passed"]), f"{row['accuracy']:.3f}",
+                      f"{row['mean_score']:.3f}")
+    table.add_row("[bold]all", str(summary["n_scored"]), str(summary["n_passed"]),
+                  f"[bold]{summary['accuracy']:.3f}", f"{summary['mean_score']:.3f}")
+    console = Console()
+    console.print(table)
+    if summary["error_types"]:
+        console.print("errors: " + ", ".join(f"{k} {v}" for k, v in summary["error_types"].items()))
+
+
 @hookimpl
 def register_commands(cli: Any) -> None:
     cli.add_command(runs)
     cli.add_command(compare)
     cli.add_command(report)
+    cli.add_command(score)

@@ -2,7 +2,7 @@
 
 from bitagent_tasks_example import UnitConversionTasks
 
-from bitagent_core import testing
+import bitagent_testing as testing
 
 
 def test_the_task_source_conforms():

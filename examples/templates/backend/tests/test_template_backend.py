@@ -2,7 +2,7 @@ import pytest
 from bitagent_template_backend import TemplateBackend, TemplateOptions
 
 import bitagent_core as ba
-from bitagent_core import testing
+import bitagent_testing as testing
 
 
 def test_conforms():

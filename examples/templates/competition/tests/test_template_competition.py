@@ -1,6 +1,7 @@
 from bitagent_template_competition import TemplateCompetition
 
-from bitagent_core import get_registry, testing
+import bitagent_testing as testing
+from bitagent_core import get_registry
 
 
 def test_conforms():

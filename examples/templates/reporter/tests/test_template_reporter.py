@@ -1,6 +1,6 @@
 import bitagent_template_reporter
 
-from bitagent_core import testing
+import bitagent_testing as testing
 
 
 def test_conforms():

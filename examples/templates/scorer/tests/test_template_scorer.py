@@ -1,7 +1,7 @@
 from bitagent_template_scorer import TemplateScorer
 
 import bitagent_core as ba
-from bitagent_core import testing
+import bitagent_testing as testing
 
 
 def test_conforms():

@@ -1,6 +1,6 @@
 from bitagent_template_tasks import TemplateTasks
 
-from bitagent_core import testing
+import bitagent_testing as testing
 
 
 def test_conforms():

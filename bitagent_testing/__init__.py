@@ -2,7 +2,7 @@
 
 Use them from your plugin's own tests::
 
-    from bitagent_core import testing
+    import bitagent_testing as testing
 
     def test_my_scorer_conforms():
         testing.check_scorer(MyScorer()).assert_ok()
@@ -14,7 +14,6 @@ plugin's fault: a plugin that raises is a failed check.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import itertools
 import json
@@ -26,13 +25,29 @@ from typing import Any
 
 import attrs
 
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.model import ChatRequest, Completion, ExpectedCall, Message, Score, Task, Tool, ToolCall
-from bitagent_core.options import BackendOptions, NoOptions
-from bitagent_core.plugins import PluginRegistry, UnknownPluginObject
-from bitagent_core.prompting import build_request
-from bitagent_core.protocols import Backend, Competition, Scorer, TaskSource
-from bitagent_core.validation import protocol_problems, task_problems
+from bitagent_core import (
+    Backend,
+    BackendOptions,
+    ChatRequest,
+    Competition,
+    Completion,
+    ExpectedCall,
+    Message,
+    NoOptions,
+    PluginRegistry,
+    Score,
+    Scorer,
+    Task,
+    TaskSource,
+    Tool,
+    ToolCall,
+    UnknownPluginObject,
+    build_request,
+    hookimpl,
+    protocol_problems,
+    render_expected,
+    task_problems,
+)
 
 __all__ = ["Check", "Report", "check_backend", "check_competition", "check_registered", "check_reporter",
            "check_scorer", "check_task_source", "hostile_completions", "sample_tasks"]
@@ -147,12 +162,6 @@ def hostile_completions(task: Task) -> Iterator[tuple[str, Completion]]:
     yield "many calls", Completion(text="[" + ", ".join(f"{name}(city='c{i}')" for i in range(500)) + "]")
 
 
-def _render(task: Task) -> str:
-    from bitagent_core.rescore import render_expected
-
-    return render_expected(task)
-
-
 def _score_problem(score: object) -> str | None:
     if not isinstance(score, Score):
         return f"returned a {type(score).__name__}, not a Score"
@@ -198,7 +207,7 @@ def check_scorer(scorer: object, tasks: Iterable[Task] | None = None, *, subject
         report.run(subject, f"task {task.id}: survives hostile outputs", hostile)
 
         def deterministic(task: Task = task) -> str | None:
-            completion = Completion(text=_render(task) or "No function fits.")
+            completion = Completion(text=render_expected(task) or "No function fits.")
             first, second = scorer.score(task, completion), scorer.score(task, completion)
             problem = _score_problem(first)
             if problem:
@@ -224,7 +233,7 @@ def check_scorer(scorer: object, tasks: Iterable[Task] | None = None, *, subject
             report.run(subject, f"task {task.id}: irrelevance (no call passes, any call fails)", irrelevance)
         else:
             def ground_truth(task: Task = task) -> str | None:
-                verdict = scorer.score(task, Completion(text=_render(task)))
+                verdict = scorer.score(task, Completion(text=render_expected(task)))
                 return None if verdict.passed else f"the task's own ground truth fails: {verdict}"
 
             report.run(subject, f"task {task.id}: its ground truth passes", ground_truth)
@@ -364,6 +373,8 @@ def _json_object(value: object) -> str | None:
 
 
 def _run(coro: Any) -> str | None:
+    import asyncio  # here: `bitagent --help` loads this package (its plugin) but needs no event loop
+
     return asyncio.run(coro)  # type: ignore[no-any-return]
 
 
@@ -418,7 +429,7 @@ def check_competition(competition: object, registry: PluginRegistry, *, subject:
                else f"got {competition.sample_size!r}")
 
     def mix() -> str | None:
-        from bitagent_core.runner import split_spec
+        from bitagent_core import split_spec
 
         shares = competition.mix(registry)
         if not isinstance(shares, dict) or not shares:
@@ -500,7 +511,7 @@ class _Harness:
 def check_reporter(plugin: object, *, subject: str = "reporter") -> Report:
     """A reporter plugin (an object or module with ``on_run_start`` / ``on_sample_scored`` / ``on_run_end``
     hooks) loads, and a real run of four samples calls it without any hook raising."""
-    from bitagent_core.runner import Evaluation, RunConfig
+    from bitagent_core import Evaluation, RunConfig
 
     report = Report()
     registry = PluginRegistry()
@@ -518,6 +529,8 @@ def check_reporter(plugin: object, *, subject: str = "reporter") -> Report:
         box: list[Any] = []
 
         def run() -> None:
+            import asyncio
+
             box.append(asyncio.run(evaluation.run()))
 
         report.run(subject, "a run completes", run)

@@ -1,5 +1,4 @@
-"""Re-scoring saved responses without a model (``bitagent score``), and checking a task list's ground
-truth against its own tools (``bitagent tasks validate``).
+"""Scoring saved answers again without a model (``bitagent score``): a run's samples, or a responses file.
 
 Responses are JSON lines: ``{"task_id": str, "response": str | {"tool_calls": [...]}, "id": optional}``.
 A ``tool_calls`` entry is any JSON call form the decoder reads (``{"name", "arguments"}``, OpenAI's
@@ -15,18 +14,26 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from bitagent_core.agent import score_multi_turn, trajectory_from_response
-from bitagent_core.decoding import DecodeError, json_call
-from bitagent_core.jsonio import read_jsonl
-from bitagent_core.matching import standardize
-from bitagent_core.model import Completion, ExpectedCall, Task, ToolCall, Trajectory
-from bitagent_core.protocols import Scorer, TrajectoryScorer
+from bitagent_core import (
+    Completion,
+    DecodeError,
+    Scorer,
+    Step,
+    Task,
+    ToolCall,
+    Trajectory,
+    TrajectoryScorer,
+    __version__,
+    confidence_interval,
+    json_call,
+    read_jsonl,
+)
 
 SCORE_FIELDS = ("score", "passed", "error_type")
 
@@ -186,8 +193,6 @@ def _response(lineno: int, data: Any, bad: list[BadLine]) -> Response | None:
 def summarize(tally: Tally, *, partial: bool = False) -> dict[str, Any]:
     """Scores per category over the tasks: a task without an answer counts as a failure (score 0), unless
     ``partial`` (like BFCL's ``--partial-eval``): then only answered tasks count."""
-    from bitagent_core.records import confidence_interval
-
     per: dict[str, list[tuple[float, bool]]] = {}
     errors: dict[str, int] = {}
     for task_id, task in tally.tasks.items():
@@ -252,175 +257,6 @@ class LineWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-# --- ground truth: checking it, rendering it -----------------------------------------------------------
-
-def check_task(task: Task) -> list[tuple[str, str]]:
-    """Where a task's ground truth contradicts its own tools: ``[(severity, message)]``.
-
-    ``error``: no answer can pass (a required parameter without ground truth, a parameter the function does
-    not have and may not omit, a parameter with no acceptable value, an unknown function); ``warning``: the
-    data is inconsistent but answerable (an omittable parameter the function does not have, a value outside
-    the parameter's ``enum``).
-    """
-    problems: list[tuple[str, str]] = []
-    names = [tool.name for tool in task.tools]
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(("warning", f"two tools are named {name!r}"))
-    for expected in task.expected_calls:
-        tool = task.tool(expected.name)
-        if tool is None:
-            problems.append(("error", f"{expected.name}: not among the task's tools"))
-            continue
-        props = tool.properties if isinstance(tool.properties, dict) else {}
-        required = [r for r in tool.required if isinstance(r, str)]
-        for param, options in expected.arguments.items():
-            omittable = "" in options
-            if param not in props:
-                if omittable:
-                    problems.append(("warning", f"{expected.name}: the ground truth names {param!r}, which the "
-                                                "function does not have (omittable, so answerable)"))
-                else:
-                    problems.append(("error", f"{expected.name}: the ground truth requires {param!r}, which the "
-                                              "function does not have"))
-                continue
-            if not options:
-                problems.append(("error", f"{expected.name}.{param}: the ground truth lists no acceptable value"))
-                continue
-            if param in required and all(o == "" for o in options):
-                problems.append(("error", f"{expected.name}.{param}: required by the function, but the ground "
-                                          "truth only allows omitting it"))
-            schema = props[param] if isinstance(props[param], dict) else {}
-            enum = schema.get("enum")
-            if isinstance(enum, list) and enum:
-                allowed = {standardize(e) if isinstance(e, str) else json.dumps(e) for e in enum}
-                outside = []
-                for option in options:
-                    values = option if isinstance(option, list) else [option]
-                    for value in values:
-                        if value == "" or value is None:
-                            continue
-                        key = standardize(value) if isinstance(value, str) else json.dumps(value, default=str)
-                        if key not in allowed:
-                            outside.append(value)
-                if outside:
-                    problems.append(("warning", f"{expected.name}.{param}: {outside[0]!r} is outside the "
-                                                f"parameter's enum {enum[:6]}"))
-        for param in required:
-            if param not in expected.arguments:
-                problems.append(("error", f"{expected.name}: required parameter {param!r} has no ground truth"))
-    return problems
-
-
-
-def _first(options: tuple[Any, ...] | list[Any]) -> tuple[bool, Any]:
-    for option in options:
-        if option != "":
-            return True, option
-    return False, None
-
-
-def _render_value(option: Any, schema: dict[str, Any] | None) -> Any:
-    """A ground-truth option as a value: BFCL writes dict values as ``{key: [options]}``, one level deep."""
-    schema = schema if isinstance(schema, dict) else {}
-    kind = schema.get("type")
-    items: dict[str, Any] = schema["items"] if isinstance(schema.get("items"), dict) else {}
-    if isinstance(option, dict) and (kind in ("dict", "object") or (kind is None and _looks_like_options(option))):
-        return _render_options_dict(option)
-    if isinstance(option, list) and kind in ("array", "tuple") and items.get("type") in ("dict", "object"):
-        return [_render_options_dict(o) if isinstance(o, dict) else o for o in option]
-    return option
-
-
-def _looks_like_options(option: dict[str, Any]) -> bool:
-    return bool(option) and all(isinstance(v, list) for v in option.values())
-
-
-def _render_options_dict(option: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, values in option.items():
-        if not isinstance(values, list):
-            out[key] = values
-            continue
-        found, value = _first(values)
-        if found:
-            out[key] = value
-    return out
-
-
-def expected_arguments(task: Task, expected: ExpectedCall) -> dict[str, Any] | None:
-    """The arguments of the first answer the ground truth lists for ``expected`` (its first value of each
-    parameter; an omittable one is left out when ``""`` comes first or the function does not have it),
-    or None if a parameter has no acceptable value at all."""
-    tool = task.tool(expected.name)
-    props = tool.properties if tool is not None and isinstance(tool.properties, dict) else {}
-    required = set(tool.required) if tool is not None else set()
-    arguments = {}
-    for param, options in expected.arguments.items():
-        if not options:
-            return None
-        if "" in options and (param not in required and (options[0] == "" or (props and param not in props))):
-            continue  # omitted: listed first, or a parameter the function does not have
-        found, value = _first(options)
-        if found:
-            arguments[param] = _render_value(value, props.get(param))
-    return arguments
-
-
-def render_expected(task: Task, style: str = "python") -> str:
-    """The task's ground truth written as an answer: pythonic ``[f(a=1)]`` (JSON where a name is not a Python
-    identifier), or ``style="json"``. A task expecting no call renders as ``""``."""
-    calls = [(e.name, expected_arguments(task, e) or {}) for e in task.expected_calls]
-    if not calls:
-        return ""
-    if style == "python" and all(pythonic_name(name) and all(k.isidentifier() and not _keyword(k) for k in args)
-                                 for name, args in calls):
-        try:
-            return "[" + ", ".join(f"{name}({', '.join(f'{k}={python_literal(v)}' for k, v in args.items())})"
-                                   for name, args in calls) + "]"
-        except ValueError:
-            pass
-    return json.dumps([{"name": name, "arguments": args} for name, args in calls], ensure_ascii=False)
-
-
-def _keyword(word: str) -> bool:
-    import keyword
-
-    return keyword.iskeyword(word)
-
-
-def pythonic_name(name: str) -> bool:
-    return bool(name) and all(part.isidentifier() and not _keyword(part) for part in name.split("."))
-
-
-def python_literal(value: Any) -> str:
-    """A Python literal for a JSON-able value (``repr``, refusing what it cannot write back)."""
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        raise ValueError("no literal for nan/inf")
-    if isinstance(value, (list, tuple)):
-        inner = ", ".join(python_literal(v) for v in value)
-        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items()) + "}"
-    return repr(value)
-
-
-def iter_validation(tasks: Iterable[Task], scorer: Scorer | None = None, *, structural: bool = True,
-                    skip: set[str] | frozenset[str] = frozenset()) -> Iterator[tuple[str, str, str]]:
-    """``(task id, severity, message)`` for every problem :func:`check_task` finds (unless ``structural`` is
-    off: the source checked itself) and, with a scorer, every task whose ground truth, rendered as an
-    answer, the scorer fails. Tasks in ``skip`` (already known to be broken) are not scored."""
-    for task in tasks:
-        problems = check_task(task) if structural else []
-        yield from ((task.id, severity, message) for severity, message in problems)
-        if scorer is None or not task.expected_calls or task.id in skip or any(s == "error" for s, _ in problems):
-            continue
-        answer = render_expected(task)
-        result = scorer.score(task, Completion(text=answer))
-        if not result.passed:
-            yield (task.id, "error", f"its own ground truth fails the {scorer.name} scorer: "
-                                     f"{result.error_type}: {result.detail}")
-
-
 # --- re-scoring a run ------------------------------------------------------------------------------------
 
 def find_samples(path: str | Path) -> tuple[Path, Path | None]:
@@ -458,18 +294,16 @@ def rescore_run(path: str | Path, registry: Any, *, tasks: str | None = None, sc
     """Score a run's samples (a run directory or its samples.jsonl) again, with ``scorer`` (default: the run's),
     into a new run directory (default: beside the run). The task list is the run's own (its spec, seed and
     limit) unless given. Streams the samples. Returns the new run's RunResults and the coverage summary."""
-    import attrs as _attrs
-
     from bitagent_core import records as rec
     from bitagent_core import rundir
-    from bitagent_core.runner import RunConfig, load_tasks, task_digest
+    from bitagent_core import RunConfig, load_tasks, task_digest
 
     samples, results_path = find_samples(path)
     base = rundir.read_results(samples.parent) if results_path else None
     config = RunConfig.from_json(base.config) if base else RunConfig(tasks=tasks or "", limit=None)
     if not config.tasks:
         raise ValueError(f"{samples} has no results.json beside it: say which tasks it answers with --tasks")
-    config = _attrs.evolve(config, tasks=tasks or config.tasks, seed=config.seed if seed is None else seed,
+    config = attrs.evolve(config, tasks=tasks or config.tasks, seed=config.seed if seed is None else seed,
                            limit=config.limit if isinstance(limit, str) else limit, scorer=scorer or config.scorer)
     sources: dict[str, dict[str, int | None]] = {}
     task_list = load_tasks(registry, config.tasks, config.seed, config.limit, sources)
@@ -502,20 +336,20 @@ def rescore_run(path: str | Path, registry: Any, *, tasks: str | None = None, sc
                 except Exception as exc:  # noqa: BLE001
                     raise RuntimeError(f"{samples}:{lineno} ({task.id}): the {scorer_obj.name} scorer raised "
                                        f"{type(exc).__name__}: {exc}") from exc
-                record = _attrs.evolve(record, score=result.value, passed=result.passed, error_type=result.error_type,
+                record = attrs.evolve(record, score=result.value, passed=result.passed, error_type=result.error_type,
                                        breakdown=result.breakdown, decoded_calls=result.decoded_calls,
                                        detail=result.detail, expected_calls=task.expected_calls)
             writer.write(record)
             tally.add(task.id, lineno, record.score, record.passed, record.error_type)
-            slim[task.id] = _attrs.evolve(record, messages=(), tools=(), expected_calls=(), decoded_calls=(),
-                                          completion=_attrs.evolve(record.completion, text="", tool_calls=()))
+            slim[task.id] = attrs.evolve(record, messages=(), tools=(), expected_calls=(), decoded_calls=(),
+                                          completion=attrs.evolve(record.completion, text="", tool_calls=()))
         coverage = summarize(tally, partial=partial)
         ids = [(t.id, t.category) for t in task_list]
         results = rec.RunResults(
             status=rec.COMPLETE, run_dir=str(new_dir), config=config.to_json(), started_at=rundir.utc_stamp(),
             updated_at=rundir.utc_stamp(), duration_s=round(time.perf_counter() - started, 3), seed=config.seed,
             model=base.model if base else {}, scorer={"name": config.scorer, "version": scorer_obj.version},
-            bitagent_version=_version(), task_digest=task_digest(task_list), sources=sources,
+            bitagent_version=__version__, task_digest=task_digest(task_list), sources=sources,
             rescored_from=str(samples), extra={"coverage": {k: coverage[k] for k in (
                 "n_responses", "n_tasks", "n_answered", "coverage", "partial", "unknown_task_ids",
                 "duplicate_task_ids", "bad_lines")}},
@@ -533,7 +367,41 @@ def rescore_run(path: str | Path, registry: Any, *, tasks: str | None = None, sc
     return results, coverage
 
 
-def _version() -> str:
-    import bitagent_core
+# --- multi-turn answers and BFCL's result files -----------------------------------------------------------
 
-    return bitagent_core.__version__
+def trajectory_from_response(response: Any) -> Trajectory:
+    """A saved multi-turn response as a trajectory: BFCL's result shape (a list of turns, each a list of raw
+    step strings) or a saved ``{"turns": [...]}``. Raises ValueError for anything else."""
+    return Trajectory.from_json(response)
+
+
+def score_multi_turn(scorer: Any, task: Task, response: Any) -> tuple[float, bool, str | None]:
+    """(score, passed, error_type) of one re-scored response (``bitagent score``) where the task or the
+    response is multi-turn. A plain text answering a multi-turn task is its first turn's only step."""
+    if task.environment is None:
+        return 0.0, False, "not_multi_turn"  # turns given for a single-turn task
+    trajectory = response.trajectory
+    if trajectory is None:
+        text = response.completion.text if response.completion is not None else ""
+        trajectory = Trajectory(((Step(text=text),),))
+    if not isinstance(scorer, TrajectoryScorer):
+        raise RuntimeError(f"the {scorer.name} scorer cannot score multi-turn tasks (no score_trajectory)")
+    try:
+        result = scorer.score_trajectory(task, trajectory)
+    except Exception as exc:  # noqa: BLE001 - a scorer bug must not lose the other lines
+        raise RuntimeError(f"line {response.lineno} ({task.id}): the {scorer.name} scorer raised "
+                           f"{type(exc).__name__}: {exc}") from exc
+    return result.value, result.passed, result.error_type
+
+
+def read_bfcl_result(path: str) -> list[dict[str, Any]]:
+    """A BFCL result file (``BFCL_v4_<category>_result.json``: JSON lines ``{"id", "result", ...}``) as
+    responses lines ``{"id", "task_id", "response"}`` for ``bitagent score``. Lines without a string ``id``
+    are kept with ``task_id`` None, so they are reported, not dropped."""
+    lines = []
+    for lineno, row in read_jsonl(Path(path).expanduser()):
+        if not isinstance(row, dict):
+            lines.append({"id": f"line {lineno}", "task_id": None, "response": None})
+            continue
+        lines.append({"id": row.get("id"), "task_id": row.get("id"), "response": row.get("result")})
+    return lines
