@@ -2,7 +2,7 @@
 
 ``bittensor.Client(substrate=FileChain(path))`` runs the SDK's real code above the transport (metagraph
 decoding, intents, the executor, SetWeights' preflight and conforming) against this chain. Its state lives
-in one JSON file guarded by ``flock`` so miner and validator *processes* share one chain, as on a real
+in one JSON file guarded by a file lock so miner and validator *processes* share one chain, as on a real
 network. What it models:
 
 * blocks advance with wall-clock time (``block_time`` seconds each, fast blocks by default);
@@ -29,7 +29,6 @@ validator permit, standing in for the epoch that grants permits on a small subne
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import ipaddress
 import json
@@ -40,6 +39,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 U16_MAX = 65535
 _NOTHING = object()
@@ -155,16 +156,12 @@ class FileChain:
 
     @contextmanager
     def _locked(self, write: bool) -> Iterator[dict]:
-        with open(self.lock_path, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
-            try:
-                state = json.loads(self.path.read_text())
-                self._settle(state)
-                yield state
-                if write:
-                    _write(self.path, state)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with FileLock(self.lock_path):  # readers take it too: one exclusive lock is enough for a test double
+            state = json.loads(self.path.read_text())
+            self._settle(state)
+            yield state
+            if write:
+                _write(self.path, state)
 
     def state(self) -> dict:
         with self._locked(False) as state:

@@ -21,7 +21,9 @@ os.environ.setdefault("BITAGENT_CACHE_DIR", str(Path.home() / ".cache" / "bitage
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """``slow``: every test that runs the embedded model, in-process or in a server (``model`` marker or the
-    ``embedded_model`` fixture). ``make test-fast`` (``-m "not slow"``) leaves them out; ``make test`` runs all."""
+    ``embedded_model`` fixture), set here; and, marked by hand, every other test that took over 0.8 s on 2 cores
+    (it starts whole programs: the CLI, pm2, a fresh venv, a browser, a miner; or loads all of BFCL).
+    ``make test-fast`` (``-m "not slow"``) leaves them out; ``make test`` runs all."""
     for item in items:
         if item.get_closest_marker("model") or "embedded_model" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)

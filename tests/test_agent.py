@@ -355,6 +355,7 @@ def test_a_turn_past_its_step_limit_terminates_the_trajectory(tmp_path):
     assert results.n_passed == 0
 
 
+@pytest.mark.slow
 def test_failed_and_timed_out_trajectories_are_retried_on_resume(tmp_path):
     results = evaluate(tmp_path, fail="1", stall="1")
     run_dir = next(tmp_path.iterdir())

@@ -30,6 +30,7 @@ def gt_trajectory(task: Task) -> Trajectory:
                             for t in task.metadata["ground_truth"]))
 
 
+@pytest.mark.slow
 def test_the_four_categories_load(tasks):
     counts = collections.Counter(t.category for t in tasks.values())
     assert counts == {c: 200 for c in multi_turn.CATEGORIES}
@@ -52,6 +53,7 @@ def test_the_four_categories_load(tasks):
     assert Task.from_json(json.loads(json.dumps(task.to_json()))) == task  # round-trips through samples.jsonl
 
 
+@pytest.mark.slow
 def test_every_ground_truth_passes_bfcl(tasks):
     """All 800 ground-truth trajectories, replayed as model output, pass the bfcl scorer."""
     failed = {}
@@ -67,6 +69,7 @@ def reference_rows():
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 def test_bfcl_strict_agrees_with_bfcls_checker_on_every_reference_trajectory(tasks):
     rows = reference_rows()
     assert len(rows) > 2000 and {r["variant"] for r in rows} >= {
@@ -99,6 +102,7 @@ EXPECTED_LENIENT = {
 }
 
 
+@pytest.mark.slow
 def test_bfcl_passes_ground_truths_and_fails_perturbations_with_the_right_error(tasks):
     seen = collections.defaultdict(collections.Counter)
     for row in reference_rows():
@@ -131,6 +135,7 @@ def run(*args, check=True):
     return subprocess.run([*BITAGENT, *args], capture_output=True, text=True, check=check, timeout=300, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_score_reads_turns_and_bfcl_result_files(tmp_path, tasks):
     rows = [r for r in reference_rows() if r["category"] == "multi_turn_base"][:40]
     responses = tmp_path / "responses.jsonl"
@@ -163,6 +168,7 @@ def test_score_reads_turns_and_bfcl_result_files(tmp_path, tasks):
     assert json.loads(bad.stdout)["n_scored"] == len(first)  # per task: the last answer to each counts
 
 
+@pytest.mark.slow
 def test_bfcl_summary(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

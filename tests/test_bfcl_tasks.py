@@ -116,6 +116,7 @@ def hub_cache(root: Path, files: dict[str, Path]) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_hub_path_reads_v4_and_v3_names_from_the_cache(tmp_path):
     data = wheel_data_dir()
     cache = hub_cache(tmp_path / "hf", {
@@ -164,6 +165,7 @@ def test_a_data_directory_with_broken_entries_loads_and_reports_them(tmp_path, m
         list(make_task_source(get_registry(), "bfcl:simple_python").tasks(0, 1))
 
 
+@pytest.mark.slow
 def test_validate_lists_the_data_errors():
     out = run("tasks", "validate", "bfcl", "--json")
     assert out.returncode == 1
@@ -213,6 +215,7 @@ def test_shuffle_variants(shuffled):
         assert call.expected_calls[0].name not in {tool.name for tool in task.tools}
 
 
+@pytest.mark.slow
 def test_shuffle_is_seeded_and_scorable(shuffled):
     again = load_tasks(get_registry(), "bfcl-shuffle", 7, None)
     assert [t.to_json() for t in again] == [t.to_json() for t in shuffled]

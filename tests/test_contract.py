@@ -200,12 +200,14 @@ def _answer(echo_dir: Path, *args: str, **env: str) -> tuple[int, str, str | Non
     return 0, out.stderr, results["model"]["options"]["answer"]
 
 
+@pytest.mark.slow
 def test_option_values_pass_through_intact_from_the_command_line_and_the_environment(echo_dir):
     assert _answer(echo_dir, "-B", "answer=[f(a=1, b=2)]")[2] == "[f(a=1, b=2)]"
     assert _answer(echo_dir, "-B", "answer=it's \"quoted\" = fine")[2] == "it's \"quoted\" = fine"
     assert _answer(echo_dir, BITAGENT_BACKEND_OPTIONS="answer='[f(a=1, b=2)]' delay=0")[2] == "[f(a=1, b=2)]"
 
 
+@pytest.mark.slow
 def test_unknown_and_mistyped_options_name_their_source(echo_dir):
     code, err, _ = _answer(echo_dir, "-B", "anwser=x")
     assert code == 2 and "-B anwser: the echo backend has no option 'anwser' (known: answer, delay)" in err
@@ -217,6 +219,7 @@ def test_unknown_and_mistyped_options_name_their_source(echo_dir):
     assert code == 2 and "expected key=value" in err
 
 
+@pytest.mark.slow
 def test_config_files_are_checked_key_by_key_with_file_and_line(echo_dir):
     def run(text: str) -> tuple[int, str, str | None]:
         config = echo_dir / "bitagent.toml"
@@ -500,6 +503,7 @@ def test_the_kit_catches_broken_plugins():
     testing.check_backend(Answering).assert_ok()
 
 
+@pytest.mark.slow
 def test_plugins_check_runs_the_kit_from_the_command_line(echo_dir):
     out = run_cli(["plugins", "check", "echo", "--json"], echo_dir / "site")
     assert out.returncode == 0, out.stdout + out.stderr

@@ -100,6 +100,7 @@ def test_timeout_stops_in_process_llama_cpp_generation_at_the_deadline(tmp_path,
     assert all("generation stopped" in s["completion"]["error"] for s in samples)
 
 
+@pytest.mark.slow
 def test_config_file_and_environment_feed_options(tmp_path):
     config = tmp_path / "bitagent.toml"
     config.write_text('[evaluate]\nbackend = "no-such-backend"\nlimit = 2\n')
@@ -117,6 +118,7 @@ def test_config_file_and_environment_feed_options(tmp_path):
     assert out.returncode == 2 and "bad.toml" in out.stderr
 
 
+@pytest.mark.slow
 def test_bad_backend_options_are_clear_errors(tmp_path, tasks_file):
     out = bitagent("evaluate", "--tasks", f"jsonl:{tasks_file}", "-B", "n_ctx=lots", "--output-dir", str(tmp_path))
     assert out.returncode == 2

@@ -88,6 +88,7 @@ def _closed_by_server(sock: socket.socket) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_slow_connections_are_closed_and_capped_while_valid_requests_are_served(miner, wallets):
     slow = []
     try:
@@ -122,6 +123,7 @@ def test_slow_connections_are_closed_and_capped_while_valid_requests_are_served(
             sock.close()
 
 
+@pytest.mark.slow
 def test_a_body_trickled_past_the_request_deadline_gets_a_408(miner, wallets):
     with socket.create_connection(miner.address, timeout=30) as sock:
         sock.sendall(b"POST /submission HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
@@ -199,6 +201,7 @@ def test_the_hotkey_is_read_once_not_per_answer(wallets):
     assert counting.reads == reads_at_start
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_valid_requests_all_succeed(wallets):
     authorizer = MetagraphAuthorizer(20, require_permit=False)
     authorizer.update({wallets["validator"].hotkey.ss58_address: True})

@@ -85,6 +85,7 @@ def results_of(tmp_path: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").glob("*/results.json"))]
 
 
+@pytest.mark.slow
 def test_all_failed_is_never_exit_0_and_the_cause_is_printed(tmp_path, server):
     server.fail = {"*"}
     done = evaluate(tmp_path, server)
@@ -93,6 +94,7 @@ def test_all_failed_is_never_exit_0_and_the_cause_is_printed(tmp_path, server):
     assert results_of(tmp_path)[0]["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_max_failures_as_a_count_or_a_percentage(tmp_path, server):
     server.fail = {"weather"}
     assert evaluate(tmp_path, server).returncode == 0  # default: reported, not fatal
@@ -105,6 +107,7 @@ def test_max_failures_as_a_count_or_a_percentage(tmp_path, server):
     assert "Exit codes:" in bitagent("evaluate", "--help").stdout
 
 
+@pytest.mark.slow
 def test_an_unreachable_server_is_a_startup_error_not_an_interrupted_run(tmp_path, server):
     port = server.server_port
     server.shutdown()
@@ -116,6 +119,7 @@ def test_an_unreachable_server_is_a_startup_error_not_an_interrupted_run(tmp_pat
     assert results["status"] == "failed" and "not usable" in results["error"] and results["n_scored"] == 0
 
 
+@pytest.mark.slow
 def test_progress_lines_in_a_log_file_and_the_titled_table(tmp_path, server):
     done = evaluate(tmp_path, server, "--limit", "all", "--temperature", "0.2", "--seed", "3")
     assert done.returncode == 0, done.stderr
@@ -129,6 +133,7 @@ def test_progress_lines_in_a_log_file_and_the_titled_table(tmp_path, server):
     assert results_of(tmp_path)[0]["config"]["temperature"] == 0.2
 
 
+@pytest.mark.slow
 def test_output_formats(tmp_path, server):
     csv = evaluate(tmp_path, server, "--format", "csv").stdout.splitlines()
     assert csv[0] == "category,tasks,passed,mean_score,ci_low,ci_high" and csv[-1].startswith("all,3,3,1.0,")
@@ -138,6 +143,7 @@ def test_output_formats(tmp_path, server):
     assert data["schema_version"] == "1.0" and data["n_passed"] == 3
 
 
+@pytest.mark.slow
 def test_a_limit_that_samples_a_fixed_source_is_said_and_several_sources_run_together(tmp_path, server):
     other = tmp_path / "other.jsonl"
     other.write_text("".join(json.dumps({**t, "id": t["id"] + "-2"}) + "\n" for t in SIMPLE_TASKS))
@@ -151,6 +157,7 @@ def test_a_limit_that_samples_a_fixed_source_is_said_and_several_sources_run_tog
     assert json.loads(both.stdout)["n_tasks"] == 6
 
 
+@pytest.mark.slow
 def test_resume_refuses_conflicting_flags_and_records_the_ones_it_may_change(tmp_path, server):
     server.fail = {"weather"}
     evaluate(tmp_path, server)
@@ -169,6 +176,7 @@ def test_resume_refuses_conflicting_flags_and_records_the_ones_it_may_change(tmp
     assert results["resumes"][0]["changed"] == {"timeout_s": [300.0, 30.0], "concurrency": [None, 2]}
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_acknowledged_at_once_and_a_second_one_aborts_the_request_in_flight(tmp_path, server):
     server.slow = {"weather"}  # answered after 100 s: only the second Ctrl-C can end the run before
     args = ["evaluate", "--backend", "openai", "--base-url", f"http://127.0.0.1:{server.server_port}",
@@ -196,6 +204,7 @@ def test_ctrl_c_is_acknowledged_at_once_and_a_second_one_aborts_the_request_in_f
     assert [json.loads(x)["task_id"] for x in samples.read_text().splitlines()] == ["discount"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_clear_line_whole_sample_lines_and_a_failed_run(tmp_path, server):
     """Files may not grow past 4,500 bytes (RLIMIT_FSIZE, like a disk that fills up after two samples)."""
     import resource

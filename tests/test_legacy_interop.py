@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from subnet_helpers import make_wallet
 
 from bitagent_plugins.subnet import commitment, protocol
@@ -61,8 +61,7 @@ def bt10_python() -> Path:
     venv = root / "bittensor-10.5.0"
     python = venv / "bin" / "python"
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".bittensor-10.5.0.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(root / ".bittensor-10.5.0.lock"):
         if _works(python):
             return python
         staging = root / f".bittensor-10.5.0.{os.getpid()}"
@@ -113,6 +112,7 @@ def _dendrite(python: Path, wallet_dir: Path, who: str, miner_hotkey: str, port:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_the_upstream_dendrite_gets_our_miners_submission(bt10_python, wallets):
     wallet_dir, w = wallets
     authorizer = MetagraphAuthorizer(20, require_permit=True)
@@ -157,6 +157,7 @@ def _upstream_axon(python: Path, wallet_dir: Path, model: str, metagraph: dict, 
         log.close()
 
 
+@pytest.mark.slow
 def test_our_validator_asks_an_upstream_axon(bt10_python, wallets, tmp_path):
     wallet_dir, w = wallets
     metagraph = {"hotkeys": [_hk(w["validator"]), _hk(w["plain"])], "validator_permit": [True, False],
@@ -183,6 +184,7 @@ def test_our_validator_asks_an_upstream_axon(bt10_python, wallets, tmp_path):
     assert found[_hk(w["miner"])] == protocol.Collected("acme/upstream-model", "legacy", 50)
 
 
+@pytest.mark.slow
 def test_a_hashed_commitment_is_opened_over_the_legacy_synapse(bt10_python, wallets):
     """Our miner, asked only through ``GetHFModelName`` (its signed endpoint disabled by a wrong netuid), reveals
     name and salt; the validator takes the name because it opens the on-chain hash, and refuses a wrong one."""

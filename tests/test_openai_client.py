@@ -318,6 +318,7 @@ def test_connections_are_pooled_and_follow_the_callers_limit():
     assert total <= 1 + 4  # never more connections than requests in flight
 
 
+@pytest.mark.slow
 def test_requests_spread_over_endpoints_least_busy_first():
     async def main():
         async with Stub(lambda r: Reply(body=completion_body(), delay=0.05)) as a, \

@@ -260,6 +260,7 @@ def test_endpoints_on_private_addresses_are_not_contacted_by_default():
             endpoint_url(bad)
 
 
+@pytest.mark.slow
 def test_a_miner_process_commits_once_serves_its_endpoint_and_answers_signed_queries(tmp_path, wallets):
     """``bitagent mine`` as a real process on the chain double: the commitment and the endpoint are published
     once (a restart finds them on chain and publishes nothing), and it answers a permitted validator only."""
@@ -318,6 +319,7 @@ async def _collect(chain_file, wallet):
                                               timeout_s=10)
 
 
+@pytest.mark.slow
 def test_mine_refuses_a_bad_name_and_an_unregistered_hotkey(tmp_path, wallets):
     from chain_double import new_chain
     from subnet_helpers import start_miner

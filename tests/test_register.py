@@ -45,6 +45,7 @@ def free(chain: FileChain, wallet) -> int:
     return chain.state()["balances"][wallet.coldkeypub.ss58_address]
 
 
+@pytest.mark.slow
 def test_registers_once_the_cost_drops(setup):
     miner, wallet_dir, make = setup
     chain = make(burn=5.0, burn_schedule=[(START + 15, 0.5)])  # 3 s of 0.2 s blocks: seen however slow the start
@@ -58,6 +59,7 @@ def test_registers_once_the_cost_drops(setup):
     assert chain.state()["neurons"][1]["hotkey"] == miner.hotkey.ss58_address
 
 
+@pytest.mark.slow
 def test_waits_for_the_next_window_then_for_the_cost_to_fall_again(setup):
     miner, wallet_dir, make = setup
     others = [{"block": START, "hotkey": f"other-{i}"} for i in range(3)]  # the first window's 3 slots
@@ -105,6 +107,7 @@ def test_insufficient_balance(setup):
     assert registrations(chain) == [] and free(chain, miner) == int(0.2 * RAO)
 
 
+@pytest.mark.slow
 def test_a_rising_cost_never_registers_and_stops_at_max_blocks(setup):
     miner, wallet_dir, make = setup
     chain = make(burn=2.0, burn_schedule=[(START + 2, 3.0)])
@@ -114,6 +117,7 @@ def test_a_rising_cost_never_registers_and_stops_at_max_blocks(setup):
     assert registrations(chain) == [] and free(chain, miner) == 10 * RAO
 
 
+@pytest.mark.slow
 def test_the_spend_cap_counts_the_fees_of_failed_attempts(setup):
     miner, wallet_dir, make = setup
     chain = make(burn=0.5, tx_fee=0.3, others=[{"front_run": True, "hotkey": f"sniper-{i}"} for i in range(5)])

@@ -61,6 +61,7 @@ def test_scores_every_line_and_keeps_its_fields(tmp_path):
         assert name in done.stdout  # the summary table
 
 
+@pytest.mark.slow
 def test_json_summary_per_task_with_duplicates_and_coverage(tmp_path):
     """Each task counts once (its last answer); duplicates are reported; unanswered tasks count as failures
     unless --partial."""
@@ -136,6 +137,7 @@ def test_hostile_outputs_are_scored_safely(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_other_scorers_and_seeded_sources(tmp_path):
     shuffled = load_tasks(get_registry(), "bfcl-shuffle:call", 3, 5)
     rows = [{"task_id": t.id, "response": render_expected(t)} for t in shuffled]
@@ -169,6 +171,7 @@ def test_every_ground_truth_through_the_cli(tmp_path):
     assert done.returncode == 2 and "--tasks" in done.stderr
 
 
+@pytest.mark.slow
 def test_score_streams_its_input_and_output(tmp_path):
     """Ten times the lines take about the same memory: lines are read, scored and written one at a time."""
     import tracemalloc

@@ -81,6 +81,7 @@ def _run(runs_dir: Path, model: str) -> Path:
     return next(p for p in runs_dir.iterdir() if p.name.endswith(f"_bitagent_{model}"))
 
 
+@pytest.mark.slow
 def test_score_rescores_a_run_into_a_new_run_directory(runs_dir, tmp_path):
     weak = _run(runs_dir, "weak")
     done = bitagent("score", str(weak), "--output-dir", str(tmp_path), "--json")
@@ -98,6 +99,7 @@ def test_score_rescores_a_run_into_a_new_run_directory(runs_dir, tmp_path):
     assert json.loads(done.stdout)["scorer"]["name"] == "bfcl"
 
 
+@pytest.mark.slow
 def test_score_counts_missing_answers_unless_partial_and_refuses_empty_input(runs_dir, tmp_path):
     strong = _run(runs_dir, "strong")
     part = tmp_path / "part"
@@ -117,6 +119,7 @@ def test_score_counts_missing_answers_unless_partial_and_refuses_empty_input(run
     assert empty.returncode == 1 and "nothing was scored" in empty.stderr
 
 
+@pytest.mark.slow
 def test_runs_list_and_show(runs_dir):
     listed = json.loads(bitagent("runs", "list", "-o", str(runs_dir), "--json").stdout)
     assert {row["model"] for row in listed} == {"acme/strong", "acme/weak"}
@@ -171,6 +174,7 @@ def chromium(*args: str) -> subprocess.CompletedProcess:
                            "--disable-dev-shm-usage", *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_the_report_renders_in_a_real_browser_with_charts_and_a_working_filter(runs_dir, tmp_path):
     report = tmp_path / "report.html"
     done = bitagent("report", str(_run(runs_dir, "strong")), str(_run(runs_dir, "weak")), "-o", str(report))
@@ -250,6 +254,7 @@ class Browser:
         self.proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_a_user_filters_the_failed_samples_by_typing_and_choosing(runs_dir, tmp_path):
     report = tmp_path / "report.html"
     assert bitagent("report", str(_run(runs_dir, "strong")), str(_run(runs_dir, "weak")), "-o",

@@ -29,7 +29,7 @@ from bitagent_plugins.backends.servers import (
     split_model,
 )
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX process groups and signals")
 
 PY = sys.executable
 BITAGENT = str(Path(sys.executable).parent / "bitagent")
@@ -45,8 +45,9 @@ TASKS = [
 
 
 def environ_of(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
-    return dict(item.decode().split("=", 1) for item in raw.split(b"\0") if b"=" in item)
+    import psutil
+
+    return psutil.Process(pid).environ()
 
 
 def llama_argv(model: Path, port: int | str, n_ctx: int = 1024, *extra: str) -> list[str]:
@@ -431,6 +432,7 @@ def test_base_url_attaches_to_a_running_server(embedded_model, server_records, o
     assert ours(owner_token) == []
 
 
+@pytest.mark.slow
 def test_server_flags_go_only_to_backends_that_take_them(tasks_jsonl, tmp_path, monkeypatch):
     refused = evaluate("--backend", "llama-cpp", "--server-python", PY, "--tasks", f"jsonl:{tasks_jsonl}",
                        cwd=tmp_path)

@@ -80,6 +80,7 @@ def _hotkey(tmp_path: Path, kind: str, i: int) -> str:
                      str(tmp_path / "wallets")).hotkey.ss58_address
 
 
+@pytest.mark.slow
 def test_stage_steps_skips_and_launching_miners(tmp_path):
     chain = _chain(tmp_path)
     # a wallet that exists already is kept, never overwritten
@@ -160,6 +161,7 @@ def test_stage_steps_skips_and_launching_miners(tmp_path):
             proc.kill()
 
 
+@pytest.mark.slow
 def test_stage_launches_pm2_apps(tmp_path, pm2_env):
     chain = _chain(tmp_path)
     done = _stage(tmp_path, chain, "--num_validators", "0", "--num_miners", "2", "--skip-launch")

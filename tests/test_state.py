@@ -291,6 +291,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_survives_kill_9_at_random_moments(tmp_path):
     path = tmp_path / "validator.sqlite"
     rng = random.Random(20)

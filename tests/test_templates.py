@@ -45,6 +45,7 @@ def _run(args: list, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("directory", sorted(PACKAGES))
 def test_the_package_installs_and_works_in_a_clean_venv(directory, venv_python, tmp_path):
     entry_point, name = PACKAGES[directory]

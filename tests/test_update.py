@@ -122,6 +122,7 @@ def venv_versions(tmp_path: Path) -> list[str]:
     return sorted(p.name.split("-")[0] for p in (tmp_path / "releases" / "venvs").iterdir())
 
 
+@pytest.mark.slow
 def test_upgrade_then_a_failing_check_keeps_the_current_release(tmp_path):
     build_release(tmp_path / "wheels", "0.1.0")
     done = run_update(tmp_path)
@@ -155,6 +156,7 @@ def test_upgrade_then_a_failing_check_keeps_the_current_release(tmp_path):
     assert done.returncode == 1 and "failed its check" in done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["switch", "switched"])
 def test_kill_9_during_the_switch(tmp_path, point):
     build_release(tmp_path / "wheels", "0.1.0")
@@ -187,6 +189,7 @@ def test_kill_9_during_the_switch(tmp_path, point):
     assert not (tmp_path / "releases" / ".current.tmp").exists()
 
 
+@pytest.mark.slow
 def test_auto_update_rolls_back_a_crash_and_takes_a_good_release(tmp_path):
     from bitagent_plugins.subnet.state import SCHEMA_VERSION, ValidatorState
 
@@ -252,6 +255,7 @@ def _old_state(path: Path) -> None:
     db.close()
 
 
+@pytest.mark.slow
 def test_the_state_of_the_previous_release_survives_an_update_and_migrates(tmp_path):
     from bitagent_plugins.subnet.state import SCHEMA_VERSION, ValidatorState
 
@@ -330,6 +334,7 @@ def test_the_auto_update_pm2_app_sets_only_variables_the_commands_read():
     assert 'args: "update --root /var/lib/bitagent/releases --auto-update -- validate"' in block
 
 
+@pytest.mark.slow
 def test_update_a_pm2_app_rolls_back_a_crash(tmp_path, pm2_env):
     from pm2_helpers import PM2_BIN, pm2_apps
 
@@ -368,6 +373,7 @@ def test_update_a_pm2_app_rolls_back_a_crash(tmp_path, pm2_env):
     assert pm2_apps(pm2_env)["val"]["pm2_env"]["status"] == "online"
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_auto_update_supervisor_takes_its_validator_along(tmp_path):
     build_release(tmp_path / "wheels", "0.1.0")
     pids = tmp_path / "validator.log.pids"

@@ -65,6 +65,7 @@ def _version(monkeypatch, sample_size: int) -> str:
         plugins.reset_registry()
 
 
+@pytest.mark.slow
 def test_a_misconfigured_server_python_changes_no_score(tmp_path, monkeypatch):
     names = ["validator", "scored", "new"]
     wallet_dir = tmp_path / "wallets"
@@ -136,6 +137,7 @@ def test_a_misconfigured_server_python_changes_no_score(tmp_path, monkeypatch):
     assert [s["dests"] for s in FileChain(chain).weights_submitted()] == [[1]]
 
 
+@pytest.mark.slow
 def test_a_changed_submission_is_ignored(tmp_path):
     """A hotkey's first accepted submission is final: the miner restarted with another model is logged once
     and ignored, across validator restarts."""

@@ -303,6 +303,7 @@ def test_syncs_and_weights_keep_their_schedule_while_a_model_is_evaluated(tmp_pa
     assert {json.loads((run / "results.json").read_text())["seed"] for run in runs} == {round_.seed}
 
 
+@pytest.mark.slow
 def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_path, monkeypatch):
     """A continuous validator process with ``--dry-run``: it vets (two bad submissions), computes weights on
     schedule (from a score an earlier run left in the state) and records them unsubmitted; SIGTERM ends it

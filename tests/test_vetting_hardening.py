@@ -79,6 +79,7 @@ def _gguf_with_empty_strings(n: int) -> bytes:
     return head + struct.pack("<IIQ", ARRAY, STRING, n) + b"\0" * (8 * n)
 
 
+@pytest.mark.slow
 def test_a_gguf_header_within_every_size_limit_is_bounded_in_work():
     import io
 

@@ -50,6 +50,7 @@ def test_off_unless_asked(tmp_path, offline, monkeypatch):
     assert list(offline.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_run_is_written_to_an_offline_wandb_run(tmp_path, offline, monkeypatch):
     monkeypatch.setenv("BITAGENT_WANDB", "1")
     run = _run(tmp_path)

@@ -30,6 +30,7 @@ def weight_inputs(draw):
     return scores, kwargs
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(weight_inputs())
 def test_weight_properties(inputs):

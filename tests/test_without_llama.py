@@ -32,6 +32,7 @@ def test_the_blocker_blocks(no_llama):
     assert probe.returncode != 0 and "llama_cpp" in probe.stderr
 
 
+@pytest.mark.slow
 def test_help_plugins_tasks_and_scoring_work(no_llama, tmp_path):
     assert bitagent(no_llama, "--help").returncode == 0
     plugins = bitagent(no_llama, "plugins", "--json")

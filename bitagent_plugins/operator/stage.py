@@ -130,9 +130,11 @@ def default_launch_prefix(command: str) -> list[str]:
 
 
 def embedded_model_file() -> Path:
-    """The assembled embedded model, where the llama-cpp backend keeps it (``$BITAGENT_CACHE_DIR/models``)."""
-    base = os.environ.get("BITAGENT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") \
-        / "bitagent"
+    """The assembled embedded model, where the llama-cpp backend keeps it (``$BITAGENT_CACHE_DIR/models``, else
+    the platform's user cache directory)."""
+    import platformdirs
+
+    base = os.environ.get("BITAGENT_CACHE_DIR") or platformdirs.user_cache_dir("bitagent", appauthor=False)
     path = Path(base) / "models" / EMBEDDED_GGUF
     if not path.is_file():
         raise StageError(f"the embedded model is not at {path}: run `bitagent evaluate --limit 1` once to assemble "
