@@ -8,9 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bitagent_core.records import RunResults
+if TYPE_CHECKING:  # `bitagent --help` reads EXIT_CODES from here: keep it light
+    from bitagent_core.records import RunResults
 
 EXIT_OK = 0  # every task scored (or failures within --max-failures)
 EXIT_ERROR = 1  # bad input before the run: unknown plugin, bad option, unreadable tasks, --resume conflict
