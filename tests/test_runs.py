@@ -247,7 +247,17 @@ class Browser:
     def js(self, expression: str):
         (result,) = self.send(("Runtime.evaluate", {"expression": expression, "returnByValue": True,
                                                     "awaitPromise": True}))
-        return result["result"].get("value")
+        return result.get("result", {}).get("value")  # no result: the page navigated while it ran
+
+    def wait_loaded(self) -> None:
+        """Until the report itself has loaded: the target's URL turns to file: when the navigation starts,
+        while the document may still be the first about:blank (also readyState "complete")."""
+        import time
+
+        deadline = time.monotonic() + 60
+        while not self.js("location.protocol === 'file:' && document.readyState === 'complete'"):
+            assert time.monotonic() < deadline, "the report did not load within 60 s"
+            time.sleep(0.05)
 
     def close(self) -> None:
         self.proc.terminate()
@@ -261,7 +271,7 @@ def test_a_user_filters_the_failed_samples_by_typing_and_choosing(runs_dir, tmp_
                     str(report)).returncode == 0
     browser = Browser(report.as_uri(), tmp_path / "profile")
     try:
-        assert browser.js("new Promise(r => document.readyState === 'complete' ? r(1) : onload = () => r(1))")
+        browser.wait_loaded()
         total = browser.js("document.querySelectorAll('#failed tr.sample').length")
         assert total > 1 and browser.js("document.getElementById('shown').textContent") == str(total)
         # the charts are drawn: bars with a real height, error bars, in the rendered layout
