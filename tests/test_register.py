@@ -160,3 +160,77 @@ def test_registration_disabled_and_no_subnet(setup):
     chain = make(no_subnet=True)
     result = run(chain, wallet_dir, "--max-cost", "1", "--yes")
     assert result.exit_code == 1 and f"gave up: subnet {NETUID} does not exist" in result.output
+
+
+def test_a_status_is_read_at_one_block_however_fast_blocks_come(tmp_path):
+    """The cost and the window in one status come from one block: read at the head one item at a time, a cost
+    from one block beside a window from the next once let a registration pay a new window's higher cost."""
+    import asyncio
+
+    from bitagent_plugins.operator.chain import OperatorChain
+
+    miner = make_wallet(tmp_path / "wallets", "miner")
+    path = new_chain(tmp_path / "chain.json", netuid=NETUID, start_block=START, block_time=0.005, neurons=[])
+    # a cost that changes every block (1 TAO more each block), windows of 7 blocks
+    add_operator_state(path, balances={miner.coldkeypub.ss58_address: 10.0}, adjustment_interval=7,
+                       burn_schedule=[(START + i, 1.0 + i) for i in range(5000)])
+
+    async def statuses() -> list:
+        async with OperatorChain("local", substrate=FileChain(path)) as chain:
+            return [await chain.registration_status(NETUID, miner.hotkey.ss58_address, miner.coldkeypub.ss58_address)
+                    for _ in range(15)]
+
+    seen = asyncio.run(statuses())
+    assert len({s.block for s in seen}) > 1  # blocks did advance while reading
+    for status in seen:
+        assert status.cost_rao == (1 + status.block - START) * RAO
+        assert status.last_adjustment_block <= status.block < status.last_adjustment_block + 7
+
+
+def test_no_registration_is_sent_in_the_last_blocks_of_a_window(tmp_path):
+    """A registration lands a block or more after it is sent: at the end of a window it could pay the next
+    window's cost. Statuses scripted block by block (the chain's side is covered above)."""
+    import asyncio
+
+    import attrs
+
+    from bitagent_plugins.operator.chain import RegistrationStatus, TxOutcome
+    from bitagent_plugins.operator.register import WINDOW_END_MARGIN, RegisterLimits, register_when_possible
+
+    miner = make_wallet(tmp_path / "wallets", "miner")
+    base = RegistrationStatus(block=0, subnet_exists=True, registration_allowed=True, cost_rao=RAO // 2,
+                              balance_rao=10 * RAO, uid=None, registrations_this_interval=0, max_per_interval=3,
+                              registrations_this_block=0, max_per_block=1, last_adjustment_block=START,
+                              adjustment_interval=20)
+    end = START + 20
+
+    class ScriptedChain:
+        def __init__(self) -> None:
+            self.block_now = end - WINDOW_END_MARGIN - 1  # the last block a registration may be sent in, minus 1
+            self.sent_at: list[int] = []
+
+        async def block_time(self) -> float:
+            return 0.001
+
+        async def registration_status(self, netuid, hotkey, coldkey) -> RegistrationStatus:
+            self.block_now += 1  # one block per read
+            new_window = self.block_now >= end
+            return attrs.evolve(base, block=self.block_now, uid=1 if self.sent_at else None,
+                                last_adjustment_block=end if new_window else START)
+
+        async def balance(self, coldkey) -> int:
+            return 10 * RAO
+
+        async def burned_register(self, netuid, wallet) -> TxOutcome:
+            self.sent_at.append(self.block_now)
+            return TxOutcome(True, "")
+
+        async def uid(self, netuid, hotkey) -> int | None:
+            return 1 if self.sent_at else None
+
+    chain = ScriptedChain()
+    lines: list[str] = []
+    outcome = asyncio.run(register_when_possible(chain, miner, NETUID, RegisterLimits(max_cost_tao=1.0),
+                                                 on_progress=lambda p: lines.append(p.line())))
+    assert outcome.registered and chain.sent_at == [end]  # not at end - 2 or end - 1: in the new window
+    assert sum("the window ends before a registration could land" in line for line in lines) == WINDOW_END_MARGIN

@@ -161,11 +161,11 @@ class OperatorChain:
 
     # reads -----------------------------------------------------------------------------------------
 
-    async def _query(self, item: Any, params: list) -> Any:
+    async def _query(self, item: Any, params: list, block: int | None = None) -> Any:
         import bittensor as bt
 
         try:
-            return await self._client.query(item, params)
+            return await self._client.query(item, params, block=block)
         except bt.BittensorError as exc:
             raise ChainError(f"{type(exc).__name__}: {exc}") from None
 
@@ -175,22 +175,22 @@ class OperatorChain:
     async def block_time(self) -> float:
         return float(await self._client.block_time())
 
-    async def balance(self, coldkey_ss58: str) -> int:
+    async def balance(self, coldkey_ss58: str, block: int | None = None) -> int:
         import bittensor as bt
 
-        account = await self._query(bt.storage.System.Account, [coldkey_ss58])
+        account = await self._query(bt.storage.System.Account, [coldkey_ss58], block)
         return int(((account or {}).get("data") or {}).get("free") or 0)
 
-    async def uid(self, netuid: int, hotkey_ss58: str) -> int | None:
+    async def uid(self, netuid: int, hotkey_ss58: str, block: int | None = None) -> int | None:
         import bittensor as bt
 
-        uid = await self._query(bt.storage.SubtensorModule.Uids, [netuid, hotkey_ss58])
+        uid = await self._query(bt.storage.SubtensorModule.Uids, [netuid, hotkey_ss58], block)
         return None if uid is None else int(uid)
 
-    async def subnet_exists(self, netuid: int) -> bool:
+    async def subnet_exists(self, netuid: int, block: int | None = None) -> bool:
         import bittensor as bt
 
-        return bool(await self._query(bt.storage.SubtensorModule.NetworksAdded, [netuid]))
+        return bool(await self._query(bt.storage.SubtensorModule.NetworksAdded, [netuid], block))
 
     async def subnet_owner(self, netuid: int) -> str | None:
         import bittensor as bt
@@ -208,18 +208,18 @@ class OperatorChain:
         import bittensor as bt
 
         st = bt.storage.SubtensorModule
-        block = await self.block()
+        block = await self.block()  # every read below at this block: a cost and a window from one state
 
         async def read(item: Any) -> int:
-            value = await self._query(item, [netuid])
+            value = await self._query(item, [netuid], block)
             return int(value or 0)
 
-        exists = await self.subnet_exists(netuid)
-        allowed = await self._query(st.NetworkRegistrationAllowed, [netuid])
+        exists = await self.subnet_exists(netuid, block)
+        allowed = await self._query(st.NetworkRegistrationAllowed, [netuid], block)
         return RegistrationStatus(
             block=block, subnet_exists=exists, registration_allowed=bool(allowed) if allowed is not None else True,
-            cost_rao=await read(st.Burn), balance_rao=await self.balance(coldkey_ss58),
-            uid=await self.uid(netuid, hotkey_ss58),
+            cost_rao=await read(st.Burn), balance_rao=await self.balance(coldkey_ss58, block),
+            uid=await self.uid(netuid, hotkey_ss58, block),
             registrations_this_interval=await read(st.RegistrationsThisInterval),
             max_per_interval=3 * await read(st.TargetRegistrationsPerInterval),
             registrations_this_block=await read(st.RegistrationsThisBlock),

@@ -26,6 +26,10 @@ from bitagent_plugins.operator.chain import (
     tao,
 )
 
+#: a registration sent now lands in a later block (usually the next): within this many blocks of the window's
+#: end it could land in the next window, at that window's cost, which may be above --max-cost
+WINDOW_END_MARGIN = 2
+
 #: chain errors after which waiting for another block or window can succeed
 RETRYABLE = ("TooManyRegistrationsThisBlock", "TooManyRegistrationsThisInterval", "Priority is too low",
              "was not included", "Transaction is outdated", "Stale", "NoNeuronIdAvailable")
@@ -140,6 +144,8 @@ async def register_when_possible(chain: OperatorChain, wallet: Any, netuid: int,
             waiting = f"waiting: cost above {limits.max_cost_tao:g} TAO"
         elif not status.window_open:
             waiting = "waiting for the next window"
+        elif status.adjustment_interval and status.blocks_to_next_window <= WINDOW_END_MARGIN:
+            waiting = "waiting: the window ends before a registration could land"
         elif status.balance_rao < status.cost_rao:
             return outcome("gave-up", f"insufficient balance: {tao(status.balance_rao):.4f} TAO free, "
                                       f"registration costs {tao(status.cost_rao):.4f} TAO")
