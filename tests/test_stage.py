@@ -202,29 +202,32 @@ def test_stage_one_validator_two_miners_then_a_round(tmp_path, embedded_model):
     chain = _chain(tmp_path)
     proc = _start_stage(tmp_path, chain, "--num_validators", "1", "--num_miners", "2", "--model-file",
                         str(embedded_model), "--miner-arg=--axon.port=0", "--miner-arg=--metagraph-refresh=1",
-                        "--validator-arg=--once", "--validator-arg=--sample-size=2", "--validator-arg=-B",
+                        "--validator-arg=--once", "--validator-arg=--sample-size=3", "--validator-arg=-B",
                         "--validator-arg=n_threads=2", "--validator-arg=-B", "--validator-arg=n_ctx=2048",
                         "--validator-arg=--sync-interval=5")
     log = tmp_path / "stage.log"
     try:
-        _wait(lambda: chain.weights_submitted(), proc, log, 900)
+        _wait(lambda: "validator-0 exited with code 0" in log.read_text(), proc, log, 900)
         record = json.loads((tmp_path / "staging" / "stage.json").read_text())
-        validator_pid = record["apps"][f"{PREFIX}-validator-0"]["pid"]
-        _wait(lambda: "validator-0 exited with code 0" in log.read_text(), proc, log, 120)
-        assert not _alive(validator_pid)
+        assert not _alive(record["apps"][f"{PREFIX}-validator-0"]["pid"])
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-    (weights,) = chain.weights_submitted()
-    assert weights["signer"] == _hotkey(tmp_path, "validator", 0)
     # both miners submit the embedded model: the same weights, so the earliest commitment gets the credit and
     # the other is recognised as its copy (vetted, not evaluated again)
-    assert len(set(weights["dests"]) & {2, 3}) == 1
     from bitagent_plugins.subnet.state import ValidatorState
 
     with ValidatorState(tmp_path / "staging" / f"{PREFIX}-validator-0" / "state.sqlite") as db:
-        evaluations = db.evaluations()
-        done = [e for e in evaluations if e.status == "done"]
-        assert len(done) == 1 and done[0].n_tasks == 2
+        done = [e for e in db.evaluations() if e.status == "done"]
+    assert len(done) == 1 and done[0].n_tasks == 3
+    # the round's sample is drawn with a private random seed, and the small model may score 0 on it: then no
+    # weights are set (a zero vector would say nothing); otherwise the one credited miner gets them
+    validator_log = (tmp_path / "staging" / "logs" / f"{PREFIX}-validator-0.log").read_text()
+    if done[0].score:
+        (weights,) = chain.weights_submitted()
+        assert weights["signer"] == _hotkey(tmp_path, "validator", 0)
+        assert len(set(weights["dests"]) & {2, 3}) == 1
+    else:
+        assert chain.weights_submitted() == [] and "no uid has a positive score yet; nothing set" in validator_log
