@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -32,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from multiturn_reference import corpus  # noqa: E402
+from side_process import SideProcess  # noqa: E402
 
 from bitagent_core.model import Trajectory  # noqa: E402
 from bitagent_plugins.bfcl.multi_turn_scorer import score_trajectory  # noqa: E402
@@ -39,35 +38,6 @@ from bitagent_plugins.bfcl.multi_turn_scorer import score_trajectory  # noqa: E4
 ROUNDS = int(next((a for a in sys.argv[1:] if a.isdigit()), "3"))
 SAMPLE = 600  # trajectories per round
 
-
-class BfclSide:
-    def __init__(self, python: str, items) -> None:
-        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
-            for item in items:
-                f.write(json.dumps(item) + "\n")
-            self.path = f.name
-        self.proc = subprocess.Popen([python, str(HERE / "multiturn_side.py"), self.path], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.verdicts = self._read()["verdicts"]
-
-    def _read(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait(timeout=30)
-            raise RuntimeError(f"benchmarks/multiturn_side.py failed:\n{self.proc.stderr.read()[-2000:]}")
-        return json.loads(line)
-
-    def round(self) -> float:
-        self.proc.stdin.write("round\n")
-        self.proc.stdin.flush()
-        return self._read()["seconds"]
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=60)
-        finally:
-            os.unlink(self.path)
 
 
 def scoring() -> None:
@@ -86,7 +56,7 @@ def scoring() -> None:
         return time.perf_counter() - started, verdicts
 
     python = os.environ.get("BFCL_PYTHON")
-    side = BfclSide(python, items) if python else None
+    side = SideProcess(python, HERE / "multiturn_side.py", items) if python else None
     mine, theirs = [], []
     verdicts: list = []
     try:

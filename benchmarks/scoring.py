@@ -23,12 +23,12 @@ from __future__ import annotations
 import gc
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+from side_process import SideProcess  # benchmarks/, beside this script
 
 from bitagent_core import render_expected
 from bitagent_core.model import Completion
@@ -55,39 +55,6 @@ def build_pairs():
     return gt, perturbed
 
 
-class BfclSide:
-    """BFCL's checker in ``$BFCL_PYTHON``, kept running so its rounds can alternate with ours."""
-
-    def __init__(self, python: str, pairs) -> None:
-        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
-            for task, answer in pairs:
-                f.write(json.dumps({"category": task.category, "answer": answer,
-                                    "functions": [tool.to_json() for tool in task.tools],
-                                    "ground_truth": [e.to_json() for e in task.expected_calls]}) + "\n")
-            self.path = f.name
-        self.proc = subprocess.Popen([python, str(HERE / "bfcl_side.py"), self.path], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.verdicts = self._read()["verdicts"]
-
-    def _read(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait(timeout=30)
-            raise RuntimeError(f"benchmarks/bfcl_side.py failed:\n{self.proc.stderr.read()[-2000:]}")
-        return json.loads(line)
-
-    def round(self) -> float:
-        self.proc.stdin.write("round\n")
-        self.proc.stdin.flush()
-        return self._read()["seconds"]
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-        finally:
-            os.unlink(self.path)
-
 
 def ours_round(completions, scorer) -> float:
     start = time.perf_counter()
@@ -99,7 +66,9 @@ def ours_round(completions, scorer) -> float:
 def measure(label, pairs, python) -> None:
     completions = [(task, Completion(text=answer)) for task, answer in pairs]
     verdicts = [BfclScorer().score(task, c) for task, c in completions]
-    side = BfclSide(python, pairs) if python else None
+    side = SideProcess(python, HERE / "bfcl_side.py", (
+        {"category": task.category, "answer": answer, "functions": [tool.to_json() for tool in task.tools],
+         "ground_truth": [e.to_json() for e in task.expected_calls]} for task, answer in pairs)) if python else None
     warm_scorer = BfclScorer()
     ours_round(completions, warm_scorer)  # builds the plans once
     cold, warm, theirs = [], [], []
