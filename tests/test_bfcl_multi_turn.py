@@ -166,6 +166,13 @@ def test_score_reads_turns_and_bfcl_result_files(tmp_path, tasks):
               "--partial", "--json", check=False)
     assert bad.returncode == 1 and f":{len(rows) + 1}:" in bad.stderr
     assert json.loads(bad.stdout)["n_scored"] == len(first)  # per task: the last answer to each counts
+    # so in BFCL's result file, streamed line by line: a torn line and one that is not an object
+    bfcl_result.write_text(bfcl_result.read_text() + "\n[1]\n{\"id\": \"multi_turn_base_1\", \"res\n")
+    bad = run("score", "--tasks", "bfcl:multi_turn_base", "--scorer", "bfcl", "--bfcl-result", str(bfcl_result),
+              "--partial", "--json", check=False)
+    n = len(first)
+    assert bad.returncode == 1 and f":{n + 1}:" in bad.stderr and f":{n + 2}:" in bad.stderr
+    assert json.loads(bad.stdout)["n_scored"] == n
 
 
 @pytest.mark.slow

@@ -27,7 +27,8 @@ from bitagent_plugins.operator.chain import (
 )
 
 #: a registration sent now lands in a later block (usually the next): within this many blocks of the window's
-#: end it could land in the next window, at that window's cost, which may be above --max-cost
+#: end it could land in the next window, at that window's cost, which may be above --max-cost. Windows no longer
+#: than this (a dev chain's) are not waited out: no block of theirs would do.
 WINDOW_END_MARGIN = 2
 
 #: chain errors after which waiting for another block or window can succeed
@@ -144,7 +145,7 @@ async def register_when_possible(chain: OperatorChain, wallet: Any, netuid: int,
             waiting = f"waiting: cost above {limits.max_cost_tao:g} TAO"
         elif not status.window_open:
             waiting = "waiting for the next window"
-        elif status.adjustment_interval and status.blocks_to_next_window <= WINDOW_END_MARGIN:
+        elif status.adjustment_interval > WINDOW_END_MARGIN >= status.blocks_to_next_window:
             waiting = "waiting: the window ends before a registration could land"
         elif status.balance_rao < status.cost_rao:
             return outcome("gave-up", f"insufficient balance: {tao(status.balance_rao):.4f} TAO free, "

@@ -220,21 +220,11 @@ def score(run: Path | None, tasks_spec: str | None, scorer: str | None, response
     a new run directory), a --responses file or a BFCL result file (--bfcl-result). Exits 1 when nothing could
     be scored, or when lines were unreadable or named unknown tasks."""
     import gc
-    import tempfile
 
     if sum(x is not None for x in (run, responses, bfcl_result)) != 1:
         raise click.UsageError("give one of: a run (directory or samples.jsonl), --responses FILE, --bfcl-result FILE")
     from bitagent_core import UnknownPluginObject, get_registry, load_tasks, results_view
     from bitagent_plugins.runs import score as rescore
-
-    if bfcl_result is not None:  # BFCL's result lines become responses lines
-        try:
-            converted = rescore.read_bfcl_result(bfcl_result)
-        except (ValueError, OSError) as exc:
-            raise click.ClickException(f"{bfcl_result}: {exc}") from None
-        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
-            f.writelines(json.dumps(line) + "\n" for line in converted)
-        responses = f.name
 
     registry = get_registry()
     if run is not None:
@@ -255,13 +245,10 @@ def score(run: Path | None, tasks_spec: str | None, scorer: str | None, response
             scorer_obj = registry.get("scorers", scorer or "bfcl").factory()
             gc.freeze()  # the loaded tasks live to the end: keep them out of the collector's way
             writer = rescore.LineWriter(output) if output else None
-            assert responses is not None  # given, or made from --bfcl-result
-            try:
-                tally = rescore.score_responses(responses, task_list, scorer_obj, writer)
-            finally:
-                if bfcl_result is not None:
-                    Path(responses).unlink(missing_ok=True)
-                    responses = bfcl_result  # what error lines name
+            responses = responses or bfcl_result
+            assert responses is not None  # one of them was given
+            tally = rescore.score_responses(responses, task_list, scorer_obj, writer,
+                                            bfcl_result=bfcl_result is not None)
             if writer:
                 writer.close()
         except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:

@@ -138,13 +138,16 @@ def score_one(scorer: Scorer, task: Task, completion: Completion | None, where: 
 
 
 def score_responses(path: str | Path, tasks: Iterable[Task], scorer: Scorer,
-                    write: Callable[[dict[str, Any]], None] | None = None) -> Tally:
+                    write: Callable[[dict[str, Any]], None] | None = None, *, bfcl_result: bool = False) -> Tally:
     """Score a responses file line by line; each scored line (its fields + score, passed, error_type) goes to
-    ``write`` at once. Lines naming unknown tasks and lines that cannot be used are tallied, not scored."""
+    ``write`` at once. Lines naming unknown tasks and lines that cannot be used are tallied, not scored.
+    ``bfcl_result``: the file is BFCL's result file, each line read as :func:`bfcl_result_line` says."""
     tally = Tally({task.id: task for task in tasks})
     try:
         for lineno, data in read_jsonl(Path(path).expanduser(),
                                        on_error=lambda n, msg: tally.bad.append(BadLine(n, msg))):
+            if bfcl_result:
+                data = bfcl_result_line(lineno, data)
             tally.n_lines += 1
             response = _response(lineno, data, tally.bad)
             if response is None:
@@ -394,14 +397,10 @@ def score_multi_turn(scorer: Any, task: Task, response: Any) -> tuple[float, boo
     return result.value, result.passed, result.error_type
 
 
-def read_bfcl_result(path: str) -> list[dict[str, Any]]:
-    """A BFCL result file (``BFCL_v4_<category>_result.json``: JSON lines ``{"id", "result", ...}``) as
-    responses lines ``{"id", "task_id", "response"}`` for ``bitagent score``. Lines without a string ``id``
-    are kept with ``task_id`` None, so they are reported, not dropped."""
-    lines = []
-    for lineno, row in read_jsonl(Path(path).expanduser()):
-        if not isinstance(row, dict):
-            lines.append({"id": f"line {lineno}", "task_id": None, "response": None})
-            continue
-        lines.append({"id": row.get("id"), "task_id": row.get("id"), "response": row.get("result")})
-    return lines
+def bfcl_result_line(lineno: int, row: Any) -> dict[str, Any]:
+    """A line of BFCL's result file (``BFCL_v4_<category>_result.json``: ``{"id", "result", ...}``) as a
+    responses line ``{"id", "task_id", "response"}``. A line that is not an object keeps ``task_id`` None, so
+    it is reported, not dropped."""
+    if not isinstance(row, dict):
+        return {"id": f"line {lineno}", "task_id": None, "response": None}
+    return {"id": row.get("id"), "task_id": row.get("id"), "response": row.get("result")}
