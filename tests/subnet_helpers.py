@@ -12,6 +12,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = Path(__file__).resolve().parent / "subnet_driver.py"
+#: third-party plugins as installed distributions: put on PYTHONPATH (or sys.path) to install them
+TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 
 
 def make_wallet(wallet_dir: Path, name: str, hotkey: str = "default") -> Any:

@@ -6,6 +6,11 @@ bad-license submission committed on chain, the Hugging Face cache read with ``HF
 ``bitagent validate --once`` as a process, SIGKILLed at a random moment, checked, started again -- and killed
 again, up to four times in a row -- before it is let finish the round, whose outcome is then checked.
 
+The validator evaluates on the ``city-time`` competition (tests/plugins, installed through PYTHONPATH): the
+embedded model scores above zero on any sample of it, so every round sets weights and kills land while they
+are set. (On the ``bitagent`` competition the round's private seed may draw a sample the small model scores
+0 on, and then no weights are set at all.)
+
 Two kinds of rounds, to get 20+ kills in a few minutes on 2 cores:
 
 * evaluation rounds: the good model is evaluated by the llama-cpp backend on the embedded model (2 tasks), so
@@ -36,6 +41,7 @@ from chain_double import FileChain, new_chain
 from subnet_helpers import (
     DRIVER,
     ROOT,
+    TEST_PLUGINS,
     gguf_repo,
     hf_repo,
     make_wallet,
@@ -55,7 +61,7 @@ KILLS = 20
 EVALUATION_ROUNDS = 2
 KILLS_PER_ROUND = 4
 MAX_WEIGHT_U16 = 50000
-PLUGINS = "llama-cpp,bitagent-tasks,bitagent-scorer,bitagent-competition,subnet"
+PLUGINS = "llama-cpp,bitagent-scorer,bitagent-competition,subnet,city-time-competition"
 
 
 class Setup:
@@ -102,9 +108,9 @@ class Setup:
              "--wallet.path", str(self.wallet_dir), "--backend", "llama-cpp", "-B", "n_threads=2",
              "-B", "n_ctx=2048", "--sample-size", "2", "--cache-dir", str(cache), "--hf-offline",
              "--state-path", str(state), "--allow-private-axons", "--sync-interval", "5", "--once",
-             "--reevaluate-blocks", "0", "--max-download-bytes", "1000000000"],
-            cwd=ROOT, env=subprocess_env(self.tmp, BITAGENT_PLUGINS=PLUGINS), stdout=open(log, "a"),
-            stderr=subprocess.STDOUT)
+             "--reevaluate-blocks", "0", "--max-download-bytes", "1000000000", "--competition", "city-time"],
+            cwd=ROOT, env=subprocess_env(self.tmp, BITAGENT_PLUGINS=PLUGINS, PYTHONPATH=str(TEST_PLUGINS)),
+            stdout=open(log, "a"), stderr=subprocess.STDOUT)
 
     def round(self, kind: str, state: Path, cache: Path, log: Path) -> list[dict]:
         """Run the round, SIGKILLing it at random moments (up to KILLS_PER_ROUND), then let it finish."""

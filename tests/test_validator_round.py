@@ -29,6 +29,7 @@ from click.testing import CliRunner
 from subnet_helpers import (
     DRIVER,
     ROOT,
+    TEST_PLUGINS,
     gguf_repo,
     hf_repo,
     make_wallet,
@@ -250,11 +251,14 @@ def test_validate_help_lists_every_option_with_its_environment_variable():
 @pytest.mark.model
 def test_syncs_and_weights_keep_their_schedule_while_a_model_is_evaluated(tmp_path, embedded_model, monkeypatch):
     """Two models in one round; while the second is being evaluated, the loop keeps syncing and sets weights
-    (from the first one's score) every ``epoch_length`` blocks."""
+    (from the first one's score) every ``epoch_length`` blocks. On the ``city-time`` competition
+    (tests/plugins): the first model's score is above zero on any sample, so there are weights to set."""
     from bitagent_core import plugins
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 
-    monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)
+    monkeypatch.syspath_prepend(str(TEST_PLUGINS))
+    monkeypatch.setenv("BITAGENT_PLUGINS", "llama-cpp,bitagent-scorer,bitagent-competition,subnet,"
+                                           "city-time-competition")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     plugins.reset_registry()
     names = ["validator", "first", "second"]
@@ -275,8 +279,8 @@ def test_syncs_and_weights_keep_their_schedule_while_a_model_is_evaluated(tmp_pa
         time.sleep(0.3)  # the second commits at a later block, so it is evaluated second
     config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state" / "state.sqlite",
                              cache_dir=cache, backend="llama-cpp", backend_options={"n_threads": "2", "n_ctx": "2048"},
-                             sample_size=2, hf_offline=True, epoch_length=3, sync_interval=2, max_rounds=1,
-                             max_download_bytes=2 * 10**9)
+                             competition="city-time", sample_size=2, hf_offline=True, epoch_length=3,
+                             sync_interval=2, max_rounds=1, max_download_bytes=2 * 10**9)
     try:
         validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"])
         assert asyncio.run(validator.run()) == 0

@@ -436,10 +436,12 @@ class Pm2App(Restarter):
 
     def crashed(self) -> str | None:
         env = self._app().get("pm2_env", {})
+        # pm2 marks an app that exited "stopped" until it restarts it (or "errored" once it gives up): which
+        # of the two a poll sees is timing, the crash is the same
         if env.get("status") in ("errored", "stopped"):
-            return f"pm2 status {env.get('status')}"
+            return f"it exited; pm2 status {env.get('status')}"
         if self._restarts is not None and int(env.get("restart_time", 0)) > self._restarts:
-            return "pm2 restarted it (it exited)"
+            return "it exited; pm2 restarted it"
         return None
 
 
