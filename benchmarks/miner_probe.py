@@ -2,8 +2,8 @@
 
 Phases: idle; ``SLOW`` slow-loris connections (a partial request head, then a byte every 2 s) while 20 valid
 signed queries are made; ``BIG`` connections each sending 100 header lines of 60 KB and no body; ``ROUNDS``
-rounds of 50 concurrent valid queries. Measured from /proc: the miner's RSS (now and peak), open fds, and the
-client's latencies (p50/p99) and failures.
+rounds of 50 concurrent valid queries. Measured with psutil (the peak from /proc): the miner's RSS (now and
+peak), open fds, and the client's latencies (p50/p99) and failures.
 
     .venv/bin/python benchmarks/miner_probe.py [--baseline-root DIR] [--slow 1000] [--big 50] [--rounds 5]
 
@@ -27,9 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 MINER = r"""
 import sys, time
 from pathlib import Path
+
+import psutil
 import bittensor as bt
 from bitagent_plugins.subnet.protocol import MetagraphAuthorizer, SubmissionServer
 wallet_dir, validator = sys.argv[1], sys.argv[2]
@@ -49,11 +53,11 @@ def _limit_fds() -> None:
 
 
 def _proc(pid: int) -> dict[str, int]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    fields = {line.split(":")[0]: line.split(":")[1].split()[0] for line in status.splitlines()
-              if line.startswith(("VmRSS", "VmHWM"))}
-    return {"rss_mb": int(fields["VmRSS"]) // 1024, "peak_rss_mb": int(fields["VmHWM"]) // 1024,
-            "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+    process = psutil.Process(pid)
+    # psutil has no peak RSS; Linux keeps it as VmHWM
+    peak_kb = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("VmHWM:"))
+    return {"rss_mb": process.memory_info().rss // 2**20, "peak_rss_mb": peak_kb // 1024, "fds": process.num_fds()}
 
 
 async def _valid(wallet, miner_hotkey: str, address: str, n: int) -> tuple[list[float], int]:

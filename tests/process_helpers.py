@@ -30,6 +30,14 @@ def owner_token(monkeypatch) -> str:
     return token
 
 
+def alive(pid: int) -> bool:
+    """The process runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
+
+
 def ours(token: str) -> list[int]:
     """Live (non-zombie) processes that carry ``token``, children and grandchildren alike."""
     found = []

@@ -125,7 +125,7 @@ def test_llama_server_start_ready_teardown(embedded_model, server_records, owner
         assert server.running and server.model_ids == [str(embedded_model)]
         reply = httpx.get(server.base_url + "/v1/models", timeout=10)
         assert reply.status_code == 200
-        # bound to loopback only (0100007F is 127.0.0.1 in /proc/net/tcp), never 0.0.0.0
+        # bound to loopback only, never 0.0.0.0
         assert listening_addresses(server.port) == ["127.0.0.1"]
         env = environ_of(server.pid)
         assert env["CUDA_VISIBLE_DEVICES"] == "0" and env[MARKER_ENV] == server.server_id

@@ -6,7 +6,6 @@ funding from the dev account, subnet creation, registrations and stake through b
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from chain_double import ALICE, RAO, FileChain, add_operator_state, new_chain
 from pm2_helpers import pm2_apps
+from process_helpers import alive
 from subnet_helpers import ROOT, make_wallet, subprocess_env
 
 from bitagent_plugins.subnet import commitment
@@ -61,16 +61,6 @@ def _wait(predicate, proc: subprocess.Popen, log: Path, timeout_s: float):
         assert proc.poll() is None, log.read_text()[-4000:]
         time.sleep(0.2)
     raise AssertionError(f"timed out; log:\n{log.read_text()[-4000:]}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); its state says it is gone
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(") ")[-1][:1] != "Z"
 
 
 def _hotkey(tmp_path: Path, kind: str, i: int) -> str:
@@ -123,7 +113,7 @@ def test_stage_steps_skips_and_launching_miners(tmp_path):
         record = json.loads((tmp_path / "staging" / "stage.json").read_text())
         assert set(record["apps"]) == {f"{PREFIX}-miner-0", f"{PREFIX}-miner-1"}  # no validator launched
         pids = [app["pid"] for app in record["apps"].values()]
-        assert all(_alive(pid) for pid in pids)
+        assert all(alive(pid) for pid in pids)
         state = chain.state()
         for i, hotkey in enumerate(miners):
             assert state["neurons"][2 + i]["axon"]["port"] == int(ready[i].read_text().split(":")[1])
@@ -139,7 +129,7 @@ def test_stage_steps_skips_and_launching_miners(tmp_path):
             proc.kill()
     output = log.read_text()
     assert "stopped: every staged process was stopped" in output
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert (tmp_path / "staging" / "logs" / f"{PREFIX}-miner-0.log").read_text()
 
     # kill -9 of the supervising `stage` takes its children along (no orphaned miners)
@@ -153,7 +143,7 @@ def test_stage_steps_skips_and_launching_miners(tmp_path):
         proc.kill()
         proc.wait(timeout=30)
         deadline = time.monotonic() + 30
-        while any(_alive(pid) for pid in pids):
+        while any(alive(pid) for pid in pids):
             assert time.monotonic() < deadline, "a miner outlived its supervisor"
             time.sleep(0.1)
     finally:
@@ -209,7 +199,7 @@ def test_stage_one_validator_two_miners_then_a_round(tmp_path, embedded_model):
     try:
         _wait(lambda: "validator-0 exited with code 0" in log.read_text(), proc, log, 900)
         record = json.loads((tmp_path / "staging" / "stage.json").read_text())
-        assert not _alive(record["apps"][f"{PREFIX}-validator-0"]["pid"])
+        assert not alive(record["apps"][f"{PREFIX}-validator-0"]["pid"])
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:

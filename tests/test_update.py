@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from process_helpers import alive
 
 from bitagent_plugins.operator.update import Releases, no_evaluation_running
 
@@ -289,11 +290,10 @@ def test_no_switch_while_an_evaluation_runs(tmp_path):
     # a validator died mid-evaluation (nothing holds its lock): the row is stale and does not block
     with no_evaluation_running(state, timeout_s=0.3, poll_s=0.1):
         pass
-    # a validator holds its state while the evaluation runs (its exclusive flock on <state>.lock): the update waits
-    import fcntl
+    # a validator holds its state while the evaluation runs (its exclusive lock on <state>.lock): the update waits
+    import filelock
 
-    with open(state.with_name(state.name + ".lock"), "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with filelock.FileLock(str(state.with_name(state.name + ".lock")), timeout=0):
         with pytest.raises(TimeoutError, match="still running"):
             with no_evaluation_running(state, timeout_s=0.3, poll_s=0.1):
                 pytest.fail("entered while an evaluation runs")
@@ -389,7 +389,7 @@ def test_kill_9_of_the_auto_update_supervisor_takes_its_validator_along(tmp_path
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         deadline = time.monotonic() + 30
-        while Path(f"/proc/{child}").exists() and "Z" not in Path(f"/proc/{child}/stat").read_text().split()[2]:
+        while alive(child):
             assert time.monotonic() < deadline, "the validator outlived its supervisor"
             time.sleep(0.1)
     finally:
