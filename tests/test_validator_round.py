@@ -370,6 +370,43 @@ def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_pat
     assert FileChain(chain_file).weights_submitted() == []
 
 
+def test_no_positive_score_sets_no_weights(tmp_path, monkeypatch, caplog):
+    """Every scored model scored 0: nothing is set (a vector over zeros would reward copies and vetted-out
+    models), the round still ends well, and the log says why."""
+    from bitagent_core import plugins
+    from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
+
+    monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)
+    plugins.reset_registry()
+    names = ["validator", "a", "b"]
+    wallets = {name: make_wallet(tmp_path / "wallets", name) for name in names}
+    hotkeys = {n: wallets[n].hotkey.ss58_address for n in names}
+    chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
+        {"hotkey": hotkeys[n], "validator_permit": n == "validator"} for n in names])
+    config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state.sqlite",
+                             cache_dir=tmp_path / "hf-cache", backend="llama-cpp", hf_offline=True, once=True,
+                             sync_interval=2, max_download_bytes=10**9)
+    try:
+        validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"])
+        with ValidatorState(tmp_path / "state.sqlite") as db:  # both scored 0 in an earlier round
+            db.sync_neurons({i: hotkeys[n] for i, n in enumerate(names)}, 900)
+            for uid, name in ((1, "a"), (2, "b")):
+                key = f"acme/{name}@" + str(uid) * 40
+                db.upsert_submission(hotkeys[name], uid, f"acme/{name}", None, str(uid) * 40, 900)
+                db.record_vetting(key, True, "ok")
+                assert db.claim_evaluation(key, "bitagent", validator.version)
+                db.finish_evaluation(key, "bitagent", validator.version, score=0.0, n_tasks=9, block=9)
+        with caplog.at_level("INFO"):
+            assert asyncio.run(validator.run()) == 0
+    finally:
+        plugins.reset_registry()
+    assert "weights: no uid has a positive score yet; nothing set" in caplog.text
+    assert FileChain(chain_file).weights_submitted() == []
+    with ValidatorState(tmp_path / "state.sqlite") as db:
+        assert db.scores_by_hotkey("bitagent", validator.version) == {hotkeys["a"]: 0.0, hotkeys["b"]: 0.0}
+        assert not any(row.submitted for row in db.weights_history())
+
+
 def test_a_subnet_requiring_a_newer_version_key_gets_no_weights(tmp_path, monkeypatch):
     from bitagent_core import plugins
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
