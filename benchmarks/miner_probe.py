@@ -32,8 +32,6 @@ import psutil
 MINER = r"""
 import sys, time
 from pathlib import Path
-
-import psutil
 import bittensor as bt
 from bitagent_plugins.subnet.protocol import MetagraphAuthorizer, SubmissionServer
 wallet_dir, validator = sys.argv[1], sys.argv[2]
