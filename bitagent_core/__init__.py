@@ -19,7 +19,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["ChatRequest", "Completion", "EnvironmentSpec", "ExpectedCall", "Message", "Score", "Step", "Task",
                      "Tool", "ToolCall", "Trajectory", "Turn"], "model"),
     # multi-turn tasks: environments and the safe executor of the model's calls
-    **dict.fromkeys(["Executor", "SimpleEnvironment", "refuse_argument"], "agent"),
+    **dict.fromkeys(["Executor", "SimpleEnvironment", "refuse_argument", "score_sample"], "agent"),
     # protocols and factories
     **dict.fromkeys(["Backend", "BackendFactory", "Competition", "CompetitionFactory", "DataProblemLike", "Reporter",
                      "Scorer", "ScorerFactory", "TaskSource", "TaskSourceFactory", "ValidatingTaskSource",
@@ -35,9 +35,10 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["Evaluation", "RunConfig", "RunInfo", "RunObserver", "competition_version", "config_for_resume",
                      "load_tasks", "make_task_source", "split_spec", "task_digest"], "runner"),
     "TaskLimit": "cli",
-    "read_samples": "rundir",
+    **dict.fromkeys(["RunDir", "RunDirLocked", "read_samples"], "rundir"),
     # the run directory's typed records (docs/schema.md)
-    **dict.fromkeys(["SampleRecord", "RunResults", "CategoryStats", "SchemaError", "confidence_interval"], "records"),
+    **dict.fromkeys(["SampleRecord", "RunResults", "CategoryStats", "SchemaError", "confidence_interval",
+                     "summarize_samples"], "records"),
     # tasks
     **dict.fromkeys(["InvalidTask", "task_problems", "validate_tasks", "check_protocol", "protocol_problems"],
                     "validation"),
@@ -71,7 +72,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time each name comes from __getattr__
-    from bitagent_core.agent import Executor, SimpleEnvironment, refuse_argument
+    from bitagent_core.agent import Executor, SimpleEnvironment, refuse_argument, score_sample
     from bitagent_core.cli import TaskLimit
     from bitagent_core.decoding import (
         MAX_CALLS,
@@ -138,8 +139,15 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         TrajectoryScorer,
         ValidatingTaskSource,
     )
-    from bitagent_core.records import CategoryStats, RunResults, SampleRecord, SchemaError, confidence_interval
-    from bitagent_core.rundir import read_samples
+    from bitagent_core.records import (
+        CategoryStats,
+        RunResults,
+        SampleRecord,
+        SchemaError,
+        confidence_interval,
+        summarize_samples,
+    )
+    from bitagent_core.rundir import RunDir, RunDirLocked, read_samples
     from bitagent_core.runner import (
         Evaluation,
         RunConfig,

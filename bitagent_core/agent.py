@@ -38,9 +38,10 @@ from typing import Any
 import attrs
 
 from bitagent_core.decoding import decode
-from bitagent_core.model import ChatRequest, Message, Step, Task, ToolCall, Trajectory
+from bitagent_core.model import ChatRequest, Completion, Message, Score, Step, Task, Tool, ToolCall, Trajectory
 from bitagent_core.prompting import build_request
 from bitagent_core.protocols import GuardedEnvironment, TrajectoryScorer
+from bitagent_core.records import ErrorType, SampleRecord, SampleStatus
 
 MAX_CALLS_PER_STEP = 64
 MAX_RESULT_CHARS = 65_536
@@ -282,25 +283,88 @@ class Executor:
         return out
 
 
-# --- the loop ----------------------------------------------------------------------------------------
+# --- one sample: the one path of every task, single- or multi-turn ---------------------------------------
 
 @attrs.define
 class PlayConfig:
+    """How a sample is asked and scored: the run's settings every request and verdict follows."""
+
     tool_format: str = "prompt"
     temperature: float = 0.0
     max_tokens: int = 160
+    #: seconds one request may take (``--timeout``): every request, single-turn or a multi-turn step
     timeout_s: float = 300.0
     call_timeout_s: float = CALL_TIMEOUT_S
     #: true once the run was asked to stop (the first Ctrl-C): the trajectory ends after the request in flight
     stop_requested: Callable[[], bool] = lambda: False
+    #: the scorer's registered name, for the one line a failing scorer gets
+    scorer_name: str = "scorer"
 
 
 class StepFailed(Exception):
     """A request of the trajectory failed (timeout, backend error); ``trajectory`` holds what was played."""
 
-    def __init__(self, message: str, trajectory: Trajectory) -> None:
+    def __init__(self, message: str, trajectory: Trajectory, error_type: ErrorType = "backend_error") -> None:
         super().__init__(message)
         self.trajectory = trajectory
+        self.error_type = error_type
+
+
+def request_for(task: Task, config: PlayConfig, messages: Sequence[Message] | None = None,
+                tools: Sequence[Tool] | None = None) -> ChatRequest:
+    """The one place a request is built: the task's first request (prompted as ``tool_format`` says), or a
+    later step's with the conversation so far; every one carries the run's ``--timeout``."""
+    first = build_request(task, config.tool_format, temperature=config.temperature, max_tokens=config.max_tokens)
+    if messages is None and tools is None:
+        return attrs.evolve(first, timeout_s=config.timeout_s,
+                            session=task.id if task.environment is not None else None)
+    return attrs.evolve(first, messages=tuple(messages if messages is not None else first.messages),
+                        tools=tuple(tools if tools is not None else first.tools), session=task.id,
+                        timeout_s=config.timeout_s)
+
+
+async def ask(backend: Any, request: ChatRequest) -> tuple[Completion, ErrorType | None]:
+    """The one rule for a request: ``request.timeout_s`` bounds it (a backend that cannot be cancelled stops
+    at it itself); a timeout or a backend error is the completion's ``error`` and its type, never an
+    exception (cancellation excepted)."""
+    timeout = request.timeout_s
+    started = time.perf_counter()
+    kind: ErrorType | None = None
+    try:
+        completion = await asyncio.wait_for(backend.complete(request), timeout=timeout)
+        if not isinstance(completion, Completion):
+            raise TypeError(f"the backend returned a {type(completion).__name__}, not a Completion")
+    except TimeoutError as exc:  # asyncio's, or the backend's own (it stopped at request.timeout_s)
+        completion, kind = Completion(error=str(exc) or f"timeout after {timeout:g} s"), "timeout"
+    except Exception as exc:  # noqa: BLE001 - one failed sample must not end the run
+        completion, kind = Completion(error=f"{type(exc).__name__}: {exc}"), "backend_error"
+    if completion.error is not None and kind is None:
+        kind = "backend_error"
+    if not completion.latency_s:
+        completion = attrs.evolve(completion, latency_s=time.perf_counter() - started)
+    return completion, kind
+
+
+def score_sample(scorer: Any, task: Task, completion: Completion, trajectory: Trajectory | None = None, *,
+                 scorer_name: str | None = None) -> tuple[Score, SampleStatus]:
+    """The one guard around a plugin scorer (runs and re-scoring alike): ``score`` for a single-turn task,
+    ``score_trajectory`` for a multi-turn one. A scorer that raises or returns something that is not a usable
+    :class:`Score` fails only this sample (``scorer_error``, the answer kept), never the run."""
+    name = scorer_name or getattr(scorer, "name", None) or type(scorer).__name__
+    try:
+        if task.environment is not None:
+            if not isinstance(scorer, TrajectoryScorer):
+                raise TypeError("it cannot score multi-turn tasks (no score_trajectory)")
+            score = scorer.score_trajectory(task, trajectory or Trajectory())
+        else:
+            score = scorer.score(task, completion)
+        if not isinstance(score, Score):
+            raise TypeError(f"returned a {type(score).__name__}, not a Score")
+        json.dumps(score.to_json(), allow_nan=False)  # what samples.jsonl will hold
+    except Exception as exc:  # noqa: BLE001 - plugin code: one bad verdict must not end the run
+        detail = f"scorer {name!r}: {type(exc).__name__}: {exc}"
+        return Score(0.0, error_type="scorer_error", detail=detail[:2000]), "failed"
+    return score, "ok"
 
 
 def _size(step: Step) -> int:
@@ -320,7 +384,7 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
     """Play every turn of ``task`` against ``environment`` with ``backend``. Raises :class:`StepFailed` when
     a request fails; the environment's own failures are error results, never exceptions."""
     config = config or PlayConfig()
-    first = build_request(task, config.tool_format, temperature=config.temperature, max_tokens=config.max_tokens)
+    first = request_for(task, config)
     messages = list(first.messages)
     tools = list(task.tools)
     executor = Executor(environment.objects(), environment.format_result, call_timeout_s=config.call_timeout_s,
@@ -336,23 +400,14 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
         steps: list[Step] = []
         with_calls = 0
         while True:
-            request = ChatRequest(messages=tuple(messages), tools=tuple(tools), native_tools=first.native_tools,
-                                  temperature=config.temperature, max_tokens=config.max_tokens, session=task.id)
-            started = time.perf_counter()
-            try:
-                completion = await asyncio.wait_for(backend.complete(request), timeout=config.timeout_s)
-            except TimeoutError:
-                raise StepFailed(f"timeout after {config.timeout_s:g} s (turn {index}, step {len(steps)})",
-                                 Trajectory(tuple(turns) + (tuple(steps),))) from None
-            except Exception as exc:  # noqa: BLE001 - recorded as a failed sample by the runner
-                raise StepFailed(f"{type(exc).__name__}: {exc} (turn {index}, step {len(steps)})",
-                                 Trajectory(tuple(turns) + (tuple(steps),))) from None
+            completion, kind = await ask(backend, request_for(task, config, messages, tools))
             _stop_if_cancelled()
-            if completion.error is None and config.stop_requested():
-                completion = attrs.evolve(completion, error="interrupted: the run was asked to stop")
-            if completion.error is not None:
-                raise StepFailed(completion.error, Trajectory(tuple(turns) + (tuple(steps),)))
-            latency = completion.latency_s or (time.perf_counter() - started)
+            if kind is None and config.stop_requested():
+                completion, kind = attrs.evolve(completion, error="interrupted: the run was asked to stop"), \
+                    "backend_error"
+            if kind is not None:
+                raise StepFailed(f"{completion.error} (turn {index}, step {len(steps)})",
+                                 Trajectory(tuple(turns) + (tuple(steps),)), kind)
             messages.append(Message("assistant", completion.text, tool_calls=completion.tool_calls))
             try:
                 calls, why = environment.decode(completion.text, completion.tool_calls)
@@ -365,7 +420,7 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
             step = Step(text=completion.text, tool_calls=completion.tool_calls, calls=tuple(calls),
                         results=tuple(results), decode_error=why if why else (None if calls else "no call"),
                         prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-                        latency_s=latency)
+                        latency_s=completion.latency_s)
             steps.append(step)
             total += _size(step)
             if total > MAX_TRAJECTORY_CHARS:
@@ -390,63 +445,47 @@ def make_environment(registry: Any, task: Task) -> Any:
     return factory(dict(task.environment.config))
 
 
-async def run_task(evaluation: Any, task: Task) -> dict[str, Any]:
-    """The runner's path for a multi-turn task: the same record as a single-turn sample, with the played
-    trajectory under ``trajectory`` and the per-step token counts summed in ``completion``."""
-    cfg = evaluation.config
-    scorer = evaluation.scorer
+async def _play_sample(task: Task, backend: Any, registry: Any,
+                       config: PlayConfig) -> tuple[Completion, Trajectory, ErrorType | None]:
+    """A multi-turn task played: the trajectory, and one completion summing its steps (the last step's text,
+    the tokens of all, the whole time, the error that stopped it)."""
     started = time.perf_counter()
     trajectory = Trajectory()
     error: str | None = None
-    error_type = "backend_error"
-    environment = None
+    kind: ErrorType | None = None
     try:
-        environment = await asyncio.to_thread(make_environment, evaluation.registry, task)
+        environment = await asyncio.to_thread(make_environment, registry, task)
     except Exception as exc:  # noqa: BLE001 - one broken environment must not end the run
         assert task.environment is not None
-        error = f"environment {task.environment.name!r}: {type(exc).__name__}: {exc}"
-        error_type = "environment_error"
-    if environment is not None:
-        try:
-            trajectory = await play(task, evaluation.backend, environment, PlayConfig(
-                tool_format=cfg.tool_format, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-                timeout_s=cfg.timeout_s, stop_requested=lambda: evaluation.stop_requested))
-        except StepFailed as exc:
-            trajectory, error = exc.trajectory, str(exc)
-    steps = [s for turn in trajectory.turns for s in turn]
-    completion = {
-        "text": steps[-1].text if steps else "",
-        "tool_calls": [],
-        "prompt_tokens": sum(s.prompt_tokens for s in steps),
-        "completion_tokens": sum(s.completion_tokens for s in steps),
-        "latency_s": round(time.perf_counter() - started, 4),
-        "finish_reason": "",
-        "error": error,
-    }
-    if error is None and not isinstance(scorer, TrajectoryScorer):
-        error = f"the {cfg.scorer} scorer cannot score multi-turn tasks (no score_trajectory)"
-        error_type = "scorer_error"
-    if error is not None:
-        value, passed, kind, detail, breakdown, status = 0.0, False, error_type, error, {}, "failed"
+        error, kind = f"environment {task.environment.name!r}: {type(exc).__name__}: {exc}", "environment_error"
     else:
-        score = scorer.score_trajectory(task, trajectory)
-        value, passed, kind, detail, breakdown, status = (score.value, score.passed, score.error_type, score.detail,
-                                                           score.breakdown, "ok")
-    return {
-        "task_id": task.id,
-        "source": task.source,
-        "category": task.category,
-        "status": status,
-        "score": value,
-        "passed": passed,
-        "error_type": kind,
-        "breakdown": breakdown,
-        "decoded_calls": [c.to_json() for s in steps for c in s.calls],
-        "detail": detail,
-        "completion": completion,
-        "messages": [m.to_json() for m in build_request(task, cfg.tool_format).messages],
-        "tools": [t.to_json() for t in task.tools],
-        "expected_calls": [],
-        "turns": [t.to_json() for t in task.turns],
-        "trajectory": trajectory.to_json(),
-    }
+        try:
+            trajectory = await play(task, backend, environment, config)
+        except StepFailed as exc:
+            trajectory, error, kind = exc.trajectory, str(exc), exc.error_type
+    steps = [s for turn in trajectory.turns for s in turn]
+    completion = Completion(text=steps[-1].text if steps else "", prompt_tokens=sum(s.prompt_tokens for s in steps),
+                            completion_tokens=sum(s.completion_tokens for s in steps),
+                            latency_s=time.perf_counter() - started, error=error)
+    return completion, trajectory, kind
+
+
+async def run_sample(task: Task, backend: Any, scorer: Any, registry: Any,
+                     config: PlayConfig | None = None) -> SampleRecord:
+    """One task from request to record, the runner's only path: a single-turn task is asked once (a
+    one-step conversation); a multi-turn task is played against a fresh environment from ``registry``. Any
+    failure (timeout, backend, environment, scorer) fails this sample only."""
+    config = config or PlayConfig()
+    first = request_for(task, config)
+    trajectory: Trajectory | None = None
+    if task.environment is None:
+        completion, kind = await ask(backend, first)
+    else:
+        completion, trajectory, kind = await _play_sample(task, backend, registry, config)
+    status: SampleStatus = "failed"
+    if kind is not None:
+        score = Score(0.0, error_type=kind, detail=completion.error or kind)
+    else:
+        score, status = score_sample(scorer, task, completion, trajectory, scorer_name=config.scorer_name)
+    return SampleRecord.of(task, status=status, score=score, completion=completion, messages=first.messages,
+                           trajectory=trajectory)

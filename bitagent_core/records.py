@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
-from bitagent_core.model import Completion, ExpectedCall, Message, Tool, ToolCall, Trajectory
+from bitagent_core.model import Completion, ExpectedCall, Message, Score, Task, Tool, ToolCall, Trajectory
 
 #: Version of the samples.jsonl / results.json layout. Bump the major part for a change old readers cannot read.
 SCHEMA_VERSION = "1.0"
@@ -24,6 +24,14 @@ SCHEMA_VERSION = "1.0"
 OK, FAILED = "ok", "failed"
 #: ``RunResults.status`` values
 RUNNING, COMPLETE, INTERRUPTED, RUN_FAILED = "running", "complete", "interrupted", "failed"
+
+#: ``SampleRecord.status``
+SampleStatus = Literal["ok", "failed"]
+#: ``RunResults.status``
+RunStatus = Literal["running", "complete", "interrupted", "failed"]
+#: ``SampleRecord.error_type`` of a sample that failed before or while it was scored (a scorer's own verdict
+#: words, ``wrong_func_name``..., are its own)
+ErrorType = Literal["timeout", "backend_error", "environment_error", "scorer_error"]
 
 
 class SchemaError(ValueError):
@@ -75,6 +83,25 @@ class SampleRecord:
     #: fields this version does not know, kept verbatim
     extra: dict[str, Any] = attrs.field(factory=dict)
     schema_version: str = SCHEMA_VERSION
+
+    @classmethod
+    def of(cls, task: Task, *, status: SampleStatus, score: Score, completion: Completion,
+           messages: tuple[Message, ...], trajectory: Trajectory | None = None,
+           extra: Mapping[str, Any] | None = None) -> SampleRecord:
+        """The one way a sample's record is made (a run, a resumed run, re-scoring): the task, what was asked
+        (``messages`` as the model saw them), the answer and the verdict; ``extra``: fields kept verbatim. A
+        multi-turn task keeps its turns and the trajectory; its decoded calls are the calls read at each step."""
+        multi_turn = task.environment is not None or trajectory is not None
+        decoded = (tuple(c for steps in trajectory.turns for s in steps for c in s.calls)
+                   if trajectory is not None else score.decoded_calls)
+        return cls(task_id=task.id, source=task.source, category=task.category, status=status,
+                   score=score.value, passed=score.passed, error_type=score.error_type,
+                   breakdown=score.breakdown, decoded_calls=decoded, detail=score.detail, completion=completion,
+                   messages=messages, tools=task.tools,
+                   expected_calls=() if multi_turn else task.expected_calls,
+                   turns=tuple(t.to_json() for t in task.turns) if multi_turn else None,
+                   trajectory=(trajectory or Trajectory()) if multi_turn else None,
+                   extra=dict(extra or {}))
 
     @property
     def ok(self) -> bool:
@@ -310,3 +337,7 @@ def summarize(tasks: Iterable[tuple[str, str]], records: Mapping[str, SampleReco
         "mean_latency_s": round(statistics.fmean(latencies), 4) if latencies else None,
         "top_errors": dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))[:10]),
     }
+
+
+#: :func:`summarize` under the name the public surface gives it (``bitagent_core.summarize_samples``)
+summarize_samples = summarize

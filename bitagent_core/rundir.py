@@ -1,6 +1,10 @@
 """The run directory: ``results.json`` (rewritten atomically) and ``samples.jsonl`` (appended, one line
 per finished sample, written whole or not at all, so a crash, Ctrl-C or a full disk never leaves half a line).
-Both hold typed records (:mod:`bitagent_core.records`); a writer holds ``.lock`` while it writes."""
+Both hold typed records (:mod:`bitagent_core.records`); a writer holds ``.lock`` while it writes.
+
+:class:`RunDir` is the run log's one owner: every reader and writer (the runner, re-scoring, ``bitagent runs``,
+plugins) goes through it. Reading never changes a file; only :meth:`RunDir.repair`, which takes the lock, cuts a
+torn last line."""
 
 from __future__ import annotations
 
@@ -104,11 +108,12 @@ def iter_samples(path: Path, *, on_error: Any = "skip", drop_torn_tail: bool = F
 
 
 def read_samples(run_dir: Path) -> dict[str, SampleRecord]:
-    """The last record per task id. A torn last line (crash mid-write) is dropped from the file."""
-    path = run_dir / SAMPLES
+    """The last record per task id, read-only: a torn last line (a crash mid-write) is skipped, never cut
+    (:meth:`RunDir.repair` cuts it, under the lock)."""
+    path = Path(run_dir) / SAMPLES
     if not path.exists():
         return {}
-    return {record.task_id: record for _, record in iter_samples(path, drop_torn_tail=True)}
+    return {record.task_id: record for _, record in iter_samples(path)}
 
 
 class SampleWriter:
@@ -139,6 +144,151 @@ class SampleWriter:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+class RunDir:
+    """One run directory: ``results.json``, ``samples.jsonl`` and the lock a writer holds.
+
+    Readers open it (:meth:`open`) and read: nothing they do changes a file. A writer creates it (:meth:`create`,
+    locked at once) or opens and locks it (:meth:`lock`), appends samples (:meth:`append`), rewrites results
+    (:meth:`write_results`) and ends with :meth:`finish` (the last results, the writer closed, the lock
+    released). :meth:`repair` cuts a torn last line, under the lock.
+    """
+
+    RESULTS = RESULTS
+    SAMPLES = SAMPLES
+    utc_stamp = staticmethod(utc_stamp)
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock: Any = None
+        self._writer: SampleWriter | None = None
+
+    @classmethod
+    def create(cls, output_dir: Path, tasks: str, model: str) -> RunDir:
+        """A new run directory under ``output_dir`` (named after the time, the tasks and the model), locked."""
+        run = cls(new_run_dir(Path(output_dir), tasks, model))
+        run.lock()
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """An existing run directory, or the one holding ``path`` when it names its ``samples.jsonl``.
+        Raises ``ValueError`` when there is neither a results.json nor a samples.jsonl."""
+        path = Path(path).expanduser().resolve()
+        if path.is_file() and path.name == SAMPLES:
+            path = path.parent
+        if not (path / RESULTS).is_file() and not (path / SAMPLES).is_file():
+            raise ValueError(f"{path}: not a run directory (no {RESULTS} or {SAMPLES})")
+        return cls(path)
+
+    @staticmethod
+    def is_run(path: Path) -> bool:
+        """Whether ``path`` holds a run's results.json."""
+        return (Path(path) / RESULTS).is_file()
+
+    @property
+    def samples_path(self) -> Path:
+        return self.path / SAMPLES
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / RESULTS
+
+    @property
+    def has_results(self) -> bool:
+        return self.results_path.is_file()
+
+    @property
+    def has_samples(self) -> bool:
+        return self.samples_path.is_file()
+
+    # --- reading: never changes a file --------------------------------------------------------------------
+
+    def read_results(self) -> RunResults:
+        return read_results(self.path)
+
+    def read_samples(self) -> dict[str, SampleRecord]:
+        """The last record per task id (a retried sample is appended); a torn last line is skipped."""
+        return read_samples(self.path)
+
+    def iter_samples(self, *, on_error: Any = "skip") -> Iterator[tuple[int, SampleRecord]]:
+        """``(line number, SampleRecord)`` for every readable line, streamed, in file order."""
+        if not self.has_samples:
+            return iter(())
+        return iter_samples(self.samples_path, on_error=on_error)
+
+    @staticmethod
+    def read_sample_file(path: Path, *, on_error: Any = "skip") -> Iterator[tuple[int, SampleRecord]]:
+        """``(line number, SampleRecord)`` for every readable line of a samples file anywhere (a copy of a
+        run's samples.jsonl), streamed; ``on_error``: ``"skip"``, ``"raise"`` or ``(lineno, message)``."""
+        return iter_samples(Path(path), on_error=on_error)
+
+    # --- writing: under the lock -------------------------------------------------------------------------
+
+    @property
+    def locked(self) -> bool:
+        return self._lock is not None
+
+    def lock(self) -> RunDir:
+        """Hold the directory for writing; raises :class:`RunDirLocked` when another process holds it."""
+        if self._lock is None:
+            self._lock = lock(self.path)
+        return self
+
+    def _need_lock(self, what: str) -> None:
+        if self._lock is None:
+            raise RuntimeError(f"{what} {self.path} needs its lock (RunDir.lock())")
+
+    def repair(self) -> int:
+        """Cut a torn last line of samples.jsonl (a crash mid-write), so appends start on a fresh line; takes
+        the lock if not held. Returns the bytes cut."""
+        self.lock()
+        if not self.has_samples:
+            return 0
+        before = self.samples_path.stat().st_size
+        for _ in read_jsonl(self.samples_path, on_error="skip", drop_torn_tail=True):
+            pass
+        return before - self.samples_path.stat().st_size
+
+    def append(self, record: SampleRecord) -> None:
+        """Append one sample, whole or not at all (an ``OSError`` leaves the file as it was)."""
+        self._need_lock("appending to")
+        if self._writer is None:
+            self._writer = SampleWriter(self.path)
+        self._writer.write(record)
+
+    def write_results(self, results: RunResults) -> None:
+        self._need_lock("writing")
+        write_results(self.path, results)
+
+    def finish(self, results: RunResults | None = None) -> None:
+        """The run's last word: ``results`` written (if given), the samples closed, the lock released."""
+        try:
+            if results is not None and self._lock is not None:
+                write_results(self.path, results)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the samples and release the lock (safe to call twice)."""
+        writer, self._writer = self._writer, None
+        handle, self._lock = self._lock, None
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            if handle is not None:
+                handle.release()
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
 
 
 def git_commit(path: Path) -> str | None:

@@ -25,12 +25,12 @@ import attrs
 import bitagent_core
 from bitagent_core import agent, rundir
 from bitagent_core import records as rec
-from bitagent_core.model import Completion, Score, Task
+from bitagent_core.model import Task
 from bitagent_core.plugins import PluginRegistry
-from bitagent_core.prompting import build_request
 from bitagent_core.protocols import Backend, Competition, Scorer, TaskSource
 from bitagent_core.records import RunResults, SampleRecord
 from bitagent_core.reporting import Reporters
+from bitagent_core.rundir import RunDir
 from bitagent_core.validation import InvalidTask, check_protocol, validate_tasks
 
 
@@ -210,6 +210,19 @@ def task_digest(tasks: Iterable[Task]) -> str:
     return digest.hexdigest()
 
 
+@attrs.frozen
+class PreparedRun:
+    """What :meth:`Evaluation.prepare` resolved: the run's tasks, those still to do, the plugins and the
+    (new or reopened, locked) run directory."""
+
+    tasks: tuple[Task, ...]
+    todo: tuple[Task, ...]
+    run_dir: Path
+    scorer: Scorer
+    backend: Backend
+    task_digest: str
+
+
 class Evaluation:
     """One run of one model over one task list."""
 
@@ -237,8 +250,8 @@ class Evaluation:
         """Finish the requests in flight, start no more; the run ends ``interrupted``. Safe from a signal handler."""
         self._stopping = True
 
-    def prepare(self) -> list[Task]:
-        """Resolve plugins, load tasks and create (or reopen) the run directory; returns the tasks to do.
+    def prepare(self) -> PreparedRun:
+        """Resolve plugins, load tasks and create (or reopen) the run directory; returns what it resolved.
         Errors here (unknown plugin, bad option, unreadable tasks) leave no run directory behind."""
         cfg = self.config
         self.tasks = load_tasks(self.registry, cfg.tasks, cfg.seed, cfg.limit, self.sources)
@@ -250,37 +263,38 @@ class Evaluation:
         self.reporters = Reporters(self.registry)
         self.observer.header(cfg, len(self.tasks), self.sources)
         if self.resume_dir is not None:
-            self.run_dir = self.resume_dir.resolve()
-            self._lock = rundir.lock(self.run_dir)
-            self._previous = rundir.read_results(self.run_dir)
+            self._run = RunDir(self.resume_dir.resolve()).lock()
+            self.run_dir = self._run.path
+            self._previous = self._run.read_results()
             if self._previous.task_digest and self._previous.task_digest != self.digest:
-                self._lock.release()
+                self._run.close()
                 raise ResumeConflict(f"the tasks of {cfg.tasks} are no longer the ones this run started with "
                                      "(their data or the task source changed); start a new run")
+            self._run.repair()  # a crash mid-write left a torn last line: appends start on a fresh one
             known = {t.id for t in self.tasks}
-            self.records = {k: v for k, v in rundir.read_samples(self.run_dir).items() if k in known}
+            self.records = {k: v for k, v in self._run.read_samples().items() if k in known}
         else:
-            self.run_dir = rundir.new_run_dir(Path(cfg.output_dir), cfg.tasks, cfg.model or "default")
-            self._lock = rundir.lock(self.run_dir)
+            self._run = RunDir.create(Path(cfg.output_dir), cfg.tasks, cfg.model or "default")
+            self.run_dir = self._run.path
         self.started_at = self._previous.started_at if self._previous else rundir.utc_stamp()
         self.git_commit = rundir.git_commit(Path(bitagent_core.__file__).resolve().parent.parent)  # once per run
-        return [t for t in self.tasks if not (t.id in self.records and self.records[t.id].ok)]
+        assert self.run_dir is not None
+        todo = tuple(t for t in self.tasks if not (t.id in self.records and self.records[t.id].ok))
+        return PreparedRun(tasks=tuple(self.tasks), todo=todo, run_dir=self.run_dir, scorer=self.scorer,
+                           backend=self.backend, task_digest=self.digest)
 
     async def run(self) -> RunResults:
-        todo = self.prepare()
-        assert self.run_dir is not None
-        info = RunInfo(self.run_dir, self.config, len(self.tasks), resumed=self.resume_dir is not None)
+        prepared = self.prepare()
+        info = RunInfo(prepared.run_dir, self.config, len(prepared.tasks), resumed=self.resume_dir is not None)
         status = rec.INTERRUPTED
         t0 = time.perf_counter()
-        writer: rundir.SampleWriter | None = None
         try:
             self._write_results(rec.RUNNING)
             self.reporters.call("on_run_start", run=info)
-            writer = rundir.SampleWriter(self.run_dir)
             await self._start_backend()
             self._write_results(rec.RUNNING)  # now with the model's identity
             self.observer.start(len(self.tasks), [r for r in self.records.values() if r.ok])
-            await self._run_tasks(todo, writer, info)
+            await self._run_tasks(prepared.todo, info)
             status = rec.INTERRUPTED if self._stopping else rec.COMPLETE
         except (StartupError, RunIOError):
             status = rec.RUN_FAILED
@@ -290,8 +304,6 @@ class Evaluation:
             raise RunIOError(exc.errno, self.error) from None
         finally:
             self.observer.stop()
-            if writer is not None:
-                writer.close()
             try:
                 await asyncio.shield(self.backend.close())
             finally:
@@ -299,7 +311,7 @@ class Evaluation:
                     results = self._write_results(status, time.perf_counter() - t0)
                     self.reporters.call("on_run_end", run=info, results=results)
                 finally:
-                    self._lock.release()
+                    self._run.close()
         return results
 
     async def _start_backend(self) -> None:
@@ -314,7 +326,7 @@ class Evaluation:
             raise StartupError(self.error) from exc
         self.observer.backend_ready(time.perf_counter() - started)
 
-    async def _run_tasks(self, todo: list[Task], writer: rundir.SampleWriter, info: RunInfo) -> None:
+    async def _run_tasks(self, todo: Iterable[Task], info: RunInfo) -> None:
         concurrency = self.config.concurrency or self.backend.default_concurrency
         limiter = asyncio.Semaphore(max(1, int(concurrency)))
         io_error: list[OSError] = []
@@ -327,7 +339,7 @@ class Evaluation:
             if io_error:
                 return
             try:
-                writer.write(record)
+                self._run.append(record)
             except OSError as exc:
                 io_error.append(exc)
                 return
@@ -338,48 +350,15 @@ class Evaluation:
         await asyncio.gather(*(one(task) for task in todo))
         if io_error:
             exc = io_error[0]
-            self.error = f"cannot write {writer.path}: {exc.strerror or exc}"
+            self.error = f"cannot write {self._run.samples_path}: {exc.strerror or exc}"
             raise RunIOError(exc.errno, self.error)
 
     async def _run_one(self, task: Task) -> SampleRecord:
-        if task.environment is not None:  # multi-turn: played by the agent loop
-            return SampleRecord.from_json(await agent.run_task(self, task))
+        """One task, single- or multi-turn, through the one sample path (:func:`agent.run_sample`)."""
         cfg = self.config
-        request = build_request(task, cfg.tool_format, temperature=cfg.temperature, max_tokens=cfg.max_tokens)
-        request = attrs.evolve(request, timeout_s=cfg.timeout_s)
-        started = time.perf_counter()
-        timed_out = False
-        try:
-            completion = await asyncio.wait_for(self.backend.complete(request), timeout=cfg.timeout_s)
-        except TimeoutError as exc:  # asyncio's, or the backend's own (it stopped at request.timeout_s)
-            completion, timed_out = Completion(error=str(exc) or f"timeout after {cfg.timeout_s:g} s"), True
-        except Exception as exc:  # noqa: BLE001 - one failed sample must not end the run
-            completion = Completion(error=f"{type(exc).__name__}: {exc}")
-        if not completion.latency_s:
-            completion = attrs.evolve(completion, latency_s=time.perf_counter() - started)
-        if completion.error is not None:
-            score = Score(0.0, error_type="timeout" if timed_out else "backend_error", detail=completion.error)
-            status = rec.FAILED
-        else:
-            score, status = self._score(task, completion)
-        return SampleRecord(task_id=task.id, source=task.source, category=task.category, status=status,
-                            score=score.value, passed=score.passed, error_type=score.error_type,
-                            breakdown=score.breakdown, decoded_calls=score.decoded_calls, detail=score.detail,
-                            completion=completion, messages=request.messages, tools=task.tools,
-                            expected_calls=task.expected_calls)
-
-    def _score(self, task: Task, completion: Completion) -> tuple[Score, str]:
-        """The scorer's verdict; a scorer that raises or returns something that is not a usable Score fails
-        only this sample (``scorer_error``, the completion kept), never the run."""
-        try:
-            score = self.scorer.score(task, completion)
-            if not isinstance(score, Score):
-                raise TypeError(f"returned a {type(score).__name__}, not a Score")
-            json.dumps(score.to_json(), allow_nan=False)  # what samples.jsonl will hold
-        except Exception as exc:  # noqa: BLE001 - plugin code: one bad verdict must not end the run
-            detail = f"scorer {self.config.scorer!r}: {type(exc).__name__}: {exc}"
-            return Score(0.0, error_type="scorer_error", detail=detail[:2000]), rec.FAILED
-        return score, rec.OK
+        return await agent.run_sample(task, self.backend, self.scorer, self.registry, agent.PlayConfig(
+            tool_format=cfg.tool_format, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+            timeout_s=cfg.timeout_s, stop_requested=lambda: self._stopping, scorer_name=cfg.scorer))
 
     def summary(self) -> dict[str, Any]:
         """Scores over all tasks of the run: a failed or missing sample counts 0."""
@@ -403,7 +382,7 @@ class Evaluation:
             bitagent_version=bitagent_core.__version__, git_commit=self.git_commit,
             plugins=self.registry.plugin_versions(), error=self.error, task_digest=self.digest,
             sources=self.sources, resumes=tuple(resumes), **self.summary())
-        rundir.write_results(self.run_dir, results)
+        self._run.write_results(results)
         return results
 
 

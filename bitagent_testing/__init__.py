@@ -48,9 +48,10 @@ from bitagent_core import (
     render_expected,
     task_problems,
 )
+from bitagent_testing.scripted import ScriptedBackend
 
-__all__ = ["Check", "Report", "check_backend", "check_competition", "check_registered", "check_reporter",
-           "check_scorer", "check_task_source", "hostile_completions", "sample_tasks"]
+__all__ = ["Check", "Report", "ScriptedBackend", "check_backend", "check_competition", "check_registered",
+           "check_reporter", "check_scorer", "check_task_source", "hostile_completions", "sample_tasks"]
 
 
 @attrs.frozen

@@ -181,7 +181,7 @@ def test_bfcl_summary(tmp_path):
     run_dir.mkdir()
     per = {"simple_python": {"n": 4, "passed": 2}, "multi_turn_base": {"n": 2, "passed": 1},
            "live_irrelevance": {"n": 2, "passed": 2}, "multiple": {"n": 1, "passed": 1}}
-    (run_dir / "results.json").write_text(json.dumps({"per_category": {
+    (run_dir / "results.json").write_text(json.dumps({"status": "complete", "per_category": {
         c: {"n": v["n"], "mean_score": v["passed"] / v["n"], "passed": v["passed"]} for c, v in per.items()}}))
     summary = json.loads(run("bfcl-summary", str(run_dir), "--json").stdout)
     assert summary["categories"]["simple_python"]["accuracy"] == 0.5
@@ -195,7 +195,8 @@ def test_bfcl_summary(tmp_path):
     (run_dir / "samples.jsonl").unlink()
     other = tmp_path / "other"
     other.mkdir()
-    (other / "results.json").write_text(json.dumps({"per_category": {"single_call": {"n": 1, "passed": 1}}}))
+    (other / "results.json").write_text(json.dumps({"status": "complete",
+                                                    "per_category": {"single_call": {"n": 1, "passed": 1}}}))
     refused = run("bfcl-summary", str(other), check=False)
     assert refused.returncode == 1 and "no BFCL category" in refused.stderr
     aggregates = {k: v["accuracy"] for k, v in summary["aggregates"].items()}

@@ -22,11 +22,14 @@ import importlib
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from bitagent_core import Completion, EnvironmentSpec, Message, Task, Tool, ToolCall, Turn, read_jsonl
+
+if TYPE_CHECKING:
+    from bitagent_core import Decoded
 
 CATEGORIES = ("multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context")
 ENVIRONMENT = "bfcl"
@@ -164,12 +167,26 @@ def execution_calls(calls: tuple[ToolCall, ...]) -> list[ToolCall] | None:
     return out
 
 
+def bfcl_prompt_decode(completion: Completion) -> Decoded:
+    """Decode as BFCL's prompting handler does: strip backticks, line breaks and spaces at both ends, wrap in
+    ``[...]`` unless already, read the whole as pythonic calls (nothing evaluated). Native calls as they are."""
+    from bitagent_core import decode, decode_pythonic  # at use: loading the plugin stays light
+    from bitagent_plugins.bfcl.reading import BFCL
+
+    if completion.tool_calls:
+        return decode(None, completion.tool_calls)
+    body = (completion.text or "").strip("`\n ")
+    if not body.startswith("["):
+        body = "[" + body
+    if not body.endswith("]"):
+        body = body + "]"
+    return decode_pythonic(body.strip().strip("'"), dialect=BFCL)
+
+
 def decode_step(text: str, native_calls: tuple[ToolCall, ...] = ()) -> list[ToolCall] | None:
     """One step decoded for execution as BFCL's ``default_decode_execute_prompting`` does (backticks and
     line breaks stripped, wrapped in ``[...]``, read as pythonic calls, nothing evaluated); None when it does
     not decode. An empty list is an empty answer."""
-    from bitagent_plugins.bfcl.scorer import bfcl_prompt_decode  # same plugin package
-
     if not isinstance(text, str):
         return None
     decoded = bfcl_prompt_decode(Completion(text=text, tool_calls=tuple(native_calls)))

@@ -40,7 +40,6 @@ from typing import Any
 from bitagent_core import (
     STANDARDIZE_DROP,
     Completion,
-    Decoded,
     ExpectedCall,
     Score,
     Task,
@@ -48,10 +47,10 @@ from bitagent_core import (
     Trajectory,
     bind_arguments,
     decode,
-    decode_pythonic,
     max_weight_matching,
     standardize,
 )
+from bitagent_plugins.bfcl.multi_turn import bfcl_prompt_decode
 from bitagent_plugins.bfcl.reading import BFCL, Expression
 
 #: BFCL's Python type names, plus the JSON-schema ones other task sources use
@@ -361,19 +360,6 @@ def _short(value: Any, limit: int = 80) -> str:
 
 def _fail(error: str, detail: str, calls: tuple[ToolCall, ...] = (), **breakdown: float) -> Score:
     return Score(0.0, breakdown, error_type=error, passed=False, decoded_calls=calls, detail=detail)
-
-
-def bfcl_prompt_decode(completion: Completion) -> Decoded:
-    """Decode as BFCL's prompting handler does: strip backticks, line breaks and spaces at both ends, wrap in
-    ``[...]`` unless already, read the whole as pythonic calls (nothing evaluated). Native calls as they are."""
-    if completion.tool_calls:
-        return decode(None, completion.tool_calls)
-    body = (completion.text or "").strip("`\n ")
-    if not body.startswith("["):
-        body = "[" + body
-    if not body.endswith("]"):
-        body = body + "]"
-    return decode_pythonic(body.strip().strip("'"), dialect=BFCL)
 
 
 class BfclScorer:

@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from bitagent_core import read_jsonl
+from bitagent_core import RunDir
 
 #: BFCL v4 entry counts (for the count-weighted live aggregate when a category was not run)
 COUNTS = {
@@ -43,24 +43,17 @@ WEIGHTS = {"non_live": 10, "live": 10, "irrelevance": 10, "multi_turn": 30, "age
 
 def _read_run(run_dir: Path) -> dict[str, dict[str, Any]]:
     """category -> {n, passed} of one run: from its samples (a missing or failed sample counts as failed)."""
-    results_file = run_dir / "results.json"
+    run = RunDir(run_dir)
     try:
-        results = json.loads(results_file.read_text(encoding="utf-8"))
+        results = run.read_results()
     except (OSError, ValueError) as exc:
-        raise click.ClickException(f"{run_dir}: not a run directory ({results_file.name}: {exc})") from None
-    per = {}
-    for category, stats in (results.get("per_category") or {}).items():
-        if category in COUNTS:
-            per[category] = {"n": int(stats.get("n", 0)), "passed": int(stats.get("passed", 0))}
-    samples = run_dir / "samples.jsonl"
-    if samples.is_file() and per:  # recount from the samples, the record of truth (last line per task wins)
-        latest: dict[str, dict[str, Any]] = {}
-        for _, row in read_jsonl(samples, on_error=lambda n, msg: None):
-            if isinstance(row, dict) and isinstance(row.get("task_id"), str):
-                latest[row["task_id"]] = row
+        raise click.ClickException(f"{run_dir}: not a run directory ({RunDir.RESULTS}: {exc})") from None
+    per = {category: {"n": stats.n, "passed": stats.passed}
+           for category, stats in results.per_category.items() if category in COUNTS}
+    if run.has_samples and per:  # recount from the samples, the record of truth (last line per task wins)
+        latest = run.read_samples()
         for category in per:
-            per[category]["passed"] = sum(1 for r in latest.values() if r.get("category") == category
-                                          and r.get("status") == "ok" and r.get("passed"))
+            per[category]["passed"] = sum(1 for r in latest.values() if r.category == category and r.ok and r.passed)
     return per
 
 

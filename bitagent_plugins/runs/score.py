@@ -23,6 +23,8 @@ import attrs
 from bitagent_core import (
     Completion,
     DecodeError,
+    RunDir,
+    SampleRecord,
     Scorer,
     Step,
     Task,
@@ -33,6 +35,7 @@ from bitagent_core import (
     confidence_interval,
     json_call,
     read_jsonl,
+    score_sample,
 )
 
 SCORE_FIELDS = ("score", "passed", "error_type")
@@ -264,14 +267,12 @@ class LineWriter:
 
 def find_samples(path: str | Path) -> tuple[Path, Path | None]:
     """A run directory or its ``samples.jsonl`` -> (the samples file, the run's results.json if there is one)."""
-    from bitagent_core import rundir
-
     path = Path(path).expanduser().resolve()
-    samples = path / rundir.SAMPLES if path.is_dir() else path
+    run = RunDir(path if path.is_dir() else path.parent)
+    samples = run.samples_path if path.is_dir() else path
     if not samples.is_file():
-        raise ValueError(f"{path}: neither a run directory nor a samples file (no {rundir.SAMPLES})")
-    results = samples.parent / rundir.RESULTS
-    return samples, results if results.is_file() else None
+        raise ValueError(f"{path}: neither a run directory nor a samples file (no {RunDir.SAMPLES})")
+    return samples, run.results_path if run.has_results else None
 
 
 def coverage_line(summary: dict[str, Any]) -> str:
@@ -297,12 +298,12 @@ def rescore_run(path: str | Path, registry: Any, *, tasks: str | None = None, sc
     """Score a run's samples (a run directory or its samples.jsonl) again, with ``scorer`` (default: the run's),
     into a new run directory (default: beside the run). The task list is the run's own (its spec, seed and
     limit) unless given. Streams the samples. Returns the new run's RunResults and the coverage summary."""
-    from bitagent_core import records as rec
-    from bitagent_core import rundir
-    from bitagent_core import RunConfig, load_tasks, task_digest
+    from bitagent_core import RunConfig, RunResults, load_tasks, summarize_samples, task_digest
+
+    utc_stamp = RunDir.utc_stamp
 
     samples, results_path = find_samples(path)
-    base = rundir.read_results(samples.parent) if results_path else None
+    base = RunDir(samples.parent).read_results() if results_path else None
     config = RunConfig.from_json(base.config) if base else RunConfig(tasks=tasks or "", limit=None)
     if not config.tasks:
         raise ValueError(f"{samples} has no results.json beside it: say which tasks it answers with --tasks")
@@ -312,61 +313,50 @@ def rescore_run(path: str | Path, registry: Any, *, tasks: str | None = None, sc
     task_list = load_tasks(registry, config.tasks, config.seed, config.limit, sources)
     scorer_obj: Scorer = registry.get("scorers", config.scorer).factory()
     out_dir = Path(output_dir).expanduser() if output_dir else samples.parent.parent
-    new_dir = rundir.new_run_dir(out_dir, config.tasks, f"rescored-{config.scorer}")
-    lock = rundir.lock(new_dir)
-    writer = rundir.SampleWriter(new_dir)
+    run = RunDir.create(out_dir, config.tasks, f"rescored-{config.scorer}")
+    new_dir = run.path
     tally = Tally({task.id: task for task in task_list})
-    slim: dict[str, rec.SampleRecord] = {}  # per task, the record without its texts: enough for the summary
+    slim: dict[str, SampleRecord] = {}  # per task, the record without its texts: enough for the summary
     started = time.perf_counter()
     try:
         def bad_line(lineno: int, message: str) -> None:
             tally.bad.append(BadLine(lineno, message))
 
-        for lineno, record in rundir.iter_samples(samples, on_error=bad_line):
+        for lineno, record in RunDir.read_sample_file(samples, on_error=bad_line):
             tally.n_lines += 1
             task = tally.tasks.get(record.task_id)
             if task is None:
                 tally.add_unknown(record.task_id, lineno)
                 continue
-            if record.ok:
-                try:
-                    if task.environment is not None:  # multi-turn: the saved trajectory is what gets scored
-                        if not isinstance(scorer_obj, TrajectoryScorer):
-                            raise TypeError("it cannot score multi-turn tasks (no score_trajectory)")
-                        result = scorer_obj.score_trajectory(task, record.trajectory or Trajectory())
-                    else:
-                        result = scorer_obj.score(task, record.completion)
-                except Exception as exc:  # noqa: BLE001
-                    raise RuntimeError(f"{samples}:{lineno} ({task.id}): the {scorer_obj.name} scorer raised "
-                                       f"{type(exc).__name__}: {exc}") from exc
-                record = attrs.evolve(record, score=result.value, passed=result.passed, error_type=result.error_type,
-                                       breakdown=result.breakdown, decoded_calls=result.decoded_calls,
-                                       detail=result.detail, expected_calls=task.expected_calls)
-            writer.write(record)
+            if record.ok:  # the same guard and record as a run's: a scorer that fails fails this sample only
+                score, status = score_sample(scorer_obj, task, record.completion, record.trajectory,
+                                             scorer_name=config.scorer)
+                record = SampleRecord.of(task, status=status, score=score, completion=record.completion,
+                                         messages=record.messages, trajectory=record.trajectory, extra=record.extra)
+            run.append(record)
             tally.add(task.id, lineno, record.score, record.passed, record.error_type)
             slim[task.id] = attrs.evolve(record, messages=(), tools=(), expected_calls=(), decoded_calls=(),
                                           completion=attrs.evolve(record.completion, text="", tool_calls=()))
         coverage = summarize(tally, partial=partial)
         ids = [(t.id, t.category) for t in task_list]
-        results = rec.RunResults(
-            status=rec.COMPLETE, run_dir=str(new_dir), config=config.to_json(), started_at=rundir.utc_stamp(),
-            updated_at=rundir.utc_stamp(), duration_s=round(time.perf_counter() - started, 3), seed=config.seed,
+        results = RunResults(
+            status="complete", run_dir=str(new_dir), config=config.to_json(), started_at=utc_stamp(),
+            updated_at=utc_stamp(), duration_s=round(time.perf_counter() - started, 3), seed=config.seed,
             model=base.model if base else {}, scorer={"name": config.scorer, "version": scorer_obj.version},
             bitagent_version=__version__, task_digest=task_digest(task_list), sources=sources,
             rescored_from=str(samples), extra={"coverage": {k: coverage[k] for k in (
                 "n_responses", "n_tasks", "n_answered", "coverage", "partial", "unknown_task_ids",
                 "duplicate_task_ids", "bad_lines")}},
-            **rec.summarize(ids, slim, partial=partial))
-        rundir.write_results(new_dir, results)
+            **summarize_samples(ids, slim, partial=partial))
+        run.write_results(results)
     except Exception as exc:
         # never leave a directory that looks like a run: say it failed, and why
-        rundir.write_results(new_dir, rec.RunResults(
-            status=rec.RUN_FAILED, run_dir=str(new_dir), config=config.to_json(), error=str(exc),
-            started_at=rundir.utc_stamp(), updated_at=rundir.utc_stamp(), rescored_from=str(samples)))
+        run.write_results(RunResults(
+            status="failed", run_dir=str(new_dir), config=config.to_json(), error=str(exc),
+            started_at=utc_stamp(), updated_at=utc_stamp(), rescored_from=str(samples)))
         raise
     finally:
-        writer.close()
-        lock.release()
+        run.close()
     return results, coverage
 
 

@@ -16,8 +16,7 @@ from typing import Any
 
 import attrs
 
-from bitagent_core import rundir
-from bitagent_core import ExpectedCall, ToolCall
+from bitagent_core import ExpectedCall, RunDir, ToolCall
 from bitagent_core import RunResults, SampleRecord, confidence_interval
 
 
@@ -46,20 +45,16 @@ def resolve(run: str | Path, output_dir: str | Path = "runs") -> Path:
     """A run given as a path, or as a directory name under ``output_dir``."""
     path = Path(run).expanduser()
     for candidate in (path, Path(output_dir).expanduser() / str(run)):
-        if (candidate / rundir.RESULTS).is_file():
+        if RunDir.is_run(candidate):
             return candidate.resolve()
-        if candidate.is_file() and candidate.name == rundir.SAMPLES:
+        if candidate.is_file() and candidate.name == RunDir.SAMPLES and RunDir.is_run(candidate.parent):
             return candidate.parent.resolve()
-    raise ValueError(f"{run}: not a run directory (no {rundir.RESULTS} there or under {output_dir})")
+    raise ValueError(f"{run}: not a run directory (no {RunDir.RESULTS} there or under {output_dir})")
 
 
 def load(run: str | Path, output_dir: str | Path = "runs") -> Run:
-    path = resolve(run, output_dir)
-    results = rundir.read_results(path)
-    samples = {}
-    if (path / rundir.SAMPLES).is_file():
-        samples = {r.task_id: r for _, r in rundir.iter_samples(path / rundir.SAMPLES)}
-    return Run(path, results, samples)
+    run_dir = RunDir(resolve(run, output_dir))
+    return Run(run_dir.path, run_dir.read_results(), run_dir.read_samples())
 
 
 def list_runs(output_dir: str | Path) -> list[RunResults]:
@@ -69,9 +64,9 @@ def list_runs(output_dir: str | Path) -> list[RunResults]:
     if not root.is_dir():
         return []
     for path in root.iterdir():
-        if (path / rundir.RESULTS).is_file():
+        if RunDir.is_run(path):
             try:
-                found.append(rundir.read_results(path))
+                found.append(RunDir(path).read_results())
             except (OSError, ValueError):
                 continue
     return sorted(found, key=lambda r: (r.started_at, r.run_dir), reverse=True)
