@@ -607,6 +607,6 @@ def main() -> None:
         except PluginSelectionError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
-        registry.pm.hook.register_commands(cli=cli)
+        registry.register_commands(cli)
         _commands_added = True
     cli()

@@ -10,12 +10,12 @@ anything starts.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import ItemsView, Iterable, KeysView, Mapping, ValuesView
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-__all__ = ["BackendOptions", "NoOptions", "OptionError", "build_options", "parse_option_args",
+__all__ = ["BackendOptions", "MappingOptions", "NoOptions", "OptionError", "build_options", "parse_option_args",
            "parse_option_string"]
 
 
@@ -39,9 +39,49 @@ class BackendOptions(BaseModel):
         """The options that were set explicitly (not defaults), as a dict."""
         return self.model_dump(exclude_unset=True)
 
+    # A read-only mapping view, the contract before 1.0 (a backend got its options as a dict of strings):
+    # ``options.get("n_ctx")``, ``options["n_ctx"]``, ``"n_ctx" in options``, ``dict(options)``.
+
+    def _values(self) -> dict[str, Any]:
+        return {**{name: getattr(self, name) for name in type(self).model_fields}, **(self.model_extra or {})}
+
+    def __getitem__(self, key: str) -> Any:
+        values = self._values()
+        if key not in values:
+            raise KeyError(key)
+        return values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._values().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values()
+
+    def keys(self) -> KeysView[str]:
+        return self._values().keys()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self._values().items()
+
+    def values(self) -> ValuesView[Any]:
+        return self._values().values()
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+    def __bool__(self) -> bool:  # an options object is always there, even with nothing in it (as before)
+        return True
+
 
 class NoOptions(BackendOptions):
     """A backend that takes no options: any ``-B`` is an error."""
+
+
+class MappingOptions(BackendOptions):
+    """The options of a backend from a plugin written before the 1.0 contract (no ``BITAGENT_PLUGIN_API``,
+    no ``options=`` model): any ``key=value`` is kept as given, read as a mapping."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
 
 OptionsT = TypeVar("OptionsT", bound=BackendOptions)

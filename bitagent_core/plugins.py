@@ -23,9 +23,11 @@ import attrs
 import pluggy
 
 from bitagent_core import hookspecs
-from bitagent_core.options import BackendOptions, NoOptions, build_options
+from bitagent_core.options import BackendOptions, MappingOptions, NoOptions, build_options
 
 ENTRY_POINT_GROUP = "bitagent"
+#: the distribution of the built-in plugins: a name one of them registers is theirs, whatever the load order
+BUILTIN_DISTRIBUTION = "bitagent"
 #: the plugin contract's version: MAJOR changes break plugins, MINOR ones only add
 PLUGIN_API_VERSION = "1.0"
 #: the attribute a plugin module sets to the API version it was built for
@@ -169,43 +171,93 @@ class PluginRegistry:
     def failed_plugins(self) -> list[PluginInfo]:
         return [p for p in self.plugins if p.error is not None]
 
+    def _info(self, name: str) -> PluginInfo | None:
+        return next((p for p in self.plugins if p.name == name), None)
+
+    def _fail(self, name: str, message: str) -> None:
+        """Record one failing hook of plugin ``name`` (every one is kept, in order) and take the plugin out:
+        a plugin that failed anywhere registers nothing and none of its hooks runs."""
+        info = self._info(name)
+        if info is not None:
+            info.error = message if info.error is None else f"{info.error}; {message}"
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+        self._registered = None
+
+    def _plugin_order(self) -> list[str]:
+        """The registered plugins, bitagent's own first (a name a built-in registers is the built-in's,
+        whatever the load order), then the others in the order they were loaded."""
+        loaded = [p.name for p in self.plugins if self.pm.get_plugin(p.name) is not None]
+        return sorted(loaded, key=lambda name: (self._info(name) or PluginInfo("", "", None, None)).distribution
+                      != BUILTIN_DISTRIBUTION)
+
     def _collect(self) -> dict[str, dict[str, Registration]]:
         if self._registered is not None:
             return self._registered
         registered: dict[str, dict[str, Registration]] = {kind: {} for kind in self.KINDS}
-        for kind in self.KINDS:
-            hook = getattr(self.pm.hook, f"register_{kind}")
-            for impl in hook.get_hookimpls():
-                pending: dict[str, Registration] = {}
-
-                def register(name: str, factory: Callable[..., Any], description: str = "", *,
-                             options: type[BackendOptions] | None = None,
-                             _kind: str = kind, _plugin: str = impl.plugin_name,
-                             _pending: dict[str, Registration] = pending) -> None:
-                    label = _kind[:-1].replace("_", " ")
-                    if not isinstance(name, str) or not name:
-                        raise ValueError(f"a {label} needs a non-empty string name, got {name!r}")
-                    if not callable(factory):
-                        raise ValueError(f"{label} {name!r}: the factory {factory!r} is not callable")
-                    if options is not None and (_kind != "backends" or not isinstance(options, type)
-                                                or not issubclass(options, BackendOptions)):
-                        raise ValueError(f"{label} {name!r}: options= takes a BackendOptions subclass, "
-                                         "and only for backends")
-                    if name in registered[_kind] or name in _pending:
-                        other = registered[_kind][name].plugin if name in registered[_kind] else _plugin
-                        raise ValueError(f"{label} {name!r} registered twice (by {other} and {_plugin})")
-                    _pending[name] = Registration(name, factory, description, _plugin, options or NoOptions)
-
-                try:
-                    impl.function(register=register)
-                except Exception as exc:  # noqa: BLE001 - a plugin that fails to register adds nothing
-                    for info in self.plugins:
-                        if info.name == impl.plugin_name:
-                            info.error = f"register_{kind} failed: {type(exc).__name__}: {exc}"
-                    continue
-                registered[kind].update(pending)
+        for plugin in self._plugin_order():
+            pending: dict[str, dict[str, Registration]] = {kind: {} for kind in self.KINDS}
+            errors: list[str] = []
+            for kind in self.KINDS:
+                impls = [i for i in getattr(self.pm.hook, f"register_{kind}").get_hookimpls()
+                         if i.plugin_name == plugin]
+                for impl in impls:
+                    try:
+                        register = self._register_function(kind, plugin, registered, pending[kind],
+                                                           self._written_before_1_0(plugin))
+                        impl.function(register=register)
+                    except Exception as exc:  # noqa: BLE001 - a plugin that fails to register adds nothing
+                        errors.append(f"register_{kind} failed: {type(exc).__name__}: {exc}")
+            if errors:  # nothing of it is kept: never half a plugin
+                self._fail(plugin, "; ".join(errors))
+                continue
+            for kind in self.KINDS:
+                registered[kind].update(pending[kind])
         self._registered = registered
         return registered
+
+    def _written_before_1_0(self, plugin: str) -> bool:
+        """An installed plugin of another distribution that declares no API version: built for the contract
+        before 1.0, where a backend read its options as a mapping of strings."""
+        info = self._info(plugin)
+        return (info is not None and info.api_version is None and info.distribution is not None
+                and info.distribution != BUILTIN_DISTRIBUTION)
+
+    @staticmethod
+    def _register_function(kind: str, plugin: str, registered: dict[str, dict[str, Registration]],
+                           pending: dict[str, Registration], before_1_0: bool = False) -> Callable[..., None]:
+        """The ``register`` a ``register_<kind>`` hook of ``plugin`` receives: it checks each registration and
+        keeps it aside until the plugin's every hook has run."""
+        label = kind[:-1].replace("_", " ")
+
+        def register(name: str, factory: Callable[..., Any], description: str = "", *,
+                     options: type[BackendOptions] | None = None) -> None:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"a {label} needs a non-empty string name, got {name!r}")
+            if not callable(factory):
+                raise ValueError(f"{label} {name!r}: the factory {factory!r} is not callable")
+            if options is not None and (kind != "backends" or not isinstance(options, type)
+                                        or not issubclass(options, BackendOptions)):
+                raise ValueError(f"{label} {name!r}: options= takes a BackendOptions subclass, "
+                                 "and only for backends")
+            if name in registered[kind] or name in pending:
+                other = registered[kind][name].plugin if name in registered[kind] else plugin
+                raise ValueError(f"{label} {name!r} registered twice (by {other} and {plugin})")
+            default: type[BackendOptions] = MappingOptions if before_1_0 else NoOptions
+            pending[name] = Registration(name, factory, description, plugin, options or default)
+
+        return register
+
+    def register_commands(self, cli: Any) -> None:
+        """Each plugin's ``register_commands(cli)``, isolated: one that raises is recorded (``bitagent
+        plugins`` shows it), its commands are taken back, and the CLI (``--help`` included) still works."""
+        for impl in list(self.pm.hook.register_commands.get_hookimpls()):
+            snapshot = _commands_of(cli)
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug must not take the whole CLI down
+                _restore_commands(cli, snapshot)
+                self._fail(impl.plugin_name, f"register_commands failed: {type(exc).__name__}: {exc}")
 
     def registrations(self, kind: str) -> dict[str, Registration]:
         return dict(sorted(self._collect()[kind].items()))
@@ -238,6 +290,18 @@ class PluginRegistry:
 
     def plugin_versions(self) -> dict[str, str | None]:
         return {p.name: p.version for p in self.plugins if p.error is None}
+
+
+def _commands_of(cli: Any) -> dict[Any, dict[str, Any]]:
+    """The commands of ``cli`` and of each of its groups, to restore after a failed ``register_commands``."""
+    groups = [cli, *(c for c in getattr(cli, "commands", {}).values() if hasattr(c, "commands"))]
+    return {group: dict(group.commands) for group in groups}
+
+
+def _restore_commands(cli: Any, snapshot: dict[Any, dict[str, Any]]) -> None:
+    for group, commands in snapshot.items():
+        group.commands.clear()
+        group.commands.update(commands)
 
 
 def _only_from_env() -> set[str] | None:
