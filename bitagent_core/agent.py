@@ -441,8 +441,7 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
 def make_environment(registry: Any, task: Task) -> Any:
     """A fresh environment for ``task`` from the factory registered under its ``EnvironmentSpec.name``."""
     assert task.environment is not None
-    factory = registry.get("environments", task.environment.name).factory
-    return factory(dict(task.environment.config))
+    return registry.create("environments", task.environment.name, dict(task.environment.config))
 
 
 async def _play_sample(task: Task, backend: Any, registry: Any,

@@ -14,6 +14,7 @@ refused. A plugin without it is taken to be built for major version 1.
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import os
 import traceback
 from collections.abc import Callable
@@ -43,6 +44,16 @@ class Registration:
     plugin: str
     #: backends only: the options model the factory receives an instance of
     options: type[BackendOptions] = NoOptions
+
+    def wants_registry(self) -> bool:
+        """Whether the factory takes a ``registry`` keyword: it then gets the registry that builds the object
+        (the one the run resolves its plugins through), not the process-wide one."""
+        try:
+            parameters = inspect.signature(self.factory).parameters
+        except (TypeError, ValueError):  # a builtin without a signature
+            return False
+        parameter = parameters.get("registry")
+        return parameter is not None and parameter.kind in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD)
 
 
 @attrs.define
@@ -275,6 +286,14 @@ class PluginRegistry:
             raise UnknownPluginObject(message)
         return found[name]
 
+    def create(self, kind: str, name: str, *args: Any) -> Any:
+        """A new object from the factory registered as ``name``: ``factory(*args)``, plus ``registry=self``
+        when the factory takes it (a task source that reads other plugins, as ``competition:<name>`` does)."""
+        registration = self.get(kind, name)
+        if registration.wants_registry():
+            return registration.factory(*args, registry=self)
+        return registration.factory(*args)
+
     def backend_options(self, backend: str, raw: dict[str, Any], sources: dict[str, str] | None = None
                         ) -> BackendOptions:
         """``raw`` (strings from the command line, the environment or a config file) as ``backend``'s typed
@@ -286,7 +305,7 @@ class PluginRegistry:
                      sources: dict[str, str] | None = None) -> Any:
         """Build ``backend`` with validated options (nothing is loaded or started yet)."""
         options = self.backend_options(backend, raw_options, sources)
-        return self.get("backends", backend).factory(model, options)
+        return self.create("backends", backend, model, options)
 
     def plugin_versions(self) -> dict[str, str | None]:
         return {p.name: p.version for p in self.plugins if p.error is None}

@@ -154,7 +154,7 @@ def split_specs(specs: str, sources: Iterable[str] | None = None) -> list[str]:
 
 def make_task_source(registry: PluginRegistry, spec: str) -> TaskSource:
     name, arg = split_spec(spec)
-    source: TaskSource = registry.get("task_sources", name).factory(arg)
+    source: TaskSource = registry.create("task_sources", name, arg)
     return source
 
 
@@ -162,7 +162,7 @@ def competition_version(competition: Competition, registry: PluginRegistry) -> s
     """The version a competition's evaluations are keyed by: its own, plus the sample size, its scorer's version
     and its task sources' versions and shares. Any change means every model is evaluated again (a regrade)."""
     parts = [str(competition.version), f"n={competition.sample_size}"]
-    scorer = registry.get("scorers", competition.scorer).factory()
+    scorer = registry.create("scorers", competition.scorer)
     parts.append(f"{competition.scorer}={scorer.version}")
     for spec, share in sorted(competition.mix(registry).items()):
         parts.append(f"{spec}={make_task_source(registry, spec).version}@{float(share):g}")
@@ -256,7 +256,7 @@ class Evaluation:
         cfg = self.config
         self.tasks = load_tasks(self.registry, cfg.tasks, cfg.seed, cfg.limit, self.sources)
         self.digest = task_digest(self.tasks)
-        self.scorer: Scorer = self.registry.get("scorers", cfg.scorer).factory()
+        self.scorer: Scorer = self.registry.create("scorers", cfg.scorer)
         self.backend: Backend = self.registry.make_backend(cfg.backend, cfg.model, dict(cfg.backend_options))
         check_protocol(self.scorer, Scorer, f"scorer {cfg.scorer!r}")
         check_protocol(self.backend, Backend, f"backend {cfg.backend!r}")

@@ -57,7 +57,7 @@ def check_competition(competition: Any) -> None:
 
 
 def get_competition(registry: PluginRegistry, name: str) -> Competition:
-    competition = registry.get("competitions", name).factory()
+    competition = registry.create("competitions", name)
     check_competition(competition)
     return competition
 

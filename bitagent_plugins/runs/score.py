@@ -311,7 +311,7 @@ def rescore_run(path: str | Path, registry: Any, *, tasks: str | None = None, sc
                            limit=config.limit if isinstance(limit, str) else limit, scorer=scorer or config.scorer)
     sources: dict[str, dict[str, int | None]] = {}
     task_list = load_tasks(registry, config.tasks, config.seed, config.limit, sources)
-    scorer_obj: Scorer = registry.get("scorers", config.scorer).factory()
+    scorer_obj: Scorer = registry.create("scorers", config.scorer)
     out_dir = Path(output_dir).expanduser() if output_dir else samples.parent.parent
     run = RunDir.create(out_dir, config.tasks, f"rescored-{config.scorer}")
     new_dir = run.path
