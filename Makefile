@@ -35,6 +35,7 @@ browser:
 test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 # the edit loop: everything but the tests that run the embedded model (marked slow by tests/conftest.py),
@@ -46,6 +47,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python benchmarks/taskgen.py

@@ -1,12 +1,19 @@
 """bitagent: evaluate tool-calling LLMs the way Bittensor Subnet 20 does.
 
-This module is the public surface for plugins (``import bitagent_core as ba``): everything a plugin may use
-is listed in ``__all__``, and the built-in plugins import nothing else from ``bitagent_core``. Anything
-reached through a submodule instead (``bitagent_core.runner``, ``bitagent_core.cli``...) is internal and may
-change without notice. docs/plugins.md documents each name.
+This module is the public surface for plugins (``import bitagent_core as ba``): the contract a plugin is
+written against is ``__all__`` (docs/plugins.md documents each name). More names are importable from here for
+the built-in plugins and for compatibility (the runner, the decoder's parts, validation helpers); they are
+not part of the contract and may change. Anything reached through a submodule (``bitagent_core.runner``,
+``bitagent_core.cli``...) is internal.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+try:
+    __version__ = _version("bitagent")  # one place: the git tag the package was built from (setuptools-scm)
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 from typing import TYPE_CHECKING
 
@@ -25,7 +32,7 @@ _LAZY: dict[str, str] = {
                      "Scorer", "ScorerFactory", "TaskSource", "TaskSourceFactory", "ValidatingTaskSource",
                      "Environment", "EnvironmentFactory", "GuardedEnvironment", "TrajectoryScorer",
                      "RegisterBackend", "RegisterCompetition", "RegisterEnvironment", "RegisterScorer",
-                     "RegisterTaskSource"], "protocols"),
+                     "RegisterTaskSource", "Registry", "RunView"], "protocols"),
     # backend options
     **dict.fromkeys(["BackendOptions", "NoOptions", "OptionError", "parse_option_args", "parse_option_string"],
                     "options"),
@@ -34,7 +41,7 @@ _LAZY: dict[str, str] = {
                     "plugins"),
     **dict.fromkeys(["Evaluation", "RunConfig", "RunInfo", "RunObserver", "competition_version", "config_for_resume",
                      "load_tasks", "make_task_source", "split_spec", "task_digest"], "runner"),
-    "TaskLimit": "cli",
+    "TaskLimit": "cli", "render_results": "results_view",
     **dict.fromkeys(["RunDir", "RunDirLocked", "read_samples"], "rundir"),
     # the run directory's typed records (docs/schema.md)
     **dict.fromkeys(["SampleRecord", "RunResults", "CategoryStats", "SchemaError", "confidence_interval",
@@ -53,7 +60,26 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["JsonlError", "read_jsonl", "write_json_atomic"], "jsonio"),
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+#: the contract: what a plugin needs, and all it may rely on
+__all__ = sorted([
+    "PLUGIN_API_VERSION", "hookimpl", "__version__",
+    # the data model
+    "ChatRequest", "Completion", "EnvironmentSpec", "ExpectedCall", "Message", "Score", "Step", "Task", "Tool",
+    "ToolCall", "Trajectory", "Turn",
+    # protocols: what each plugin object provides, and what a plugin sees of the machinery
+    "Backend", "Competition", "Environment", "GuardedEnvironment", "Registry", "Reporter", "RunView", "Scorer",
+    "TaskSource", "TrajectoryScorer", "ValidatingTaskSource",
+    "RegisterBackend", "RegisterCompetition", "RegisterEnvironment", "RegisterScorer", "RegisterTaskSource",
+    # backend options
+    "BackendOptions", "NoOptions", "OptionError",
+    # the registry
+    "PluginRegistry", "UnknownPluginObject", "get_registry",
+    # the run log
+    "RunDir", "RunDirLocked", "RunResults", "SampleRecord", "score_sample",
+    # helpers
+    "SimpleEnvironment", "build_request", "decode", "Decoded", "DecodeError", "json_call", "read_jsonl",
+    "write_json_atomic",
+])
 
 
 def __getattr__(name: str) -> object:
@@ -131,7 +157,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         RegisterEnvironment,
         RegisterScorer,
         RegisterTaskSource,
+        Registry,
         Reporter,
+        RunView,
         Scorer,
         ScorerFactory,
         TaskSource,
@@ -147,6 +175,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         confidence_interval,
         summarize_samples,
     )
+    from bitagent_core.results_view import render_results
     from bitagent_core.rundir import RunDir, RunDirLocked, read_samples
     from bitagent_core.runner import (
         Evaluation,

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
         RegisterEnvironment,
         RegisterScorer,
         RegisterTaskSource,
+        RunView,
     )
     from bitagent_core.records import RunResults, SampleRecord
-    from bitagent_core.runner import RunInfo
 
 hookspec = pluggy.HookspecMarker("bitagent")
 hookimpl = pluggy.HookimplMarker("bitagent")
@@ -65,18 +65,18 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def on_run_start(run: RunInfo) -> None:
+def on_run_start(run: RunView) -> None:
     """A run begins (before the model loads)."""
 
 
 @hookspec
-def on_sample_scored(run: RunInfo, sample: SampleRecord) -> None:
+def on_sample_scored(run: RunView, sample: SampleRecord) -> None:
     """One sample finished (scored or failed); ``sample`` is the record written to ``samples.jsonl``
     (:class:`bitagent_core.records.SampleRecord`; ``sample.to_json()`` is the line)."""
 
 
 @hookspec
-def on_run_end(run: RunInfo, results: RunResults) -> None:
+def on_run_end(run: RunView, results: RunResults) -> None:
     """A run ended (complete, interrupted or failed); ``results`` is what was written to ``results.json``
     (:class:`bitagent_core.records.RunResults`)."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, Literal, get_args
 
 import attrs
 
@@ -116,9 +116,17 @@ class ToolCall:
                    positional=tuple(data.get("positional") or ()))
 
 
+#: who says a message
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[Role, ...] = get_args(Role)
+#: how tools reach the model: in the BFCL-style system prompt, or as native ``tools=``
+ToolFormat = Literal["prompt", "native"]
+TOOL_FORMATS: tuple[ToolFormat, ...] = get_args(ToolFormat)
+
+
 @attrs.frozen
 class Message:
-    role: str  # system | user | assistant | tool
+    role: Role
     content: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
 
@@ -132,6 +140,7 @@ class Message:
     def from_json(cls, data: dict[str, Any]) -> Message:
         if not isinstance(data, dict) or not isinstance(data.get("role"), str):
             raise ValueError(f"a message needs a string 'role': {str(data)[:200]}")
+        # the role kept as written: a record from elsewhere may use one this version does not know
         return cls(role=data["role"], content=str(data.get("content") or ""),
                    tool_calls=tuple(ToolCall.from_json(c) for c in data.get("tool_calls") or ()))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from bitagent_core.model import ChatRequest, Message, Task
+from bitagent_core.model import TOOL_FORMATS, ChatRequest, Message, Task
 
 SYSTEM_PROMPT = (
     "You are an expert in composing functions. You are given a question and a set of possible functions. "
@@ -22,7 +22,6 @@ SYSTEM_PROMPT = (
     "Here is a list of functions in JSON format that you can invoke.\n{functions}\n"
 )
 
-TOOL_FORMATS = ("prompt", "native")
 
 
 def system_prompt(task: Task) -> str:

@@ -1,18 +1,72 @@
 """What each kind of plugin object must provide. Plugins implement these; the core talks to them only through
-the members declared here (docs/plugins.md documents each one; ``bitagent_testing`` checks them)."""
+the members declared here (docs/plugins.md documents each one; ``bitagent_testing`` checks them).
+
+Part of the contract: like the data model, the records, the hooks and the options, this module imports nothing
+from the machinery (runner, CLI, plugin loading), not even for type checking (``.importlinter`` enforces it).
+What a plugin sees of the machinery is declared here as a protocol: :class:`Registry` and :class:`RunView`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from bitagent_core.model import ChatRequest, Completion, Score, Task, ToolCall, Trajectory
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # contract modules, imported for types only: loading plugins stays light (no pydantic)
     from bitagent_core.options import BackendOptions
-    from bitagent_core.plugins import PluginRegistry
-    from bitagent_core.runner import RunInfo
+    from bitagent_core.records import RunResults, SampleRecord
+
+#: the kinds of plugin object a registry holds
+PluginKind = Literal["task_sources", "backends", "scorers", "competitions", "environments"]
+#: how a competition's scores become weights
+WeightRule = Literal["cubic", "linear", "softmax"]
+
+
+class Registry(Protocol):
+    """What a plugin sees of the plugin registry (:class:`bitagent_core.PluginRegistry` is one): the
+    registrations of a kind, and objects built from them."""
+
+    def registrations(self, kind: str) -> Mapping[str, Any]:
+        """Name -> registration of every object of ``kind`` registered."""
+        ...
+
+    def create(self, kind: str, name: str, *args: Any) -> Any:
+        """A new object from the factory registered as ``name`` (given the registry when it takes one)."""
+        ...
+
+
+class RunConfigView(Protocol):
+    """What a reporter reads of a run's settings (``RunConfig``)."""
+
+    @property
+    def tasks(self) -> str: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def scorer(self) -> str: ...
+    @property
+    def limit(self) -> int | None: ...
+    @property
+    def seed(self) -> int: ...
+
+    def to_json(self) -> dict[str, Any]:
+        ...
+
+
+class RunView(Protocol):
+    """What the run hooks receive as ``run`` (the runner's ``RunInfo``)."""
+
+    @property
+    def run_dir(self) -> Path: ...
+    @property
+    def config(self) -> RunConfigView: ...
+    @property
+    def n_tasks(self) -> int: ...
+    @property
+    def resumed(self) -> bool: ...
 
 
 @runtime_checkable
@@ -189,7 +243,7 @@ class Competition(Protocol):
         """How scores become weights: ``cubic``, ``linear`` or ``softmax``."""
         ...
 
-    def mix(self, registry: PluginRegistry) -> dict[str, float]:
+    def mix(self, registry: Registry) -> dict[str, float]:
         """Task source spec -> share of the sample (shares need not sum to 1; they are normalised)."""
         ...
 
@@ -199,13 +253,13 @@ class Reporter(Protocol):
 
     A reporter that raises is disabled for the rest of the run (one warning line); it never ends the run."""
 
-    def on_run_start(self, run: RunInfo) -> None:
+    def on_run_start(self, run: RunView) -> None:
         ...
 
-    def on_sample_scored(self, run: RunInfo, sample: dict[str, Any]) -> None:
+    def on_sample_scored(self, run: RunView, sample: SampleRecord) -> None:
         ...
 
-    def on_run_end(self, run: RunInfo, results: dict[str, Any]) -> None:
+    def on_run_end(self, run: RunView, results: RunResults) -> None:
         ...
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import attrs
 
@@ -21,14 +21,15 @@ from bitagent_core.model import Completion, ExpectedCall, Message, Score, Task, 
 SCHEMA_VERSION = "1.0"
 
 #: ``SampleRecord.status``: the sample was scored, or its request (or its scoring) failed
-OK, FAILED = "ok", "failed"
-#: ``RunResults.status`` values
-RUNNING, COMPLETE, INTERRUPTED, RUN_FAILED = "running", "complete", "interrupted", "failed"
-
-#: ``SampleRecord.status``
 SampleStatus = Literal["ok", "failed"]
+OK: Final = "ok"
+FAILED: Final = "failed"
 #: ``RunResults.status``
 RunStatus = Literal["running", "complete", "interrupted", "failed"]
+RUNNING: Final = "running"
+COMPLETE: Final = "complete"
+INTERRUPTED: Final = "interrupted"
+RUN_FAILED: Final = "failed"
 #: ``SampleRecord.error_type`` of a sample that failed before or while it was scored (a scorer's own verdict
 #: words, ``wrong_func_name``..., are its own)
 ErrorType = Literal["timeout", "backend_error", "environment_error", "scorer_error"]
@@ -61,7 +62,7 @@ class SampleRecord:
     """One finished task: what was asked, what the model answered, and how it scored."""
 
     task_id: str
-    status: str  # OK or FAILED
+    status: SampleStatus
     score: float = 0.0
     passed: bool = False
     source: str = ""
@@ -148,7 +149,7 @@ class SampleRecord:
         try:
             turns = data.get("turns")
             return cls(
-                task_id=data["task_id"], status=str(data.get("status") or FAILED),
+                task_id=data["task_id"], status=OK if data.get("status") == OK else FAILED,
                 score=float(data.get("score") or 0.0), passed=bool(data.get("passed")),
                 source=str(data.get("source") or ""), category=str(data.get("category") or ""),
                 error_type=data.get("error_type"), breakdown=dict(data.get("breakdown") or {}),
@@ -194,7 +195,7 @@ class CategoryStats:
 class RunResults:
     """``results.json``: what ran, how it ended, and the scores over every task of the run."""
 
-    status: str  # RUNNING, COMPLETE, INTERRUPTED or RUN_FAILED
+    status: RunStatus
     run_dir: str
     config: dict[str, Any]  # the run's RunConfig as JSON (absolute paths)
     started_at: str = ""

@@ -93,7 +93,7 @@ def _rows(results: RunResults) -> list[dict[str, Any]]:
     return rows
 
 
-def render(results: RunResults, fmt: str = "table") -> str:
+def render_results(results: RunResults, fmt: str = "table") -> str:
     """The results as text in ``fmt`` (one of :data:`FORMATS`); ``table`` is for a terminal (rich)."""
     if fmt == "json":
         return json.dumps(results.to_json(), indent=2, ensure_ascii=False, default=str)
@@ -131,3 +131,6 @@ def render(results: RunResults, fmt: str = "table") -> str:
         console.print(line, markup=False, highlight=False)
     console.print(f"run directory: {results.run_dir}", markup=False, highlight=False)
     return str(console.file.getvalue()).rstrip("\n")  # type: ignore[attr-defined]
+
+
+render = render_results  # the name the CLI uses

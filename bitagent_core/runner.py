@@ -28,7 +28,7 @@ from bitagent_core import records as rec
 from bitagent_core.model import Task
 from bitagent_core.plugins import PluginRegistry
 from bitagent_core.protocols import Backend, Competition, Scorer, TaskSource
-from bitagent_core.records import RunResults, SampleRecord
+from bitagent_core.records import RunResults, RunStatus, SampleRecord
 from bitagent_core.reporting import Reporters
 from bitagent_core.rundir import RunDir
 from bitagent_core.validation import InvalidTask, check_protocol, validate_tasks
@@ -286,7 +286,7 @@ class Evaluation:
     async def run(self) -> RunResults:
         prepared = self.prepare()
         info = RunInfo(prepared.run_dir, self.config, len(prepared.tasks), resumed=self.resume_dir is not None)
-        status = rec.INTERRUPTED
+        status: RunStatus = rec.INTERRUPTED
         t0 = time.perf_counter()
         try:
             self._write_results(rec.RUNNING)
@@ -364,7 +364,7 @@ class Evaluation:
         """Scores over all tasks of the run: a failed or missing sample counts 0."""
         return rec.summarize(((t.id, t.category) for t in self.tasks), self.records)
 
-    def _write_results(self, status: str, duration_s: float | None = None) -> RunResults:
+    def _write_results(self, status: RunStatus, duration_s: float | None = None) -> RunResults:
         assert self.run_dir is not None
         try:
             model = self.backend.describe()

@@ -39,6 +39,12 @@ def test_the_doc_documents_the_whole_public_data_model_and_every_protocol():
         assert phrase in text, phrase
 
 
+def test_the_doc_lists_the_whole_public_surface_and_nothing_more():
+    listed = DOC.read_text().split("## The data model")[0]
+    assert sorted(set(re.findall(r"`ba\.(\w+)`", listed))) == sorted(ba.__all__)
+    assert len(ba.__all__) <= 50  # the few dozen names a plugin needs
+
+
 def run_example(code: str, label: str) -> list[str]:
     """Run one example; then the conformance checks on everything its registries hold that is not built in."""
     namespace: dict = {"__name__": f"doc_example_{label}"}

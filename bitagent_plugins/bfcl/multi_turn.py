@@ -303,10 +303,10 @@ def entry_task(entry: dict[str, Any], ground_truth: Any, docs: dict[str, list[di
                     break
     for doc in functions:  # BFCL adds its language hint after taking the held-out docs out
         doc["description"] = doc["description"] + _LANGUAGE_HINT
-    first = [Message(role=str(m["role"]), content=str(m.get("content") or "")) for m in question[0]]
+    first = [Message.from_json(m) for m in question[0]]
     turns = []
     for index, messages in enumerate(question[1:], start=1):
-        turn_messages = tuple(Message(role=str(m["role"]), content=str(m.get("content") or "")) for m in messages)
+        turn_messages = tuple(Message.from_json(m) for m in messages)
         added: tuple[Tool, ...] = ()
         if index in held_out:
             if turn_messages:

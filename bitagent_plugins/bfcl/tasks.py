@@ -271,7 +271,7 @@ def _entry_task(entry: dict[str, Any], answers: dict[str, Any], category: str,
         raise ValueError("'question' must be a list of turns of messages")
     if len(question) != 1:
         raise ValueError(f"{len(question)} turns: only single-turn entries are served")
-    messages = tuple(Message(role=str(m["role"]), content=str(m.get("content") or "")) for m in question[0])
+    messages = tuple(Message.from_json(m) for m in question[0])
     if not messages:
         raise ValueError("no messages")
     docs = entry.get("function") or []

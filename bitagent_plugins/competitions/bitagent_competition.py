@@ -12,7 +12,7 @@ models -- and +/- 0.025 at 1,000 (the validator logs each evaluation's own inter
 
 from __future__ import annotations
 
-from bitagent_core import PluginRegistry, RegisterCompetition, RegisterTaskSource, hookimpl
+from bitagent_core import RegisterCompetition, RegisterTaskSource, Registry, hookimpl
 from bitagent_plugins.competitions import CompetitionTaskSource
 
 BFCL_SOURCE = "bfcl-shuffle"
@@ -28,7 +28,7 @@ class BitagentCompetition:
     #: upstream's README: models must be apache-2.0 (its code also let cc-by-nc-4.0 and mit through)
     licenses = ("apache-2.0",)
 
-    def mix(self, registry: PluginRegistry) -> dict[str, float]:
+    def mix(self, registry: Registry) -> dict[str, float]:
         if BFCL_SOURCE in registry.registrations("task_sources"):
             return {"bitagent": 0.5, BFCL_SOURCE: 0.5}
         return {"bitagent": 1.0}

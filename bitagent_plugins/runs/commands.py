@@ -223,7 +223,7 @@ def score(run: Path | None, tasks_spec: str | None, scorer: str | None, response
 
     if sum(x is not None for x in (run, responses, bfcl_result)) != 1:
         raise click.UsageError("give one of: a run (directory or samples.jsonl), --responses FILE, --bfcl-result FILE")
-    from bitagent_core import UnknownPluginObject, get_registry, load_tasks, results_view
+    from bitagent_core import UnknownPluginObject, get_registry, load_tasks, render_results
     from bitagent_plugins.runs import score as rescore
 
     registry = get_registry()
@@ -234,7 +234,7 @@ def score(run: Path | None, tasks_spec: str | None, scorer: str | None, response
                                                    output_dir=output_dir, partial=partial)
         except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:
             raise click.ClickException(str(exc)) from None
-        click.echo(results_view.render(results, "json" if as_json else "table"))
+        click.echo(render_results(results, "json" if as_json else "table"))
         errors_at, what, spec = str(run), "sample(s)", results.config["tasks"]
     else:
         if not tasks_spec:
