@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # pip's wheel cache makes later installs take seconds).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: demo test test-fast install lint bench clean browser
+.PHONY: demo test test-fast install lint bench clean browser changelog
 
 $(BIN)/bitagent: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# the release notes the fragments in changelog/ would make (a malformed fragment fails here and in tests/test_house.py)
+changelog: install
+	$(BIN)/towncrier build --draft --version next
 
 bench: install
 	$(BIN)/python benchmarks/taskgen.py

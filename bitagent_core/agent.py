@@ -128,11 +128,6 @@ class _Deadlines:
 _deadlines = _Deadlines()
 
 
-def call_with_deadline(fn: Callable[[], Any], timeout_s: float) -> Any:
-    """``fn()`` in a worker thread; :class:`CallTimeout` when it runs past ``timeout_s`` (it is not stopped)."""
-    return _deadlines.run(lambda progress: fn(), timeout_s)
-
-
 _METHODS_CACHE: dict[type, tuple[tuple[str, Any], ...]] = {}
 
 

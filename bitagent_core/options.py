@@ -134,7 +134,3 @@ def build_options(model: type[OptionsT], raw: Mapping[str, Any], *, backend: str
             else:
                 lines.append(f"{where}backend option {key}={raw.get(key)!r}: {error['msg']}")
         raise OptionError("; ".join(lines)) from None
-
-
-def option_names(model: type[BackendOptions]) -> list[str]:
-    return sorted(model.model_fields)

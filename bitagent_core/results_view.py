@@ -32,10 +32,6 @@ EXIT_CODES = {EXIT_OK: "every task was scored (failures within --max-failures)",
 FORMATS = ("table", "json", "markdown", "csv")
 
 
-def exit_codes_help() -> str:
-    return "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items()) + "."
-
-
 def parse_max_failures(value: str | None) -> tuple[int | None, float | None]:
     """``"5"`` -> (5, None); ``"10%"`` -> (None, 0.10); None -> (None, None): no limit but all failing."""
     if value is None or value == "":

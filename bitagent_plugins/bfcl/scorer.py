@@ -464,7 +464,3 @@ class BfclScorer:
         assert error is not None
         return _fail(error[0], f"call {j + 1} ({calls[j].name}) matches no expected call; nearest is expected call "
                                f"{i + 1}: {error[1]}", calls, calls_matched=float(len(pairs)), calls_expected=float(n))
-
-
-def strict_scorer() -> BfclScorer:
-    return BfclScorer(strict=True)

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import math
 from html import escape
-from typing import Any
 
 from bitagent_plugins.runs.view import Run, call_diff, comparison
 from bitagent_plugins.runs import svg
@@ -162,8 +161,3 @@ def render(runs: list[Run], title: str = "bitagent report") -> str:
     out.append("</tbody></table>")
     out.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(out)
-
-
-def render_data(runs: list[Run]) -> dict[str, Any]:
-    """What the report shows, as JSON (for tests and tools)."""
-    return comparison(runs)

@@ -78,20 +78,6 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def render_expected_call(call: ExpectedCall) -> str:
-    """``f(a=1|2, b=<optional>"x")``: each parameter's acceptable values, ``|``-separated."""
-    args = []
-    for name, options in call.arguments.items():
-        shown = "|".join("<omitted>" if o == "" else _value(o) for o in options)
-        args.append(f"{name}={shown}")
-    return f"{call.name}({', '.join(args)})"
-
-
-def render_call(call: ToolCall) -> str:
-    args = [_value(v) for v in call.positional] + [f"{k}={_value(v)}" for k, v in call.arguments.items()]
-    return f"{call.name}({', '.join(args)})"
-
-
 def call_diff(expected: Iterable[ExpectedCall], decoded: Iterable[ToolCall]) -> list[tuple[str, str]]:
     """Lines comparing expected and decoded calls, one argument per line: ``(" ", text)`` for the same,
     ``("-", text)`` expected only, ``("+", text)`` called only. A task expecting no call shows ``(no call)``."""
