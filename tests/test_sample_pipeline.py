@@ -3,6 +3,7 @@ guard and the record constructor; re-scoring uses the same guard. Real plugin mo
 the scripted backend of bitagent_testing."""
 
 import asyncio
+import json
 
 import attrs
 
@@ -10,8 +11,8 @@ from bitagent_core import rundir
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.model import Score
 from bitagent_core.plugins import PluginRegistry
-from bitagent_core.runner import Evaluation, RunConfig
-from bitagent_plugins.runs.score import rescore_run
+from bitagent_core.runner import Evaluation, RunConfig, load_tasks
+from bitagent_plugins.runs.score import rescore_run, score_responses
 from bitagent_testing import ScriptedBackend
 from tests.test_agent import Counter, CounterTasks, FinalValue, SimpleEnvironment
 
@@ -116,3 +117,14 @@ def test_rescoring_guards_the_scorer_like_a_run(tmp_path):
     samples = rundir.read_samples(next((tmp_path / "rescored").iterdir()))
     assert rescored.status == "complete" and rescored.n_scorer_errors == 1 and rescored.n_passed == 2
     assert samples["count-1"].error_type == "scorer_error" and samples["count-0"].passed
+
+
+def test_scoring_a_responses_file_guards_the_scorer_too(tmp_path):
+    responses = tmp_path / "responses.jsonl"
+    responses.write_text("".join(json.dumps({"task_id": f"count-{i}", "response": "[add(n=1)]"}) + "\n"
+                                 for i in range(3)))
+    registry = make_registry(ScriptedBackend())
+    tasks = load_tasks(registry, "single", 0, 3)
+    tally = score_responses(responses, tasks, RaisesOnCount1())
+    assert tally.per_task["count-1"] == (0.0, False, "scorer_error")
+    assert tally.per_task["count-0"][1] and tally.per_task["count-2"][1]  # the other lines are scored

@@ -30,7 +30,6 @@ from bitagent_core import (
     Task,
     ToolCall,
     Trajectory,
-    TrajectoryScorer,
     __version__,
     confidence_interval,
     json_call,
@@ -129,14 +128,12 @@ class Tally:
         self.per_task[task_id] = (round(float(value), 6), bool(passed), error_type)
 
 
-def score_one(scorer: Scorer, task: Task, completion: Completion | None, where: str) -> tuple[float, bool, str | None]:
+def score_one(scorer: Scorer, task: Task, completion: Completion | None) -> tuple[float, bool, str | None]:
+    """(score, passed, error_type) of one single-turn answer, through the guard every verdict takes (a scorer
+    that raises scores the line 0 as ``scorer_error``)."""
     if completion is None:
         return 0.0, False, "decode_error"
-    try:
-        result = scorer.score(task, completion)
-    except Exception as exc:  # noqa: BLE001 - named with its line, then the command stops
-        raise RuntimeError(f"{where} ({task.id}): the {scorer.name} scorer raised "
-                           f"{type(exc).__name__}: {exc}") from exc
+    result, _ = score_sample(scorer, task, completion)
     return result.value, result.passed, result.error_type
 
 
@@ -163,7 +160,7 @@ def score_responses(path: str | Path, tasks: Iterable[Task], scorer: Scorer,
             if task.environment is not None or response.trajectory is not None:
                 value, passed, error_type = score_multi_turn(scorer, task, response)
             else:
-                value, passed, error_type = score_one(scorer, task, response.completion, f"line {lineno}")
+                value, passed, error_type = score_one(scorer, task, response.completion)
             tally.add(task_id, lineno, value, passed, error_type)
             if write is not None:
                 line = {k: v for k, v in response.data.items() if k not in SCORE_FIELDS}
@@ -377,13 +374,7 @@ def score_multi_turn(scorer: Any, task: Task, response: Any) -> tuple[float, boo
     if trajectory is None:
         text = response.completion.text if response.completion is not None else ""
         trajectory = Trajectory(((Step(text=text),),))
-    if not isinstance(scorer, TrajectoryScorer):
-        raise RuntimeError(f"the {scorer.name} scorer cannot score multi-turn tasks (no score_trajectory)")
-    try:
-        result = scorer.score_trajectory(task, trajectory)
-    except Exception as exc:  # noqa: BLE001 - a scorer bug must not lose the other lines
-        raise RuntimeError(f"line {response.lineno} ({task.id}): the {scorer.name} scorer raised "
-                           f"{type(exc).__name__}: {exc}") from exc
+    result, _ = score_sample(scorer, task, Completion(), trajectory)
     return result.value, result.passed, result.error_type
 
 
