@@ -290,9 +290,15 @@ class PluginRegistry:
         """A new object from the factory registered as ``name``: ``factory(*args)``, plus ``registry=self``
         when the factory takes it (a task source that reads other plugins, as ``competition:<name>`` does)."""
         registration = self.get(kind, name)
-        if registration.wants_registry():
-            return registration.factory(*args, registry=self)
-        return registration.factory(*args)
+        try:
+            if registration.wants_registry():
+                return registration.factory(*args, registry=self)
+            return registration.factory(*args)
+        except (ValueError, TypeError, OSError, UnknownPluginObject):
+            raise  # the plugin's own word on a bad argument or a missing file: said as it is
+        except Exception as exc:  # a plugin's bug: one line naming the plugin, not a traceback mid-run
+            raise RuntimeError(f"{kind[:-1].replace('_', ' ')} {name!r} of plugin {registration.plugin} could not "
+                               f"be built: {type(exc).__name__}: {exc}") from exc
 
     def backend_options(self, backend: str, raw: dict[str, Any], sources: dict[str, str] | None = None
                         ) -> BackendOptions:

@@ -94,3 +94,21 @@ def test_a_raising_register_commands_is_isolated(tmp_path):
     rows = {row["name"]: row for row in json.loads(run_cli(["plugins", "--json"], tmp_path).stdout)}
     assert rows["bad-commands"]["error"] == "register_commands failed: KeyError: 'no such group'"
     assert rows["bitagent-scorer"]["error"] is None
+
+
+def test_a_plugin_whose_factory_breaks_fails_in_one_line(tmp_path):
+    make_dist(tmp_path / "path", "broken_factory", {"broken-factory": "broken_factory_mod"}, {"broken_factory_mod": """
+        from bitagent_core.hookspecs import hookimpl
+
+        class Broken:
+            def __init__(self, model, options):
+                self.size = options.context_size  # an attribute the options do not have
+
+        @hookimpl
+        def register_backends(register):
+            register("broken", Broken)
+    """})
+    out = run_cli(["evaluate", "--backend", "broken", "--limit", "1", "--output-dir", str(tmp_path / "runs")],
+                  tmp_path / "path")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "backend 'broken' of plugin broken-factory could not be built: AttributeError" in out.stderr
