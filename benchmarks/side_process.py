@@ -46,3 +46,21 @@ class SideProcess:
             self.proc.wait(timeout=60)
         finally:
             os.unlink(self.path)
+
+
+def serve(verdict: Any) -> None:
+    """The side script's half (run in the side interpreter; stdlib only): read the JSON lines file named in
+    ``sys.argv[1]``, print every item's verdict, then time one round over all items per line on stdin."""
+    import sys
+    import time
+
+    with open(sys.argv[1], encoding="utf-8") as f:
+        items = [json.loads(line) for line in f if line.strip()]
+    print(json.dumps({"verdicts": [verdict(i) for i in items]}), flush=True)
+    for command in sys.stdin:
+        if command.strip() != "round":
+            break
+        started = time.perf_counter()
+        for item in items:
+            verdict(item)
+        print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
