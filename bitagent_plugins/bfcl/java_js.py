@@ -92,27 +92,23 @@ def prompt_docs(docs: list[dict[str, Any]] | tuple[dict[str, Any], ...], languag
 
 # --- reading (tree-sitter) --------------------------------------------------------------------------------
 
-_parsers: dict[str, Any] = {}
-_parsers_lock = threading.Lock()
+_parsers = threading.local()  # a tree-sitter parser is not safe to share between threads: one per thread
 
 
 def _parser(language: str) -> Any:
-    parser = _parsers.get(language)
-    if parser is not None:
-        return parser
-    with _parsers_lock:
-        if language not in _parsers:
-            try:
-                import importlib
+    parser = getattr(_parsers, language, None)
+    if parser is None:
+        try:
+            import importlib
 
-                import tree_sitter
-                grammar = importlib.import_module("tree_sitter_java" if language == JAVA else "tree_sitter_javascript")
-                parser = tree_sitter.Parser()
-                parser.set_language(tree_sitter.Language(grammar.language(), language))
-            except (ImportError, AttributeError, TypeError, ValueError) as exc:
-                raise RuntimeError(f"BFCL's {language} reader needs tree-sitter: {INSTALL_HINT} ({exc})") from None
-            _parsers[language] = parser
-    return _parsers[language]
+            import tree_sitter
+            grammar = importlib.import_module("tree_sitter_java" if language == JAVA else "tree_sitter_javascript")
+            parser = tree_sitter.Parser()
+            parser.set_language(tree_sitter.Language(grammar.language(), language))
+        except (ImportError, AttributeError, TypeError, ValueError) as exc:
+            raise RuntimeError(f"BFCL's {language} reader needs tree-sitter: {INSTALL_HINT} ({exc})") from None
+        setattr(_parsers, language, parser)
+    return parser
 
 
 _FENCE_TAG = re.compile(r"^(?:java|javascript|js)[ \t]*\n")
