@@ -25,6 +25,7 @@ empty ground truth (a ``miss_param`` turn, where the model should ask) fails if 
 from __future__ import annotations
 
 import copy
+import pickle
 import threading
 from typing import Any
 
@@ -109,38 +110,53 @@ def score_trajectory(task: Task, trajectory: Trajectory, *, strict: bool) -> Sco
 #: public state after it; or why the replay stopped
 Replay = tuple[tuple[list[str], dict[str, dict[str, Any]] | None], ...] | str
 _REPLAY_CACHE_MAX = 2_000
-_replay_cache: dict[str, tuple[tuple[tuple[ToolCall, ...], ...], dict[str, Any], Replay]] = {}
+#: task id -> (ground truth, environment config, the fresh instances pickled or None, the replay)
+_replay_cache: dict[str, tuple[tuple[tuple[ToolCall, ...], ...], dict[str, Any], bytes | None, Replay]] = {}
 
 
-def truth_replay(task: Task, truth: tuple[tuple[ToolCall, ...], ...]) -> Replay:
-    """The ground truth replayed on fresh instances, as BFCL replays it for every trajectory. It depends on the
-    task alone, so it is replayed once per task per process (as the single-turn scorer compiles a task's checks
-    once): a verdict is still computed from each trajectory, nothing is kept across processes."""
+def _snapshot(value: Any) -> Any:
+    """A deep copy (pickle's C round trip, several times faster than ``copy.deepcopy``; deepcopy where pickling
+    fails)."""
+    try:
+        return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))  # noqa: S301 - bytes made just above
+    except Exception:  # noqa: BLE001 - an attribute pickle cannot copy
+        return copy.deepcopy(value)
+
+
+def truth_replay(task: Task, truth: tuple[tuple[ToolCall, ...], ...]) -> tuple[bytes | None, Replay]:
+    """The entry's fresh instances (pickled, for the model's replays) and the ground truth replayed on them, as
+    BFCL replays it for every trajectory. Both depend on the task alone, so they are made once per task per
+    process (as the single-turn scorer compiles a task's checks once): every verdict is still computed from its
+    trajectory, and nothing is kept across processes."""
     assert task.environment is not None
     config = task.environment.config
     with _gt_lock:
         cached = _replay_cache.get(task.id)
     if cached is not None and cached[0] == truth and cached[1] == config:
-        return cached[2]
+        return cached[2], cached[3]
     instances = new_instances(list(config.get("involved_classes") or []), config.get("initial_config") or {},
                               bool(config.get("long_context")))
+    try:
+        fresh: bytes | None = pickle.dumps(instances, pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - an instance pickle cannot copy: the model's get new_instances
+        fresh = None
     run = Executor(list(instances.values()), format_result, bind_positional=True, guard=guard)
     turns = []
     for expected in truth:
         results = run.execute_step(expected)
         if run.broken:
-            return run.broken  # not kept: a timeout may not happen again
+            return fresh, run.broken  # not kept: a timeout may not happen again
         state = None
         if expected:  # only turns with calls are checked
-            state = {name: {k: copy.deepcopy(v) for k, v in vars(instance).items() if not k.startswith("_")}
-                     for name, instance in instances.items()}
+            state = _snapshot({name: {k: v for k, v in vars(instance).items() if not k.startswith("_")}
+                               for name, instance in instances.items()})
         turns.append((results, state))
     replay = tuple(turns)
     with _gt_lock:
         if len(_replay_cache) >= _REPLAY_CACHE_MAX:
             _replay_cache.clear()
-        _replay_cache[task.id] = (truth, config, replay)
-    return replay
+        _replay_cache[task.id] = (truth, config, fresh, replay)
+    return fresh, replay
 
 
 def _score_trajectory(task: Task, trajectory: Trajectory, strict: bool) -> Score:
@@ -152,11 +168,14 @@ def _score_trajectory(task: Task, trajectory: Trajectory, strict: bool) -> Score
         return _fail("multi_turn:force_terminated",
                      f"{len(trajectory.turns)} turn(s) where the ground truth has {n}"
                      + (f" ({trajectory.terminated})" if trajectory.terminated else ""))
-    config = task.environment.config
-    model_instances = new_instances(list(config.get("involved_classes") or []), config.get("initial_config") or {},
-                                    bool(config.get("long_context")))
+    fresh, replay = truth_replay(task, truth)
+    if fresh is not None:
+        model_instances: dict[str, object] = pickle.loads(fresh)  # noqa: S301 - made by truth_replay
+    else:
+        config = task.environment.config
+        model_instances = new_instances(list(config.get("involved_classes") or []),
+                                        config.get("initial_config") or {}, bool(config.get("long_context")))
     model_run = Executor(list(model_instances.values()), format_result, bind_positional=not strict, guard=guard)
-    replay = truth_replay(task, truth)
     all_results: list[str] = []
     for index, (steps, expected) in enumerate(zip(trajectory.turns, truth)):
         decoded = []

@@ -366,6 +366,7 @@ def summarize_accuracies(scores: dict[str, dict[str, Any]], format_sensitivity: 
                               "display": _display(groups[name]["display_accuracy"])}
                        for name in ("non_live", "live", "irrelevance", "relevance", "multi_turn", "agentic")},
         "overall": round(groups["overall"]["accuracy"], 6),
+        "overall_display": _display(groups["overall"]["display_accuracy"]),
         "format_sensitivity": board["format_sensitivity"],
         "weights": dict(WEIGHTS),
         "not_evaluated": sorted(c for c in COUNTS if c not in scores and c not in NOT_SERVED),
@@ -463,7 +464,7 @@ def _print(summary: dict[str, Any]) -> None:
     for name, value in summary["aggregates"].items():
         aggregates.add_row(name, f"{WEIGHTS[name]}%" if name in WEIGHTS else "-", f"{100 * value['accuracy']:.2f}%",
                            value["display"], "yes" if value["complete"] else "no")
-    aggregates.add_row("overall", "100%", f"{100 * summary['overall']:.2f}%", "", "")
+    aggregates.add_row("overall", "100%", f"{100 * summary['overall']:.2f}%", summary["overall_display"], "")
     if summary.get("overall_served") is not None:
         aggregates.add_row("overall (evaluated sections only)", "", f"{100 * summary['overall_served']:.2f}%", "", "")
     console = Console()
