@@ -135,10 +135,16 @@ def read_calls(text: str, language: str, strict: bool) -> list[tuple[str, dict[A
     return _read_js(body)
 
 
+def _has_error_node(root: Any) -> bool:
+    """BFCL's test, ``"ERROR" in root.sexp()``: an ERROR node (a MISSING one alone passes). ``has_error`` (no
+    ERROR or MISSING node) settles most answers without building the s-expression."""
+    return bool(root.has_error) and "ERROR" in root.sexp()
+
+
 def _read_java(source: str, strict: bool) -> list[tuple[str, dict[Any, Any]]]:
     tree = _parser(JAVA).parse(bytes(source, "utf8"))
     root = tree.root_node
-    if "ERROR" in root.sexp():
+    if _has_error_node(root):
         raise Unreadable("Error parsing java the source code.")
     data = bytes(source, "utf8")
 
@@ -209,7 +215,7 @@ def _read_java(source: str, strict: bool) -> list[tuple[str, dict[Any, Any]]]:
 
 def _read_js(source: str) -> list[tuple[str, dict[Any, Any]]]:
     root = _parser(JAVASCRIPT).parse(bytes(source, "utf8")).root_node
-    if "ERROR" in root.sexp():
+    if _has_error_node(root):
         raise Unreadable("Error js parsing the source code.")
     if root.type == "program":
         for child in root.children:
