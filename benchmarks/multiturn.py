@@ -50,9 +50,12 @@ def scoring() -> None:
     items = items[::step][:SAMPLE]
     pairs = [(tasks[i["task_id"]], Trajectory.from_json(i["result"])) for i in items]
 
+    cpu: list[float] = []  # process CPU time per round: what a loaded machine's scheduling does not change
+
     def ours() -> tuple[float, list]:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         verdicts = [score_trajectory(task, trajectory, strict=True) for task, trajectory in pairs]
+        cpu.append(time.process_time() - cpu_started)
         return time.perf_counter() - started, verdicts
 
     python = os.environ.get("BFCL_PYTHON")
@@ -81,6 +84,9 @@ def scoring() -> None:
     print(f"bfcl_trajectories_per_s={bfcl_rate:.0f}")
     print(f"verdicts_agree={agree}/{n}")
     print(f"speedup_vs_bfcl={rate / bfcl_rate:.2f}")
+    print(f"first_round_speedup_vs_bfcl={theirs[0] / mine[0]:.2f}")  # before any per-task replay is kept
+    if side.cpu_seconds:
+        print(f"cpu_speedup_vs_bfcl={min(side.cpu_seconds) / min(cpu):.2f}")
 
 
 async def prefix_reuse() -> None:

@@ -110,7 +110,7 @@ class _Deadlines:
         with self._lock:
             pool = self._pool
         progress = _Progress()
-        future = pool.submit(job, progress)
+        future = pool.submit(self._in_job, job, progress)
         while True:
             wait = progress.call_started + timeout_s - time.monotonic()
             try:
@@ -124,8 +124,27 @@ class _Deadlines:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise CallTimeout(f"a call ran longer than {timeout_s:g} s") from None
 
+    @staticmethod
+    def _in_job(job: Callable[[_Progress], Any], progress: _Progress) -> Any:
+        _current.progress = progress  # calls made inside this job run here, under its deadline (no second hand-off)
+        try:
+            return job(progress)
+        finally:
+            _current.progress = None
+
+
+#: the deadline job the current worker thread is running, if any
+_current = threading.local()
+
 
 _deadlines = _Deadlines()
+
+
+def call_with_deadline(fn: Callable[[], Any], timeout_s: float) -> Any:
+    """``fn()`` in a worker thread; :class:`CallTimeout` when it runs past ``timeout_s`` (it is not stopped). The
+    :class:`Executor` calls ``fn`` makes run in that same thread, each with ``timeout_s`` from its own start: a
+    scorer replaying a whole trajectory pays one thread hand-off, not one per step."""
+    return _deadlines.run(lambda progress: fn(), timeout_s)
 
 
 _METHODS_CACHE: dict[type, tuple[tuple[str, Any], ...]] = {}
@@ -261,6 +280,8 @@ class Executor:
         flat: list[str]
         if all(isinstance(item, str) for item in prepared):
             flat = [item for item in prepared if isinstance(item, str)]  # nothing to run: no thread needed
+        elif getattr(_current, "progress", None) is not None:  # already in a deadline job: run here, under it
+            flat = self._run(prepared, _current.progress)
         else:
             try:
                 flat = _deadlines.run(lambda progress: self._run(prepared, progress), self.call_timeout_s)

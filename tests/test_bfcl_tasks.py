@@ -17,7 +17,7 @@ from bitagent_core.plugins import get_registry
 from bitagent_core.runner import load_tasks, make_task_source
 from bitagent_plugins.bfcl import tasks as bfcl_tasks
 from bitagent_plugins.bfcl.scorer import BfclScorer
-from bitagent_plugins.bfcl.tasks import CATEGORIES, HUB_REPO, locate_data, wheel_data_dir
+from bitagent_plugins.bfcl.tasks import CATEGORIES, HUB_REPO, SINGLE_TURN, locate_data, wheel_data_dir
 
 BIN = Path(sys.executable).parent
 COUNTS = {"simple_python": 400, "multiple": 200, "parallel": 200, "parallel_multiple": 200, "irrelevance": 240,
@@ -64,7 +64,7 @@ def test_a_task_as_bfcl_has_it(all_tasks):
 
 def test_categories_groups_and_errors():
     registry = get_registry()
-    assert make_task_source(registry, "bfcl").categories() == list(CATEGORIES) + [
+    assert make_task_source(registry, "bfcl").categories() == list(SINGLE_TURN) + [
         "multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context"]
     live = {t.category for t in load_tasks(registry, "bfcl:live", 0, None)}
     assert live == {c for c in CATEGORIES if c.startswith("live_")}
@@ -184,7 +184,7 @@ def test_tasks_list_shows_the_categories():
     out = run("tasks", "list", "--json")
     rows = {row["name"]: row for row in json.loads(out.stdout)}
     multi = ["multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context"]
-    assert rows["bfcl"]["categories"] == list(CATEGORIES) + multi and rows["bfcl"]["version"] == "2026.3.23"
+    assert rows["bfcl"]["categories"] == list(SINGLE_TURN) + multi and rows["bfcl"]["version"] == "2026.3.23"
     assert rows["bfcl-shuffle"]["categories"] == ["call", "irrelevance"]
     assert "bfcl:live_parallel_multiple" in run("tasks", "list").stdout
 

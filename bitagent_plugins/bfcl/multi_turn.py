@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import pickle
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,9 +98,15 @@ def new_instances(involved_classes: list[str], initial_config: dict[str, Any],
     for name in involved_classes:
         instance = api_class(name)()
         if name not in STATELESS_CLASSES:
-            instance._load_scenario(copy.deepcopy(initial_config.get(name, {})), long_context=long_context)
+            instance._load_scenario(_copy_json(initial_config.get(name, {})), long_context=long_context)
         instances[name] = instance
     return instances
+
+
+def _copy_json(data: Any) -> Any:
+    """A deep copy of JSON data (BFCL deep-copies each initial config): pickle's C round trip is several times
+    faster than ``copy.deepcopy`` and keeps shared parts shared the same way."""
+    return pickle.loads(pickle.dumps(data, pickle.HIGHEST_PROTOCOL))  # noqa: S301 - bytes made just above
 
 
 def format_result(value: Any) -> str:

@@ -24,10 +24,13 @@ empty ground truth (a ``miss_param`` turn, where the model should ask) fails if 
 
 from __future__ import annotations
 
+import copy
+import pickle
 import threading
 from typing import Any
 
 from bitagent_core import DecodeError, Executor, Score, Task, ToolCall, Trajectory, ast_python_calls
+from bitagent_core.agent import CALL_TIMEOUT_S, CallTimeout, call_with_deadline
 from bitagent_plugins.bfcl.multi_turn import decode_step, format_result, guard, new_instances
 from bitagent_plugins.bfcl.reading import literal_bfcl
 
@@ -80,18 +83,83 @@ def _missing(expected: list[str], got: list[str]) -> list[str]:
     return missing
 
 
-def _state_difference(model: object, truth: object) -> str | None:
-    """The first public attribute where the two instances differ (BFCL's ``_compare_instances``)."""
-    for name in vars(truth):
-        if name.startswith("_"):
-            continue
-        if getattr(model, name, None) != getattr(truth, name):
+def _state_difference(model: object, truth: dict[str, Any]) -> str | None:
+    """The first public attribute where the model's instance differs from the ground truth's state (BFCL's
+    ``_compare_instances``)."""
+    for name, value in truth.items():
+        if getattr(model, name, None) != value:
             return name
     return None
 
 
 def score_trajectory(task: Task, trajectory: Trajectory, *, strict: bool) -> Score:
-    """BFCL's verdict on one trajectory (see the module docstring). Never raises on model output."""
+    """BFCL's verdict on one trajectory (see the module docstring). Never raises on model output.
+
+    The whole replay runs in one worker job, every call under its own deadline (``call_with_deadline``): one
+    thread hand-off per trajectory, where one per step made the hand-offs 80 % of the scoring time."""
+    if task.environment is None:
+        return _fail("multi_turn:inference_error", "not a multi-turn task")
+    try:
+        score: Score = call_with_deadline(lambda: _score_trajectory(task, trajectory, strict), CALL_TIMEOUT_S)
+    except CallTimeout as exc:
+        return _fail("multi_turn:execution_timeout", f"environment stopped: {exc}")
+    return score
+
+
+#: a task's ground truth replayed: per turn, its execution results and (for a turn with calls) every instance's
+#: public state after it; or why the replay stopped
+Replay = tuple[tuple[list[str], dict[str, dict[str, Any]] | None], ...] | str
+_REPLAY_CACHE_MAX = 2_000
+#: task id -> (ground truth, environment config, the fresh instances pickled or None, the replay)
+_replay_cache: dict[str, tuple[tuple[tuple[ToolCall, ...], ...], dict[str, Any], bytes | None, Replay]] = {}
+
+
+def _snapshot(value: Any) -> Any:
+    """A deep copy (pickle's C round trip, several times faster than ``copy.deepcopy``; deepcopy where pickling
+    fails)."""
+    try:
+        return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))  # noqa: S301 - bytes made just above
+    except Exception:  # noqa: BLE001 - an attribute pickle cannot copy
+        return copy.deepcopy(value)
+
+
+def truth_replay(task: Task, truth: tuple[tuple[ToolCall, ...], ...]) -> tuple[bytes | None, Replay]:
+    """The entry's fresh instances (pickled, for the model's replays) and the ground truth replayed on them, as
+    BFCL replays it for every trajectory. Both depend on the task alone, so they are made once per task per
+    process (as the single-turn scorer compiles a task's checks once): every verdict is still computed from its
+    trajectory, and nothing is kept across processes."""
+    assert task.environment is not None
+    config = task.environment.config
+    with _gt_lock:
+        cached = _replay_cache.get(task.id)
+    if cached is not None and cached[0] == truth and cached[1] == config:
+        return cached[2], cached[3]
+    instances = new_instances(list(config.get("involved_classes") or []), config.get("initial_config") or {},
+                              bool(config.get("long_context")))
+    try:
+        fresh: bytes | None = pickle.dumps(instances, pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - an instance pickle cannot copy: the model's get new_instances
+        fresh = None
+    run = Executor(list(instances.values()), format_result, bind_positional=True, guard=guard)
+    turns = []
+    for expected in truth:
+        results = run.execute_step(expected)
+        if run.broken:
+            return fresh, run.broken  # not kept: a timeout may not happen again
+        state = None
+        if expected:  # only turns with calls are checked
+            state = _snapshot({name: {k: v for k, v in vars(instance).items() if not k.startswith("_")}
+                               for name, instance in instances.items()})
+        turns.append((results, state))
+    replay = tuple(turns)
+    with _gt_lock:
+        if len(_replay_cache) >= _REPLAY_CACHE_MAX:
+            _replay_cache.clear()
+        _replay_cache[task.id] = (truth, config, fresh, replay)
+    return fresh, replay
+
+
+def _score_trajectory(task: Task, trajectory: Trajectory, strict: bool) -> Score:
     if task.environment is None:
         return _fail("multi_turn:inference_error", "not a multi-turn task")
     truth = ground_truth_calls(task)
@@ -100,14 +168,14 @@ def score_trajectory(task: Task, trajectory: Trajectory, *, strict: bool) -> Sco
         return _fail("multi_turn:force_terminated",
                      f"{len(trajectory.turns)} turn(s) where the ground truth has {n}"
                      + (f" ({trajectory.terminated})" if trajectory.terminated else ""))
-    config = task.environment.config
-    classes = list(config.get("involved_classes") or [])
-    initial = config.get("initial_config") or {}
-    long_context = bool(config.get("long_context"))
-    model_instances = new_instances(classes, initial, long_context)
-    truth_instances = new_instances(classes, initial, long_context)
+    fresh, replay = truth_replay(task, truth)
+    if fresh is not None:
+        model_instances: dict[str, object] = pickle.loads(fresh)  # noqa: S301 - made by truth_replay
+    else:
+        config = task.environment.config
+        model_instances = new_instances(list(config.get("involved_classes") or []),
+                                        config.get("initial_config") or {}, bool(config.get("long_context")))
     model_run = Executor(list(model_instances.values()), format_result, bind_positional=not strict, guard=guard)
-    truth_run = Executor(list(truth_instances.values()), format_result, bind_positional=True, guard=guard)
     all_results: list[str] = []
     for index, (steps, expected) in enumerate(zip(trajectory.turns, truth)):
         decoded = []
@@ -117,10 +185,11 @@ def score_trajectory(task: Task, trajectory: Trajectory, *, strict: bool) -> Sco
                 decoded.append(calls)
         for results in model_run.execute_steps(decoded):
             all_results.extend(results)
-        expected_results = truth_run.execute_step(expected)
-        for run in (model_run, truth_run):
-            if run.broken:
-                return _fail("multi_turn:execution_timeout", f"turn {index}: {run.broken}", turn=float(index))
+        broken = model_run.broken or (replay if isinstance(replay, str) else None)
+        if broken:
+            return _fail("multi_turn:execution_timeout", f"turn {index}: {broken}", turn=float(index))
+        assert not isinstance(replay, str)
+        expected_results, states = replay[index]
         if expected and not decoded:
             return _fail("multi_turn:empty_turn_model_response", f"Model response list is empty for turn {index}",
                          turn=float(index))
@@ -130,8 +199,8 @@ def score_trajectory(task: Task, trajectory: Trajectory, *, strict: bool) -> Sco
                              f"Model outputs valid function calls when it should not for turn {index}.",
                              turn=float(index))
             continue
-        for name, truth_instance in truth_instances.items():
-            attribute = _state_difference(model_instances[name], truth_instance)
+        for name, state in (states or {}).items():
+            attribute = _state_difference(model_instances[name], state)
             if attribute is not None:
                 return _fail("multi_turn:instance_state_mismatch",
                              f"turn {index}: Model instance for {name} does not match the state with ground truth "

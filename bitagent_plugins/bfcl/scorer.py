@@ -385,6 +385,8 @@ class BfclScorer:
         return plan
 
     def score(self, task: Task, completion: Completion) -> Score:
+        if task.metadata.get("language"):
+            return score_java_js(task, completion, self.strict)
         cached = self._plans.get(task.id)
         plan = cached[1] if cached is not None and cached[0] is task else self.plan(task)
         if self.strict:
@@ -397,6 +399,13 @@ class BfclScorer:
             if plan.kind == "irrelevance":
                 if calls:
                     return _fail("irrelevance_error", f"called {calls[0].name} where no call is right", calls)
+                if decoded.error is not None and attempts_call(task, completion.text):
+                    # BFCL counts an answer that fails to decode as an abstention; the lenient scorer does not
+                    if self.strict:
+                        return Score(1.0, {UNPARSEABLE_CALL: 1.0}, passed=True,
+                                     detail=f"an unreadable call, credited as no call as BFCL does: {decoded.error}")
+                    return _fail(UNPARSEABLE_CALL, f"tried to call but the call cannot be read: {decoded.error}",
+                                 (), unparseable_call=1.0)
                 return Score(1.0, {}, passed=True)
             if calls:  # relevance
                 return Score(1.0, {}, passed=True, decoded_calls=calls)
@@ -464,3 +473,59 @@ class BfclScorer:
         assert error is not None
         return _fail(error[0], f"call {j + 1} ({calls[j].name}) matches no expected call; nearest is expected call "
                                f"{i + 1}: {error[1]}", calls, calls_matched=float(len(pairs)), calls_expected=float(n))
+
+
+#: the error type (and breakdown key) of an irrelevance answer that tries to call but cannot be read
+UNPARSEABLE_CALL = "unparseable_call"
+_CALL_MARKERS = ("<tool_call>", "<TOOLCALL>", "<functions>", "<function", "<|python_tag|>", '"name":', "'name':")
+
+
+def attempts_call(task: Task, text: str | None) -> bool:
+    """Whether an answer that decoded to no call still tries to make one: it names one of the task's tools
+    right before an opening parenthesis, or holds a tool-call tag or a JSON ``"name":`` key."""
+    if not text:
+        return False
+    if any(marker in text for marker in _CALL_MARKERS):
+        return True
+    for tool in task.tools:
+        start = text.find(tool.name)
+        while start >= 0:
+            end = start + len(tool.name)
+            before = text[start - 1] if start else " "
+            if not (before.isalnum() or before in "_.") and text[end:end + 8].lstrip().startswith("("):
+                return True
+            start = text.find(tool.name, end)
+    return False
+
+
+def score_java_js(task: Task, completion: Completion, strict: bool) -> Score:
+    """BFCL's Java/JavaScript categories: read with tree-sitter, values converted by the declared Java/JS type
+    (``bitagent_plugins/bfcl/java_js.py``)."""
+    from bitagent_plugins.bfcl import java_js
+
+    language = str(task.metadata["language"])
+    docs = task.metadata["functions"]
+    truth = task.metadata["ground_truth"]
+    read: list[tuple[str, dict[Any, Any]]]
+    if completion.tool_calls:
+        read = [(c.name, {**dict(enumerate(c.positional)), **c.arguments}) for c in completion.tool_calls]
+        read = [(name, {k if isinstance(k, str) else None: v for k, v in args.items()}) for name, args in read]
+    else:
+        try:
+            read = java_js.read_calls(completion.text or "", language, strict)
+        except java_js.Unreadable as exc:
+            return _fail("decode_error", str(exc))
+    calls = tuple(ToolCall(name, {k: v for k, v in args.items() if k is not None},
+                           tuple(v for k, v in args.items() if k is None)) for name, args in read)
+    if len(read) != len(truth):
+        return _fail("wrong_count", f"{len(read)} call(s) where {len(truth)} expected", calls)
+    (_, options), = truth[0].items()
+    try:
+        java_js.check_call(docs[0], read[0][0], read[0][1], options, language, strict)
+    except java_js.CheckError as exc:
+        return _fail(exc.kind, exc.detail, calls)
+    return Score(1.0, {}, passed=True, decoded_calls=calls)
+
+
+def strict_scorer() -> BfclScorer:
+    return BfclScorer(strict=True)

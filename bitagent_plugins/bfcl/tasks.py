@@ -1,7 +1,9 @@
 """Task sources ``bfcl`` and ``bfcl-shuffle``: the Berkeley Function Calling Leaderboard's single-turn data.
 
 ``bfcl`` serves BFCL's own entries, one category per subset (``--tasks bfcl:simple_python``; several with
-commas; ``bfcl`` alone is every category; ``live``, ``non_live`` and ``all`` are groups). Task ids are BFCL's
+commas; ``bfcl`` alone is every Python single-turn category; ``live``, ``non_live`` and ``all`` are groups, the last
+two with ``simple_java`` and ``simple_javascript``, whose answers are Java/JavaScript source
+read with tree-sitter: the ``bfcl-java`` extra). Task ids are BFCL's
 ids, ``Task.category`` is BFCL's category and ``Task.version`` the data's version. Without a limit the tasks
 come in data order; with one, as the first N of a seeded shuffle (a smaller limit is a prefix of a larger).
 
@@ -64,14 +66,18 @@ CATEGORIES = (
 )
 #: categories without ground truth: irrelevance (no call is right) and relevance (any call is right)
 NO_GROUND_TRUTH = frozenset({"irrelevance", "live_irrelevance", "live_relevance"})
+#: categories whose answers are Java or JavaScript source (read with tree-sitter: the ``bfcl-java`` extra); not
+#: in ``bfcl`` alone (the Python categories), but in ``all`` and ``non_live``
+LANGUAGE_CATEGORIES = {"simple_java": "java", "simple_javascript": "javascript"}
+SINGLE_TURN = CATEGORIES[:1] + tuple(LANGUAGE_CATEGORIES) + CATEGORIES[1:]
 GROUPS = {
-    "all": CATEGORIES,
-    "non_live": tuple(c for c in CATEGORIES if not c.startswith("live_")),
+    "all": SINGLE_TURN,
+    "non_live": tuple(c for c in SINGLE_TURN if not c.startswith("live_")),
     "live": tuple(c for c in CATEGORIES if c.startswith("live_")),
     "multi_turn": multi_turn.CATEGORIES,  # played by the agent loop (bitagent_plugins/bfcl/multi_turn.py)
 }
 #: the v3 file names on the hub for categories v4 renamed
-_V3_NAMES = {"simple_python": "simple"}
+_V3_NAMES = {"simple_python": "simple", "simple_java": "java", "simple_javascript": "javascript"}
 _LANGUAGE_HINT = " Note that the provided function is in Python 3 syntax."  # BFCL adds it to every doc
 
 
@@ -212,8 +218,8 @@ _cache_lock = threading.Lock()
 def load_category(category: str, location: Location | None = None) -> CategoryData:
     """Read one category (cached per process). Entries without ground truth where one is needed are
     left out and reported; entries contradicting their docs are kept and reported."""
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown BFCL category {category!r} (known: {', '.join(CATEGORIES)})")
+    if category not in SINGLE_TURN:
+        raise ValueError(f"unknown BFCL category {category!r} (known: {', '.join(SINGLE_TURN)})")
     location = location or locate_data()
     key = (location, category)
     with _cache_lock:
@@ -249,7 +255,7 @@ def load_category(category: str, location: Location | None = None) -> CategoryDa
 
     from bitagent_core import check_task  # at use: plugin loading (bitagent --help) stays light
 
-    for task in tasks:
+    for task in tasks if category not in LANGUAGE_CATEGORIES else ():  # Java/JS values are checked as source
         for severity, message in check_task(task):
             problems.append(DataProblem(task.id, severity, message, category))
     errors = sorted({p.task_id for p in problems if p.severity == "error"})
@@ -277,7 +283,8 @@ def _entry_task(entry: dict[str, Any], answers: dict[str, Any], category: str,
     docs = entry.get("function") or []
     if not isinstance(docs, list) or not all(isinstance(d, dict) for d in docs):
         raise ValueError("'function' must be a list of function docs")
-    tools = [_tool(doc) for doc in docs]
+    language = LANGUAGE_CATEGORIES.get(category)
+    tools = [_tool(doc) for doc in docs] if language is None else _language_tools(docs, language)
     expected: tuple[ExpectedCall, ...] = ()
     if category not in NO_GROUND_TRUTH:
         if entry["id"] not in answers:
@@ -286,9 +293,23 @@ def _entry_task(entry: dict[str, Any], answers: dict[str, Any], category: str,
         if not isinstance(truth, list) or not truth:
             raise ValueError("empty ground truth")
         expected = tuple(ExpectedCall.from_json(call) for call in truth)
+    metadata: dict[str, Any] = {}
+    if language is not None:  # the scorer reads the docs' own Java/JS types and BFCL's ground truth as written
+        metadata = {"language": language, "functions": docs, "ground_truth": answers[entry["id"]]}
     task = Task(id=entry["id"], messages=messages, tools=tuple(tools), expected_calls=expected,
-                source="bfcl", category=category, version=version)
+                source="bfcl", category=category, version=version, metadata=metadata)
     return task, tuple(docs)
+
+
+def _language_tools(docs: list[dict[str, Any]], language: str) -> list[Tool]:
+    """Java/JS docs as BFCL shows them to the model: every parameter a string holding source code."""
+    from bitagent_plugins.bfcl.java_js import prompt_docs
+
+    shown = prompt_docs(docs, language)
+    for doc in shown:
+        if not isinstance(doc.get("name"), str) or not isinstance(doc.get("parameters"), dict):
+            raise ValueError("a function doc needs a string 'name' and an object 'parameters'")
+    return [Tool(name=d["name"], description=d["description"], parameters=d["parameters"]) for d in shown]
 
 
 def _tool(doc: dict[str, Any]) -> Tool:
@@ -311,8 +332,8 @@ def parse_categories(arg: str | None) -> tuple[str, ...]:
             continue
         names = GROUPS.get(part, (part,))
         for name in names:
-            if name not in CATEGORIES and name not in multi_turn.CATEGORIES:
-                known = ", ".join(CATEGORIES + multi_turn.CATEGORIES + tuple(GROUPS))
+            if name not in SINGLE_TURN and name not in multi_turn.CATEGORIES:
+                known = ", ".join(SINGLE_TURN + multi_turn.CATEGORIES + tuple(GROUPS))
                 raise ValueError(f"unknown BFCL category {part!r} (known: {known})")
             if name not in chosen:
                 chosen.append(name)
@@ -350,7 +371,7 @@ class BfclTaskSource:
         return self.location.version
 
     def categories(self) -> list[str]:
-        return list(CATEGORIES + multi_turn.CATEGORIES)
+        return list(SINGLE_TURN + multi_turn.CATEGORIES)
 
     def _load(self, category: str) -> CategoryData | multi_turn.MultiTurnData:
         if category in multi_turn.CATEGORIES:
