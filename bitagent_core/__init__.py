@@ -25,7 +25,7 @@ _LAZY: dict[str, str] = {
                      "Scorer", "ScorerFactory", "TaskSource", "TaskSourceFactory", "ValidatingTaskSource",
                      "Environment", "EnvironmentFactory", "GuardedEnvironment", "TrajectoryScorer",
                      "RegisterBackend", "RegisterCompetition", "RegisterEnvironment", "RegisterScorer",
-                     "RegisterTaskSource"], "protocols"),
+                     "RegisterTaskSource", "ScoringCompetition"], "protocols"),
     # backend options
     **dict.fromkeys(["BackendOptions", "NoOptions", "OptionError", "parse_option_args", "parse_option_string"],
                     "options"),
@@ -133,6 +133,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         Reporter,
         Scorer,
         ScorerFactory,
+        ScoringCompetition,
         TaskSource,
         TaskSourceFactory,
         TrajectoryScorer,

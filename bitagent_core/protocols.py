@@ -3,7 +3,7 @@ the members declared here (docs/plugins.md documents each one; ``bitagent_testin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -191,6 +191,19 @@ class Competition(Protocol):
 
     def mix(self, registry: PluginRegistry) -> dict[str, float]:
         """Task source spec -> share of the sample (shares need not sum to 1; they are normalised)."""
+        ...
+
+
+@runtime_checkable
+class ScoringCompetition(Competition, Protocol):
+    """A competition with its own rule for an evaluation's score (the ``bfcl`` competition: BFCL's overall);
+    without it, the score is the mean task score. Optional members a validator also reads:
+    ``longevity_versions`` and ``longevity_share`` (model longevity: the model's scores under each of the last
+    N earlier competition versions, each weighing ``share``; the current version weighs ``1 - N * share``)."""
+
+    def score_samples(self, samples: Sequence[Mapping[str, Any]]) -> float:
+        """The evaluation's score from its sample records (``SampleRecord.to_json()``; a missing one is
+        ``{"task_id": ..., "status": "failed", "score": 0.0}``)."""
         ...
 
 
