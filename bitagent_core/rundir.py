@@ -104,11 +104,12 @@ def iter_samples(path: Path, *, on_error: Any = "skip", drop_torn_tail: bool = F
 
 
 def read_samples(run_dir: Path) -> dict[str, SampleRecord]:
-    """The last record per task id. A torn last line (crash mid-write) is dropped from the file."""
+    """The last record per sample key (the task id; with ``--repeats``, the task id and the repeat index). A
+    torn last line (crash mid-write) is dropped from the file."""
     path = run_dir / SAMPLES
     if not path.exists():
         return {}
-    return {record.task_id: record for _, record in iter_samples(path, drop_torn_tail=True)}
+    return {record.key: record for _, record in iter_samples(path, drop_torn_tail=True)}
 
 
 class SampleWriter:

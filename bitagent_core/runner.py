@@ -51,6 +51,8 @@ class RunConfig:
     temperature: float = 0.0
     max_tokens: int = 160
     timeout_s: float = 300.0
+    #: ``--repeats k``: each task runs k times (pass@k, pass^k in the summary)
+    repeats: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -78,7 +80,8 @@ class RunConfig:
 
 
 #: ``--resume`` continues a run as it started: these decide which tasks run and how they are answered and scored
-FIXED_ON_RESUME = ("tasks", "backend", "model", "scorer", "limit", "seed", "tool_format", "temperature", "max_tokens")
+FIXED_ON_RESUME = ("tasks", "backend", "model", "scorer", "limit", "seed", "tool_format", "temperature", "max_tokens",
+                   "repeats")
 #: these may change on ``--resume`` (the change is recorded in results.json)
 MAY_CHANGE_ON_RESUME = ("timeout_s", "concurrency", "backend_options")
 
@@ -237,9 +240,10 @@ class Evaluation:
         """Finish the requests in flight, start no more; the run ends ``interrupted``. Safe from a signal handler."""
         self._stopping = True
 
-    def prepare(self) -> list[Task]:
+    def prepare(self) -> list[tuple[Task, int | None]]:
         """Resolve plugins, load tasks and create (or reopen) the run directory; returns the tasks to do.
-        Errors here (unknown plugin, bad option, unreadable tasks) leave no run directory behind."""
+        Errors here (unknown plugin, bad option, unreadable tasks) leave no run directory behind. Each sample
+        to do is a task and its repeat index (None without ``--repeats``)."""
         cfg = self.config
         self.tasks = load_tasks(self.registry, cfg.tasks, cfg.seed, cfg.limit, self.sources)
         self.digest = task_digest(self.tasks)
@@ -257,14 +261,21 @@ class Evaluation:
                 self._lock.release()
                 raise ResumeConflict(f"the tasks of {cfg.tasks} are no longer the ones this run started with "
                                      "(their data or the task source changed); start a new run")
-            known = {t.id for t in self.tasks}
+            known = {rec.sample_key(t.id, r) for t, r in self.samples()}
             self.records = {k: v for k, v in rundir.read_samples(self.run_dir).items() if k in known}
         else:
             self.run_dir = rundir.new_run_dir(Path(cfg.output_dir), cfg.tasks, cfg.model or "default")
             self._lock = rundir.lock(self.run_dir)
         self.started_at = self._previous.started_at if self._previous else rundir.utc_stamp()
         self.git_commit = rundir.git_commit(Path(bitagent_core.__file__).resolve().parent.parent)  # once per run
-        return [t for t in self.tasks if not (t.id in self.records and self.records[t.id].ok)]
+        return [(t, r) for t, r in self.samples()
+                if not ((key := rec.sample_key(t.id, r)) in self.records and self.records[key].ok)]
+
+    def samples(self) -> list[tuple[Task, int | None]]:
+        """Every sample of the run: each task with its repeat index (None without ``--repeats``)."""
+        if self.config.repeats <= 1:
+            return [(t, None) for t in self.tasks]
+        return [(t, r) for t in self.tasks for r in range(self.config.repeats)]
 
     async def run(self) -> RunResults:
         todo = self.prepare()
@@ -279,7 +290,7 @@ class Evaluation:
             writer = rundir.SampleWriter(self.run_dir)
             await self._start_backend()
             self._write_results(rec.RUNNING)  # now with the model's identity
-            self.observer.start(len(self.tasks), [r for r in self.records.values() if r.ok])
+            self.observer.start(len(self.samples()), [r for r in self.records.values() if r.ok])
             await self._run_tasks(todo, writer, info)
             status = rec.INTERRUPTED if self._stopping else rec.COMPLETE
         except (StartupError, RunIOError):
@@ -314,16 +325,19 @@ class Evaluation:
             raise StartupError(self.error) from exc
         self.observer.backend_ready(time.perf_counter() - started)
 
-    async def _run_tasks(self, todo: list[Task], writer: rundir.SampleWriter, info: RunInfo) -> None:
+    async def _run_tasks(self, todo: list[tuple[Task, int | None]], writer: rundir.SampleWriter,
+                         info: RunInfo) -> None:
         concurrency = self.config.concurrency or self.backend.default_concurrency
         limiter = asyncio.Semaphore(max(1, int(concurrency)))
         io_error: list[OSError] = []
 
-        async def one(task: Task) -> None:
+        async def one(task: Task, repeat: int | None) -> None:
             async with limiter:
                 if self._stopping or io_error:
                     return
                 record = await self._run_one(task)
+            if repeat is not None:
+                record = attrs.evolve(record, repeat=repeat)
             if io_error:
                 return
             try:
@@ -331,11 +345,11 @@ class Evaluation:
             except OSError as exc:
                 io_error.append(exc)
                 return
-            self.records[task.id] = record
+            self.records[record.key] = record
             self.reporters.call("on_sample_scored", run=info, sample=record)
             self.observer.sample(record)
 
-        await asyncio.gather(*(one(task) for task in todo))
+        await asyncio.gather(*(one(task, repeat) for task, repeat in todo))
         if io_error:
             exc = io_error[0]
             self.error = f"cannot write {writer.path}: {exc.strerror or exc}"
@@ -382,8 +396,13 @@ class Evaluation:
         return score, rec.OK
 
     def summary(self) -> dict[str, Any]:
-        """Scores over all tasks of the run: a failed or missing sample counts 0."""
-        return rec.summarize(((t.id, t.category) for t in self.tasks), self.records)
+        """Scores over all samples of the run: a failed or missing sample counts 0; with ``--repeats``, also
+        pass@k and pass^k (``pass_k``)."""
+        summary = rec.summarize(((rec.sample_key(t.id, r), t.category) for t, r in self.samples()), self.records)
+        if self.config.repeats > 1:
+            pairs = [(t.id, t.category) for t in self.tasks]
+            summary["extra"] = {"pass_k": rec.summarize_repeats(pairs, self.records, self.config.repeats)}
+        return summary
 
     def _write_results(self, status: str, duration_s: float | None = None) -> RunResults:
         assert self.run_dir is not None
