@@ -134,7 +134,7 @@ def test_without_repeats_samples_carry_no_repeat_index(tmp_path, registry):
 def test_repeats_with_the_embedded_model(tmp_path, embedded_model):
     out = subprocess.run(
         [sys.executable, "-m", "bitagent_core", "evaluate", "--tasks", "bitagent", "--limit", "2", "--repeats", "2",
-         "--temperature", "0.8", "--seed", "4", "-B", "n_threads=2", "-o", str(tmp_path), "--json"],
+         "--temperature", "0.8", "--seed", "4", "-B", "n_threads=1", "-o", str(tmp_path), "--json"],
         capture_output=True, text=True, timeout=900, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads(out.stdout)
