@@ -32,7 +32,7 @@ _LAZY: dict[str, str] = {
                      "Scorer", "ScorerFactory", "TaskSource", "TaskSourceFactory", "ValidatingTaskSource",
                      "Environment", "EnvironmentFactory", "GuardedEnvironment", "TrajectoryScorer",
                      "RegisterBackend", "RegisterCompetition", "RegisterEnvironment", "RegisterScorer",
-                     "RegisterTaskSource", "Registry", "RunView"], "protocols"),
+                     "RegisterTaskSource", "Registry", "RunView", "ScoringCompetition"], "protocols"),
     # backend options
     **dict.fromkeys(["BackendOptions", "NoOptions", "OptionError", "parse_option_args", "parse_option_string"],
                     "options"),
@@ -162,6 +162,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         RunView,
         Scorer,
         ScorerFactory,
+        ScoringCompetition,
         TaskSource,
         TaskSourceFactory,
         TrajectoryScorer,

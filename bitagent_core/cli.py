@@ -201,6 +201,8 @@ def _evaluate_epilog() -> str:
 @click.option("--limit", "-n", type=TaskLimit(), default="20", show_default=True,
               envvar="BITAGENT_LIMIT", show_envvar=True, help="Number of tasks per task source, or 'all'.")
 @click.option("--seed", type=int, default=0, show_default=True, envvar="BITAGENT_SEED", show_envvar=True)
+@click.option("--repeats", "-k", type=click.IntRange(min=1), default=1, show_default=True, envvar="BITAGENT_REPEATS",
+              show_envvar=True, help="Run each task k times; the summary adds pass@k and pass^k per category.")
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), envvar="BITAGENT_CONCURRENCY", show_envvar=True,
               help="Requests in flight (default: the backend's own).")
 @click.option("--output-dir", "-o", default="runs", show_default=True, type=click.Path(file_okay=False),
@@ -240,7 +242,8 @@ def _evaluate_epilog() -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print only the results as JSON (--format json, no progress).")
 @click.pass_context
 def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, scorer: str, limit: int | None,
-             seed: int, concurrency: int | None, output_dir: str, backend_option: tuple[str, ...], tool_format: str,
+             seed: int, repeats: int, concurrency: int | None, output_dir: str, backend_option: tuple[str, ...],
+             tool_format: str,
              temperature: float, max_tokens: int, timeout_s: float, max_failures: str | None, resume: Path | None,
              server_python: str | None, visible_devices: str | None, base_url: str | None,
              api_key_env: str | None, ready_timeout: float | None, fmt: str, as_json: bool) -> None:
@@ -264,7 +267,7 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
         given = {name for name in ctx.params if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
         values = {"tasks": tasks, "backend": backend, "model": model, "scorer": scorer, "limit": limit, "seed": seed,
                   "tool_format": tool_format, "temperature": temperature, "max_tokens": max_tokens,
-                  "timeout_s": timeout_s, "concurrency": concurrency}
+                  "timeout_s": timeout_s, "concurrency": concurrency, "repeats": repeats}
         requested: dict[str, Any] = {name: value for name, value in values.items() if name in given}
         try:
             stored = RunConfig.from_json(_read_config(resume))
@@ -286,7 +289,7 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
         config = RunConfig(tasks=tasks, backend=backend, model=model, scorer=scorer, limit=limit, seed=seed,
                            concurrency=concurrency, output_dir=output_dir, backend_options=options,
                            tool_format=tool_format, temperature=temperature, max_tokens=max_tokens,
-                           timeout_s=timeout_s)
+                           timeout_s=timeout_s, repeats=repeats)
     _check_backend_options(registry, config.backend, config.backend_options, sources)
     fmt = "json" if as_json else fmt
     progress = None if as_json else ConsoleProgress()

@@ -248,6 +248,19 @@ class Competition(Protocol):
         ...
 
 
+@runtime_checkable
+class ScoringCompetition(Competition, Protocol):
+    """A competition with its own rule for an evaluation's score (the ``bfcl`` competition: BFCL's overall);
+    without it, the score is the mean task score. Optional members a validator also reads:
+    ``longevity_versions`` and ``longevity_share`` (model longevity: the model's scores under each of the last
+    N earlier competition versions, each weighing ``share``; the current version weighs ``1 - N * share``)."""
+
+    def score_samples(self, samples: Sequence[Mapping[str, Any]]) -> float:
+        """The evaluation's score from its sample records (``SampleRecord.to_json()``; a missing one is
+        ``{"task_id": ..., "status": "failed", "score": 0.0}``)."""
+        ...
+
+
 class Reporter(Protocol):
     """The reporting hooks, as one object: a plugin implementing them with ``@hookimpl`` sees every run.
 

@@ -81,6 +81,8 @@ class SampleRecord:
     turns: tuple[dict[str, Any], ...] | None = None
     #: multi-turn tasks: every step of every turn as played (raw text, decoded calls, execution results)
     trajectory: Trajectory | None = None
+    #: ``--repeats k``: which of the k runs of the task this is (0 ... k-1); None in a run without repeats
+    repeat: int | None = None
     #: fields this version does not know, kept verbatim
     extra: dict[str, Any] = attrs.field(factory=dict)
     schema_version: str = SCHEMA_VERSION
@@ -107,6 +109,11 @@ class SampleRecord:
     @property
     def ok(self) -> bool:
         return self.status == OK
+
+    @property
+    def key(self) -> str:
+        """What identifies the sample in its run: the task id, and the repeat index with ``--repeats``."""
+        return sample_key(self.task_id, self.repeat)
 
     @property
     def error(self) -> str | None:
@@ -137,6 +144,8 @@ class SampleRecord:
             data["turns"] = list(self.turns)
         if self.trajectory is not None:
             data["trajectory"] = self.trajectory.to_json()
+        if self.repeat is not None:
+            data["repeat"] = self.repeat
         for key, value in self.extra.items():
             data.setdefault(key, value)
         return data
@@ -161,11 +170,51 @@ class SampleRecord:
                 expected_calls=tuple(ExpectedCall.from_json(c) for c in data.get("expected_calls") or ()),
                 turns=tuple(turns) if isinstance(turns, list) else None,
                 trajectory=Trajectory.from_json(data["trajectory"]) if data.get("trajectory") is not None else None,
+                repeat=int(data["repeat"]) if data.get("repeat") is not None else None,
                 extra={k: v for k, v in data.items() if k not in _SAMPLE_FIELDS},
                 schema_version=version if version != "0" else SCHEMA_VERSION,
             )
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise SchemaError(f"sample {data['task_id']!r}: {exc}") from None
+
+
+def sample_key(task_id: str, repeat: int | None) -> str:
+    """A sample's key in its run: ``task_id``, or ``task_id@repeat<i>`` with ``--repeats``."""
+    return task_id if repeat is None else f"{task_id}@repeat{repeat}"
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimator from ``n`` samples with ``c`` correct: ``1 - C(n-c, k) / C(n, k)``."""
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def pass_hat_k(n: int, c: int, k: int) -> float:
+    """pass^k (tau2-bench): the chance that k samples drawn from ``n`` are all correct, ``C(c, k) / C(n, k)``."""
+    return math.comb(c, k) / math.comb(n, k)
+
+
+def summarize_repeats(tasks: Iterable[tuple[str, str]], records: Mapping[str, SampleRecord],
+                      repeats: int) -> dict[str, Any]:
+    """pass@k and pass^k for k = 1 ... ``repeats``, per category and over all tasks (the mean over tasks; a
+    failed or missing sample counts as not passed), as tau2-bench and MCPMark report them."""
+    per_category: dict[str, list[int]] = {}
+    for task_id, category in tasks:
+        correct = 0
+        for repeat in range(repeats):
+            record = records.get(sample_key(task_id, repeat))
+            correct += bool(record is not None and record.ok and record.passed)
+        per_category.setdefault(category or "all", []).append(correct)
+
+    def figures(counts: list[int]) -> dict[str, Any]:
+        out: dict[str, Any] = {"tasks": len(counts)}
+        for k in range(1, repeats + 1):
+            out[f"pass@{k}"] = round(statistics.fmean(pass_at_k(repeats, c, k) for c in counts), 6)
+            out[f"pass^{k}"] = round(statistics.fmean(pass_hat_k(repeats, c, k) for c in counts), 6)
+        return out
+
+    every = [c for counts in per_category.values() for c in counts]
+    return {"k": repeats, "per_category": {cat: figures(counts) for cat, counts in sorted(per_category.items())},
+            "all": figures(every) if every else {"tasks": 0}}
 
 
 _SAMPLE_FIELDS = frozenset(f.name for f in attrs.fields(SampleRecord)) - {"extra"}

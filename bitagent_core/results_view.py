@@ -89,6 +89,21 @@ def _rows(results: RunResults) -> list[dict[str, Any]]:
     return rows
 
 
+def pass_k_lines(results: RunResults) -> list[str]:
+    """``--repeats k``: pass@k and pass^k per category, one line each (empty for a run without repeats)."""
+    data = results.extra.get("pass_k")
+    if not isinstance(data, dict) or not isinstance(data.get("per_category"), dict):
+        return []
+    k = int(data.get("k") or 1)
+    rows = {**data["per_category"], "all": data.get("all") or {}}
+    lines = [f"repeats: each task ran {k} times; pass@k (any of k passes) and pass^k (all k pass):"]
+    for category, figures in rows.items():
+        cells = "  ".join(f"pass@{i} {figures.get(f'pass@{i}', 0.0):.3f}  pass^{i} {figures.get(f'pass^{i}', 0.0):.3f}"
+                          for i in sorted({1, k}))
+        lines.append(f"  {category}: {cells}")
+    return lines
+
+
 def render_results(results: RunResults, fmt: str = "table") -> str:
     """The results as text in ``fmt`` (one of :data:`FORMATS`); ``table`` is for a terminal (rich)."""
     if fmt == "json":
@@ -105,7 +120,7 @@ def render_results(results: RunResults, fmt: str = "table") -> str:
                  "|---|---:|---:|---:|---|"]
         lines += [f"| {r['category']} | {r['tasks']} | {r['passed']} | {r['mean_score']:.3f} | "
                   f"{r['ci_low']:.3f}-{r['ci_high']:.3f} |" for r in rows]
-        return "\n".join(lines + [""] + notes(results))
+        return "\n".join(lines + [""] + pass_k_lines(results) + notes(results))
     if fmt != "table":
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
     from rich.console import Console
@@ -123,7 +138,7 @@ def render_results(results: RunResults, fmt: str = "table") -> str:
     console.print(f"model: {results.model.get('model', '?')}  failed: {results.n_failed}  "
                   f"tokens: {results.prompt_tokens}+{results.completion_tokens}  "
                   f"mean latency: {results.mean_latency_s if results.mean_latency_s is not None else '-'} s")
-    for line in notes(results):
+    for line in pass_k_lines(results) + notes(results):
         console.print(line, markup=False, highlight=False)
     console.print(f"run directory: {results.run_dir}", markup=False, highlight=False)
     return str(console.file.getvalue()).rstrip("\n")  # type: ignore[attr-defined]

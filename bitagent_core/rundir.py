@@ -108,12 +108,13 @@ def iter_samples(path: Path, *, on_error: Any = "skip", drop_torn_tail: bool = F
 
 
 def read_samples(run_dir: Path) -> dict[str, SampleRecord]:
-    """The last record per task id, read-only: a torn last line (a crash mid-write) is skipped, never cut
-    (:meth:`RunDir.repair` cuts it, under the lock)."""
+    """The last record per sample key (the task id; with ``--repeats``, the task id and the repeat index),
+    read-only: a torn last line (a crash mid-write) is skipped, never cut (:meth:`RunDir.repair` cuts it, under
+    the lock)."""
     path = Path(run_dir) / SAMPLES
     if not path.exists():
         return {}
-    return {record.task_id: record for _, record in iter_samples(path)}
+    return {record.key: record for _, record in iter_samples(path)}
 
 
 class SampleWriter:

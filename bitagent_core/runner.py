@@ -51,6 +51,8 @@ class RunConfig:
     temperature: float = 0.0
     max_tokens: int = 160
     timeout_s: float = 300.0
+    #: ``--repeats k``: each task runs k times (pass@k, pass^k in the summary)
+    repeats: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -78,7 +80,8 @@ class RunConfig:
 
 
 #: ``--resume`` continues a run as it started: these decide which tasks run and how they are answered and scored
-FIXED_ON_RESUME = ("tasks", "backend", "model", "scorer", "limit", "seed", "tool_format", "temperature", "max_tokens")
+FIXED_ON_RESUME = ("tasks", "backend", "model", "scorer", "limit", "seed", "tool_format", "temperature", "max_tokens",
+                   "repeats")
 #: these may change on ``--resume`` (the change is recorded in results.json)
 MAY_CHANGE_ON_RESUME = ("timeout_s", "concurrency", "backend_options")
 
@@ -216,7 +219,8 @@ class PreparedRun:
     (new or reopened, locked) run directory."""
 
     tasks: tuple[Task, ...]
-    todo: tuple[Task, ...]
+    #: each sample still to do: a task and its repeat index (None without ``--repeats``)
+    todo: tuple[tuple[Task, int | None], ...]
     run_dir: Path
     scorer: Scorer
     backend: Backend
@@ -271,7 +275,7 @@ class Evaluation:
                 raise ResumeConflict(f"the tasks of {cfg.tasks} are no longer the ones this run started with "
                                      "(their data or the task source changed); start a new run")
             self._run.repair()  # a crash mid-write left a torn last line: appends start on a fresh one
-            known = {t.id for t in self.tasks}
+            known = {rec.sample_key(t.id, r) for t, r in self.samples()}
             self.records = {k: v for k, v in self._run.read_samples().items() if k in known}
         else:
             self._run = RunDir.create(Path(cfg.output_dir), cfg.tasks, cfg.model or "default")
@@ -279,9 +283,16 @@ class Evaluation:
         self.started_at = self._previous.started_at if self._previous else rundir.utc_stamp()
         self.git_commit = rundir.git_commit(Path(bitagent_core.__file__).resolve().parent.parent)  # once per run
         assert self.run_dir is not None
-        todo = tuple(t for t in self.tasks if not (t.id in self.records and self.records[t.id].ok))
+        todo = tuple((t, r) for t, r in self.samples()
+                     if not ((key := rec.sample_key(t.id, r)) in self.records and self.records[key].ok))
         return PreparedRun(tasks=tuple(self.tasks), todo=todo, run_dir=self.run_dir, scorer=self.scorer,
                            backend=self.backend, task_digest=self.digest)
+
+    def samples(self) -> list[tuple[Task, int | None]]:
+        """Every sample of the run: each task with its repeat index (None without ``--repeats``)."""
+        if self.config.repeats <= 1:
+            return [(t, None) for t in self.tasks]
+        return [(t, r) for t in self.tasks for r in range(self.config.repeats)]
 
     async def run(self) -> RunResults:
         prepared = self.prepare()
@@ -293,7 +304,7 @@ class Evaluation:
             self.reporters.call("on_run_start", run=info)
             await self._start_backend()
             self._write_results(rec.RUNNING)  # now with the model's identity
-            self.observer.start(len(self.tasks), [r for r in self.records.values() if r.ok])
+            self.observer.start(len(self.samples()), [r for r in self.records.values() if r.ok])
             await self._run_tasks(prepared.todo, info)
             status = rec.INTERRUPTED if self._stopping else rec.COMPLETE
         except (StartupError, RunIOError):
@@ -326,16 +337,18 @@ class Evaluation:
             raise StartupError(self.error) from exc
         self.observer.backend_ready(time.perf_counter() - started)
 
-    async def _run_tasks(self, todo: Iterable[Task], info: RunInfo) -> None:
+    async def _run_tasks(self, todo: Iterable[tuple[Task, int | None]], info: RunInfo) -> None:
         concurrency = self.config.concurrency or self.backend.default_concurrency
         limiter = asyncio.Semaphore(max(1, int(concurrency)))
         io_error: list[OSError] = []
 
-        async def one(task: Task) -> None:
+        async def one(task: Task, repeat: int | None) -> None:
             async with limiter:
                 if self._stopping or io_error:
                     return
                 record = await self._run_one(task)
+            if repeat is not None:
+                record = attrs.evolve(record, repeat=repeat)
             if io_error:
                 return
             try:
@@ -343,11 +356,11 @@ class Evaluation:
             except OSError as exc:
                 io_error.append(exc)
                 return
-            self.records[task.id] = record
+            self.records[record.key] = record
             self.reporters.call("on_sample_scored", run=info, sample=record)
             self.observer.sample(record)
 
-        await asyncio.gather(*(one(task) for task in todo))
+        await asyncio.gather(*(one(task, repeat) for task, repeat in todo))
         if io_error:
             exc = io_error[0]
             self.error = f"cannot write {self._run.samples_path}: {exc.strerror or exc}"
@@ -361,8 +374,13 @@ class Evaluation:
             timeout_s=cfg.timeout_s, stop_requested=lambda: self._stopping, scorer_name=cfg.scorer))
 
     def summary(self) -> dict[str, Any]:
-        """Scores over all tasks of the run: a failed or missing sample counts 0."""
-        return rec.summarize(((t.id, t.category) for t in self.tasks), self.records)
+        """Scores over all samples of the run: a failed or missing sample counts 0; with ``--repeats``, also
+        pass@k and pass^k (``pass_k``)."""
+        summary = rec.summarize(((rec.sample_key(t.id, r), t.category) for t, r in self.samples()), self.records)
+        if self.config.repeats > 1:
+            pairs = [(t.id, t.category) for t in self.tasks]
+            summary["extra"] = {"pass_k": rec.summarize_repeats(pairs, self.records, self.config.repeats)}
+        return summary
 
     def _write_results(self, status: RunStatus, duration_s: float | None = None) -> RunResults:
         assert self.run_dir is not None

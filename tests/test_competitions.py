@@ -38,8 +38,10 @@ def test_allocate_splits_by_share_with_largest_remainders():
 
 def test_the_bitagent_competition_mixes_bfcl_tasks_in_when_that_source_is_installed(registry):
     competition = get_competition(registry, "bitagent")
-    assert (competition.scorer, competition.weight_rule, competition.sample_size) == ("bitagent", "cubic", 1000)
+    assert (competition.scorer, competition.weight_rule, competition.sample_size) == \
+        ("bitagent-multi-turn", "cubic", 1000)
     assert "bfcl-shuffle" in registry.registrations("task_sources")
+    competition.multi_turn_share = 0  # the multi-turn share: tests/test_competitions_bfcl.py
     assert competition.mix(registry) == {"bitagent": 0.5, "bfcl-shuffle": 0.5}
     competition.sample_size = 10
     tasks = sample_tasks(competition, registry, seed=11)
@@ -55,6 +57,7 @@ def test_without_bfcl_the_competition_is_bitagent_tasks_only(monkeypatch):
         registry = plugins.get_registry()
         competition = get_competition(registry, "bitagent")
         assert competition.mix(registry) == {"bitagent": 1.0}
+        assert competition.scorer == "bitagent"  # no multi-turn share without the bfcl plugin
         assert {t.source for t in sample_tasks(competition, registry, seed=3, limit=8)} == {"bitagent"}
     finally:
         plugins.reset_registry()
@@ -87,7 +90,7 @@ def test_the_competition_is_a_task_source_for_the_runner(registry):
 def test_the_version_changes_with_anything_that_changes_the_grades(registry):
     competition = BitagentCompetition()
     base = effective_version(competition, registry)
-    assert base.startswith("1;n=1000;bitagent=")
+    assert base.startswith("1;n=1000;bitagent-multi-turn=1+1;")
     competition.version = "2"
     assert effective_version(competition, registry) != base
     competition = BitagentCompetition()

@@ -133,7 +133,13 @@ class ModelPipeline:
         scores = [float(s.get("score") or 0.0) if s.get("status") == "ok" else 0.0 for s in samples]
         errors = tuple(str((s.get("completion") or {}).get("error") or s.get("detail") or "")
                        for s in samples if s.get("status") != "ok")
-        result = EvaluationResult(score=float(results["mean_score"]), n_tasks=int(results["n_tasks"]),
+        score = float(results["mean_score"])
+        score_samples = getattr(self.competition, "score_samples", None)  # a competition's own rule (BFCL overall)
+        if callable(score_samples):
+            score = float(score_samples(samples))
+            log.info("%s: %s score %.4f (mean task score %.4f)", key, self.competition.name, score,
+                     float(results["mean_score"]))
+        result = EvaluationResult(score=score, n_tasks=int(results["n_tasks"]),
                                   ci95=ci95(scores), run_dir=str(results["run_dir"]), samples=samples,
                                   errors=errors, results=results)
         log.info("%s: %d responses (%d failed) in %.1f s", key, len(samples), len(errors), time.monotonic() - started)

@@ -116,6 +116,13 @@ def mine_command(substrate_factory: Callable[[], Any] | None = None) -> click.Co
     return mine
 
 
+def _key_values(values: tuple[str, ...], flag: str) -> dict[str, str]:
+    try:
+        return parse_option_args(values, flag)
+    except OptionError as exc:
+        raise click.BadParameter(str(exc), param_hint=flag) from None
+
+
 def _backend_options(values: tuple[str, ...], backend: str, registry: PluginRegistry, *,
                      visible_devices: str | None, server_python: str | None,
                      mem_fraction_static: float | None) -> dict[str, str]:
@@ -173,6 +180,8 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
           help="Backend option key=value (repeatable), e.g. -B ready_timeout=1200.")
     @_opt("--competition", default="bitagent", show_default=True, env="COMPETITION",
           help="Competition plugin: task sources and mix, sample size, scorer, weight rule.")
+    @_opt("--competition-option", "competition_option", multiple=True, env="COMPETITION_OPTIONS",
+          help="A competition setting key=value (repeatable), e.g. multi_turn_share=0.2, longevity_versions=10.")
     @_opt("--sample-size", type=click.IntRange(min=1), env="SAMPLE_SIZE",
           help="Tasks per evaluation (default: the competition's).")
     @_opt("--cache-dir", "--validator-hf-cache-dir", "cache_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -227,7 +236,8 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
     def validate(netuid: int, network: str, chain_endpoint: str | None, wallet_name: str, wallet_hotkey: str,
                  wallet_path: str, debug: bool, trace: bool, log_level: str | None, backend: str,
                  backend_option: tuple[str, ...],
-                 competition: str, sample_size: int | None, cache_dir: Path, hf_offline: bool, state_path: Path,
+                 competition: str, competition_option: tuple[str, ...], sample_size: int | None, cache_dir: Path,
+                 hf_offline: bool, state_path: Path,
                  runs_dir: Path | None, dry_run: bool, epoch_length: int, sync_interval: int, query_timeout: float,
                  allow_private_axons: bool, visible_devices: str | None, server_python: str | None,
                  mem_fraction_static: float | None, request_timeout: float, max_params: int | None,
@@ -251,7 +261,8 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
             netuid=netuid, network=_network(network, chain_endpoint), wallet_name=wallet_name,
             wallet_hotkey=wallet_hotkey, wallet_path=wallet_path, state_path=state_path.expanduser(),
             cache_dir=cache_dir.expanduser(), output_dir=runs_dir.expanduser() if runs_dir else None,
-            backend=backend, backend_options=options, competition=competition, sample_size=sample_size,
+            backend=backend, backend_options=options, competition=competition,
+            competition_options=_key_values(competition_option, "--competition-option"), sample_size=sample_size,
             dry_run=dry_run, epoch_length=epoch_length, sync_interval=sync_interval, query_timeout_s=query_timeout,
             allow_private_axons=allow_private_axons, hf_offline=hf_offline, max_params=max_params,
             max_download_bytes=max_download_bytes, once=once, max_rounds=max_rounds,

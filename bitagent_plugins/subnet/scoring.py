@@ -8,7 +8,9 @@
   fresh private sample; a new competition version (its own, its scorer's, its sources', the sample size)
   regrades every model from scratch.
 * **Scores**: per competition version, a moving average per weights (``state.DEFAULT_EMA_ALPHA``, first
-  evaluation sets it); each hotkey gets its weights' average if it committed them first, else 0.
+  evaluation sets it); each hotkey gets its weights' average if it committed them first, else 0. With model
+  longevity (a competition's ``longevity_versions``/``longevity_share``), the averages under the last
+  earlier versions weigh in too.
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ class ModelJob:
 
 class Scoreboard:
     def __init__(self, state: ValidatorState, *, competition: str, version: str, alpha: float = DEFAULT_EMA_ALPHA,
-                 reevaluate_blocks: int | None = None) -> None:
+                 reevaluate_blocks: int | None = None, longevity: tuple[int, float] = (0, 0.0)) -> None:
         self.state = state
         self.competition = competition
         self.version = version
         self.alpha = alpha
         self.reevaluate_blocks = reevaluate_blocks
+        #: model longevity: (earlier versions, share of each) mixed into every score
+        self.longevity = longevity
 
     # -- what to do next ------------------------------------------------------------------------------------
 
@@ -150,4 +154,4 @@ class Scoreboard:
         return value
 
     def scores(self) -> dict[str, float]:
-        return self.state.scores_by_hotkey(self.competition, self.version)
+        return self.state.scores_by_hotkey(self.competition, self.version, longevity=self.longevity)

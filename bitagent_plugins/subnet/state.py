@@ -483,14 +483,16 @@ class ValidatorState:
             return db.execute("UPDATE evaluations SET status = 'pending', updated_at = ? WHERE status = 'running'",
                               (time.time(),)).rowcount
 
-    def scores_by_hotkey(self, competition: str, version: str | int) -> dict[str, float]:
+    def scores_by_hotkey(self, competition: str, version: str | int, *,
+                         longevity: tuple[int, float] = (0, 0.0)) -> dict[str, float]:
         """Scores per submitting hotkey for ``competition``/``version``.
 
         Scores belong to weights, credit to the earliest committer (``keys.earliest_committer``): the hotkey
         that committed a model's weights first gets their moving average over every evaluation (a failure by
         the model counts 0), the others submitting the same weights (the same commit, or the same weight files
         re-uploaded) get 0; 0 when the model failed vetting. Hotkeys whose weights have no evaluation yet are
-        left out.
+        left out. ``longevity=(n, share)`` mixes in each weights' averages under the competition's last ``n``
+        earlier versions (:func:`_with_longevity`).
         """
         with self._tx(write=False) as db:
             subs = [SubmissionRow(*row) for row in db.execute(f"SELECT {_SUBMISSION_COLUMNS} FROM submissions")]
@@ -498,6 +500,8 @@ class ValidatorState:
             groups = _weights_groups(db)
             averages = dict(db.execute("SELECT weights, value FROM ema WHERE competition = ?"
                                        " AND competition_version = ?", (competition, str(version))).fetchall())
+            if longevity[0] > 0:
+                averages = _with_longevity(db, competition, str(version), averages, *longevity)
         group_of = {row.hotkey: groups[row.model_key] for row in subs}
         winners = credited(subs, group_of)
         scores: dict[str, float] = {}
@@ -634,6 +638,29 @@ def _update_ema(db: sqlite3.Connection, competition: str, version: str, group: s
                " VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (competition, competition_version, weights) DO UPDATE SET"
                " value = ? * ? + (1 - ?) * value, n = n + 1, updated_at = excluded.updated_at",
                (competition, version, group, score, now, alpha, score, alpha))
+
+
+def past_versions(db: sqlite3.Connection, competition: str, version: str, n: int) -> list[str]:
+    """The competition's last ``n`` versions before ``version``, newest first (by their first evaluation)."""
+    return [v for (v,) in db.execute(
+        "SELECT competition_version FROM evaluation_history WHERE competition = ? AND competition_version != ?"
+        " GROUP BY competition_version ORDER BY MIN(id) DESC LIMIT ?", (competition, version, int(n)))]
+
+
+def _with_longevity(db: sqlite3.Connection, competition: str, version: str, current: dict[str, float], n: int,
+                    share: float) -> dict[str, float]:
+    """Upstream's model longevity: ``(1 - n * share) * current + share * (average under each of the last n
+    earlier versions)``; a version under which the weights have no average counts 0 (a new model earns it)."""
+    if not 0 <= n * share <= 1:
+        raise StateError(f"longevity: {n} versions x {share} is not a share of the score")
+    past = past_versions(db, competition, version, n)
+    earlier: dict[str, float] = {}
+    for old in past:
+        for group, value in db.execute("SELECT weights, value FROM ema WHERE competition = ? AND"
+                                       " competition_version = ?", (competition, old)):
+            earlier[group] = earlier.get(group, 0.0) + float(value)
+    return {group: (1 - n * share) * float(value) + share * earlier.get(group, 0.0)
+            for group, value in current.items()}
 
 
 def _seed_ema(db: sqlite3.Connection) -> None:

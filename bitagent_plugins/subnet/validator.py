@@ -78,6 +78,8 @@ class ValidatorConfig:
     competition: str = "bitagent"
     #: tasks per evaluation; None: the competition's ``sample_size``
     sample_size: int | None = None
+    #: the competition's numeric settings changed (``multi_turn_share``, ``longevity_versions``...)
+    competition_options: dict[str, str] = attrs.field(factory=dict)
     dry_run: bool = False
     epoch_length: int = 100
     sync_interval: int = 10
@@ -102,6 +104,27 @@ class ValidatorConfig:
     @property
     def runs_dir(self) -> Path:
         return self.output_dir or self.state_path.parent / "runs"
+
+
+def configure_competition(competition: Any, options: dict[str, str]) -> None:
+    """Set a competition's numeric settings (``--competition-option multi_turn_share=0.2``); an unknown name
+    or a value of the wrong kind is refused with the settings it has."""
+    known: dict[str, type[int] | type[float]] = {}
+    for name in dir(type(competition)):
+        value = getattr(type(competition), name, None)
+        if not name.startswith("_") and type(value) in (int, float):
+            known[name] = int if type(value) is int else float
+    for name, text in options.items():
+        if name not in known:
+            raise ValueError(f"competition {competition.name!r} has no setting {name!r} "
+                             f"(its settings: {', '.join(sorted(known)) or 'none'})")
+        try:
+            value = known[name](text)
+        except ValueError:
+            raise ValueError(f"competition option {name}={text!r}: not a {known[name].__name__}") from None
+        if value < 0:
+            raise ValueError(f"competition option {name}={text!r}: must not be negative")
+        setattr(competition, name, value)
 
 
 class AlreadyRunning(RuntimeError):
@@ -146,6 +169,7 @@ class Validator:
             # the override is the sample size itself: the competition task source draws this many tasks and
             # the version (which keys evaluations) says n=<this>
             self.competition.sample_size = int(config.sample_size)
+        configure_competition(self.competition, config.competition_options)
         self.sample_size = int(self.competition.sample_size)
         self.version = competition_version(self.competition, self.registry)
         self.wallet_error: str | None = None
@@ -265,7 +289,9 @@ class Validator:
     def _build_parts(self, state: ValidatorState) -> None:
         cfg = self.config
         self.scoreboard = Scoreboard(state, competition=self.competition.name, version=self.version,
-                                     alpha=cfg.ema_alpha, reevaluate_blocks=cfg.reevaluate_blocks)
+                                     alpha=cfg.ema_alpha, reevaluate_blocks=cfg.reevaluate_blocks,
+                                     longevity=(int(getattr(self.competition, "longevity_versions", 0)),
+                                                float(getattr(self.competition, "longevity_share", 0.0))))
         self.collector = SubmissionCollector(state, hub=self.hub, wallet=self.wallet, own_hotkey=self.chain.hotkey,
                                              netuid=cfg.netuid, query_timeout_s=cfg.query_timeout_s,
                                              allow_private=cfg.allow_private_axons,
