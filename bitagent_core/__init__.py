@@ -26,7 +26,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["ChatRequest", "Completion", "EnvironmentSpec", "ExpectedCall", "Message", "Score", "Step", "Task",
                      "Tool", "ToolCall", "Trajectory", "Turn"], "model"),
     # multi-turn tasks: environments and the safe executor of the model's calls
-    **dict.fromkeys(["Executor", "SimpleEnvironment", "refuse_argument", "score_sample"], "agent"),
+    **dict.fromkeys(["Executor", "CALL_TIMEOUT_S", "CallTimeout", "call_with_deadline", "SimpleEnvironment",
+                     "refuse_argument", "score_sample"], "agent"),
     # protocols and factories
     **dict.fromkeys(["Backend", "BackendFactory", "Competition", "CompetitionFactory", "DataProblemLike", "Reporter",
                      "Scorer", "ScorerFactory", "TaskSource", "TaskSourceFactory", "ValidatingTaskSource",
@@ -98,7 +99,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time each name comes from __getattr__
-    from bitagent_core.agent import Executor, SimpleEnvironment, refuse_argument, score_sample
+    from bitagent_core.agent import (
+        CALL_TIMEOUT_S,
+        CallTimeout,
+        Executor,
+        SimpleEnvironment,
+        call_with_deadline,
+        refuse_argument,
+        score_sample,
+    )
     from bitagent_core.cli import TaskLimit
     from bitagent_core.decoding import (
         MAX_CALLS,

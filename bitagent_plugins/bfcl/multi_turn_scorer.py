@@ -29,8 +29,18 @@ import pickle
 import threading
 from typing import Any
 
-from bitagent_core import DecodeError, Executor, Score, Task, ToolCall, Trajectory, ast_python_calls
-from bitagent_core.agent import CALL_TIMEOUT_S, CallTimeout, call_with_deadline
+from bitagent_core import (
+    CALL_TIMEOUT_S,
+    CallTimeout,
+    DecodeError,
+    Executor,
+    Score,
+    Task,
+    ToolCall,
+    Trajectory,
+    ast_python_calls,
+    call_with_deadline,
+)
 from bitagent_plugins.bfcl.multi_turn import decode_step, format_result, guard, new_instances
 from bitagent_plugins.bfcl.reading import literal_bfcl
 
