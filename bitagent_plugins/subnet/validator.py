@@ -409,7 +409,11 @@ class Validator:
         if self._round is None:  # between rounds: a round evaluates each model once, on its one sample
             self.scoreboard.schedule_reevaluations(mg.block)
         if self._collector_task is None or self._collector_task.done():
-            _log_failure(self._collector_task, "collecting submissions")
+            task = self._collector_task
+            if task is not None and not task.cancelled() and disk_full(task.exception() or Exception()):
+                self._disk_full("collecting submissions")  # collected again by this sync's task
+            else:
+                _log_failure(task, "collecting submissions")
             self._collector_task = asyncio.create_task(self.collector.run(mg), name="bitagent-collect")
         self.events.append(("sync", str(mg.block)))
         log.info("sync: block %d, %d neurons (%.1f s)", mg.block, len(mg), time.monotonic() - started)
