@@ -34,7 +34,7 @@ from bitagent_plugins.subnet.protocol import (
 )
 
 MODEL = "acme/tool-caller@main"
-LIMITS = ServerLimits(max_connections=16, max_per_source=16, max_overflow=8, head_timeout_s=1.0,
+LIMITS = ServerLimits(max_connections=16, max_per_source=16, max_overflow=32, head_timeout_s=1.0,
                       body_timeout_s=1.0, request_timeout_s=2.0, keep_alive_s=1.0, evict_after_s=0.5)
 
 

@@ -199,6 +199,8 @@ class ServerLimits:
     evict_body_after_s: float = 0.1
     evict_after_s: float = 0.5
     evict_silent_after_s: float = 2.0
+    #: seconds a request over the cap waits for a slot to free before it is answered 503
+    overflow_wait_s: float = 1.0
     #: seconds from accept (or from the last answer on a kept-alive connection) to a complete request head
     head_timeout_s: float = 5.0
     #: seconds from the request head to the whole body (a validator sends it at once: < 4 KB)
@@ -334,6 +336,18 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
                 overflow[self] = None
             self._wait_for_head()
 
+        def _promote(self) -> bool:
+            """An overflow connection whose request came: a slot now, if one can be freed."""
+            if not self._overflow:
+                return True
+            if self.transport.is_closing():
+                return False
+            overflow.pop(self, None)
+            self._overflow = not self._take_slot()
+            if self._overflow:
+                overflow[self] = None
+            return not self._overflow
+
         def _take_slot(self) -> bool:
             """A slot in ``live`` for this connection, evicting another if needed; False when none can be freed."""
             if per_source[self._source] >= limits.max_per_source and not self._evict_one(live, same_source=True):
@@ -405,7 +419,10 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
         def _drop(self) -> None:
             self._release()
             self._stop_head_timer()
-            self.transport.abort()
+            if self._answered and not self._partial:
+                self.transport.close()  # its answer may still be unread: a reset would discard it
+            else:
+                self.transport.abort()
 
         def handle_events(self) -> None:
             cycle = self.cycle
@@ -413,11 +430,8 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
             if self.cycle is not cycle and self.cycle is not None:  # a request head arrived
                 self._stop_head_timer()
                 if self._overflow:  # by now the others' heads are read too: slow uploads can be told apart
-                    overflow.pop(self, None)
-                    self._overflow = not self._take_slot()
-                    if self._overflow:
-                        scope: dict[str, Any] = self.cycle.scope  # type: ignore[assignment]
-                        scope["bitagent.overloaded"] = True
+                    scope: dict[str, Any] = self.cycle.scope  # type: ignore[assignment]
+                    scope["bitagent.take_slot"] = self._promote
             if self.cycle is not None and self._phase != "busy" and self.conn.their_state is not h11.IDLE:
                 if not self.cycle.more_body:
                     self._phase = "busy"
@@ -463,7 +477,8 @@ class _App:
             return
         owner = self.owner
         headers: Mapping[str, str] = {}
-        if scope.get("bitagent.overloaded"):
+        take_slot = scope.get("bitagent.take_slot")
+        if take_slot is not None and not await _wait_for_slot(take_slot, owner.limits.overflow_wait_s):
             owner.stats.overloaded += 1
             status, payload = 503, _error("every connection slot is answering: retry shortly")
             headers = {"Retry-After": str(owner.limits.retry_after_s), "Connection": "close"}
@@ -521,6 +536,17 @@ class _App:
 def _source(scope: dict) -> str | None:
     client = scope.get("client")
     return str(client[0]) if client else None
+
+
+async def _wait_for_slot(take_slot: Callable[[], bool], wait_s: float) -> bool:
+    """Whether a request that came over the cap got a slot within ``wait_s`` (slow uploads ahead of it become
+    evictable within ``evict_body_after_s``)."""
+    deadline = time.monotonic() + wait_s
+    while not take_slot():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 async def _read_body(receive: Callable, cap: int) -> bytes:
