@@ -22,8 +22,9 @@ The same server answers the upstream subnet's ``POST /GetHFModelName`` synapse (
 
 Server    uvicorn (h11) on a socket we bind, in a daemon thread (:class:`ServerLimits`): at most
           ``max_connections`` open connections and ``max_per_source`` per client address (a newcomer beyond
-          either evicts the oldest connection still waiting for its head, idle, or sending its body; when
-          every one is being answered, the newcomer is answered ``503``), a deadline from accept to a
+          either evicts the oldest connection still sending its body, else one with a partial head, one idle
+          after an answer, one silent for 2 s; when none can go, the newcomer waits in an overflow pool and
+          its request gets a slot within ``overflow_wait_s`` or a ``503``), a deadline from accept to a
           complete request head (slow-loris), a short deadline for the body after the head (slow uploads),
           headers capped by h11's ``max_incomplete_event_size``, a deadline for answering, body caps per
           route, a listen backlog of 128, JSON bodies parsed only when shallow, small and finite.
