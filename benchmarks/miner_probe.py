@@ -1,11 +1,17 @@
 """The attack probe of issue 8 against a miner endpoint in its own process on 127.0.0.1 (RLIMIT_NOFILE 1024).
 
 Phases: idle; ``SLOW`` slow-loris connections (a partial request head, then a byte every 2 s) while 20 valid
-signed queries are made; ``BIG`` connections each sending 100 header lines of 60 KB and no body; ``ROUNDS``
-rounds of 50 concurrent valid queries. Measured with psutil (the peak from /proc): the miner's RSS (now and
-peak), open fds, and the client's latencies (p50/p99) and failures.
+signed queries are made; for each count in ``--slow-body`` (300 and 1,000), that many reconnecting slow
+uploads (a request head without auth headers, then a body byte every 2 s; reconnecting whenever closed) for
+``--slow-body-seconds`` while a validator makes valid queries, 4 at a time, back to back: the share of them
+served (goal >= 0.99); a ``--burst`` of valid queries at once, each on its own connection: how many were
+answered 200, 503 (with Retry-After) or closed without an answer (goal 0); ``BIG`` connections each sending
+100 header lines of 60 KB and no body; ``ROUNDS`` rounds of 50 concurrent valid queries. Measured with psutil
+(the peak from /proc): the miner's RSS (now and peak), open fds, and the client's latencies (p50/p99) and
+failures.
 
-    .venv/bin/python benchmarks/miner_probe.py [--baseline-root DIR] [--slow 1000] [--big 50] [--rounds 5]
+    .venv/bin/python benchmarks/miner_probe.py [--baseline-root DIR] [--slow 1000] [--slow-body 300,1000]
+        [--burst 1000] [--big 50] [--rounds 5]
 
 ``--baseline-root`` runs the same probe first against another checkout's code (e.g. the commit before the
 hardening: ``git archive b648af6 bitagent_core bitagent_plugins | tar -x -C /tmp/before``) and prints the
@@ -80,6 +86,73 @@ async def _valid(wallet, miner_hotkey: str, address: str, n: int) -> tuple[list[
     return times, failures
 
 
+async def _valid_stream(wallet, miner_hotkey: str, address: str, seconds: float,
+                        parallel: int = 4) -> tuple[int, int, list[float], dict[str, int]]:
+    """Valid queries back to back, ``parallel`` at a time, for ``seconds``: (asked, served, latencies, why not)."""
+    from bitagent_plugins.subnet.protocol import QueryFailed, query_submission
+    from bitagent_plugins.subnet.protocol import _client as client_for
+
+    asked = served = 0
+    times: list[float] = []
+    failures: dict[str, int] = {}
+    deadline = time.monotonic() + seconds
+
+    async def worker() -> None:
+        nonlocal asked, served
+        while time.monotonic() < deadline:
+            asked += 1
+            started = time.perf_counter()
+            async with client_for(15, 1) as client:  # a fresh connection per query, as a validator makes
+                try:
+                    await asyncio.wait_for(query_submission(client, wallet, hotkey=miner_hotkey, axon=address,
+                                                            netuid=20, allow_private=True), 15)
+                    served += 1
+                    times.append(time.perf_counter() - started)
+                except (QueryFailed, TimeoutError) as exc:
+                    reason = getattr(exc, "reason", "timed out")[:40]
+                    failures[reason] = failures.get(reason, 0) + 1
+
+    await asyncio.gather(*(worker() for _ in range(parallel)))
+    return asked, served, times, failures
+
+
+async def _burst(wallet, miner_hotkey: str, address: str, n: int) -> dict[str, int]:
+    """``n`` valid queries at once, each on its own connection: how each ended."""
+    import httpx
+    from bittensor import http_auth
+
+    from bitagent_plugins.subnet.protocol import SUBMISSION_PATH, hotkey_signer, request_body
+
+    outcomes: dict[str, int] = {"200": 0, "503_retry_after": 0, "other_status": 0, "silent_close": 0}
+
+    async def one() -> None:
+        body = request_body(20)
+        headers = http_auth.sign(hotkey_signer(wallet), method="POST", path=SUBMISSION_PATH, body=body,
+                                 receiver_ss58=miner_hotkey)
+        async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
+            try:
+                response = await client.post(f"http://{address}{SUBMISSION_PATH}", content=body, headers=headers)
+            except httpx.TimeoutException:
+                outcomes["timeout"] = outcomes.get("timeout", 0) + 1
+                return
+            except httpx.HTTPError as exc:
+                outcomes["silent_close"] += 1
+                kind = f"silent_close_{type(exc).__name__}"
+                outcomes[kind] = outcomes.get(kind, 0) + 1
+                return
+        if response.status_code == 200:
+            outcomes["200"] += 1
+        elif response.status_code == 503 and response.headers.get("retry-after"):
+            outcomes["503_retry_after"] += 1
+        else:
+            outcomes["other_status"] += 1
+            kind = f"status_{response.status_code}"
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return outcomes
+
+
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -131,6 +204,25 @@ def probe(root: Path, args: argparse.Namespace, wallets: tuple, label: str) -> d
             sock.close()
         time.sleep(1)
 
+        from slow_clients import SlowBodies
+
+        for n in args.slow_body:
+            with SlowBodies((host, int(port)), n, interval_s=2.0) as attack:
+                time.sleep(3)  # every slot taken, the attackers reconnecting
+                asked, served, times, why = asyncio.run(_valid_stream(validator, miner_hotkey, address,
+                                                                      args.slow_body_seconds))
+                fds = _proc(proc.pid)["fds"] if proc.poll() is None else -1
+            out.update({f"slowbody{n}_valid_asked": asked, f"slowbody{n}_valid_served": served,
+                        f"slowbody{n}_valid_served_share": round(served / asked, 4) if asked else float("nan"),
+                        f"slowbody{n}_valid_p99_ms": round(1000 * _pct(times, 0.99), 1),
+                        f"slowbody{n}_attacker_connects": attack.connects, f"slowbody{n}_miner_fds": fds,
+                        f"slowbody{n}_failures": json.dumps(why, sort_keys=True).replace(" ", "")})
+            time.sleep(3)  # the last attackers' connections time out
+        if args.burst:
+            burst = asyncio.run(_burst(validator, miner_hotkey, address, args.burst))
+            out.update({f"burst{args.burst}_{k}": v for k, v in burst.items()})
+            time.sleep(1)
+
         line = b"X-Pad: " + b"a" * 60_000 + b"\r\n"
         big: list[socket.socket] = []
         for _ in range(args.big):
@@ -175,9 +267,15 @@ def main() -> None:
     parser.add_argument("--baseline-root", type=Path)
     parser.add_argument("--slow", type=int, default=1000)
     parser.add_argument("--slow-seconds", type=float, default=12)
+    parser.add_argument("--slow-body", type=lambda text: [int(n) for n in text.split(",") if n], default=[300, 1000],
+                        help="counts of reconnecting slow uploads, comma-separated")
+    parser.add_argument("--slow-body-seconds", type=float, default=20)
+    parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--big", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # this side holds the attackers and the burst
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 16384)), hard))
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from subnet_helpers import make_wallet
 

@@ -151,3 +151,117 @@ def test_a_clean_repo_still_passes(tmp_path):
     report = _vet(tmp_path, _repo(tmp_path, "clean", generation_config__json=b'{"max_new_tokens": 8}',
                                   tokenizer__json=json.dumps({"model": {"vocab": {"auto": 1}}}).encode()))
     assert report.ok, report.reason
+
+
+# --- chat templates rendered in a bounded child (issue 23) ------------------------------------------------
+
+LOOP = "{% for i in range(100000) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}"
+BOMB = "{{ ('a' * 2000000000)|length }}"
+RECURSION = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"
+HUGE = "{% for i in range(100000) %}{{ 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' }}{% endfor %}"
+BROKEN = "{% for m in messages %}{{ m.content }"
+ESCAPE = "{{ messages.__class__.__mro__[1].__subclasses__() }}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,template,reason", [
+    ("nested range loops", LOOP, "did not render within"),
+    ("memory bomb", BOMB, "ran out of memory"),
+    ("recursion", RECURSION, "render"),
+    ("absurd prompt", HUGE, "-character prompt"),
+    ("syntax error", BROKEN, "does not compile"),
+    ("sandbox escape", ESCAPE, "failed to render: SecurityError"),
+])
+def test_hostile_chat_templates_are_refused_in_a_bounded_child(tmp_path, monkeypatch, name, template, reason):
+    from bitagent_plugins.subnet import template_check
+
+    monkeypatch.setattr(template_check, "TIMEOUT_S", 4.0)  # the loop runs for hours: killed at the deadline
+    tokenizer = json.dumps({"chat_template": template, "eos_token": "</s>"}).encode()
+    report = _vet(tmp_path, _repo(tmp_path, "template", tokenizer_config__json=tokenizer))
+    assert not report.ok and reason in report.reason, report.reason
+    check = template_check.check_template(template)
+    assert not check.ok and check.peak_rss_bytes < template_check.MEMORY_BYTES
+    print(f"template={name!r} refused_in_s={check.elapsed_s:.2f} peak_rss_mb={check.peak_rss_bytes / 2**20:.0f} "
+          f"reason={check.reason!r}")
+
+
+def test_real_templates_render_and_may_decline_a_role(tmp_path):
+    from bitagent_plugins.subnet.template_check import check_template
+
+    chatml = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}{% if m.tool_calls %}"
+              "{{ m.tool_calls|tojson }}{% endif %}<|im_end|>\n{% endfor %}{% if tools %}{{ tools|tojson(indent=2) }}"
+              "{% endif %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    no_system = ("{{ bos_token }}{% if messages[0].role == 'system' %}"
+                 "{{ raise_exception('System role not supported') }}{% endif %}"
+                 "{% for m in messages %}{{ m.content }}{% endfor %}")
+    for template in (chatml, no_system):
+        result = check_template(template, bos_token="<s>")
+        assert result.ok and 0 < result.prompt_chars < 10_000, result
+    declines_all = "{{ raise_exception('no') }}"
+    result = check_template(declines_all)
+    assert not result.ok and "refused every conversation" in result.reason
+    assert _vet(tmp_path, _repo(tmp_path, "chatml", tokenizer_config__json=json.dumps(
+        {"chat_template": [{"name": "default", "template": chatml}], "bos_token": {"content": "<s>"}}).encode())).ok
+
+
+# --- JSON bounded before it is parsed (issue 23) ----------------------------------------------------------
+
+_MEASURE = r"""
+import json, resource, sys, time
+from pathlib import Path
+from bitagent_plugins.subnet.vetting import OfflineHubClient, vet, LockedModel
+cache, repo, sha, warm = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+client = OfflineHubClient(cache)
+vet(LockedModel(warm.split("@")[0], warm.split("@")[1]), cache_dir=cache, api=client)  # imports done
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+report = vet(LockedModel(repo, sha), cache_dir=cache, api=client)
+elapsed = time.perf_counter() - started
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"ok": report.ok, "reason": report.reason, "s": elapsed, "before_kb": before, "after_kb": after}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", ["{}", "[[]]", "[1]"])
+def test_a_60_mb_json_of_tiny_values_is_refused_with_low_memory(tmp_path, shape):
+    import subprocess
+    import sys
+
+    unit = {"{}": b"{},", "[[]]": b"[[]],", "[1]": b"1,"}[shape]
+    body = b"[" + unit * ((60 << 20) // len(unit)) + unit[:-1] + b"]"
+    locked = _repo(tmp_path, "bigjson", tokenizer__json=body)
+    del body
+    warm = _repo(tmp_path, "warm")
+    env = dict(os.environ) | {"HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", _MEASURE, str(tmp_path), locked.repo_id, locked.sha,
+                          f"{warm.repo_id}@{warm.sha}"], capture_output=True, text=True, env=env, timeout=300,
+                         check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    grew_mb = (result["after_kb"] - result["before_kb"]) / 1024
+    print(f"json_shape={shape} file_mb=60 refused_in_s={result['s']:.2f} peak_rss_growth_mb={grew_mb:.1f} "
+          f"peak_rss_mb={result['after_kb'] / 1024:.0f}")
+    assert not result["ok"] and "tokenizer.json" in result["reason"] and "values" in result["reason"], result
+    assert grew_mb < 100, result  # json.loads of the same file: 1.7-2.2 GB
+
+
+def test_json_scan_counts_keys_depth_and_strings_across_chunks():
+    import io
+
+    from bitagent_plugins.subnet import jsonscan
+
+    text = json.dumps({"a": ["x" * 3000 + '\\"' + "]" * 10, {"auto_map": 1}], "b\u005f": "}{,"}).encode()
+    shape = jsonscan.scan(io.BytesIO(text), keys=("auto_map", "b_"))
+    assert shape.keys_found == {"auto_map", "b_"} and shape.depth == 3
+    escaped = b'{"auto\\u005fmap": 1}'
+    assert jsonscan.scan(escaped, keys=("auto_map",)).keys_found == {"auto_map"}
+    assert not jsonscan.scan(b'{"x": "auto_map"}', keys=("auto_map",)).keys_found  # a value, not a key
+    for bad in (b"[", b"[}", b'"open', b"[" * 100 + b"]" * 100, b'["' + b"a" * (5 << 20) + b'"]'):
+        with pytest.raises(jsonscan.JsonTooBig):
+            jsonscan.scan(bad)
+    monkey = jsonscan.CHUNK
+    try:
+        jsonscan.CHUNK = 7  # every token split across chunks somewhere
+        assert jsonscan.scan(io.BytesIO(text), keys=("auto_map",)).keys_found == {"auto_map"}
+    finally:
+        jsonscan.CHUNK = monkey

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -96,9 +97,22 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def _int(value: str | None, what: str) -> int:
-    if value is None or not value.strip().lstrip("-").isdigit() or len(value) > 32:
+    if value is None or len(value) > 32 or not value.strip().lstrip("-").isdigit() or not value.isascii():
         raise LegacyRefused(400, f"bad {what}")
     return int(value)
+
+
+def _float(value: str | None, what: str) -> float:
+    """A finite number from a header (``nan``/``inf`` refused: they broke the nonce arithmetic, HTTP 500)."""
+    if not value:
+        return 0.0
+    try:
+        number = float(value) if len(value) <= 32 else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise LegacyRefused(400, f"bad {what}")
+    return number
 
 
 # --- the miner's side ---------------------------------------------------------------------------------
@@ -155,10 +169,7 @@ class LegacyResponder:
         uid = h.get("bt_header_dendrite_uuid", "")
         signature = h.get("bt_header_dendrite_signature", "")
         body_hash = h.get("computed_body_hash", "")
-        try:
-            timeout = min(max(float(h.get("timeout") or 0.0), 0.0), MAX_TIMEOUT_S)
-        except ValueError:
-            raise LegacyRefused(400, "bad timeout") from None
+        timeout = min(max(_float(h.get("timeout"), "timeout"), 0.0), MAX_TIMEOUT_S)
         if len(uid) > 64 or len(signature) > 200:
             raise LegacyRefused(400, "oversized dendrite headers")
         key = f"{caller}:{uid}"

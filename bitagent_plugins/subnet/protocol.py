@@ -13,15 +13,21 @@ Response  ``200`` body ``{"model": "org/name@revision", "hotkey": <miner>, "netu
 Refusals  ``401`` unsigned, tampered, stale, replayed or wrongly addressed requests; ``403`` a hotkey that
           is not registered on the subnet (or, on netuid 20, holds no validator permit); ``400`` a body
           that is not the question; ``404``/``405`` anything else; ``411``/``413`` no or too big a body;
-          ``408`` a request not read and answered within its deadline.
+          ``408`` a body not received within its deadline (or a request not answered within its own);
+          ``503`` with ``Retry-After`` when every connection slot holds a request being answered.
+          Refusals are logged aggregated: one line per reason per ``log_window_s`` with counts and sources
+          (:class:`RefusalLog`); a client that hangs up is counted as a disconnect.
 
 The same server answers the upstream subnet's ``POST /GetHFModelName`` synapse (:mod:`.legacy`).
 
 Server    uvicorn (h11) on a socket we bind, in a daemon thread (:class:`ServerLimits`): at most
-          ``max_connections`` open connections (a new one evicts the oldest that has not sent a request
-          yet), a deadline from accept to a complete request head (slow-loris), headers capped by h11's
-          ``max_incomplete_event_size``, a deadline for reading the body and answering, body caps per
-          route, a listen backlog of 128, JSON bodies parsed only when shallow and small.
+          ``max_connections`` open connections and ``max_per_source`` per client address (a newcomer beyond
+          either evicts the oldest connection still sending its body, else one with a partial head, one idle
+          after an answer, one silent for 2 s; when none can go, the newcomer waits in an overflow pool and
+          its request gets a slot within ``overflow_wait_s`` or a ``503``), a deadline from accept to a
+          complete request head (slow-loris), a short deadline for the body after the head (slow uploads),
+          headers capped by h11's ``max_incomplete_event_size``, a deadline for answering, body caps per
+          route, a listen backlog of 128, JSON bodies parsed only when shallow, small and finite.
 Client    ``httpx.AsyncClient``, 15 s per miner; answers are read raw and decompressed by us with the cap
           applied while streaming (a gzip bomb costs at most the cap).
 """
@@ -32,11 +38,13 @@ import asyncio
 import ipaddress
 import json
 import logging
+import math
+import re
 import socket
 import threading
 import time
 import zlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -117,12 +125,24 @@ def json_depth_ok(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> bool:
     return True
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"a number out of range: {printable(text, 40)}")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def json_loads_bounded(data: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """``json.loads`` for untrusted bytes: ``ValueError`` for deep nesting instead of a ``RecursionError``."""
+    """``json.loads`` for untrusted bytes: ``ValueError`` for deep nesting (instead of a ``RecursionError``) and
+    for non-finite numbers (``NaN``, ``Infinity``, ``1e999``: Python's parser accepts them)."""
     if not json_depth_ok(data, max_depth):
         raise ValueError(f"JSON nested deeper than {max_depth}")
     try:
-        return json.loads(data)
+        return json.loads(data, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 
@@ -163,10 +183,29 @@ class MetagraphAuthorizer:
 class ServerLimits:
     """What one client can hold on the miner's endpoint (see the module docstring)."""
 
-    #: open connections; a new one beyond this evicts the oldest connection that has not sent a request head
+    #: open connections; a newcomer beyond this evicts the oldest connection without a request being answered
     max_connections: int = 256
+    #: open connections from one client address (the same eviction within that address)
+    max_per_source: int = 64
+    #: connections beyond the cap while no slot can be freed: each is answered 503 once its head is read;
+    #: beyond these the oldest of them not answering is evicted, else the newcomer is dropped. Each lives
+    #: for milliseconds (a valid client sends its request at once); accepting stops for a second when the
+    #: process runs out of file descriptors (asyncio), so a burst waits in the backlog rather than failing
+    max_overflow: int = 512
+    #: which connection a newcomer evicts, first to last (the oldest of the first kind there is): one whose
+    #: body has been coming for ``evict_body_after_s`` (a validator sends its body with its head); one that
+    #: sent part of a head ``evict_after_s`` ago; one idle after an answer; one that has sent nothing for
+    #: ``evict_silent_after_s`` (its bytes may still be unread in a busy server: a burst of valid requests
+    #: beyond the cap is answered 503, never silently closed). None of these: the newcomer waits in overflow.
+    evict_body_after_s: float = 0.1
+    evict_after_s: float = 0.5
+    evict_silent_after_s: float = 2.0
+    #: seconds a request over the cap waits for a slot to free before it is answered 503
+    overflow_wait_s: float = 1.0
     #: seconds from accept (or from the last answer on a kept-alive connection) to a complete request head
     head_timeout_s: float = 5.0
+    #: seconds from the request head to the whole body (a validator sends it at once: < 4 KB)
+    body_timeout_s: float = 2.0
     #: seconds to read a request's body and answer it
     request_timeout_s: float = 10.0
     #: seconds an idle kept-alive connection stays open
@@ -174,6 +213,10 @@ class ServerLimits:
     #: bytes of request line + headers (h11's ``max_incomplete_event_size``)
     max_header_bytes: int = 16384
     backlog: int = 128
+    #: seconds over which refusals are counted before their one line per reason is logged
+    log_window_s: float = 60.0
+    #: what a ``503`` tells the client to wait (seconds)
+    retry_after_s: int = 1
 
 
 @attrs.define
@@ -182,33 +225,184 @@ class ServerStats:
     refused: int = 0
     evicted: int = 0
     head_timeouts: int = 0
+    overloaded: int = 0
+    disconnects: int = 0
 
 
-def _guarded_protocol(limits: ServerLimits, stats: ServerStats) -> type:
-    """uvicorn's h11 protocol with a connection cap and a request-head deadline (uvicorn has neither)."""
+_KEYLIKE = re.compile(r"[1-9A-HJ-NP-Za-km-z]{40,}|0x[0-9a-fA-F]+|[0-9a-fA-F]{32,}")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+#: distinct reasons kept per window (a flood of ever-new reasons cannot grow the table)
+MAX_REASONS = 64
+
+
+class RefusalLog:
+    """Refusals counted per reason and source, logged as one line per reason per window (not one line per
+    request: a flood of forged requests must not fill the operator's disk)."""
+
+    def __init__(self, logger: logging.Logger, window_s: float) -> None:
+        self.logger = logger
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._counts: dict[str, Counter[str]] = {}
+
+    @staticmethod
+    def reason(status: int | str, text: str) -> str:
+        """``text`` with keys, hashes and numbers generalised, so one reason is one line."""
+        text = _NUMBER.sub("N", _KEYLIKE.sub("<key>", text))
+        return f"{status} {printable(text, 120)}"
+
+    def record(self, status: int | str, text: str, source: str | None) -> None:
+        key = self.reason(status, text)
+        with self._lock:
+            due = time.monotonic() - self._started >= self.window_s
+            counts = self._counts.get(key)
+            if counts is None:
+                if len(self._counts) >= MAX_REASONS:
+                    key = f"{status} (other reasons)"
+                counts = self._counts.setdefault(key, Counter())
+            counts[printable(source or "unknown source", 64)] += 1
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, {}
+            elapsed = time.monotonic() - self._started
+            self._started = time.monotonic()
+        for key, sources in counts.items():
+            top = ", ".join(f"{source} ×{n:,}" for source, n in sources.most_common(5))
+            more = f" and {len(sources) - 5:,} more" if len(sources) > 5 else ""
+            self.logger.info("refused %s request%s in %.0f s: %s (from %s%s)", f"{sum(sources.values()):,}",
+                             "" if sum(sources.values()) == 1 else "s", elapsed, key, top, more)
+
+
+class _SourceLogger(logging.LoggerAdapter):
+    """uvicorn's per-connection logger: its refusals ("Invalid HTTP request received.") are counted with
+    the source by the :class:`RefusalLog`, anything else it says carries the source."""
+
+    def __init__(self, logger: logging.Logger, refusals: RefusalLog, source: str | None) -> None:
+        super().__init__(logger, {})
+        self.refusals = refusals
+        self.source = source
+
+    @property
+    def level(self) -> int:
+        return self.logger.level
+
+    def warning(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if msg in ("Invalid HTTP request received.", "Exceeded concurrency limit."):
+            self.refusals.record(400 if str(msg).startswith("Invalid") else 503, str(msg), self.source)
+            return
+        super().warning(msg, *args, **kwargs)
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"{msg} (client {printable(self.source or '?', 64)})", kwargs
+
+
+def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: RefusalLog) -> type:
+    """uvicorn's h11 protocol with connection caps (total, per source), a request-head deadline and eviction
+    of the oldest connection not being answered (uvicorn has none of these)."""
+    import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    live: OrderedDict[Any, None] = OrderedDict()     # every open connection, oldest first
-    waiting: OrderedDict[Any, None] = OrderedDict()  # those without a request in flight, oldest first
+    live: OrderedDict[Any, None] = OrderedDict()  # connections holding a slot, oldest first
+    per_source: Counter[str] = Counter()
+    overflow: OrderedDict[Any, None] = OrderedDict()  # over the cap, to be answered 503, oldest first
 
     class GuardedH11Protocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
+        #: ``head`` (no request head yet, or idle between requests), ``body`` (head read, body coming),
+        #: ``busy`` (a whole request being answered): only ``busy`` ones are never evicted
+        _phase = "head"
+        _source = ""
+        _overflow = False
+        #: when the current phase began; whether part of a head came; whether idle after an answer
+        _since = 0.0
+        _partial = False
+        _answered = False
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            live[self] = None
-            while len(live) > limits.max_connections and waiting:
-                oldest, _ = waiting.popitem(last=False)
-                oldest._drop()
-                stats.evicted += 1
-            if len(live) > limits.max_connections:  # every connection has a request in flight
-                stats.evicted += 1
-                self._drop()
-                return
+            self._source = str(self.client[0]) if self.client else ""
+            self.logger = _SourceLogger(self.logger, refusals, self._source or None)  # type: ignore[assignment]
+            if not self._take_slot():
+                if len(overflow) >= limits.max_overflow and not self._evict_one(overflow, same_source=False):
+                    stats.overloaded += 1
+                    refusals.record(503, "dropped: every connection slot and overflow slot is in use",
+                                    self._source)
+                    self.transport.abort()
+                    return
+                self._overflow = True  # a slot is tried again when its head arrives, else it is answered 503
+                overflow[self] = None
             self._wait_for_head()
 
-        def _wait_for_head(self) -> None:
-            waiting[self] = None
+        def _promote(self) -> bool:
+            """An overflow connection whose request came: a slot now, if one can be freed."""
+            if not self._overflow:
+                return True
+            if self.transport.is_closing():
+                return False
+            overflow.pop(self, None)
+            self._overflow = not self._take_slot()
+            if self._overflow:
+                overflow[self] = None
+            return not self._overflow
+
+        def _take_slot(self) -> bool:
+            """A slot in ``live`` for this connection, evicting another if needed; False when none can be freed."""
+            if per_source[self._source] >= limits.max_per_source and not self._evict_one(live, same_source=True):
+                return False
+            while len(live) >= limits.max_connections:
+                if not self._evict_one(live, same_source=False):
+                    return False
+            live[self] = None
+            per_source[self._source] += 1
+            return True
+
+        def _rank(self, now: float) -> int:
+            """How evictable this connection is: 0 first, 4 never (see ``ServerLimits.evict_body_after_s``)."""
+            if self._phase == "body":
+                return 0 if self._since <= now - limits.evict_body_after_s else 4
+            if self._phase != "head":
+                return 4
+            if self._partial:
+                return 1 if self._since <= now - limits.evict_after_s else 4
+            if self._answered:
+                return 2
+            return 3 if self._since <= now - limits.evict_silent_after_s else 4
+
+        def _evict_one(self, pool: OrderedDict[Any, None], *, same_source: bool) -> bool:
+            """Close the most evictable connection of ``pool`` (the oldest of its kind); never one being
+            answered."""
+            now = self.loop.time()
+            victim, best = None, 4
+            for other in pool:
+                if other is self or (same_source and other._source != self._source):
+                    continue
+                rank = other._rank(now)
+                if rank < best:
+                    victim, best = other, rank
+                    if rank == 0:
+                        break
+            if victim is None:
+                return False
+            stats.evicted += 1
+            if victim._phase == "body" and victim.cycle is not None:
+                victim.cycle.scope["bitagent.evicted"] = True
+            victim._drop()
+            return True
+
+        def _release(self) -> None:
+            if self in live:
+                del live[self]
+                per_source[self._source] -= 1
+                if per_source[self._source] <= 0:
+                    del per_source[self._source]
+            overflow.pop(self, None)
+
+        def _wait_for_head(self, *, answered: bool = False) -> None:
+            self._phase, self._since, self._partial, self._answered = "head", self.loop.time(), False, answered
             self._stop_head_timer()
             self._head_timer = self.loop.call_later(limits.head_timeout_s, self._head_expired)
 
@@ -219,31 +413,44 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats) -> type:
 
         def _head_expired(self) -> None:
             self._head_timer = None
-            if self in waiting:
+            if self._phase == "head":
                 stats.head_timeouts += 1
                 self._drop()
 
         def _drop(self) -> None:
-            live.pop(self, None)
-            waiting.pop(self, None)
+            self._release()
             self._stop_head_timer()
-            self.transport.abort()
+            if self._answered and not self._partial:
+                self.transport.close()  # its answer may still be unread: a reset would discard it
+            else:
+                self.transport.abort()
 
         def handle_events(self) -> None:
             cycle = self.cycle
             super().handle_events()
             if self.cycle is not cycle and self.cycle is not None:  # a request head arrived
-                waiting.pop(self, None)
                 self._stop_head_timer()
+                if self._overflow:  # by now the others' heads are read too: slow uploads can be told apart
+                    scope: dict[str, Any] = self.cycle.scope  # type: ignore[assignment]
+                    scope["bitagent.take_slot"] = self._promote
+            if self.cycle is not None and self._phase != "busy" and self.conn.their_state is not h11.IDLE:
+                if not self.cycle.more_body:
+                    self._phase = "busy"
+                elif self._phase == "head":
+                    self._phase, self._since = "body", self.loop.time()
+
+        def data_received(self, data: bytes) -> None:
+            if self._phase == "head":
+                self._partial, self._answered = True, False
+            super().data_received(data)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if not self.transport.is_closing() and self in live:
-                self._wait_for_head()
+            if not self.transport.is_closing() and (self in live or self in overflow):
+                self._wait_for_head(answered=True)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            live.pop(self, None)
-            waiting.pop(self, None)
+            self._release()
             self._stop_head_timer()
             super().connection_lost(exc)
 
@@ -255,8 +462,13 @@ class _TooLarge(Exception):
     pass
 
 
+class _Disconnected(Exception):
+    pass
+
+
 class _App:
-    """The ASGI application: two routes, bodies read with a cap, the whole request under a deadline."""
+    """The ASGI application: two routes, bodies read with a cap and a deadline, the whole request under a
+    deadline."""
 
     def __init__(self, owner: SubmissionServer) -> None:
         self.owner = owner
@@ -265,14 +477,27 @@ class _App:
         if scope["type"] != "http":
             return
         owner = self.owner
-        try:
-            status, headers, payload = await asyncio.wait_for(self._respond(scope, receive),
-                                                              owner.limits.request_timeout_s)
-        except TimeoutError:
-            status, headers, payload = 408, {}, _error("the request was not received in time")
-        except Exception:  # noqa: BLE001 - one bad request must not kill the endpoint
-            log.exception("the submission endpoint failed on a request")
-            status, headers, payload = 500, {}, _error("internal error")
+        headers: Mapping[str, str] = {}
+        take_slot = scope.get("bitagent.take_slot")
+        if take_slot is not None and not await _wait_for_slot(take_slot, owner.limits.overflow_wait_s):
+            owner.stats.overloaded += 1
+            status, payload = 503, _error("every connection slot is answering: retry shortly")
+            headers = {"Retry-After": str(owner.limits.retry_after_s), "Connection": "close"}
+        else:
+            try:
+                status, headers, payload = await asyncio.wait_for(self._respond(scope, receive),
+                                                                  owner.limits.request_timeout_s)
+            except TimeoutError:
+                status, headers, payload = 408, {}, _error("the request was not answered in time")
+            except _Disconnected:
+                owner.stats.disconnects += 1
+                why = "evicted while sending its body" if scope.get("bitagent.evicted") else \
+                    "the client hung up before its body was complete"
+                owner.refusals.record("disconnect", why, _source(scope))
+                return
+            except Exception:  # noqa: BLE001 - one bad request must not kill the endpoint
+                log.exception("the submission endpoint failed on a request")
+                status, headers, payload = 500, {}, _error("internal error")
         owner._count(scope, status, payload)
         out = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
         out += [(str(k).lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()
@@ -292,12 +517,15 @@ class _App:
         length = headers.get("content-length")
         if length is None:
             return 411, {}, _error("Content-Length required")
-        if not length.isdigit() or int(length) > cap:
+        if not (length.isascii() and length.isdigit()) or int(length) > cap:
             return 413, {}, _error(f"at most {cap} bytes")
         try:
-            body = await _read_body(receive, cap)
+            body = await asyncio.wait_for(_read_body(receive, cap), owner.limits.body_timeout_s)
         except _TooLarge:
             return 413, {}, _error(f"at most {cap} bytes")
+        except TimeoutError:
+            return 408, {"Connection": "close"}, _error(
+                f"the body was not received within {owner.limits.body_timeout_s:g} s")
         if route == legacy.ROUTE:
             return owner.legacy.answer(headers, body)
         target = scope.get("raw_path", route.encode()).decode("latin-1")
@@ -306,13 +534,29 @@ class _App:
         return owner.answer("POST", target, headers, body)
 
 
+def _source(scope: dict) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+async def _wait_for_slot(take_slot: Callable[[], bool], wait_s: float) -> bool:
+    """Whether a request that came over the cap got a slot within ``wait_s`` (slow uploads ahead of it become
+    evictable within ``evict_body_after_s``)."""
+    deadline = time.monotonic() + wait_s
+    while not take_slot():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
 async def _read_body(receive: Callable, cap: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise _TooLarge  # nobody to answer; any refusal will do
+            raise _Disconnected
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > cap:
@@ -337,6 +581,7 @@ class SubmissionServer:
         self.port = port
         self.limits = limits
         self.stats = ServerStats()
+        self.refusals = RefusalLog(log, limits.log_window_s)
         self._submission = submission
         self._salt = salt
         self._nonces = _nonce_store()
@@ -388,21 +633,33 @@ class SubmissionServer:
             raise
         host, port = sock.getsockname()[:2]
         limits = self.limits
-        self._protocol = _guarded_protocol(limits, self.stats)
+        self._protocol = _guarded_protocol(limits, self.stats, self.refusals)
         config = uvicorn.Config(
             _App(self), http=self._protocol, ws="none", lifespan="off", loop="asyncio",
             interface="asgi3", access_log=False, log_config=None, log_level="warning", proxy_headers=False,
             server_header=False, date_header=False, backlog=limits.backlog, timeout_keep_alive=int(limits.keep_alive_s),
             h11_max_incomplete_event_size=limits.max_header_bytes, timeout_graceful_shutdown=2,
-            # uvicorn answers 503 beyond this many connections or in-flight requests; our own cap (above) keeps
-            # connections at max_connections, the margin covers evicted ones not yet closed
-            limit_concurrency=limits.max_connections + 16)
+            # uvicorn answers 503 beyond this many connections or in-flight requests; our own caps (above) keep
+            # connections at max_connections + max_overflow, the margin covers evicted ones not yet closed
+            limit_concurrency=limits.max_connections + limits.max_overflow + 64)
         self._server = uvicorn.Server(config)
         failure: list[BaseException] = []
 
+        async def serve_and_log(server: Any) -> None:
+            async def log_refusals() -> None:
+                while True:
+                    await asyncio.sleep(limits.log_window_s)
+                    self.refusals.flush()
+
+            logger = asyncio.create_task(log_refusals())
+            try:
+                await server.serve(sockets=[sock])
+            finally:
+                logger.cancel()
+
         def serve() -> None:
             try:
-                asyncio.run(self._server.serve(sockets=[sock]))
+                asyncio.run(serve_and_log(self._server))
             except BaseException as exc:  # noqa: BLE001 - reported by start()
                 failure.append(exc)
             finally:
@@ -429,6 +686,7 @@ class SubmissionServer:
             self._thread.join(timeout=10)
             self._thread = None
         self._address = None
+        self.refusals.flush()
 
     def __enter__(self) -> SubmissionServer:
         self.start()
@@ -442,10 +700,14 @@ class SubmissionServer:
             self.stats.served += 1
             return
         self.stats.refused += 1
-        client = scope.get("client") or ("?", 0)
         path = scope.get("raw_path", b"").decode("latin-1") or scope.get("path", "")
-        log.info("refused %s %s from %s: %d %s", printable(str(scope.get("method", "")), 16), printable(path),
-                 client[0], status, printable(payload.decode(errors="replace")))
+        try:
+            error = json.loads(payload)
+            text = str(error.get("error") or error.get("message") or "") if isinstance(error, dict) else ""
+        except ValueError:
+            text = payload.decode(errors="replace")
+        self.refusals.record(status, f"{printable(str(scope.get('method', '')), 16)} {printable(path, 40)}: {text}",
+                             _source(scope))
 
     # one request ---------------------------------------------------------------------------------
 
@@ -462,6 +724,8 @@ class SubmissionServer:
                                       max_age=MAX_AGE_S, allowed_skew=ALLOWED_SKEW_S, nonce_store=self._nonces)
         except http_auth.AuthError as exc:
             return 401, {}, _error(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - headers no parser expected are refused, not a 500
+            return 401, {}, _error(f"malformed authentication headers ({type(exc).__name__})")
         try:
             self.authorize(caller.hotkey_ss58)
         except Refused as exc:

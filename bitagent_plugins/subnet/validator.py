@@ -33,16 +33,19 @@ import contextlib
 import logging
 import secrets
 import signal
+import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from bitagent_plugins.subnet import vetting
 from bitagent_plugins.subnet.chain import SUBNET_NETUID, Chain, ChainUnavailable, MetagraphView
 from bitagent_plugins.subnet.collection import SubmissionCollector
+from bitagent_plugins.subnet.diskfull import disk_full, disk_full_line
 from bitagent_plugins.subnet.failures import (
     EXIT_CHECK_FAILED,
     EXIT_VALIDATOR_FAILURE,
@@ -57,6 +60,9 @@ from bitagent_plugins.subnet.state import DEFAULT_EMA_ALPHA, RoundRow, Validator
 from bitagent_plugins.subnet.weight_setter import WeightSetter
 
 log = logging.getLogger("bitagent.subnet.validator")
+_T = TypeVar("_T")
+#: seconds between retries of a state write while the disk is full
+DISK_RETRY_S = 5.0
 
 __all__ = ["AlreadyRunning", "ModelJob", "Validator", "ValidatorConfig", "run_validator"]
 
@@ -206,6 +212,7 @@ class Validator:
         self._round: RoundRow | None = None
         self._deferred: dict[str, int] = {}  # model key -> block before which it is not retried
         self._attempts: dict[str, int] = {}  # model key -> the validator's own failures in a row
+        self._disk_full_said: float | None = None
         self._reports: dict[str, vetting.VettingReport] = {}  # model key -> the VettingReport of this process
         self._data_digest: str | None = None
         #: the validator's own failures (the last 100; what the operator must fix) and how many since start
@@ -265,7 +272,9 @@ class Validator:
                 return EXIT_CHECK_FAILED
             if self.wallet is None:
                 return EXIT_CHECK_FAILED
-            self.state = ValidatorState(self.config.state_path)
+            self.state = await self._open_state()
+            if self.state is None:
+                return self.exit_code
             self._build_parts(self.state)
             self.config.cache_dir.mkdir(parents=True, exist_ok=True)
             log.info("validator %s: subnet %d on %s, competition %s (version %s), %d tasks per evaluation, "
@@ -352,12 +361,57 @@ class Validator:
             except ChainUnavailable as exc:  # the node went away: keep the state, try again next tick
                 self._own_failure(Failure(Fault.VALIDATOR, f"chain unavailable: {exc}",
                                           "check --subtensor.network / the chain endpoint"))
+            except (sqlite3.Error, OSError) as exc:  # a state write failed: nothing done is lost, retried next tick
+                if disk_full(exc):
+                    self._disk_full("syncing, setting weights or closing a round")
+                else:
+                    self._own_failure(Failure(Fault.VALIDATOR, f"writing the state failed: {exc}",
+                                              f"check {self.config.state_path} and its disk"))
             if time.monotonic() - last_beat >= cfg.heartbeat_s:
                 last_beat = time.monotonic()
                 self._heartbeat()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), tick)
         return self.exit_code
+
+    async def _open_state(self) -> ValidatorState | None:
+        """The state, opened when there is room for it (retried while the disk is full); None when stopped
+        first or when it cannot be opened (one line says why)."""
+        assert self._stop is not None
+        while True:
+            try:
+                return ValidatorState(self.config.state_path)
+            except (sqlite3.Error, OSError) as exc:
+                if not disk_full(exc):
+                    log.error("OPERATOR ACTION NEEDED: cannot open the state %s: %s", self.config.state_path, exc)
+                    self.exit_code = EXIT_CHECK_FAILED
+                    return None
+                self._disk_full("opening the state")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), DISK_RETRY_S)
+            if self._stop.is_set():
+                return None
+
+    def _disk_full(self, what: str) -> None:
+        """One line a minute while the disk stays full (the writes are retried meanwhile)."""
+        now = time.monotonic()
+        if self._disk_full_said is None or now - self._disk_full_said >= 60:
+            self._disk_full_said = now
+            log.error("OPERATOR ACTION NEEDED: %s", disk_full_line(self.config.state_path, what))
+
+    async def _write(self, write: Callable[[], _T], what: str) -> _T:
+        """A state write, retried while the disk is full, so that a finished evaluation is kept once space is
+        back (stopping gives up: the evaluation is resumed at the next start)."""
+        assert self._stop is not None
+        while True:
+            try:
+                return write()
+            except (sqlite3.Error, OSError) as exc:
+                if not disk_full(exc) or self._stop.is_set():
+                    raise
+                self._disk_full(what)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), DISK_RETRY_S)
 
     def _heartbeat(self) -> None:
         assert self.scoreboard is not None
@@ -381,7 +435,11 @@ class Validator:
         if self._round is None:  # between rounds: a round evaluates each model once, on its one sample
             self.scoreboard.schedule_reevaluations(mg.block)
         if self._collector_task is None or self._collector_task.done():
-            _log_failure(self._collector_task, "collecting submissions")
+            task = self._collector_task
+            if task is not None and not task.cancelled() and disk_full(task.exception() or Exception()):
+                self._disk_full("collecting submissions")  # collected again by this sync's task
+            else:
+                _log_failure(task, "collecting submissions")
             self._collector_task = asyncio.create_task(self.collector.run(mg), name="bitagent-collect")
         self.events.append(("sync", str(mg.block)))
         log.info("sync: block %d, %d neurons (%.1f s)", mg.block, len(mg), time.monotonic() - started)
@@ -451,7 +509,9 @@ class Validator:
                                               "check the access to the Hugging Face Hub (or the offline cache)"),
                                       key.key)
                     return
-                self.scoreboard.record_vetting(key.key, report)
+                scoreboard = self.scoreboard
+                await self._write(lambda: scoreboard.record_vetting(key.key, report),
+                                  f"recording {key}'s vetting")
                 if not report.ok:
                     delete = True
                     return
@@ -486,6 +546,7 @@ class Validator:
 
     async def _evaluate(self, job: ModelJob, snapshot: Path, report: vetting.VettingReport) -> None:
         assert self.scoreboard is not None
+        scoreboard = self.scoreboard
         key = job.model
         if self._round is None:  # a model resumed outside a round still answers a round's sample
             assert self.state is not None
@@ -502,21 +563,24 @@ class Validator:
             if not failure.ours and "ServerStartError" in type(exc).__name__:
                 failure = await self._recheck_engine(failure)
             if failure.ours:
-                self.scoreboard.release(key.key)
+                await self._write(lambda: scoreboard.release(key.key), f"releasing {key}")
                 self._own_failure(failure, key.key)
             else:
-                average = self.scoreboard.fail(key.key, failure, block=block, round_id=self._round.id)
+                round_id = self._round.id
+                average = await self._write(lambda: scoreboard.fail(key.key, failure, block=block,
+                                                                  round_id=round_id), f"recording {key}")
                 log.warning("%s: evaluation failed by the model: %s; moving average now %.4f", key, failure.reason,
                             average)
         else:
             own = classify_results(result.results, list(result.errors))
             if own is not None:
-                self.scoreboard.release(key.key)
+                await self._write(lambda: scoreboard.release(key.key), f"releasing {key}")
                 self._own_failure(own, key.key)
             else:
-                average = self.scoreboard.finish(key.key, score=result.score, n_tasks=result.n_tasks,
-                                                  ci95=result.ci95, run_dir=result.run_dir, block=block,
-                                                  round_id=self._round.id, data_digest=self._data_digest)
+                round_id = self._round.id
+                average = await self._write(lambda: scoreboard.finish(
+                    key.key, score=result.score, n_tasks=result.n_tasks, ci95=result.ci95, run_dir=result.run_dir,
+                    block=block, round_id=round_id, data_digest=self._data_digest), f"recording the score of {key}")
                 self._attempts.pop(key.key, None)
                 log.info("%s: score %.4f +/- %.4f (95%% CI over %d tasks)%s; moving average now %.4f", key,
                          result.score, result.ci95, result.n_tasks, " (re-evaluation)" if job.reevaluation else "",

@@ -43,6 +43,7 @@ from typing import Any, BinaryIO, Protocol
 
 import attrs
 
+from . import jsonscan
 from .gguf import GGUFError, GGUFLimits, read_gguf_header
 from .keys import ModelKey
 
@@ -70,7 +71,14 @@ ALLOW_PATTERNS: tuple[str, ...] = (
 CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
 MAX_SMALL_FILE = 16 << 20           # configs, tokenizer config, README, chat templates
-MAX_JSON_FILE = 64 << 20            # any JSON file we download (tokenizer.json can be ~35 MB), parsed for auto_map
+MAX_JSON_FILE = 64 << 20            # any JSON file we download (tokenizer.json can be ~35 MB), scanned for auto_map
+#: the JSON files vetting parses (the others are only scanned, streaming, for ``auto_map``)
+PARSED_JSON = ("config.json", "tokenizer_config.json", "chat_template.json")
+#: a scan's bounds: memory stays one 1 MB chunk plus the longest string (4 MB); a real tokenizer.json with a
+#: 256k vocabulary and its merges holds ~1.5M values
+JSON_LIMITS = jsonscan.JsonLimits(max_values=2_000_000, max_depth=64, max_string_bytes=4 << 20)
+#: what a config may hold to be parsed (json.loads costs ~100 bytes a value): ~25 MB at most
+PARSED_JSON_LIMITS = jsonscan.JsonLimits(max_values=250_000, max_depth=64, max_string_bytes=4 << 20)
 #: A safetensors header is parsed whole, so it is capped well below the format's own 100 MB: real shards hold
 #: ~0.1-2 MB and at most a few thousand tensors (1.65 M tiny tensors in 100 MB took 7.5 s and 1.1 GB).
 MAX_SAFETENSORS_HEADER = 8 << 20
@@ -320,12 +328,14 @@ def _vet(locked: LockedModel, limits: VettingLimits, client: HubClient) -> Vetti
     configs: dict[str, dict[str, Any]] = {}
     for name in sorted(p for p in selected if lower[p].endswith(".json")):
         try:
-            value = json.loads(_read_small(client, locked, by_path[name], max_bytes=MAX_JSON_FILE))
+            value = _read_json(client, locked, by_path[name], parse=name in PARSED_JSON)
+        except jsonscan.JsonTooBig as e:
+            return _fail(f"{name} is not valid JSON or too big to parse: {e}")
         except (ValueError, RecursionError):
             return _fail(f"{name} is not valid JSON")
-        if _has_key(value, "auto_map"):  # at any depth, in any JSON file we would hand to a model server
+        if value is _AUTO_MAP:  # at any depth, in any JSON file we would hand to a model server
             return _fail(f"{name} has 'auto_map' (custom code; trust_remote_code is never used)")
-        if name in ("config.json", "tokenizer_config.json", "chat_template.json"):
+        if name in PARSED_JSON:
             if not isinstance(value, dict):
                 return _fail(f"{name} is not a JSON object")
             configs[name] = value
@@ -364,9 +374,13 @@ def _vet(locked: LockedModel, limits: VettingLimits, client: HubClient) -> Vetti
     if n_params > limits.max_params:
         return _fail(f"{n_params:,} parameters exceeds the limit of {limits.max_params:,}", **fields)
 
-    if not (gguf_template or _has_chat_template(client, locked, by_path, configs)):
+    templates = [gguf_template] if gguf_template else _chat_templates(client, locked, by_path, configs)
+    if not templates:
         return _fail("no chat template (tokenizer_config.json 'chat_template', chat_template.jinja, or the GGUF's "
                      "tokenizer.chat_template)", **fields)
+    refused = _refused_template(templates, configs.get("tokenizer_config.json", {}))
+    if refused:
+        return _fail(refused, **fields)
     hashes = tuple((p, by_path[p].sha256) for p in weights if by_path[p].sha256)
     return VettingReport(True, "ok", files=selected, weight_hashes=hashes, **fields)  # type: ignore[arg-type]
 
@@ -383,18 +397,38 @@ def _read_small(client: HubClient, locked: LockedModel, f: RepoFile, *, max_byte
     return client.read_file(locked, f.path, max_bytes=max_bytes)
 
 
-def _has_key(value: Any, key: str) -> bool:
-    """Whether any object nested anywhere in the parsed JSON ``value`` has ``key`` (iterative: no recursion)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if key in item:
-                return True
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+_AUTO_MAP = object()
+
+
+def _read_json(client: HubClient, locked: LockedModel, f: RepoFile, *, parse: bool) -> Any:
+    """``_AUTO_MAP`` when the file has an ``auto_map`` key anywhere, else the parsed value (``None`` unless
+    ``parse``). Bounded before any parse (:mod:`.jsonscan`): a file is scanned in chunks, and only the small
+    configs we read are parsed, within ``PARSED_JSON_LIMITS``."""
+    if f.size is not None and f.size > (MAX_SMALL_FILE if parse else MAX_JSON_FILE):
+        raise VettingFailed(f"{f.path} is {f.size:,} bytes (at most {MAX_JSON_FILE:,} for a JSON file)")
+    if parse:
+        data = _read_small(client, locked, f)
+        shape = jsonscan.scan(data, PARSED_JSON_LIMITS, keys=("auto_map",))
+    else:
+        with client.open_file(locked, f.path) as fh:
+            shape = jsonscan.scan(_Capped(fh, MAX_JSON_FILE), JSON_LIMITS, keys=("auto_map",))
+    if "auto_map" in shape.keys_found:
+        return _AUTO_MAP
+    return json.loads(data) if parse else None
+
+
+class _Capped:
+    """A binary file read at most ``cap`` bytes (a file larger than listed is refused, not read on)."""
+
+    def __init__(self, fh: BinaryIO, cap: int) -> None:
+        self.fh, self.left = fh, cap
+
+    def read(self, n: int) -> bytes:
+        chunk = self.fh.read(min(n, self.left + 1))
+        self.left -= len(chunk)
+        if self.left < 0:
+            raise jsonscan.JsonTooBig(f"over {MAX_JSON_FILE:,} bytes")
+        return chunk
 
 
 def _normalise_license(value: Any) -> str | None:
@@ -459,18 +493,47 @@ def _safetensors_params(client: HubClient, locked: LockedModel, name: str, budge
     return total
 
 
-def _has_chat_template(client: HubClient, locked: LockedModel, by_path: dict[str, RepoFile],
-                       configs: dict[str, dict[str, Any]]) -> bool:
+#: named templates of one repo rendered at most (each in its own bounded child)
+MAX_TEMPLATES = 4
+
+
+def _chat_templates(client: HubClient, locked: LockedModel, by_path: dict[str, RepoFile],
+                    configs: dict[str, dict[str, Any]]) -> list[str]:
+    """The repo's chat templates, from the first source that has one."""
     for source in (configs.get("tokenizer_config.json", {}), configs.get("chat_template.json", {})):
         template = source.get("chat_template")
         if isinstance(template, str) and template.strip():
-            return True
-        if isinstance(template, list) and any(isinstance(t, dict) and isinstance(t.get("template"), str)
-                                              and t["template"].strip() for t in template):
-            return True
+            return [template]
+        if isinstance(template, list):
+            named = [t["template"] for t in template if isinstance(t, dict) and isinstance(t.get("template"), str)
+                     and t["template"].strip()]
+            if named:
+                return named
     if "chat_template.jinja" in by_path:
-        return bool(_read_small(client, locked, by_path["chat_template.jinja"]).strip())
-    return False
+        text = _read_small(client, locked, by_path["chat_template.jinja"]).decode("utf-8", "replace")
+        return [text] if text.strip() else []
+    return []
+
+
+def _refused_template(templates: list[str], tokenizer_config: dict[str, Any]) -> str | None:
+    """Why the chat templates are refused (rendered each in a bounded child: :mod:`.template_check`), or None."""
+    from .template_check import check_template
+
+    if len(templates) > MAX_TEMPLATES:
+        return f"{len(templates)} chat templates (at most {MAX_TEMPLATES})"
+    for template in templates:
+        result = check_template(template, bos_token=_token_text(tokenizer_config.get("bos_token")),
+                                eos_token=_token_text(tokenizer_config.get("eos_token")))
+        if not result.ok:
+            return result.reason
+    return None
+
+
+def _token_text(value: Any) -> str:
+    """A special token as tokenizer_config.json gives it (a string or ``{"content": ...}``)."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else ""
 
 
 # -- downloading and deleting ----------------------------------------------------------------------------------
