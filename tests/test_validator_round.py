@@ -104,12 +104,13 @@ def test_a_whole_round(tmp_path, embedded_model):
         "code": hf_repo(cache, "acme/code", safetensors_repo(extra={
             "modeling_evil.py": evil_code,
             "config.json": b'{"auto_map": {"AutoModel": "modeling_evil.Evil"}}'})),
-        "pickle": hf_repo(cache, "acme/pickle", safetensors_repo(extra={
-            "pytorch_model.bin": pickle.dumps(Payload(markers / "pickle-ran"))})),
+        "pickle": hf_repo(cache, "acme/pickle", {  # pickle weights only (beside safetensors they are ignored)
+            **{k: v for k, v in safetensors_repo().items() if k != "model.safetensors"},
+            "pytorch_model.bin": pickle.dumps(Payload(markers / "pickle-ran"))}),
         "notemplate": hf_repo(cache, "acme/notemplate", safetensors_repo(chat_template=False)),
     }
     expected_reasons = {"license": "license 'llama3'", "big": "parameters exceeds", "code": "custom code",
-                        "pickle": "pickle-format", "notemplate": "no chat template"}
+                        "pickle": "weights only in pickle format", "notemplate": "no chat template"}
 
     # on chain, through the SDK's real commitment path
     for name in ("big", "code", "pickle"):
