@@ -409,7 +409,10 @@ def test_no_positive_score_sets_no_weights(tmp_path, monkeypatch, caplog):
 
 
 def test_a_subnet_requiring_a_newer_version_key_gets_no_weights(tmp_path, monkeypatch):
+    import attrs
+
     from bitagent_core import plugins
+    from bitagent_plugins.subnet.failures import EXIT_CHECK_FAILED
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 
     monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)
@@ -432,6 +435,11 @@ def test_a_subnet_requiring_a_newer_version_key_gets_no_weights(tmp_path, monkey
             db.record_vetting("acme/old@" + "e" * 40, True, "ok")
             assert db.claim_evaluation("acme/old@" + "e" * 40, "bitagent", validator.version)
             db.finish_evaluation("acme/old@" + "e" * 40, "bitagent", validator.version, score=0.5, n_tasks=9, block=9)
+        # the start check sees it first: the chain would refuse this validator's weights, so it does not start
+        assert asyncio.run(validator.run()) == EXIT_CHECK_FAILED
+        assert FileChain(chain_file).weights_submitted() == []
+        validator = Validator(attrs.evolve(config, skip_start_check=True), substrate=FileChain(chain_file),
+                              wallet=wallets["validator"])
         assert asyncio.run(validator.run()) == 1  # --once: the round's weights could not be set
     finally:
         plugins.reset_registry()
