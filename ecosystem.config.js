@@ -39,7 +39,8 @@ module.exports = {
     {
       // The validator run by `bitagent update --auto-update` from the release directory: new releases are
       // installed beside the current one, checked, switched to between evaluations, and rolled back if they
-      // crash. Install the first release once: `bitagent update --root /var/lib/bitagent/releases`.
+      // crash. Releases come only from the source you name, pinned by hash: set the two variables below, then
+      // install the first release once: `bitagent update --root /var/lib/bitagent/releases` (same variables).
       name: "bitagent-validator-autoupdate",
       script: "/var/lib/bitagent/releases/current/bin/bitagent",
       args: "update --root /var/lib/bitagent/releases --auto-update -- validate",
@@ -59,6 +60,8 @@ module.exports = {
         BITAGENT_STATE_PATH: "/var/lib/bitagent/validator/state.sqlite",
         BITAGENT_UPDATE_INTERVAL_MINUTES: "60",
         BITAGENT_UPDATE_PROBATION_MINUTES: "10",
+        BITAGENT_UPDATE_FIND_LINKS: "/var/lib/bitagent/wheels",
+        BITAGENT_UPDATE_HASH_FILE: "/etc/bitagent/release.sha256",
       },
     },
     {

@@ -72,7 +72,8 @@ class ComposedCall:
 
 def new_chain(path: str | Path, *, netuid: int, neurons: list[dict], block_time: float = 0.2,
               start_block: int = 1000, hyperparameters: dict | None = None) -> Path:
-    """Write a fresh chain file. ``neurons``: dicts with hotkey, coldkey, validator_permit, stake (TAO)."""
+    """Write a fresh chain file. ``neurons``: dicts with hotkey, coldkey, validator_permit, stake (TAO),
+    block_at_registration (default ``start_block``)."""
     hyper = {"MinAllowedWeights": 1, "MaxWeightsLimit": U16_MAX, "WeightsSetRateLimit": 0,
              "CommitRevealWeightsEnabled": False, "WeightsVersionKey": 0, "Tempo": 360}
     hyper.update(hyperparameters or {})
@@ -82,7 +83,7 @@ def new_chain(path: str | Path, *, netuid: int, neurons: list[dict], block_time:
         "neurons": [{"hotkey": n["hotkey"], "coldkey": n.get("coldkey", n["hotkey"]),
                      "validator_permit": bool(n.get("validator_permit", False)),
                      "stake": int(float(n.get("stake", 0)) * 1e9), "axon": None, "last_update": 0,
-                     "block_at_registration": start_block} for n in neurons],
+                     "block_at_registration": int(n.get("block_at_registration", start_block))} for n in neurons],
         "commitments": {}, "extrinsics": [], "nonces": {},
     }
     path = Path(path)

@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from subnet_helpers import make_wallet
 
-import bitagent_core
 from bitagent_plugins.subnet import chain as chain_module
 from bitagent_plugins.subnet.chain import (
     Chain,
     ChainUnavailable,
+    bitagent_version,
     conformed_weights,
     encode_commitment,
     fit_to_max_weight_limit,
@@ -57,10 +57,12 @@ def open_chain(chain_file, wallet=None, netuid=NETUID):
 
 
 def test_version_key_follows_the_release():
-    assert version_key("0.1.0") == 100
-    assert version_key("1.2.3") == 10203
-    assert version_key("2.0.0rc1") == 20000
-    assert version_key() == version_key(bitagent_core.__version__)
+    # upstream's convention: 1000*major + 10*minor + patch (its 1.0.50 -> 1050)
+    assert version_key("1.0.50") == 1050
+    assert version_key("0.1.0") == 10
+    assert version_key("1.2.3") == 1023
+    assert version_key("2.0.0rc1") == 2000
+    assert version_key() == version_key(bitagent_version())
 
 
 def test_the_metagraph_has_uids_hotkeys_permits_stake_endpoints_and_commitments(chain_file, wallets):

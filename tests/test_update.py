@@ -72,7 +72,7 @@ def main():
 
 
 def build_release(wheels: Path, version: str, *, check_exit: int = 0, crash_after: float | None = None,
-                  bump_state: bool = False) -> Path:
+                  bump_state: bool = False, pin: bool = True) -> Path:
     """A wheel of ``bitagent==version`` (a real wheel: METADATA, entry points, RECORD with hashes)."""
     files = {
         "bitagent_release/__init__.py": RELEASE_CODE.format(version=version, check_exit=check_exit,
@@ -94,12 +94,16 @@ def build_release(wheels: Path, version: str, *, check_exit: int = 0, crash_afte
     with zipfile.ZipFile(path, "w") as wheel:
         for name, data in files.items():
             wheel.writestr(name, data)
+    if pin:  # the operator pins the release's hash as published with it
+        with open(wheels.parent / "pinned.sha256", "a") as pinned:
+            pinned.write(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
     return path
 
 
 def update_args(tmp_path: Path, *extra: str) -> list[str]:
     return [*BITAGENT, "update", "--root", str(tmp_path / "releases"), "--no-index", "--find-links",
-            str(tmp_path / "wheels"), "--state-path", str(tmp_path / "state.sqlite"),
+            str(tmp_path / "wheels"), "--hash-file", str(tmp_path / "pinned.sha256"),
+            "--state-path", str(tmp_path / "state.sqlite"),
             "--check-command", "{bin}/bitagent validate --check --state-path {state}", *extra]
 
 

@@ -104,12 +104,13 @@ def test_a_whole_round(tmp_path, embedded_model):
         "code": hf_repo(cache, "acme/code", safetensors_repo(extra={
             "modeling_evil.py": evil_code,
             "config.json": b'{"auto_map": {"AutoModel": "modeling_evil.Evil"}}'})),
-        "pickle": hf_repo(cache, "acme/pickle", safetensors_repo(extra={
-            "pytorch_model.bin": pickle.dumps(Payload(markers / "pickle-ran"))})),
+        "pickle": hf_repo(cache, "acme/pickle", {  # pickle weights only (beside safetensors they are ignored)
+            **{k: v for k, v in safetensors_repo().items() if k != "model.safetensors"},
+            "pytorch_model.bin": pickle.dumps(Payload(markers / "pickle-ran"))}),
         "notemplate": hf_repo(cache, "acme/notemplate", safetensors_repo(chat_template=False)),
     }
     expected_reasons = {"license": "license 'llama3'", "big": "parameters exceeds", "code": "custom code",
-                        "pickle": "pickle-format", "notemplate": "no chat template"}
+                        "pickle": "weights only in pickle format", "notemplate": "no chat template"}
 
     # on chain, through the SDK's real commitment path
     for name in ("big", "code", "pickle"):
@@ -408,7 +409,10 @@ def test_no_positive_score_sets_no_weights(tmp_path, monkeypatch, caplog):
 
 
 def test_a_subnet_requiring_a_newer_version_key_gets_no_weights(tmp_path, monkeypatch):
+    import attrs
+
     from bitagent_core import plugins
+    from bitagent_plugins.subnet.failures import EXIT_CHECK_FAILED
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 
     monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)
@@ -431,6 +435,11 @@ def test_a_subnet_requiring_a_newer_version_key_gets_no_weights(tmp_path, monkey
             db.record_vetting("acme/old@" + "e" * 40, True, "ok")
             assert db.claim_evaluation("acme/old@" + "e" * 40, "bitagent", validator.version)
             db.finish_evaluation("acme/old@" + "e" * 40, "bitagent", validator.version, score=0.5, n_tasks=9, block=9)
+        # the start check sees it first: the chain would refuse this validator's weights, so it does not start
+        assert asyncio.run(validator.run()) == EXIT_CHECK_FAILED
+        assert FileChain(chain_file).weights_submitted() == []
+        validator = Validator(attrs.evolve(config, skip_start_check=True), substrate=FileChain(chain_file),
+                              wallet=wallets["validator"])
         assert asyncio.run(validator.run()) == 1  # --once: the round's weights could not be set
     finally:
         plugins.reset_registry()

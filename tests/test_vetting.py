@@ -388,7 +388,7 @@ BAD_REPOS = {
                               "parameters exceeds"),
     "custom code": ({"README.md": readme("mit"), "tokenizer_config.json": TOKENIZER_OK, "modeling_x.py": b"import os\n",
                      "config.json": json.dumps({"auto_map": {"AutoModel": "modeling_x.X"}}).encode(),
-                     "model.safetensors": safetensors_bytes({"w": [4]})}, "custom code in the repo (modeling_x.py)"),
+                     "model.safetensors": safetensors_bytes({"w": [4]})}, "config.json has 'auto_map' (custom code"),
     "auto_map only": ({"README.md": readme("mit"), "tokenizer_config.json": TOKENIZER_OK,
                        "config.json": json.dumps({"auto_map": {"AutoModel": "org/other--m.X"}}).encode(),
                        "model.safetensors": safetensors_bytes({"w": [4]})}, "config.json has 'auto_map'"),
@@ -396,11 +396,9 @@ BAD_REPOS = {
                             "tokenizer_config.json": json.dumps({
                                 "chat_template": TEMPLATE, "auto_map": {"AutoTokenizer": ["x.T", None]}}).encode()},
                            "tokenizer_config.json has 'auto_map'"),
-    "pickle weights": ({"README.md": readme("mit"), "tokenizer_config.json": TOKENIZER_OK,
-                        "pytorch_model.bin": b"\x80\x04pickle", "model.safetensors": safetensors_bytes({"w": [4]})},
-                       "pickle-format files (pytorch_model.bin)"),
-    "pt in a subfolder": ({"README.md": readme("mit"), "m.gguf": small_gguf(), "original/consolidated.pth": b"x"},
-                          "pickle-format files (original/consolidated.pth)"),
+    "pickle weights only": ({"README.md": readme("mit"), "tokenizer_config.json": TOKENIZER_OK,
+                             "pytorch_model.bin": b"\x80\x04pickle"},
+                            "weights only in pickle format (pytorch_model.bin)"),
     "no chat template": ({"README.md": readme("mit"), "tokenizer_config.json": b'{"eos_token": "</s>"}',
                           "model.safetensors": safetensors_bytes({"w": [4]})}, "no chat template"),
     "gguf without template": ({"README.md": readme("mit"), "m.gguf": small_gguf(template=None)}, "no chat template"),
@@ -436,12 +434,13 @@ def test_chat_template_from_jinja_file_and_license_list(sandbox):
     assert report.ok and report.license == "apache-2.0" and "chat_template.jinja" in report.files
 
 
-def test_code_listed_in_the_tree_but_not_downloaded_still_rejects(sandbox):
+def test_files_a_server_does_not_load_are_neither_judged_nor_selected(sandbox):
     cache, _ = sandbox
     locked = make_repo(cache, "org/hidden", {"README.md": readme("mit"), "m.gguf": small_gguf()},
-                       listed_only={"tools/run.py": 100})
+                       listed_only={"tools/run.py": 100, "original/consolidated.pth": 100})
     report = vet(locked, cache_dir=cache, api=OfflineHubClient(cache))
-    assert not report.ok and "tools/run.py" in report.reason
+    assert report.ok, report.reason
+    assert report.files == ("README.md", "m.gguf")
 
 
 def test_listing_falls_back_to_the_snapshot_without_a_tree_cache(sandbox):

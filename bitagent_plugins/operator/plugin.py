@@ -225,9 +225,16 @@ def update_command() -> click.Command:
           help="Release directory: venvs/, the current and previous links (run <root>/current/bin/bitagent).")
     @_opt("--package", default="bitagent", show_default=True, env="UPDATE_PACKAGE")
     @_opt("--extras", default="subnet", show_default=True, env="UPDATE_EXTRAS", help="Extras installed with it.")
-    @_opt("--index-url", env="UPDATE_INDEX_URL", help="The package index releases come from [default: pip's].")
-    @_opt("--find-links", multiple=True, env="UPDATE_FIND_LINKS", help="A wheel directory or page (repeatable).")
+    @_opt("--index-url", env="UPDATE_INDEX_URL",
+          help="Your package index releases come from (this or --find-links is required; pip's default index is "
+          "never used).")
+    @_opt("--find-links", multiple=True, env="UPDATE_FIND_LINKS",
+          help="A wheel directory or page (repeatable); alone, no index is consulted.")
     @_opt("--no-index", is_flag=True, env="UPDATE_NO_INDEX", help="Only --find-links, no index.")
+    @_opt("--wheel-sha256", multiple=True, env="UPDATE_WHEEL_SHA256",
+          help="sha256 of a release wheel you accept (repeatable); this or --hash-file is required.")
+    @_opt("--hash-file", type=click.Path(dir_okay=False, path_type=Path), env="UPDATE_HASH_FILE",
+          help="A file of accepted wheel sha256s, one per line (re-read at every check).")
     @_opt("--version", "pinned", env="UPDATE_VERSION", help="Install exactly this version [default: the newest].")
     @_opt("--check-command", env="UPDATE_CHECK_COMMAND", default=" ".join(DEFAULT_CHECK), show_default=True,
           help="Run with the new release before switching ({bin}, {python}, {state} are filled in).")
@@ -245,7 +252,8 @@ def update_command() -> click.Command:
           env="UPDATE_INTERVAL_MINUTES", help="With --auto-update: minutes between checks for a release.")
     @click.argument("command", nargs=-1, type=click.UNPROCESSED)
     def update(root: Path, package: str, extras: str, index_url: str | None, find_links: tuple[str, ...],
-               no_index: bool, pinned: str | None, check_command: str, state_path: Path, probation_minutes: float,
+               no_index: bool, wheel_sha256: tuple[str, ...], hash_file: Path | None, pinned: str | None,
+               check_command: str, state_path: Path, probation_minutes: float,
                idle_timeout_minutes: float, pm2_app: str | None, auto_update: bool, interval_minutes: float,
                command: tuple[str, ...]) -> None:
         """Install a newer release beside the current one, check it, switch, and roll back if it fails.
@@ -268,7 +276,8 @@ def update_command() -> click.Command:
         config = updater.UpdateConfig(root=root.expanduser(), package=package, extras=extras, index_url=index_url,
                               find_links=find_links, no_index=no_index, version=pinned,
                               check_command=tuple(shlex.split(check_command)), state_path=state_path.expanduser(),
-                              probation_s=probation_minutes * 60, idle_timeout_s=idle_timeout_minutes * 60)
+                              probation_s=probation_minutes * 60, idle_timeout_s=idle_timeout_minutes * 60,
+                              wheel_sha256=wheel_sha256, hash_file=hash_file.expanduser() if hash_file else None)
         try:
             if auto_update:
                 raise SystemExit(updater.auto_update(config, list(command), interval_s=interval_minutes * 60,

@@ -1,8 +1,10 @@
 """``bitagent update``: install a newer release beside the current one, check it, switch, roll back on failure.
 
-Source: a package index (PyPI, or the operator's own index / wheel directory), pinned by ``--index-url`` /
-``--find-links`` and installed as **wheels only** (``--only-binary=:all:``), so no build backend or
-``setup.py`` runs at install time and pip verifies each file against the index's sha256. A git remote with
+Source: only a package index or wheel directory the operator names (``--index-url`` / ``--find-links``;
+pip's default index is never used: the name ``bitagent`` there is not this project's), installed as **wheels
+only** (``--only-binary=:all:``), so no build backend or ``setup.py`` runs at install time. The release's
+wheel is downloaded first and its sha256 must be one the operator pinned (``--wheel-sha256`` or
+``--hash-file``, as published with the release); that very file is what gets installed. A git remote with
 signed tags was the alternative: it needs a keyring to trust and a build from source (arbitrary code at
 build time), and a force-pushed branch is one misconfiguration away; an index release is immutable.
 
@@ -39,7 +41,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -82,10 +83,35 @@ class UpdateConfig:
     #: longest wait for a running evaluation to finish before giving up this time
     idle_timeout_s: float = 6 * 3600.0
     keep_releases: int = 3
+    #: sha256 of the release wheels the operator accepts (``--wheel-sha256``)
+    wheel_sha256: tuple[str, ...] = ()
+    #: a file of accepted wheel sha256s, one per line (``--hash-file``; re-read at every update)
+    hash_file: Path | None = None
+
+    def check_source(self) -> None:
+        """Refuse to run without a source and a pinned hash the operator named."""
+        if not self.index_url and not self.find_links:
+            raise UpdateError("name where releases come from: --index-url URL (your package index) or --find-links "
+                              "DIR (a wheel directory); pip's default index is never used (the name "
+                              f"{self.package!r} there is not this project's)")
+        if not self.pinned_hashes():
+            raise UpdateError("pin the release: --wheel-sha256 HEX or --hash-file FILE (the sha256 of the wheel, "
+                              "as published with the release)")
+
+    def pinned_hashes(self) -> frozenset[str]:
+        found = {h.lower().removeprefix("sha256:") for h in self.wheel_sha256}
+        if self.hash_file is not None:
+            try:
+                text = Path(self.hash_file).read_text()
+            except OSError as exc:
+                raise UpdateError(f"--hash-file {self.hash_file}: {exc}") from None
+            for line in text.splitlines():
+                found.update(word.lower().removeprefix("sha256:") for word in line.split("#")[0].split())
+        return frozenset(h for h in found if re.fullmatch(r"[0-9a-f]{64}", h))
 
     def pip_source_args(self) -> list[str]:
         args = ["--only-binary=:all:", "--no-input", "--disable-pip-version-check"]
-        if self.no_index:
+        if self.no_index or not self.index_url:  # a wheel directory alone: never pip's default index
             args.append("--no-index")
         if self.index_url:
             args += ["--index-url", self.index_url]
@@ -238,20 +264,33 @@ def _pip(args: Sequence[str], *, timeout: float, python: str = sys.executable) -
     return subprocess.run([python, "-m", "pip", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def latest_version(config: UpdateConfig) -> str:
-    """The version the index offers (``config.version`` if pinned): its wheel is downloaded, not installed."""
+def fetch_release(config: UpdateConfig, folder: Path) -> tuple[str, Path]:
+    """``(version, wheel)``: the release the source offers (``config.version`` if pinned), downloaded into
+    ``folder`` (emptied first); :func:`verify_release` checks it before it is installed."""
+    config.check_source()
     spec = f"{config.package}=={config.version}" if config.version else config.package
-    with tempfile.TemporaryDirectory(prefix="bitagent-update-") as tmp:
-        done = _pip(["download", "--no-deps", "--dest", tmp, *config.pip_source_args(), spec],
-                    timeout=config.pip_timeout_s)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if done.returncode != 0 or not wheels:
-            raise UpdateError(f"no release of {spec} on the index: {(done.stderr or done.stdout).strip()[-400:]}")
-        return wheels[0].name.split("-")[1]
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    done = _pip(["download", "--no-deps", "--dest", str(folder), *config.pip_source_args(), spec],
+                timeout=config.pip_timeout_s)
+    wheels = list(folder.glob("*.whl"))
+    if done.returncode != 0 or len(wheels) != 1:
+        raise UpdateError(f"no release of {spec} from {config.index_url or ' '.join(config.find_links)}: "
+                          f"{(done.stderr or done.stdout).strip()[-400:]}")
+    return wheels[0].name.split("-")[1], wheels[0]
 
 
-def install(config: UpdateConfig, releases: Releases, version: str) -> Path:
-    """A fresh virtualenv with ``package[extras]==version`` from the pinned source; removed again on failure."""
+def verify_release(config: UpdateConfig, wheel: Path) -> None:
+    """Raise unless ``wheel``'s sha256 is one the operator pinned."""
+    digest = _sha256(wheel)
+    if digest not in config.pinned_hashes():
+        raise UpdateError(f"{wheel.name} has sha256 {digest}, which is not pinned (--wheel-sha256 / --hash-file): "
+                          "not installed")
+
+
+def install(config: UpdateConfig, releases: Releases, version: str, wheel: Path) -> Path:
+    """A fresh virtualenv with the checked ``wheel`` (and its extras, dependencies from the named source);
+    removed again on failure."""
     releases.venvs.mkdir(parents=True, exist_ok=True)
     venv = releases.venvs / f"{version}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     try:
@@ -260,19 +299,26 @@ def install(config: UpdateConfig, releases: Releases, version: str) -> Path:
         if made.returncode != 0:
             raise UpdateError(f"creating the virtualenv failed: {made.stderr.strip()[-400:]}")
         python = str(venv / "bin" / "python")
+        requirement = f"{wheel}[{config.extras}]" if config.extras else str(wheel)
         # the current pip installs into the new interpreter (``--python``): the new venv needs no pip of its own
-        done = _pip(["--python", python, "install", *config.pip_source_args(),
-                     f"{config.requirement_name}=={version}"], timeout=config.pip_timeout_s)
+        done = _pip(["--python", python, "install", *config.pip_source_args(), requirement],
+                    timeout=config.pip_timeout_s)
         if done.returncode != 0:
             raise UpdateError(f"pip could not install {config.package}=={version}: "
                               f"{(done.stderr or done.stdout).strip()[-600:]}")
         write_json_atomic(venv / "release.json", {"package": config.package, "version": version,
                                                   "extras": config.extras, "source": config.pip_source_args(),
-                                                  "installed_at": time.time()})
+                                                  "wheel_sha256": _sha256(wheel), "installed_at": time.time()})
     except BaseException:
         shutil.rmtree(venv, ignore_errors=True)
         raise
     return venv
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def backup_sqlite(source: Path, target: Path) -> None:
@@ -505,7 +551,7 @@ def update_once(config: UpdateConfig, restarter: Restarter | None = None, *,
                 restarter.start()
         current = releases.target(releases.current)
         current_version = releases.version(current)
-        version = latest_version(config)
+        version, wheel = fetch_release(config, releases.root / "download")
         if current_version is not None and not config.version and \
                 _version_key(version) <= _version_key(current_version):
             return UpdateResult("up-to-date", f"{config.package} {current_version} is the newest release",
@@ -516,9 +562,10 @@ def update_once(config: UpdateConfig, restarter: Restarter | None = None, *,
             return UpdateResult("up-to-date", f"{config.package} {version} was rejected before "
                                               f"({releases.rejected()[version]}); staying on {current_version} "
                                               f"(pin it with --version to try again)", current_version)
+        verify_release(config, wheel)
         echo(f"installing {config.package} {version} beside {current_version or 'nothing'}")
         releases.write_journal(phase="installing", **{"from": str(current) if current else None}, version=version)
-        venv = install(config, releases, version)
+        venv = install(config, releases, version, wheel)
         releases.write_journal(phase="checking", **{"from": str(current) if current else None, "to": str(venv)},
                                version=version)
         ok, output = run_check(config, venv, releases.root / "check-state.sqlite")
@@ -606,6 +653,7 @@ def auto_update(config: UpdateConfig, command: Sequence[str], *, interval_s: flo
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     checks = 0
+    config.check_source()  # before anything runs: no source or no pinned hash is an error, not a wait
     try:
         with releases.locked():  # a previous supervisor killed mid-update: undo it before anything runs
             note = releases.recover()

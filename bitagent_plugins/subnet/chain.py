@@ -45,12 +45,24 @@ _RAW_FIELD_MAX = 128
 MAX_COMMITMENT_BYTES = 3 * _RAW_FIELD_MAX
 
 
-def version_key(version: str = bitagent_core.__version__) -> int:
-    """The weights version key of this release: ``major*10000 + minor*100 + patch`` (0.1.0 -> 100)."""
-    parts = [int(re.sub(r"\D.*", "", p) or 0) for p in version.split(".")[:3]]
+def bitagent_version() -> str:
+    """This installation's version: the package metadata (setuptools-scm writes it), else the source's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("bitagent")
+    except metadata.PackageNotFoundError:
+        return bitagent_core.__version__
+
+
+def version_key(version: str | None = None) -> int:
+    """The weights version key of a release by upstream's convention, ``1000*major + 10*minor + patch``
+    (upstream 1.0.50 -> 1050; bitagent 0.1.0 -> 10). A subnet whose owner set a higher requirement is met
+    with ``--weights-version-key``."""
+    parts = [int(re.sub(r"\D.*", "", p) or 0) for p in (version or bitagent_version()).split(".")[:3]]
     parts += [0] * (3 - len(parts))
     major, minor, patch = parts
-    return major * 10_000 + minor * 100 + patch
+    return major * 1000 + minor * 10 + patch
 
 
 class ChainUnavailable(RuntimeError):
@@ -70,6 +82,8 @@ class Neuron:
     commitment: str | None = None
     #: the block the commitment was published at
     commitment_block: int | None = None
+    #: the block this hotkey registered at (the submission date of a miner without a commitment)
+    registration_block: int | None = None
 
 
 @attrs.frozen
@@ -274,6 +288,7 @@ class Chain:
                 validator_permit=bool(n.validator_permit), stake=float(n.total_stake.amount),
                 axon=n.axon, commitment=visible,
                 commitment_block=int(commitment.block) if commitment is not None else None,
+                registration_block=_registration_block(n),
             ))
         return MetagraphView(netuid=self.netuid, block=int(graph.block), neurons=tuple(neurons))
 
@@ -366,6 +381,11 @@ class Chain:
             return await awaitable
         except bt.BittensorError as exc:
             raise ChainUnavailable(f"{type(exc).__name__}: {exc}") from None
+
+
+def _registration_block(neuron: Any) -> int | None:
+    value = getattr(neuron, "block_at_registration", None)
+    return int(value) if value is not None else None
 
 
 def _tx(result: Any) -> TxResult:

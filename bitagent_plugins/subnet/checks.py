@@ -100,7 +100,7 @@ def visible(devices: str | None, totals: list[int]) -> list[int]:
 
 async def run_checks(*, chain: Any, wallet_loader: Any, backend: str, backend_options: dict[str, str],
                      cache_dir: Path, max_params: int, max_download_bytes: int, bfcl_problem: str | None,
-                     bfcl_note: str | None) -> CheckReport:
+                     bfcl_note: str | None, weights_version_key: int | None = None) -> CheckReport:
     """Every check. ``chain``: a :class:`~bitagent_plugins.subnet.chain.Chain` (connected here, closed by the
     caller); ``wallet_loader()`` returns the wallet or raises with the reason."""
     from bitagent_plugins.subnet.chain import ChainUnavailable
@@ -126,6 +126,15 @@ async def run_checks(*, chain: Any, wallet_loader: Any, backend: str, backend_op
                                 "refuses this validator's weights)")
             else:
                 notes.append(f"registration: uid {me.uid} with a validator permit")
+        if weights_version_key is not None:
+            required = (await chain.weight_limits()).version_key
+            line = (f"weights version key: this validator sends {weights_version_key}, the subnet requires at "
+                    f"least {required}")
+            if weights_version_key < required:
+                problems.append(f"{line}: the chain refuses its weights (upgrade, or --weights-version-key "
+                                f"{required} if the subnet's owner accepts this release)")
+            else:
+                notes.append(line)
     except ChainUnavailable as exc:
         problems.append(f"chain: {exc}")
     except (TimeoutError, OSError) as exc:

@@ -11,6 +11,7 @@ accepted (invalid text, unknown repo) is not locked: the hotkey may still fix it
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -41,6 +42,8 @@ class SubmissionCollector:
         self._unresolved: dict[str, tuple[str, int | None, str]] = {}  # hotkey -> (text, retry block, reason)
         self.collections_done = 0
         self._last_counts: tuple[int, int, int] | None = None
+        #: the last collection's miners without a submission: ``{hotkey: why}``
+        self.not_collected: dict[str, str] = {}
 
     @property
     def rejected(self) -> dict[str, str]:
@@ -74,9 +77,13 @@ class SubmissionCollector:
                                                    timeout_s=self.query_timeout_s, allow_private=self.allow_private)
         for hotkey, reason in missing.items():
             log.debug("no submission from %s: %s", hotkey, reason)
+        silent = {n.hotkey: "published nothing (no commitment, no endpoint)" for n in mg.neurons
+                  if n.hotkey not in found and n.hotkey not in missing and n.hotkey != self.own_hotkey}
+        self.not_collected = {**silent, **missing}
         for hotkey, item in found.items():
             log.debug("submission of %s via %s", hotkey, item.channel)
-        return {hotkey: (item.text, item.block) for hotkey, item in found.items()}
+        return {hotkey: (item.text, submission_block(mg, hotkey, item.channel, item.block))
+                for hotkey, item in found.items()}
 
     async def lock(self, mg: MetagraphView, hotkey: str, text: str, block: int,
                    current: SubmissionRow | None = None) -> None:
@@ -112,11 +119,31 @@ class SubmissionCollector:
         if self.state.upsert_submission(hotkey, neuron.uid, locked.repo_id, sub.revision, locked.sha, block):
             log.info("uid %d (%s) submits %s (locked)", neuron.uid, hotkey, locked.key)
 
+    def not_collected_summary(self) -> str:
+        """One line: how many miners were not collected and why, most frequent reasons first."""
+        reasons = collections.Counter(self.not_collected.values())
+        listed = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common(5))
+        more = len(reasons) - 5
+        return (f"{len(self.not_collected)} miner(s) not collected" + (f": {listed}" if listed else "")
+                + (f", and {more} other reason(s) (--logging.debug lists each)" if more > 0 else ""))
+
     def _note_rejected(self, hotkey: str, text: str, reason: str, retry_after: int | None) -> None:
         previous = self._unresolved.get(hotkey)
         if previous is None or previous[0] != text:
             log.warning("%s: %r rejected: %s", hotkey, text[:120], reason)
         self._unresolved[hotkey] = (text, retry_after, reason)
+
+
+def submission_block(mg: MetagraphView, hotkey: str, channel: str, block: int) -> int:
+    """The block a submission is dated at, the same for every validator whenever it started: its on-chain
+    commitment's block; without a commitment (upstream miners: endpoint or synapse only), the hotkey's
+    registration block (docs/subnet.md, "Submission dates")."""
+    if "commitment" in channel:
+        return block
+    neuron = mg.by_hotkey(hotkey)
+    if neuron is None or neuron.registration_block is None:
+        return block
+    return min(block, neuron.registration_block)
 
 
 def _same_submission(text: str, current: SubmissionRow) -> bool:

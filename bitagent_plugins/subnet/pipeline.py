@@ -171,17 +171,14 @@ class ModelPipeline:
 
 
 def _off_the_loop(registry: Any, backend: str, options: dict[str, str]) -> dict[str, str]:
-    """The options with ``worker_thread=true`` for a backend that offers it (llama-cpp generates on the
-    caller's loop by default; the validator's loop must keep syncing and setting weights meanwhile)."""
-    import sys
-
+    """The options with ``worker_thread=true`` for a backend whose typed options offer it (llama-cpp
+    generates on the caller's loop by default; the validator's loop must keep syncing and setting weights
+    meanwhile). The switch is found in the backend's options model (``bitagent_core.options``)."""
     try:
-        factory = registry.get("backends", backend).factory
+        model = registry.get("backends", backend).options
     except LookupError:
         return dict(options)
-    known = getattr(factory, "OPTION_TYPES", None)
-    if known is None:
-        known = getattr(sys.modules.get(getattr(factory, "__module__", "")), "OPTION_TYPES", None)
-    if known is not None and "worker_thread" in known and "worker_thread" not in options:
+    fields = getattr(model, "model_fields", None) or {}
+    if "worker_thread" in fields and "worker_thread" not in options:
         return {**options, "worker_thread": "true"}
     return dict(options)

@@ -61,12 +61,38 @@ def _setup_logging(debug: bool, trace: bool, log_level: str | None = None) -> No
         logging.getLogger(noisy).setLevel(logging.DEBUG if trace else logging.WARNING)
 
 
+class _UpstreamCommand(click.Command):
+    """A command that also takes upstream's flags (``upstream_flags``): mapped or ignored ones are rewritten
+    before parsing (each said once at INFO), refused ones stop with the flag to use instead."""
+
+    role: Any = "validator"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from bitagent_plugins.subnet.upstream_flags import RefusedFlag, translate
+
+        try:
+            args, notes = translate(args, self.role)
+        except RefusedFlag as exc:
+            raise click.UsageError(str(exc), ctx) from None
+        ctx.meta["bitagent.upstream_notes"] = notes
+        return super().parse_args(ctx, args)
+
+
+class _UpstreamMineCommand(_UpstreamCommand):
+    role = "miner"
+
+
+def _upstream_notes() -> None:
+    for note in click.get_current_context().meta.get("bitagent.upstream_notes", []):
+        logging.getLogger("bitagent.subnet").info("%s", note)
+
+
 def _network(network: str, chain_endpoint: str | None) -> str:
     return chain_endpoint or network
 
 
 def mine_command(substrate_factory: Callable[[], Any] | None = None) -> click.Command:
-    @click.command("mine")
+    @click.command("mine", cls=_UpstreamMineCommand)
     @_opt("--hf-model-name", "--miner-hf-model-name-to-submit", "model", required=True, env="HF_MODEL_NAME",
           help="The Hugging Face submission: org/name or org/name@revision (a commit sha is best).")
     @_chain_options
@@ -97,6 +123,7 @@ def mine_command(substrate_factory: Callable[[], Any] | None = None) -> click.Co
         from bitagent_plugins.subnet.vetting import InvalidSubmission
 
         _setup_logging(debug, trace, log_level)
+        _upstream_notes()
         source = click.get_current_context().get_parameter_source("host")
         if external_ip and source in (click.core.ParameterSource.DEFAULT, None):
             host = "0.0.0.0"
@@ -153,16 +180,19 @@ def _backend_options(values: tuple[str, ...], backend: str, registry: PluginRegi
 
 
 def _device(device: str, visible_devices: str | None, backend: str) -> str | None:
-    """Upstream's ``--neuron.device``: ``cuda:N`` -> GPU N for the model server; ``cuda``/``cpu`` change nothing
-    (a GPU engine cannot run on ``cpu``)."""
+    """Upstream's ``--neuron.device``, read as upstream read it: ``cuda:N`` is the N-th GPU among
+    ``--neuron.visible_devices`` (``--neuron.visible_devices 1 --neuron.device cuda:0`` is GPU 1), or GPU N
+    without them; ``cuda``/``cpu`` change nothing (a GPU engine cannot run on ``cpu``)."""
+    from bitagent_plugins.subnet.upstream_flags import device_index
+
     value = device.strip().lower()
     if value.startswith("cuda:") and value[5:].isdigit() and backend in ("llama-cpp", "embedded"):
         return visible_devices  # in-process llama.cpp: the GPU is chosen by its own build (n_gpu_layers)
     if value.startswith("cuda:") and value[5:].isdigit():
-        if visible_devices not in (None, value[5:]):
-            raise click.BadParameter(f"says GPU {value[5:]}, --visible-devices says {visible_devices}",
-                                     param_hint="--neuron.device")
-        return value[5:]
+        try:
+            return device_index(value, visible_devices)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--neuron.device") from None
     if value == "cpu" and backend in ("sglang", "vllm"):
         raise click.BadParameter(f"the {backend} backend needs a GPU; use --backend llama-cpp-server on a CPU",
                                  param_hint="--neuron.device")
@@ -172,7 +202,7 @@ def _device(device: str, visible_devices: str | None, backend: str) -> str | Non
 
 
 def validate_command(substrate_factory: Callable[[], Any] | None = None) -> click.Command:
-    @click.command("validate")
+    @click.command("validate", cls=_UpstreamCommand)
     @_chain_options
     @_opt("--backend", default="sglang", show_default=True, env="BACKEND",
           help="Backend that serves each model: sglang (GPU), vllm, llama-cpp-server, llama-cpp (GGUF only)...")
@@ -233,6 +263,12 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
           "per problem and exit (non-zero when there is one).")
     @_opt("--skip-start-check", is_flag=True, env="SKIP_START_CHECK",
           help="Start even when the start checks find problems (they are still logged).")
+    @_opt("--weights-version-key", type=click.IntRange(min=0), env="WEIGHTS_VERSION_KEY",
+          help="The version key sent with weights [default: upstream's 1000*major + 10*minor + patch of this "
+          "release]; set it to what the subnet requires when its owner accepts this validator.")
+    @_opt("--import-upstream-state", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+          env="IMPORT_UPSTREAM_STATE", help="Import upstream's ft_state.npz (submissions, their blocks) into the "
+          "state, then exit (read without unpickling anything but numpy arrays).")
     def validate(netuid: int, network: str, chain_endpoint: str | None, wallet_name: str, wallet_hotkey: str,
                  wallet_path: str, debug: bool, trace: bool, log_level: str | None, backend: str,
                  backend_option: tuple[str, ...],
@@ -243,13 +279,15 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
                  mem_fraction_static: float | None, request_timeout: float, max_params: int | None,
                  max_download_bytes: int | None, once: bool, max_rounds: int | None, wandb: bool,
                  device: str | None, reevaluate_blocks: int, ema_alpha: float, heartbeat: float, check_only: bool,
-                 skip_start_check: bool) -> None:
+                 skip_start_check: bool, weights_version_key: int | None,
+                 import_upstream_state: Path | None) -> None:
         """Validate: collect miners' submissions, vet and evaluate them, set weights."""
         from bitagent_core import UnknownPluginObject, get_registry
         from bitagent_plugins.subnet.chain import ChainUnavailable
         from bitagent_plugins.subnet.validator import AlreadyRunning, ValidatorConfig, check_validator, run_validator
 
         _setup_logging(debug, trace, log_level)
+        _upstream_notes()
         if device:
             visible_devices = _device(device, visible_devices, backend)
         if wandb:
@@ -267,7 +305,10 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
             allow_private_axons=allow_private_axons, hf_offline=hf_offline, max_params=max_params,
             max_download_bytes=max_download_bytes, once=once, max_rounds=max_rounds,
             request_timeout_s=request_timeout, reevaluate_blocks=reevaluate_blocks or None, ema_alpha=ema_alpha,
-            heartbeat_s=heartbeat, skip_start_check=skip_start_check)
+            heartbeat_s=heartbeat, skip_start_check=skip_start_check, weights_version_key=weights_version_key)
+        if import_upstream_state is not None:
+            _import_upstream_state(import_upstream_state, config)
+            raise SystemExit(0)
         try:
             run = check_validator if check_only else run_validator
             code = run(config, registry=registry, substrate=substrate_factory() if substrate_factory else None)
@@ -278,6 +319,26 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
         raise SystemExit(code)
 
     return validate
+
+
+def _import_upstream_state(path: Path, config: Any) -> None:
+    """``--import-upstream-state``: with the state's lock held (no validator may run on it meanwhile)."""
+    from bitagent_plugins.subnet import vetting
+    from bitagent_plugins.subnet.legacy_state import UpstreamStateError, import_upstream_state
+    from bitagent_plugins.subnet.validator import AlreadyRunning, state_lock
+
+    lock = state_lock(config.state_path)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        raise click.ClickException(f"{exc}: stop it before importing") from None
+    try:
+        hub = vetting.hub_client(config.cache_dir, offline=config.hf_offline, token=config.hf_token)
+        click.echo(import_upstream_state(path, config.state_path, hub=hub))
+    except (UpstreamStateError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        lock.release()
 
 
 @hookimpl

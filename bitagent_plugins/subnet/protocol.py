@@ -952,35 +952,46 @@ async def collect_submissions(wallet: Any, mg: Any, *, netuid: int, me: str | No
     nonces = _nonce_store()
     async with _client(timeout_s, concurrency) as client:
 
+        async def ask_channel(channel: str, hotkey: str, axon: str) -> Any:
+            if channel == "endpoint":
+                return await asyncio.wait_for(query_submission(
+                    client, keypair, hotkey=hotkey, axon=axon, netuid=netuid, allow_private=allow_private,
+                    nonce_store=nonces), timeout_s)
+            return await asyncio.wait_for(query_legacy(
+                client, keypair, hotkey=hotkey, axon=axon, timeout_s=timeout_s, allow_private=allow_private),
+                timeout_s)
+
         async def one(hotkey: str, axon: str, digest: str | None, block: int) -> None:
+            # both channels at once: a silent miner costs one timeout, not one per channel
             reasons = []
             async with limiter:
-                for channel in ("endpoint", "legacy"):
-                    try:
-                        if channel == "endpoint":
-                            reply: Any = await asyncio.wait_for(query_submission(
-                                client, keypair, hotkey=hotkey, axon=axon, netuid=netuid,
-                                allow_private=allow_private, nonce_store=nonces), timeout_s)
-                        else:
-                            reply = await asyncio.wait_for(query_legacy(
-                                client, keypair, hotkey=hotkey, axon=axon, timeout_s=timeout_s,
-                                allow_private=allow_private), timeout_s)
-                    except TimeoutError:
-                        reasons.append(f"{channel}: timed out")
-                        continue
-                    except QueryFailed as exc:
-                        reasons.append(f"{channel}: {exc.reason}")
-                        if exc.reason.startswith(("timed out", "endpoint ", "bad endpoint")):
-                            break  # the address itself is dead or refused: no point asking twice
-                        continue
-                    if digest is None:
-                        found[hotkey] = Collected(reply.model, channel, block)
-                        return
-                    if commitments.opens(digest, reply.model, reply.salt):
-                        found[hotkey] = Collected(reply.model, f"{channel}+commitment", block)
-                        return
-                    reasons.append(f"{channel}: the revealed name does not match the on-chain commitment")
-            missing[hotkey] = "; ".join(reasons)
+                asked = {asyncio.ensure_future(ask_channel(c, hotkey, axon)): c for c in ("endpoint", "legacy")}
+                pending = set(asked)
+                try:
+                    while pending:
+                        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                        for task in sorted(done, key=lambda t: asked[t]):  # endpoint first when both are in
+                            channel = asked[task]
+                            try:
+                                reply: Any = task.result()
+                            except TimeoutError:
+                                reasons.append(f"{channel}: timed out")
+                                continue
+                            except QueryFailed as exc:
+                                reasons.append(f"{channel}: {exc.reason}")
+                                continue
+                            if digest is None:
+                                found[hotkey] = Collected(reply.model, channel, block)
+                                return
+                            if commitments.opens(digest, reply.model, reply.salt):
+                                found[hotkey] = Collected(reply.model, f"{channel}+commitment", block)
+                                return
+                            reasons.append(f"{channel}: the revealed name does not match the on-chain commitment")
+                finally:
+                    for task in pending:
+                        task.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+            missing[hotkey] = "; ".join(sorted(reasons))
 
         await asyncio.gather(*(one(h, *args) for h, args in ask.items()))
     return found, missing

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import attrs
 
 from bitagent_plugins.subnet import vetting
-from bitagent_plugins.subnet.chain import SUBNET_NETUID, Chain, ChainUnavailable, MetagraphView
+from bitagent_plugins.subnet.chain import SUBNET_NETUID, Chain, ChainUnavailable, MetagraphView, version_key
 from bitagent_plugins.subnet.collection import SubmissionCollector
 from bitagent_plugins.subnet.diskfull import disk_full, disk_full_line
 from bitagent_plugins.subnet.failures import (
@@ -54,6 +54,7 @@ from bitagent_plugins.subnet.failures import (
     classify_exception,
     classify_results,
 )
+from bitagent_plugins.subnet.keys import ModelKey
 from bitagent_plugins.subnet.pipeline import ModelPipeline
 from bitagent_plugins.subnet.scoring import ModelJob, Scoreboard
 from bitagent_plugins.subnet.state import DEFAULT_EMA_ALPHA, RoundRow, ValidatorState
@@ -63,6 +64,21 @@ log = logging.getLogger("bitagent.subnet.validator")
 _T = TypeVar("_T")
 #: seconds between retries of a state write while the disk is full
 DISK_RETRY_S = 5.0
+
+
+class _UpstreamGrep(logging.Filter):
+    """Upstream's operators follow the evaluation of miners' models with ``grep OFFLINE``: the lines about one
+    model (its key first) and the round lines carry that prefix here too (docs/subnet.md maps them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        args = record.args if isinstance(record.args, tuple) else ()
+        if ((args and isinstance(args[0], ModelKey)) or msg.startswith("round ")) and not msg.startswith("OFFLINE:"):
+            record.msg = "OFFLINE: " + msg
+        return True
+
+
+log.addFilter(_UpstreamGrep())
 
 __all__ = ["AlreadyRunning", "ModelJob", "Validator", "ValidatorConfig", "run_validator"]
 
@@ -106,6 +122,8 @@ class ValidatorConfig:
     heartbeat_s: float = 60.0
     #: start even when the start checks find problems (they are still logged)
     skip_start_check: bool = False
+    #: the weights version key to send (None: upstream's formula on this release's version)
+    weights_version_key: int | None = None
 
     @property
     def runs_dir(self) -> Path:
@@ -160,6 +178,11 @@ class _StateLock:
         self._lock.release()
 
 
+def state_lock(state_path: Path) -> _StateLock:
+    """The lock a validator holds on its state (``acquire`` raises :class:`AlreadyRunning`)."""
+    return _StateLock(state_path)
+
+
 class Validator:
     """The loop; ``substrate`` and ``hub`` replace the chain RPC and the Hub (tests)."""
 
@@ -200,6 +223,9 @@ class Validator:
                                       cache_dir=config.cache_dir, hub=self.hub, limits=self.limits,
                                       backend=config.backend, backend_options=config.backend_options,
                                       runs_dir=config.runs_dir, request_timeout_s=config.request_timeout_s)
+        #: sent with the weights: ``--weights-version-key``, else upstream's formula on this release's version
+        self.weights_version_key = (config.weights_version_key if config.weights_version_key is not None
+                                    else version_key())
         self.state: ValidatorState | None = None
         self.scoreboard: Scoreboard | None = None
         self.collector: SubmissionCollector | None = None
@@ -246,7 +272,8 @@ class Validator:
         return await run_checks(chain=self.chain, wallet_loader=wallet_loader, backend=self.config.backend,
                                 backend_options=self.config.backend_options, cache_dir=self.config.cache_dir,
                                 max_params=self.limits.max_params, max_download_bytes=self.limits.max_total_bytes,
-                                bfcl_problem=bfcl_problem or None, bfcl_note=bfcl_note)
+                                bfcl_problem=bfcl_problem or None, bfcl_note=bfcl_note,
+                                weights_version_key=self.weights_version_key)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -307,7 +334,8 @@ class Validator:
                                              retry_blocks=max(cfg.sync_interval * 10, 50))
         self.weights = WeightSetter(state, self.chain, scores=self.scoreboard.scores, competition_version=self.version,
                                     weight_rule=self.competition.weight_rule, epoch_length=cfg.epoch_length,
-                                    retry_blocks=cfg.sync_interval, dry_run=cfg.dry_run)
+                                    retry_blocks=cfg.sync_interval, dry_run=cfg.dry_run,
+                                    weights_version_key=self.weights_version_key)
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -500,6 +528,7 @@ class Validator:
         key = job.model
         # offline, the cache is the only copy: a model to be re-evaluated stays (online it is downloaded again)
         delete = not (self.offline and self.config.reevaluate_blocks)
+        own_failures = self.own_failure_count
         try:
             report = self._reports.get(key.key)
             if report is None:  # not vetted yet, or vetted by an earlier process: the files to fetch
@@ -541,7 +570,10 @@ class Validator:
             raise
         finally:
             self._reports.pop(key.key, None)
-            if delete:
+            if self.own_failure_count != own_failures:
+                # the validator's own failure: the submission stays for the retry (offline it is the only copy)
+                log.info("%s: kept in the cache for the retry (the failure was this validator's)", key)
+            elif delete:
                 await self.pipeline.delete(key)
 
     async def _evaluate(self, job: ModelJob, snapshot: Path, report: vetting.VettingReport) -> None:
@@ -643,6 +675,8 @@ class Validator:
         except Exception as exc:  # noqa: BLE001 - a reporter must never stop the validator
             log.warning("a reporter failed at the end of round %d: %s", round_.id, exc)
         self.state.finish_round(round_.id)
+        if self.collector is not None:
+            log.info("round %d: %s", round_.id, self.collector.not_collected_summary())
         own = self.own_failure_count
         log.info("round %d done: feedback for %d miner(s), %d validator failure(s) so far", round_.id, len(entries),
                  own)

@@ -14,10 +14,11 @@ Vetting rules (all at the locked commit, unlike upstream which checked the lates
 ``ALLOWED_LICENSES`` (the card's, else the README front matter's); at most ``max_params`` parameters (summed
 from the safetensors headers or the GGUF tensor infos, read without loading any tensor data); a chat template
 (``tokenizer_config.json``, ``chat_template.jinja``/``.json``, or the GGUF's ``tokenizer.chat_template``); no
-custom code (no ``*.py``/native-library file anywhere in the repo, no ``auto_map`` in ``config.json`` or
-``tokenizer_config.json``: ``trust_remote_code`` is never needed nor used); weights only as ``*.safetensors``
-(top level) or exactly one top-level ``*.gguf`` (any pickle format — ``*.bin``, ``*.pt``, ``*.pth``,
-``*.ckpt``, ``*.pkl`` — rejects the repo); and the files we would download under ``max_total_bytes``.
+remote code (no ``auto_map`` in any JSON file a server would read: ``trust_remote_code`` is never needed nor
+used); weights as ``*.safetensors`` (top level) or exactly one top-level ``*.gguf`` (pickle weights alone --
+``*.bin``, ``*.pt``, ... -- refuse the repo); and the files we would download under ``max_total_bytes``. Only
+the files a server loads are judged and downloaded (``ALLOW_PATTERNS`` at the top level): training state
+(``training_args.bin``, ``optimizer.pt``), scripts, notebooks and images of an ordinary fine-tune are ignored.
 
 Where the metadata comes from is a ``HubClient``: ``HfHubClient`` asks the Hub (``model_info``,
 ``HfFileSystem`` ranged reads of the weight headers, ``snapshot_download``); ``OfflineHubClient`` reads the
@@ -68,7 +69,6 @@ ALLOW_PATTERNS: tuple[str, ...] = (
     "chat_template.jinja", "preprocessor_config.json", "model.safetensors.index.json", "*.safetensors", "*.gguf",
     "README.md",
 )
-CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
 MAX_SMALL_FILE = 16 << 20           # configs, tokenizer config, README, chat templates
 MAX_JSON_FILE = 64 << 20            # any JSON file we download (tokenizer.json can be ~35 MB), scanned for auto_map
@@ -295,14 +295,10 @@ def _vet(locked: LockedModel, limits: VettingLimits, client: HubClient) -> Vetti
             return _fail(f"unsafe file path in the repo: {f.path!r}")
         by_path[f.path] = f
     lower = {p: p.lower() for p in by_path}
-    code = sorted(p for p, low in lower.items() if low.endswith(CODE_SUFFIXES))
-    if code:
-        return _fail(f"custom code in the repo ({', '.join(code[:5])}); only weights, configs and tokenizers "
-                     "are accepted (trust_remote_code is never used)")
-    pickles = sorted(p for p, low in lower.items() if low.endswith(PICKLE_SUFFIXES))
-    if pickles:
-        return _fail(f"pickle-format files ({', '.join(pickles[:5])}); weights must be .safetensors or .gguf")
-
+    # Only the files a model server would load are judged (and downloaded): the weights and the top-level
+    # configs/tokenizer files of ALLOW_PATTERNS. What an ordinary fine-tune also holds (training_args.bin,
+    # optimizer/scheduler states, scripts, notebooks, images) is never fetched, never loaded, and refuses
+    # nothing. Remote code is what a config names in ``auto_map`` (checked below on every selected JSON).
     top = [p for p in by_path if "/" not in p]
     safetensors = sorted(p for p in top if lower[p].endswith(".safetensors"))
     ggufs = sorted(p for p in top if lower[p].endswith(".gguf"))
@@ -313,6 +309,10 @@ def _vet(locked: LockedModel, limits: VettingLimits, client: HubClient) -> Vetti
     elif ggufs:
         return _fail(f"{len(ggufs)} .gguf files at the top level; submit a repo holding exactly one")
     else:
+        pickles = sorted(p for p in top if lower[p].endswith(PICKLE_SUFFIXES))
+        if pickles:
+            return _fail(f"weights only in pickle format ({', '.join(pickles[:5])}); weights must be .safetensors "
+                         "or .gguf")
         return _fail("no weights: expected *.safetensors or one *.gguf at the top level")
     others = [p for p in top if p not in weights and not lower[p].endswith((".safetensors", ".gguf"))
               and any(fnmatch.fnmatchcase(p, pat) for pat in ALLOW_PATTERNS)]

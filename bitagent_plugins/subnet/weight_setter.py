@@ -38,8 +38,10 @@ class WeightsOutcome:
 class WeightSetter:
     def __init__(self, state: ValidatorState, chain: Chain, *, scores: Callable[[], dict[str, float]],
                  competition_version: str, weight_rule: str, epoch_length: int, retry_blocks: int,
-                 dry_run: bool) -> None:
+                 dry_run: bool, weights_version_key: int | None = None) -> None:
         self.state = state
+        #: the key sent with the weights: ``--weights-version-key``, else upstream's formula on our version
+        self.version_key = weights_version_key if weights_version_key is not None else version_key()
         self.chain = chain
         self.scores = scores
         self.competition_version = competition_version
@@ -101,12 +103,13 @@ class WeightSetter:
             log.warning("weights: the chain's min_allowed_weights=%d / max_weight_limit=%.3f cannot be met by the "
                         "%d scored uid(s): the floor weight also goes to unscored uid(s) %s",
                         limits.min_allowed_weights, limits.max_weight_limit, len(uids) - len(forced), forced)
-        ours = version_key()
+        ours = self.version_key
         if self.dry_run:
             result, submitted = "dry run: not submitted", False
         elif limits.version_key > ours:
             result, submitted = (f"not submitted: the subnet requires weights version {limits.version_key}, "
-                                 f"this bitagent has {ours}; upgrade"), False
+                                 f"this bitagent has {ours}; upgrade, or set --weights-version-key "
+                                 f"{limits.version_key} if the subnet's owner accepts this release"), False
         else:
             try:
                 tx = await self.chain.set_weights(uids, values, version_key=ours)
