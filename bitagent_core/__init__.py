@@ -24,8 +24,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["Backend", "BackendFactory", "Competition", "CompetitionFactory", "DataProblemLike", "Reporter",
                      "Scorer", "ScorerFactory", "TaskSource", "TaskSourceFactory", "ValidatingTaskSource",
                      "Environment", "EnvironmentFactory", "GuardedEnvironment", "TrajectoryScorer",
-                     "RegisterBackend", "RegisterCompetition", "RegisterEnvironment", "RegisterScorer",
-                     "RegisterTaskSource"], "protocols"),
+                     "PersistentEnvironment", "RegisterBackend", "RegisterCompetition", "RegisterEnvironment",
+                     "RegisterScorer", "RegisterTaskSource"], "protocols"),
     # backend options
     **dict.fromkeys(["BackendOptions", "NoOptions", "OptionError", "parse_option_args", "parse_option_string"],
                     "options"),
@@ -125,6 +125,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         Environment,
         EnvironmentFactory,
         GuardedEnvironment,
+        PersistentEnvironment,
         RegisterBackend,
         RegisterCompetition,
         RegisterEnvironment,

@@ -40,7 +40,7 @@ import attrs
 from bitagent_core.decoding import decode
 from bitagent_core.model import ChatRequest, Message, Step, Task, ToolCall, Trajectory
 from bitagent_core.prompting import build_request
-from bitagent_core.protocols import GuardedEnvironment, TrajectoryScorer
+from bitagent_core.protocols import GuardedEnvironment, PersistentEnvironment, TrajectoryScorer
 
 MAX_CALLS_PER_STEP = 64
 MAX_RESULT_CHARS = 65_536
@@ -406,6 +406,12 @@ async def run_task(evaluation: Any, task: Task) -> dict[str, Any]:
         assert task.environment is not None
         error = f"environment {task.environment.name!r}: {type(exc).__name__}: {exc}"
         error_type = "environment_error"
+    persistent = environment if isinstance(environment, PersistentEnvironment) else None
+    if persistent is not None:
+        try:
+            task = await asyncio.to_thread(persistent.prepare, task, getattr(evaluation, "run_dir", None))
+        except Exception as exc:  # noqa: BLE001 - missing state fails this sample (--resume plays it again)
+            error, error_type, environment, persistent = f"{type(exc).__name__}: {exc}", "environment_error", None, None
     if environment is not None:
         try:
             trajectory = await play(task, evaluation.backend, environment, PlayConfig(
@@ -413,6 +419,12 @@ async def run_task(evaluation: Any, task: Task) -> dict[str, Any]:
                 timeout_s=cfg.timeout_s, stop_requested=lambda: evaluation.stop_requested))
         except StepFailed as exc:
             trajectory, error = exc.trajectory, str(exc)
+    if persistent is not None:
+        try:
+            await asyncio.to_thread(persistent.finish, trajectory, error)
+        except Exception as exc:  # noqa: BLE001 - state that cannot be kept fails this sample
+            if error is None:
+                error, error_type = f"{type(exc).__name__}: {exc}", "environment_error"
     steps = [s for turn in trajectory.turns for s in turn]
     completion = {
         "text": steps[-1].text if steps else "",

@@ -318,8 +318,21 @@ class Evaluation:
         concurrency = self.config.concurrency or self.backend.default_concurrency
         limiter = asyncio.Semaphore(max(1, int(concurrency)))
         io_error: list[OSError] = []
+        # a DAG (PersistentEnvironment): a task starts once its dependencies in this run have ended; they wait
+        # before taking a slot, and only on earlier tasks, so no cycle can hold the run
+        ended = {task.id: asyncio.Event() for task in todo}
+        order = {task.id: i for i, task in enumerate(todo)}
 
         async def one(task: Task) -> None:
+            try:
+                for dependency in task.metadata.get("depends_on") or ():
+                    if order.get(dependency, len(todo)) < order[task.id]:
+                        await ended[dependency].wait()
+                await run(task)
+            finally:
+                ended[task.id].set()
+
+        async def run(task: Task) -> None:
             async with limiter:
                 if self._stopping or io_error:
                     return

@@ -430,7 +430,12 @@ class BfclScorer:
         return self._parallel(expected, calls)
 
     def score_trajectory(self, task: Task, trajectory: Trajectory) -> Score:
-        """Multi-turn tasks: BFCL's multi-turn checker (``bitagent_plugins/bfcl/multi_turn_scorer.py``)."""
+        """Multi-turn tasks: BFCL's multi-turn checker (``bitagent_plugins/bfcl/multi_turn_scorer.py``); agentic
+        ones (memory, web search): BFCL's agentic checker (``agentic.py``)."""
+        if task.metadata.get("agentic"):
+            from bitagent_plugins.bfcl.agentic import score_agentic
+
+            return score_agentic(task, trajectory, strict=self.strict)
         from bitagent_plugins.bfcl.multi_turn_scorer import score_trajectory
 
         return score_trajectory(task, trajectory, strict=self.strict)
