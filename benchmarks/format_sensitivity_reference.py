@@ -3,7 +3,8 @@
 Run by an interpreter where ``bfcl_eval`` imports (``$BFCL_PYTHON``): BFCL loads its 5,200 entries
 (``load_dataset_entry("format_sensitivity")``) and builds each system prompt as its prompting handlers do
 (``system_prompt_pre_processing_chat_model``); one sha256 over the ids and prompts, in order, and BFCL's
-configuration list go to ``tests/data/bfcl_format_sensitivity_reference.json``.
+configuration list go to ``tests/data/bfcl_format_sensitivity_reference.json``. The verdicts on answers in
+each configuration's format are recorded by ``benchmarks/format_sensitivity_verdicts.py``.
 
     /tmp/bfcl-venv/bin/python benchmarks/format_sensitivity_reference.py
 """

@@ -49,3 +49,31 @@ def test_the_two_figures_are_bfcls():
     verdicts = [(f"format_sensitivity_{i}:{fs.CONFIGS[i % 2]}:simple_python_{i}", i % 4 == 0) for i in range(8)]
     verdicts.append(("simple_python_1", True))  # not a format-sensitivity id: skipped
     assert fs.per_config_accuracy(verdicts) == {fs.CONFIGS[0]: 0.5, fs.CONFIGS[1]: 0.0}
+
+
+@pytest.mark.slow  # loads eight BFCL categories and scores 2,224 answers
+def test_bfcl_strict_agrees_with_bfcl_on_answers_in_every_format():
+    """2,224 answers (every 8th entry under all 26 configurations: the ground truth in the format asked for,
+    one value wrong, the tags left out, a python answer whatever was asked) with the verdicts BFCL's own
+    decoder and checker gave (benchmarks/format_sensitivity_verdicts.py)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from format_sensitivity_verdicts import answer_key, corpus
+
+    from bitagent_core.model import Completion
+    from bitagent_plugins.bfcl.scorer import BfclScorer
+
+    recorded = json.loads((Path(__file__).parent / "data" / "bfcl_format_sensitivity_verdicts.json").read_text())
+    items = corpus()
+    assert len(items) == len(recorded["verdicts"]) == 2224
+    tasks = {t.id: t for t in load_tasks(get_registry(), "bfcl:format_sensitivity", 0, None)}
+    strict = BfclScorer(strict=True)
+    outcomes = set()
+    for item, (key, valid, error_type) in zip(items, recorded["verdicts"], strict=True):
+        assert answer_key(item) == key, "the corpus changed: record the verdicts again"
+        verdict = strict.score(tasks[item["id"]], Completion(text=item["answer"]))
+        assert verdict.passed is valid, (item["id"], item["variant"], item["answer"][:200], error_type, verdict)
+        outcomes.add((item["variant"], valid))
+    assert {("right", True), ("python_anyway", True), ("python_anyway", False), ("untagged", False),
+            ("wrong_value", False)} <= outcomes

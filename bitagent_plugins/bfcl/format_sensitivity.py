@@ -17,6 +17,7 @@ each configuration: the max delta and the standard deviation, in percentage poin
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from bitagent_core import Task
+from bitagent_core import Decoded, Task
 
 CATEGORY = "format_sensitivity"
 RETURN_FORMATS = ("python", "json", "verbose_xml", "concise_xml")
@@ -215,3 +216,57 @@ def build_tasks(base: Mapping[str, Iterable[Task]], ids: Mapping[str, list[str]]
                 metadata={**task.metadata, "format_config": config, "base_category": task.category}))
             index += 1
     return out
+
+
+# --- reading an answer as BFCL does under a configuration ----------------------------------------------------
+
+_TAG = re.compile(r"<TOOLCALL>(.*?)</TOOLCALL>", re.S)
+_JSON_SPAN = re.compile(r"\[.*\]", re.S)
+_JSON_LIST = re.compile(r"\[\s*{.*?}\s*(?:,\s*{.*?}\s*)*\]", re.S)
+MAX_ANSWER_CHARS = 200_000
+
+
+def decode_answer(text: str, config: str) -> Decoded:
+    """One answer read as BFCL's prompting handler reads it under ``config`` (``default_decode_ast_prompting``):
+    backticks, line breaks and spaces stripped at both ends, wrapped in ``[...]``, the ``<TOOLCALL>`` content
+    taken when the configuration asks for tags (none: an error), then read as pythonic calls, as BFCL's JSON
+    (``[{"function": ..., "parameters": {...}}]``; unreadable JSON is no call) or as its XML. Nothing is
+    evaluated; never raises."""
+    from bitagent_core import DecodeError, ToolCall, decode_pythonic
+    from bitagent_plugins.bfcl.reading import BFCL, xml_calls
+
+    chosen = Config.parse(config)
+    body = (text or "")[:MAX_ANSWER_CHARS].strip("`\n ")
+    body = ("" if body.startswith("[") else "[") + body + ("" if body.endswith("]") else "]")
+    if chosen.tool_call_tag:
+        match = _TAG.search(body)
+        if match is None:
+            return Decoded(error="no <TOOLCALL> tag")
+        body = match.group(1).strip()
+    if chosen.return_format == "python":
+        return decode_pythonic(body.strip().strip("'"), dialect=BFCL)
+    if chosen.return_format == "json":
+        span = _JSON_SPAN.search(body)
+        body = span.group(0) if span else body
+        listed = _JSON_LIST.search(body)
+        try:
+            items = json.loads(listed.group(0) if listed else body)
+        except (json.JSONDecodeError, RecursionError):
+            return Decoded(format="json")  # BFCL: no call
+        calls = []
+        try:
+            for item in items:
+                if isinstance(item, dict):
+                    if not isinstance(item["function"], str) or not isinstance(item["parameters"], dict):
+                        return Decoded(error="a JSON call needs a 'function' name and 'parameters'")
+                    calls.append(ToolCall(name=item["function"], arguments=dict(item["parameters"])))
+        except (KeyError, TypeError) as exc:
+            return Decoded(error=f"not BFCL's JSON call list: {type(exc).__name__}")
+        return Decoded(calls=tuple(calls), format="json")
+    try:
+        found = xml_calls(body)
+    except DecodeError as exc:
+        return Decoded(error=str(exc))
+    if found is None:
+        return Decoded(error="no <functions> block")
+    return Decoded(calls=tuple(found), format="xml")

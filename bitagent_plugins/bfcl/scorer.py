@@ -402,7 +402,13 @@ class BfclScorer:
         cached = self._plans.get(task.id)
         plan = cached[1] if cached is not None and cached[0] is task else self.plan(task)
         if self.strict:
-            decoded = bfcl_prompt_decode(completion)
+            config = task.metadata.get("format_config")
+            if config and not completion.tool_calls:  # format sensitivity: read as BFCL does under that prompt
+                from bitagent_plugins.bfcl.format_sensitivity import decode_answer
+
+                decoded = decode_answer(completion.text, config)
+            else:
+                decoded = bfcl_prompt_decode(completion)
         else:
             decoded = decode(completion.text, completion.tool_calls, dialect=BFCL)
         calls = decoded.calls
