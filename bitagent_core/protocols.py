@@ -213,6 +213,24 @@ class GuardedEnvironment(Environment, Protocol):
 
 
 @runtime_checkable
+class PersistentEnvironment(Environment, Protocol):
+    """An environment whose state outlives one trajectory (BFCL's memory: a prerequisite conversation writes
+    the memory a later question reads). The agent loop calls ``prepare`` once before the first request and
+    ``finish`` once after the last; both run in a worker thread, and what they raise fails the sample
+    (``environment_error``). Tasks that must finish first are named in ``Task.metadata["depends_on"]``: the
+    runner starts a task only after those of its dependencies that are in the run have ended (ok or not)."""
+
+    def prepare(self, task: Task, run_dir: Path | None) -> Task:
+        """Load the state (from ``run_dir``; None outside a run) and return the task to play: the same id,
+        its messages completed with what the state says (a system prompt showing the memory)."""
+        ...
+
+    def finish(self, trajectory: Trajectory, error: str | None) -> None:
+        """The trajectory was played (``error``: why it stopped early, None when it ran to its end)."""
+        ...
+
+
+@runtime_checkable
 class Competition(Protocol):
     """What a validator evaluates miners on (``register_competitions``). Its task sample is the task source
     ``competition:<name>``, whose ``version`` keys evaluations (changing it regrades every model)."""

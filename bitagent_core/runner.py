@@ -341,8 +341,24 @@ class Evaluation:
         concurrency = self.config.concurrency or self.backend.default_concurrency
         limiter = asyncio.Semaphore(max(1, int(concurrency)))
         io_error: list[OSError] = []
+        # a DAG (PersistentEnvironment): a task starts once its dependencies in this run have ended; they wait
+        # before taking a slot, and only on earlier tasks, so no cycle can hold the run
+        todo = list(todo)
+        ended = {rec.sample_key(task.id, repeat): asyncio.Event() for task, repeat in todo}
+        order = {rec.sample_key(task.id, repeat): i for i, (task, repeat) in enumerate(todo)}
 
         async def one(task: Task, repeat: int | None) -> None:
+            key = rec.sample_key(task.id, repeat)
+            try:
+                for dependency in task.metadata.get("depends_on") or ():
+                    dependency_key = rec.sample_key(dependency, repeat)  # within the same repeat
+                    if order.get(dependency_key, len(todo)) < order[key]:
+                        await ended[dependency_key].wait()
+                await run(task, repeat)
+            finally:
+                ended[key].set()
+
+        async def run(task: Task, repeat: int | None) -> None:
             async with limiter:
                 if self._stopping or io_error:
                     return
@@ -371,7 +387,8 @@ class Evaluation:
         cfg = self.config
         return await agent.run_sample(task, self.backend, self.scorer, self.registry, agent.PlayConfig(
             tool_format=cfg.tool_format, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-            timeout_s=cfg.timeout_s, stop_requested=lambda: self._stopping, scorer_name=cfg.scorer))
+            timeout_s=cfg.timeout_s, stop_requested=lambda: self._stopping, scorer_name=cfg.scorer,
+            run_dir=self.run_dir))
 
     def summary(self) -> dict[str, Any]:
         """Scores over all samples of the run: a failed or missing sample counts 0; with ``--repeats``, also

@@ -65,7 +65,9 @@ def test_a_task_as_bfcl_has_it(all_tasks):
 def test_categories_groups_and_errors():
     registry = get_registry()
     assert make_task_source(registry, "bfcl").categories() == list(SINGLE_TURN) + [
-        "multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context"]
+        "multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context",
+        "memory_kv", "memory_vector", "memory_rec_sum", "web_search_base", "web_search_no_snippet",
+        "format_sensitivity"]
     live = {t.category for t in load_tasks(registry, "bfcl:live", 0, None)}
     assert live == {c for c in CATEGORIES if c.startswith("live_")}
     both = load_tasks(registry, "bfcl:parallel,live_parallel", 0, None)
@@ -183,7 +185,9 @@ def test_validate_lists_the_data_errors():
 def test_tasks_list_shows_the_categories():
     out = run("tasks", "list", "--json")
     rows = {row["name"]: row for row in json.loads(out.stdout)}
-    multi = ["multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context"]
+    multi = ["multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context",
+             "memory_kv", "memory_vector", "memory_rec_sum", "web_search_base", "web_search_no_snippet",
+             "format_sensitivity"]
     assert rows["bfcl"]["categories"] == list(SINGLE_TURN) + multi and rows["bfcl"]["version"] == "2026.3.23"
     assert rows["bfcl-shuffle"]["categories"] == ["call", "irrelevance"]
     assert "bfcl:live_parallel_multiple" in run("tasks", "list").stdout

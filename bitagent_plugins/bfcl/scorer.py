@@ -390,7 +390,13 @@ class BfclScorer:
         cached = self._plans.get(task.id)
         plan = cached[1] if cached is not None and cached[0] is task else self.plan(task)
         if self.strict:
-            decoded = bfcl_prompt_decode(completion)
+            config = task.metadata.get("format_config")
+            if config and not completion.tool_calls:  # format sensitivity: read as BFCL does under that prompt
+                from bitagent_plugins.bfcl.format_sensitivity import decode_answer
+
+                decoded = decode_answer(completion.text, config)
+            else:
+                decoded = bfcl_prompt_decode(completion)
         else:
             decoded = decode(completion.text, completion.tool_calls, dialect=BFCL)
         calls = decoded.calls
@@ -425,7 +431,12 @@ class BfclScorer:
         return self._parallel(expected, calls)
 
     def score_trajectory(self, task: Task, trajectory: Trajectory) -> Score:
-        """Multi-turn tasks: BFCL's multi-turn checker (``bitagent_plugins/bfcl/multi_turn_scorer.py``)."""
+        """Multi-turn tasks: BFCL's multi-turn checker (``bitagent_plugins/bfcl/multi_turn_scorer.py``); agentic
+        ones (memory, web search): BFCL's agentic checker (``agentic.py``)."""
+        if task.metadata.get("agentic"):
+            from bitagent_plugins.bfcl.agentic import score_agentic
+
+            return score_agentic(task, trajectory, strict=self.strict)
         from bitagent_plugins.bfcl.multi_turn_scorer import score_trajectory
 
         return score_trajectory(task, trajectory, strict=self.strict)

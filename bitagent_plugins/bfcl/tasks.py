@@ -52,7 +52,7 @@ from bitagent_core import (
     hookimpl,
     read_jsonl,
 )
-from bitagent_plugins.bfcl import multi_turn
+from bitagent_plugins.bfcl import format_sensitivity, memory, multi_turn, web_search
 
 log = logging.getLogger("bitagent.bfcl")
 
@@ -75,7 +75,11 @@ GROUPS = {
     "non_live": tuple(c for c in SINGLE_TURN if not c.startswith("live_")),
     "live": tuple(c for c in CATEGORIES if c.startswith("live_")),
     "multi_turn": multi_turn.CATEGORIES,  # played by the agent loop (bitagent_plugins/bfcl/multi_turn.py)
+    "memory": memory.CATEGORIES,  # agentic, prerequisites first (bitagent_plugins/bfcl/memory.py)
+    "web_search": web_search.CATEGORIES,  # agentic, from a recorded cache (bitagent_plugins/bfcl/web_search.py)
 }
+#: agentic categories (bitagent_plugins/bfcl/agentic.py scores them), then format sensitivity (not scored by BFCL)
+AGENTIC_CATEGORIES = memory.CATEGORIES + web_search.CATEGORIES + (format_sensitivity.CATEGORY,)
 #: the v3 file names on the hub for categories v4 renamed
 _V3_NAMES = {"simple_python": "simple", "simple_java": "java", "simple_javascript": "javascript"}
 _LANGUAGE_HINT = " Note that the provided function is in Python 3 syntax."  # BFCL adds it to every doc
@@ -332,8 +336,8 @@ def parse_categories(arg: str | None) -> tuple[str, ...]:
             continue
         names = GROUPS.get(part, (part,))
         for name in names:
-            if name not in SINGLE_TURN and name not in multi_turn.CATEGORIES:
-                known = ", ".join(SINGLE_TURN + multi_turn.CATEGORIES + tuple(GROUPS))
+            if name not in SINGLE_TURN and name not in multi_turn.CATEGORIES and name not in AGENTIC_CATEGORIES:
+                known = ", ".join(SINGLE_TURN + multi_turn.CATEGORIES + AGENTIC_CATEGORIES + tuple(GROUPS))
                 raise ValueError(f"unknown BFCL category {part!r} (known: {known})")
             if name not in chosen:
                 chosen.append(name)
@@ -371,25 +375,47 @@ class BfclTaskSource:
         return self.location.version
 
     def categories(self) -> list[str]:
-        return list(SINGLE_TURN + multi_turn.CATEGORIES)
+        return list(SINGLE_TURN + multi_turn.CATEGORIES + AGENTIC_CATEGORIES)
+
+    def _data_dir(self) -> Path:
+        location = self.location
+        if location.kind != "dir" or location.path is None:
+            raise ValueError(f"BFCL's multi-turn and agentic data is read from the bfcl-eval wheel or a data "
+                             f"directory ({DATA_ENV}), not from {location.describe()}")
+        return location.path
 
     def _load(self, category: str) -> CategoryData | multi_turn.MultiTurnData:
         if category in multi_turn.CATEGORIES:
-            location = self.location
-            if location.kind != "dir" or location.path is None:
-                raise ValueError(f"BFCL's multi-turn data is read from the bfcl-eval wheel or a data directory "
-                                 f"({DATA_ENV}), not from {location.describe()}")
-            return multi_turn.load_category(category, location.path, location.version)
+            return multi_turn.load_category(category, self._data_dir(), self.location.version)
         return load_category(category, self.location)
 
+    def _extra(self, category: str) -> tuple[Task, ...]:
+        if category in web_search.CATEGORIES:
+            return web_search.load_category(category, self._data_dir(), self.version)
+        if category == format_sensitivity.CATEGORY:
+            ids = format_sensitivity.id_file(self._data_dir())
+            base = {cat: self._load(cat).tasks for cat in ids}
+            return tuple(format_sensitivity.build_tasks(base, ids))
+        return tuple(self._load(category).tasks)
+
     def tasks(self, seed: int = 0, limit: int | None = None) -> Iterator[Task]:
-        everything = [task for cat in self.selected for task in self._load(cat).tasks]
-        yield from _sample(everything, seed, limit)
+        # memory first: its prerequisites must precede the questions that read their snapshots
+        chains = [memory.load_category(c, self._data_dir(), self.version) for c in self.selected
+                  if c in memory.CATEGORIES]
+        order = list(range(sum(len(d.questions) for d in chains)))
+        random.Random(f"bitagent-bfcl:{seed}").shuffle(order)
+        taken = memory.select(chains, order, limit) if chains else []
+        yield from taken
+        everything = [task for cat in self.selected if cat not in memory.CATEGORIES
+                      for task in self._extra(cat)]
+        yield from _sample(everything, seed, None if limit is None else max(0, limit - len(taken)))
 
     def validate(self) -> list[DataProblem]:
         """What is wrong in the selected categories' data (``bitagent tasks validate``)."""
         problems: list[DataProblem] = []
         for cat in self.selected:
+            if cat in AGENTIC_CATEGORIES:
+                continue  # no ground truth to replay: a free-text answer
             data = self._load(cat)
             if isinstance(data, multi_turn.MultiTurnData):
                 problems.extend(DataProblem(task_id, "error", message, cat) for task_id, message in data.problems)
@@ -492,6 +518,10 @@ class BfclShuffleTaskSource:
 def register_environments(register: RegisterEnvironment) -> None:
     register(multi_turn.ENVIRONMENT, multi_turn.BfclEnvironment,
              description="BFCL's simulated APIs (GorillaFileSystem, MathAPI, ...) from the bfcl-eval wheel")
+    register(memory.ENVIRONMENT, memory.MemoryEnvironment,
+             description="BFCL's memory backends (kv, vector, rec_sum), snapshots kept in the run directory")
+    register(web_search.ENVIRONMENT, web_search.WebSearchEnvironment,
+             description="BFCL's web search answered from a recorded cache ($BITAGENT_BFCL_WEB_CACHE)")
 
 
 @hookimpl
