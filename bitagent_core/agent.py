@@ -293,6 +293,8 @@ class PlayConfig:
     call_timeout_s: float = CALL_TIMEOUT_S
     #: true once the run was asked to stop (the first Ctrl-C): the trajectory ends after the request in flight
     stop_requested: Callable[[], bool] = lambda: False
+    #: hears each step as it is played (turn index, step): progress for long trajectories
+    on_step: Callable[[int, Step], None] = lambda turn, step: None
 
 
 class StepFailed(Exception):
@@ -367,6 +369,7 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
                         prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                         latency_s=latency)
             steps.append(step)
+            config.on_step(index, step)
             total += _size(step)
             if total > MAX_TRAJECTORY_CHARS:
                 terminated = f"trajectory longer than {MAX_TRAJECTORY_CHARS} characters"
@@ -410,7 +413,8 @@ async def run_task(evaluation: Any, task: Task) -> dict[str, Any]:
         try:
             trajectory = await play(task, evaluation.backend, environment, PlayConfig(
                 tool_format=cfg.tool_format, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-                timeout_s=cfg.timeout_s, stop_requested=lambda: evaluation.stop_requested))
+                timeout_s=cfg.timeout_s, stop_requested=lambda: evaluation.stop_requested,
+                on_step=lambda turn, step: evaluation.observer.step(task, turn, step)))
         except StepFailed as exc:
             trajectory, error = exc.trajectory, str(exc)
     steps = [s for turn in trajectory.turns for s in turn]

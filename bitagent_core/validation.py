@@ -173,6 +173,12 @@ def check_task(task: Task) -> list[tuple[str, str]]:
                 problems.append(("error", f"{expected.name}.{param}: required by the function, but the ground "
                                           "truth only allows omitting it"))
             schema = props[param] if isinstance(props[param], dict) else {}
+            for option in options:
+                wrong = type_mismatch(option, schema)
+                if wrong:
+                    problems.append(("error", f"{expected.name}.{param}: the ground truth's {option!r} {wrong}, so "
+                                              "a scorer fails the answer that sends the declared type"))
+                    break
             enum = schema.get("enum")
             if isinstance(enum, list) and enum:
                 allowed = {standardize(e) if isinstance(e, str) else json.dumps(e) for e in enum}
@@ -193,6 +199,32 @@ def check_task(task: Task) -> list[tuple[str, str]]:
                 problems.append(("error", f"{expected.name}: required parameter {param!r} has no ground truth"))
     return problems
 
+
+
+#: JSON-schema types (and BFCL's Python-flavoured names) -> the Python types a JSON value of that type has
+JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,), "int": (int,), "number": (int, float), "float": (int, float), "string": (str,),
+    "str": (str,), "boolean": (bool,), "bool": (bool,), "array": (list, tuple), "tuple": (list, tuple),
+    "list": (list, tuple), "object": (dict,), "dict": (dict,), "null": (type(None),),
+}
+
+
+def type_mismatch(value: Any, schema: dict[str, Any]) -> str | None:
+    """Why ``value`` (one acceptable ground-truth value; ``""`` = omitted) is not of the JSON type ``schema``
+    declares, or None. Types this does not know (BFCL's ``any``, Java's ``String``...) are not checked."""
+    if value == "" or not isinstance(schema, dict):
+        return None
+    declared = schema.get("type")
+    names = [declared] if isinstance(declared, str) else declared if isinstance(declared, list) else []
+    allowed = [JSON_TYPES[n] for n in names if isinstance(n, str) and n in JSON_TYPES]
+    if not allowed or len(allowed) < len(names):
+        return None
+    for types in allowed:
+        if isinstance(value, bool) and bool not in types:
+            continue  # JSON's true is not a number
+        if isinstance(value, types):
+            return None
+    return f"is a {type(value).__name__}, but the parameter is declared {declared!r}"
 
 
 def _first(options: tuple[Any, ...] | list[Any]) -> tuple[bool, Any]:
