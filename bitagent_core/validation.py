@@ -137,13 +137,15 @@ def check_protocol(obj: object, protocol: type, label: str) -> None:
 
 # --- ground truth: checking it, rendering it -----------------------------------------------------------
 
-def check_task(task: Task) -> list[tuple[str, str]]:
+def check_task(task: Task, *, type_severity: str = "error") -> list[tuple[str, str]]:
     """Where a task's ground truth contradicts its own tools: ``[(severity, message)]``.
 
     ``error``: no answer can pass (a required parameter without ground truth, a parameter the function does
     not have and may not omit, a parameter with no acceptable value, an unknown function); ``warning``: the
     data is inconsistent but answerable (an omittable parameter the function does not have, a value outside
-    the parameter's ``enum``).
+    the parameter's ``enum``). A value of another JSON type than the parameter declares (``"3"`` for an
+    integer) is ``type_severity``: an error by default (a type-strict scorer fails the right answer); a benchmark
+    whose own checker accepts some of its mistyped ground truth passes ``"warning"``.
     """
     problems: list[tuple[str, str]] = []
     names = [tool.name for tool in task.tools]
@@ -174,10 +176,11 @@ def check_task(task: Task) -> list[tuple[str, str]]:
                                           "truth only allows omitting it"))
             schema = props[param] if isinstance(props[param], dict) else {}
             for option in options:
-                wrong = type_mismatch(option, schema)
-                if wrong:
-                    problems.append(("error", f"{expected.name}.{param}: the ground truth's {option!r} {wrong}, so "
-                                              "a scorer fails the answer that sends the declared type"))
+                wrong = type_mismatch(option, schema) if option is not None or param in required else None
+                if wrong:  # (None for an optional parameter: its default, as BFCL writes it)
+                    problems.append((type_severity, f"{expected.name}.{param}: the ground truth's {option!r} "
+                                                    f"{wrong}, so a scorer fails the answer that sends the declared "
+                                                    "type"))
                     break
             enum = schema.get("enum")
             if isinstance(enum, list) and enum:
