@@ -338,8 +338,10 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
         steps: list[Step] = []
         with_calls = 0
         while True:
+            # timeout_s: an in-process backend cannot be interrupted by wait_for below, it stops itself at it
             request = ChatRequest(messages=tuple(messages), tools=tuple(tools), native_tools=first.native_tools,
-                                  temperature=config.temperature, max_tokens=config.max_tokens, session=task.id)
+                                  temperature=config.temperature, max_tokens=config.max_tokens, session=task.id,
+                                  timeout_s=config.timeout_s)
             started = time.perf_counter()
             try:
                 completion = await asyncio.wait_for(backend.complete(request), timeout=config.timeout_s)
