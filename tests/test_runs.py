@@ -117,6 +117,11 @@ def test_score_counts_missing_answers_unless_partial_and_refuses_empty_input(run
     (part / "samples.jsonl").write_text("")
     empty = bitagent("score", str(part), "--output-dir", str(tmp_path))
     assert empty.returncode == 1 and "nothing was scored" in empty.stderr
+    assert "mean score" not in empty.stdout  # the error, not a table of zeros before it
+    answers = tmp_path / "empty.jsonl"
+    answers.write_text("")
+    empty = bitagent("score", "--tasks", "bitagent", "--scorer", "bitagent", "--responses", str(answers))
+    assert empty.returncode == 1 and "nothing was scored" in empty.stderr and "accuracy" not in empty.stdout
 
 
 @pytest.mark.slow
