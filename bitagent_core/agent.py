@@ -318,6 +318,8 @@ class PlayConfig:
     scorer_name: str = "scorer"
     #: the run's directory, where a persistent environment keeps its state (BFCL's memory snapshots)
     run_dir: Path | None = None
+    #: hears each step as it is played (turn index, step): progress for long trajectories
+    on_step: Callable[[int, Step], None] = lambda turn, step: None
 
 
 class StepFailed(Exception):
@@ -441,6 +443,7 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
                         prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                         latency_s=completion.latency_s)
             steps.append(step)
+            config.on_step(index, step)
             total += _size(step)
             if total > MAX_TRAJECTORY_CHARS:
                 terminated = f"trajectory longer than {MAX_TRAJECTORY_CHARS} characters"

@@ -39,12 +39,33 @@ def _config_line(text: str, table: str | None, key: str | None) -> int:
     return 1
 
 
-def _params_of(command: click.Command) -> set[str]:
-    names = {p.name for p in command.params if p.name}
+def _params_of(command: click.Command) -> dict[str, click.Parameter]:
+    """What a config file may call each parameter of ``command`` (and of its subcommands): the option's long
+    names as typed on the command line (``format``, ``timeout``, ``json``) and, as before, the parameter's own
+    name (``fmt``, ``timeout_s``, ``as_json``); dashes as underscores."""
+    names: dict[str, click.Parameter] = {}
     if isinstance(command, click.Group):
         for sub in command.commands.values():
-            names |= _params_of(sub)
+            names.update(_params_of(sub))
+    for param in command.params:
+        if not param.name or param.name == "config_file":
+            continue
+        names[param.name] = param
+        for opt in (*param.opts, *param.secondary_opts):
+            if opt.startswith("--"):
+                names[opt[2:].replace("-", "_")] = param
     return names
+
+
+def _check_config_value(param: click.Parameter, value: Any, where: str, key: str) -> Any:
+    """A value from the file converted by the option's own type: a bad one names the file, line and key."""
+    try:
+        if getattr(param, "multiple", False) and not isinstance(value, list):
+            value = [value]
+        param.type_cast_value(click.Context(click.Command("config")), value)
+    except click.BadParameter as exc:
+        raise click.BadParameter(f"{where}: {key} = {value!r}: {exc.message}", param_hint="--config") from None
+    return value
 
 
 def _option_items(value: Any, where: str) -> list[str]:
@@ -81,7 +102,8 @@ def _load_config(path: str, meta: dict[str, Any]) -> dict[str, Any]:
     def where(table: str | None, key: str | None) -> str:
         return f"{path}:{_config_line(text, table, key)}"
 
-    def options_of(table: str | None, items: dict[str, Any], allowed: set[str], scope: str) -> dict[str, Any]:
+    def options_of(table: str | None, items: dict[str, Any], allowed: dict[str, click.Parameter],
+                   scope: str) -> dict[str, Any]:
         own: dict[str, Any] = {}
         for key, value in items.items():
             name = key.replace("-", "_")  # option names in files may use dashes or underscores
@@ -103,14 +125,22 @@ def _load_config(path: str, meta: dict[str, Any]) -> dict[str, Any]:
                 if table is None:
                     raise click.BadParameter(f"{where(table, key)}: no command has an option {key!r}",
                                              param_hint="--config")
-                known = ", ".join(sorted(n.replace("_", "-") for n in allowed))
+                known = ", ".join(sorted({(p.opts[-1] if p.opts[-1].startswith("--") else p.opts[0]).lstrip("-")
+                                          for p in allowed.values()}))
                 raise click.BadParameter(f"{where(table, key)}: {scope} has no option {key!r} (known: {known})",
                                          param_hint="--config")
             else:
-                own[name] = value
+                param = allowed[name]
+                if table is None:  # each command reads a top-level key by its own option of that name
+                    own[name] = value
+                else:
+                    assert param.name is not None
+                    own[param.name] = _check_config_value(param, value, where(table, key), key)
         return own
 
-    every = set().union(*(_params_of(c) for c in cli.commands.values())) if cli.commands else set()
+    every: dict[str, click.Parameter] = {}
+    for command in cli.commands.values():
+        every.update(_params_of(command))
     shared = options_of(None, {k: v for k, v in data.items()
                                if not isinstance(v, dict) or k.replace("-", "_") == "backend_options"},
                         every, "no command")
@@ -122,8 +152,13 @@ def _load_config(path: str, meta: dict[str, Any]) -> dict[str, Any]:
                                      param_hint="--config")
     for name, command in cli.commands.items():
         table: dict[str, Any] = data[name] if isinstance(data.get(name), dict) else {}
-        own = options_of(name, table, _params_of(command), f"the {name} command")
-        default_map[name] = {**shared, **own}
+        params = _params_of(command)
+        common = {(params[key].name or key): _check_config_value(params[key], value, where(None, key), key)
+                  for key, value in shared.items() if key in params}
+        if "backend_option" in shared and "backend_option" in params:
+            common["backend_option"] = shared["backend_option"]
+        own = options_of(name, table, params, f"the {name} command")
+        default_map[name] = {**common, **own}
         if isinstance(command, click.Group):
             default_map[name].update({sub: default_map[name] for sub in command.commands})
     return default_map
@@ -138,6 +173,28 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
     """Evaluate tool-calling models the way Bittensor Subnet 20 (BitAgent) does."""
     if config_file:
         ctx.default_map = _load_config(config_file, ctx.meta)
+
+
+def _apply_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``bitagent evaluate --config FILE``: the file's options for this command, read before any other option
+    (the option is eager), over those of a ``--config`` given before the command."""
+    if not value:
+        return
+    loaded: Any = _load_config(value, ctx.find_root().meta)
+    for name in ctx.command_path.split()[1:]:
+        loaded = loaded.get(name, {}) if isinstance(loaded, dict) else {}
+    ctx.default_map = {**(ctx.default_map or {}), **loaded}
+
+
+def add_config_options(group: click.Group) -> None:
+    """Every command takes ``--config FILE`` after its name too (``bitagent evaluate --config f.toml``)."""
+    for command in group.commands.values():
+        if not any(p.name == "config_file" for p in command.params):
+            command.params.append(click.Option(["--config", "config_file"], type=click.Path(dir_okay=False),
+                                               is_eager=True, expose_value=False, callback=_apply_config,
+                                               help="TOML file with option defaults (as bitagent --config)."))
+        if isinstance(command, click.Group):
+            add_config_options(command)
 
 
 BACKEND_OPTIONS_ENV = "BITAGENT_BACKEND_OPTIONS"
@@ -239,14 +296,24 @@ def _evaluate_epilog() -> str:
               help="Seconds to wait for a server to answer /v1/models [default: 900; openai: 60].")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]), default="table",
               show_default=True, envvar="BITAGENT_FORMAT", show_envvar=True, help="How to print the results.")
-@click.option("--json", "as_json", is_flag=True, help="Print only the results as JSON (--format json, no progress).")
+@click.option("--json", "as_json", is_flag=True, help="Print only the results as JSON (the same as --format json).")
+@click.option("--as-validator", "as_validator", is_flag=False, flag_value="bitagent", default=None,
+              metavar="[COMPETITION]", envvar="BITAGENT_AS_VALIDATOR", show_envvar=True,
+              help="Run what a validator runs for the competition (default: bitagent): its task mix, sample size "
+                   "and scorer, prompt tool format, temperature 0, 160 tokens. Only the seed differs: validators "
+                   "draw a private one per round.")
+@click.option("--task-id", "task_ids", multiple=True, metavar="ID",
+              help="Run only the task with this id (repeatable; --limit does not apply then).")
+@click.option("--tag", "tags", multiple=True, metavar="LABEL",
+              help="Label the run (repeatable): recorded in results.json, shown by runs list, compare and report.")
 @click.pass_context
 def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, scorer: str, limit: int | None,
              seed: int, repeats: int, concurrency: int | None, output_dir: str, backend_option: tuple[str, ...],
              tool_format: str,
              temperature: float, max_tokens: int, timeout_s: float, max_failures: str | None, resume: Path | None,
              server_python: str | None, visible_devices: str | None, base_url: str | None,
-             api_key_env: str | None, ready_timeout: float | None, fmt: str, as_json: bool) -> None:
+             api_key_env: str | None, ready_timeout: float | None, fmt: str, as_json: bool,
+             as_validator: str | None, task_ids: tuple[str, ...], tags: tuple[str, ...]) -> None:
     """Evaluate a model on a task source and score it."""
     from click.core import ParameterSource
 
@@ -259,6 +326,9 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--max-failures") from None
     registry = get_registry()
+    if as_validator is not None:
+        tasks, scorer, limit, tool_format, temperature, max_tokens = _validator_run(ctx, registry, as_validator)
+        tags = (*tags, f"as-validator:{as_validator}")
     server_values = {"server_python": server_python, "visible_devices": visible_devices, "base_url": base_url,
                      "api_key_env": api_key_env, "ready_timeout": ready_timeout}
     options, sources = _backend_options(ctx, backend_option)
@@ -267,7 +337,8 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
         given = {name for name in ctx.params if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
         values = {"tasks": tasks, "backend": backend, "model": model, "scorer": scorer, "limit": limit, "seed": seed,
                   "tool_format": tool_format, "temperature": temperature, "max_tokens": max_tokens,
-                  "timeout_s": timeout_s, "concurrency": concurrency, "repeats": repeats}
+                  "timeout_s": timeout_s, "concurrency": concurrency, "repeats": repeats,
+                  "task_ids": list(task_ids)}
         requested: dict[str, Any] = {name: value for name, value in values.items() if name in given}
         try:
             stored = RunConfig.from_json(_read_config(resume))
@@ -289,13 +360,13 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
         config = RunConfig(tasks=tasks, backend=backend, model=model, scorer=scorer, limit=limit, seed=seed,
                            concurrency=concurrency, output_dir=output_dir, backend_options=options,
                            tool_format=tool_format, temperature=temperature, max_tokens=max_tokens,
-                           timeout_s=timeout_s, repeats=repeats)
+                           timeout_s=timeout_s, repeats=repeats, task_ids=list(task_ids), tags=list(tags))
     _check_backend_options(registry, config.backend, config.backend_options, sources)
     fmt = "json" if as_json else fmt
-    progress = None if as_json else ConsoleProgress()
+    progress = ConsoleProgress()  # on stderr: with --json or --format json alike, stdout holds only the results
     evaluation = Evaluation(config, registry, resume_dir=resume, observer=progress, resume_changes=changes)
     try:
-        results = _run_until_signal(evaluation, progress.say if progress else _say)
+        results = _run_until_signal(evaluation, progress.say)
     except KeyboardInterrupt:
         where = evaluation.run_dir
         click.echo(f"interrupted: finished samples are in {where}; continue with --resume {where}", err=True)
@@ -305,7 +376,8 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
         click.echo(f"nothing was evaluated; {evaluation.run_dir} records the error (status: failed)", err=True)
         sys.exit(results_view.EXIT_STARTUP)
     except RunIOError as exc:
-        click.echo(f"error: {exc.strerror or exc}; the finished samples are kept in {evaluation.run_dir}", err=True)
+        kept = f"; the finished samples are kept in {evaluation.run_dir}" if evaluation.run_dir else ""
+        click.echo(f"error: {exc.strerror or exc}{kept}", err=True)
         sys.exit(results_view.EXIT_IO)
     except (UnknownPluginObject, ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
@@ -317,6 +389,36 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
         click.echo(f"error: {results.n_failed} of {results.n_tasks} samples failed"
                    f"{f' (--max-failures {max_failures})' if max_failures else ''}", err=True)
         sys.exit(results_view.EXIT_FAILURES)
+
+
+#: what a validator's evaluation fixes besides the competition's own choices (bitagent_plugins/subnet/pipeline.py)
+VALIDATOR_TOOL_FORMAT, VALIDATOR_TEMPERATURE, VALIDATOR_MAX_TOKENS = "prompt", 0.0, 160
+
+
+def _validator_run(ctx: click.Context, registry: PluginRegistry,
+                   name: str) -> tuple[str, str, int, str, float, int]:
+    """``--as-validator NAME``: the tasks, scorer, limit, tool format, temperature and max tokens a validator
+    uses for competition NAME. A flag that would change one of them is an error, not silently overridden."""
+    from click.core import ParameterSource
+
+    try:
+        competition = registry.get("competitions", name).factory()
+    except UnknownPluginObject as exc:
+        raise click.BadParameter(str(exc), param_hint="--as-validator") from None
+    given_by_user = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.DEFAULT_MAP)
+    fixed = ("tasks", "scorer", "task_ids", "tool_format", "temperature", "max_tokens")
+    given = [name for name in fixed if ctx.get_parameter_source(name) in given_by_user]
+    if given:
+        flags = ", ".join("--task-id" if g == "task_ids" else "--" + g.replace("_", "-") for g in given)
+        raise click.UsageError(f"--as-validator runs the validator's own choices; leave out {flags}")
+    limit = int(competition.sample_size)
+    if ctx.get_parameter_source("limit") in given_by_user and ctx.params.get("limit") is not None:
+        # a smaller sample of the same mix: quicker, with a wider interval; said, never silent
+        limit = int(ctx.params["limit"])
+        click.echo(f"note: --as-validator with --limit {limit}: a validator evaluates {competition.sample_size} "
+                   f"tasks of competition {name}; this is a sample of the same mix", err=True)
+    return (f"competition:{name}", str(competition.scorer), limit, VALIDATOR_TOOL_FORMAT, VALIDATOR_TEMPERATURE,
+            VALIDATOR_MAX_TOKENS)
 
 
 def _say(text: str) -> None:
@@ -435,7 +537,7 @@ def _list_registrations(kind: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def plugins(ctx: click.Context, as_json: bool) -> None:
-    """List installed plugins, what they provide, and any that failed to load."""
+    """List installed plugins, what they provide, and any that failed to load (then the exit code is 1)."""
     if ctx.invoked_subcommand is not None:
         return
     registry = get_registry()
@@ -447,8 +549,11 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         {"name": p.name, "module": p.module, "distribution": p.distribution, "version": p.version,
          "api_version": p.api_version, "hooks": p.hooks, "provides": provided.get(p.name, {}), "error": p.error}
         for p in registry.plugins]
+    failed = [row["name"] for row in rows if row["error"]]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
+        if failed:
+            sys.exit(1)
         return
     for row in rows:
         provides = ", ".join(f"{kind.replace('_', ' ')}: {', '.join(names)}" for kind, names in row["provides"].items())
@@ -456,6 +561,9 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         if row["error"]:
             state = click.style(f"FAILED: {row['error']}", fg="red")
         click.echo(f"{row['name']:<20} {row['distribution'] or '-'} {row['version'] or ''}  {state}")
+    if failed:
+        click.echo(f"error: {len(failed)} plugin(s) failed to load: {', '.join(failed)}", err=True)
+        sys.exit(1)
 
 
 @cli.group()
@@ -611,5 +719,6 @@ def main() -> None:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
         registry.register_commands(cli)
+        add_config_options(cli)
         _commands_added = True
     cli()

@@ -3,6 +3,7 @@ whole JSON documents replaced atomically (written to a temp file, fsynced, renam
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -57,6 +58,15 @@ def _truncate(path: Path, size: int) -> None:
         f.truncate(size)
 
 
+@functools.cache
+def _new_file_mode() -> int:
+    """0o666 less the process's umask, as for a file made by ``open(path, "w")`` (read once: setting the umask to
+    read it is process-wide)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) -> None:
     """Replace ``path`` with ``data`` as JSON: readers see the old file or the new one, never a part."""
     path = Path(path)
@@ -67,6 +77,7 @@ def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) ->
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600; the file gets the mode open() would give it
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

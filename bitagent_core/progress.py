@@ -5,9 +5,11 @@ the running mean over every finished sample (earlier ones included after ``--res
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import IO, Any
 
+from bitagent_core.model import Step, Task
 from bitagent_core.records import SampleRecord
 from bitagent_core.runner import RunConfig, RunObserver
 
@@ -44,6 +46,12 @@ class ConsoleProgress(RunObserver):
         self._new = 0
         self._t0 = 0.0
         self._last_line = 0.0
+        #: the multi-turn task last heard of, as "task T: turn i/n, step k, N prompt tokens"
+        self._playing = ""
+        self._steps: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._ticker: threading.Thread | None = None
+        self._stopped = threading.Event()
 
     def say(self, text: str) -> None:
         if self._bar is not None:
@@ -80,6 +88,12 @@ class ConsoleProgress(RunObserver):
             self._bar.start()
             self._task = self._bar.add_task("evaluate", total=total, completed=self._done, mean=self.mean,
                                             rate="", eta="?")
+        elif self.interval_s > 0:
+            # a log file gets a line every interval even while one long request or trajectory runs (in-process
+            # llama.cpp holds the event loop's thread, so the line comes from a thread of its own)
+            self._stopped.clear()
+            self._ticker = threading.Thread(target=self._tick, name="bitagent-progress", daemon=True)
+            self._ticker.start()
 
     @property
     def mean(self) -> float:
@@ -95,21 +109,45 @@ class ConsoleProgress(RunObserver):
         return shown, _duration((self._total - self._done) / rate)
 
     def sample(self, record: SampleRecord) -> None:
-        self._done += 1
-        self._new += 1
-        self._sum += record.score if record.ok else 0.0
+        with self._lock:
+            self._done += 1
+            self._new += 1
+            self._sum += record.score if record.ok else 0.0
+            self._playing = ""
         rate, eta = self._rate_eta()
         if self._task is not None:
             self._bar.update(self._task, completed=self._done, mean=self.mean, rate=rate, eta=eta)
             return
-        now = time.monotonic()
-        if now - self._last_line >= self.interval_s or self._done >= self._total:
+        if time.monotonic() - self._last_line >= self.interval_s or self._done >= self._total:
+            self._line()
+
+    def step(self, task: Task, turn: int, step: Step) -> None:
+        self._steps[task.id] = self._steps.get(task.id, 0) + 1
+        self._playing = (f"task {task.id}: turn {turn + 1}/{1 + len(task.turns)}, step {self._steps[task.id]}, "
+                         f"{step.prompt_tokens} prompt tokens")
+        if self._task is not None:
+            self._bar.console.print(self._playing, markup=False, highlight=False)
+
+    def _line(self) -> None:
+        with self._lock:
+            now = time.monotonic()
             self._last_line = now
+            rate, eta = self._rate_eta()
             percent = 100 * self._done / self._total if self._total else 100.0
+            playing = f" | {self._playing}" if self._playing else ""
             print(f"[{self._done}/{self._total}] {percent:.0f}% mean {self.mean:.3f} {rate} "
-                  f"elapsed {_duration(now - self._t0)} ETA {eta}".replace("  ", " "), file=self.stream, flush=True)
+                  f"elapsed {_duration(now - self._t0)} ETA {eta}{playing}".replace("  ", " "),
+                  file=self.stream, flush=True)
+
+    def _tick(self) -> None:
+        while not self._stopped.wait(self.interval_s):
+            self._line()
 
     def stop(self) -> None:
+        self._stopped.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self._ticker = None
         if self._bar is not None:
             self._bar.stop()
             self._bar = self._task = None

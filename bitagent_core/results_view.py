@@ -110,6 +110,10 @@ def render_results(results: RunResults, fmt: str = "table") -> str:
         return json.dumps(results.to_json(), indent=2, ensure_ascii=False, default=str)
     rows = _rows(results)
     if fmt == "csv":
+        # each row says which run and model it is: CSV files of several runs are concatenated and compared
+        run = str(results.run_dir).rstrip("/").rsplit("/", 1)[-1]
+        model = str(results.model.get("model") or results.config.get("model") or "default")
+        rows = [{"run": run, "model": model, **row} for row in rows]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()

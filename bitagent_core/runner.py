@@ -25,7 +25,7 @@ import attrs
 import bitagent_core
 from bitagent_core import agent, rundir
 from bitagent_core import records as rec
-from bitagent_core.model import Task
+from bitagent_core.model import Step, Task
 from bitagent_core.plugins import PluginRegistry
 from bitagent_core.protocols import Backend, Competition, Scorer, TaskSource
 from bitagent_core.records import RunResults, RunStatus, SampleRecord
@@ -53,6 +53,10 @@ class RunConfig:
     timeout_s: float = 300.0
     #: ``--repeats k``: each task runs k times (pass@k, pass^k in the summary)
     repeats: int = 1
+    #: only these tasks (``--task-id``, repeatable), taken from all the sources' tasks; empty: every task
+    task_ids: list[str] = attrs.field(factory=list)
+    #: labels of the run (``--tag``), shown with it by ``runs list``, ``compare`` and the report
+    tags: list[str] = attrs.field(factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -81,7 +85,7 @@ class RunConfig:
 
 #: ``--resume`` continues a run as it started: these decide which tasks run and how they are answered and scored
 FIXED_ON_RESUME = ("tasks", "backend", "model", "scorer", "limit", "seed", "tool_format", "temperature", "max_tokens",
-                   "repeats")
+                   "repeats", "task_ids")
 #: these may change on ``--resume`` (the change is recorded in results.json)
 MAY_CHANGE_ON_RESUME = ("timeout_s", "concurrency", "backend_options")
 
@@ -126,6 +130,9 @@ class RunObserver:
     def sample(self, record: SampleRecord) -> None:
         """One sample finished."""
 
+    def step(self, task: Task, turn: int, step: Step) -> None:
+        """A multi-turn task played one more step (request) in turn ``turn``."""
+
     def stop(self) -> None:
         """The run ended (any way)."""
 
@@ -140,7 +147,8 @@ def split_specs(specs: str, sources: Iterable[str] | None = None) -> list[str]:
     """``"bfcl:simple_python, bitagent"`` -> ``["bfcl:simple_python", "bitagent"]``.
 
     A source's own argument may hold commas (``bfcl:live_simple,live_multiple``): a piece starts a new spec
-    only when it names a task source in ``sources`` (or, without ``sources``, when it has a colon)."""
+    only when it names a task source in ``sources`` (or, without ``sources``, when it has a colon), or when the
+    spec before it has no argument to go on (``bitagent,nope``: ``nope`` is then reported as unknown)."""
     known = set(sources) if sources is not None else None
     out: list[str] = []
     for piece in (p.strip() for p in specs.split(",")):
@@ -148,7 +156,7 @@ def split_specs(specs: str, sources: Iterable[str] | None = None) -> list[str]:
             continue
         name = piece.partition(":")[0]
         starts = name in known if known is not None else ":" in piece
-        if out and not starts:
+        if out and not starts and ":" in out[-1]:  # only a spec with an argument goes on after a comma
             out[-1] += "," + piece
         else:
             out.append(piece)
@@ -202,6 +210,16 @@ def load_tasks(registry: PluginRegistry, spec: str, seed: int, limit: int | None
         if sources is not None:
             sources[one] = {"version": str(source.version), "taken": len(taken), "available": available}
     return tasks
+
+
+def select_tasks(tasks: list[Task], task_ids: Iterable[str], spec: str) -> list[Task]:
+    """The tasks with these ids, in the sources' order; an id none has is an error naming it."""
+    wanted = list(dict.fromkeys(task_ids))
+    known = {t.id for t in tasks}
+    missing = [i for i in wanted if i not in known]
+    if missing:
+        raise ValueError(f"--task-id: {spec} has no task {', '.join(map(repr, missing))} for this seed")
+    return [t for t in tasks if t.id in set(wanted)]
 
 
 def task_digest(tasks: Iterable[Task]) -> str:
@@ -258,7 +276,9 @@ class Evaluation:
         """Resolve plugins, load tasks and create (or reopen) the run directory; returns what it resolved.
         Errors here (unknown plugin, bad option, unreadable tasks) leave no run directory behind."""
         cfg = self.config
-        self.tasks = load_tasks(self.registry, cfg.tasks, cfg.seed, cfg.limit, self.sources)
+        self.tasks = load_tasks(self.registry, cfg.tasks, cfg.seed, None if cfg.task_ids else cfg.limit, self.sources)
+        if cfg.task_ids:
+            self.tasks = select_tasks(self.tasks, cfg.task_ids, cfg.tasks)
         self.digest = task_digest(self.tasks)
         self.scorer: Scorer = self.registry.create("scorers", cfg.scorer)
         self.backend: Backend = self.registry.make_backend(cfg.backend, cfg.model, dict(cfg.backend_options))
@@ -278,7 +298,11 @@ class Evaluation:
             known = {rec.sample_key(t.id, r) for t, r in self.samples()}
             self.records = {k: v for k, v in self._run.read_samples().items() if k in known}
         else:
-            self._run = RunDir.create(Path(cfg.output_dir), cfg.tasks, cfg.model or "default")
+            try:
+                self._run = RunDir.create(Path(cfg.output_dir), cfg.tasks, cfg.model or "default")
+            except OSError as exc:  # an unwritable --output-dir: a file problem (exit 5), not bad input
+                raise RunIOError(exc.errno, f"cannot create a run directory under {cfg.output_dir}: "
+                                            f"{exc.strerror or exc}") from None
             self.run_dir = self._run.path
         self.started_at = self._previous.started_at if self._previous else rundir.utc_stamp()
         self.git_commit = rundir.git_commit(Path(bitagent_core.__file__).resolve().parent.parent)  # once per run
@@ -388,12 +412,13 @@ class Evaluation:
         return await agent.run_sample(task, self.backend, self.scorer, self.registry, agent.PlayConfig(
             tool_format=cfg.tool_format, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
             timeout_s=cfg.timeout_s, stop_requested=lambda: self._stopping, scorer_name=cfg.scorer,
-            run_dir=self.run_dir))
+            run_dir=self.run_dir, on_step=lambda turn, step: self.observer.step(task, turn, step)))
 
-    def summary(self) -> dict[str, Any]:
-        """Scores over all samples of the run: a failed or missing sample counts 0; with ``--repeats``, also
-        pass@k and pass^k (``pass_k``)."""
-        summary = rec.summarize(((rec.sample_key(t.id, r), t.category) for t, r in self.samples()), self.records)
+    def summary(self, partial: bool = False) -> dict[str, Any]:
+        """Scores over all samples of the run: a failed or missing sample counts 0 (``partial``, while the run
+        is running: only the finished ones count); with ``--repeats``, also pass@k and pass^k (``pass_k``)."""
+        summary = rec.summarize(((rec.sample_key(t.id, r), t.category) for t, r in self.samples()), self.records,
+                                partial=partial)
         if self.config.repeats > 1:
             pairs = [(t.id, t.category) for t in self.tasks]
             summary["extra"] = {"pass_k": rec.summarize_repeats(pairs, self.records, self.config.repeats)}
@@ -416,7 +441,7 @@ class Evaluation:
             scorer={"name": self.config.scorer, "version": self.scorer.version},
             bitagent_version=bitagent_core.__version__, git_commit=self.git_commit,
             plugins=self.registry.plugin_versions(), error=self.error, task_digest=self.digest,
-            sources=self.sources, resumes=tuple(resumes), **self.summary())
+            sources=self.sources, resumes=tuple(resumes), **self.summary(partial=status == rec.RUNNING))
         self._run.write_results(results)
         return results
 

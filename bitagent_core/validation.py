@@ -137,13 +137,15 @@ def check_protocol(obj: object, protocol: type, label: str) -> None:
 
 # --- ground truth: checking it, rendering it -----------------------------------------------------------
 
-def check_task(task: Task) -> list[tuple[str, str]]:
+def check_task(task: Task, *, type_severity: str = "error") -> list[tuple[str, str]]:
     """Where a task's ground truth contradicts its own tools: ``[(severity, message)]``.
 
     ``error``: no answer can pass (a required parameter without ground truth, a parameter the function does
     not have and may not omit, a parameter with no acceptable value, an unknown function); ``warning``: the
     data is inconsistent but answerable (an omittable parameter the function does not have, a value outside
-    the parameter's ``enum``).
+    the parameter's ``enum``). A value of another JSON type than the parameter declares (``"3"`` for an
+    integer) is ``type_severity``: an error by default (a type-strict scorer fails the right answer); a benchmark
+    whose own checker accepts some of its mistyped ground truth passes ``"warning"``.
     """
     problems: list[tuple[str, str]] = []
     names = [tool.name for tool in task.tools]
@@ -173,6 +175,13 @@ def check_task(task: Task) -> list[tuple[str, str]]:
                 problems.append(("error", f"{expected.name}.{param}: required by the function, but the ground "
                                           "truth only allows omitting it"))
             schema = props[param] if isinstance(props[param], dict) else {}
+            for option in options:
+                wrong = type_mismatch(option, schema) if option is not None or param in required else None
+                if wrong:  # (None for an optional parameter: its default, as BFCL writes it)
+                    problems.append((type_severity, f"{expected.name}.{param}: the ground truth's {option!r} "
+                                                    f"{wrong}, so a scorer fails the answer that sends the declared "
+                                                    "type"))
+                    break
             enum = schema.get("enum")
             if isinstance(enum, list) and enum:
                 allowed = {standardize(e) if isinstance(e, str) else json.dumps(e) for e in enum}
@@ -193,6 +202,32 @@ def check_task(task: Task) -> list[tuple[str, str]]:
                 problems.append(("error", f"{expected.name}: required parameter {param!r} has no ground truth"))
     return problems
 
+
+
+#: JSON-schema types (and BFCL's Python-flavoured names) -> the Python types a JSON value of that type has
+JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,), "int": (int,), "number": (int, float), "float": (int, float), "string": (str,),
+    "str": (str,), "boolean": (bool,), "bool": (bool,), "array": (list, tuple), "tuple": (list, tuple),
+    "list": (list, tuple), "object": (dict,), "dict": (dict,), "null": (type(None),),
+}
+
+
+def type_mismatch(value: Any, schema: dict[str, Any]) -> str | None:
+    """Why ``value`` (one acceptable ground-truth value; ``""`` = omitted) is not of the JSON type ``schema``
+    declares, or None. Types this does not know (BFCL's ``any``, Java's ``String``...) are not checked."""
+    if value == "" or not isinstance(schema, dict):
+        return None
+    declared = schema.get("type")
+    names = [declared] if isinstance(declared, str) else declared if isinstance(declared, list) else []
+    allowed = [JSON_TYPES[n] for n in names if isinstance(n, str) and n in JSON_TYPES]
+    if not allowed or len(allowed) < len(names):
+        return None
+    for types in allowed:
+        if isinstance(value, bool) and bool not in types:
+            continue  # JSON's true is not a number
+        if isinstance(value, types):
+            return None
+    return f"is a {type(value).__name__}, but the parameter is declared {declared!r}"
 
 
 def _first(options: tuple[Any, ...] | list[Any]) -> tuple[bool, Any]:

@@ -43,6 +43,7 @@ from bitagent_core import (
     ToolCall,
     UnknownPluginObject,
     build_request,
+    check_task,
     hookimpl,
     protocol_problems,
     render_expected,
@@ -290,6 +291,8 @@ def check_task_source(factory: Callable[[str | None], object], args: Iterable[st
                        functools.partial(_tasks_problem, source, seed, limit))
             report.run(label, f"seed {seed}: deterministic", functools.partial(_deterministic, source, seed, limit))
         report.run(label, "limit=None yields tasks (all of them)", functools.partial(_limit_none, source, limit))
+        report.run(label, "ground truth fits the tools (parameters, declared types, enums)",
+                   functools.partial(_ground_truth_problem, source, limit))
         if arg is None and args is None:
             todo.extend(advertised)
     return report
@@ -322,6 +325,17 @@ def _tasks_problem(source: TaskSource, seed: int, limit: int) -> str | None:
             problems.append(f"task {task_id}: {'; '.join(found)}")
         elif isinstance(task, Task):
             seen.add(task.id)
+    return "; ".join(problems[:5]) or None
+
+
+def _ground_truth_problem(source: TaskSource, limit: int) -> str | None:
+    """What a scorer would see wrongly: expected values of another type than the parameter declares (``"3"``
+    for an integer passes as itself and fails the right answer ``3``), values outside an enum, parameters the
+    tool does not have."""
+    problems = []
+    for task in itertools.islice(source.tasks(seed=0, limit=limit), limit):
+        if isinstance(task, Task) and not task_problems(task):
+            problems += [f"task {task.id}: {message}" for _, message in check_task(task)]
     return "; ".join(problems[:5]) or None
 
 
@@ -563,26 +577,29 @@ def check_registered(registry: PluginRegistry, name: str, *, kind: str | None = 
     report = Report()
     kinds = [kind] if kind else list(PluginRegistry.KINDS)
     found = False
-    for k in kinds:
+    # NAME is what is registered, or else the plugin (entry point) that registered it: `bitagent plugins`
+    # lists plugins by their entry-point names
+    targets = [(k, name) for k in kinds if name in registry.registrations(k)]
+    if not targets:
+        targets = [(k, r.name) for k in kinds for r in registry.registrations(k).values() if r.plugin == name]
+    for k, registered in targets:
         registrations = registry.registrations(k)
-        if name not in registrations:
-            continue
         found = True
-        registration = registrations[name]
+        registration = registrations[registered]
         if k == "task_sources":
-            report.extend(check_task_source(registration.factory, args, subject=f"task source {name!r}"))
+            report.extend(check_task_source(registration.factory, args, subject=f"task source {registered!r}"))
         elif k == "scorers":
-            scorer = _build(report, f"scorer {name!r}", registration.factory)
+            scorer = _build(report, f"scorer {registered!r}", registration.factory)
             if scorer is not None:
-                report.extend(check_scorer(scorer, subject=f"scorer {name!r}"))
+                report.extend(check_scorer(scorer, subject=f"scorer {registered!r}"))
         elif k == "backends":
-            options = registry.backend_options(name, backend_options or {})
+            options = registry.backend_options(registered, backend_options or {})
             report.extend(check_backend(registration.factory, model, options, start=start,
-                                        subject=f"backend {name!r}"))
+                                        subject=f"backend {registered!r}"))
         elif k == "competitions":
-            competition = _build(report, f"competition {name!r}", registration.factory)
+            competition = _build(report, f"competition {registered!r}", registration.factory)
             if competition is not None:
-                report.extend(check_competition(competition, registry, subject=f"competition {name!r}"))
+                report.extend(check_competition(competition, registry, subject=f"competition {registered!r}"))
     if kind is None:
         for info in registry.plugins:
             if info.name == name and info.error is None and any(h.startswith("on_") for h in info.hooks):

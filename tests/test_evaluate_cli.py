@@ -136,7 +136,9 @@ def test_progress_lines_in_a_log_file_and_the_titled_table(tmp_path, server):
 @pytest.mark.slow
 def test_output_formats(tmp_path, server):
     csv = evaluate(tmp_path, server, "--format", "csv").stdout.splitlines()
-    assert csv[0] == "category,tasks,passed,mean_score,ci_low,ci_high" and csv[-1].startswith("all,3,3,1.0,")
+    assert csv[0] == "run,model,category,tasks,passed,mean_score,ci_low,ci_high"
+    run = Path(results_of(tmp_path)[0]["run_dir"]).name
+    assert csv[-1].startswith(f"{run},stub-model,all,3,3,1.0,")
     markdown = evaluate(tmp_path, server, "--format", "markdown").stdout
     assert "| category | tasks | passed | mean score | 95% CI |" in markdown
     data = json.loads(evaluate(tmp_path, server, "--format", "json").stdout)

@@ -52,7 +52,7 @@ def plugin_dir(tmp_path: Path) -> Path:
 
 def test_broken_plugin_is_reported_and_the_rest_load(plugin_dir):
     out = run_cli(["plugins", "--json"], plugin_dir)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # a plugin failed to load: listed, and the exit code says so
     rows = {row["name"]: row for row in json.loads(out.stdout)}
     assert "ImportError: needs a library" in rows["broken"]["error"]
     assert rows["good"]["error"] is None
@@ -62,6 +62,9 @@ def test_broken_plugin_is_reported_and_the_rest_load(plugin_dir):
     assert rows["bitagent-scorer"]["error"] is None
     text = run_cli(["plugins"], plugin_dir)
     assert "FAILED: ImportError" in text.stdout
+    assert text.returncode == 1 and "1 plugin(s) failed to load: broken" in text.stderr
+    fine = run_cli(["plugins"], plugin_dir, BITAGENT_PLUGINS="good")
+    assert fine.returncode == 0, fine.stderr
 
 
 def test_bitagent_plugins_env_limits_what_loads(plugin_dir):

@@ -117,6 +117,11 @@ def test_score_counts_missing_answers_unless_partial_and_refuses_empty_input(run
     (part / "samples.jsonl").write_text("")
     empty = bitagent("score", str(part), "--output-dir", str(tmp_path))
     assert empty.returncode == 1 and "nothing was scored" in empty.stderr
+    assert "mean score" not in empty.stdout  # the error, not a table of zeros before it
+    answers = tmp_path / "empty.jsonl"
+    answers.write_text("")
+    empty = bitagent("score", "--tasks", "bitagent", "--scorer", "bitagent", "--responses", str(answers))
+    assert empty.returncode == 1 and "nothing was scored" in empty.stderr and "accuracy" not in empty.stdout
 
 
 @pytest.mark.slow
@@ -272,7 +277,7 @@ def test_a_user_filters_the_failed_samples_by_typing_and_choosing(runs_dir, tmp_
     browser = Browser(report.as_uri(), tmp_path / "profile")
     try:
         browser.wait_loaded()
-        total = browser.js("document.querySelectorAll('#failed tr.sample').length")
+        total = browser.js("document.querySelectorAll('#samples tr.sample').length")
         assert total > 1 and browser.js("document.getElementById('shown').textContent") == str(total)
         # the charts are drawn: bars with a real height, error bars, in the rendered layout
         heights = browser.js("[...document.querySelectorAll('svg[data-chart=category-bars] rect.bar')]"
@@ -284,7 +289,7 @@ def test_a_user_filters_the_failed_samples_by_typing_and_choosing(runs_dir, tmp_
         browser.js("document.getElementById('q').focus()")
         browser.send(("Input.insertText", {"text": "server went away"}))
         assert browser.js("document.getElementById('shown').textContent") == "1"
-        visible = browser.js("[...document.querySelectorAll('#failed tr.sample')].filter(r => !r.hidden)"
+        visible = browser.js("[...document.querySelectorAll('#samples tr.sample')].filter(r => !r.hidden)"
                              ".map(r => r.dataset.error)")
         assert visible == ["backend_error"]
         # clear it and pick an error type from the list instead
@@ -292,7 +297,7 @@ def test_a_user_filters_the_failed_samples_by_typing_and_choosing(runs_dir, tmp_
         assert browser.js("document.getElementById('shown').textContent") == str(total)
         shown = browser.js("const s = document.getElementById('f-run'); s.selectedIndex = 2;"
                            "s.dispatchEvent(new Event('change')); document.getElementById('shown').textContent")
-        weak = browser.js("[...document.querySelectorAll('#failed tr.sample')].filter(r => r.dataset.run"
+        weak = browser.js("[...document.querySelectorAll('#samples tr.sample')].filter(r => r.dataset.run"
                           ".includes('weak')).length")
         assert int(shown) == weak and 0 < weak < total
     finally:

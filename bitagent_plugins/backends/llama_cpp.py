@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -144,6 +145,18 @@ class _Deadline:
         return scores
 
 
+#: llama-cpp-python's words for a prompt longer than the context window
+CONTEXT_FULL = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
+
+
+def context_size_for(tokens: int) -> int:
+    """The context a prompt of ``tokens`` (answer included) gets: the next power of two, at least 4096."""
+    size = 4096
+    while size < tokens:
+        size *= 2
+    return size
+
+
 class LlamaCppBackend:
     default_concurrency = 1  # one in-process model answers one request at a time
 
@@ -171,6 +184,7 @@ class LlamaCppBackend:
                                     "verbose": False}
         settings.update({k: v for k, v in self.options.items() if k != "worker_thread"})
         self._llm = Llama(model_path=str(path), **settings)
+        self._path, self._settings = path, settings
         self._identity = {**identity, "path": str(path), "backend": "llama-cpp",
                           "options": {k: v for k, v in settings.items() if k != "verbose"}}
 
@@ -204,15 +218,11 @@ class LlamaCppBackend:
             # chat handlers replace a caller's stopping_criteria with the template's, but call every logits
             # processor before each token.
             limit = started + request.timeout_s if request.timeout_s is not None else float("inf")
-            deadline = _Deadline(limit, self._llm.token_eos(), self._llm.ctx, task)
-            kwargs["logits_processor"] = [deadline]
             try:
-                response = self._llm.create_chat_completion(**kwargs)
-            except RuntimeError:  # llama_decode aborted by the callback
-                if not (deadline.passed or deadline.cancelled):
-                    raise
-            finally:
-                deadline.remove()
+                response, deadline = self._generate(kwargs, limit, task)
+            except ValueError as exc:
+                self._fit_context(exc, request.max_tokens)  # raises unless the context grew
+                response, deadline = self._generate(kwargs, limit, task)
             if deadline.cancelled:
                 import asyncio
 
@@ -220,6 +230,40 @@ class LlamaCppBackend:
             if deadline.passed:
                 raise TimeoutError(f"timeout after {request.timeout_s:g} s (generation stopped)")
             return completion_from_openai(response, time.perf_counter() - started)
+
+    def _generate(self, kwargs: dict[str, Any], limit: float, task: asyncio.Task[Any] | None) -> tuple[Any, _Deadline]:
+        deadline = _Deadline(limit, self._llm.token_eos(), self._llm.ctx, task)
+        kwargs["logits_processor"] = [deadline]
+        response = None
+        try:
+            response = self._llm.create_chat_completion(**kwargs)
+        except RuntimeError:  # llama_decode aborted by the callback
+            if not (deadline.passed or deadline.cancelled):
+                raise
+        finally:
+            deadline.remove()
+        return response, deadline
+
+    def _fit_context(self, exc: ValueError, max_tokens: int) -> None:
+        """A prompt longer than the context (a multi-turn trajectory grows with every step): reload the model
+        with a context that fits it, unless ``-B n_ctx`` was given or the model was not trained that long; then
+        the error says which ``-B n_ctx`` would fit."""
+        found = CONTEXT_FULL.search(str(exc))
+        if found is None:
+            raise exc
+        needed, current = int(found.group(1)), int(found.group(2))
+        fits = context_size_for(needed + max_tokens)
+        model = getattr(self._llm, "_model", None)  # llama-cpp-python keeps the trained length there
+        trained = int(model.n_ctx_train()) if model is not None and hasattr(model, "n_ctx_train") else 0
+        if "n_ctx" in self.options or (trained and fits > trained):
+            why = (f"the model was trained on {trained}" if trained and fits > trained
+                   else f"-B n_ctx={current} was given")
+            raise ValueError(f"the prompt has {needed} tokens, more than the context window of {current} "
+                             f"({why}): give it -B n_ctx={fits}") from None
+        self._llm.close()
+        self._settings = {**self._settings, "n_ctx": fits}
+        self._llm = import_llama()(model_path=str(self._path), **self._settings)
+        self._identity["options"] = {k: v for k, v in self._settings.items() if k != "verbose"}
 
     async def close(self) -> None:
         llm, self._llm = self._llm, None

@@ -379,9 +379,10 @@ class OpenAIBackend:
         given = OpenAIOptions.coerce(options).model_dump(exclude_none=True)
         self.options: dict[str, Any] = {**self.DEFAULTS, **given}
         _check_options(self.options)
-        base = self.options.get("base_url")
+        # as the OpenAI SDK does: OPENAI_BASE_URL when no URL is given (OPENAI_API_KEY is the default key variable)
+        base = self.options.get("base_url") or os.environ.get("OPENAI_BASE_URL")
         if not base:
-            raise ValueError("the openai backend needs --base-url (or -B base_url=URL[,URL...])")
+            raise ValueError("the openai backend needs --base-url (or -B base_url=URL[,URL...], or OPENAI_BASE_URL)")
         from bitagent_plugins.backends.openai_client import v1_url
 
         self.base_urls = [u.strip() for u in str(base).split(",") if u.strip()]

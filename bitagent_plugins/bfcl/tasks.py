@@ -260,7 +260,8 @@ def load_category(category: str, location: Location | None = None) -> CategoryDa
     from bitagent_core import check_task  # at use: plugin loading (bitagent --help) stays light
 
     for task in tasks if category not in LANGUAGE_CATEGORIES else ():  # Java/JS values are checked as source
-        for severity, message in check_task(task):
+        # BFCL's own checker passes some of its mistyped ground truth (False for a string): a warning here
+        for severity, message in check_task(task, type_severity="warning"):
             problems.append(DataProblem(task.id, severity, message, category))
     errors = sorted({p.task_id for p in problems if p.severity == "error"})
     if errors:

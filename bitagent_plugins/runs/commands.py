@@ -51,16 +51,19 @@ def runs_list(output_dir: str, as_json: bool) -> None:
     from bitagent_plugins.runs.view import list_runs
 
     found = list_runs(output_dir)
+    found_tags = {r.run_dir: [str(t) for t in r.config.get("tags") or []] for r in found}
     rows = [{"run": r.run_dir.rsplit("/", 1)[-1], "started_at": r.started_at, "status": r.status,
              "tasks": r.config.get("tasks"), "model": r.model.get("model") or r.config.get("model") or "default",
-             "scorer": r.scorer.get("name"), "n_tasks": r.n_tasks, "n_failed": r.n_failed,
-             "mean_score": r.mean_score, "run_dir": r.run_dir} for r in found]
+             "scorer": r.scorer.get("name"), "n_tasks": r.n_tasks, "n_scored": r.n_scored, "n_failed": r.n_failed,
+             "mean_score": r.mean_score, "tags": list(r.config.get("tags") or []), "error": r.error,
+             "run_dir": r.run_dir} for r in found]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
         click.echo(f"no runs under {output_dir}")
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"runs under {output_dir}")
@@ -68,8 +71,14 @@ def runs_list(output_dir: str, as_json: bool) -> None:
         table.add_column(name, justify="right" if name in ("tasks run", "failed", "score") else "left",
                          overflow="fold")
     for row in rows:
-        table.add_row(str(row["run"]), str(row["status"]), str(row["tasks"]), _short_model(str(row["model"])),
-                      str(row["scorer"]), str(row["n_tasks"]), str(row["n_failed"]), f"{row['mean_score']:.3f}")
+        # a run that failed before scoring anything has no score (not 0.000); one running scores its finished tasks
+        nothing = row["status"] == "failed" and not row["n_scored"]
+        status = {"failed": "[red]failed[/red]", "running": "[yellow]running[/yellow]"}.get(
+            str(row["status"]), escape(str(row["status"])))
+        tags = "".join(f" #{t}" for t in found_tags.get(str(row["run_dir"]), []))
+        table.add_row(escape(str(row["run"]) + tags), status, escape(str(row["tasks"])),
+                      escape(_short_model(str(row["model"]))), escape(str(row["scorer"])), str(row["n_tasks"]),
+                      str(row["n_failed"]), "-" if nothing else f"{row['mean_score']:.3f}")
     _console().print(table)
 
 
@@ -84,7 +93,7 @@ def runs_show(run: str, output_dir: str, failed: bool, category: str | None, as_
     decoded and expected calls, score breakdown, and the difference between expected and called."""
     from rich.markup import escape
 
-    from bitagent_plugins.runs.view import call_diff
+    from bitagent_plugins.runs.view import call_diff, last_prompt
 
     loaded = _load(run, output_dir)
     chosen = [r for r in loaded.samples.values()
@@ -95,6 +104,8 @@ def runs_show(run: str, output_dir: str, failed: bool, category: str | None, as_
         return
     console = _console()
     console.print(f"[bold]{escape(loaded.results.title())}[/bold]")
+    if loaded.results.error:  # a failed or stopped run says why
+        console.print(f"[bold red]{escape(loaded.results.status)}:[/bold red] {escape(loaded.results.error)}")
     console.print(f"{len(chosen)} of {len(loaded.samples)} samples"
                   f"{' that did not pass' if failed else ''}{f' in {category}' if category else ''}")
     for record in chosen:
@@ -102,8 +113,7 @@ def runs_show(run: str, output_dir: str, failed: bool, category: str | None, as_
             "[red]failed[/red]" if not record.ok else "[yellow]wrong[/yellow]")
         console.rule(f"{escape(record.task_id)}  {escape(record.category)}  {verdict}  score {record.score:.3f}"
                      f"{'  ' + escape(record.error_type) if record.error_type else ''}")
-        question = next((m.content for m in reversed(record.messages) if m.role == "user"), "")
-        console.print(f"[bold]prompt:[/bold] {escape(question)}")
+        console.print(f"[bold]prompt:[/bold] {escape(last_prompt(record))}")
         console.print(f"[bold]tools:[/bold] {escape(', '.join(t.name for t in record.tools)) or '-'}")
         answer = record.completion.error or record.completion.text or json.dumps(
             [c.to_json() for c in record.completion.tool_calls], ensure_ascii=False)
@@ -123,9 +133,13 @@ def runs_show(run: str, output_dir: str, failed: bool, category: str | None, as_
 @click.argument("run_list", metavar="RUN RUN...", nargs=-1, required=True)
 @OUTPUT_DIR
 @click.option("--json", "as_json", is_flag=True)
-def compare(run_list: tuple[str, ...], output_dir: str, as_json: bool) -> None:
+@click.option("--diffs/--no-diffs", "show_diffs", default=True, show_default=True,
+              help="Show each flipped task's expected-vs-called difference.")
+def compare(run_list: tuple[str, ...], output_dir: str, as_json: bool, show_diffs: bool) -> None:
     """Compare runs per category with 95 % intervals; each run after the first is paired with the first on the
-    tasks both answered (mean difference, its interval, and a paired permutation test's p-value)."""
+    tasks both answered (mean difference, its interval, and a paired permutation test's p-value), and the tasks
+    that flipped between them are listed with their diffs. Runs whose task sets or scorers differ are not
+    comparable: a warning says why (seed, task source, limit...), and their paired test is left out."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -148,9 +162,18 @@ def compare(run_list: tuple[str, ...], output_dir: str, as_json: bool) -> None:
                  else "-" for c in row["runs"]]
         table.add_row(row["category"], *cells)
     console.print(table)
+    for warning in data["warnings"]:
+        console.print(f"[bold red]WARNING:[/bold red] {escape(warning)}; its scores are not ranked against "
+                      "the first run's", soft_wrap=True)
+    for run in data["runs"]:
+        if run["error_counts"]:
+            console.print(f"{escape(run['label'])}: errors " + ", ".join(
+                f"{escape(k)} {v}" for k, v in run["error_counts"].items()), soft_wrap=True)
     for pair in data["paired"]:
         if not pair["n"]:
-            console.print(f"{escape(pair['b'])} vs {escape(pair['a'])}: no shared tasks")
+            why = "; ".join(pair["task_set_differences"]) or "they answered different tasks"
+            console.print(f"{escape(pair['b'])} vs {escape(pair['a'])}: no shared tasks ({escape(why)})",
+                          soft_wrap=True)
             continue
         verdict = ("a real difference (p < 0.05)" if pair["p_value"] < 0.05
                    else "no significant difference (p >= 0.05)")
@@ -159,7 +182,30 @@ def compare(run_list: tuple[str, ...], output_dir: str, as_json: bool) -> None:
                       f"[{pair['ci_low']:+.3f}, {pair['ci_high']:+.3f}], better on {pair['b_better']}, "
                       f"worse on {pair['a_better']}, paired permutation p = {pair['p_value']:.4f}: {verdict}",
                       soft_wrap=True)
+        _print_flipped(console, pair, show_diffs)
     sys.stdout.flush()
+
+
+def _print_flipped(console: Any, pair: dict[str, Any], show_diffs: bool) -> None:
+    """The shared tasks one run passed and the other did not; with their expected-vs-called diffs."""
+    from rich.markup import escape
+
+    if not pair["flipped"]:
+        return
+    gained = sum(f["b_passed"] for f in pair["flipped"])
+    console.print(f"[bold]{len(pair['flipped'])} task(s) flipped[/bold] ({gained} now pass, "
+                  f"{len(pair['flipped']) - gained} now fail):")
+    for item in pair["flipped"]:
+        way = "[green]fail -> pass[/green]" if item["b_passed"] else "[red]pass -> fail[/red]"
+        console.print(f"  {escape(item['task_id'])}  {escape(item['category'])}  {way}  "
+                      f"{item['a_score']:.2f} -> {item['b_score']:.2f}"
+                      f"{'  ' + escape(item['b_error'] or item['a_error'] or '') if not show_diffs else ''}")
+        if show_diffs:
+            for side, key in (("a", "a_diff"), ("b", "b_diff")):
+                console.print(f"    {side}: expected (-) vs called (+)")
+                for mark, text in item[key]:
+                    style = {"-": "red", "+": "green"}.get(mark, "dim")
+                    console.print(f"    [{style}]{mark} {escape(text)}[/{style}]")
 
 
 @click.command()
@@ -234,7 +280,8 @@ def score(run: Path | None, tasks_spec: str | None, scorer: str | None, response
                                                    output_dir=output_dir, partial=partial)
         except (UnknownPluginObject, ValueError, OSError, RuntimeError) as exc:
             raise click.ClickException(str(exc)) from None
-        click.echo(render_results(results, "json" if as_json else "table"))
+        if summary["n_answered"]:  # nothing scored: the error below, not a table of zeros
+            click.echo(render_results(results, "json" if as_json else "table"))
         errors_at, what, spec = str(run), "sample(s)", results.config["tasks"]
     else:
         if not tasks_spec:
@@ -258,7 +305,7 @@ def score(run: Path | None, tasks_spec: str | None, scorer: str | None, response
         summary = rescore.summarize(tally, partial=partial)
         if as_json:
             click.echo(json.dumps(summary, indent=2))
-        else:
+        elif summary["n_answered"]:  # nothing scored: the error below, not a table of zeros
             _print_score_summary(summary, tasks_spec, scorer or "bfcl")
         errors_at, what, spec = str(responses), "response(s)", tasks_spec
     click.echo(rescore.coverage_line(summary), err=True)

@@ -30,11 +30,28 @@ class Run:
 
     @property
     def label(self) -> str:
-        """What a person calls this run: the model, and the directory name."""
+        """What a person calls this run: the model, what decides comparability (tool format, seed, tags), and
+        the directory name."""
         model = str(self.results.model.get("model") or self.results.config.get("model") or "default")
         if model.startswith(("/", ".", "~")):  # a local file: its name says enough
             model = Path(model).name
-        return f"{model} ({self.path.name})"
+        cfg = self.results.config
+        tags = "".join(f", #{t}" for t in cfg.get("tags") or [])
+        return f"{model} [{cfg.get('tool_format', 'prompt')}, seed {cfg.get('seed', 0)}{tags}] ({self.path.name})"
+
+    @property
+    def traits(self) -> dict[str, Any]:
+        """What decides whether two runs can be ranked against each other: the task set (its digest, and what
+        made it: task sources, seed, limit, chosen ids), the scorer and its version, the tool format, the
+        engine and the weights."""
+        cfg, model = self.results.config, self.results.model
+        return {"tasks": cfg.get("tasks"), "seed": cfg.get("seed", self.results.seed), "limit": cfg.get("limit"),
+                "task_ids": list(cfg.get("task_ids") or []), "task_digest": self.results.task_digest,
+                "source_versions": {k: v.get("version") for k, v in self.results.sources.items()},
+                "scorer": self.results.scorer.get("name"), "scorer_version": self.results.scorer.get("version"),
+                "tool_format": cfg.get("tool_format", "prompt"), "backend": cfg.get("backend"),
+                "model": model.get("model") or cfg.get("model"),
+                "model_sha": model.get("sha256") or model.get("revision"), "tags": list(cfg.get("tags") or [])}
 
     def scores(self) -> dict[str, float]:
         """Task id -> score over every task the run covered (a failed sample counts 0)."""
@@ -70,6 +87,18 @@ def list_runs(output_dir: str | Path) -> list[RunResults]:
             except (OSError, ValueError):
                 continue
     return sorted(found, key=lambda r: (r.started_at, r.run_dir), reverse=True)
+
+
+def last_prompt(record: SampleRecord) -> str:
+    """The user's words the shown answer replies to: the last user message, of the last turn played for a
+    multi-turn sample (whose raw answer is that turn's last step)."""
+    played = len(record.trajectory.turns) if record.trajectory is not None else 0
+    if record.turns and played > 1:
+        turn = record.turns[min(played - 1, len(record.turns)) - 1]
+        for message in reversed(turn.get("messages") or []):
+            if isinstance(message, dict) and message.get("role") == "user":
+                return f"(turn {played}) {message.get('content', '')}"
+    return next((m.content for m in reversed(record.messages) if m.role == "user"), "")
 
 
 # --- what was expected and what came ------------------------------------------------------------------------
@@ -159,6 +188,74 @@ def per_category(run: Run) -> dict[str, tuple[int, float, float, float]]:
     return {cat: (len(v), round(statistics.fmean(v), 6), *confidence_interval(v)) for cat, v in sorted(by.items())}
 
 
+def task_set_differences(a: Run, b: Run) -> list[str]:
+    """Why ``b`` was not asked the same questions as ``a`` (empty: the same task set, by digest)."""
+    ta, tb = a.traits, b.traits
+    if ta["task_digest"] and ta["task_digest"] == tb["task_digest"]:
+        return []
+    why = []
+    for key, words in (("tasks", "task source"), ("source_versions", "task source version"), ("seed", "seed"),
+                       ("limit", "--limit"), ("task_ids", "--task-id")):
+        if ta[key] != tb[key]:
+            why.append(f"different {words} ({_shown(ta[key])} vs {_shown(tb[key])})")
+    if not why and ta["task_digest"] != tb["task_digest"]:
+        why.append("different task data (the task digests differ)")
+    return why
+
+
+def scoring_differences(a: Run, b: Run) -> list[str]:
+    """Why ``b``'s scores do not mean what ``a``'s do: another scorer or scorer version."""
+    ta, tb = a.traits, b.traits
+    if (ta["scorer"], ta["scorer_version"]) != (tb["scorer"], tb["scorer_version"]):
+        return [f"different scorer ({ta['scorer']} {ta['scorer_version']} vs {tb['scorer']} {tb['scorer_version']})"]
+    return []
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "all"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False) if value else "none"
+    return str(value)
+
+
+def comparability(runs: list[Run]) -> list[str]:
+    """One warning per run that cannot be ranked against the first: its task set or scoring differs, and why.
+    Empty: every run answered the same tasks and was scored the same way."""
+    warnings = []
+    for run in runs[1:]:
+        why = task_set_differences(runs[0], run) + scoring_differences(runs[0], run)
+        if why:
+            warnings.append(f"{run.label} is not comparable with {runs[0].label}: {'; '.join(why)}")
+    return warnings
+
+
+def flipped(a: Run, b: Run) -> list[dict[str, Any]]:
+    """The shared tasks that one run passed and the other did not, with each run's expected-vs-called diff."""
+    out = []
+    for task_id in sorted(set(a.samples) & set(b.samples)):
+        ra, rb = a.samples[task_id], b.samples[task_id]
+        pa, pb = ra.ok and ra.passed, rb.ok and rb.passed
+        if pa == pb:
+            continue
+        out.append({"task_id": task_id, "category": rb.category, "a_passed": pa, "b_passed": pb,
+                    "a_score": ra.score if ra.ok else 0.0, "b_score": rb.score if rb.ok else 0.0,
+                    "a_error": ra.error_type, "b_error": rb.error_type,
+                    "a_diff": call_diff(ra.expected_calls, ra.decoded_calls),
+                    "b_diff": call_diff(rb.expected_calls, rb.decoded_calls)})
+    return out
+
+
+def error_counts(run: Run) -> dict[str, int]:
+    """Error type -> samples, most frequent first (a failed request counts under its error type or 'failed')."""
+    counts: dict[str, int] = {}
+    for record in run.samples.values():
+        if not (record.ok and record.passed):
+            key = record.error_type or ("failed" if not record.ok else "wrong")
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def comparison(runs: list[Run]) -> dict[str, Any]:
     """Per category and overall, each run's mean with its interval; each later run paired with the first."""
     categories = sorted({cat for run in runs for cat in per_category(run)})
@@ -174,8 +271,18 @@ def comparison(runs: list[Run]) -> dict[str, Any]:
     base = runs[0].scores()
     pairs = []
     for run in runs[1:]:
-        pairs.append({"a": runs[0].label, "b": run.label, **compare_pair(base, run.scores()).to_json()})
+        # tasks with one id are the same question only when the sources, their versions and the seed are the
+        # same (a limit or --task-id only takes fewer of them); otherwise nothing is paired
+        ta, tb = runs[0].traits, run.traits
+        same_questions = all(ta[k] == tb[k] for k in ("tasks", "source_versions", "seed"))
+        paired_scores = run.scores() if same_questions else {}
+        pairs.append({"a": runs[0].label, "b": run.label, **compare_pair(base, paired_scores).to_json(),
+                      "task_set_differences": task_set_differences(runs[0], run),
+                      "scoring_differences": scoring_differences(runs[0], run),
+                      "flipped": flipped(runs[0], run) if same_questions else []})
+    warnings = comparability(runs)
     return {"runs": [{"label": r.label, "run_dir": str(r.path), "tasks": r.results.config.get("tasks"),
                       "model": r.results.model.get("model"), "scorer": r.results.scorer.get("name"),
-                      "mean_score": r.results.mean_score, "status": r.results.status} for r in runs],
-            "categories": table, "paired": pairs}
+                      "mean_score": r.results.mean_score, "status": r.results.status, "traits": r.traits,
+                      "error_counts": error_counts(r)} for r in runs],
+            "categories": table, "paired": pairs, "comparable": not warnings, "warnings": warnings}
