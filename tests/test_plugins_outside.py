@@ -67,7 +67,7 @@ def test_a_duplicate_name_fails_the_plugin_that_registered_it_second_and_leaves_
             raise RuntimeError("and this hook fails too")
     """})
     out = run_cli(["plugins", "--json"], tmp_path)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # a plugin failed to load
     rows = {row["name"]: row for row in json.loads(out.stdout)}
     assert rows["bitagent-scorer"]["error"] is None and rows["bitagent-scorer"]["provides"] == {"scorers": ["bitagent"]}
     error = rows["squatter"]["error"]
