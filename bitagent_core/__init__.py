@@ -26,6 +26,9 @@ _LAZY: dict[str, str] = {
                      "Environment", "EnvironmentFactory", "GuardedEnvironment", "TrajectoryScorer",
                      "RegisterBackend", "RegisterCompetition", "RegisterEnvironment", "RegisterScorer",
                      "RegisterTaskSource"], "protocols"),
+    # typed backend errors: whose fault, worth another try
+    **dict.fromkeys(["BackendError", "EngineError", "Fault", "ModelError", "ServerUnavailable", "backend_error",
+                     "fault_of", "should_retry"], "errors"),
     # backend options
     **dict.fromkeys(["BackendOptions", "NoOptions", "OptionError", "parse_option_args", "parse_option_string"],
                     "options"),
@@ -44,7 +47,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["check_task", "expected_arguments", "render_expected", "python_literal", "pythonic_name"],
                     "validation"),
     # shared helpers: prompting, decoding, matching, JSON files
-    "build_request": "prompting",
+    **dict.fromkeys(["build_request", "fold_system_prompt"], "prompting"),
     **dict.fromkeys(["Decoded", "DecodeError", "Dialect", "CallReader", "ValueReader", "ast_python_calls",
                      "bind_arguments", "decode", "decode_pythonic", "dotted_name", "json_call", "literal", "MAX_CALLS",
                      "MAX_NESTING"], "decoding"),
@@ -89,6 +92,16 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         json_call,
         literal,
     )
+    from bitagent_core.errors import (
+        BackendError,
+        EngineError,
+        Fault,
+        ModelError,
+        ServerUnavailable,
+        backend_error,
+        fault_of,
+        should_retry,
+    )
     from bitagent_core.hookspecs import hookimpl
     from bitagent_core.jsonio import JsonlError, read_jsonl, write_json_atomic
     from bitagent_core.matching import STANDARDIZE_DROP, max_weight_matching, standardize
@@ -115,7 +128,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         UnknownPluginObject,
         get_registry,
     )
-    from bitagent_core.prompting import build_request
+    from bitagent_core.prompting import build_request, fold_system_prompt
     from bitagent_core.protocols import (
         Backend,
         BackendFactory,

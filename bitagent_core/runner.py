@@ -25,6 +25,7 @@ import attrs
 import bitagent_core
 from bitagent_core import agent, rundir
 from bitagent_core import records as rec
+from bitagent_core.errors import fault_of
 from bitagent_core.model import Completion, Score, Task
 from bitagent_core.plugins import PluginRegistry
 from bitagent_core.prompting import build_request
@@ -348,17 +349,19 @@ class Evaluation:
         request = build_request(task, cfg.tool_format, temperature=cfg.temperature, max_tokens=cfg.max_tokens)
         request = attrs.evolve(request, timeout_s=cfg.timeout_s)
         started = time.perf_counter()
-        timed_out = False
+        error_type = "backend_error"
         try:
             completion = await asyncio.wait_for(self.backend.complete(request), timeout=cfg.timeout_s)
         except TimeoutError as exc:  # asyncio's, or the backend's own (it stopped at request.timeout_s)
-            completion, timed_out = Completion(error=str(exc) or f"timeout after {cfg.timeout_s:g} s"), True
+            completion, error_type = Completion(error=str(exc) or f"timeout after {cfg.timeout_s:g} s"), "timeout"
         except Exception as exc:  # noqa: BLE001 - one failed sample must not end the run
             completion = Completion(error=f"{type(exc).__name__}: {exc}")
+            if fault_of(exc) == "validator":  # the server unreachable, not the model's answer
+                error_type = "engine_error"
         if not completion.latency_s:
             completion = attrs.evolve(completion, latency_s=time.perf_counter() - started)
         if completion.error is not None:
-            score = Score(0.0, error_type="timeout" if timed_out else "backend_error", detail=completion.error)
+            score = Score(0.0, error_type=error_type, detail=completion.error)
             status = rec.FAILED
         else:
             score, status = self._score(task, completion)
