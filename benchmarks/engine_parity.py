@@ -6,6 +6,7 @@ submits the HF repo), on the same tasks (the ``bitagent`` competition's mix: gen
 derived ones), prompted as the validator does, temperature 0.
 
     .venv/bin/python benchmarks/engine_parity.py --vllm-python PY --vllm-model DIR [--tasks 120] [--seed 0]
+        [--only llama-cpp|vllm]   # one side per call; a complete run of the other side is reused
 
 ``DIR``: the embedded model converted to an HF repo (tests/engine_helpers.py ``bf16_repo`` makes and caches it).
 Prints ``name=value`` lines: ``agreement`` (share of tasks with the same pass/fail on both), ``mean_llama``,
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
 import statistics
@@ -37,8 +39,23 @@ def emit(name: str, value: Any) -> None:
     print(f"{name}={value}", flush=True)
 
 
+def finished(backend: str, args: argparse.Namespace) -> dict[str, dict[str, Any]] | None:
+    """The samples of a complete earlier run of ``backend`` on the same tasks (``--only`` runs one side at a time)."""
+    for results_path in sorted((args.run_dir / backend).glob("*/results.json"), reverse=True):
+        results = json.loads(results_path.read_text())
+        config = results.get("config") or {}
+        same = config.get("limit") == args.tasks and config.get("seed") == args.seed
+        if results.get("status") == "complete" and same:
+            lines = (results_path.parent / "samples.jsonl").read_text().splitlines()
+            return {record["task_id"]: record for record in map(json.loads, lines)}
+    return None
+
+
 async def run(backend: str, model: str | None, options: dict[str, str], args: argparse.Namespace,
               concurrency: int | None) -> dict[str, dict[str, Any]]:
+    earlier = finished(backend, args)
+    if earlier is not None:
+        return earlier
     config = RunConfig(tasks="competition:bitagent", backend=backend, model=model, scorer="bitagent",
                        limit=args.tasks, seed=args.seed, output_dir=str(args.run_dir / backend),
                        backend_options=options, tool_format="prompt", concurrency=concurrency, timeout_s=900.0)
@@ -86,14 +103,22 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "bench-engine-parity")
+    parser.add_argument("--vllm-extra-args", default="", help="appended to vLLM's command (e.g. -O0: no torch.compile)")
+    parser.add_argument("--only", choices=("llama-cpp", "vllm"),
+                        help="run one side now (a complete run of the other is reused from --run-dir)")
     args = parser.parse_args()
     emit("cpu_count", os.cpu_count() or 1)
     emit("loadavg_1m_at_start", os.getloadavg()[0])
 
-    llama = await run("llama-cpp", None, {"n_threads": str(args.threads), "n_ctx": "4096"}, args, 1)
-    vllm = await run("vllm", args.vllm_model, {"server_python": args.vllm_python, "kv_cache_gib": "2",
-                                               "max_model_len": "8192", "ready_timeout": "900",
-                                               "request_timeout": "900"}, args, 8)
+    if args.only != "vllm":
+        llama = await run("llama-cpp", None, {"n_threads": str(args.threads), "n_ctx": "4096"}, args, 1)
+    if args.only != "llama-cpp":
+        vllm = await run("vllm", args.vllm_model, {"server_python": args.vllm_python, "kv_cache_gib": "2",
+                                                   "max_model_len": "8192", "ready_timeout": "900",
+                                                   "request_timeout": "900", "extra_args": args.vllm_extra_args},
+                         args, 8)
+    if args.only:
+        return
     ids = sorted(set(llama) & set(vllm))
     if len(ids) < len(llama) or len(ids) < len(vllm):
         emit("unpaired_tasks", len(set(llama) ^ set(vllm)))

@@ -173,11 +173,11 @@ async def stub_overhead(requests: list[ChatRequest], n: int) -> dict[str, float]
             "bare_median": statistics.median(bare_s), "client_median": statistics.median(client_s)}
 
 
-async def run_vllm(requests: list[ChatRequest], model: str, python: str, run_dir: Path,
+async def run_vllm(requests: list[ChatRequest], model: str, python: str, run_dir: Path, extra_args: str = "",
                    levels: tuple[int, ...] = (1, 8, 32)) -> dict[int, float]:
     """Tasks per second through one vLLM server at each concurrency level (the same requests each time)."""
     backend = VllmBackend(model, {"server_python": python, "kv_cache_gib": "2", "max_model_len": "4096",
-                                  "extra_args": "--no-enable-prefix-caching", "ready_timeout": "900",
+                                  "extra_args": f"--no-enable-prefix-caching {extra_args}", "ready_timeout": "900",
                                   "request_timeout": "900"})
     started = time.perf_counter()
     await backend.start(run_dir)
@@ -209,6 +209,7 @@ async def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "bench-server-throughput")
     parser.add_argument("--vllm-model", help="an HF model folder: measure vLLM at concurrency 1, 8, 32 instead")
     parser.add_argument("--vllm-python", help="the interpreter that has vLLM (e.g. its CPU build's venv)")
+    parser.add_argument("--vllm-extra-args", default="", help="appended to vLLM's command (e.g. -O0: no torch.compile)")
     args = parser.parse_args()
     if args.vllm_model:
         tasks = load_tasks(get_registry(), args.task_source, seed=0, limit=args.tasks)
@@ -219,7 +220,7 @@ async def main() -> None:
         emit("loadavg_1m_at_start", os.getloadavg()[0])
         args.run_dir.mkdir(parents=True, exist_ok=True)
         per_second = await run_vllm(requests, args.vllm_model, args.vllm_python or sys.executable,
-                                    args.run_dir)
+                                    args.run_dir, args.vllm_extra_args)
         emit("speedup_c8_vs_c1", per_second[8] / per_second[1])
         emit("speedup_c32_vs_c1", per_second[32] / per_second[1])
         emit("loadavg_1m_at_end", os.getloadavg()[0])
