@@ -464,8 +464,8 @@ class VllmBackend(HubModelServerBackend):
     engine = "vllm"
     Options = VllmOptions
     DEFAULTS = {**COMMON_DEFAULTS, "gpu_memory_utilization": 0.85, "max_model_len": DEFAULT_CONTEXT_LENGTH}
-    #: measured by benchmarks/server_throughput.py (docs/servers.md): on 2 CPU cores, 8 requests in flight gave
-    #: the most tasks/s; a GPU server takes many more, and --concurrency raises it
+    #: vLLM batches the requests in flight (continuous batching); 64, as for sglang: a GPU server takes that many.
+    #: benchmarks/server_throughput.py --vllm-model measures 1/8/32 on a given machine (docs/servers.md)
     default_concurrency = 64
     install_hint = ("vLLM is not installed for that interpreter; install it in its own venv and point "
                     "--server-python at that venv's python")
