@@ -38,6 +38,7 @@ from typing import Any
 import attrs
 
 from bitagent_core.decoding import decode
+from bitagent_core.errors import fault_of
 from bitagent_core.model import ChatRequest, Message, Step, Task, ToolCall, Trajectory
 from bitagent_core.prompting import build_request
 from bitagent_core.protocols import GuardedEnvironment, TrajectoryScorer
@@ -298,9 +299,11 @@ class PlayConfig:
 class StepFailed(Exception):
     """A request of the trajectory failed (timeout, backend error); ``trajectory`` holds what was played."""
 
-    def __init__(self, message: str, trajectory: Trajectory) -> None:
+    def __init__(self, message: str, trajectory: Trajectory, *, engine: bool = False) -> None:
         super().__init__(message)
         self.trajectory = trajectory
+        #: the request failed on the validator's side (the server unreachable): recorded as ``engine_error``
+        self.engine = engine
 
 
 def _size(step: Step) -> int:
@@ -346,7 +349,8 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
                                  Trajectory(tuple(turns) + (tuple(steps),))) from None
             except Exception as exc:  # noqa: BLE001 - recorded as a failed sample by the runner
                 raise StepFailed(f"{type(exc).__name__}: {exc} (turn {index}, step {len(steps)})",
-                                 Trajectory(tuple(turns) + (tuple(steps),))) from None
+                                 Trajectory(tuple(turns) + (tuple(steps),)),
+                                 engine=fault_of(exc) == "validator") from None
             _stop_if_cancelled()
             if completion.error is None and config.stop_requested():
                 completion = attrs.evolve(completion, error="interrupted: the run was asked to stop")
@@ -413,6 +417,8 @@ async def run_task(evaluation: Any, task: Task) -> dict[str, Any]:
                 timeout_s=cfg.timeout_s, stop_requested=lambda: evaluation.stop_requested))
         except StepFailed as exc:
             trajectory, error = exc.trajectory, str(exc)
+            if exc.engine:
+                error_type = "engine_error"
     steps = [s for turn in trajectory.turns for s in turn]
     completion = {
         "text": steps[-1].text if steps else "",

@@ -156,3 +156,55 @@ def test_the_context_length_comes_from_min_compute():
     assert _context_length("sglang", {"tp": "2"}) == {"tp": "2", "context_length": "25000"}
     assert _context_length("vllm", {"max_model_len": "8192"}) == {"max_model_len": "8192"}  # the operator's
     assert _context_length("llama-cpp", {}) == {}
+
+
+def test_a_request_that_fails_on_the_validators_side_is_recorded_as_an_engine_error(tmp_path):
+    import asyncio
+
+    from bitagent_core import Evaluation, RunConfig, hookimpl
+    from bitagent_core.plugins import PluginRegistry
+    from bitagent_plugins.subnet.failures import ENGINE_ERROR, classify_results
+
+    class Flaky:
+        """The server gone for one task, a 400 (whose fault: unknown) for the other."""
+
+        default_concurrency = 1
+
+        def __init__(self, model, options):
+            pass
+
+        async def start(self, run_dir):
+            pass
+
+        async def complete(self, request):
+            if "Paris" in request.messages[-1].content:
+                raise ServerUnavailable("gave up after 4 attempts: ConnectError")
+            raise ClientError("HTTP 400 from the server", 400)
+
+        async def close(self):
+            pass
+
+        def describe(self):
+            return {"model": "flaky"}
+
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register):
+            register("flaky", Flaky)
+
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps({
+        "id": city, "messages": [{"role": "user", "content": f"What's the weather in {city}?"}],
+        "tools": [{"name": "get_weather",
+                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+        "expected_calls": [{"get_weather": {"city": [city]}}]}) + "\n" for city in ("Paris", "Rome")))
+    registry = PluginRegistry()
+    registry.load_entry_points({"bitagent-scorer", "jsonl-tasks"})
+    registry.register_module(Plugin(), "test")
+    evaluation = Evaluation(RunConfig(tasks=f"jsonl:{tasks}", backend="flaky", output_dir=str(tmp_path / "runs")),
+                            registry)
+    asyncio.run(evaluation.run())
+    types = {task_id: record.error_type for task_id, record in evaluation.records.items()}
+    assert types == {"Paris": ENGINE_ERROR, "Rome": "backend_error"}
+    assert classify_results(2, list(types.values())) is None  # one failure is not the validator's side
+    assert classify_results(1, [types["Paris"]]).ours
