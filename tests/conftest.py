@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 # fixtures shared between test modules: managed servers (records_dir, owner_token), decoding (no_exec), pm2 for
-# the operator tests (pm2_env)
-pytest_plugins = ["process_helpers", "decoding_helpers", "pm2_helpers"]
+# the operator tests (pm2_env), the real engine tier (engine_python, hf_model)
+pytest_plugins = ["process_helpers", "decoding_helpers", "pm2_helpers", "engine_helpers"]
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -25,7 +25,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     (it starts whole programs: the CLI, pm2, a fresh venv, a browser, a miner; or loads all of BFCL).
     ``make test-fast`` (``-m "not slow"``) leaves them out; ``make test`` runs all."""
     for item in items:
-        if item.get_closest_marker("model") or "embedded_model" in getattr(item, "fixturenames", ()):
+        if item.get_closest_marker("model") or item.get_closest_marker("engine") or \
+                "embedded_model" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
 
 

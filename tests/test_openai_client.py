@@ -210,8 +210,34 @@ def test_a_client_error_is_not_retried():
             return stub, info.value
 
     stub, error = run(main())
-    assert len(stub.requests) == 1 and error.status == 400
+    # not retried; sent once more only in the other prompt layout (the system prompt in the first user message)
+    assert len(stub.requests) == 2 and error.status == 400
+    assert [r["json"]["messages"][0]["role"] for r in stub.requests] == ["system", "user"]
     assert "context length exceeded" in str(error) and not isinstance(error, ServerUnavailable)
+    assert error.fault == "unknown"
+
+
+def test_a_template_that_rejects_a_system_message_gets_upstreams_layout_for_the_rest_of_the_run():
+    def handler(request: dict) -> Reply:
+        if request["json"]["messages"][0]["role"] == "system":  # what a Mistral v0.1 template does
+            return Reply(400, {"error": {"message": "Conversation roles must alternate user/assistant/..."}})
+        return Reply(200, completion_body())
+
+    async def main():
+        async with Stub(handler) as stub:
+            client = client_for(stub.url)
+            first = await client.chat(build_request(TASK))
+            layout = client.prompt_layout
+            second = await client.chat(build_request(TASK))
+            await client.aclose()
+            return stub, first, second, layout
+
+    stub, first, second, layout = run(main())
+    assert first.text == second.text == "[get_weather(city=\"Paris\")]" and layout == "first-user"
+    assert [r["json"]["messages"][0]["role"] for r in stub.requests] == ["system", "user", "user"]
+    folded = stub.requests[1]["json"]["messages"]
+    assert len(folded) == 1 and folded[0]["content"].startswith("You are an expert in composing functions")
+    assert folded[0]["content"].endswith("\n\nWhat's the weather in Paris?")
 
 
 def test_retries_give_up_after_the_limit():

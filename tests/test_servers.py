@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from process_helpers import ours
 
+from bitagent_core.errors import EngineError
 from bitagent_core.model import Task
 from bitagent_core.prompting import build_request
 from bitagent_plugins.backends import local_server
@@ -95,10 +96,11 @@ def wait_for_samples(run_dir_parent: Path, n: int, proc: subprocess.Popen, limit
 # ------------------------------------------------------------------------- commands and environment
 
 
-#: Stand-ins for sglang's and vLLM's server entry points, with the flags of the real ones (sglang 0.4
-#: ``launch_server``, vLLM 0.8 ``serve``): argparse refuses any flag the real server would not know. Each
-#: records what it was given (arguments, CUDA_VISIBLE_DEVICES, the address it bound) and answers
-#: ``/v1/models`` and ``/v1/chat/completions`` like an OpenAI-compatible server.
+#: Stand-ins for sglang's and vLLM's server entry points, with the flags of the real ones (sglang 0.5
+#: ``launch_server``, vLLM 0.32 ``vllm.entrypoints.openai.api_server``; the real vLLM runs in
+#: tests/test_engine.py, sglang cannot run here: its CPU backend needs Intel AMX): argparse refuses any flag the
+#: real server would not know. Each records what it was given (arguments, CUDA_VISIBLE_DEVICES, the address it
+#: bound) and answers ``/v1/models`` and ``/v1/chat/completions`` like an OpenAI-compatible server.
 STAND_IN = r"""
 import argparse, json, os, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -129,7 +131,8 @@ def serve(args, model):
 
 SGLANG_MAIN = STAND_IN + r"""
 parser = argparse.ArgumentParser()
-for flag in ("--model-path", "--revision", "--host", "--mem-fraction-static", "--context-length"):
+for flag in ("--model-path", "--revision", "--host", "--mem-fraction-static", "--context-length",
+             "--tool-call-parser"):
     parser.add_argument(flag)
 for flag in ("--port", "--tp-size", "--dp-size"):
     parser.add_argument(flag, type=int)
@@ -140,13 +143,13 @@ serve(args, args.model_path)
 
 VLLM_MAIN = STAND_IN + r"""
 parser = argparse.ArgumentParser()
-sub = parser.add_subparsers(dest="command", required=True)
-cmd = sub.add_parser("serve")
-cmd.add_argument("model")
-for flag in ("--revision", "--host", "--gpu-memory-utilization", "--served-model-name"):
-    cmd.add_argument(flag)
-for flag in ("--port", "--max-model-len", "--tensor-parallel-size", "--data-parallel-size"):
-    cmd.add_argument(flag, type=int)
+for flag in ("--model", "--revision", "--host", "--gpu-memory-utilization", "--served-model-name",
+             "--tool-call-parser"):
+    parser.add_argument(flag)
+for flag in ("--port", "--max-model-len", "--tensor-parallel-size", "--data-parallel-size",
+             "--kv-cache-memory-bytes"):
+    parser.add_argument(flag, type=int)
+parser.add_argument("--enable-auto-tool-choice", action="store_true")
 args = parser.parse_args()
 serve(args, args.served_model_name or args.model)
 """
@@ -154,9 +157,10 @@ serve(args, args.served_model_name or args.model)
 
 @pytest.fixture
 def stand_ins(tmp_path, monkeypatch) -> Path:
-    """``sglang.launch_server`` and ``vllm.entrypoints.cli.main`` on PYTHONPATH; returns the record file."""
+    """``sglang.launch_server`` and ``vllm.entrypoints.openai.api_server`` on PYTHONPATH; returns the record file."""
     root = tmp_path / "stand-ins"
-    for module, source in (("sglang/launch_server.py", SGLANG_MAIN), ("vllm/entrypoints/cli/main.py", VLLM_MAIN)):
+    for module, source in (("sglang/launch_server.py", SGLANG_MAIN),
+                           ("vllm/entrypoints/openai/api_server.py", VLLM_MAIN)):
         path = root / module
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(source)
@@ -176,12 +180,16 @@ def stand_ins(tmp_path, monkeypatch) -> Path:
      {"model_path": "Qwen/Qwen2.5-7B-Instruct", "revision": "0123abcd", "mem_fraction_static": "0.8",
       "context_length": "25000", "tp_size": 2, "dp_size": 2, "enable_metrics": True}),
     (SglangBackend, "org/model", {}, {"model_path": "org/model", "revision": None, "mem_fraction_static": "0.85",
-                                      "tp_size": None}),
+                                      "tp_size": None, "context_length": "25000", "tool_call_parser": "pythonic"}),
     (VllmBackend, "meta/llama", {"revision": "abc", "gpu_memory_utilization": "0.7", "max_model_len": "8192",
                                  "tp": "4", "dp": "2", "visible_devices": "0,1,2,3",
                                  "extra_args": "--served-model-name 'm x'"},
      {"model": "meta/llama", "revision": "abc", "gpu_memory_utilization": "0.7", "max_model_len": 8192,
-      "tensor_parallel_size": 4, "data_parallel_size": 2, "served_model_name": "m x"}),
+      "tensor_parallel_size": 4, "data_parallel_size": 2, "served_model_name": "m x",
+      "enable_auto_tool_choice": True, "tool_call_parser": "pythonic", "kv_cache_memory_bytes": None}),
+    (VllmBackend, "meta/llama", {"kv_cache_gib": "2", "tool_call_parser": "hermes"},
+     {"max_model_len": 25000, "gpu_memory_utilization": "0.85", "kv_cache_memory_bytes": 2 * 2**30,
+      "tool_call_parser": "hermes"}),
 ])
 def test_sglang_and_vllm_get_what_they_understand_bind_loopback_and_answer(
         backend_class, model, options, given, stand_ins, server_records, owner_token, tmp_path):
@@ -282,7 +290,7 @@ def test_sglang_and_vllm_lifecycle_with_a_llama_server_standing_in(backend_class
     assert "get_weather" in completion.text and completion.completion_tokens > 0
     assert described["revision"] == "rev1" and described["served_model"] == str(embedded_model)
     assert (tmp_path / "server.log").read_text().count("llama_model_loader") > 0
-    assert real_command[:3] in ([PY, "-m", "sglang.launch_server"], [PY, "-m", "vllm.entrypoints.cli.main"])
+    assert real_command[:3] in ([PY, "-m", "sglang.launch_server"], [PY, "-m", "vllm.entrypoints.openai.api_server"])
     assert server.pid is None and read_records(server_records) == [] and ours(owner_token) == []
     asyncio.run(backend.close())  # idempotent
     with pytest.raises(RuntimeError, match="not started"):
@@ -298,9 +306,10 @@ def test_a_server_that_fails_to_start_is_reported_and_torn_down(server_records, 
         finally:
             await backend.close()
 
-    with pytest.raises(local_server.ServerStartError) as info:
+    with pytest.raises(EngineError) as info:  # the validator's side: the engine is missing
         asyncio.run(main())
     message = str(info.value)
+    assert info.value.action == "install the engine into --server-python (see docs/servers.md)"
     assert "sglang is not installed for that interpreter" in message and "--server-python" in message
     assert "No module named 'sglang'" in message and "sglang.launch_server --model-path org/model" in message
     assert ours(owner_token) == [] and read_records(server_records) == []

@@ -121,13 +121,13 @@ def test_moving_average_and_reevaluation_schedule_in_the_state(tmp_path):
         assert db.ema("c", "v1")["sha256:same"] == (pytest.approx(_ema(a_scores, ALPHA)), 3)
         assert len(db.history(f"acme/a@{'a' * 40}")) == 3
         # b's model fails by its own fault: 0 in its average; a failure of the validator changes nothing
-        from bitagent_plugins.subnet.failures import classify_text
+        from bitagent_plugins.subnet.failures import Failure, Fault
 
         assert board.claim(f"acme/b@{'b' * 40}")
         board.release(f"acme/b@{'b' * 40}")
         assert "b" not in board.scores() and db.ema("c", "v1").get("sha256:b") is None
         assert board.claim(f"acme/b@{'b' * 40}")
-        board.fail(f"acme/b@{'b' * 40}", classify_text("ValueError: unsupported architecture"), block=600,
+        board.fail(f"acme/b@{'b' * 40}", Failure(Fault.MODEL, "ValueError: unsupported architecture"), block=600,
                    round_id=6)
         assert board.scores()["b"] == 0.0
         # the earliest committer of the same weights is credited; deregistered, the credit moves

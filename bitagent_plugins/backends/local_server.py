@@ -49,7 +49,7 @@ from typing import IO, Any, TypeVar
 import psutil
 import tenacity
 
-from bitagent_core import write_json_atomic
+from bitagent_core import BackendError, write_json_atomic
 
 HOST = "127.0.0.1"
 MARKER_ENV = "BITAGENT_SERVER_ID"
@@ -75,8 +75,9 @@ _DIE_WITH_PARENT = (
 )
 
 
-class ServerError(RuntimeError):
-    """A managed server failed; the message says what ran and what its log said."""
+class ServerError(BackendError):
+    """A managed server failed; the message says what ran and what its log said. Whose fault is not known here
+    (``fault`` unknown): the backend that knows the engine reads the log and raises a typed error from it."""
 
 
 class ServerStartError(ServerError):

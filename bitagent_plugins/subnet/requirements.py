@@ -43,6 +43,8 @@ class RoleRequirements:
     recommended_disk_gib: float
     gpu: tuple[GpuTier, ...] = ()
     engines: dict[str, str] = attrs.field(factory=dict)
+    #: the context length models are served with (sglang --context-length, vLLM --max-model-len)
+    context_length: int | None = None
 
     def gpu_memory_gib(self, params_billion: float) -> float:
         """GPU memory needed for a model of ``params_billion`` parameters (the smallest tier that holds it)."""
@@ -76,7 +78,8 @@ def _role(name: str, table: dict[str, Any]) -> RoleRequirements:
                                                                                  table["ram_gib"])),
             disk_gib=float(table["disk_gib"]),
             recommended_disk_gib=float(table.get("recommended_disk_gib", table["disk_gib"])),
-            gpu=tiers, engines={str(k): str(v) for k, v in table.get("engines", {}).items()})
+            gpu=tiers, engines={str(k): str(v) for k, v in table.get("engines", {}).items()},
+            context_length=int(table["context_length"]) if "context_length" in table else None)
     except KeyError as exc:
         raise RequirementsError(f"[{name}] lacks {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:

@@ -34,7 +34,6 @@ import logging
 import secrets
 import signal
 import sqlite3
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +48,7 @@ from bitagent_plugins.subnet.diskfull import disk_full, disk_full_line
 from bitagent_plugins.subnet.failures import (
     EXIT_CHECK_FAILED,
     EXIT_VALIDATOR_FAILURE,
+    UNKNOWN_RETRIES,
     Failure,
     Fault,
     classify_exception,
@@ -592,9 +592,9 @@ class Validator:
             raise
         except Exception as exc:  # noqa: BLE001 - classified: a bad model fails its evaluation, never the validator
             failure = classify_exception(exc, context=f"{key}: evaluation")
-            if not failure.ours and "ServerStartError" in type(exc).__name__:
-                failure = await self._recheck_engine(failure)
-            if failure.ours:
+            # nothing says whose fault: retried like the validator's own before it ever counts as the model's
+            unknown = failure.fault is Fault.UNKNOWN and self._attempts.get(key.key, 0) < UNKNOWN_RETRIES
+            if failure.ours or unknown:
                 await self._write(lambda: scoreboard.release(key.key), f"releasing {key}")
                 self._own_failure(failure, key.key)
             else:
@@ -604,7 +604,7 @@ class Validator:
                 log.warning("%s: evaluation failed by the model: %s; moving average now %.4f", key, failure.reason,
                             average)
         else:
-            own = classify_results(result.results, list(result.errors))
+            own = classify_results(result.n_tasks, result.error_types, result.errors)
             if own is not None:
                 await self._write(lambda: scoreboard.release(key.key), f"releasing {key}")
                 self._own_failure(own, key.key)
@@ -618,22 +618,6 @@ class Validator:
                          result.score, result.ci95, result.n_tasks, " (re-evaluation)" if job.reevaluation else "",
                          average)
         self.events.append(("eval-end", key.key))
-
-    async def _recheck_engine(self, failure: Failure) -> Failure:
-        """A server that did not start, for no reason the log names: the model's fault only if the engine
-        itself is sound (it imports in ``--server-python``, and the GPU answers)."""
-        from bitagent_plugins.subnet.checks import GPU_BACKENDS, engine_version, gpu_memory
-
-        module = GPU_BACKENDS.get(self.config.backend)
-        if module is None:
-            return failure
-        python = self.config.backend_options.get("server_python") or sys.executable
-        version, problem = await asyncio.to_thread(engine_version, python, module)
-        if version is not None:
-            totals, problem = await asyncio.to_thread(gpu_memory)
-            if totals:
-                return failure
-        return Failure(Fault.VALIDATOR, f"{failure.reason} (and {problem})", "run `bitagent validate --check`")
 
     def _own_failure(self, failure: Failure, key: str | None = None) -> None:
         """The validator failed, not the model: no score changes; the model is retried with backoff."""

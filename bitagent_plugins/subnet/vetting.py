@@ -68,6 +68,8 @@ ALLOW_PATTERNS: tuple[str, ...] = (
     "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "chat_template.json",
     "chat_template.jinja", "preprocessor_config.json", "model.safetensors.index.json", "*.safetensors", "*.gguf",
     "README.md",
+    # tokenizers the engines load besides tokenizer.json: Mistral's tekken, tiktoken-based ones, Mistral's v3/v7
+    "tekken.json", "*.tiktoken", "tokenizer.model.v*",
 )
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
 MAX_SMALL_FILE = 16 << 20           # configs, tokenizer config, README, chat templates
@@ -279,6 +281,20 @@ def vet(locked: LockedModel, *, cache_dir: str | Path, limits: VettingLimits = V
         return _vet(locked, limits, client)
     except VettingFailed as failure:
         return VettingReport(False, failure.reason, transient=failure.transient)
+
+
+#: the backends that serve a Hugging Face repo themselves (sglang, vLLM)
+ENGINE_BACKENDS = ("sglang", "vllm")
+
+
+def engine_refusal(report: VettingReport, backend: str) -> str | None:
+    """Why ``backend`` will not serve a repo that passed vetting, or None. A GGUF-only repo is refused for sglang
+    and vLLM: they need a separate HF tokenizer beside a ``.gguf`` (vLLM calls its GGUF support "highly
+    experimental"), the repo has none, and the weights a fine-tune produces are safetensors anyway."""
+    if report.weights_format == "gguf" and backend in ENGINE_BACKENDS:
+        return (f"a GGUF-only repo: this validator serves models with {backend}, which needs the safetensors "
+                "weights (and their tokenizer files); submit the model as safetensors")
+    return None
 
 
 def _fail(reason: str, **fields: Any) -> VettingReport:
