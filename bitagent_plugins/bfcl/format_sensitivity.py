@@ -21,11 +21,14 @@ import re
 import statistics
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from bitagent_core import Decoded, Task
+from bitagent_core import Task
+
+if TYPE_CHECKING:  # the decoder is imported when an answer is read, not by `bitagent --help`
+    from bitagent_core import Decoded
 
 CATEGORY = "format_sensitivity"
 RETURN_FORMATS = ("python", "json", "verbose_xml", "concise_xml")
@@ -232,7 +235,7 @@ def decode_answer(text: str, config: str) -> Decoded:
     taken when the configuration asks for tags (none: an error), then read as pythonic calls, as BFCL's JSON
     (``[{"function": ..., "parameters": {...}}]``; unreadable JSON is no call) or as its XML. Nothing is
     evaluated; never raises."""
-    from bitagent_core import DecodeError, ToolCall, decode_pythonic
+    from bitagent_core import Decoded, DecodeError, ToolCall, decode_pythonic
     from bitagent_plugins.bfcl.reading import BFCL, xml_calls
 
     chosen = Config.parse(config)

@@ -29,7 +29,7 @@ from typing import Any
 
 import click
 
-from bitagent_core import RunDir, RunResults, split_spec
+from bitagent_core import RunDir, RunResults
 
 #: BFCL v4 entry counts (a category not evaluated counts 0 at this size)
 COUNTS = {
@@ -224,6 +224,8 @@ class NotBfclRun(click.ClickException):
 
 def _task_sources(results: RunResults) -> list[str] | None:
     """The task source names a run recorded (None when it recorded none: an older layout)."""
+    from bitagent_core import split_spec  # the runner: not for `bitagent --help`
+
     specs = list(results.sources)
     if not specs:
         tasks = results.config.get("tasks")
