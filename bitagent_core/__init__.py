@@ -71,7 +71,8 @@ __all__ = sorted([
     "ChatRequest", "Completion", "EnvironmentSpec", "ExpectedCall", "Message", "Score", "Step", "Task", "Tool",
     "ToolCall", "Trajectory", "Turn",
     # protocols: what each plugin object provides, and what a plugin sees of the machinery
-    "Backend", "Competition", "Environment", "GuardedEnvironment", "Registry", "Reporter", "RunView", "Scorer",
+    "Backend", "Competition", "Environment", "GuardedEnvironment", "PersistentEnvironment", "Registry", "Reporter",
+    "RunView", "Scorer", "ScoringCompetition",
     "TaskSource", "TrajectoryScorer", "ValidatingTaskSource",
     "RegisterBackend", "RegisterCompetition", "RegisterEnvironment", "RegisterScorer", "RegisterTaskSource",
     # backend options
@@ -80,6 +81,8 @@ __all__ = sorted([
     "PluginRegistry", "UnknownPluginObject", "get_registry",
     # the run log
     "RunDir", "RunDirLocked", "RunResults", "SampleRecord", "score_sample",
+    # typed backend errors: whose fault a failure is, and whether another try may help
+    "BackendError", "EngineError", "ModelError", "ServerUnavailable", "Fault", "fault_of", "should_retry",
     # helpers
     "SimpleEnvironment", "build_request", "decode", "Decoded", "DecodeError", "json_call", "read_jsonl",
     "write_json_atomic",

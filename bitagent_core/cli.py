@@ -402,7 +402,7 @@ def _validator_run(ctx: click.Context, registry: PluginRegistry,
     from click.core import ParameterSource
 
     try:
-        competition = registry.get("competitions", name).factory()
+        competition = registry.create("competitions", name)
     except UnknownPluginObject as exc:
         raise click.BadParameter(str(exc), param_hint="--as-validator") from None
     given_by_user = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.DEFAULT_MAP)

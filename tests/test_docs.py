@@ -42,7 +42,7 @@ def test_the_doc_documents_the_whole_public_data_model_and_every_protocol():
 def test_the_doc_lists_the_whole_public_surface_and_nothing_more():
     listed = DOC.read_text().split("## The data model")[0]
     assert sorted(set(re.findall(r"`ba\.(\w+)`", listed))) == sorted(ba.__all__)
-    assert len(ba.__all__) <= 50  # the few dozen names a plugin needs
+    assert len(ba.__all__) <= 60  # the few dozen names a plugin needs
 
 
 def run_example(code: str, label: str) -> list[str]:

@@ -40,7 +40,7 @@ def test_competition_tasks_resolve_through_the_registry_that_built_the_run():
     assert len(tasks) == 4 and {t.source for t in tasks} == {"bitagent"}
     source = registry.create("task_sources", "competition", "mine")
     assert source.registry is registry
-    assert competition_version(Mine(), registry).startswith("1;n=4;bitagent=")
+    assert competition_version(registry.create("competitions", "mine"), registry).startswith("1;n=4;bitagent=")
 
 
 def test_a_factory_without_a_registry_keyword_is_called_as_before():

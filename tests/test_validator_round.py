@@ -467,7 +467,7 @@ def test_upstreams_device_and_log_level_flags():
     assert _device("cuda", "0", "vllm") == "0" and _device("cpu", None, "llama-cpp-server") is None
     assert _device("cuda:1", None, "llama-cpp") is None  # in-process llama.cpp: not a server's GPU
     for args, message in ((["--neuron.device", "cpu"], "needs a GPU"), (["--neuron.device", "tpu"], "expected cpu"),
-                          (["--neuron.device", "cuda:1", "--visible-devices", "0"], "says GPU 1"),
+                          (["--neuron.device", "cuda:1", "--visible-devices", "0"], "not among the 1 visible"),
                           (["--log_level", "LOUD"], "Invalid value for '--log_level'")):
         result = CliRunner().invoke(validate_command(), ["--backend", "sglang", *args])
         assert result.exit_code == 2 and message in result.output, (args, result.output)

@@ -193,7 +193,7 @@ class Validator:
 
         self.config = config
         self.registry = registry if registry is not None else get_registry()
-        self.competition = self.registry.get("competitions", config.competition).factory()
+        self.competition = self.registry.create("competitions", config.competition)
         if config.sample_size is not None:
             # the override is the sample size itself: the competition task source draws this many tasks and
             # the version (which keys evaluations) says n=<this>
