@@ -34,6 +34,7 @@ browser:
 # the whole suite (CI)
 test: install browser
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
@@ -42,6 +43,7 @@ test: install browser
 # with a tenth of the generated examples
 test-fast: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	BITAGENT_HYPOTHESIS_SCALE=0.1 $(BIN)/python -m pytest -m "not slow" -q
 
 # the real engine tier alone: vLLM's CPU build serving real models (installed once into a cached side venv)
@@ -50,6 +52,7 @@ test-engine: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

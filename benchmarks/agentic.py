@@ -32,9 +32,18 @@ ROUNDS = int(next((a for a in sys.argv[1:] if a.isdigit()), "5"))
 
 def main() -> None:
     items = corpus()
-    pairs = [(Task(id=i["task_id"], messages=(Message("user", "?"),), tools=(),
-                   metadata={"agentic": "memory", "answers": i["answers"]}), Trajectory.from_json(i["result"]))
-             for i in items]
+    pairs = [
+        (
+            Task(
+                id=i["task_id"],
+                messages=(Message("user", "?"),),
+                tools=(),
+                metadata={"agentic": "memory", "answers": i["answers"]},
+            ),
+            Trajectory.from_json(i["result"]),
+        )
+        for i in items
+    ]
 
     def ours() -> tuple[float, list]:
         started = time.perf_counter()

@@ -58,10 +58,13 @@ def variants(task: Task) -> list[tuple[str, str]]:
     if not all(k.isidentifier() for _, args in calls for k in args):
         return out
     base = [(e.name, keyword_parts(args)) for e, args in calls]
-    out += [("fenced_plain", f"```\n{gt}\n```"), ("fenced_python", f"```python\n{gt}\n```"),
-            ("prose_prefix", f"Sure, here is the call: {gt}"),
-            ("json_format", json.dumps([{"function": e.name, "parameters": args} for e, args in calls])),
-            ("wrong_count", pythonic(base + base[:1]))]
+    out += [
+        ("fenced_plain", f"```\n{gt}\n```"),
+        ("fenced_python", f"```python\n{gt}\n```"),
+        ("prose_prefix", f"Sure, here is the call: {gt}"),
+        ("json_format", json.dumps([{"function": e.name, "parameters": args} for e, args in calls])),
+        ("wrong_count", pythonic(base + base[:1])),
+    ]
     if len(base) > 1:
         out.append(("reordered", pythonic(list(reversed(base)))))
     first, args = calls[0]
@@ -115,27 +118,56 @@ def main() -> None:
     rows = [(task, label, answer) for task in chosen for label, answer in variants(task)]
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
         for task, _, answer in rows:
-            f.write(json.dumps({"category": task.category, "answer": answer,
-                                "functions": [tool.to_json() for tool in task.tools],
-                                "ground_truth": [e.to_json() for e in task.expected_calls]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "category": task.category,
+                        "answer": answer,
+                        "functions": [tool.to_json() for tool in task.tools],
+                        "ground_truth": [e.to_json() for e in task.expected_calls],
+                    }
+                )
+                + "\n"
+            )
         path = f.name
     try:
-        done = subprocess.run([python, str(ROOT / "benchmarks" / "bfcl_side.py"), path], input="",
-                              capture_output=True, text=True, timeout=600, check=False)
+        done = subprocess.run(
+            [python, str(ROOT / "benchmarks" / "bfcl_side.py"), path],
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
     finally:
         os.unlink(path)
     if done.returncode != 0:
         sys.exit(done.stderr[-2000:])
     verdicts = json.loads(done.stdout.splitlines()[0])["verdicts"]
-    version = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('bfcl-eval'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; print(m.version('bfcl-eval'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with open(OUT, "w", encoding="utf-8") as f:
         f.write(json.dumps({"bfcl_eval": version, "every": EVERY, "n": len(rows)}) + "\n")
         for (task, label, answer), (valid, error_type) in zip(rows, verdicts):
-            f.write(json.dumps({"task_id": task.id, "category": task.category, "label": label, "response": answer,
-                                "bfcl_valid": bool(valid), "bfcl_error_type": error_type},
-                               ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "task_id": task.id,
+                        "category": task.category,
+                        "label": label,
+                        "response": answer,
+                        "bfcl_valid": bool(valid),
+                        "bfcl_error_type": error_type,
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     print(f"wrote {len(rows)} verdicts for {len(chosen)} tasks to {OUT.relative_to(ROOT)}")
 
 

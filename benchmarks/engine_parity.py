@@ -51,14 +51,25 @@ def finished(backend: str, args: argparse.Namespace) -> dict[str, dict[str, Any]
     return None
 
 
-async def run(backend: str, model: str | None, options: dict[str, str], args: argparse.Namespace,
-              concurrency: int | None) -> dict[str, dict[str, Any]]:
+async def run(
+    backend: str, model: str | None, options: dict[str, str], args: argparse.Namespace, concurrency: int | None
+) -> dict[str, dict[str, Any]]:
     earlier = finished(backend, args)
     if earlier is not None:
         return earlier
-    config = RunConfig(tasks="competition:bitagent", backend=backend, model=model, scorer="bitagent",
-                       limit=args.tasks, seed=args.seed, output_dir=str(args.run_dir / backend),
-                       backend_options=options, tool_format="prompt", concurrency=concurrency, timeout_s=900.0)
+    config = RunConfig(
+        tasks="competition:bitagent",
+        backend=backend,
+        model=model,
+        scorer="bitagent",
+        limit=args.tasks,
+        seed=args.seed,
+        output_dir=str(args.run_dir / backend),
+        backend_options=options,
+        tool_format="prompt",
+        concurrency=concurrency,
+        timeout_s=900.0,
+    )
     evaluation = Evaluation(config, get_registry())
     results = await evaluation.run()
     if results.status != "complete":
@@ -104,8 +115,11 @@ async def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "bench-engine-parity")
     parser.add_argument("--vllm-extra-args", default="", help="appended to vLLM's command (e.g. -O0: no torch.compile)")
-    parser.add_argument("--only", choices=("llama-cpp", "vllm"),
-                        help="run one side now (a complete run of the other is reused from --run-dir)")
+    parser.add_argument(
+        "--only",
+        choices=("llama-cpp", "vllm"),
+        help="run one side now (a complete run of the other is reused from --run-dir)",
+    )
     args = parser.parse_args()
     emit("cpu_count", os.cpu_count() or 1)
     emit("loadavg_1m_at_start", os.getloadavg()[0])
@@ -113,10 +127,20 @@ async def main() -> None:
     if args.only != "vllm":
         llama = await run("llama-cpp", None, {"n_threads": str(args.threads), "n_ctx": "4096"}, args, 1)
     if args.only != "llama-cpp":
-        vllm = await run("vllm", args.vllm_model, {"server_python": args.vllm_python, "kv_cache_gib": "2",
-                                                   "max_model_len": "8192", "ready_timeout": "900",
-                                                   "request_timeout": "900", "extra_args": args.vllm_extra_args},
-                         args, 8)
+        vllm = await run(
+            "vllm",
+            args.vllm_model,
+            {
+                "server_python": args.vllm_python,
+                "kv_cache_gib": "2",
+                "max_model_len": "8192",
+                "ready_timeout": "900",
+                "request_timeout": "900",
+                "extra_args": args.vllm_extra_args,
+            },
+            args,
+            8,
+        )
     if args.only:
         return
     ids = sorted(set(llama) & set(vllm))

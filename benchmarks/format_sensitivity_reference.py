@@ -25,10 +25,18 @@ def main():
     for entry in entries:
         messages = system_prompt_pre_processing_chat_model(entry["question"][0], entry["function"], entry["id"])
         digest.update(entry["id"].encode() + b"\0" + messages[0]["content"].encode() + b"\n")
-    OUT.write_text(json.dumps({
-        "source": "bfcl-eval 2026.3.23 (benchmarks/format_sensitivity_reference.py)",
-        "configs": get_all_format_sensitivity_configs(), "n": len(entries),
-        "ids_and_prompts_sha256": digest.hexdigest()}, indent=1) + "\n")
+    OUT.write_text(
+        json.dumps(
+            {
+                "source": "bfcl-eval 2026.3.23 (benchmarks/format_sensitivity_reference.py)",
+                "configs": get_all_format_sensitivity_configs(),
+                "n": len(entries),
+                "ids_and_prompts_sha256": digest.hexdigest(),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"{len(entries)} prompts: {digest.hexdigest()}")
 
 

@@ -32,8 +32,9 @@ def verdict(item):
     if not is_function_calling_format_output(decoded):
         return [False, "ast_decoder:decoder_wrong_output_format"]
     try:
-        checked = ast_checker(item["functions"], decoded, item["ground_truth"], Language.PYTHON,
-                              item["id"].split(":")[-1], "qwen3-0.6b")
+        checked = ast_checker(
+            item["functions"], decoded, item["ground_truth"], Language.PYTHON, item["id"].split(":")[-1], "qwen3-0.6b"
+        )
     except Exception as exc:  # noqa: BLE001
         return [False, f"exception:{type(exc).__name__}"]
     return [bool(checked["valid"]), None if checked["valid"] else checked["error_type"]]

@@ -35,7 +35,7 @@ def chosen(ground_truth: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]
     """Each expected call with the first acceptable value of each parameter (optional ones left out)."""
     calls = []
     for call in ground_truth:
-        (name, params), = call.items()
+        ((name, params),) = call.items()
         calls.append((name, {k: v[0] for k, v in params.items() if v and v[0] != ""}))
     return calls
 
@@ -49,12 +49,21 @@ def render(calls: list[tuple[str, dict[str, Any]]], fmt: str) -> str:
     for name, args in calls:
         out += f"<function name={quoteattr(name)}>"
         if fmt == "verbose_xml":
-            out += "<params>" + "".join(
-                f"<param name={quoteattr(k)} value={quoteattr(v if isinstance(v, str) else repr(v))} "
-                f"type=\"{XML_TYPES.get(type(v), 'string')}\"/>" for k, v in args.items()) + "</params>"
+            out += (
+                "<params>"
+                + "".join(
+                    f"<param name={quoteattr(k)} value={quoteattr(v if isinstance(v, str) else repr(v))} "
+                    f'type="{XML_TYPES.get(type(v), "string")}"/>'
+                    for k, v in args.items()
+                )
+                + "</params>"
+            )
         else:
-            out += "".join(f"<param name={quoteattr(k)} type=\"{XML_TYPES.get(type(v), 'string')}\">"
-                           f"{escape(v if isinstance(v, str) else repr(v))}</param>" for k, v in args.items())
+            out += "".join(
+                f'<param name={quoteattr(k)} type="{XML_TYPES.get(type(v), "string")}">'
+                f"{escape(v if isinstance(v, str) else repr(v))}</param>"
+                for k, v in args.items()
+            )
         out += "</function>"
     return out + "</functions>"
 
@@ -64,7 +73,7 @@ def wrong(calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, 
         for key, value in args.items():
             if type(value) in (int, float, str):
                 changed = dict(args, **{key: value + 7 if type(value) is not str else value + "x"})
-                return calls[:i] + [(name, changed)] + calls[i + 1:]
+                return calls[:i] + [(name, changed)] + calls[i + 1 :]
     return None
 
 
@@ -94,8 +103,16 @@ def corpus() -> list[dict[str, Any]]:
             answers["untagged"] = render(calls, cfg.return_format)
         functions = [t.to_json() for t in task.tools]
         for variant, answer in answers.items():
-            items.append({"id": task.id, "config": config, "variant": variant, "answer": answer,
-                          "functions": functions, "ground_truth": truth[original]})
+            items.append(
+                {
+                    "id": task.id,
+                    "config": config,
+                    "variant": variant,
+                    "answer": answer,
+                    "functions": functions,
+                    "ground_truth": truth[original],
+                }
+            )
     return items
 
 
@@ -114,10 +131,13 @@ def main() -> None:
     items = corpus()
     side = SideProcess(python, Path(__file__).resolve().parent / "format_sensitivity_side.py", items)
     side.close()
-    rows = [[answer_key(item), valid, error_type] for item, (valid, error_type) in zip(items, side.verdicts,
-                                                                                           strict=True)]
-    OUT.write_text(json.dumps({"source": "bfcl-eval 2026.3.23 (benchmarks/format_sensitivity_verdicts.py)",
-                               "verdicts": rows}) + "\n")
+    rows = [
+        [answer_key(item), valid, error_type] for item, (valid, error_type) in zip(items, side.verdicts, strict=True)
+    ]
+    OUT.write_text(
+        json.dumps({"source": "bfcl-eval 2026.3.23 (benchmarks/format_sensitivity_verdicts.py)", "verdicts": rows})
+        + "\n"
+    )
     print(f"wrote {len(items)} verdicts to {OUT}")
 
 

@@ -48,8 +48,9 @@ def main() -> None:
         return time.perf_counter() - started, verdicts
 
     python = os.environ.get("BFCL_PYTHON", sys.executable)
-    side = SideProcess(python, HERE / "java_js_side.py",
-                       ({k: r[k] for k in ("entry", "category", "response")} for r in rows))
+    side = SideProcess(
+        python, HERE / "java_js_side.py", ({k: r[k] for k in ("entry", "category", "response")} for r in rows)
+    )
     mine, theirs, verdicts = [], [], []
     try:
         for _ in range(ROUNDS):

@@ -19,6 +19,7 @@ _IDENT = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$.]*$")
 
 def load(data_dir: Path, category: str) -> list[dict[str, Any]]:
     """BFCL's entries of a category, each with its ``ground_truth``."""
+
     def rows(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
@@ -52,8 +53,14 @@ def java_source(value: Any, declared: str, items: str | None = None) -> str:
         return str(value)
     if declared == "Array":
         item_type = items or "String"
-        java_item = {"integer": "int", "boolean": "boolean", "double": "double", "float": "float", "long": "long",
-                     "char": "char"}.get(item_type, item_type)
+        java_item = {
+            "integer": "int",
+            "boolean": "boolean",
+            "double": "double",
+            "float": "float",
+            "long": "long",
+            "char": "char",
+        }.get(item_type, item_type)
         return f"new {java_item}[]{{{', '.join(_java_item(v, item_type) for v in value)}}}"
     if declared == "ArrayList":
         return f"new ArrayList<>(Arrays.asList({', '.join(_java_item(v, items or 'String') for v in value)}))"
@@ -128,10 +135,16 @@ def _first(options: list[Any]) -> Any:
     return next((o for o in options if o != ""), "")
 
 
-def answer(entry: dict[str, Any], language: str, pick: dict[str, Any] | None = None,
-           omit: tuple[str, ...] = (), extra: dict[str, str] | None = None, name: str | None = None) -> str:
+def answer(
+    entry: dict[str, Any],
+    language: str,
+    pick: dict[str, Any] | None = None,
+    omit: tuple[str, ...] = (),
+    extra: dict[str, str] | None = None,
+    name: str | None = None,
+) -> str:
     """The ground truth as one call in source code: each parameter's first acceptable value (or ``pick``)."""
-    (func, params), = entry["ground_truth"][0].items()
+    ((func, params),) = entry["ground_truth"][0].items()
     doc = next(d for d in entry["function"] if d["name"] == func)
     props = doc["parameters"]["properties"]
     render = java_source if language == "java" else js_source
@@ -154,17 +167,24 @@ def answer(entry: dict[str, Any], language: str, pick: dict[str, Any] | None = N
 
 def variants(entry: dict[str, Any], language: str, rng: random.Random) -> list[tuple[str, str]]:
     """(label, answer) pairs for one entry: its ground truth and perturbations of it."""
-    (func, params), = entry["ground_truth"][0].items()
+    ((func, params),) = entry["ground_truth"][0].items()
     doc = next(d for d in entry["function"] if d["name"] == func)
     props = doc["parameters"]["properties"]
     truth = answer(entry, language)
-    out = [("ground_truth", truth), ("bracketed", f"[{truth}]"), ("fence_bare", f"```\n{truth}\n```"),
-           ("fence_tagged", f"```{language}\n{truth}\n```"), ("backticks", f"`{truth}`"),
-           ("semicolon", f"{truth};"), ("prose", f"Sure, here is the call: {truth}"),
-           ("wrong_name", answer(entry, language, name=func + "X")),
-           ("two_calls", f"{truth}; {truth}" if language == "javascript" else f"{truth}, {truth}"),
-           ("extra_param", answer(entry, language, extra={"unexpectedParam": '"x"'})), ("empty", ""),
-           ("no_call", "I cannot help with that.")]
+    out = [
+        ("ground_truth", truth),
+        ("bracketed", f"[{truth}]"),
+        ("fence_bare", f"```\n{truth}\n```"),
+        ("fence_tagged", f"```{language}\n{truth}\n```"),
+        ("backticks", f"`{truth}`"),
+        ("semicolon", f"{truth};"),
+        ("prose", f"Sure, here is the call: {truth}"),
+        ("wrong_name", answer(entry, language, name=func + "X")),
+        ("two_calls", f"{truth}; {truth}" if language == "javascript" else f"{truth}, {truth}"),
+        ("extra_param", answer(entry, language, extra={"unexpectedParam": '"x"'})),
+        ("empty", ""),
+        ("no_call", "I cannot help with that."),
+    ]
     if language == "javascript":
         out.append(("js_semicolons", f"{truth};\n"))
     for param, options in params.items():
@@ -187,46 +207,87 @@ def spellings(value: Any, declared: str, items: str | None, language: str, rng: 
     """Other ways to write a parameter's value: equivalent spellings BFCL may or may not accept, and wrong values."""
     out: list[tuple[str, str]] = []
     if isinstance(value, bool):
-        out += [("bool_flip", "false" if value else "true"), ("bool_string", f'"{str(value).lower()}"'),
-                ("bool_python", str(value))]
+        out += [
+            ("bool_flip", "false" if value else "true"),
+            ("bool_string", f'"{str(value).lower()}"'),
+            ("bool_python", str(value)),
+        ]
     elif isinstance(value, int):
-        out += [("int_plus_one", str(value + 1)), ("int_string", f'"{value}"'), ("int_float", f"{value}.0"),
-                ("int_long", f"{value}L"), ("int_bare", str(value)), ("int_float_suffix", f"{value}f"),
-                ("int_bigint", f"{value}n")]
+        out += [
+            ("int_plus_one", str(value + 1)),
+            ("int_string", f'"{value}"'),
+            ("int_float", f"{value}.0"),
+            ("int_long", f"{value}L"),
+            ("int_bare", str(value)),
+            ("int_float_suffix", f"{value}f"),
+            ("int_bigint", f"{value}n"),
+        ]
     elif isinstance(value, float):
-        out += [("float_bare", str(value)), ("float_suffix", f"{value}f"), ("float_double_suffix", f"{value}d"),
-                ("float_changed", str(value + 0.5)), ("float_string", f'"{value}"'), ("float_int", str(int(value)))]
+        out += [
+            ("float_bare", str(value)),
+            ("float_suffix", f"{value}f"),
+            ("float_double_suffix", f"{value}d"),
+            ("float_changed", str(value + 0.5)),
+            ("float_string", f'"{value}"'),
+            ("float_int", str(int(value))),
+        ]
     elif isinstance(value, str):
-        out += [("str_quoted", _quote(value)), ("str_bare", value if _IDENT.match(value) else value.replace(" ", "_")),
-                ("str_single", "'" + value.replace("'", "\\'") + "'"), ("str_upper", _quote(value.upper())),
-                ("str_spaced", _quote(value.replace("_", " "))), ("str_wrong", _quote(value + "zz")),
-                ("str_unicode", _quote(value + "é")), ("str_empty", '""')]
+        out += [
+            ("str_quoted", _quote(value)),
+            ("str_bare", value if _IDENT.match(value) else value.replace(" ", "_")),
+            ("str_single", "'" + value.replace("'", "\\'") + "'"),
+            ("str_upper", _quote(value.upper())),
+            ("str_spaced", _quote(value.replace("_", " "))),
+            ("str_wrong", _quote(value + "zz")),
+            ("str_unicode", _quote(value + "é")),
+            ("str_empty", '""'),
+        ]
         if language == "java":
             out.append(("str_char", f"'{value[:1]}'"))
     elif isinstance(value, list):
         flat = [v for v in value]
-        out += [("list_reversed", answer_value(flat[::-1], declared, items, language)),
-                ("list_shorter", answer_value(flat[:-1], declared, items, language)),
-                ("list_empty", answer_value([], declared, items, language))]
+        out += [
+            ("list_reversed", answer_value(flat[::-1], declared, items, language)),
+            ("list_shorter", answer_value(flat[:-1], declared, items, language)),
+            ("list_empty", answer_value([], declared, items, language)),
+        ]
         if language == "java":
             inner = ", ".join(_java_any(v) for v in flat)
-            out += [("list_asarray", f"new String[]{{{inner}}}"), ("list_arraylist_add",
-                    "new ArrayList<String>() {{ " + " ".join(f"add({_java_any(v)});" for v in flat) + " }}"),
-                    ("list_aslist", f"Arrays.asList({inner})"), ("list_brackets", f"[{inner}]")]
+            out += [
+                ("list_asarray", f"new String[]{{{inner}}}"),
+                (
+                    "list_arraylist_add",
+                    "new ArrayList<String>() {{ " + " ".join(f"add({_java_any(v)});" for v in flat) + " }}",
+                ),
+                ("list_aslist", f"Arrays.asList({inner})"),
+                ("list_brackets", f"[{inner}]"),
+            ]
         else:
-            out += [("list_new_array", f"new Array({', '.join(_js_any(v) for v in flat)})"),
-                    ("list_quoted", _quote(json.dumps(flat)))]
+            out += [
+                ("list_new_array", f"new Array({', '.join(_js_any(v) for v in flat)})"),
+                ("list_quoted", _quote(json.dumps(flat))),
+            ]
     elif isinstance(value, dict):
         keys = list(value)
-        out += [("dict_missing_key", answer_value({k: value[k] for k in keys[1:]}, declared, items, language)),
-                ("dict_extra_key", answer_value({**value, "zzExtra": 1}, declared, items, language)),
-                ("dict_empty", answer_value({}, declared, items, language))]
+        out += [
+            ("dict_missing_key", answer_value({k: value[k] for k in keys[1:]}, declared, items, language)),
+            ("dict_extra_key", answer_value({**value, "zzExtra": 1}, declared, items, language)),
+            ("dict_empty", answer_value({}, declared, items, language)),
+        ]
         if language == "java":
-            out.append(("dict_hashmap_single_brace", "new HashMap<String, Object>() { " + " ".join(
-                f"put({_quote(str(k))}, {_java_any(v)});" for k, v in value.items()) + " }"))
+            out.append(
+                (
+                    "dict_hashmap_single_brace",
+                    "new HashMap<String, Object>() { "
+                    + " ".join(f"put({_quote(str(k))}, {_java_any(v)});" for k, v in value.items())
+                    + " }",
+                )
+            )
         else:
-            out += [("dict_quoted_keys", "{" + ", ".join(f"'{k}': {_js_any(v)}" for k, v in value.items()) + "}"),
-                    ("dict_json", json.dumps(value))]
+            out += [
+                ("dict_quoted_keys", "{" + ", ".join(f"'{k}': {_js_any(v)}" for k, v in value.items()) + "}"),
+                ("dict_json", json.dumps(value)),
+            ]
     if rng.random() < 0.5:
         out.append(("null", "null"))
     return out
@@ -240,6 +301,7 @@ def corpus(data_dir: Path, seed: int = 0) -> list[dict[str, Any]]:
         language = "java" if category == "simple_java" else "javascript"
         for entry in load(data_dir, category):
             for label, text in variants(entry, language, rng):
-                rows.append({"task_id": entry["id"], "category": category, "label": label, "response": text,
-                             "entry": entry})
+                rows.append(
+                    {"task_id": entry["id"], "category": category, "label": label, "response": text, "entry": entry}
+                )
     return rows

@@ -23,6 +23,7 @@ os.environ.setdefault("BFCL_PROJECT_ROOT", tempfile.mkdtemp(prefix="bfcl-side-")
 try:
     from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING  # noqa: F401
 except Exception:  # noqa: BLE001 - vendor SDKs missing: a prompting model's registry entry stands in
+
     class _Config:
         underscore_to_dot = False
 

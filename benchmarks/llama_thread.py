@@ -28,8 +28,7 @@ def main() -> None:
 
     tasks = load_tasks(get_registry(), "bitagent", seed=0, limit=N)
     prompts = [to_openai_messages(build_request(t).messages) for t in tasks]
-    llm = Llama(model_path=str(embedded_model_path()), n_ctx=4096, n_threads=min(2, os.cpu_count() or 1),
-                verbose=False)
+    llm = Llama(model_path=str(embedded_model_path()), n_ctx=4096, n_threads=min(2, os.cpu_count() or 1), verbose=False)
 
     def answer_all() -> float:
         started = time.perf_counter()

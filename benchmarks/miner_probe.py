@@ -59,8 +59,11 @@ def _limit_fds() -> None:
 def _proc(pid: int) -> dict[str, int]:
     process = psutil.Process(pid)
     # psutil has no peak RSS; Linux keeps it as VmHWM
-    peak_kb = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                   if line.startswith("VmHWM:"))
+    peak_kb = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("VmHWM:")
+    )
     return {"rss_mb": process.memory_info().rss // 2**20, "peak_rss_mb": peak_kb // 1024, "fds": process.num_fds()}
 
 
@@ -76,8 +79,10 @@ async def _valid(wallet, miner_hotkey: str, address: str, n: int) -> tuple[list[
             nonlocal failures
             started = time.perf_counter()
             try:
-                await asyncio.wait_for(query_submission(client, wallet, hotkey=miner_hotkey, axon=address, netuid=20,
-                                                        allow_private=True), 15)
+                await asyncio.wait_for(
+                    query_submission(client, wallet, hotkey=miner_hotkey, axon=address, netuid=20, allow_private=True),
+                    15,
+                )
                 times.append(time.perf_counter() - started)
             except (QueryFailed, TimeoutError):
                 failures += 1
@@ -86,8 +91,9 @@ async def _valid(wallet, miner_hotkey: str, address: str, n: int) -> tuple[list[
     return times, failures
 
 
-async def _valid_stream(wallet, miner_hotkey: str, address: str, seconds: float,
-                        parallel: int = 4) -> tuple[int, int, list[float], dict[str, int]]:
+async def _valid_stream(
+    wallet, miner_hotkey: str, address: str, seconds: float, parallel: int = 4
+) -> tuple[int, int, list[float], dict[str, int]]:
     """Valid queries back to back, ``parallel`` at a time, for ``seconds``: (asked, served, latencies, why not)."""
     from bitagent_plugins.subnet.protocol import QueryFailed, query_submission
     from bitagent_plugins.subnet.protocol import _client as client_for
@@ -104,8 +110,12 @@ async def _valid_stream(wallet, miner_hotkey: str, address: str, seconds: float,
             started = time.perf_counter()
             async with client_for(15, 1) as client:  # a fresh connection per query, as a validator makes
                 try:
-                    await asyncio.wait_for(query_submission(client, wallet, hotkey=miner_hotkey, axon=address,
-                                                            netuid=20, allow_private=True), 15)
+                    await asyncio.wait_for(
+                        query_submission(
+                            client, wallet, hotkey=miner_hotkey, axon=address, netuid=20, allow_private=True
+                        ),
+                        15,
+                    )
                     served += 1
                     times.append(time.perf_counter() - started)
                 except (QueryFailed, TimeoutError) as exc:
@@ -127,8 +137,9 @@ async def _burst(wallet, miner_hotkey: str, address: str, n: int) -> dict[str, i
 
     async def one() -> None:
         body = request_body(20)
-        headers = http_auth.sign(hotkey_signer(wallet), method="POST", path=SUBMISSION_PATH, body=body,
-                                 receiver_ss58=miner_hotkey)
+        headers = http_auth.sign(
+            hotkey_signer(wallet), method="POST", path=SUBMISSION_PATH, body=body, receiver_ss58=miner_hotkey
+        )
         async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
             try:
                 response = await client.post(f"http://{address}{SUBMISSION_PATH}", content=body, headers=headers)
@@ -163,9 +174,16 @@ def _pct(values: list[float], q: float) -> float:
 def probe(root: Path, args: argparse.Namespace, wallets: tuple, label: str) -> dict[str, float]:
     wallet_dir, validator, miner_hotkey = wallets
     env = dict(os.environ, PYTHONPATH=str(root), HOME=str(wallet_dir))
-    proc = subprocess.Popen([sys.executable, "-c", MINER, str(wallet_dir), validator.hotkey.ss58_address],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-                            preexec_fn=_limit_fds, text=True, cwd=root)  # ``-c`` imports from the cwd first
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MINER, str(wallet_dir), validator.hotkey.ss58_address],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        preexec_fn=_limit_fds,
+        text=True,
+        cwd=root,
+    )  # ``-c`` imports from the cwd first
     out: dict[str, float] = {}
     try:
         address = proc.stdout.readline().strip()
@@ -196,10 +214,17 @@ def probe(root: Path, args: argparse.Namespace, wallets: tuple, label: str) -> d
                 max_fds = max(max_fds, _proc(proc.pid)["fds"])
             time.sleep(2)
         end_fds = _proc(proc.pid)["fds"] if proc.poll() is None else -1
-        out.update({"slow_opened": opened, "slow_max_fds": max_fds, "slow_end_fds": end_fds,
-                    "slow_still_open": len(slow), "slow_valid_failures": failures,
-                    "slow_valid_p99_ms": round(1000 * _pct(times, 0.99), 1),
-                    "slow_server_alive": int(proc.poll() is None)})
+        out.update(
+            {
+                "slow_opened": opened,
+                "slow_max_fds": max_fds,
+                "slow_end_fds": end_fds,
+                "slow_still_open": len(slow),
+                "slow_valid_failures": failures,
+                "slow_valid_p99_ms": round(1000 * _pct(times, 0.99), 1),
+                "slow_server_alive": int(proc.poll() is None),
+            }
+        )
         for sock in slow:
             sock.close()
         time.sleep(1)
@@ -209,14 +234,21 @@ def probe(root: Path, args: argparse.Namespace, wallets: tuple, label: str) -> d
         for n in args.slow_body:
             with SlowBodies((host, int(port)), n, interval_s=2.0) as attack:
                 time.sleep(3)  # every slot taken, the attackers reconnecting
-                asked, served, times, why = asyncio.run(_valid_stream(validator, miner_hotkey, address,
-                                                                      args.slow_body_seconds))
+                asked, served, times, why = asyncio.run(
+                    _valid_stream(validator, miner_hotkey, address, args.slow_body_seconds)
+                )
                 fds = _proc(proc.pid)["fds"] if proc.poll() is None else -1
-            out.update({f"slowbody{n}_valid_asked": asked, f"slowbody{n}_valid_served": served,
-                        f"slowbody{n}_valid_served_share": round(served / asked, 4) if asked else float("nan"),
-                        f"slowbody{n}_valid_p99_ms": round(1000 * _pct(times, 0.99), 1),
-                        f"slowbody{n}_attacker_connects": attack.connects, f"slowbody{n}_miner_fds": fds,
-                        f"slowbody{n}_failures": json.dumps(why, sort_keys=True).replace(" ", "")})
+            out.update(
+                {
+                    f"slowbody{n}_valid_asked": asked,
+                    f"slowbody{n}_valid_served": served,
+                    f"slowbody{n}_valid_served_share": round(served / asked, 4) if asked else float("nan"),
+                    f"slowbody{n}_valid_p99_ms": round(1000 * _pct(times, 0.99), 1),
+                    f"slowbody{n}_attacker_connects": attack.connects,
+                    f"slowbody{n}_miner_fds": fds,
+                    f"slowbody{n}_failures": json.dumps(why, sort_keys=True).replace(" ", ""),
+                }
+            )
             time.sleep(3)  # the last attackers' connections time out
         if args.burst:
             burst = asyncio.run(_burst(validator, miner_hotkey, address, args.burst))
@@ -247,8 +279,13 @@ def probe(root: Path, args: argparse.Namespace, wallets: tuple, label: str) -> d
             times, failures = asyncio.run(_valid(validator, miner_hotkey, address, 50))
             all_times += times
             all_failures += failures
-        out.update({"c50_p50_ms": round(1000 * statistics.median(all_times), 1) if all_times else float("nan"),
-                    "c50_p99_ms": round(1000 * _pct(all_times, 0.99), 1), "c50_failures": all_failures})
+        out.update(
+            {
+                "c50_p50_ms": round(1000 * statistics.median(all_times), 1) if all_times else float("nan"),
+                "c50_p99_ms": round(1000 * _pct(all_times, 0.99), 1),
+                "c50_failures": all_failures,
+            }
+        )
     finally:
         if proc.poll() is None:
             proc.stdin.close()
@@ -267,8 +304,12 @@ def main() -> None:
     parser.add_argument("--baseline-root", type=Path)
     parser.add_argument("--slow", type=int, default=1000)
     parser.add_argument("--slow-seconds", type=float, default=12)
-    parser.add_argument("--slow-body", type=lambda text: [int(n) for n in text.split(",") if n], default=[300, 1000],
-                        help="counts of reconnecting slow uploads, comma-separated")
+    parser.add_argument(
+        "--slow-body",
+        type=lambda text: [int(n) for n in text.split(",") if n],
+        default=[300, 1000],
+        help="counts of reconnecting slow uploads, comma-separated",
+    )
     parser.add_argument("--slow-body-seconds", type=float, default=20)
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--big", type=int, default=50)

@@ -39,7 +39,6 @@ ROUNDS = int(next((a for a in sys.argv[1:] if a.isdigit()), "3"))
 SAMPLE = 600  # trajectories per round
 
 
-
 def scoring() -> None:
     from bitagent_core.plugins import get_registry
     from bitagent_core.runner import load_tasks

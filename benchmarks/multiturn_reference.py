@@ -79,16 +79,31 @@ def variants(truth: list[list[str]], order: dict[str, list[str]], every: bool) -
                 out.append(("wrong_argument", [[step(t)] if t else [] for t in wrong]))
                 break
         out.append(("empty_turn", [[] if i == first else ([step(t)] if t else []) for i, t in enumerate(truth)]))
-        out.append(("refusal", [["I am sorry, I cannot help with that."] if i == first else ([step(t)] if t else [])
-                                for i, t in enumerate(truth)]))
-        out.append(("undecodable_step", [["Sure! " + step(t)] if i == first else ([step(t)] if t else [])
-                                         for i, t in enumerate(truth)]))
+        out.append(
+            (
+                "refusal",
+                [
+                    ["I am sorry, I cannot help with that."] if i == first else ([step(t)] if t else [])
+                    for i, t in enumerate(truth)
+                ],
+            )
+        )
+        out.append(
+            (
+                "undecodable_step",
+                [["Sure! " + step(t)] if i == first else ([step(t)] if t else []) for i, t in enumerate(truth)],
+            )
+        )
         out.append(("extra_call", [[step(t), step(t[:1])] if t else [] for t in truth]))
     empty = [i for i, t in enumerate(truth) if not t]
     if empty and empty[0] + 1 < len(truth) and truth[empty[0] + 1]:
         i = empty[0]
-        out.append(("call_in_empty_turn", [[step(truth[i + 1])] if k == i else ([step(t)] if t else [])
-                                           for k, t in enumerate(truth)]))
+        out.append(
+            (
+                "call_in_empty_turn",
+                [[step(truth[i + 1])] if k == i else ([step(t)] if t else []) for k, t in enumerate(truth)],
+            )
+        )
     if len(truth) > 1:
         out.append(("missing_turn", [[step(t)] if t else [] for t in truth[:-1]]))
     return out
@@ -112,8 +127,16 @@ def corpus() -> list[dict[str, Any]]:
             order = {t.name: t.parameter_order for t in tools}
             entry = {k: entries[task.id][k] for k in ("id", "initial_config", "involved_classes")}
             for variant, result in variants(truth, order, index % EVERY == 0):
-                items.append({"task_id": task.id, "category": category, "variant": variant, "result": result,
-                              "entry": entry, "ground_truth": truth})
+                items.append(
+                    {
+                        "task_id": task.id,
+                        "category": category,
+                        "variant": variant,
+                        "result": result,
+                        "entry": entry,
+                        "ground_truth": truth,
+                    }
+                )
     return items
 
 
@@ -122,8 +145,14 @@ def bfcl_verdicts(python: str, items: list[dict[str, Any]]) -> list[list[Any]]:
         for item in items:
             f.write(json.dumps(item) + "\n")
     try:
-        side = subprocess.run([python, str(ROOT / "benchmarks" / "multiturn_side.py"), f.name], input="",
-                              capture_output=True, text=True, check=True, timeout=3600)
+        side = subprocess.run(
+            [python, str(ROOT / "benchmarks" / "multiturn_side.py"), f.name],
+            input="",
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=3600,
+        )
     finally:
         os.unlink(f.name)
     return json.loads(side.stdout.splitlines()[0])["verdicts"]
@@ -137,8 +166,19 @@ def main() -> None:
     verdicts = bfcl_verdicts(python, items)
     with open(OUT, "w", encoding="utf-8") as f:
         for item, (valid, error_type) in zip(items, verdicts):
-            f.write(json.dumps({"task_id": item["task_id"], "category": item["category"], "variant": item["variant"],
-                                "result": item["result"], "bfcl_valid": valid, "bfcl_error_type": error_type}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "task_id": item["task_id"],
+                        "category": item["category"],
+                        "variant": item["variant"],
+                        "result": item["result"],
+                        "bfcl_valid": valid,
+                        "bfcl_error_type": error_type,
+                    }
+                )
+                + "\n"
+            )
     print(f"trajectories={len(items)} bfcl_passed={sum(1 for v, _ in verdicts if v)} -> {OUT}")
 
 

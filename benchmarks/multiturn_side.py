@@ -60,8 +60,9 @@ def main():
         started, cpu = time.perf_counter(), time.process_time()
         for item in items:
             verdict(item)
-        print(json.dumps({"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}),
-              flush=True)
+        print(
+            json.dumps({"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}), flush=True
+        )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,16 @@ def bare(tasks) -> tuple[float, list[str]]:
 
 
 def through_bitagent(out_dir: str) -> tuple[float, list[str], float]:
-    config = RunConfig(tasks="bitagent", backend="llama-cpp", scorer="bitagent", limit=N, seed=0, concurrency=1,
-                       output_dir=out_dir, backend_options={"n_threads": str(THREADS), "n_ctx": str(N_CTX)})
+    config = RunConfig(
+        tasks="bitagent",
+        backend="llama-cpp",
+        scorer="bitagent",
+        limit=N,
+        seed=0,
+        concurrency=1,
+        output_dir=out_dir,
+        backend_options={"n_threads": str(THREADS), "n_ctx": str(N_CTX)},
+    )
     evaluation = Evaluation(config, get_registry())
     started = time.perf_counter()
     results = asyncio.run(evaluation.run())

@@ -18,13 +18,25 @@ import tempfile
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
-PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+PEAK = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 
 
 def peak_rss_kb(responses: Path, out: Path) -> int:
-    argv = [str(BIN / "bitagent"), "score", "-t", "bfcl:simple_python", "-r", str(responses), "-o", str(out),
-            "--partial", "--json"]
+    argv = [
+        str(BIN / "bitagent"),
+        "score",
+        "-t",
+        "bfcl:simple_python",
+        "-r",
+        str(responses),
+        "-o",
+        str(out),
+        "--partial",
+        "--json",
+    ]
     done = subprocess.run([sys.executable, "-c", PEAK, *argv], capture_output=True, text=True, check=True)
     return int(done.stdout.strip().splitlines()[-1])
 

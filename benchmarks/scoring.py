@@ -55,7 +55,6 @@ def build_pairs():
     return gt, perturbed
 
 
-
 def ours_round(completions, scorer) -> float:
     start = time.perf_counter()
     for task, completion in completions:
@@ -66,9 +65,23 @@ def ours_round(completions, scorer) -> float:
 def measure(label, pairs, python) -> None:
     completions = [(task, Completion(text=answer)) for task, answer in pairs]
     verdicts = [BfclScorer().score(task, c) for task, c in completions]
-    side = SideProcess(python, HERE / "bfcl_side.py", (
-        {"category": task.category, "answer": answer, "functions": [tool.to_json() for tool in task.tools],
-         "ground_truth": [e.to_json() for e in task.expected_calls]} for task, answer in pairs)) if python else None
+    side = (
+        SideProcess(
+            python,
+            HERE / "bfcl_side.py",
+            (
+                {
+                    "category": task.category,
+                    "answer": answer,
+                    "functions": [tool.to_json() for tool in task.tools],
+                    "ground_truth": [e.to_json() for e in task.expected_calls],
+                }
+                for task, answer in pairs
+            ),
+        )
+        if python
+        else None
+    )
     warm_scorer = BfclScorer()
     ours_round(completions, warm_scorer)  # builds the plans once
     cold, warm, theirs = [], [], []
@@ -104,8 +117,10 @@ def measure(label, pairs, python) -> None:
     for i in range(n):
         if verdicts[i].passed != bool(side.verdicts[i][0]):
             task, answer = pairs[i]
-            print(f"# differs {task.id}: ours={verdicts[i].passed}/{verdicts[i].error_type} "
-                  f"bfcl={side.verdicts[i][0]}/{side.verdicts[i][1]} answer={answer[:160]!r}")
+            print(
+                f"# differs {task.id}: ours={verdicts[i].passed}/{verdicts[i].error_type} "
+                f"bfcl={side.verdicts[i][0]}/{side.verdicts[i][1]} answer={answer[:160]!r}"
+            )
 
 
 def main() -> None:

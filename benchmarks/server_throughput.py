@@ -53,8 +53,9 @@ def emit(name: str, value: Any) -> None:
 
 async def run_backend(requests: list[ChatRequest], replicas: int, threads: int, run_dir: Path) -> dict[str, Any]:
     per_server = max(1, threads // replicas)
-    backend = LlamaCppServerBackend(None, {"replicas": str(replicas), "n_threads": str(per_server),
-                                           "n_ctx": "4096", "ready_timeout": "300"})
+    backend = LlamaCppServerBackend(
+        None, {"replicas": str(replicas), "n_threads": str(per_server), "n_ctx": "4096", "ready_timeout": "300"}
+    )
     started = time.perf_counter()
     await backend.start(run_dir)
     start_s = time.perf_counter() - started
@@ -70,8 +71,12 @@ async def run_backend(requests: list[ChatRequest], replicas: int, threads: int, 
         t0 = time.perf_counter()
         await asyncio.gather(*(one(r) for r in requests))
         elapsed = time.perf_counter() - t0
-        result = {"start_s": start_s, "elapsed_s": elapsed, "threads_per_server": per_server,
-                  "spread": [s["requests"] for s in backend.client.stats()]}
+        result = {
+            "start_s": start_s,
+            "elapsed_s": elapsed,
+            "threads_per_server": per_server,
+            "spread": [s["requests"] for s in backend.client.stats()],
+        }
         if replicas == 1:
             result["overhead"] = await overhead_against(backend, requests)
         return result
@@ -91,15 +96,20 @@ async def overhead_against(backend: LlamaCppServerBackend, requests: list[ChatRe
     """
     client = backend.client
     url = v1_url(backend.servers[0].base_url) + "/chat/completions"
-    breaker = {"model": backend.served_model, "messages": [{"role": "user", "content": "ok"}], "max_tokens": 1,
-               "temperature": 0.0, **client.extra_body}
+    breaker = {
+        "model": backend.served_model,
+        "messages": [{"role": "user", "content": "ok"}],
+        "max_tokens": 1,
+        "temperature": 0.0,
+        **client.extra_body,
+    }
     bare_s, client_s, diffs = [], [], []
     same = True
     async with httpx.AsyncClient(timeout=300, trust_env=False) as bare:
         for i, request in enumerate(requests):
             payload = client.chat_payload(request, backend.served_model)
             timed, texts = {}, {}
-            for who in (("bare", "client") if i % 2 == 0 else ("client", "bare")):
+            for who in ("bare", "client") if i % 2 == 0 else ("client", "bare"):
                 (await bare.post(url, json=breaker)).raise_for_status()
                 t0 = time.perf_counter()
                 if who == "bare":
@@ -113,17 +123,28 @@ async def overhead_against(backend: LlamaCppServerBackend, requests: list[ChatRe
             client_s.append(timed["client"])
             diffs.append(timed["client"] - timed["bare"])
             same = same and texts["bare"] == texts["client"]
-    return {"bare_mean": statistics.fmean(bare_s), "client_mean": statistics.fmean(client_s),
-            "diff_median": statistics.median(diffs), "same_answers": same}
+    return {
+        "bare_mean": statistics.fmean(bare_s),
+        "client_mean": statistics.fmean(client_s),
+        "diff_median": statistics.median(diffs),
+        "same_answers": same,
+    }
 
 
 async def stub_overhead(requests: list[ChatRequest], n: int) -> dict[str, float]:
     """The client against a canned-answer keep-alive HTTP server in this process: no model time."""
-    body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "[f(a=1)]"},
-                                    "finish_reason": "stop"}],
-                       "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
-    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-              + str(len(body)).encode() + b"\r\n\r\n" + body)
+    body = json.dumps(
+        {
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "[f(a=1)]"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        }
+    ).encode()
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
 
     handlers: set[asyncio.Task] = set()
 
@@ -169,22 +190,41 @@ async def stub_overhead(requests: list[ChatRequest], n: int) -> dict[str, float]
             await asyncio.wait(handlers, timeout=5)
         server.close()
         await server.wait_closed()
-    return {"bare_mean": statistics.fmean(bare_s), "client_mean": statistics.fmean(client_s),
-            "bare_median": statistics.median(bare_s), "client_median": statistics.median(client_s)}
+    return {
+        "bare_mean": statistics.fmean(bare_s),
+        "client_mean": statistics.fmean(client_s),
+        "bare_median": statistics.median(bare_s),
+        "client_median": statistics.median(client_s),
+    }
 
 
-async def run_vllm(requests: list[ChatRequest], model: str, python: str, run_dir: Path, extra_args: str = "",
-                   levels: tuple[int, ...] = (1, 8, 32)) -> dict[int, float]:
+async def run_vllm(
+    requests: list[ChatRequest],
+    model: str,
+    python: str,
+    run_dir: Path,
+    extra_args: str = "",
+    levels: tuple[int, ...] = (1, 8, 32),
+) -> dict[int, float]:
     """Tasks per second through one vLLM server at each concurrency level (the same requests each time)."""
-    backend = VllmBackend(model, {"server_python": python, "kv_cache_gib": "2", "max_model_len": "4096",
-                                  "extra_args": f"--no-enable-prefix-caching {extra_args}", "ready_timeout": "900",
-                                  "request_timeout": "900"})
+    backend = VllmBackend(
+        model,
+        {
+            "server_python": python,
+            "kv_cache_gib": "2",
+            "max_model_len": "4096",
+            "extra_args": f"--no-enable-prefix-caching {extra_args}",
+            "ready_timeout": "900",
+            "request_timeout": "900",
+        },
+    )
     started = time.perf_counter()
     await backend.start(run_dir)
     emit("vllm_start_s", time.perf_counter() - started)
     per_second = {}
     try:
         await backend.complete(requests[0])  # warm-up, not timed
+
         async def one(request: ChatRequest, limiter: asyncio.Semaphore) -> str:
             async with limiter:
                 return (await backend.complete(request)).text
@@ -219,8 +259,9 @@ async def main() -> None:
         emit("task_source", args.task_source)
         emit("loadavg_1m_at_start", os.getloadavg()[0])
         args.run_dir.mkdir(parents=True, exist_ok=True)
-        per_second = await run_vllm(requests, args.vllm_model, args.vllm_python or sys.executable,
-                                    args.run_dir, args.vllm_extra_args)
+        per_second = await run_vllm(
+            requests, args.vllm_model, args.vllm_python or sys.executable, args.run_dir, args.vllm_extra_args
+        )
         emit("speedup_c8_vs_c1", per_second[8] / per_second[1])
         emit("speedup_c32_vs_c1", per_second[32] / per_second[1])
         emit("loadavg_1m_at_end", os.getloadavg()[0])

@@ -21,8 +21,13 @@ class SideProcess:
             f.writelines(json.dumps(line) + "\n" for line in lines)
             self.path = f.name
         self.script = script
-        self.proc = subprocess.Popen([python, str(script), self.path], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [python, str(script), self.path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.verdicts = self._read()["verdicts"]
         self.cpu_seconds: list[float] = []  # the side's CPU time per round, where it reports it
 
@@ -67,5 +72,6 @@ def serve(verdict: Any) -> None:
         started, cpu = time.perf_counter(), time.process_time()
         for item in items:
             verdict(item)
-        print(json.dumps({"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}),
-              flush=True)
+        print(
+            json.dumps({"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu}), flush=True
+        )

@@ -21,72 +21,217 @@ from typing import TYPE_CHECKING
 # included -- does not import the decoder, the runner or pydantic until something needs them.
 _LAZY: dict[str, str] = {
     # the contract
-    "PLUGIN_API_VERSION": "plugins", "hookimpl": "hookspecs",
+    "PLUGIN_API_VERSION": "plugins",
+    "hookimpl": "hookspecs",
     # the data model
-    **dict.fromkeys(["ChatRequest", "Completion", "EnvironmentSpec", "ExpectedCall", "Message", "Score", "Step", "Task",
-                     "Tool", "ToolCall", "Trajectory", "Turn"], "model"),
+    **dict.fromkeys(
+        [
+            "ChatRequest",
+            "Completion",
+            "EnvironmentSpec",
+            "ExpectedCall",
+            "Message",
+            "Score",
+            "Step",
+            "Task",
+            "Tool",
+            "ToolCall",
+            "Trajectory",
+            "Turn",
+        ],
+        "model",
+    ),
     # multi-turn tasks: environments and the safe executor of the model's calls
-    **dict.fromkeys(["Executor", "CALL_TIMEOUT_S", "CallTimeout", "call_with_deadline", "SimpleEnvironment",
-                     "refuse_argument", "score_sample"], "agent"),
+    **dict.fromkeys(
+        [
+            "Executor",
+            "CALL_TIMEOUT_S",
+            "CallTimeout",
+            "call_with_deadline",
+            "SimpleEnvironment",
+            "refuse_argument",
+            "score_sample",
+        ],
+        "agent",
+    ),
     # protocols and factories
-    **dict.fromkeys(["Backend", "BackendFactory", "Competition", "CompetitionFactory", "DataProblemLike", "Reporter",
-                     "Scorer", "ScorerFactory", "TaskSource", "TaskSourceFactory", "ValidatingTaskSource",
-                     "Environment", "EnvironmentFactory", "GuardedEnvironment", "TrajectoryScorer",
-                     "PersistentEnvironment", "RegisterBackend", "RegisterCompetition", "RegisterEnvironment",
-                     "RegisterScorer", "RegisterTaskSource", "Registry", "RunView", "ScoringCompetition"], "protocols"),
+    **dict.fromkeys(
+        [
+            "Backend",
+            "BackendFactory",
+            "Competition",
+            "CompetitionFactory",
+            "DataProblemLike",
+            "Reporter",
+            "Scorer",
+            "ScorerFactory",
+            "TaskSource",
+            "TaskSourceFactory",
+            "ValidatingTaskSource",
+            "Environment",
+            "EnvironmentFactory",
+            "GuardedEnvironment",
+            "TrajectoryScorer",
+            "PersistentEnvironment",
+            "RegisterBackend",
+            "RegisterCompetition",
+            "RegisterEnvironment",
+            "RegisterScorer",
+            "RegisterTaskSource",
+            "Registry",
+            "RunView",
+            "ScoringCompetition",
+        ],
+        "protocols",
+    ),
     # typed backend errors: whose fault, worth another try
-    **dict.fromkeys(["BackendError", "EngineError", "Fault", "ModelError", "ServerUnavailable", "backend_error",
-                     "fault_of", "should_retry"], "errors"),
+    **dict.fromkeys(
+        [
+            "BackendError",
+            "EngineError",
+            "Fault",
+            "ModelError",
+            "ServerUnavailable",
+            "backend_error",
+            "fault_of",
+            "should_retry",
+        ],
+        "errors",
+    ),
     # backend options
-    **dict.fromkeys(["BackendOptions", "NoOptions", "OptionError", "parse_option_args", "parse_option_string"],
-                    "options"),
+    **dict.fromkeys(
+        ["BackendOptions", "NoOptions", "OptionError", "parse_option_args", "parse_option_string"], "options"
+    ),
     # plugins and runs
-    **dict.fromkeys(["PluginLoadError", "PluginRegistry", "Registration", "UnknownPluginObject", "get_registry"],
-                    "plugins"),
-    **dict.fromkeys(["Evaluation", "RunConfig", "RunInfo", "RunObserver", "competition_version", "config_for_resume",
-                     "load_tasks", "make_task_source", "split_spec", "task_digest"], "runner"),
-    "TaskLimit": "cli", "render_results": "results_view",
+    **dict.fromkeys(
+        ["PluginLoadError", "PluginRegistry", "Registration", "UnknownPluginObject", "get_registry"], "plugins"
+    ),
+    **dict.fromkeys(
+        [
+            "Evaluation",
+            "RunConfig",
+            "RunInfo",
+            "RunObserver",
+            "competition_version",
+            "config_for_resume",
+            "load_tasks",
+            "make_task_source",
+            "split_spec",
+            "task_digest",
+        ],
+        "runner",
+    ),
+    "TaskLimit": "cli",
+    "render_results": "results_view",
     **dict.fromkeys(["RunDir", "RunDirLocked", "read_samples"], "rundir"),
     # the run directory's typed records (docs/schema.md)
-    **dict.fromkeys(["SampleRecord", "RunResults", "CategoryStats", "SchemaError", "confidence_interval",
-                     "summarize_samples"], "records"),
+    **dict.fromkeys(
+        ["SampleRecord", "RunResults", "CategoryStats", "SchemaError", "confidence_interval", "summarize_samples"],
+        "records",
+    ),
     # tasks
-    **dict.fromkeys(["InvalidTask", "task_problems", "validate_tasks", "check_protocol", "protocol_problems"],
-                    "validation"),
-    **dict.fromkeys(["check_task", "expected_arguments", "render_expected", "python_literal", "pythonic_name"],
-                    "validation"),
+    **dict.fromkeys(
+        ["InvalidTask", "task_problems", "validate_tasks", "check_protocol", "protocol_problems"], "validation"
+    ),
+    **dict.fromkeys(
+        ["check_task", "expected_arguments", "render_expected", "python_literal", "pythonic_name"], "validation"
+    ),
     # shared helpers: prompting, decoding, matching, JSON files
     **dict.fromkeys(["build_request", "fold_system_prompt"], "prompting"),
-    **dict.fromkeys(["Decoded", "DecodeError", "Dialect", "CallReader", "ValueReader", "ast_python_calls",
-                     "bind_arguments", "decode", "decode_pythonic", "dotted_name", "json_call", "literal", "MAX_CALLS",
-                     "MAX_NESTING"], "decoding"),
+    **dict.fromkeys(
+        [
+            "Decoded",
+            "DecodeError",
+            "Dialect",
+            "CallReader",
+            "ValueReader",
+            "ast_python_calls",
+            "bind_arguments",
+            "decode",
+            "decode_pythonic",
+            "dotted_name",
+            "json_call",
+            "literal",
+            "MAX_CALLS",
+            "MAX_NESTING",
+        ],
+        "decoding",
+    ),
     **dict.fromkeys(["max_weight_matching", "standardize", "STANDARDIZE_DROP"], "matching"),
     **dict.fromkeys(["JsonlError", "read_jsonl", "write_json_atomic"], "jsonio"),
 }
 
 #: the contract: what a plugin needs, and all it may rely on
-__all__ = sorted([
-    "PLUGIN_API_VERSION", "hookimpl", "__version__",
-    # the data model
-    "ChatRequest", "Completion", "EnvironmentSpec", "ExpectedCall", "Message", "Score", "Step", "Task", "Tool",
-    "ToolCall", "Trajectory", "Turn",
-    # protocols: what each plugin object provides, and what a plugin sees of the machinery
-    "Backend", "Competition", "Environment", "GuardedEnvironment", "PersistentEnvironment", "Registry", "Reporter",
-    "RunView", "Scorer", "ScoringCompetition",
-    "TaskSource", "TrajectoryScorer", "ValidatingTaskSource",
-    "RegisterBackend", "RegisterCompetition", "RegisterEnvironment", "RegisterScorer", "RegisterTaskSource",
-    # backend options
-    "BackendOptions", "NoOptions", "OptionError",
-    # the registry
-    "PluginRegistry", "UnknownPluginObject", "get_registry",
-    # the run log
-    "RunDir", "RunDirLocked", "RunResults", "SampleRecord", "score_sample",
-    # typed backend errors: whose fault a failure is, and whether another try may help
-    "BackendError", "EngineError", "ModelError", "ServerUnavailable", "Fault", "fault_of", "should_retry",
-    # helpers
-    "SimpleEnvironment", "build_request", "decode", "Decoded", "DecodeError", "json_call", "read_jsonl",
-    "write_json_atomic",
-])
+__all__ = sorted(
+    [
+        "PLUGIN_API_VERSION",
+        "hookimpl",
+        "__version__",
+        # the data model
+        "ChatRequest",
+        "Completion",
+        "EnvironmentSpec",
+        "ExpectedCall",
+        "Message",
+        "Score",
+        "Step",
+        "Task",
+        "Tool",
+        "ToolCall",
+        "Trajectory",
+        "Turn",
+        # protocols: what each plugin object provides, and what a plugin sees of the machinery
+        "Backend",
+        "Competition",
+        "Environment",
+        "GuardedEnvironment",
+        "PersistentEnvironment",
+        "Registry",
+        "Reporter",
+        "RunView",
+        "Scorer",
+        "ScoringCompetition",
+        "TaskSource",
+        "TrajectoryScorer",
+        "ValidatingTaskSource",
+        "RegisterBackend",
+        "RegisterCompetition",
+        "RegisterEnvironment",
+        "RegisterScorer",
+        "RegisterTaskSource",
+        # backend options
+        "BackendOptions",
+        "NoOptions",
+        "OptionError",
+        # the registry
+        "PluginRegistry",
+        "UnknownPluginObject",
+        "get_registry",
+        # the run log
+        "RunDir",
+        "RunDirLocked",
+        "RunResults",
+        "SampleRecord",
+        "score_sample",
+        # typed backend errors: whose fault a failure is, and whether another try may help
+        "BackendError",
+        "EngineError",
+        "ModelError",
+        "ServerUnavailable",
+        "Fault",
+        "fault_of",
+        "should_retry",
+        # helpers
+        "SimpleEnvironment",
+        "build_request",
+        "decode",
+        "Decoded",
+        "DecodeError",
+        "json_call",
+        "read_jsonl",
+        "write_json_atomic",
+    ]
+)
 
 
 def __getattr__(name: str) -> object:

@@ -81,6 +81,7 @@ class SimpleEnvironment:
 
 # --- execution ---------------------------------------------------------------------------------------
 
+
 class CallTimeout(Exception):
     """A call ran past its deadline."""
 
@@ -155,8 +156,11 @@ _METHODS_CACHE: dict[type, tuple[tuple[str, Any], ...]] = {}
 def _class_methods(cls: type) -> tuple[tuple[str, Any], ...]:
     methods = _METHODS_CACHE.get(cls)
     if methods is None:
-        methods = tuple((name, value) for name, value in inspect.getmembers_static(cls)
-                        if not name.startswith("_") and (inspect.isfunction(value) or isinstance(value, classmethod)))
+        methods = tuple(
+            (name, value)
+            for name, value in inspect.getmembers_static(cls)
+            if not name.startswith("_") and (inspect.isfunction(value) or isinstance(value, classmethod))
+        )
         if len(_METHODS_CACHE) < 1024:
             _METHODS_CACHE[cls] = methods
     return methods
@@ -206,10 +210,16 @@ class Executor:
     ``bfcl-strict``); the default binds them by position, as Python would.
     """
 
-    def __init__(self, objects: Sequence[object], format_result: Callable[[Any], str], *,
-                 call_timeout_s: float = CALL_TIMEOUT_S, bind_positional: bool = True,
-                 max_calls_per_step: int = MAX_CALLS_PER_STEP,
-                 guard: Callable[[ToolCall], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        objects: Sequence[object],
+        format_result: Callable[[Any], str],
+        *,
+        call_timeout_s: float = CALL_TIMEOUT_S,
+        bind_positional: bool = True,
+        max_calls_per_step: int = MAX_CALLS_PER_STEP,
+        guard: Callable[[ToolCall], str | None] | None = None,
+    ) -> None:
         self.methods = public_methods(objects)
         self.guard = guard
         self.format_result = format_result
@@ -278,7 +288,7 @@ class Executor:
         """The results of several steps' calls, step by step, in one worker job (a scorer replaying a turn)."""
         if self.broken:
             return [[ERROR_PREFIX + self.broken] * len(calls) for calls in steps]
-        prepared = [self._prepare(call) for calls in steps for call in calls[:self.max_calls_per_step]]
+        prepared = [self._prepare(call) for calls in steps for call in calls[: self.max_calls_per_step]]
         flat: list[str]
         if all(isinstance(item, str) for item in prepared):
             flat = [item for item in prepared if isinstance(item, str)]  # nothing to run: no thread needed
@@ -294,14 +304,19 @@ class Executor:
         out, i = [], 0
         for calls in steps:
             n = min(len(calls), self.max_calls_per_step)
-            results = [r if len(r) <= MAX_RESULT_CHARS else r[:MAX_RESULT_CHARS] + f"... [cut at {MAX_RESULT_CHARS} "
-                       "characters]" for r in flat[i:i + n]]
+            results = [
+                r
+                if len(r) <= MAX_RESULT_CHARS
+                else r[:MAX_RESULT_CHARS] + f"... [cut at {MAX_RESULT_CHARS} characters]"
+                for r in flat[i : i + n]
+            ]
             out.append(results + [refused] * (len(calls) - n))
             i += n
         return out
 
 
 # --- one sample: the one path of every task, single- or multi-turn ---------------------------------------
+
 
 @attrs.define
 class PlayConfig:
@@ -332,17 +347,23 @@ class StepFailed(Exception):
         self.error_type = error_type
 
 
-def request_for(task: Task, config: PlayConfig, messages: Sequence[Message] | None = None,
-                tools: Sequence[Tool] | None = None) -> ChatRequest:
+def request_for(
+    task: Task, config: PlayConfig, messages: Sequence[Message] | None = None, tools: Sequence[Tool] | None = None
+) -> ChatRequest:
     """The one place a request is built: the task's first request (prompted as ``tool_format`` says), or a
     later step's with the conversation so far; every one carries the run's ``--timeout``."""
     first = build_request(task, config.tool_format, temperature=config.temperature, max_tokens=config.max_tokens)
     if messages is None and tools is None:
-        return attrs.evolve(first, timeout_s=config.timeout_s,
-                            session=task.id if task.environment is not None else None)
-    return attrs.evolve(first, messages=tuple(messages if messages is not None else first.messages),
-                        tools=tuple(tools if tools is not None else first.tools), session=task.id,
-                        timeout_s=config.timeout_s)
+        return attrs.evolve(
+            first, timeout_s=config.timeout_s, session=task.id if task.environment is not None else None
+        )
+    return attrs.evolve(
+        first,
+        messages=tuple(messages if messages is not None else first.messages),
+        tools=tuple(tools if tools is not None else first.tools),
+        session=task.id,
+        timeout_s=config.timeout_s,
+    )
 
 
 async def ask(backend: Any, request: ChatRequest) -> tuple[Completion, ErrorType | None]:
@@ -369,8 +390,14 @@ async def ask(backend: Any, request: ChatRequest) -> tuple[Completion, ErrorType
     return completion, kind
 
 
-def score_sample(scorer: Any, task: Task, completion: Completion, trajectory: Trajectory | None = None, *,
-                 scorer_name: str | None = None) -> tuple[Score, SampleStatus]:
+def score_sample(
+    scorer: Any,
+    task: Task,
+    completion: Completion,
+    trajectory: Trajectory | None = None,
+    *,
+    scorer_name: str | None = None,
+) -> tuple[Score, SampleStatus]:
     """The one guard around a plugin scorer (runs and re-scoring alike): ``score`` for a single-turn task,
     ``score_trajectory`` for a multi-turn one. A scorer that raises or returns something that is not a usable
     :class:`Score` fails only this sample (``scorer_error``, the answer kept), never the run."""
@@ -411,8 +438,12 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
     first = request_for(task, config)
     messages = list(first.messages)
     tools = list(task.tools)
-    executor = Executor(environment.objects(), environment.format_result, call_timeout_s=config.call_timeout_s,
-                        guard=environment.guard if isinstance(environment, GuardedEnvironment) else None)
+    executor = Executor(
+        environment.objects(),
+        environment.format_result,
+        call_timeout_s=config.call_timeout_s,
+        guard=environment.guard if isinstance(environment, GuardedEnvironment) else None,
+    )
     turns: list[tuple[Step, ...]] = []
     total = 0
     terminated: str | None = None
@@ -427,11 +458,16 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
             completion, kind = await ask(backend, request_for(task, config, messages, tools))
             _stop_if_cancelled()
             if kind is None and config.stop_requested():
-                completion, kind = attrs.evolve(completion, error="interrupted: the run was asked to stop"), \
-                    "backend_error"
+                completion, kind = (
+                    attrs.evolve(completion, error="interrupted: the run was asked to stop"),
+                    "backend_error",
+                )
             if kind is not None:
-                raise StepFailed(f"{completion.error} (turn {index}, step {len(steps)})",
-                                 Trajectory(tuple(turns) + (tuple(steps),)), kind)
+                raise StepFailed(
+                    f"{completion.error} (turn {index}, step {len(steps)})",
+                    Trajectory(tuple(turns) + (tuple(steps),)),
+                    kind,
+                )
             messages.append(Message("assistant", completion.text, tool_calls=completion.tool_calls))
             try:
                 calls, why = environment.decode(completion.text, completion.tool_calls)
@@ -441,10 +477,16 @@ async def play(task: Task, backend: Any, environment: Any, config: PlayConfig | 
             if calls and why is None:
                 results = await asyncio.to_thread(executor.execute_step, calls)
                 messages.extend(Message("tool", result) for result in results)
-            step = Step(text=completion.text, tool_calls=completion.tool_calls, calls=tuple(calls),
-                        results=tuple(results), decode_error=why if why else (None if calls else "no call"),
-                        prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-                        latency_s=completion.latency_s)
+            step = Step(
+                text=completion.text,
+                tool_calls=completion.tool_calls,
+                calls=tuple(calls),
+                results=tuple(results),
+                decode_error=why if why else (None if calls else "no call"),
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                latency_s=completion.latency_s,
+            )
             steps.append(step)
             config.on_step(index, step)
             total += _size(step)
@@ -469,8 +511,9 @@ def make_environment(registry: Any, task: Task) -> Any:
     return registry.create("environments", task.environment.name, dict(task.environment.config))
 
 
-async def _play_sample(task: Task, backend: Any, registry: Any,
-                       config: PlayConfig) -> tuple[Task, Completion, Trajectory, ErrorType | None]:
+async def _play_sample(
+    task: Task, backend: Any, registry: Any, config: PlayConfig
+) -> tuple[Task, Completion, Trajectory, ErrorType | None]:
     """A multi-turn task played: the task as its environment prepared it, the trajectory, and one completion
     summing its steps (the last step's text, the tokens of all, the whole time, the error that stopped it)."""
     started = time.perf_counter()
@@ -502,14 +545,19 @@ async def _play_sample(task: Task, backend: Any, registry: Any,
             if error is None:
                 error, kind = f"{type(exc).__name__}: {exc}", "environment_error"
     steps = [s for turn in trajectory.turns for s in turn]
-    completion = Completion(text=steps[-1].text if steps else "", prompt_tokens=sum(s.prompt_tokens for s in steps),
-                            completion_tokens=sum(s.completion_tokens for s in steps),
-                            latency_s=time.perf_counter() - started, error=error)
+    completion = Completion(
+        text=steps[-1].text if steps else "",
+        prompt_tokens=sum(s.prompt_tokens for s in steps),
+        completion_tokens=sum(s.completion_tokens for s in steps),
+        latency_s=time.perf_counter() - started,
+        error=error,
+    )
     return task, completion, trajectory, kind
 
 
-async def run_sample(task: Task, backend: Any, scorer: Any, registry: Any,
-                     config: PlayConfig | None = None) -> SampleRecord:
+async def run_sample(
+    task: Task, backend: Any, scorer: Any, registry: Any, config: PlayConfig | None = None
+) -> SampleRecord:
     """One task from request to record, the runner's only path: a single-turn task is asked once (a
     one-step conversation); a multi-turn task is played against a fresh environment from ``registry``. Any
     failure (timeout, backend, environment, scorer) fails this sample only."""
@@ -526,5 +574,6 @@ async def run_sample(task: Task, backend: Any, scorer: Any, registry: Any,
         score = Score(0.0, error_type=kind, detail=completion.error or kind)
     else:
         score, status = score_sample(scorer, task, completion, trajectory, scorer_name=config.scorer_name)
-    return SampleRecord.of(task, status=status, score=score, completion=completion, messages=first.messages,
-                           trajectory=trajectory)
+    return SampleRecord.of(
+        task, status=status, score=score, completion=completion, messages=first.messages, trajectory=trajectory
+    )

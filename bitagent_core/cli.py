@@ -77,8 +77,9 @@ def _option_items(value: Any, where: str) -> list[str]:
         return list(value)
     if isinstance(value, str):
         return [value]
-    raise click.BadParameter(f"{where}: backend options are a table or a list of 'key=value' strings",
-                             param_hint="--config")
+    raise click.BadParameter(
+        f"{where}: backend options are a table or a list of 'key=value' strings", param_hint="--config"
+    )
 
 
 def _load_config(path: str, meta: dict[str, Any]) -> dict[str, Any]:
@@ -102,33 +103,49 @@ def _load_config(path: str, meta: dict[str, Any]) -> dict[str, Any]:
     def where(table: str | None, key: str | None) -> str:
         return f"{path}:{_config_line(text, table, key)}"
 
-    def options_of(table: str | None, items: dict[str, Any], allowed: dict[str, click.Parameter],
-                   scope: str) -> dict[str, Any]:
+    def options_of(
+        table: str | None, items: dict[str, Any], allowed: dict[str, click.Parameter], scope: str
+    ) -> dict[str, Any]:
         own: dict[str, Any] = {}
         for key, value in items.items():
             name = key.replace("-", "_")  # option names in files may use dashes or underscores
             if name in ("backend_options", "backend_option"):
                 if "backend_option" not in allowed:
-                    raise click.BadParameter(f"{where(table, key)}: {scope} takes no backend options",
-                                             param_hint="--config")
+                    raise click.BadParameter(
+                        f"{where(table, key)}: {scope} takes no backend options", param_hint="--config"
+                    )
                 option_items = _option_items(value, where(table, key))
                 for item in option_items:
                     option_key = item.partition("=")[0].strip()
-                    line = _config_line(text, f"{table}.{key}" if table else key, option_key) \
-                        if isinstance(value, dict) else _config_line(text, table, key)
+                    line = (
+                        _config_line(text, f"{table}.{key}" if table else key, option_key)
+                        if isinstance(value, dict)
+                        else _config_line(text, table, key)
+                    )
                     sources[option_key] = f"{path}:{line}"
                 own["backend_option"] = option_items
             elif isinstance(value, dict):
-                raise click.BadParameter(f"{where(table, None) if table else where(key, None)}: "
-                                         f"unknown table [{f'{table}.' if table else ''}{key}]", param_hint="--config")
+                raise click.BadParameter(
+                    f"{where(table, None) if table else where(key, None)}: "
+                    f"unknown table [{f'{table}.' if table else ''}{key}]",
+                    param_hint="--config",
+                )
             elif name not in allowed:
                 if table is None:
-                    raise click.BadParameter(f"{where(table, key)}: no command has an option {key!r}",
-                                             param_hint="--config")
-                known = ", ".join(sorted({(p.opts[-1] if p.opts[-1].startswith("--") else p.opts[0]).lstrip("-")
-                                          for p in allowed.values()}))
-                raise click.BadParameter(f"{where(table, key)}: {scope} has no option {key!r} (known: {known})",
-                                         param_hint="--config")
+                    raise click.BadParameter(
+                        f"{where(table, key)}: no command has an option {key!r}", param_hint="--config"
+                    )
+                known = ", ".join(
+                    sorted(
+                        {
+                            (p.opts[-1] if p.opts[-1].startswith("--") else p.opts[0]).lstrip("-")
+                            for p in allowed.values()
+                        }
+                    )
+                )
+                raise click.BadParameter(
+                    f"{where(table, key)}: {scope} has no option {key!r} (known: {known})", param_hint="--config"
+                )
             else:
                 param = allowed[name]
                 if table is None:  # each command reads a top-level key by its own option of that name
@@ -141,20 +158,27 @@ def _load_config(path: str, meta: dict[str, Any]) -> dict[str, Any]:
     every: dict[str, click.Parameter] = {}
     for command in cli.commands.values():
         every.update(_params_of(command))
-    shared = options_of(None, {k: v for k, v in data.items()
-                               if not isinstance(v, dict) or k.replace("-", "_") == "backend_options"},
-                        every, "no command")
+    shared = options_of(
+        None,
+        {k: v for k, v in data.items() if not isinstance(v, dict) or k.replace("-", "_") == "backend_options"},
+        every,
+        "no command",
+    )
     default_map: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict) and key.replace("-", "_") != "backend_options" and key not in cli.commands:
             known = ", ".join(sorted(cli.commands))
-            raise click.BadParameter(f"{where(key, None)}: [{key}] is not a command (commands: {known})",
-                                     param_hint="--config")
+            raise click.BadParameter(
+                f"{where(key, None)}: [{key}] is not a command (commands: {known})", param_hint="--config"
+            )
     for name, command in cli.commands.items():
         table: dict[str, Any] = data[name] if isinstance(data.get(name), dict) else {}
         params = _params_of(command)
-        common = {(params[key].name or key): _check_config_value(params[key], value, where(None, key), key)
-                  for key, value in shared.items() if key in params}
+        common = {
+            (params[key].name or key): _check_config_value(params[key], value, where(None, key), key)
+            for key, value in shared.items()
+            if key in params
+        }
         if "backend_option" in shared and "backend_option" in params:
             common["backend_option"] = shared["backend_option"]
         own = options_of(name, table, params, f"the {name} command")
@@ -166,8 +190,14 @@ def _load_config(path: str, meta: dict[str, Any]) -> dict[str, Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(bitagent_core.__version__, prog_name="bitagent")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="BITAGENT_CONFIG",
-              show_envvar=True, help="TOML file with option defaults.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    envvar="BITAGENT_CONFIG",
+    show_envvar=True,
+    help="TOML file with option defaults.",
+)
 @click.pass_context
 def cli(ctx: click.Context, config_file: str | None) -> None:
     """Evaluate tool-calling models the way Bittensor Subnet 20 (BitAgent) does."""
@@ -190,9 +220,16 @@ def add_config_options(group: click.Group) -> None:
     """Every command takes ``--config FILE`` after its name too (``bitagent evaluate --config f.toml``)."""
     for command in group.commands.values():
         if not any(p.name == "config_file" for p in command.params):
-            command.params.append(click.Option(["--config", "config_file"], type=click.Path(dir_okay=False),
-                                               is_eager=True, expose_value=False, callback=_apply_config,
-                                               help="TOML file with option defaults (as bitagent --config)."))
+            command.params.append(
+                click.Option(
+                    ["--config", "config_file"],
+                    type=click.Path(dir_okay=False),
+                    is_eager=True,
+                    expose_value=False,
+                    callback=_apply_config,
+                    help="TOML file with option defaults (as bitagent --config).",
+                )
+            )
         if isinstance(command, click.Group):
             add_config_options(command)
 
@@ -247,73 +284,224 @@ def _evaluate_epilog() -> str:
 
 
 @cli.command(epilog=_evaluate_epilog())
-@click.option("--model", "-m", envvar="BITAGENT_MODEL", show_envvar=True,
-              help="Model for the backend: a GGUF path, hf://org/repo/file.gguf, org/name[@rev]; "
-                   "default: the backend's default (llama-cpp: the embedded Qwen2.5-Coder-0.5B).")
+@click.option(
+    "--model",
+    "-m",
+    envvar="BITAGENT_MODEL",
+    show_envvar=True,
+    help="Model for the backend: a GGUF path, hf://org/repo/file.gguf, org/name[@rev]; "
+    "default: the backend's default (llama-cpp: the embedded Qwen2.5-Coder-0.5B).",
+)
 @click.option("--backend", "-b", default="llama-cpp", show_default=True, envvar="BITAGENT_BACKEND", show_envvar=True)
-@click.option("--tasks", "-t", default="bitagent", show_default=True, envvar="BITAGENT_TASKS", show_envvar=True,
-              help="Task source, optionally with an argument: bitagent, bitagent:irrelevance, jsonl:FILE...; "
-                   "several separated by commas (--limit applies to each).")
+@click.option(
+    "--tasks",
+    "-t",
+    default="bitagent",
+    show_default=True,
+    envvar="BITAGENT_TASKS",
+    show_envvar=True,
+    help="Task source, optionally with an argument: bitagent, bitagent:irrelevance, jsonl:FILE...; "
+    "several separated by commas (--limit applies to each).",
+)
 @click.option("--scorer", "-s", default="bitagent", show_default=True, envvar="BITAGENT_SCORER", show_envvar=True)
-@click.option("--limit", "-n", type=TaskLimit(), default="20", show_default=True,
-              envvar="BITAGENT_LIMIT", show_envvar=True, help="Number of tasks per task source, or 'all'.")
+@click.option(
+    "--limit",
+    "-n",
+    type=TaskLimit(),
+    default="20",
+    show_default=True,
+    envvar="BITAGENT_LIMIT",
+    show_envvar=True,
+    help="Number of tasks per task source, or 'all'.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, envvar="BITAGENT_SEED", show_envvar=True)
-@click.option("--repeats", "-k", type=click.IntRange(min=1), default=1, show_default=True, envvar="BITAGENT_REPEATS",
-              show_envvar=True, help="Run each task k times; the summary adds pass@k and pass^k per category.")
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), envvar="BITAGENT_CONCURRENCY", show_envvar=True,
-              help="Requests in flight (default: the backend's own).")
-@click.option("--output-dir", "-o", default="runs", show_default=True, type=click.Path(file_okay=False),
-              envvar="BITAGENT_OUTPUT_DIR", show_envvar=True)
-@click.option("--backend-option", "-B", "backend_option", multiple=True,
-              help="Backend option key=value (repeatable; split at the first '='), e.g. -B n_ctx=4096 -B n_threads=2 "
-                   "[env var: BITAGENT_BACKEND_OPTIONS, items separated like a shell would].")
-@click.option("--tool-format", type=click.Choice(["prompt", "native"]), default="prompt", show_default=True,
-              envvar="BITAGENT_TOOL_FORMAT", show_envvar=True,
-              help="Tools in the BFCL-style system prompt (the validator's way) or as native tools=.")
-@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
-              envvar="BITAGENT_TEMPERATURE", show_envvar=True, help="Sampling temperature (the validator uses 0).")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=160, show_default=True,
-              envvar="BITAGENT_MAX_TOKENS", show_envvar=True)
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
-              envvar="BITAGENT_TIMEOUT", show_envvar=True,
-              help="Seconds per request, on every backend (in-process llama.cpp stops generating at the deadline).")
-@click.option("--max-failures", envvar="BITAGENT_MAX_FAILURES", show_envvar=True, metavar="N|P%",
-              help="Failed samples (timeouts, backend errors) allowed before the exit code is 4, as a count or a "
-                   "percentage [default: no limit, but all failing is always exit 4].")
-@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), envvar="BITAGENT_RESUME",
-              show_envvar=True, help="Finish an earlier run directory: skips its finished samples. Flags that "
-                                     "change which tasks run or how they are scored are refused; --timeout, "
-                                     "--concurrency and backend options may change (recorded in results.json).")
-@click.option("--server-python", envvar="BITAGENT_SERVER_PYTHON", show_envvar=True,
-              help="Interpreter that runs the server (sglang, vllm, llama-cpp-server), e.g. a venv's python.")
-@click.option("--visible-devices", envvar="BITAGENT_VISIBLE_DEVICES", show_envvar=True,
-              help="GPUs for the server: sets its CUDA_VISIBLE_DEVICES (e.g. 0 or 0,1).")
-@click.option("--base-url", envvar="BITAGENT_BASE_URL", show_envvar=True,
-              help="openai backend: URL of a running OpenAI-compatible server (several: comma-separated).")
-@click.option("--api-key-env", envvar="BITAGENT_API_KEY_ENV", show_envvar=True,
-              help="openai backend: the environment variable holding the API key [default: OPENAI_API_KEY].")
-@click.option("--ready-timeout", type=click.FloatRange(min=1), envvar="BITAGENT_READY_TIMEOUT", show_envvar=True,
-              help="Seconds to wait for a server to answer /v1/models [default: 900; openai: 60].")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]), default="table",
-              show_default=True, envvar="BITAGENT_FORMAT", show_envvar=True, help="How to print the results.")
+@click.option(
+    "--repeats",
+    "-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    envvar="BITAGENT_REPEATS",
+    show_envvar=True,
+    help="Run each task k times; the summary adds pass@k and pass^k per category.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    envvar="BITAGENT_CONCURRENCY",
+    show_envvar=True,
+    help="Requests in flight (default: the backend's own).",
+)
+@click.option(
+    "--output-dir",
+    "-o",
+    default="runs",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    envvar="BITAGENT_OUTPUT_DIR",
+    show_envvar=True,
+)
+@click.option(
+    "--backend-option",
+    "-B",
+    "backend_option",
+    multiple=True,
+    help="Backend option key=value (repeatable; split at the first '='), e.g. -B n_ctx=4096 -B n_threads=2 "
+    "[env var: BITAGENT_BACKEND_OPTIONS, items separated like a shell would].",
+)
+@click.option(
+    "--tool-format",
+    type=click.Choice(["prompt", "native"]),
+    default="prompt",
+    show_default=True,
+    envvar="BITAGENT_TOOL_FORMAT",
+    show_envvar=True,
+    help="Tools in the BFCL-style system prompt (the validator's way) or as native tools=.",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    envvar="BITAGENT_TEMPERATURE",
+    show_envvar=True,
+    help="Sampling temperature (the validator uses 0).",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=160,
+    show_default=True,
+    envvar="BITAGENT_MAX_TOKENS",
+    show_envvar=True,
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0.1),
+    default=300.0,
+    show_default=True,
+    envvar="BITAGENT_TIMEOUT",
+    show_envvar=True,
+    help="Seconds per request, on every backend (in-process llama.cpp stops generating at the deadline).",
+)
+@click.option(
+    "--max-failures",
+    envvar="BITAGENT_MAX_FAILURES",
+    show_envvar=True,
+    metavar="N|P%",
+    help="Failed samples (timeouts, backend errors) allowed before the exit code is 4, as a count or a "
+    "percentage [default: no limit, but all failing is always exit 4].",
+)
+@click.option(
+    "--resume",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="BITAGENT_RESUME",
+    show_envvar=True,
+    help="Finish an earlier run directory: skips its finished samples. Flags that "
+    "change which tasks run or how they are scored are refused; --timeout, "
+    "--concurrency and backend options may change (recorded in results.json).",
+)
+@click.option(
+    "--server-python",
+    envvar="BITAGENT_SERVER_PYTHON",
+    show_envvar=True,
+    help="Interpreter that runs the server (sglang, vllm, llama-cpp-server), e.g. a venv's python.",
+)
+@click.option(
+    "--visible-devices",
+    envvar="BITAGENT_VISIBLE_DEVICES",
+    show_envvar=True,
+    help="GPUs for the server: sets its CUDA_VISIBLE_DEVICES (e.g. 0 or 0,1).",
+)
+@click.option(
+    "--base-url",
+    envvar="BITAGENT_BASE_URL",
+    show_envvar=True,
+    help="openai backend: URL of a running OpenAI-compatible server (several: comma-separated).",
+)
+@click.option(
+    "--api-key-env",
+    envvar="BITAGENT_API_KEY_ENV",
+    show_envvar=True,
+    help="openai backend: the environment variable holding the API key [default: OPENAI_API_KEY].",
+)
+@click.option(
+    "--ready-timeout",
+    type=click.FloatRange(min=1),
+    envvar="BITAGENT_READY_TIMEOUT",
+    show_envvar=True,
+    help="Seconds to wait for a server to answer /v1/models [default: 900; openai: 60].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "markdown", "csv"]),
+    default="table",
+    show_default=True,
+    envvar="BITAGENT_FORMAT",
+    show_envvar=True,
+    help="How to print the results.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print only the results as JSON (the same as --format json).")
-@click.option("--as-validator", "as_validator", is_flag=False, flag_value="bitagent", default=None,
-              metavar="[COMPETITION]", envvar="BITAGENT_AS_VALIDATOR", show_envvar=True,
-              help="Run what a validator runs for the competition (default: bitagent): its task mix, sample size "
-                   "and scorer, prompt tool format, temperature 0, 160 tokens. Only the seed differs: validators "
-                   "draw a private one per round.")
-@click.option("--task-id", "task_ids", multiple=True, metavar="ID",
-              help="Run only the task with this id (repeatable; --limit does not apply then).")
-@click.option("--tag", "tags", multiple=True, metavar="LABEL",
-              help="Label the run (repeatable): recorded in results.json, shown by runs list, compare and report.")
+@click.option(
+    "--as-validator",
+    "as_validator",
+    is_flag=False,
+    flag_value="bitagent",
+    default=None,
+    metavar="[COMPETITION]",
+    envvar="BITAGENT_AS_VALIDATOR",
+    show_envvar=True,
+    help="Run what a validator runs for the competition (default: bitagent): its task mix, sample size "
+    "and scorer, prompt tool format, temperature 0, 160 tokens. Only the seed differs: validators "
+    "draw a private one per round.",
+)
+@click.option(
+    "--task-id",
+    "task_ids",
+    multiple=True,
+    metavar="ID",
+    help="Run only the task with this id (repeatable; --limit does not apply then).",
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="LABEL",
+    help="Label the run (repeatable): recorded in results.json, shown by runs list, compare and report.",
+)
 @click.pass_context
-def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, scorer: str, limit: int | None,
-             seed: int, repeats: int, concurrency: int | None, output_dir: str, backend_option: tuple[str, ...],
-             tool_format: str,
-             temperature: float, max_tokens: int, timeout_s: float, max_failures: str | None, resume: Path | None,
-             server_python: str | None, visible_devices: str | None, base_url: str | None,
-             api_key_env: str | None, ready_timeout: float | None, fmt: str, as_json: bool,
-             as_validator: str | None, task_ids: tuple[str, ...], tags: tuple[str, ...]) -> None:
+def evaluate(
+    ctx: click.Context,
+    model: str | None,
+    backend: str,
+    tasks: str,
+    scorer: str,
+    limit: int | None,
+    seed: int,
+    repeats: int,
+    concurrency: int | None,
+    output_dir: str,
+    backend_option: tuple[str, ...],
+    tool_format: str,
+    temperature: float,
+    max_tokens: int,
+    timeout_s: float,
+    max_failures: str | None,
+    resume: Path | None,
+    server_python: str | None,
+    visible_devices: str | None,
+    base_url: str | None,
+    api_key_env: str | None,
+    ready_timeout: float | None,
+    fmt: str,
+    as_json: bool,
+    as_validator: str | None,
+    task_ids: tuple[str, ...],
+    tags: tuple[str, ...],
+) -> None:
     """Evaluate a model on a task source and score it."""
     from click.core import ParameterSource
 
@@ -329,16 +517,32 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
     if as_validator is not None:
         tasks, scorer, limit, tool_format, temperature, max_tokens = _validator_run(ctx, registry, as_validator)
         tags = (*tags, f"as-validator:{as_validator}")
-    server_values = {"server_python": server_python, "visible_devices": visible_devices, "base_url": base_url,
-                     "api_key_env": api_key_env, "ready_timeout": ready_timeout}
+    server_values = {
+        "server_python": server_python,
+        "visible_devices": visible_devices,
+        "base_url": base_url,
+        "api_key_env": api_key_env,
+        "ready_timeout": ready_timeout,
+    }
     options, sources = _backend_options(ctx, backend_option)
     changes: dict[str, Any] = {}
     if resume is not None:
         given = {name for name in ctx.params if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
-        values = {"tasks": tasks, "backend": backend, "model": model, "scorer": scorer, "limit": limit, "seed": seed,
-                  "tool_format": tool_format, "temperature": temperature, "max_tokens": max_tokens,
-                  "timeout_s": timeout_s, "concurrency": concurrency, "repeats": repeats,
-                  "task_ids": list(task_ids)}
+        values = {
+            "tasks": tasks,
+            "backend": backend,
+            "model": model,
+            "scorer": scorer,
+            "limit": limit,
+            "seed": seed,
+            "tool_format": tool_format,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "timeout_s": timeout_s,
+            "concurrency": concurrency,
+            "repeats": repeats,
+            "task_ids": list(task_ids),
+        }
         requested: dict[str, Any] = {name: value for name, value in values.items() if name in given}
         try:
             stored = RunConfig.from_json(_read_config(resume))
@@ -353,14 +557,29 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
     else:
         for key, value in _server_options(ctx, registry, backend, server_values).items():
             if key in options and options[key] != value:
-                raise click.BadParameter(f"{key} given twice: -B {key}={options[key]} and "
-                                         f"--{key.replace('_', '-')} {value}")
+                raise click.BadParameter(
+                    f"{key} given twice: -B {key}={options[key]} and --{key.replace('_', '-')} {value}"
+                )
             options[key] = value
             sources[key] = f"--{key.replace('_', '-')}"
-        config = RunConfig(tasks=tasks, backend=backend, model=model, scorer=scorer, limit=limit, seed=seed,
-                           concurrency=concurrency, output_dir=output_dir, backend_options=options,
-                           tool_format=tool_format, temperature=temperature, max_tokens=max_tokens,
-                           timeout_s=timeout_s, repeats=repeats, task_ids=list(task_ids), tags=list(tags))
+        config = RunConfig(
+            tasks=tasks,
+            backend=backend,
+            model=model,
+            scorer=scorer,
+            limit=limit,
+            seed=seed,
+            concurrency=concurrency,
+            output_dir=output_dir,
+            backend_options=options,
+            tool_format=tool_format,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            timeout_s=timeout_s,
+            repeats=repeats,
+            task_ids=list(task_ids),
+            tags=list(tags),
+        )
     _check_backend_options(registry, config.backend, config.backend_options, sources)
     fmt = "json" if as_json else fmt
     progress = ConsoleProgress()  # on stderr: with --json or --format json alike, stdout holds only the results
@@ -386,8 +605,11 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
         click.echo(f"interrupted: continue with --resume {results.run_dir}", err=True)
         sys.exit(results_view.EXIT_INTERRUPTED)
     if results_view.too_many_failures(results, max_failures):
-        click.echo(f"error: {results.n_failed} of {results.n_tasks} samples failed"
-                   f"{f' (--max-failures {max_failures})' if max_failures else ''}", err=True)
+        click.echo(
+            f"error: {results.n_failed} of {results.n_tasks} samples failed"
+            f"{f' (--max-failures {max_failures})' if max_failures else ''}",
+            err=True,
+        )
         sys.exit(results_view.EXIT_FAILURES)
 
 
@@ -395,8 +617,7 @@ def evaluate(ctx: click.Context, model: str | None, backend: str, tasks: str, sc
 VALIDATOR_TOOL_FORMAT, VALIDATOR_TEMPERATURE, VALIDATOR_MAX_TOKENS = "prompt", 0.0, 160
 
 
-def _validator_run(ctx: click.Context, registry: PluginRegistry,
-                   name: str) -> tuple[str, str, int, str, float, int]:
+def _validator_run(ctx: click.Context, registry: PluginRegistry, name: str) -> tuple[str, str, int, str, float, int]:
     """``--as-validator NAME``: the tasks, scorer, limit, tool format, temperature and max tokens a validator
     uses for competition NAME. A flag that would change one of them is an error, not silently overridden."""
     from click.core import ParameterSource
@@ -415,10 +636,19 @@ def _validator_run(ctx: click.Context, registry: PluginRegistry,
     if ctx.get_parameter_source("limit") in given_by_user and ctx.params.get("limit") is not None:
         # a smaller sample of the same mix: quicker, with a wider interval; said, never silent
         limit = int(ctx.params["limit"])
-        click.echo(f"note: --as-validator with --limit {limit}: a validator evaluates {competition.sample_size} "
-                   f"tasks of competition {name}; this is a sample of the same mix", err=True)
-    return (f"competition:{name}", str(competition.scorer), limit, VALIDATOR_TOOL_FORMAT, VALIDATOR_TEMPERATURE,
-            VALIDATOR_MAX_TOKENS)
+        click.echo(
+            f"note: --as-validator with --limit {limit}: a validator evaluates {competition.sample_size} "
+            f"tasks of competition {name}; this is a sample of the same mix",
+            err=True,
+        )
+    return (
+        f"competition:{name}",
+        str(competition.scorer),
+        limit,
+        VALIDATOR_TOOL_FORMAT,
+        VALIDATOR_TEMPERATURE,
+        VALIDATOR_MAX_TOKENS,
+    )
 
 
 def _say(text: str) -> None:
@@ -431,8 +661,9 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
     return rundir.read_results(run_dir).config
 
 
-def _check_backend_options(registry: PluginRegistry, backend: str, options: dict[str, str],
-                           sources: dict[str, str]) -> None:
+def _check_backend_options(
+    registry: PluginRegistry, backend: str, options: dict[str, str], sources: dict[str, str]
+) -> None:
     """Unknown or mistyped backend options are usage errors naming their source, before anything runs."""
     from bitagent_core.options import OptionError
 
@@ -444,8 +675,9 @@ def _check_backend_options(registry: PluginRegistry, backend: str, options: dict
         raise click.UsageError(str(exc)) from None
 
 
-def _server_options(ctx: click.Context, registry: PluginRegistry, backend: str,
-                    values: dict[str, Any]) -> dict[str, str]:
+def _server_options(
+    ctx: click.Context, registry: PluginRegistry, backend: str, values: dict[str, Any]
+) -> dict[str, str]:
     """The server flags (--server-python, --base-url...) as backend options, for backends that take them.
 
     A flag given on the command line to a backend that does not take it is an error; one that comes
@@ -524,8 +756,11 @@ def _list_registrations(kind: str, as_json: bool) -> None:
     registry = get_registry()
     items = registry.registrations(kind)
     if as_json:
-        click.echo(json.dumps([{"name": r.name, "plugin": r.plugin, "description": r.description}
-                               for r in items.values()], indent=2))
+        click.echo(
+            json.dumps(
+                [{"name": r.name, "plugin": r.plugin, "description": r.description} for r in items.values()], indent=2
+            )
+        )
         return
     if not items:
         click.echo(f"no {kind.replace('_', ' ')} registered")
@@ -546,9 +781,18 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         for r in registry.registrations(kind).values():
             provided.setdefault(r.plugin, {}).setdefault(kind, []).append(r.name)
     rows: list[dict[str, Any]] = [
-        {"name": p.name, "module": p.module, "distribution": p.distribution, "version": p.version,
-         "api_version": p.api_version, "hooks": p.hooks, "provides": provided.get(p.name, {}), "error": p.error}
-        for p in registry.plugins]
+        {
+            "name": p.name,
+            "module": p.module,
+            "distribution": p.distribution,
+            "version": p.version,
+            "api_version": p.api_version,
+            "hooks": p.hooks,
+            "provides": provided.get(p.name, {}),
+            "error": p.error,
+        }
+        for p in registry.plugins
+    ]
     failed = [row["name"] for row in rows if row["error"]]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -661,22 +905,35 @@ def tasks_validate(spec: str, scorer: str | None, seed: int, as_json: bool) -> N
         if isinstance(source, ValidatingTaskSource):
             problems += [p.to_json() for p in source.validate()]
         failing = {p["task_id"] for p in problems if p["severity"] == "error"}
-        problems += [{"task_id": task_id, "severity": severity, "message": message}
-                     for task_id, severity, message in iter_validation(task_list, scorer_obj, structural=not own,
-                                                                       skip=failing)]
+        problems += [
+            {"task_id": task_id, "severity": severity, "message": message}
+            for task_id, severity, message in iter_validation(task_list, scorer_obj, structural=not own, skip=failing)
+        ]
     except (UnknownPluginObject, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     errors = sorted({p["task_id"] for p in problems if p["severity"] == "error"})
     warnings = sorted({p["task_id"] for p in problems if p["severity"] != "error"} - set(errors))
     if as_json:
-        click.echo(json.dumps({"spec": spec, "n_tasks": len(generated), "tasks_with_errors": errors,
-                               "tasks_with_warnings": warnings, "problems": problems}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "spec": spec,
+                    "n_tasks": len(generated),
+                    "tasks_with_errors": errors,
+                    "tasks_with_warnings": warnings,
+                    "problems": problems,
+                },
+                indent=2,
+            )
+        )
     else:
         for p in problems:
             color = "red" if p["severity"] == "error" else "yellow"
             click.echo(f"{p['task_id']}  {click.style(p['severity'], fg=color)}  {p['message']}")
-        click.echo(f"{spec}: {len(generated)} tasks, {len(errors)} with errors (no answer can pass), "
-                   f"{len(warnings)} with warnings only")
+        click.echo(
+            f"{spec}: {len(generated)} tasks, {len(errors)} with errors (no answer can pass), "
+            f"{len(warnings)} with warnings only"
+        )
     if errors:
         sys.exit(1)
 

@@ -63,8 +63,9 @@ _TAGGED = [
 _FENCE = re.compile(r"```[a-zA-Z0-9_+-]*\s*\n?(.*?)```", re.S)
 
 
-def decode(text: str | None, native_calls: tuple[ToolCall, ...] | list[ToolCall] = (), *,
-           dialect: Dialect | None = None) -> Decoded:
+def decode(
+    text: str | None, native_calls: tuple[ToolCall, ...] | list[ToolCall] = (), *, dialect: Dialect | None = None
+) -> Decoded:
     """Decode a completion into calls. Never raises on any model output.
 
     ``dialect`` says how pythonic values are read and which formats come on top of the shared ones
@@ -72,7 +73,7 @@ def decode(text: str | None, native_calls: tuple[ToolCall, ...] | list[ToolCall]
     """
     dialect = dialect or PLAIN
     if native_calls:
-        native = tuple(native_calls)[:MAX_CALLS + 1]
+        native = tuple(native_calls)[: MAX_CALLS + 1]
         if len(native) > MAX_CALLS:
             return Decoded(error=f"more than {MAX_CALLS} calls")
         return Decoded(calls=native, format="native")
@@ -96,8 +97,13 @@ def decode(text: str | None, native_calls: tuple[ToolCall, ...] | list[ToolCall]
         return Decoded(error=f"nesting deeper than {MAX_NESTING}")
     fast_calls = dialect.fast_calls
     tried = None  # the text the fast reader already left to ast.parse: not offered to it twice
-    if fast_calls is not None and not tagged and "```" not in text and text[0] not in "{`" \
-            and not _JSON_LIST.match(text):
+    if (
+        fast_calls is not None
+        and not tagged
+        and "```" not in text
+        and text[0] not in "{`"
+        and not _JSON_LIST.match(text)
+    ):
         fast = fast_calls(text)  # the common case: what the first candidate below decodes to
         if fast is not None:
             return _result(fast, "python")
@@ -173,7 +179,7 @@ def _candidates(text: str) -> list[str]:
         seen.append(text.strip("`\n "))  # `f(a=1)`: BFCL strips backticks too
     start, end = text.find("["), text.rfind("]")
     if 0 <= start < end:
-        seen.append(text[start:end + 1])
+        seen.append(text[start : end + 1])
     return [c for i, c in enumerate(seen) if c and c not in seen[:i]]
 
 
@@ -243,6 +249,7 @@ def _json_sequence(body: str) -> list[Any] | None:
 
 # --- JSON -------------------------------------------------------------------------------------------
 
+
 def _calls_from_json(data: Any) -> list[ToolCall]:
     if isinstance(data, dict) and isinstance(data.get("tool_calls"), list):
         data = data["tool_calls"]
@@ -264,7 +271,7 @@ def json_call(item: Any) -> ToolCall:
         name = item["function"]
         args = item.get("parameters", item.get("arguments", {}))
     elif len(item) == 1:
-        (name, args), = item.items()
+        ((name, args),) = item.items()
     else:
         raise DecodeError("a JSON tool call needs a 'name'")
     if isinstance(args, str):
@@ -282,6 +289,7 @@ def json_call(item: Any) -> ToolCall:
 
 
 # --- pythonic ---------------------------------------------------------------------------------------
+
 
 def _calls_from_python(body: str, dialect: Dialect, fast: bool = True) -> list[ToolCall]:
     if fast and dialect.fast_calls is not None:
@@ -407,12 +415,12 @@ PLAIN = Dialect()
 
 # --- binding ----------------------------------------------------------------------------------------
 
+
 class ParameterOrder(Protocol):
     """What :func:`bind_arguments` needs of a tool: its parameters' declaration order."""
 
     @property
-    def parameter_order(self) -> Sequence[str]:
-        ...
+    def parameter_order(self) -> Sequence[str]: ...
 
 
 def bind_arguments(call: ToolCall, tool: ParameterOrder | None) -> tuple[dict[str, Any], list[str]]:

@@ -29,8 +29,9 @@ class BackendError(RuntimeError):
     #: for the validator's own failures: what the operator must fix ("" if nothing to say)
     action: str = ""
 
-    def __init__(self, message: str, *, fault: Fault | None = None, retryable: bool | None = None,
-                 action: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, fault: Fault | None = None, retryable: bool | None = None, action: str | None = None
+    ) -> None:
         super().__init__(message)
         if action is not None:
             self.action = action

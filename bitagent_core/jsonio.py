@@ -24,8 +24,9 @@ class JsonlError(ValueError):
         self.path, self.lineno, self.reason = str(path), lineno, message
 
 
-def read_jsonl(path: str | Path, *, on_error: OnError = "raise", drop_torn_tail: bool = False,
-               encoding: str = "utf-8-sig") -> Iterator[tuple[int, Any]]:
+def read_jsonl(
+    path: str | Path, *, on_error: OnError = "raise", drop_torn_tail: bool = False, encoding: str = "utf-8-sig"
+) -> Iterator[tuple[int, Any]]:
     """``(line number, value)`` for each non-blank line, streamed (the file is never held whole).
 
     ``drop_torn_tail``: a last line without its newline that is not valid JSON was cut by a crash mid-write;

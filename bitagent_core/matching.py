@@ -15,7 +15,6 @@ def standardize(text: str) -> str:
     return text.translate(STANDARDIZE_DROP).lower().replace("'", '"')
 
 
-
 def max_weight_matching(weights: list[list[float]]) -> list[tuple[int, int]]:
     """Pairs ``(row, column)`` maximising the total weight; each row and column used at most once.
 

@@ -14,14 +14,28 @@ import attrs
 
 #: The upstream subnet's wire types, mapped to JSON-schema types and back.
 _UPSTREAM_TO_SCHEMA = {
-    "str": "string", "string": "string", "int": "integer", "integer": "integer",
-    "float": "number", "number": "number", "bool": "boolean", "boolean": "boolean",
-    "list": "array", "array": "array", "tuple": "array", "dict": "object", "object": "object",
+    "str": "string",
+    "string": "string",
+    "int": "integer",
+    "integer": "integer",
+    "float": "number",
+    "number": "number",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "list": "array",
+    "array": "array",
+    "tuple": "array",
+    "dict": "object",
+    "object": "object",
     "any": "string",
 }
 _SCHEMA_TO_UPSTREAM = {
-    "string": "str", "integer": "int", "number": "number", "boolean": "bool",
-    "array": "list", "object": "dict",
+    "string": "str",
+    "integer": "int",
+    "number": "number",
+    "boolean": "bool",
+    "array": "list",
+    "object": "dict",
 }
 
 
@@ -112,8 +126,11 @@ class ToolCall:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ToolCall:
-        return cls(name=data["name"], arguments=dict(data.get("arguments") or {}),
-                   positional=tuple(data.get("positional") or ()))
+        return cls(
+            name=data["name"],
+            arguments=dict(data.get("arguments") or {}),
+            positional=tuple(data.get("positional") or ()),
+        )
 
 
 #: who says a message
@@ -141,8 +158,11 @@ class Message:
         if not isinstance(data, dict) or not isinstance(data.get("role"), str):
             raise ValueError(f"a message needs a string 'role': {str(data)[:200]}")
         # the role kept as written: a record from elsewhere may use one this version does not know
-        return cls(role=data["role"], content=str(data.get("content") or ""),
-                   tool_calls=tuple(ToolCall.from_json(c) for c in data.get("tool_calls") or ()))
+        return cls(
+            role=data["role"],
+            content=str(data.get("content") or ""),
+            tool_calls=tuple(ToolCall.from_json(c) for c in data.get("tool_calls") or ()),
+        )
 
 
 @attrs.frozen
@@ -164,7 +184,7 @@ class ExpectedCall:
         """Read BFCL's ``{func: {param: [values]}}`` form (a bare value counts as the only option)."""
         if not isinstance(data, dict) or len(data) != 1:
             raise ValueError(f"an expected call is {{name: {{param: [values]}}}}: {str(data)[:200]}")
-        (name, args), = data.items()
+        ((name, args),) = data.items()
         if not isinstance(args, dict):
             raise ValueError(f"expected call {name!r}: arguments must be an object")
         return cls(name=name, arguments={k: tuple(v) if isinstance(v, list) else (v,) for k, v in args.items()})
@@ -209,8 +229,10 @@ class Turn:
     def from_json(cls, data: dict[str, Any]) -> Turn:
         if not isinstance(data, dict) or not isinstance(data.get("messages", []), list):
             raise ValueError(f"a turn is {{'messages': [...], 'add_tools': [...]}}: {str(data)[:200]}")
-        return cls(messages=tuple(Message.from_json(m) for m in data.get("messages") or ()),
-                   add_tools=tuple(Tool.from_json(t) for t in data.get("add_tools") or ()))
+        return cls(
+            messages=tuple(Message.from_json(m) for m in data.get("messages") or ()),
+            add_tools=tuple(Tool.from_json(t) for t in data.get("add_tools") or ()),
+        )
 
 
 #: BFCL's limit: a turn is cut off (and the trajectory force-terminated) after this many steps that made calls
@@ -421,21 +443,23 @@ class Step:
             return cls(tool_calls=tuple(_fc_call(item) for item in data))
         if not isinstance(data, dict):
             raise ValueError(f"a step is its raw text or an object with 'text': {str(data)[:200]}")
-        return cls(text=str(data.get("text") or ""),
-                   tool_calls=tuple(ToolCall.from_json(c) for c in data.get("tool_calls") or ()),
-                   calls=tuple(ToolCall.from_json(c) for c in data.get("calls") or ()),
-                   results=tuple(str(r) for r in data.get("results") or ()),
-                   decode_error=data.get("decode_error"),
-                   prompt_tokens=int(data.get("prompt_tokens") or 0),
-                   completion_tokens=int(data.get("completion_tokens") or 0),
-                   latency_s=float(data.get("latency_s") or 0.0))
+        return cls(
+            text=str(data.get("text") or ""),
+            tool_calls=tuple(ToolCall.from_json(c) for c in data.get("tool_calls") or ()),
+            calls=tuple(ToolCall.from_json(c) for c in data.get("calls") or ()),
+            results=tuple(str(r) for r in data.get("results") or ()),
+            decode_error=data.get("decode_error"),
+            prompt_tokens=int(data.get("prompt_tokens") or 0),
+            completion_tokens=int(data.get("completion_tokens") or 0),
+            latency_s=float(data.get("latency_s") or 0.0),
+        )
 
 
 def _fc_call(item: Any) -> ToolCall:
     """One call of BFCL's function-calling result shape: ``{name: "<json arguments>"}`` or ``{name: {...}}``."""
     if not isinstance(item, dict) or len(item) != 1:
         raise ValueError(f"a function-calling step holds {{name: arguments}} objects: {str(item)[:200]}")
-    (name, arguments), = item.items()
+    ((name, arguments),) = item.items()
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
@@ -471,5 +495,7 @@ class Trajectory:
             terminated = None
         if not isinstance(data, list) or not all(isinstance(turn, list) for turn in data):
             raise ValueError("a trajectory is a list of turns, each a list of steps")
-        return cls(turns=tuple(tuple(Step.from_json(s) for s in turn) for turn in data),
-                   terminated=str(terminated) if terminated else None)
+        return cls(
+            turns=tuple(tuple(Step.from_json(s) for s in turn) for turn in data),
+            terminated=str(terminated) if terminated else None,
+        )

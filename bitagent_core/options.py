@@ -15,8 +15,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-__all__ = ["BackendOptions", "MappingOptions", "NoOptions", "OptionError", "build_options", "parse_option_args",
-           "parse_option_string"]
+__all__ = [
+    "BackendOptions",
+    "MappingOptions",
+    "NoOptions",
+    "OptionError",
+    "build_options",
+    "parse_option_args",
+    "parse_option_string",
+]
 
 
 class BackendOptions(BaseModel):
@@ -116,8 +123,9 @@ def parse_option_string(text: str, source: str) -> dict[str, str]:
     return parse_option_args(items, source)
 
 
-def build_options(model: type[OptionsT], raw: Mapping[str, Any], *, backend: str,
-                  sources: Mapping[str, str] | None = None) -> OptionsT:
+def build_options(
+    model: type[OptionsT], raw: Mapping[str, Any], *, backend: str, sources: Mapping[str, str] | None = None
+) -> OptionsT:
     """Validate ``raw`` against ``model``; each error names the key's source (``sources[key]``, e.g.
     ``-B``, ``BITAGENT_BACKEND_OPTIONS`` or ``config.toml:7``) and the options the backend knows."""
     try:

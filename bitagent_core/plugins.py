@@ -95,8 +95,10 @@ def check_api_version(declared: object) -> str | None:
         return f"{PLUGIN_API_ATTRIBUTE} = {declared!r} is not a version like '1' or '1.0'"
     ours = _parse_version(PLUGIN_API_VERSION)
     if major != ours[0] or minor > ours[1]:
-        return (f"built for bitagent plugin API {declared}, this bitagent provides {PLUGIN_API_VERSION} "
-                f"(upgrade the plugin or bitagent)")
+        return (
+            f"built for bitagent plugin API {declared}, this bitagent provides {PLUGIN_API_VERSION} "
+            f"(upgrade the plugin or bitagent)"
+        )
     return None
 
 
@@ -120,8 +122,10 @@ def check_hooks(plugin: object) -> str | None:
             unmarked.append(attr)
     problems = []
     if unknown:
-        problems.append(f"@hookimpl on {', '.join(sorted(unknown))}, which is not a bitagent hook "
-                        f"(hooks: {', '.join(sorted(HOOK_NAMES))})")
+        problems.append(
+            f"@hookimpl on {', '.join(sorted(unknown))}, which is not a bitagent hook "
+            f"(hooks: {', '.join(sorted(HOOK_NAMES))})"
+        )
     if unmarked:
         problems.append(f"{', '.join(sorted(unmarked))} is not marked @hookimpl")
     return "; ".join(problems) or None
@@ -144,14 +148,20 @@ class PluginRegistry:
             missing = sorted(only - {ep.name for ep in entry_points})
             if missing:
                 installed = ", ".join(sorted({ep.name for ep in entry_points})) or "none"
-                raise PluginSelectionError(f"{only_source}: no installed plugin is named "
-                                           f"{', '.join(map(repr, missing))} (installed: {installed})")
+                raise PluginSelectionError(
+                    f"{only_source}: no installed plugin is named "
+                    f"{', '.join(map(repr, missing))} (installed: {installed})"
+                )
         for ep in entry_points:
             if only is not None and ep.name not in only:
                 continue
             dist = ep.dist
-            info = PluginInfo(name=ep.name, module=ep.value, distribution=dist.name if dist else None,
-                              version=dist.version if dist else None)
+            info = PluginInfo(
+                name=ep.name,
+                module=ep.value,
+                distribution=dist.name if dist else None,
+                version=dist.version if dist else None,
+            )
             self.plugins.append(info)
             try:
                 module = ep.load()
@@ -173,8 +183,9 @@ class PluginRegistry:
 
     def register_module(self, module: object, name: str) -> None:
         """Register a plugin object directly (tests, embedding applications); raises if it fails a check."""
-        info = PluginInfo(name=name, module=getattr(module, "__name__", type(module).__name__),
-                          distribution=None, version=None)
+        info = PluginInfo(
+            name=name, module=getattr(module, "__name__", type(module).__name__), distribution=None, version=None
+        )
         self._register(module, name, info)
         self.plugins.append(info)
         self._registered = None
@@ -199,8 +210,10 @@ class PluginRegistry:
         """The registered plugins, bitagent's own first (a name a built-in registers is the built-in's,
         whatever the load order), then the others in the order they were loaded."""
         loaded = [p.name for p in self.plugins if self.pm.get_plugin(p.name) is not None]
-        return sorted(loaded, key=lambda name: (self._info(name) or PluginInfo("", "", None, None)).distribution
-                      != BUILTIN_DISTRIBUTION)
+        return sorted(
+            loaded,
+            key=lambda name: (self._info(name) or PluginInfo("", "", None, None)).distribution != BUILTIN_DISTRIBUTION,
+        )
 
     def _collect(self) -> dict[str, dict[str, Registration]]:
         if self._registered is not None:
@@ -210,12 +223,14 @@ class PluginRegistry:
             pending: dict[str, dict[str, Registration]] = {kind: {} for kind in self.KINDS}
             errors: list[str] = []
             for kind in self.KINDS:
-                impls = [i for i in getattr(self.pm.hook, f"register_{kind}").get_hookimpls()
-                         if i.plugin_name == plugin]
+                impls = [
+                    i for i in getattr(self.pm.hook, f"register_{kind}").get_hookimpls() if i.plugin_name == plugin
+                ]
                 for impl in impls:
                     try:
-                        register = self._register_function(kind, plugin, registered, pending[kind],
-                                                           self._written_before_1_0(plugin))
+                        register = self._register_function(
+                            kind, plugin, registered, pending[kind], self._written_before_1_0(plugin)
+                        )
                         impl.function(register=register)
                     except Exception as exc:  # noqa: BLE001 - a plugin that fails to register adds nothing
                         errors.append(f"register_{kind} failed: {type(exc).__name__}: {exc}")
@@ -231,26 +246,40 @@ class PluginRegistry:
         """An installed plugin of another distribution that declares no API version: built for the contract
         before 1.0, where a backend read its options as a mapping of strings."""
         info = self._info(plugin)
-        return (info is not None and info.api_version is None and info.distribution is not None
-                and info.distribution != BUILTIN_DISTRIBUTION)
+        return (
+            info is not None
+            and info.api_version is None
+            and info.distribution is not None
+            and info.distribution != BUILTIN_DISTRIBUTION
+        )
 
     @staticmethod
-    def _register_function(kind: str, plugin: str, registered: dict[str, dict[str, Registration]],
-                           pending: dict[str, Registration], before_1_0: bool = False) -> Callable[..., None]:
+    def _register_function(
+        kind: str,
+        plugin: str,
+        registered: dict[str, dict[str, Registration]],
+        pending: dict[str, Registration],
+        before_1_0: bool = False,
+    ) -> Callable[..., None]:
         """The ``register`` a ``register_<kind>`` hook of ``plugin`` receives: it checks each registration and
         keeps it aside until the plugin's every hook has run."""
         label = kind[:-1].replace("_", " ")
 
-        def register(name: str, factory: Callable[..., Any], description: str = "", *,
-                     options: type[BackendOptions] | None = None) -> None:
+        def register(
+            name: str,
+            factory: Callable[..., Any],
+            description: str = "",
+            *,
+            options: type[BackendOptions] | None = None,
+        ) -> None:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"a {label} needs a non-empty string name, got {name!r}")
             if not callable(factory):
                 raise ValueError(f"{label} {name!r}: the factory {factory!r} is not callable")
-            if options is not None and (kind != "backends" or not isinstance(options, type)
-                                        or not issubclass(options, BackendOptions)):
-                raise ValueError(f"{label} {name!r}: options= takes a BackendOptions subclass, "
-                                 "and only for backends")
+            if options is not None and (
+                kind != "backends" or not isinstance(options, type) or not issubclass(options, BackendOptions)
+            ):
+                raise ValueError(f"{label} {name!r}: options= takes a BackendOptions subclass, and only for backends")
             if name in registered[kind] or name in pending:
                 other = registered[kind][name].plugin if name in registered[kind] else plugin
                 raise ValueError(f"{label} {name!r} registered twice (by {other} and {plugin})")
@@ -281,8 +310,9 @@ class PluginRegistry:
             message = f"unknown {label} {name!r} (known: {known})"
             failed = self.failed_plugins()
             if failed:
-                message += ("; plugins that failed to load (see `bitagent plugins`): "
-                            + "; ".join(f"{p.name}: {p.error}" for p in failed))
+                message += "; plugins that failed to load (see `bitagent plugins`): " + "; ".join(
+                    f"{p.name}: {p.error}" for p in failed
+                )
             raise UnknownPluginObject(message)
         return found[name]
 
@@ -297,18 +327,22 @@ class PluginRegistry:
         except (ValueError, TypeError, OSError, UnknownPluginObject):
             raise  # the plugin's own word on a bad argument or a missing file: said as it is
         except Exception as exc:  # a plugin's bug: one line naming the plugin, not a traceback mid-run
-            raise RuntimeError(f"{kind[:-1].replace('_', ' ')} {name!r} of plugin {registration.plugin} could not "
-                               f"be built: {type(exc).__name__}: {exc}") from exc
+            raise RuntimeError(
+                f"{kind[:-1].replace('_', ' ')} {name!r} of plugin {registration.plugin} could not "
+                f"be built: {type(exc).__name__}: {exc}"
+            ) from exc
 
-    def backend_options(self, backend: str, raw: dict[str, Any], sources: dict[str, str] | None = None
-                        ) -> BackendOptions:
+    def backend_options(
+        self, backend: str, raw: dict[str, Any], sources: dict[str, str] | None = None
+    ) -> BackendOptions:
         """``raw`` (strings from the command line, the environment or a config file) as ``backend``'s typed
         options; an unknown key or a bad value is an :class:`~bitagent_core.options.OptionError` naming its
         source."""
         return build_options(self.get("backends", backend).options, raw, backend=backend, sources=sources)
 
-    def make_backend(self, backend: str, model: str | None, raw_options: dict[str, Any],
-                     sources: dict[str, str] | None = None) -> Any:
+    def make_backend(
+        self, backend: str, model: str | None, raw_options: dict[str, Any], sources: dict[str, str] | None = None
+    ) -> Any:
         """Build ``backend`` with validated options (nothing is loaded or started yet)."""
         options = self.backend_options(backend, raw_options, sources)
         return self.create("backends", backend, model, options)

@@ -61,9 +61,11 @@ class ConsoleProgress(RunObserver):
 
     def header(self, config: RunConfig, n_tasks: int, sources: dict[str, dict[str, Any]]) -> None:
         limit = "all" if config.limit is None else str(config.limit)
-        self.say(f"bitagent: {describe_sources(sources) or config.tasks} | {n_tasks} tasks | "
-                 f"model {config.model or 'default'} | backend {config.backend} | scorer {config.scorer} | "
-                 f"seed {config.seed} | limit {limit} | timeout {config.timeout_s:g} s")
+        self.say(
+            f"bitagent: {describe_sources(sources) or config.tasks} | {n_tasks} tasks | "
+            f"model {config.model or 'default'} | backend {config.backend} | scorer {config.scorer} | "
+            f"seed {config.seed} | limit {limit} | timeout {config.timeout_s:g} s"
+        )
 
     def starting_backend(self, backend: str, model: str | None) -> None:
         self.say(f"loading model {model or 'default'} ({backend})...")
@@ -81,13 +83,21 @@ class ConsoleProgress(RunObserver):
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self._bar = Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("mean {task.fields[mean]:.3f}"), TextColumn("{task.fields[rate]}"),
-                                 TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
-                                 console=Console(file=self.stream), transient=False)
+            self._bar = Progress(
+                TextColumn("[bold]evaluating"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("mean {task.fields[mean]:.3f}"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA {task.fields[eta]}"),
+                console=Console(file=self.stream),
+                transient=False,
+            )
             self._bar.start()
-            self._task = self._bar.add_task("evaluate", total=total, completed=self._done, mean=self.mean,
-                                            rate="", eta="?")
+            self._task = self._bar.add_task(
+                "evaluate", total=total, completed=self._done, mean=self.mean, rate="", eta="?"
+            )
         elif self.interval_s > 0:
             # a log file gets a line every interval even while one long request or trajectory runs (in-process
             # llama.cpp holds the event loop's thread, so the line comes from a thread of its own)
@@ -123,8 +133,10 @@ class ConsoleProgress(RunObserver):
 
     def step(self, task: Task, turn: int, step: Step) -> None:
         self._steps[task.id] = self._steps.get(task.id, 0) + 1
-        self._playing = (f"task {task.id}: turn {turn + 1}/{1 + len(task.turns)}, step {self._steps[task.id]}, "
-                         f"{step.prompt_tokens} prompt tokens")
+        self._playing = (
+            f"task {task.id}: turn {turn + 1}/{1 + len(task.turns)}, step {self._steps[task.id]}, "
+            f"{step.prompt_tokens} prompt tokens"
+        )
         if self._task is not None:
             self._bar.console.print(self._playing, markup=False, highlight=False)
 
@@ -135,9 +147,12 @@ class ConsoleProgress(RunObserver):
             rate, eta = self._rate_eta()
             percent = 100 * self._done / self._total if self._total else 100.0
             playing = f" | {self._playing}" if self._playing else ""
-            print(f"[{self._done}/{self._total}] {percent:.0f}% mean {self.mean:.3f} {rate} "
-                  f"elapsed {_duration(now - self._t0)} ETA {eta}{playing}".replace("  ", " "),
-                  file=self.stream, flush=True)
+            print(
+                f"[{self._done}/{self._total}] {percent:.0f}% mean {self.mean:.3f} {rate} "
+                f"elapsed {_duration(now - self._t0)} ETA {eta}{playing}".replace("  ", " "),
+                file=self.stream,
+                flush=True,
+            )
 
     def _tick(self) -> None:
         while not self._stopped.wait(self.interval_s):

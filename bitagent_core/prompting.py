@@ -23,29 +23,31 @@ SYSTEM_PROMPT = (
 )
 
 
-
 def system_prompt(task: Task) -> str:
     functions = json.dumps([tool.to_json() for tool in task.tools], indent=2, ensure_ascii=False)
     return SYSTEM_PROMPT.replace("{functions}", functions)
 
 
-def build_request(task: Task, tool_format: str = "prompt", *, temperature: float = 0.0,
-                  max_tokens: int = 160) -> ChatRequest:
+def build_request(
+    task: Task, tool_format: str = "prompt", *, temperature: float = 0.0, max_tokens: int = 160
+) -> ChatRequest:
     """The request for one task. ``prompt`` puts the tools in the system prompt (what the validator
     does); ``native`` passes them as OpenAI ``tools=`` and leaves the messages as they are."""
     if tool_format not in TOOL_FORMATS:
         raise ValueError(f"tool format must be one of {', '.join(TOOL_FORMATS)}, not {tool_format!r}")
     if tool_format == "native":
-        return ChatRequest(messages=task.messages, tools=task.tools, native_tools=True,
-                           temperature=temperature, max_tokens=max_tokens)
+        return ChatRequest(
+            messages=task.messages, tools=task.tools, native_tools=True, temperature=temperature, max_tokens=max_tokens
+        )
     prompt = task.system_prompt if task.system_prompt is not None else system_prompt(task)
     messages = list(task.messages)
     if messages and messages[0].role == "system":
         messages[0] = Message(role="system", content=prompt + "\n" + messages[0].content)
     else:
         messages.insert(0, Message(role="system", content=prompt))
-    return ChatRequest(messages=tuple(messages), tools=task.tools, native_tools=False,
-                       temperature=temperature, max_tokens=max_tokens)
+    return ChatRequest(
+        messages=tuple(messages), tools=task.tools, native_tools=False, temperature=temperature, max_tokens=max_tokens
+    )
 
 
 def fold_system_prompt(messages: tuple[Message, ...]) -> tuple[Message, ...]:

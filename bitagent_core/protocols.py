@@ -52,8 +52,7 @@ class RunConfigView(Protocol):
     @property
     def seed(self) -> int: ...
 
-    def to_json(self) -> dict[str, Any]:
-        ...
+    def to_json(self) -> dict[str, Any]: ...
 
 
 class RunView(Protocol):
@@ -83,8 +82,7 @@ class TaskSource(Protocol):
         ...
 
     @property
-    def description(self) -> str:
-        ...
+    def description(self) -> str: ...
 
     def categories(self) -> list[str]:
         """The categories this source can produce (``bitagent tasks list``); each ``name:category`` must be
@@ -102,8 +100,7 @@ class DataProblemLike(Protocol):
     """One problem a task source found in its own data (:meth:`ValidatingTaskSource.validate`)."""
 
     @property
-    def task_id(self) -> str:
-        ...
+    def task_id(self) -> str: ...
 
     @property
     def severity(self) -> str:
@@ -111,11 +108,9 @@ class DataProblemLike(Protocol):
         ...
 
     @property
-    def message(self) -> str:
-        ...
+    def message(self) -> str: ...
 
-    def to_json(self) -> dict[str, str]:
-        ...
+    def to_json(self) -> dict[str, str]: ...
 
 
 @runtime_checkable
@@ -123,8 +118,7 @@ class ValidatingTaskSource(TaskSource, Protocol):
     """A task source that checks its own data (``bitagent tasks validate`` uses it instead of the generic
     structural check)."""
 
-    def validate(self) -> Sequence[DataProblemLike]:
-        ...
+    def validate(self) -> Sequence[DataProblemLike]: ...
 
 
 @runtime_checkable
@@ -153,8 +147,7 @@ class Backend(Protocol):
 @runtime_checkable
 class Scorer(Protocol):
     @property
-    def name(self) -> str:
-        ...
+    def name(self) -> str: ...
 
     @property
     def version(self) -> str:
@@ -208,8 +201,7 @@ class GuardedEnvironment(Environment, Protocol):
     """An environment that refuses some calls before they run: ``guard(call)`` returns the error text shown to
     the model, or None to let the call run (for methods that could take unbounded time on some arguments)."""
 
-    def guard(self, call: ToolCall) -> str | None:
-        ...
+    def guard(self, call: ToolCall) -> str | None: ...
 
 
 @runtime_checkable
@@ -236,20 +228,16 @@ class Competition(Protocol):
     ``competition:<name>``, whose ``version`` keys evaluations (changing it regrades every model)."""
 
     @property
-    def name(self) -> str:
-        ...
+    def name(self) -> str: ...
 
     @property
-    def version(self) -> str:
-        ...
+    def version(self) -> str: ...
 
     @property
-    def description(self) -> str:
-        ...
+    def description(self) -> str: ...
 
     @property
-    def sample_size(self) -> int:
-        ...
+    def sample_size(self) -> int: ...
 
     @property
     def scorer(self) -> str:
@@ -284,14 +272,11 @@ class Reporter(Protocol):
 
     A reporter that raises is disabled for the rest of the run (one warning line); it never ends the run."""
 
-    def on_run_start(self, run: RunView) -> None:
-        ...
+    def on_run_start(self, run: RunView) -> None: ...
 
-    def on_sample_scored(self, run: RunView, sample: SampleRecord) -> None:
-        ...
+    def on_sample_scored(self, run: RunView, sample: SampleRecord) -> None: ...
 
-    def on_run_end(self, run: RunView, results: RunResults) -> None:
-        ...
+    def on_run_end(self, run: RunView, results: RunResults) -> None: ...
 
 
 #: ``factory(arg)``: ``arg`` is what follows the colon in ``--tasks name:arg`` (``None`` without a colon)
@@ -305,26 +290,22 @@ EnvironmentFactory = Callable[[dict[str, Any]], Environment]
 
 
 class RegisterTaskSource(Protocol):
-    def __call__(self, name: str, factory: TaskSourceFactory, description: str = "") -> None:
-        ...
+    def __call__(self, name: str, factory: TaskSourceFactory, description: str = "") -> None: ...
 
 
 class RegisterBackend(Protocol):
-    def __call__(self, name: str, factory: BackendFactory, description: str = "", *,
-                 options: type[BackendOptions] | None = None) -> None:
-        ...
+    def __call__(
+        self, name: str, factory: BackendFactory, description: str = "", *, options: type[BackendOptions] | None = None
+    ) -> None: ...
 
 
 class RegisterScorer(Protocol):
-    def __call__(self, name: str, factory: ScorerFactory, description: str = "") -> None:
-        ...
+    def __call__(self, name: str, factory: ScorerFactory, description: str = "") -> None: ...
 
 
 class RegisterCompetition(Protocol):
-    def __call__(self, name: str, factory: CompetitionFactory, description: str = "") -> None:
-        ...
+    def __call__(self, name: str, factory: CompetitionFactory, description: str = "") -> None: ...
 
 
 class RegisterEnvironment(Protocol):
-    def __call__(self, name: str, factory: EnvironmentFactory, description: str = "") -> None:
-        ...
+    def __call__(self, name: str, factory: EnvironmentFactory, description: str = "") -> None: ...

@@ -45,18 +45,22 @@ def _check_version(data: Mapping[str, Any], what: str) -> str:
     version = str(data.get("schema_version") or "0")  # lines written before the schema existed: same layout
     major = version.split(".", 1)[0]
     if not major.isdigit() or int(major) > int(SCHEMA_VERSION.split(".")[0]):
-        raise SchemaError(f"{what} has schema_version {version}, newer than this bitagent reads "
-                          f"({SCHEMA_VERSION}); upgrade bitagent")
+        raise SchemaError(
+            f"{what} has schema_version {version}, newer than this bitagent reads ({SCHEMA_VERSION}); upgrade bitagent"
+        )
     return version
 
 
 def completion_from_json(data: Mapping[str, Any]) -> Completion:
-    return Completion(text=str(data.get("text") or ""),
-                      tool_calls=tuple(ToolCall.from_json(c) for c in data.get("tool_calls") or ()),
-                      prompt_tokens=int(data.get("prompt_tokens") or 0),
-                      completion_tokens=int(data.get("completion_tokens") or 0),
-                      latency_s=float(data.get("latency_s") or 0.0), finish_reason=str(data.get("finish_reason") or ""),
-                      error=data.get("error"))
+    return Completion(
+        text=str(data.get("text") or ""),
+        tool_calls=tuple(ToolCall.from_json(c) for c in data.get("tool_calls") or ()),
+        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        completion_tokens=int(data.get("completion_tokens") or 0),
+        latency_s=float(data.get("latency_s") or 0.0),
+        finish_reason=str(data.get("finish_reason") or ""),
+        error=data.get("error"),
+    )
 
 
 @attrs.frozen
@@ -90,23 +94,45 @@ class SampleRecord:
     schema_version: str = SCHEMA_VERSION
 
     @classmethod
-    def of(cls, task: Task, *, status: SampleStatus, score: Score, completion: Completion,
-           messages: tuple[Message, ...], trajectory: Trajectory | None = None,
-           extra: Mapping[str, Any] | None = None) -> SampleRecord:
+    def of(
+        cls,
+        task: Task,
+        *,
+        status: SampleStatus,
+        score: Score,
+        completion: Completion,
+        messages: tuple[Message, ...],
+        trajectory: Trajectory | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> SampleRecord:
         """The one way a sample's record is made (a run, a resumed run, re-scoring): the task, what was asked
         (``messages`` as the model saw them), the answer and the verdict; ``extra``: fields kept verbatim. A
         multi-turn task keeps its turns and the trajectory; its decoded calls are the calls read at each step."""
         multi_turn = task.environment is not None or trajectory is not None
-        decoded = (tuple(c for steps in trajectory.turns for s in steps for c in s.calls)
-                   if trajectory is not None else score.decoded_calls)
-        return cls(task_id=task.id, source=task.source, category=task.category, status=status,
-                   score=score.value, passed=score.passed, error_type=score.error_type,
-                   breakdown=score.breakdown, decoded_calls=decoded, detail=score.detail, completion=completion,
-                   messages=messages, tools=task.tools,
-                   expected_calls=() if multi_turn else task.expected_calls,
-                   turns=tuple(t.to_json() for t in task.turns) if multi_turn else None,
-                   trajectory=(trajectory or Trajectory()) if multi_turn else None,
-                   extra=dict(extra or {}))
+        decoded = (
+            tuple(c for steps in trajectory.turns for s in steps for c in s.calls)
+            if trajectory is not None
+            else score.decoded_calls
+        )
+        return cls(
+            task_id=task.id,
+            source=task.source,
+            category=task.category,
+            status=status,
+            score=score.value,
+            passed=score.passed,
+            error_type=score.error_type,
+            breakdown=score.breakdown,
+            decoded_calls=decoded,
+            detail=score.detail,
+            completion=completion,
+            messages=messages,
+            tools=task.tools,
+            expected_calls=() if multi_turn else task.expected_calls,
+            turns=tuple(t.to_json() for t in task.turns) if multi_turn else None,
+            trajectory=(trajectory or Trajectory()) if multi_turn else None,
+            extra=dict(extra or {}),
+        )
 
     @property
     def ok(self) -> bool:
@@ -160,10 +186,14 @@ class SampleRecord:
         try:
             turns = data.get("turns")
             return cls(
-                task_id=data["task_id"], status=OK if data.get("status") == OK else FAILED,
-                score=float(data.get("score") or 0.0), passed=bool(data.get("passed")),
-                source=str(data.get("source") or ""), category=str(data.get("category") or ""),
-                error_type=data.get("error_type"), breakdown=dict(data.get("breakdown") or {}),
+                task_id=data["task_id"],
+                status=OK if data.get("status") == OK else FAILED,
+                score=float(data.get("score") or 0.0),
+                passed=bool(data.get("passed")),
+                source=str(data.get("source") or ""),
+                category=str(data.get("category") or ""),
+                error_type=data.get("error_type"),
+                breakdown=dict(data.get("breakdown") or {}),
                 decoded_calls=tuple(ToolCall.from_json(c) for c in data.get("decoded_calls") or ()),
                 detail=str(data.get("detail") or ""),
                 completion=completion_from_json(data.get("completion") or {}),
@@ -195,8 +225,9 @@ def pass_hat_k(n: int, c: int, k: int) -> float:
     return math.comb(c, k) / math.comb(n, k)
 
 
-def summarize_repeats(tasks: Iterable[tuple[str, str]], records: Mapping[str, SampleRecord],
-                      repeats: int) -> dict[str, Any]:
+def summarize_repeats(
+    tasks: Iterable[tuple[str, str]], records: Mapping[str, SampleRecord], repeats: int
+) -> dict[str, Any]:
     """pass@k and pass^k for k = 1 ... ``repeats``, per category and over all tasks (the mean over tasks; a
     failed or missing sample counts as not passed), as tau2-bench and MCPMark report them."""
     per_category: dict[str, list[int]] = {}
@@ -215,8 +246,11 @@ def summarize_repeats(tasks: Iterable[tuple[str, str]], records: Mapping[str, Sa
         return out
 
     every = [c for counts in per_category.values() for c in counts]
-    return {"k": repeats, "per_category": {cat: figures(counts) for cat, counts in sorted(per_category.items())},
-            "all": figures(every) if every else {"tasks": 0}}
+    return {
+        "k": repeats,
+        "per_category": {cat: figures(counts) for cat, counts in sorted(per_category.items())},
+        "all": figures(every) if every else {"tasks": 0},
+    }
 
 
 _SAMPLE_FIELDS = frozenset(f.name for f in attrs.fields(SampleRecord)) - {"extra"}
@@ -238,8 +272,13 @@ class CategoryStats:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CategoryStats:
         mean = float(data.get("mean_score") or 0.0)
-        return cls(n=int(data.get("n") or 0), mean_score=mean, passed=int(data.get("passed") or 0),
-                   ci_low=float(data.get("ci_low", mean)), ci_high=float(data.get("ci_high", mean)))
+        return cls(
+            n=int(data.get("n") or 0),
+            mean_score=mean,
+            passed=int(data.get("passed") or 0),
+            ci_low=float(data.get("ci_low", mean)),
+            ci_high=float(data.get("ci_high", mean)),
+        )
 
 
 @attrs.frozen
@@ -290,11 +329,13 @@ class RunResults:
         cfg = self.config
         limit = cfg.get("limit")
         version = self.scorer.get("version")
-        return (f"{cfg.get('tasks', '?')}: {self.model.get('model') or cfg.get('model') or 'default'} "
-                f"({cfg.get('backend', '?')}), scorer {self.scorer.get('name', '?')}"
-                f"{' v' + str(version) if version else ''}, seed {cfg.get('seed', 0)}, "
-                f"limit {'all' if limit is None else limit}, temperature {cfg.get('temperature', 0.0):g} "
-                f"[{self.status}]")
+        return (
+            f"{cfg.get('tasks', '?')}: {self.model.get('model') or cfg.get('model') or 'default'} "
+            f"({cfg.get('backend', '?')}), scorer {self.scorer.get('name', '?')}"
+            f"{' v' + str(version) if version else ''}, seed {cfg.get('seed', 0)}, "
+            f"limit {'all' if limit is None else limit}, temperature {cfg.get('temperature', 0.0):g} "
+            f"[{self.status}]"
+        )
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in attrs.fields(RunResults) if f.name != "extra"}
@@ -339,9 +380,9 @@ def confidence_interval(scores: list[float]) -> tuple[float, float]:
         return 0.0, 1.0
     mean = statistics.fmean(scores)
     if all(s in (0.0, 1.0) for s in scores):
-        denom = 1 + Z95 ** 2 / n
-        centre = (mean + Z95 ** 2 / (2 * n)) / denom
-        half = Z95 * math.sqrt(mean * (1 - mean) / n + Z95 ** 2 / (4 * n * n)) / denom
+        denom = 1 + Z95**2 / n
+        centre = (mean + Z95**2 / (2 * n)) / denom
+        half = Z95 * math.sqrt(mean * (1 - mean) / n + Z95**2 / (4 * n * n)) / denom
         low, high = centre - half, centre + half
     else:
         half = Z95 * statistics.stdev(scores) / math.sqrt(n) if n > 1 else 1.0
@@ -349,8 +390,9 @@ def confidence_interval(scores: list[float]) -> tuple[float, float]:
     return round(max(0.0, low), 6), round(min(1.0, high), 6)
 
 
-def summarize(tasks: Iterable[tuple[str, str]], records: Mapping[str, SampleRecord], *,
-              partial: bool = False) -> dict[str, Any]:
+def summarize(
+    tasks: Iterable[tuple[str, str]], records: Mapping[str, SampleRecord], *, partial: bool = False
+) -> dict[str, Any]:
     """Scores over ``tasks`` (``(task id, category)`` pairs): a failed or missing sample counts 0, unless
     ``partial``, where only the tasks with a record count. Returns the summary fields of :class:`RunResults`."""
     per_category: dict[str, list[float]] = {}
@@ -380,8 +422,9 @@ def summarize(tasks: Iterable[tuple[str, str]], records: Mapping[str, SampleReco
         "n_scorer_errors": sum(1 for r in records.values() if r.error_type == "scorer_error"),
         "n_passed": sum(passed.values()),
         "per_category": {
-            cat: CategoryStats(len(values), round(statistics.fmean(values), 6), passed[cat],
-                               *confidence_interval(values))
+            cat: CategoryStats(
+                len(values), round(statistics.fmean(values), 6), passed[cat], *confidence_interval(values)
+            )
             for cat, values in sorted(per_category.items())
         },
         "prompt_tokens": sum(r.completion.prompt_tokens for r in done),

@@ -35,5 +35,6 @@ class Reporters:
             except Exception as exc:  # noqa: BLE001 - a reporter must never end a run or lose a sample
                 reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                 self.disabled[impl.plugin_name] = f"{hook_name}: {reason}"
-                log.warning("reporter %s disabled for the rest of the run: %s raised %s",
-                            impl.plugin_name, hook_name, reason)
+                log.warning(
+                    "reporter %s disabled for the rest of the run: %s raised %s", impl.plugin_name, hook_name, reason
+                )

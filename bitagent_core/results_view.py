@@ -21,13 +21,15 @@ EXIT_FAILURES = 4  # more samples failed than --max-failures allows; all failing
 EXIT_IO = 5  # results could not be written (full disk...): finished samples are kept
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished samples are kept, --resume continues
 
-EXIT_CODES = {EXIT_OK: "every task was scored (failures within --max-failures)",
-              EXIT_ERROR: "error before the run (unknown plugin, bad option or tasks, --resume conflict)",
-              EXIT_USAGE: "bad command line",
-              EXIT_STARTUP: "the backend could not start (model, server, --base-url); the run directory says failed",
-              EXIT_FAILURES: "more samples failed than --max-failures allows (all failed: always)",
-              EXIT_IO: "a file could not be written (disk full...); finished samples are kept",
-              EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGTERM); continue with --resume"}
+EXIT_CODES = {
+    EXIT_OK: "every task was scored (failures within --max-failures)",
+    EXIT_ERROR: "error before the run (unknown plugin, bad option or tasks, --resume conflict)",
+    EXIT_USAGE: "bad command line",
+    EXIT_STARTUP: "the backend could not start (model, server, --base-url); the run directory says failed",
+    EXIT_FAILURES: "more samples failed than --max-failures allows (all failed: always)",
+    EXIT_IO: "a file could not be written (disk full...); finished samples are kept",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGTERM); continue with --resume",
+}
 
 FORMATS = ("table", "json", "markdown", "csv")
 
@@ -70,8 +72,10 @@ def notes(results: RunResults) -> list[str]:
     for spec, counts in results.sources.items():
         taken, available = counts.get("taken"), counts.get("available")
         if available is not None and taken is not None and available > taken:
-            out.append(f"note: --limit {limit} took {taken} of {spec}'s {available} tasks; the score covers those "
-                       "only (--limit all runs them all)")
+            out.append(
+                f"note: --limit {limit} took {taken} of {spec}'s {available} tasks; the score covers those "
+                "only (--limit all runs them all)"
+            )
     if results.n_failed:
         out.append(f"{results.n_failed} of {results.n_tasks} samples failed (scored 0); top errors:")
         out.extend(f"  {count} x {message}" for message, count in list(results.top_errors.items())[:5])
@@ -81,11 +85,27 @@ def notes(results: RunResults) -> list[str]:
 
 
 def _rows(results: RunResults) -> list[dict[str, Any]]:
-    rows = [{"category": cat, "tasks": s.n, "passed": s.passed, "mean_score": s.mean_score,
-             "ci_low": s.ci_low, "ci_high": s.ci_high} for cat, s in results.per_category.items()]
-    rows.append({"category": "all", "tasks": results.n_tasks, "passed": results.n_passed,
-                 "mean_score": results.mean_score, "ci_low": results.mean_score_ci[0],
-                 "ci_high": results.mean_score_ci[1]})
+    rows = [
+        {
+            "category": cat,
+            "tasks": s.n,
+            "passed": s.passed,
+            "mean_score": s.mean_score,
+            "ci_low": s.ci_low,
+            "ci_high": s.ci_high,
+        }
+        for cat, s in results.per_category.items()
+    ]
+    rows.append(
+        {
+            "category": "all",
+            "tasks": results.n_tasks,
+            "passed": results.n_passed,
+            "mean_score": results.mean_score,
+            "ci_low": results.mean_score_ci[0],
+            "ci_high": results.mean_score_ci[1],
+        }
+    )
     return rows
 
 
@@ -98,8 +118,10 @@ def pass_k_lines(results: RunResults) -> list[str]:
     rows = {**data["per_category"], "all": data.get("all") or {}}
     lines = [f"repeats: each task ran {k} times; pass@k (any of k passes) and pass^k (all k pass):"]
     for category, figures in rows.items():
-        cells = "  ".join(f"pass@{i} {figures.get(f'pass@{i}', 0.0):.3f}  pass^{i} {figures.get(f'pass^{i}', 0.0):.3f}"
-                          for i in sorted({1, k}))
+        cells = "  ".join(
+            f"pass@{i} {figures.get(f'pass@{i}', 0.0):.3f}  pass^{i} {figures.get(f'pass^{i}', 0.0):.3f}"
+            for i in sorted({1, k})
+        )
         lines.append(f"  {category}: {cells}")
     return lines
 
@@ -120,10 +142,17 @@ def render_results(results: RunResults, fmt: str = "table") -> str:
         writer.writerows(rows)
         return buffer.getvalue().rstrip("\n")
     if fmt == "markdown":
-        lines = [f"**{results.title()}**", "", "| category | tasks | passed | mean score | 95% CI |",
-                 "|---|---:|---:|---:|---|"]
-        lines += [f"| {r['category']} | {r['tasks']} | {r['passed']} | {r['mean_score']:.3f} | "
-                  f"{r['ci_low']:.3f}-{r['ci_high']:.3f} |" for r in rows]
+        lines = [
+            f"**{results.title()}**",
+            "",
+            "| category | tasks | passed | mean score | 95% CI |",
+            "|---|---:|---:|---:|---|",
+        ]
+        lines += [
+            f"| {r['category']} | {r['tasks']} | {r['passed']} | {r['mean_score']:.3f} | "
+            f"{r['ci_low']:.3f}-{r['ci_high']:.3f} |"
+            for r in rows
+        ]
         return "\n".join(lines + [""] + pass_k_lines(results) + notes(results))
     if fmt != "table":
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
@@ -135,13 +164,20 @@ def render_results(results: RunResults, fmt: str = "table") -> str:
         table.add_column(name, justify="left" if name == "category" else "right")
     for r in rows:
         bold = "[bold]" if r["category"] == "all" else ""
-        table.add_row(bold + r["category"], str(r["tasks"]), str(r["passed"]), f"{bold}{r['mean_score']:.3f}",
-                      f"{r['ci_low']:.3f}-{r['ci_high']:.3f}")
+        table.add_row(
+            bold + r["category"],
+            str(r["tasks"]),
+            str(r["passed"]),
+            f"{bold}{r['mean_score']:.3f}",
+            f"{r['ci_low']:.3f}-{r['ci_high']:.3f}",
+        )
     console = Console(file=io.StringIO(), width=120, force_terminal=False)
     console.print(table)
-    console.print(f"model: {results.model.get('model', '?')}  failed: {results.n_failed}  "
-                  f"tokens: {results.prompt_tokens}+{results.completion_tokens}  "
-                  f"mean latency: {results.mean_latency_s if results.mean_latency_s is not None else '-'} s")
+    console.print(
+        f"model: {results.model.get('model', '?')}  failed: {results.n_failed}  "
+        f"tokens: {results.prompt_tokens}+{results.completion_tokens}  "
+        f"mean latency: {results.mean_latency_s if results.mean_latency_s is not None else '-'} s"
+    )
     for line in pass_k_lines(results) + notes(results):
         console.print(line, markup=False, highlight=False)
     console.print(f"run directory: {results.run_dir}", markup=False, highlight=False)

@@ -94,8 +94,9 @@ def write_results(run_dir: Path, results: RunResults) -> None:
             f.truncate(len(text))
 
 
-def iter_samples(path: Path, *, on_error: Any = "skip", drop_torn_tail: bool = False
-                 ) -> Iterator[tuple[int, SampleRecord]]:
+def iter_samples(
+    path: Path, *, on_error: Any = "skip", drop_torn_tail: bool = False
+) -> Iterator[tuple[int, SampleRecord]]:
     """``(line number, SampleRecord)`` for each readable line of a samples file, streamed."""
     for lineno, data in read_jsonl(path, on_error=on_error, drop_torn_tail=drop_torn_tail):
         try:
@@ -136,7 +137,7 @@ class SampleWriter:
         view = memoryview(data)
         try:
             while view:
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
         except OSError:
             os.ftruncate(self._fd, start)
             raise
@@ -295,8 +296,9 @@ class RunDir:
 def git_commit(path: Path) -> str | None:
     """The commit of the source tree at ``path``, if it is a git checkout."""
     try:
-        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None

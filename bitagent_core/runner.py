@@ -69,6 +69,7 @@ class RunConfig:
     def with_absolute_paths(self) -> RunConfig:
         """Paths in the model, the task specs and the output dir made absolute, so the run can be resumed
         or re-scored from any working directory."""
+
         def absolute(value: str) -> str:
             # only what names an existing file or folder; absolute() keeps symlinks (an HF cache's x.gguf
             # links to a blob without the suffix)
@@ -79,13 +80,28 @@ class RunConfig:
         for piece in self.tasks.split(","):  # each comma-separated piece, as a spec or a spec's argument
             name, arg = split_spec(piece.strip())
             specs.append(f"{name}:{absolute(arg)}" if arg else absolute(piece.strip()))
-        return attrs.evolve(self, tasks=",".join(specs), model=absolute(self.model) if self.model else self.model,
-                            output_dir=str(Path(self.output_dir).expanduser().absolute()))
+        return attrs.evolve(
+            self,
+            tasks=",".join(specs),
+            model=absolute(self.model) if self.model else self.model,
+            output_dir=str(Path(self.output_dir).expanduser().absolute()),
+        )
 
 
 #: ``--resume`` continues a run as it started: these decide which tasks run and how they are answered and scored
-FIXED_ON_RESUME = ("tasks", "backend", "model", "scorer", "limit", "seed", "tool_format", "temperature", "max_tokens",
-                   "repeats", "task_ids")
+FIXED_ON_RESUME = (
+    "tasks",
+    "backend",
+    "model",
+    "scorer",
+    "limit",
+    "seed",
+    "tool_format",
+    "temperature",
+    "max_tokens",
+    "repeats",
+    "task_ids",
+)
 #: these may change on ``--resume`` (the change is recorded in results.json)
 MAY_CHANGE_ON_RESUME = ("timeout_s", "concurrency", "backend_options")
 
@@ -180,8 +196,9 @@ def competition_version(competition: Competition, registry: PluginRegistry) -> s
     return ";".join(parts)
 
 
-def load_tasks(registry: PluginRegistry, spec: str, seed: int, limit: int | None,
-               sources: dict[str, dict[str, Any]] | None = None) -> list[Task]:
+def load_tasks(
+    registry: PluginRegistry, spec: str, seed: int, limit: int | None, sources: dict[str, dict[str, Any]] | None = None
+) -> list[Task]:
     """The tasks of one spec or several (comma-separated; ``limit`` applies to each), each checked
     (:func:`~bitagent_core.validation.validate_tasks`): an unusable task fails here, naming the source and the
     task, before any model loads. ``sources`` is filled with, per spec, the source's version, the tasks taken
@@ -248,8 +265,15 @@ class PreparedRun:
 class Evaluation:
     """One run of one model over one task list."""
 
-    def __init__(self, config: RunConfig, registry: PluginRegistry, *, resume_dir: Path | None = None,
-                 observer: RunObserver | None = None, resume_changes: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        registry: PluginRegistry,
+        *,
+        resume_dir: Path | None = None,
+        observer: RunObserver | None = None,
+        resume_changes: dict[str, Any] | None = None,
+    ) -> None:
         self.config = config.with_absolute_paths()
         self.registry = registry
         self.resume_dir = resume_dir
@@ -292,8 +316,10 @@ class Evaluation:
             self._previous = self._run.read_results()
             if self._previous.task_digest and self._previous.task_digest != self.digest:
                 self._run.close()
-                raise ResumeConflict(f"the tasks of {cfg.tasks} are no longer the ones this run started with "
-                                     "(their data or the task source changed); start a new run")
+                raise ResumeConflict(
+                    f"the tasks of {cfg.tasks} are no longer the ones this run started with "
+                    "(their data or the task source changed); start a new run"
+                )
             self._run.repair()  # a crash mid-write left a torn last line: appends start on a fresh one
             known = {rec.sample_key(t.id, r) for t, r in self.samples()}
             self.records = {k: v for k, v in self._run.read_samples().items() if k in known}
@@ -301,16 +327,26 @@ class Evaluation:
             try:
                 self._run = RunDir.create(Path(cfg.output_dir), cfg.tasks, cfg.model or "default")
             except OSError as exc:  # an unwritable --output-dir: a file problem (exit 5), not bad input
-                raise RunIOError(exc.errno, f"cannot create a run directory under {cfg.output_dir}: "
-                                            f"{exc.strerror or exc}") from None
+                raise RunIOError(
+                    exc.errno, f"cannot create a run directory under {cfg.output_dir}: {exc.strerror or exc}"
+                ) from None
             self.run_dir = self._run.path
         self.started_at = self._previous.started_at if self._previous else rundir.utc_stamp()
         self.git_commit = rundir.git_commit(Path(bitagent_core.__file__).resolve().parent.parent)  # once per run
         assert self.run_dir is not None
-        todo = tuple((t, r) for t, r in self.samples()
-                     if not ((key := rec.sample_key(t.id, r)) in self.records and self.records[key].ok))
-        return PreparedRun(tasks=tuple(self.tasks), todo=todo, run_dir=self.run_dir, scorer=self.scorer,
-                           backend=self.backend, task_digest=self.digest)
+        todo = tuple(
+            (t, r)
+            for t, r in self.samples()
+            if not ((key := rec.sample_key(t.id, r)) in self.records and self.records[key].ok)
+        )
+        return PreparedRun(
+            tasks=tuple(self.tasks),
+            todo=todo,
+            run_dir=self.run_dir,
+            scorer=self.scorer,
+            backend=self.backend,
+            task_digest=self.digest,
+        )
 
     def samples(self) -> list[tuple[Task, int | None]]:
         """Every sample of the run: each task with its repeat index (None without ``--repeats``)."""
@@ -409,16 +445,29 @@ class Evaluation:
     async def _run_one(self, task: Task) -> SampleRecord:
         """One task, single- or multi-turn, through the one sample path (:func:`agent.run_sample`)."""
         cfg = self.config
-        return await agent.run_sample(task, self.backend, self.scorer, self.registry, agent.PlayConfig(
-            tool_format=cfg.tool_format, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-            timeout_s=cfg.timeout_s, stop_requested=lambda: self._stopping, scorer_name=cfg.scorer,
-            run_dir=self.run_dir, on_step=lambda turn, step: self.observer.step(task, turn, step)))
+        return await agent.run_sample(
+            task,
+            self.backend,
+            self.scorer,
+            self.registry,
+            agent.PlayConfig(
+                tool_format=cfg.tool_format,
+                temperature=cfg.temperature,
+                max_tokens=cfg.max_tokens,
+                timeout_s=cfg.timeout_s,
+                stop_requested=lambda: self._stopping,
+                scorer_name=cfg.scorer,
+                run_dir=self.run_dir,
+                on_step=lambda turn, step: self.observer.step(task, turn, step),
+            ),
+        )
 
     def summary(self, partial: bool = False) -> dict[str, Any]:
         """Scores over all samples of the run: a failed or missing sample counts 0 (``partial``, while the run
         is running: only the finished ones count); with ``--repeats``, also pass@k and pass^k (``pass_k``)."""
-        summary = rec.summarize(((rec.sample_key(t.id, r), t.category) for t, r in self.samples()), self.records,
-                                partial=partial)
+        summary = rec.summarize(
+            ((rec.sample_key(t.id, r), t.category) for t, r in self.samples()), self.records, partial=partial
+        )
         if self.config.repeats > 1:
             pairs = [(t.id, t.category) for t in self.tasks]
             summary["extra"] = {"pass_k": rec.summarize_repeats(pairs, self.records, self.config.repeats)}
@@ -435,13 +484,24 @@ class Evaluation:
             resumes.append({"at": rundir.utc_stamp(), "changed": self.resume_changes})
         previous_s = (self._previous.duration_s or 0.0) if self._previous else 0.0
         results = RunResults(
-            status=status, run_dir=str(self.run_dir), started_at=self.started_at, updated_at=rundir.utc_stamp(),
+            status=status,
+            run_dir=str(self.run_dir),
+            started_at=self.started_at,
+            updated_at=rundir.utc_stamp(),
             duration_s=round(previous_s + duration_s, 3) if duration_s is not None else None,
-            config=self.config.to_json(), seed=self.config.seed, model=model,
+            config=self.config.to_json(),
+            seed=self.config.seed,
+            model=model,
             scorer={"name": self.config.scorer, "version": self.scorer.version},
-            bitagent_version=bitagent_core.__version__, git_commit=self.git_commit,
-            plugins=self.registry.plugin_versions(), error=self.error, task_digest=self.digest,
-            sources=self.sources, resumes=tuple(resumes), **self.summary(partial=status == rec.RUNNING))
+            bitagent_version=bitagent_core.__version__,
+            git_commit=self.git_commit,
+            plugins=self.registry.plugin_versions(),
+            error=self.error,
+            task_digest=self.digest,
+            sources=self.sources,
+            resumes=tuple(resumes),
+            **self.summary(partial=status == rec.RUNNING),
+        )
         self._run.write_results(results)
         return results
 
@@ -456,12 +516,17 @@ def config_for_resume(run_dir: Path, changes: dict[str, Any] | None = None) -> t
     config = RunConfig.from_json(rundir.read_results(run_dir).config)
     changes = {k: v for k, v in (changes or {}).items() if v is not None}
     given = attrs.evolve(config, **{k: v for k, v in changes.items() if k in FIXED_ON_RESUME}).with_absolute_paths()
-    conflicts = [f"{name} {getattr(given, name)!r} (the run has {getattr(config, name)!r})"
-                 for name in FIXED_ON_RESUME if name in changes and getattr(given, name) != getattr(config, name)]
+    conflicts = [
+        f"{name} {getattr(given, name)!r} (the run has {getattr(config, name)!r})"
+        for name in FIXED_ON_RESUME
+        if name in changes and getattr(given, name) != getattr(config, name)
+    ]
     if conflicts:
-        raise ResumeConflict("--resume continues a run with the tasks, model and scoring it started with; "
-                             f"these flags would change them: {'; '.join(conflicts)}. "
-                             "Drop them, or start a new run")
+        raise ResumeConflict(
+            "--resume continues a run with the tasks, model and scoring it started with; "
+            f"these flags would change them: {'; '.join(conflicts)}. "
+            "Drop them, or start a new run"
+        )
     changed: dict[str, Any] = {}
     for name in MAY_CHANGE_ON_RESUME:
         if name not in changes:

@@ -74,8 +74,10 @@ def task_problems(task: object) -> list[str]:
             elif not _is_name(call.name):
                 problems.append(f"expected_calls[{i}] has no name ({call.name!r})")
             elif call.name not in offered:
-                problems.append(f"expects a call to {call.name!r}, which is not among the task's tools "
-                                f"({', '.join(sorted(offered)) or 'none'})")
+                problems.append(
+                    f"expects a call to {call.name!r}, which is not among the task's tools "
+                    f"({', '.join(sorted(offered)) or 'none'})"
+                )
             elif not isinstance(call.arguments, dict):
                 problems.append(f"expected call {call.name!r}: arguments must be a dict")
     return problems
@@ -105,8 +107,9 @@ def protocol_members(protocol: type) -> list[str]:
         if base is object or not getattr(base, "_is_protocol", False) or base.__name__ in ("Protocol", "Generic"):
             continue
         names |= {n for n in getattr(base, "__annotations__", {}) if not n.startswith("_")}
-        names |= {n for n, v in vars(base).items()
-                  if not n.startswith("_") and (callable(v) or isinstance(v, property))}
+        names |= {
+            n for n, v in vars(base).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))
+        }
     return sorted(names)
 
 
@@ -137,6 +140,7 @@ def check_protocol(obj: object, protocol: type, label: str) -> None:
 
 # --- ground truth: checking it, rendering it -----------------------------------------------------------
 
+
 def check_task(task: Task, *, type_severity: str = "error") -> list[tuple[str, str]]:
     """Where a task's ground truth contradicts its own tools: ``[(severity, message)]``.
 
@@ -162,25 +166,44 @@ def check_task(task: Task, *, type_severity: str = "error") -> list[tuple[str, s
             omittable = "" in options
             if param not in props:
                 if omittable:
-                    problems.append(("warning", f"{expected.name}: the ground truth names {param!r}, which the "
-                                                "function does not have (omittable, so answerable)"))
+                    problems.append(
+                        (
+                            "warning",
+                            f"{expected.name}: the ground truth names {param!r}, which the "
+                            "function does not have (omittable, so answerable)",
+                        )
+                    )
                 else:
-                    problems.append(("error", f"{expected.name}: the ground truth requires {param!r}, which the "
-                                              "function does not have"))
+                    problems.append(
+                        (
+                            "error",
+                            f"{expected.name}: the ground truth requires {param!r}, which the function does not have",
+                        )
+                    )
                 continue
             if not options:
                 problems.append(("error", f"{expected.name}.{param}: the ground truth lists no acceptable value"))
                 continue
             if param in required and all(o == "" for o in options):
-                problems.append(("error", f"{expected.name}.{param}: required by the function, but the ground "
-                                          "truth only allows omitting it"))
+                problems.append(
+                    (
+                        "error",
+                        f"{expected.name}.{param}: required by the function, but the ground "
+                        "truth only allows omitting it",
+                    )
+                )
             schema = props[param] if isinstance(props[param], dict) else {}
             for option in options:
                 wrong = type_mismatch(option, schema) if option is not None or param in required else None
                 if wrong:  # (None for an optional parameter: its default, as BFCL writes it)
-                    problems.append((type_severity, f"{expected.name}.{param}: the ground truth's {option!r} "
-                                                    f"{wrong}, so a scorer fails the answer that sends the declared "
-                                                    "type"))
+                    problems.append(
+                        (
+                            type_severity,
+                            f"{expected.name}.{param}: the ground truth's {option!r} "
+                            f"{wrong}, so a scorer fails the answer that sends the declared "
+                            "type",
+                        )
+                    )
                     break
             enum = schema.get("enum")
             if isinstance(enum, list) and enum:
@@ -195,20 +218,34 @@ def check_task(task: Task, *, type_severity: str = "error") -> list[tuple[str, s
                         if key not in allowed:
                             outside.append(value)
                 if outside:
-                    problems.append(("warning", f"{expected.name}.{param}: {outside[0]!r} is outside the "
-                                                f"parameter's enum {enum[:6]}"))
+                    problems.append(
+                        (
+                            "warning",
+                            f"{expected.name}.{param}: {outside[0]!r} is outside the parameter's enum {enum[:6]}",
+                        )
+                    )
         for param in required:
             if param not in expected.arguments:
                 problems.append(("error", f"{expected.name}: required parameter {param!r} has no ground truth"))
     return problems
 
 
-
 #: JSON-schema types (and BFCL's Python-flavoured names) -> the Python types a JSON value of that type has
 JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "integer": (int,), "int": (int,), "number": (int, float), "float": (int, float), "string": (str,),
-    "str": (str,), "boolean": (bool,), "bool": (bool,), "array": (list, tuple), "tuple": (list, tuple),
-    "list": (list, tuple), "object": (dict,), "dict": (dict,), "null": (type(None),),
+    "integer": (int,),
+    "int": (int,),
+    "number": (int, float),
+    "float": (int, float),
+    "string": (str,),
+    "str": (str,),
+    "boolean": (bool,),
+    "bool": (bool,),
+    "array": (list, tuple),
+    "tuple": (list, tuple),
+    "list": (list, tuple),
+    "object": (dict,),
+    "dict": (dict,),
+    "null": (type(None),),
 }
 
 
@@ -290,11 +327,17 @@ def render_expected(task: Task, style: str = "python") -> str:
     calls = [(e.name, expected_arguments(task, e) or {}) for e in task.expected_calls]
     if not calls:
         return ""
-    if style == "python" and all(pythonic_name(name) and all(k.isidentifier() and not _keyword(k) for k in args)
-                                 for name, args in calls):
+    if style == "python" and all(
+        pythonic_name(name) and all(k.isidentifier() and not _keyword(k) for k in args) for name, args in calls
+    ):
         try:
-            return "[" + ", ".join(f"{name}({', '.join(f'{k}={python_literal(v)}' for k, v in args.items())})"
-                                   for name, args in calls) + "]"
+            return (
+                "["
+                + ", ".join(
+                    f"{name}({', '.join(f'{k}={python_literal(v)}' for k, v in args.items())})" for name, args in calls
+                )
+                + "]"
+            )
         except ValueError:
             pass
     return json.dumps([{"name": name, "arguments": args} for name, args in calls], ensure_ascii=False)
@@ -322,8 +365,13 @@ def python_literal(value: Any) -> str:
     return repr(value)
 
 
-def iter_validation(tasks: Iterable[Task], scorer: Scorer | None = None, *, structural: bool = True,
-                    skip: set[str] | frozenset[str] = frozenset()) -> Iterator[tuple[str, str, str]]:
+def iter_validation(
+    tasks: Iterable[Task],
+    scorer: Scorer | None = None,
+    *,
+    structural: bool = True,
+    skip: set[str] | frozenset[str] = frozenset(),
+) -> Iterator[tuple[str, str, str]]:
     """``(task id, severity, message)`` for every problem :func:`check_task` finds (unless ``structural`` is
     off: the source checked itself) and, with a scorer, every task whose ground truth, rendered as an
     answer, the scorer fails. Tasks in ``skip`` (already known to be broken) are not scored."""
@@ -335,5 +383,8 @@ def iter_validation(tasks: Iterable[Task], scorer: Scorer | None = None, *, stru
         answer = render_expected(task)
         result = scorer.score(task, Completion(text=answer))
         if not result.passed:
-            yield (task.id, "error", f"its own ground truth fails the {scorer.name} scorer: "
-                                     f"{result.error_type}: {result.detail}")
+            yield (
+                task.id,
+                "error",
+                f"its own ground truth fails the {scorer.name} scorer: {result.error_type}: {result.detail}",
+            )

@@ -51,8 +51,19 @@ from bitagent_core import (
 )
 from bitagent_testing.scripted import ScriptedBackend
 
-__all__ = ["Check", "Report", "ScriptedBackend", "check_backend", "check_competition", "check_registered",
-           "check_reporter", "check_scorer", "check_task_source", "hostile_completions", "sample_tasks"]
+__all__ = [
+    "Check",
+    "Report",
+    "ScriptedBackend",
+    "check_backend",
+    "check_competition",
+    "check_registered",
+    "check_reporter",
+    "check_scorer",
+    "check_task_source",
+    "hostile_completions",
+    "sample_tasks",
+]
 
 
 @attrs.frozen
@@ -99,12 +110,18 @@ class Report:
     def assert_ok(self) -> None:
         """For pytest: one AssertionError listing every failed check."""
         if self.failures:
-            raise AssertionError("conformance checks failed:\n" + "\n".join(
-                f"  {c.subject}: {c.name}: {c.message}" for c in self.failures))
+            raise AssertionError(
+                "conformance checks failed:\n"
+                + "\n".join(f"  {c.subject}: {c.name}: {c.message}" for c in self.failures)
+            )
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "n_checks": len(self.checks), "n_failed": len(self.failures),
-                "checks": [c.to_json() for c in self.checks]}
+        return {
+            "ok": self.ok,
+            "n_checks": len(self.checks),
+            "n_failed": len(self.failures),
+            "checks": [c.to_json() for c in self.checks],
+        }
 
 
 def _where(exc: BaseException) -> str:
@@ -114,33 +131,71 @@ def _where(exc: BaseException) -> str:
 
 # --- sample data ---------------------------------------------------------------------------------------
 
-_WEATHER = Tool("get_weather", "Current weather in a city.",
-                {"type": "object", "properties": {"city": {"type": "string", "description": "City name"},
-                                                  "unit": {"type": "string", "enum": ["c", "f"]}},
-                 "required": ["city"]})
-_DISCOUNT = Tool("calculate_discount", "Price after a discount.",
-                 {"type": "object", "properties": {"price": {"type": "number"}, "percent": {"type": "integer"}},
-                  "required": ["price", "percent"]})
+_WEATHER = Tool(
+    "get_weather",
+    "Current weather in a city.",
+    {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "description": "City name"},
+            "unit": {"type": "string", "enum": ["c", "f"]},
+        },
+        "required": ["city"],
+    },
+)
+_DISCOUNT = Tool(
+    "calculate_discount",
+    "Price after a discount.",
+    {
+        "type": "object",
+        "properties": {"price": {"type": "number"}, "percent": {"type": "integer"}},
+        "required": ["price", "percent"],
+    },
+)
 
 
 def sample_tasks() -> list[Task]:
     """A few generic tasks: a single call, a call with a number, two calls, and an irrelevance task."""
     return [
-        Task(id="conformance-single", messages=(Message("user", "What's the weather in Paris?"),),
-             tools=(_WEATHER, _DISCOUNT), expected_calls=(ExpectedCall("get_weather", {"city": ("Paris",),
-                                                                                        "unit": ("", "c")}),),
-             source="conformance", category="single_call", version="1"),
-        Task(id="conformance-number", messages=(Message("user", "200 dollars with 20 percent off?"),),
-             tools=(_DISCOUNT, _WEATHER), expected_calls=(ExpectedCall("calculate_discount",
-                                                                        {"price": (200, 200.0), "percent": (20,)}),),
-             source="conformance", category="single_call", version="1"),
-        Task(id="conformance-parallel", messages=(Message("user", "Weather in Oslo and in Lima?"),),
-             tools=(_WEATHER,), expected_calls=(ExpectedCall("get_weather", {"city": ("Oslo",), "unit": ("",)}),
-                                                ExpectedCall("get_weather", {"city": ("Lima",), "unit": ("",)})),
-             source="conformance", category="parallel", version="1"),
-        Task(id="conformance-irrelevance", messages=(Message("user", "Write me a poem about the sea."),),
-             tools=(_WEATHER, _DISCOUNT), expected_calls=(), source="conformance", category="irrelevance",
-             version="1"),
+        Task(
+            id="conformance-single",
+            messages=(Message("user", "What's the weather in Paris?"),),
+            tools=(_WEATHER, _DISCOUNT),
+            expected_calls=(ExpectedCall("get_weather", {"city": ("Paris",), "unit": ("", "c")}),),
+            source="conformance",
+            category="single_call",
+            version="1",
+        ),
+        Task(
+            id="conformance-number",
+            messages=(Message("user", "200 dollars with 20 percent off?"),),
+            tools=(_DISCOUNT, _WEATHER),
+            expected_calls=(ExpectedCall("calculate_discount", {"price": (200, 200.0), "percent": (20,)}),),
+            source="conformance",
+            category="single_call",
+            version="1",
+        ),
+        Task(
+            id="conformance-parallel",
+            messages=(Message("user", "Weather in Oslo and in Lima?"),),
+            tools=(_WEATHER,),
+            expected_calls=(
+                ExpectedCall("get_weather", {"city": ("Oslo",), "unit": ("",)}),
+                ExpectedCall("get_weather", {"city": ("Lima",), "unit": ("",)}),
+            ),
+            source="conformance",
+            category="parallel",
+            version="1",
+        ),
+        Task(
+            id="conformance-irrelevance",
+            messages=(Message("user", "Write me a poem about the sea."),),
+            tools=(_WEATHER, _DISCOUNT),
+            expected_calls=(),
+            source="conformance",
+            category="irrelevance",
+            version="1",
+        ),
     ]
 
 
@@ -158,8 +213,14 @@ def hostile_completions(task: Task) -> Iterator[tuple[str, Completion]]:
     yield "json garbage", Completion(text='{"name": null, "arguments": [1, {"a": NaN}]}')
     yield "unknown tool", Completion(text="[no_such_tool_xyz(a=1)]")
     yield "native call to an unknown tool", Completion(tool_calls=(ToolCall("no_such_tool_xyz", {"a": 1}),))
-    yield "native call with odd arguments", Completion(tool_calls=(
-        ToolCall(name, {"city": None, "unit": {"nested": [1, 2.5, True, None]}, "": "empty key"}, (1, "two")),))
+    yield (
+        "native call with odd arguments",
+        Completion(
+            tool_calls=(
+                ToolCall(name, {"city": None, "unit": {"nested": [1, 2.5, True, None]}, "": "empty key"}, (1, "two")),
+            )
+        ),
+    )
     yield "native call with an empty name", Completion(tool_calls=(ToolCall("", {}),))
     yield "many calls", Completion(text="[" + ", ".join(f"{name}(city='c{i}')" for i in range(500)) + "]")
 
@@ -178,6 +239,7 @@ def _score_problem(score: object) -> str | None:
 
 # --- scorers -------------------------------------------------------------------------------------------
 
+
 def check_scorer(scorer: object, tasks: Iterable[Task] | None = None, *, subject: str | None = None) -> Report:
     """A scorer implements :class:`~bitagent_core.Scorer`, never raises on hostile output, returns a valid
     :class:`~bitagent_core.Score`, is deterministic, passes each task's own ground truth, and scores
@@ -188,13 +250,18 @@ def check_scorer(scorer: object, tasks: Iterable[Task] | None = None, *, subject
     if not report.add(subject, "implements the Scorer protocol", "; ".join(problems) or None):
         return report
     assert isinstance(scorer, Scorer)
-    report.add(subject, "name and version are non-empty strings",
-               None if all(isinstance(v, str) and v for v in (scorer.name, scorer.version))
-               else f"name={scorer.name!r}, version={scorer.version!r}")
+    report.add(
+        subject,
+        "name and version are non-empty strings",
+        None
+        if all(isinstance(v, str) and v for v in (scorer.name, scorer.version))
+        else f"name={scorer.name!r}, version={scorer.version!r}",
+    )
     all_tasks = list(tasks) if tasks is not None else sample_tasks()
     if not any(t.expects_no_call for t in all_tasks):
         all_tasks += [t for t in sample_tasks() if t.expects_no_call]
     for task in all_tasks:
+
         def hostile(task: Task = task) -> str | None:
             bad = []
             for label, completion in hostile_completions(task):
@@ -218,12 +285,21 @@ def check_scorer(scorer: object, tasks: Iterable[Task] | None = None, *, subject
 
         report.run(subject, f"task {task.id}: deterministic", deterministic)
         if task.expects_no_call:
+
             def irrelevance(task: Task = task) -> str | None:
                 no_call = scorer.score(task, Completion(text="None of the functions can answer that."))
-                call = scorer.score(task, Completion(text=f"[{task.tools[0].name}(city='Paris')]")
-                                    if task.tools else Completion(text="[anything()]"))
-                native = scorer.score(task, Completion(tool_calls=(ToolCall(task.tools[0].name, {}),))
-                                      if task.tools else Completion(text="[anything()]"))
+                call = scorer.score(
+                    task,
+                    Completion(text=f"[{task.tools[0].name}(city='Paris')]")
+                    if task.tools
+                    else Completion(text="[anything()]"),
+                )
+                native = scorer.score(
+                    task,
+                    Completion(tool_calls=(ToolCall(task.tools[0].name, {}),))
+                    if task.tools
+                    else Completion(text="[anything()]"),
+                )
                 problems = []
                 if not no_call.passed:
                     problems.append(f"an answer with no call must pass, got {no_call}")
@@ -234,6 +310,7 @@ def check_scorer(scorer: object, tasks: Iterable[Task] | None = None, *, subject
 
             report.run(subject, f"task {task.id}: irrelevance (no call passes, any call fails)", irrelevance)
         else:
+
             def ground_truth(task: Task = task) -> str | None:
                 verdict = scorer.score(task, Completion(text=render_expected(task)))
                 return None if verdict.passed else f"the task's own ground truth fails: {verdict}"
@@ -244,8 +321,15 @@ def check_scorer(scorer: object, tasks: Iterable[Task] | None = None, *, subject
 
 # --- task sources --------------------------------------------------------------------------------------
 
-def check_task_source(factory: Callable[[str | None], object], args: Iterable[str | None] | None = None, *,
-                      limit: int = 20, seeds: tuple[int, ...] = (0, 1), subject: str = "task source") -> Report:
+
+def check_task_source(
+    factory: Callable[[str | None], object],
+    args: Iterable[str | None] | None = None,
+    *,
+    limit: int = 20,
+    seeds: tuple[int, ...] = (0, 1),
+    subject: str = "task source",
+) -> Report:
     """A task source factory accepts each argument in ``args`` (default: ``None``, then every category the
     source advertises), and each source implements :class:`~bitagent_core.TaskSource`, yields only usable
     tasks with unique ids, respects ``limit``, is deterministic per seed, and works with ``limit=None``."""
@@ -272,10 +356,17 @@ def check_task_source(factory: Callable[[str | None], object], args: Iterable[st
         if not report.add(label, "implements the TaskSource protocol", "; ".join(problems) or None):
             continue
         assert isinstance(source, TaskSource)
-        report.add(label, "name, version and description are strings (name and version non-empty)",
-                   None if isinstance(source.name, str) and source.name and isinstance(source.version, str)
-                   and source.version and isinstance(source.description, str)
-                   else f"name={source.name!r}, version={source.version!r}, description={source.description!r}")
+        report.add(
+            label,
+            "name, version and description are strings (name and version non-empty)",
+            None
+            if isinstance(source.name, str)
+            and source.name
+            and isinstance(source.version, str)
+            and source.version
+            and isinstance(source.description, str)
+            else f"name={source.name!r}, version={source.version!r}, description={source.description!r}",
+        )
 
         def categories(source: TaskSource = source, first: bool = arg is None and args is None) -> str | None:
             cats = source.categories()
@@ -287,12 +378,18 @@ def check_task_source(factory: Callable[[str | None], object], args: Iterable[st
 
         report.run(label, "categories() is a list of strings", categories)
         for seed in seeds:
-            report.run(label, f"seed {seed}: tasks are usable, ids unique, limit respected",
-                       functools.partial(_tasks_problem, source, seed, limit))
+            report.run(
+                label,
+                f"seed {seed}: tasks are usable, ids unique, limit respected",
+                functools.partial(_tasks_problem, source, seed, limit),
+            )
             report.run(label, f"seed {seed}: deterministic", functools.partial(_deterministic, source, seed, limit))
         report.run(label, "limit=None yields tasks (all of them)", functools.partial(_limit_none, source, limit))
-        report.run(label, "ground truth fits the tools (parameters, declared types, enums)",
-                   functools.partial(_ground_truth_problem, source, limit))
+        report.run(
+            label,
+            "ground truth fits the tools (parameters, declared types, enums)",
+            functools.partial(_ground_truth_problem, source, limit),
+        )
         if arg is None and args is None:
             todo.extend(advertised)
     return report
@@ -341,10 +438,16 @@ def _ground_truth_problem(source: TaskSource, limit: int) -> str | None:
 
 # --- backends ------------------------------------------------------------------------------------------
 
-def check_backend(factory: Callable[[str | None, Any], object], model: str | None = None,
-                  options: BackendOptions | None = None, *, start: bool = True,
-                  failing_model: str | None = "/nonexistent/bitagent-conformance-model.gguf",
-                  subject: str = "backend") -> Report:
+
+def check_backend(
+    factory: Callable[[str | None, Any], object],
+    model: str | None = None,
+    options: BackendOptions | None = None,
+    *,
+    start: bool = True,
+    failing_model: str | None = "/nonexistent/bitagent-conformance-model.gguf",
+    subject: str = "backend",
+) -> Report:
     """A backend implements :class:`~bitagent_core.Backend`; ``close`` is safe before ``start``, twice, and
     after a failed start; with ``start`` it starts with ``run_dir=None``, answers one request with a
     :class:`~bitagent_core.Completion`, and starts and closes a second time."""
@@ -363,19 +466,26 @@ def check_backend(factory: Callable[[str | None, Any], object], model: str | Non
     if not report.add(subject, "implements the Backend protocol", "; ".join(problems) or None):
         return report
     assert isinstance(backend, Backend)
-    report.add(subject, "default_concurrency is a positive int",
-               None if isinstance(backend.default_concurrency, int) and backend.default_concurrency >= 1
-               else f"got {backend.default_concurrency!r}")
-    report.run(subject, "describe() is a JSON object before start",
-               lambda: _json_object(backend.describe()))
+    report.add(
+        subject,
+        "default_concurrency is a positive int",
+        None
+        if isinstance(backend.default_concurrency, int) and backend.default_concurrency >= 1
+        else f"got {backend.default_concurrency!r}",
+    )
+    report.run(subject, "describe() is a JSON object before start", lambda: _json_object(backend.describe()))
     report.run(subject, "close() before start, twice", lambda: _run(_close_twice(backend)))
     if failing_model is not None:
-        report.run(subject, "close() after a failed start",
-                   lambda: _run(_failed_start(factory, failing_model, options)))
+        report.run(
+            subject, "close() after a failed start", lambda: _run(_failed_start(factory, failing_model, options))
+        )
     if start:
         for attempt in (1, 2):
-            report.run(subject, f"start #{attempt}: start(None), one request, close() twice",
-                       lambda: _run(_round_trip(backend)))
+            report.run(
+                subject,
+                f"start #{attempt}: start(None), one request, close() twice",
+                lambda: _run(_round_trip(backend)),
+            )
         report.run(subject, "describe() is a JSON object after close", lambda: _json_object(backend.describe()))
     return report
 
@@ -398,8 +508,9 @@ async def _close_twice(backend: Backend) -> None:
     await backend.close()
 
 
-async def _failed_start(factory: Callable[[str | None, Any], object], model: str, options: BackendOptions
-                        ) -> str | None:
+async def _failed_start(
+    factory: Callable[[str | None, Any], object], model: str, options: BackendOptions
+) -> str | None:
     try:
         backend = factory(model, options)
     except Exception:  # noqa: BLE001 - refusing the model up front is a fine way to fail
@@ -431,6 +542,7 @@ async def _round_trip(backend: Backend) -> str | None:
 
 # --- competitions --------------------------------------------------------------------------------------
 
+
 def check_competition(competition: object, registry: PluginRegistry, *, subject: str = "competition") -> Report:
     """A competition implements :class:`~bitagent_core.Competition`, its ``mix(registry)`` names registered
     task sources with positive shares, and its scorer is registered."""
@@ -439,9 +551,13 @@ def check_competition(competition: object, registry: PluginRegistry, *, subject:
     if not report.add(subject, "implements the Competition protocol", "; ".join(problems) or None):
         return report
     assert isinstance(competition, Competition)
-    report.add(subject, "sample_size is a positive int",
-               None if isinstance(competition.sample_size, int) and competition.sample_size >= 1
-               else f"got {competition.sample_size!r}")
+    report.add(
+        subject,
+        "sample_size is a positive int",
+        None
+        if isinstance(competition.sample_size, int) and competition.sample_size >= 1
+        else f"got {competition.sample_size!r}",
+    )
 
     def mix() -> str | None:
         from bitagent_core import split_spec
@@ -462,12 +578,12 @@ def check_competition(competition: object, registry: PluginRegistry, *, subject:
         return "; ".join(bad) or None
 
     report.run(subject, "mix(registry) names registered task sources with shares >= 0", mix)
-    report.run(subject, "its scorer is registered",
-               lambda: (registry.get("scorers", competition.scorer), None)[1])
+    report.run(subject, "its scorer is registered", lambda: (registry.get("scorers", competition.scorer), None)[1])
     return report
 
 
 # --- reporters -----------------------------------------------------------------------------------------
+
 
 class _OneSource:
     name, version, description = "conformance", "1", "conformance tasks"
@@ -531,15 +647,20 @@ def check_reporter(plugin: object, *, subject: str = "reporter") -> Report:
     report = Report()
     registry = PluginRegistry()
     registry.register_module(_Harness(), "conformance-harness")
-    if not report.run(subject, "registers as a plugin",
-                      lambda: registry.register_module(plugin, "reporter-under-test")):
+    if not report.run(
+        subject, "registers as a plugin", lambda: registry.register_module(plugin, "reporter-under-test")
+    ):
         return report
-    hooks = sorted(n for n in ("on_run_start", "on_sample_scored", "on_run_end")
-                   if any(i.plugin_name == "reporter-under-test" for i in getattr(registry.pm.hook, n).get_hookimpls()))
+    hooks = sorted(
+        n
+        for n in ("on_run_start", "on_sample_scored", "on_run_end")
+        if any(i.plugin_name == "reporter-under-test" for i in getattr(registry.pm.hook, n).get_hookimpls())
+    )
     report.add(subject, "implements at least one reporting hook", None if hooks else "no on_run_* hook")
     with tempfile.TemporaryDirectory() as tmp:
-        config = RunConfig(tasks="conformance", backend="conformance-echo", scorer="conformance", limit=4,
-                           output_dir=tmp)
+        config = RunConfig(
+            tasks="conformance", backend="conformance-echo", scorer="conformance", limit=4, output_dir=tmp
+        )
         evaluation = Evaluation(config, registry)
         box: list[Any] = []
 
@@ -549,15 +670,18 @@ def check_reporter(plugin: object, *, subject: str = "reporter") -> Report:
             box.append(asyncio.run(evaluation.run()))
 
         report.run(subject, "a run completes", run)
-        report.add(subject, "no hook raised during the run",
-                   "; ".join(evaluation.reporters.disabled.values()) or None)
+        report.add(subject, "no hook raised during the run", "; ".join(evaluation.reporters.disabled.values()) or None)
         if box:
-            report.add(subject, "the run's results are complete",
-                       None if box[0].status == "complete" and box[0].n_scored == 4 else str(box[0].status))
+            report.add(
+                subject,
+                "the run's results are complete",
+                None if box[0].status == "complete" and box[0].n_scored == 4 else str(box[0].status),
+            )
     return report
 
 
 # --- by name (``bitagent plugins check NAME``) ---------------------------------------------------------
+
 
 def _build(report: Report, subject: str, factory: Callable[[], object]) -> object | None:
     box: list[object] = []
@@ -569,9 +693,16 @@ def _build(report: Report, subject: str, factory: Callable[[], object]) -> objec
     return box[0] if box else None
 
 
-def check_registered(registry: PluginRegistry, name: str, *, kind: str | None = None,
-                     args: list[str] | None = None, model: str | None = None,
-                     backend_options: dict[str, str] | None = None, start: bool = True) -> Report:
+def check_registered(
+    registry: PluginRegistry,
+    name: str,
+    *,
+    kind: str | None = None,
+    args: list[str] | None = None,
+    model: str | None = None,
+    backend_options: dict[str, str] | None = None,
+    start: bool = True,
+) -> Report:
     """Run the checks on whatever is registered under ``name`` (a task source, backend, scorer or
     competition), or, when ``name`` is a plugin with reporting hooks, on that plugin as a reporter."""
     report = Report()
@@ -594,8 +725,9 @@ def check_registered(registry: PluginRegistry, name: str, *, kind: str | None = 
                 report.extend(check_scorer(scorer, subject=f"scorer {registered!r}"))
         elif k == "backends":
             options = registry.backend_options(registered, backend_options or {})
-            report.extend(check_backend(registration.factory, model, options, start=start,
-                                        subject=f"backend {registered!r}"))
+            report.extend(
+                check_backend(registration.factory, model, options, start=start, subject=f"backend {registered!r}")
+            )
         elif k == "competitions":
             competition = _build(report, f"competition {registered!r}", registration.factory)
             if competition is not None:
@@ -610,7 +742,13 @@ def check_registered(registry: PluginRegistry, name: str, *, kind: str | None = 
                 report.add(f"plugin {name!r}", "loads", info.error)
                 found = True
     if not found:
-        raise UnknownPluginObject(f"nothing is registered as {name!r} (see `bitagent plugins`)"
-                                  + ("" if not registry.failed_plugins() else "; plugins that failed to load: "
-                                     + "; ".join(f"{p.name}: {p.error}" for p in registry.failed_plugins())))
+        raise UnknownPluginObject(
+            f"nothing is registered as {name!r} (see `bitagent plugins`)"
+            + (
+                ""
+                if not registry.failed_plugins()
+                else "; plugins that failed to load: "
+                + "; ".join(f"{p.name}: {p.error}" for p in registry.failed_plugins())
+            )
+        )
     return report

@@ -13,16 +13,30 @@ from bitagent_core import hookimpl
 
 @click.command("check")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["task_sources", "backends", "scorers", "competitions"]),
-              help="Which kind NAME is, when several kinds share the name.")
-@click.option("--arg", "args", multiple=True, help="Task source argument to check (repeatable; default: none, "
-                                                   "then each advertised category).")
+@click.option(
+    "--kind",
+    type=click.Choice(["task_sources", "backends", "scorers", "competitions"]),
+    help="Which kind NAME is, when several kinds share the name.",
+)
+@click.option(
+    "--arg",
+    "args",
+    multiple=True,
+    help="Task source argument to check (repeatable; default: none, then each advertised category).",
+)
 @click.option("--model", "-m", help="Backends: the model to start (default: the backend's default).")
 @click.option("--backend-option", "-B", "backend_option", multiple=True, help="Backends: key=value options.")
 @click.option("--no-start", is_flag=True, help="Backends: check construction and close only (no model load).")
 @click.option("--json", "as_json", is_flag=True)
-def check(name: str, kind: str | None, args: tuple[str, ...], model: str | None,
-          backend_option: tuple[str, ...], no_start: bool, as_json: bool) -> None:
+def check(
+    name: str,
+    kind: str | None,
+    args: tuple[str, ...],
+    model: str | None,
+    backend_option: tuple[str, ...],
+    no_start: bool,
+    as_json: bool,
+) -> None:
     """Run the conformance checks of bitagent_testing on a registered task source, scorer, backend,
     competition or reporter (a plugin's name). Exits 1 when a check fails."""
     import bitagent_testing
@@ -30,8 +44,15 @@ def check(name: str, kind: str | None, args: tuple[str, ...], model: str | None,
 
     try:
         options = parse_option_args(backend_option, "-B")
-        report = bitagent_testing.check_registered(get_registry(), name, kind=kind, args=list(args) or None,
-                                                   model=model, backend_options=options, start=not no_start)
+        report = bitagent_testing.check_registered(
+            get_registry(),
+            name,
+            kind=kind,
+            args=list(args) or None,
+            model=model,
+            backend_options=options,
+            start=not no_start,
+        )
     except (UnknownPluginObject, OptionError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -29,8 +29,12 @@ class ScriptedBackend:
 
     default_concurrency = 1
 
-    def __init__(self, reply: Reply = call_then_answer, block_s: Callable[[ChatRequest], float] | None = None,
-                 name: str = "scripted") -> None:
+    def __init__(
+        self,
+        reply: Reply = call_then_answer,
+        block_s: Callable[[ChatRequest], float] | None = None,
+        name: str = "scripted",
+    ) -> None:
         self.reply = reply
         self.block_s = block_s or (lambda request: 0.0)
         self.name = name

@@ -34,19 +34,50 @@ def _audit(event, args):
 
 sys.addaudithook(_audit)
 
-TOOL = Tool.from_json({"name": "trip.plan", "parameters": {"type": "dict", "required": ["city", "days"], "properties": {
-    "city": {"type": "string"}, "days": {"type": "integer"}, "budget": {"type": "float"},
-    "stops": {"type": "array", "items": {"type": "string"}}, "prefs": {"type": "dict"},
-    "legs": {"type": "array", "items": {"type": "dict"}}, "coords": {"type": "tuple", "items": {"type": "float"}}}}})
-EXPECTED = ExpectedCall.from_json({"trip.plan": {"city": ["NYC"], "days": [3], "budget": ["", 10.5],
-                                                 "stops": [["a", "b"], ""], "prefs": [{"k": ["v"]}, ""],
-                                                 "legs": [[{"x": [1]}], ""], "coords": [[1.0, 2.0], ""]}})
+TOOL = Tool.from_json(
+    {
+        "name": "trip.plan",
+        "parameters": {
+            "type": "dict",
+            "required": ["city", "days"],
+            "properties": {
+                "city": {"type": "string"},
+                "days": {"type": "integer"},
+                "budget": {"type": "float"},
+                "stops": {"type": "array", "items": {"type": "string"}},
+                "prefs": {"type": "dict"},
+                "legs": {"type": "array", "items": {"type": "dict"}},
+                "coords": {"type": "tuple", "items": {"type": "float"}},
+            },
+        },
+    }
+)
+EXPECTED = ExpectedCall.from_json(
+    {
+        "trip.plan": {
+            "city": ["NYC"],
+            "days": [3],
+            "budget": ["", 10.5],
+            "stops": [["a", "b"], ""],
+            "prefs": [{"k": ["v"]}, ""],
+            "legs": [[{"x": [1]}], ""],
+            "coords": [[1.0, 2.0], ""],
+        }
+    }
+)
 MESSAGES = (Message("user", "q"),)
-TASKS = [Task("s", MESSAGES, (TOOL,), (EXPECTED,), category="simple_python"),
-         Task("p", MESSAGES, (TOOL,), (EXPECTED, EXPECTED, ExpectedCall("trip.plan", {"city": ("LA",), "days": (1,)})),
-              category="parallel"),
-         Task("i", MESSAGES, (TOOL,), (), category="irrelevance"),
-         Task("r", MESSAGES, (TOOL,), (), category="live_relevance")]
+TASKS = [
+    Task("s", MESSAGES, (TOOL,), (EXPECTED,), category="simple_python"),
+    Task(
+        "p",
+        MESSAGES,
+        (TOOL,),
+        (EXPECTED, EXPECTED, ExpectedCall("trip.plan", {"city": ("LA",), "days": (1,)})),
+        category="parallel",
+    ),
+    Task("i", MESSAGES, (TOOL,), (), category="irrelevance"),
+    Task("r", MESSAGES, (TOOL,), (), category="live_relevance"),
+]
 SCORERS = [BfclScorer(), BfclScorer(strict=True)]
 #: one decode of one input, coverage instrumentation included (uninstrumented, the worst 64 KB input takes
 #: about 0.1 s); libFuzzer's -timeout bounds a whole input
@@ -103,8 +134,10 @@ def make_text(data: bytes) -> str:
     elif mode == 4:
         text = "[trip.plan(city=" + text + ", days=3)]"
     elif mode == 5:
-        text = '<functions><function name="trip.plan"><param name="city" type="array">' + text + "</param></function>" \
-               "</functions>"
+        text = (
+            '<functions><function name="trip.plan"><param name="city" type="array">' + text + "</param></function>"
+            "</functions>"
+        )
     return text
 
 

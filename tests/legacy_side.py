@@ -32,17 +32,21 @@ def dendrite(args: argparse.Namespace) -> None:
 
     async def ask():
         try:
-            return await client.forward(axons=[axon], synapse=GetHFModelName(), deserialize=False,
-                                        timeout=args.timeout)
+            return await client.forward(axons=[axon], synapse=GetHFModelName(), deserialize=False, timeout=args.timeout)
         finally:
             await client.aclose_session()
 
     results = []
     for _ in range(args.repeat):
         response = asyncio.run(ask())[0]
-        results.append({"hf_model_name": response.hf_model_name, "status_code": response.dendrite.status_code,
-                        "status_message": response.dendrite.status_message,
-                        "axon_hotkey": response.axon.hotkey})
+        results.append(
+            {
+                "hf_model_name": response.hf_model_name,
+                "status_code": response.dendrite.status_code,
+                "status_message": response.dendrite.status_message,
+                "axon_hotkey": response.axon.hotkey,
+            }
+        )
     print(json.dumps(results))
 
 
@@ -75,11 +79,13 @@ class UpstreamMiner:
 def axon(args: argparse.Namespace) -> None:
     wallet = bt.Wallet(name=args.wallet, hotkey="default", path=args.wallet_path)
     miner = UpstreamMiner(args.model, json.loads(Path(args.metagraph).read_text()))
-    server = bt.Axon(wallet=wallet, ip="127.0.0.1", port=args.port, external_ip="127.0.0.1",
-                     external_port=args.port)
+    server = bt.Axon(wallet=wallet, ip="127.0.0.1", port=args.port, external_ip="127.0.0.1", external_port=args.port)
     server.fast_server.config.host = "127.0.0.1"  # the Axon binds 0.0.0.0 by default
-    server.attach(forward_fn=miner.forward_for_get_hf_model_name, blacklist_fn=miner.blacklist_for_get_hf_model_name,
-                  priority_fn=miner.priority_for_get_hf_model_name)
+    server.attach(
+        forward_fn=miner.forward_for_get_hf_model_name,
+        blacklist_fn=miner.blacklist_for_get_hf_model_name,
+        priority_fn=miner.priority_for_get_hf_model_name,
+    )
     server.start()
     try:
         Path(args.ready).write_text(f"127.0.0.1:{args.port}\n")

@@ -24,17 +24,26 @@ SUBNET_DRIVER = Path(__file__).resolve().parent / "subnet_driver.py"
 
 def main(argv: list[str]) -> int:
     split = argv.index("--") if "--" in argv else len(argv)
-    own, rest = argv[:split], argv[split + 1:]
+    own, rest = argv[:split], argv[split + 1 :]
     parser = argparse.ArgumentParser()
     parser.add_argument("command", choices=("stage", "register"))
     parser.add_argument("--chain-file", required=True, type=Path)
     args = parser.parse_args(own)
-    factory = (lambda: FileChain(args.chain_file))  # noqa: E731
+    factory = lambda: FileChain(args.chain_file)  # noqa: E731
     if args.command == "register":
         command = register_command(factory)
     else:
-        command = stage_command(factory, launch_prefix=lambda role: [
-            sys.executable, str(SUBNET_DRIVER), role, "--chain-file", str(args.chain_file), "--"])
+        command = stage_command(
+            factory,
+            launch_prefix=lambda role: [
+                sys.executable,
+                str(SUBNET_DRIVER),
+                role,
+                "--chain-file",
+                str(args.chain_file),
+                "--",
+            ],
+        )
     return command.main(rest, prog_name=f"bitagent {args.command}", standalone_mode=True)
 
 

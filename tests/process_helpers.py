@@ -77,8 +77,12 @@ finally:
 
 def start_owner(argv: list[str], **options) -> tuple[subprocess.Popen, dict]:
     """Run :data:`OWNER` for ``argv``; returns the process and the JSON line it prints once its server is ready."""
-    proc = subprocess.Popen([sys.executable, "-c", OWNER, json.dumps(options), *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", OWNER, json.dumps(options), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     if not line:
         proc.wait()

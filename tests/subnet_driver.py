@@ -23,14 +23,14 @@ from bitagent_plugins.subnet.plugin import mine_command, validate_command  # noq
 def main(argv: list[str]) -> int:
     if "--" in argv:
         split = argv.index("--")
-        own, rest = argv[:split], argv[split + 1:]
+        own, rest = argv[:split], argv[split + 1 :]
     else:
         own, rest = argv, []
     parser = argparse.ArgumentParser()
     parser.add_argument("command", choices=("mine", "validate"))
     parser.add_argument("--chain-file", required=True, type=Path)
     args = parser.parse_args(own)
-    factory = (lambda: FileChain(args.chain_file))  # noqa: E731
+    factory = lambda: FileChain(args.chain_file)  # noqa: E731
     command = mine_command(factory) if args.command == "mine" else validate_command(factory)
     return command.main(rest, prog_name=f"bitagent {args.command}", standalone_mode=True)
 

@@ -30,27 +30,67 @@ def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a driver process: HOME inside the test directory (bittensor writes ~/.bittensor),
     Hugging Face offline, the embedded model's cache kept where the session already assembled it."""
     env = dict(os.environ)
-    env.update({"HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-                "BITAGENT_CACHE_DIR": os.environ.get("BITAGENT_CACHE_DIR",
-                                                     str(Path.home() / ".cache" / "bitagent"))})
+    env.update(
+        {
+            "HOME": str(tmp_path / "home"),
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "BITAGENT_CACHE_DIR": os.environ.get("BITAGENT_CACHE_DIR", str(Path.home() / ".cache" / "bitagent")),
+        }
+    )
     env.pop("BITAGENT_WANDB", None)
     env.update(extra)
     (tmp_path / "home").mkdir(exist_ok=True)
     return env
 
 
-def start_miner(tmp_path: Path, *, chain: Path, wallet_dir: Path, name: str, model: str, netuid: int,
-                log_name: str | None = None, extra: list[str] | None = None) -> tuple[subprocess.Popen, Path]:
+def start_miner(
+    tmp_path: Path,
+    *,
+    chain: Path,
+    wallet_dir: Path,
+    name: str,
+    model: str,
+    netuid: int,
+    log_name: str | None = None,
+    extra: list[str] | None = None,
+) -> tuple[subprocess.Popen, Path]:
     """A miner process (``bitagent mine`` through the driver); returns it and its ready file."""
     ready = tmp_path / f"{name}.ready"
     log = open(tmp_path / f"{log_name or name}.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, str(DRIVER), "mine", "--chain-file", str(chain), "--",
-         "--ready-file", str(ready), "--subtensor.network", "local", "--netuid", str(netuid),
-         "--wallet.name", name, "--wallet.hotkey", "default",
-         "--wallet.path", str(wallet_dir), "--hf-model-name", model, "--axon.port", "0",
-         "--metagraph-refresh", "1", *(extra or [])],
-        cwd=ROOT, env=subprocess_env(tmp_path), stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            str(DRIVER),
+            "mine",
+            "--chain-file",
+            str(chain),
+            "--",
+            "--ready-file",
+            str(ready),
+            "--subtensor.network",
+            "local",
+            "--netuid",
+            str(netuid),
+            "--wallet.name",
+            name,
+            "--wallet.hotkey",
+            "default",
+            "--wallet.path",
+            str(wallet_dir),
+            "--hf-model-name",
+            model,
+            "--axon.port",
+            "0",
+            "--metagraph-refresh",
+            "1",
+            *(extra or []),
+        ],
+        cwd=ROOT,
+        env=subprocess_env(tmp_path),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     return proc, ready
 
 
@@ -105,9 +145,14 @@ def readme(license_: str) -> bytes:
 CHAT_TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}<|assistant|>"
 
 
-def safetensors_repo(*, license_: str = "apache-2.0", chat_template: bool = True,
-                     shapes: dict[str, list[int]] | None = None, extra: dict[str, bytes] | None = None,
-                     with_data: bool = True) -> dict:
+def safetensors_repo(
+    *,
+    license_: str = "apache-2.0",
+    chat_template: bool = True,
+    shapes: dict[str, list[int]] | None = None,
+    extra: dict[str, bytes] | None = None,
+    with_data: bool = True,
+) -> dict:
     tokenizer_config = {"model_max_length": 2048}
     if chat_template:
         tokenizer_config["chat_template"] = CHAT_TEMPLATE
@@ -123,16 +168,18 @@ def safetensors_repo(*, license_: str = "apache-2.0", chat_template: bool = True
     return files
 
 
-def hf_repo(cache_dir: Path, repo_id: str, files: dict[str, bytes | Path], *, sha: str | None = None,
-            branch: str = "main") -> str:
+def hf_repo(
+    cache_dir: Path, repo_id: str, files: dict[str, bytes | Path], *, sha: str | None = None, branch: str = "main"
+) -> str:
     """Write ``repo_id`` at commit ``sha`` into a Hugging Face cache folder, the way huggingface_hub lays
     it out (``blobs/``, ``snapshots/<sha>/`` links, ``refs/<branch>``). Files given as a Path are hard-linked
     (copied across filesystems). Returns the sha."""
     import hashlib
     import shutil
 
-    sha = sha or hashlib.sha1(repr(sorted((k, str(v)) for k, v in files.items())).encode()
-                              + repo_id.encode()).hexdigest()
+    sha = (
+        sha or hashlib.sha1(repr(sorted((k, str(v)) for k, v in files.items())).encode() + repo_id.encode()).hexdigest()
+    )
     org, name = repo_id.split("/")
     storage = cache_dir / f"models--{org}--{name}"
     (storage / "blobs").mkdir(parents=True, exist_ok=True)

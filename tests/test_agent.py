@@ -34,8 +34,22 @@ from bitagent_plugins.bfcl.reading import Expression  # a reader's expression ke
 # --- what execution may touch: Python's audit hooks see every exec, import, process and file open ------------
 
 _AUDIT = {"on": False, "events": []}
-_WATCHED = ("exec", "os.system", "subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "open",
-            "socket.connect", "os.remove", "os.unlink", "import", "builtins.input", "ctypes.dlopen")
+_WATCHED = (
+    "exec",
+    "os.system",
+    "subprocess.Popen",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "open",
+    "socket.connect",
+    "os.remove",
+    "os.unlink",
+    "import",
+    "builtins.input",
+    "ctypes.dlopen",
+)
 
 
 def _audit(event, args):
@@ -200,11 +214,49 @@ def test_hostile_trajectories_execute_nothing_outside_the_environment(bfcl_task,
     assert run.execute_step(calls) == [ERROR_PREFIX + "expressions are never evaluated: ls(a=True)"]
 
 
-FRAGMENTS = st.sampled_from([
-    "cd", "ls", "_load_scenario", "__import__", "exec", "eval", "getattr", "__globals__", "__class__", ".", "(",
-    ")", "[", "]", "{", "}", "=", ",", "'os'", "'x'", "1", "2**99", "folder", "a", "True", " ", "lambda: 0", "*",
-    "**", ":", "\n", "`", "mkdir", "dir_name", "rm", "file_name", "'/'", "..", "x" * 300,
-])
+FRAGMENTS = st.sampled_from(
+    [
+        "cd",
+        "ls",
+        "_load_scenario",
+        "__import__",
+        "exec",
+        "eval",
+        "getattr",
+        "__globals__",
+        "__class__",
+        ".",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        "=",
+        ",",
+        "'os'",
+        "'x'",
+        "1",
+        "2**99",
+        "folder",
+        "a",
+        "True",
+        " ",
+        "lambda: 0",
+        "*",
+        "**",
+        ":",
+        "\n",
+        "`",
+        "mkdir",
+        "dir_name",
+        "rm",
+        "file_name",
+        "'/'",
+        "..",
+        "x" * 300,
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -234,10 +286,16 @@ class CounterTasks:
 
     def tasks(self, seed, limit):
         for i in range(limit or 3):
-            yield Task(id=f"count-{i}", messages=(Message("user", f"task {i}: add 1"),), tools=(ADD,),
-                       category="count", environment=EnvironmentSpec("counter", {"start": i}),
-                       turns=tuple(Turn((Message("user", "add 1 again"),)) for _ in range(self.turns - 1)),
-                       max_steps_per_turn=3, metadata={"want": i + self.turns})
+            yield Task(
+                id=f"count-{i}",
+                messages=(Message("user", f"task {i}: add 1"),),
+                tools=(ADD,),
+                category="count",
+                environment=EnvironmentSpec("counter", {"start": i}),
+                turns=tuple(Turn((Message("user", "add 1 again"),)) for _ in range(self.turns - 1)),
+                max_steps_per_turn=3,
+                metadata={"want": i + self.turns},
+            )
 
 
 class ScriptedAgentOptions(BackendOptions):
@@ -319,8 +377,15 @@ def registry():
 
 
 def evaluate(tmp_path, resume=None, **options):
-    config = RunConfig(tasks="counter:3", backend="scripted-agent", scorer="final-value", limit=3,
-                       output_dir=str(tmp_path), backend_options=options, timeout_s=1.0)
+    config = RunConfig(
+        tasks="counter:3",
+        backend="scripted-agent",
+        scorer="final-value",
+        limit=3,
+        output_dir=str(tmp_path),
+        backend_options=options,
+        timeout_s=1.0,
+    )
     return asyncio.run(Evaluation(config, registry(), resume_dir=resume).run())
 
 
@@ -377,8 +442,9 @@ def test_an_environment_that_cannot_be_built_fails_its_sample_only(tmp_path):
 
     reg = PluginRegistry()
     reg.register_module(Broken(), "broken")
-    config = RunConfig(tasks="counter", backend="scripted-agent", scorer="final-value", limit=2,
-                       output_dir=str(tmp_path))
+    config = RunConfig(
+        tasks="counter", backend="scripted-agent", scorer="final-value", limit=2, output_dir=str(tmp_path)
+    )
     results = asyncio.run(Evaluation(config, reg).run())
     assert results.status == "complete" and results.n_failed == 2
     sample = saved_samples(next(tmp_path.iterdir()))["count-0"]
@@ -399,9 +465,13 @@ def test_bfcls_math_api_cannot_be_made_to_hold_the_process():
     """A huge integer power or precision would hold the GIL (no deadline can stop it): refused before it runs."""
     env = BfclEnvironment({"involved_classes": ["MathAPI"], "initial_config": {}})
     run = Executor(env.objects(), env.format_result, guard=env.guard)
-    texts = ["[power(base=10, exponent=1000000000)]", "[power(10, 99999999999)]",
-             "[logarithm(value=2, base=10, precision=100000000)]", "[square_root(number=2, precision=10**9)]",
-             "[square_root(number=2, precision=1000000000)]"]
+    texts = [
+        "[power(base=10, exponent=1000000000)]",
+        "[power(10, 99999999999)]",
+        "[logarithm(value=2, base=10, precision=100000000)]",
+        "[square_root(number=2, precision=10**9)]",
+        "[square_root(number=2, precision=1000000000)]",
+    ]
     results = [run.execute_step(env.decode(text, ())[0]) for text in texts]  # refused: nothing is computed
     assert results[0] == [ERROR_PREFIX + "result too large (more than 1000000 bits)"]
     assert results[1] == [ERROR_PREFIX + "result too large (more than 1000000 bits)"]

@@ -29,11 +29,16 @@ def data_dir() -> Path:
 
 
 def question(answers: list[str]) -> Task:
-    return Task(id="memory_kv_0-customer-0", messages=(Message("user", "?"),), tools=(),
-                metadata={"agentic": "memory", "answers": answers})
+    return Task(
+        id="memory_kv_0-customer-0",
+        messages=(Message("user", "?"),),
+        tools=(),
+        metadata={"agentic": "memory", "answers": answers},
+    )
 
 
 # --- the checker ---------------------------------------------------------------------------------------
+
 
 def test_bfcl_strict_agrees_with_bfcls_agentic_checker_on_every_reference_result():
     """3,315 results (BFCL's memory and web-search questions answered right and wrong in 13 ways), each with
@@ -52,20 +57,27 @@ def test_bfcl_strict_agrees_with_bfcls_agentic_checker_on_every_reference_result
             assert row["valid"] and not mine.passed and mine.error_type == "agentic:no_last_message"
         else:
             assert (mine.passed, mine.error_type) == (row["valid"], row["error_type"]), row
-    assert kinds == {(True, None), (False, "agentic:answer_not_found"), (False, "agentic:no_last_message"),
-                     (False, "agentic:inference_error")}
+    assert kinds == {
+        (True, None),
+        (False, "agentic:answer_not_found"),
+        (False, "agentic:no_last_message"),
+        (False, "agentic:inference_error"),
+    }
 
 
-@pytest.mark.parametrize(("response", "answers", "found"), [
-    ("{'answer': 'Michael'}", ["Michael"], True),
-    ("michael.", ["Michael"], True),
-    ("Michaels", ["Michael"], False),  # whole words only
-    ("thirty-five", ["thirty five"], False),  # the hyphen is dropped: "thirtyfive"; whitespace is kept
-    ("It's 35", ["35", "thirty five"], True),
-    ("April 1, 2024", ["April 1 2024"], True),
-    ("(Seattle)", ["Seattle"], True),
-    (["Seattle, WA"], ["seattle"], True),  # a list response: its first element
-])
+@pytest.mark.parametrize(
+    ("response", "answers", "found"),
+    [
+        ("{'answer': 'Michael'}", ["Michael"], True),
+        ("michael.", ["Michael"], True),
+        ("Michaels", ["Michael"], False),  # whole words only
+        ("thirty-five", ["thirty five"], False),  # the hyphen is dropped: "thirtyfive"; whitespace is kept
+        ("It's 35", ["35", "thirty five"], True),
+        ("April 1, 2024", ["April 1 2024"], True),
+        ("(Seattle)", ["Seattle"], True),
+        (["Seattle, WA"], ["seattle"], True),  # a list response: its first element
+    ],
+)
 def test_normalisation_and_whole_word_match(response, answers, found):
     assert agentic.answer_found(response, answers) is found
 
@@ -82,12 +94,15 @@ def test_the_final_answer_is_the_last_step_that_is_not_a_call():
     assert verdict("Seattle", "[core_memory_retrieve(key='city')]") == (True, None)  # BFCL goes back
     assert verdict("Seattle", "Portland") == (False, "agentic:answer_not_found")
     assert verdict("[core_memory_retrieve(key='city')]") == (False, "agentic:no_last_message")
-    assert verdict("[]", ) == (False, "agentic:answer_not_found")  # an empty call list is not a call
+    assert verdict(
+        "[]",
+    ) == (False, "agentic:answer_not_found")  # an empty call list is not a call
     prereq = Task(id="p", messages=(), tools=(), metadata={"agentic": "memory_prereq"})
     assert strict.score_trajectory(prereq, Trajectory()).passed
 
 
 # --- the backends --------------------------------------------------------------------------------------
+
 
 def test_the_key_value_backend_keeps_bfcls_limits_and_searches_keys_by_bm25():
     kv = memory.MemoryKV()
@@ -127,12 +142,17 @@ def test_the_model_reaches_only_the_memory_tools():
     from bitagent_core.agent import public_methods
 
     names = set(public_methods([memory.MemoryKV()]))
-    docs = [json.loads(line) for line in (data_dir() / "multi_turn_func_doc" / "memory_kv.json").read_text()
-            .splitlines() if line.strip()]
+    docs = [
+        json.loads(line)
+        for line in (data_dir() / "multi_turn_func_doc" / "memory_kv.json").read_text().splitlines()
+        if line.strip()
+    ]
     assert names == {doc["name"] for doc in docs}  # exactly BFCL's tools: no _export, _load, _context
     assert set(public_methods([memory.MemoryRecSum()])) == {
-        json.loads(line)["name"] for line in (data_dir() / "multi_turn_func_doc" / "memory_rec_sum.json")
-        .read_text().splitlines() if line.strip()}
+        json.loads(line)["name"]
+        for line in (data_dir() / "multi_turn_func_doc" / "memory_rec_sum.json").read_text().splitlines()
+        if line.strip()
+    }
 
 
 @pytest.mark.slow
@@ -156,6 +176,7 @@ def test_the_vector_backend_embeds_with_the_packaged_minilm_offline(monkeypatch)
 
 # --- snapshots ------------------------------------------------------------------------------------------
 
+
 def test_a_snapshot_is_read_only_whole(tmp_path):
     memory.write_snapshot(tmp_path, "memory_kv", "memory_kv_prereq_0-customer-0", {"core_memory": {"a": "b"}})
     assert memory.read_snapshot(tmp_path, "memory_kv", "memory_kv_prereq_0-customer-0") == {"core_memory": {"a": "b"}}
@@ -171,6 +192,7 @@ def test_a_snapshot_is_read_only_whole(tmp_path):
 
 
 # --- tasks -----------------------------------------------------------------------------------------------
+
 
 def test_memory_tasks_put_each_scenarios_prerequisites_first():
     data = memory.load_category("memory_kv", data_dir(), "test")
@@ -193,6 +215,7 @@ def test_memory_tasks_put_each_scenarios_prerequisites_first():
 
 
 # --- the DAG through the runner --------------------------------------------------------------------------
+
 
 class ScriptedMemoryOptions(BackendOptions):
     stop_at: str = ""  # a task id: its second request never answers (the run is then cancelled)
@@ -252,8 +275,16 @@ def registry() -> PluginRegistry:
 
 
 def evaluate(tmp_path: Path, resume: Path | None = None, **options: str):
-    config = RunConfig(tasks="bfcl:memory_rec_sum", backend="scripted-memory", scorer="bfcl-strict", limit=7,
-                       output_dir=str(tmp_path), backend_options=options, timeout_s=30.0, seed=3)
+    config = RunConfig(
+        tasks="bfcl:memory_rec_sum",
+        backend="scripted-memory",
+        scorer="bfcl-strict",
+        limit=7,
+        output_dir=str(tmp_path),
+        backend_options=options,
+        timeout_s=30.0,
+        seed=3,
+    )
     return Evaluation(config, registry(), resume_dir=resume)
 
 
@@ -336,6 +367,7 @@ def test_a_run_killed_mid_prerequisite_leaves_no_snapshot_and_resume_rebuilds_it
 
 # --- web search ------------------------------------------------------------------------------------------
 
+
 def test_web_search_plays_from_a_recorded_cache_and_needs_one(tmp_path, monkeypatch):
     tasks = web_search.load_category("web_search_no_snippet", data_dir(), "test")
     assert len(tasks) == 100 and tasks[0].id == "web_search_no_snippet_0"
@@ -343,14 +375,25 @@ def test_web_search_plays_from_a_recorded_cache_and_needs_one(tmp_path, monkeypa
     with pytest.raises(RuntimeError, match="recorded cache"):
         web_search.WebSearchEnvironment({"show_snippet": False})
     cache = tmp_path / "cache.jsonl"
-    cache.write_text(json.dumps({"kind": "search", "keywords": "most expensive tea", "results": [
-        {"title": "Da Hong Pao", "link": "https://example.org/tea", "snippet": "Da Hong Pao, from China"}]}) + "\n"
-        + json.dumps({"kind": "fetch", "url": "https://example.org/tea", "mode": "raw", "content": "<p>tea</p>"}))
+    cache.write_text(
+        json.dumps(
+            {
+                "kind": "search",
+                "keywords": "most expensive tea",
+                "results": [
+                    {"title": "Da Hong Pao", "link": "https://example.org/tea", "snippet": "Da Hong Pao, from China"}
+                ],
+            }
+        )
+        + "\n"
+        + json.dumps({"kind": "fetch", "url": "https://example.org/tea", "mode": "raw", "content": "<p>tea</p>"})
+    )
     monkeypatch.setenv(web_search.CACHE_ENV, str(cache))
     env = web_search.WebSearchEnvironment({"show_snippet": False})
     api = env.objects()[0]
     assert api.search_engine_query("most expensive tea") == [  # type: ignore[attr-defined]
-        {"title": "Da Hong Pao", "href": "https://example.org/tea"}]
+        {"title": "Da Hong Pao", "href": "https://example.org/tea"}
+    ]
     assert "error" in api.search_engine_query("unknown")  # type: ignore[attr-defined]
     assert api.fetch_url_content("https://example.org/tea") == {"content": "<p>tea</p>"}  # type: ignore[attr-defined]
     with_snippet = web_search.WebSearchEnvironment({"show_snippet": True}).objects()[0]
@@ -362,20 +405,39 @@ def test_score_reads_bfcls_agentic_result_files(tmp_path):
     import subprocess
     import sys
 
-    lines = [{"id": "memory_kv_0-customer-0", "result": [["[core_memory_retrieve(key='name')]",
-                                                           "{'answer': 'Michael', 'context': 'core memory'}"]]},
-             {"id": "memory_kv_1-customer-1", "result": [["{'answer': 'I do not know'}"]]},
-             {"id": "web_search_base_0", "result": [["[search_engine_query(keywords='tea')]", "Zhang Yiming"]]}]
+    lines = [
+        {
+            "id": "memory_kv_0-customer-0",
+            "result": [["[core_memory_retrieve(key='name')]", "{'answer': 'Michael', 'context': 'core memory'}"]],
+        },
+        {"id": "memory_kv_1-customer-1", "result": [["{'answer': 'I do not know'}"]]},
+        {"id": "web_search_base_0", "result": [["[search_engine_query(keywords='tea')]", "Zhang Yiming"]]},
+    ]
     result = tmp_path / "BFCL_v4_memory_kv_result.json"
     result.write_text("".join(json.dumps(line) + "\n" for line in lines))
     out = tmp_path / "scored.jsonl"
     bitagent = Path(sys.executable).parent / "bitagent"
-    done = subprocess.run([str(bitagent), "score", "-t", "bfcl:memory_kv,web_search_base", "--scorer", "bfcl-strict",
-                           "--bfcl-result", str(result), "-o", str(out), "--partial", "--json"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            str(bitagent),
+            "score",
+            "-t",
+            "bfcl:memory_kv,web_search_base",
+            "--scorer",
+            "bfcl-strict",
+            "--bfcl-result",
+            str(result),
+            "-o",
+            str(out),
+            "--partial",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     scored = {row["task_id"]: row for row in map(json.loads, out.read_text().splitlines())}
     assert scored["memory_kv_0-customer-0"]["passed"] is True
     assert scored["memory_kv_1-customer-1"]["error_type"] == "agentic:answer_not_found"
     assert scored["web_search_base_0"]["passed"] is True
-

@@ -75,5 +75,10 @@ def test_bfcl_strict_agrees_with_bfcl_on_answers_in_every_format():
         verdict = strict.score(tasks[item["id"]], Completion(text=item["answer"]))
         assert verdict.passed is valid, (item["id"], item["variant"], item["answer"][:200], error_type, verdict)
         outcomes.add((item["variant"], valid))
-    assert {("right", True), ("python_anyway", True), ("python_anyway", False), ("untagged", False),
-            ("wrong_value", False)} <= outcomes
+    assert {
+        ("right", True),
+        ("python_anyway", True),
+        ("python_anyway", False),
+        ("untagged", False),
+        ("wrong_value", False),
+    } <= outcomes

@@ -6,17 +6,25 @@ import pytest
 from bitagent_core.model import Completion, Message, Task, Tool
 from bitagent_plugins.bfcl.scorer import BfclScorer, attempts_call
 
-TOOL = Tool.from_json({"name": "get_weather", "description": "", "parameters": {
-    "type": "dict", "properties": {"city": {"type": "string"}}, "required": ["city"]}})
+TOOL = Tool.from_json(
+    {
+        "name": "get_weather",
+        "description": "",
+        "parameters": {"type": "dict", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
+)
 TASK = Task(id="irr", messages=(Message("user", "Tell me a joke"),), tools=(TOOL,), category="irrelevance")
 
 
-@pytest.mark.parametrize("text", [
-    "get_weather(city='Paris'",  # unbalanced
-    "[get_weather(city=Paris Texas)]",
-    '<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call>',
-    'Calling get_weather(city="Paris" now',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "get_weather(city='Paris'",  # unbalanced
+        "[get_weather(city=Paris Texas)]",
+        '<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call>',
+        'Calling get_weather(city="Paris" now',
+    ],
+)
 def test_an_unreadable_call_fails_leniently_and_is_marked_strictly(text):
     lenient = BfclScorer().score(TASK, Completion(text=text))
     assert not lenient.passed and lenient.error_type == "unparseable_call"
@@ -25,9 +33,15 @@ def test_an_unreadable_call_fails_leniently_and_is_marked_strictly(text):
     assert strict.passed and strict.breakdown == {"unparseable_call": 1.0}
 
 
-@pytest.mark.parametrize("text", ["", "Why did the chicken cross the road? To get to the other side.",
-                                  "I can't get the weather for that; the tools do not fit.",
-                                  "get_weathering(is fun"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "Why did the chicken cross the road? To get to the other side.",
+        "I can't get the weather for that; the tools do not fit.",
+        "get_weathering(is fun",
+    ],
+)
 def test_a_real_abstention_passes_both(text):
     for scorer in (BfclScorer(), BfclScorer(strict=True)):
         score = scorer.score(TASK, Completion(text=text))

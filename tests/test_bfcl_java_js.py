@@ -40,8 +40,13 @@ def bfcl_verdicts(rows):
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
         f.writelines(json.dumps({k: r[k] for k in ("entry", "category", "response")}) + "\n" for r in rows)
     try:
-        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "java_js_side.py"), f.name],
-                              input="", capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "java_js_side.py"), f.name],
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     finally:
         Path(f.name).unlink()
     assert done.returncode == 0, done.stderr[-3000:]
@@ -60,8 +65,10 @@ def test_the_tasks_are_bfcls_150_entries_shown_as_bfcl_shows_them(tasks):
     task = tasks["simple_java_1"]
     assert task.tools[0].description.endswith("Note that the provided function is in Java 8 SDK syntax.")
     prop = task.tools[0].parameters["properties"]["useShortName"]
-    assert prop["type"] == "string" and "This is Java boolean type parameter in string representation." in \
-        prop["description"]
+    assert (
+        prop["type"] == "string"
+        and "This is Java boolean type parameter in string representation." in prop["description"]
+    )
     assert task.metadata["functions"][0]["parameters"]["properties"]["useShortName"]["type"] == "boolean"
     js = tasks["simple_javascript_0"]
     assert js.tools[0].description.endswith("Note that the provided function is in JavaScript syntax.")
@@ -76,8 +83,9 @@ def test_strict_agrees_with_bfcl_on_every_answer(rows, bfcl_verdicts, tasks):
     for row, (valid, error_type) in zip(rows, bfcl_verdicts):
         ours = scorer.score(tasks[row["task_id"]], Completion(text=row["response"]))
         if ours.passed != valid:
-            disagreements.append((row["task_id"], row["label"], row["response"][:120], error_type, ours.error_type,
-                                  ours.detail[:120]))
+            disagreements.append(
+                (row["task_id"], row["label"], row["response"][:120], error_type, ours.error_type, ours.detail[:120])
+            )
     assert disagreements == []
 
 
@@ -85,7 +93,7 @@ def _touches_a_fix(row):
     """Whether an answer exercises one of the lenient scorer's fixes (docs/bfcl.md)."""
     if row["label"] in ("fence_tagged", "list_arraylist_add:ArrayList"):  # `new ArrayList<>() {{ add(..); }}`
         return True
-    (func, params), = row["entry"]["ground_truth"][0].items()
+    ((func, params),) = row["entry"]["ground_truth"][0].items()
     props = row["entry"]["function"][0]["parameters"]["properties"]
     for name in params:
         spec = props.get(name, {})
@@ -112,20 +120,27 @@ def test_lenient_differs_from_bfcl_only_where_it_fixes_a_bug(rows, bfcl_verdicts
     assert unexplained == []
     assert fixed["fence_tagged"] > 90 and fixed["ground_truth"] >= 5
     # every ground truth passes the lenient scorer
-    failing = [r["task_id"] for r in rows if r["label"] == "ground_truth"
-               and not scorer.score(tasks[r["task_id"]], Completion(text=r["response"])).passed]
+    failing = [
+        r["task_id"]
+        for r in rows
+        if r["label"] == "ground_truth" and not scorer.score(tasks[r["task_id"]], Completion(text=r["response"])).passed
+    ]
     assert failing == []
 
 
 def verdicts(task, text):
-    return (BfclScorer(strict=True).score(task, Completion(text=text)).passed,
-            BfclScorer().score(task, Completion(text=text)).passed)
+    return (
+        BfclScorer(strict=True).score(task, Completion(text=text)).passed,
+        BfclScorer().score(task, Completion(text=text)).passed,
+    )
 
 
 def test_a_hashmap_body_is_read_by_bfcl_only_leniently(tasks):
     task = tasks["simple_java_1"]  # params: HashMap {"limit": 50, "schemaFilter": "public"}
-    right = ('SQLCompletionAnalyzer.makeProposalsFromObject(object="Customers", useShortName=true, params=new '
-             'HashMap<String, Object>() {{ put("limit", 50); put("schemaFilter", "public"); }})')
+    right = (
+        'SQLCompletionAnalyzer.makeProposalsFromObject(object="Customers", useShortName=true, params=new '
+        'HashMap<String, Object>() {{ put("limit", 50); put("schemaFilter", "public"); }})'
+    )
     wrong = right.replace("50", "60")
     assert verdicts(task, right) == (False, True)  # BFCL drops the body: reads {} and misses the keys
     assert verdicts(task, wrong) == (False, False)
@@ -138,7 +153,7 @@ def test_quotes_inside_a_string_array_and_long_without_l(tasks):
         for task in java:
             for name, spec in task.metadata["functions"][0]["parameters"]["properties"].items():
                 if spec["type"] == kind and (items is None or spec.get("items", {}).get("type") == items):
-                    (_, truth), = task.metadata["ground_truth"][0].items()
+                    ((_, truth),) = task.metadata["ground_truth"][0].items()
                     if name in truth and all(o != "" and (kind != "Array" or type(o) is list) for o in truth[name]):
                         return task, name
         raise AssertionError(f"no {kind} parameter")
@@ -150,12 +165,12 @@ def test_quotes_inside_a_string_array_and_long_without_l(tasks):
         return {"ground_truth": task.metadata["ground_truth"], "function": task.metadata["functions"]}
 
     task, name = with_type("long")
-    (_, truth), = task.metadata["ground_truth"][0].items()
+    ((_, truth),) = task.metadata["ground_truth"][0].items()
     value = next(o for o in truth[name] if o != "")
     assert verdicts(task, answer(entry(task), "java")) == (True, True)
     assert verdicts(task, answer(entry(task), "java", pick={name: str(value)})) == (False, True)
     task, name = with_type("Array", "String")
-    (_, truth), = task.metadata["ground_truth"][0].items()
+    ((_, truth),) = task.metadata["ground_truth"][0].items()
     items = ", ".join(f'"{v}"' for v in truth[name][0])
     assert verdicts(task, answer(entry(task), "java", pick={name: f"new String[]{{{items}}}"})) == (False, True)
 
@@ -168,17 +183,21 @@ def test_a_tagged_fence_fails_bfcl_where_a_bare_one_passes(tasks):
     assert verdicts(task, f"```java\n{call}\n```") == (False, True)  # `java` then a call: a Java syntax error
     # JavaScript reads the tag as an expression statement of its own, then the call: BFCL passes it too
     js = tasks["simple_javascript_0"]
-    assert verdicts(js, "```javascript\nvalidateUserInput(inputField=userInputField, isComplete=true)\n```") == \
-        (True, True)
+    assert verdicts(js, "```javascript\nvalidateUserInput(inputField=userInputField, isComplete=true)\n```") == (
+        True,
+        True,
+    )
 
 
 def test_native_tool_calls_give_source_text_and_wrong_answers_fail(tasks):
     task = tasks["simple_javascript_0"]
-    native = Completion(tool_calls=(ToolCall("validateUserInput", {"inputField": "userInputField",
-                                                                   "isComplete": "true"}),))
+    native = Completion(
+        tool_calls=(ToolCall("validateUserInput", {"inputField": "userInputField", "isComplete": "true"}),)
+    )
     assert BfclScorer(strict=True).score(task, native).passed and BfclScorer().score(task, native).passed
-    typed = Completion(tool_calls=(ToolCall("validateUserInput", {"inputField": "userInputField",
-                                                                  "isComplete": True}),))
+    typed = Completion(
+        tool_calls=(ToolCall("validateUserInput", {"inputField": "userInputField", "isComplete": True}),)
+    )
     strict = BfclScorer(strict=True).score(task, typed)
     assert not strict.passed and strict.error_type == "type_error"  # BFCL: a non-string value is a type error
     assert BfclScorer().score(task, typed).passed

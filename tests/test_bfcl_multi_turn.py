@@ -26,8 +26,12 @@ def tasks() -> dict[str, Task]:
 
 
 def gt_trajectory(task: Task) -> Trajectory:
-    return Trajectory(tuple((Step(text="[" + ", ".join(t) + "]"),) if t else (Step(text="Which one?"),)
-                            for t in task.metadata["ground_truth"]))
+    return Trajectory(
+        tuple(
+            (Step(text="[" + ", ".join(t) + "]"),) if t else (Step(text="Which one?"),)
+            for t in task.metadata["ground_truth"]
+        )
+    )
 
 
 @pytest.mark.slow
@@ -36,7 +40,9 @@ def test_the_four_categories_load(tasks):
     assert counts == {c: 200 for c in multi_turn.CATEGORIES}
     task = tasks["multi_turn_base_0"]
     assert task.environment.name == "bfcl" and task.environment.config["involved_classes"] == [
-        "TwitterAPI", "GorillaFileSystem"]
+        "TwitterAPI",
+        "GorillaFileSystem",
+    ]
     assert len(task.turns) + 1 == len(task.metadata["ground_truth"]) == 4
     assert task.system_prompt.startswith("You are an expert in composing functions.You are given a question")
     assert '"name": "cd"' in task.system_prompt and "At each turn, you should try your best" in task.system_prompt
@@ -73,8 +79,18 @@ def reference_rows():
 def test_bfcl_strict_agrees_with_bfcls_checker_on_every_reference_trajectory(tasks):
     rows = reference_rows()
     assert len(rows) > 2000 and {r["variant"] for r in rows} >= {
-        "ground_truth", "dropped_call", "wrong_argument", "empty_turn", "refusal", "call_in_empty_turn",
-        "missing_turn", "undecodable_step", "extra_call", "ground_truth_keywords", "ground_truth_per_call"}
+        "ground_truth",
+        "dropped_call",
+        "wrong_argument",
+        "empty_turn",
+        "refusal",
+        "call_in_empty_turn",
+        "missing_turn",
+        "undecodable_step",
+        "extra_call",
+        "ground_truth_keywords",
+        "ground_truth_per_call",
+    }
     disagree = []
     for row in rows:
         score = score_trajectory(tasks[row["task_id"]], Trajectory.from_json(row["result"]), strict=True)
@@ -84,19 +100,26 @@ def test_bfcl_strict_agrees_with_bfcls_checker_on_every_reference_trajectory(tas
     # BFCL fails some of its own ground truths (positional arguments dropped); bfcl-strict fails the same ones
     own = [r for r in rows if r["variant"] == "ground_truth" and not r["bfcl_valid"]]
     assert 50 < len(own) < 200
-    assert {r["bfcl_error_type"] for r in own} == {"multi_turn:execution_response_mismatch",
-                                                   "multi_turn:instance_state_mismatch"}
+    assert {r["bfcl_error_type"] for r in own} == {
+        "multi_turn:execution_response_mismatch",
+        "multi_turn:instance_state_mismatch",
+    }
 
 
 EXPECTED_LENIENT = {
-    "ground_truth": {None}, "ground_truth_per_call": {None}, "ground_truth_keywords": {None},
+    "ground_truth": {None},
+    "ground_truth_per_call": {None},
+    "ground_truth_keywords": {None},
     "empty_turn": {"multi_turn:empty_turn_model_response"},
     "refusal": {"multi_turn:empty_turn_model_response"},
     "undecodable_step": {"multi_turn:empty_turn_model_response"},
     "missing_turn": {"multi_turn:force_terminated"},
     "call_in_empty_turn": {"multi_turn:irrelevance_error:decoder_success"},
-    "dropped_call": {"multi_turn:empty_turn_model_response", "multi_turn:instance_state_mismatch",
-                     "multi_turn:execution_response_mismatch"},
+    "dropped_call": {
+        "multi_turn:empty_turn_model_response",
+        "multi_turn:instance_state_mismatch",
+        "multi_turn:execution_response_mismatch",
+    },
     "wrong_argument": {None, "multi_turn:instance_state_mismatch", "multi_turn:execution_response_mismatch"},
     "extra_call": {None, "multi_turn:instance_state_mismatch"},
 }
@@ -119,11 +142,14 @@ def test_bfcl_passes_ground_truths_and_fails_perturbations_with_the_right_error(
 
 
 def test_a_call_in_a_miss_param_turn(tasks):
-    task = next(t for t in tasks.values() if t.category == "multi_turn_miss_param"
-                and any(not turn for turn in t.metadata["ground_truth"]))
+    task = next(
+        t
+        for t in tasks.values()
+        if t.category == "multi_turn_miss_param" and any(not turn for turn in t.metadata["ground_truth"])
+    )
     truth = task.metadata["ground_truth"]
     empty = truth.index([])
-    later = next(t for t in truth[empty + 1:] if t)
+    later = next(t for t in truth[empty + 1 :] if t)
     steps = [[("[" + ", ".join(t) + "]")] if t else [] for t in truth]
     steps[empty] = ["[" + ", ".join(later) + "]"]
     lenient = score_trajectory(task, Trajectory.from_json(steps), strict=False)
@@ -140,36 +166,92 @@ def test_score_reads_turns_and_bfcl_result_files(tmp_path, tasks):
     rows = [r for r in reference_rows() if r["category"] == "multi_turn_base"][:40]
     responses = tmp_path / "responses.jsonl"
     bfcl_result = tmp_path / "BFCL_v4_multi_turn_base_result.json"
-    responses.write_text("".join(json.dumps({"id": f"r{i}", "task_id": r["task_id"], "response": r["result"]}) + "\n"
-                                 for i, r in enumerate(rows)))
+    responses.write_text(
+        "".join(
+            json.dumps({"id": f"r{i}", "task_id": r["task_id"], "response": r["result"]}) + "\n"
+            for i, r in enumerate(rows)
+        )
+    )
     # BFCL's result file as BFCL writes it: one entry per id (the ground-truth variant of each id)
     first = {}
     for r in rows:
         first.setdefault(r["task_id"], r)
-    bfcl_result.write_text("\n".join(json.dumps({"id": r["task_id"], "result": r["result"], "inference_log": []})
-                                     for r in first.values()))
+    bfcl_result.write_text(
+        "\n".join(json.dumps({"id": r["task_id"], "result": r["result"], "inference_log": []}) for r in first.values())
+    )
     out = tmp_path / "scored.jsonl"
-    run("score", "--tasks", "bfcl:multi_turn_base", "--scorer", "bfcl-strict", "--responses", str(responses),
-        "--output", str(out))
+    run(
+        "score",
+        "--tasks",
+        "bfcl:multi_turn_base",
+        "--scorer",
+        "bfcl-strict",
+        "--responses",
+        str(responses),
+        "--output",
+        str(out),
+    )
     scored = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(s["passed"], s["error_type"]) for s in scored] == [(r["bfcl_valid"], r["bfcl_error_type"]) for r in rows]
-    summary = json.loads(run("score", "--tasks", "bfcl:multi_turn_base", "--scorer", "bfcl-strict", "--bfcl-result",
-                             str(bfcl_result), "--partial", "--json").stdout)
+    summary = json.loads(
+        run(
+            "score",
+            "--tasks",
+            "bfcl:multi_turn_base",
+            "--scorer",
+            "bfcl-strict",
+            "--bfcl-result",
+            str(bfcl_result),
+            "--partial",
+            "--json",
+        ).stdout
+    )
     assert summary["n_scored"] == len(first)
     assert summary["n_passed"] == sum(1 for r in first.values() if r["bfcl_valid"])
-    lenient = json.loads(run("score", "--tasks", "bfcl:multi_turn_base", "--scorer", "bfcl", "--bfcl-result",
-                             str(bfcl_result), "--partial", "--json").stdout)
+    lenient = json.loads(
+        run(
+            "score",
+            "--tasks",
+            "bfcl:multi_turn_base",
+            "--scorer",
+            "bfcl",
+            "--bfcl-result",
+            str(bfcl_result),
+            "--partial",
+            "--json",
+        ).stdout
+    )
     assert lenient["n_passed"] == len(first)  # every ground truth passes bfcl
     # a malformed line is reported by number, the others are still scored
     responses.write_text(responses.read_text() + json.dumps({"task_id": "multi_turn_base_0", "response": [1]}) + "\n")
-    bad = run("score", "--tasks", "bfcl:multi_turn_base", "--scorer", "bfcl", "--responses", str(responses),
-              "--partial", "--json", check=False)
+    bad = run(
+        "score",
+        "--tasks",
+        "bfcl:multi_turn_base",
+        "--scorer",
+        "bfcl",
+        "--responses",
+        str(responses),
+        "--partial",
+        "--json",
+        check=False,
+    )
     assert bad.returncode == 1 and f":{len(rows) + 1}:" in bad.stderr
     assert json.loads(bad.stdout)["n_scored"] == len(first)  # per task: the last answer to each counts
     # so in BFCL's result file, streamed line by line: a torn line and one that is not an object
-    bfcl_result.write_text(bfcl_result.read_text() + "\n[1]\n{\"id\": \"multi_turn_base_1\", \"res\n")
-    bad = run("score", "--tasks", "bfcl:multi_turn_base", "--scorer", "bfcl", "--bfcl-result", str(bfcl_result),
-              "--partial", "--json", check=False)
+    bfcl_result.write_text(bfcl_result.read_text() + '\n[1]\n{"id": "multi_turn_base_1", "res\n')
+    bad = run(
+        "score",
+        "--tasks",
+        "bfcl:multi_turn_base",
+        "--scorer",
+        "bfcl",
+        "--bfcl-result",
+        str(bfcl_result),
+        "--partial",
+        "--json",
+        check=False,
+    )
     n = len(first)
     assert bad.returncode == 1 and f":{n + 1}:" in bad.stderr and f":{n + 2}:" in bad.stderr
     assert json.loads(bad.stdout)["n_scored"] == n
@@ -179,15 +261,29 @@ def test_score_reads_turns_and_bfcl_result_files(tmp_path, tasks):
 def test_bfcl_summary(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    per = {"simple_python": {"n": 4, "passed": 2}, "multi_turn_base": {"n": 2, "passed": 1},
-           "live_irrelevance": {"n": 2, "passed": 2}, "multiple": {"n": 1, "passed": 1}}
-    (run_dir / "results.json").write_text(json.dumps({"status": "complete", "per_category": {
-        c: {"n": v["n"], "mean_score": v["passed"] / v["n"], "passed": v["passed"]} for c, v in per.items()}}))
+    per = {
+        "simple_python": {"n": 4, "passed": 2},
+        "multi_turn_base": {"n": 2, "passed": 1},
+        "live_irrelevance": {"n": 2, "passed": 2},
+        "multiple": {"n": 1, "passed": 1},
+    }
+    (run_dir / "results.json").write_text(
+        json.dumps(
+            {
+                "status": "complete",
+                "per_category": {
+                    c: {"n": v["n"], "mean_score": v["passed"] / v["n"], "passed": v["passed"]} for c, v in per.items()
+                },
+            }
+        )
+    )
     summary = json.loads(run("bfcl-summary", str(run_dir), "--json").stdout)
     assert summary["categories"]["simple_python"]["accuracy"] == 0.5
     # the samples are the record: a later (resumed) line of a task replaces its earlier one
-    samples = [{"task_id": f"mt{i}", "category": "multi_turn_base", "status": s, "passed": p}
-               for i, (s, p) in enumerate([("ok", True), ("failed", False)])]
+    samples = [
+        {"task_id": f"mt{i}", "category": "multi_turn_base", "status": s, "passed": p}
+        for i, (s, p) in enumerate([("ok", True), ("failed", False)])
+    ]
     samples.append({"task_id": "mt1", "category": "multi_turn_base", "status": "ok", "passed": True})
     (run_dir / "samples.jsonl").write_text("".join(json.dumps(x) + "\n" for x in samples))
     resumed = json.loads(run("bfcl-summary", str(run_dir), "--json").stdout)
@@ -195,8 +291,9 @@ def test_bfcl_summary(tmp_path):
     (run_dir / "samples.jsonl").unlink()
     other = tmp_path / "other"
     other.mkdir()
-    (other / "results.json").write_text(json.dumps({"status": "complete",
-                                                    "per_category": {"single_call": {"n": 1, "passed": 1}}}))
+    (other / "results.json").write_text(
+        json.dumps({"status": "complete", "per_category": {"single_call": {"n": 1, "passed": 1}}})
+    )
     refused = run("bfcl-summary", str(other), check=False)
     assert refused.returncode == 1 and "no BFCL category" in refused.stderr
     aggregates = {k: v["accuracy"] for k, v in summary["aggregates"].items()}
@@ -219,13 +316,17 @@ def test_function_calling_result_steps_are_native_calls(tasks):
     truth = task.metadata["ground_truth"]  # [["ls(a=True)"], ["cd(folder='workspace')", "mv(...)"], ...]
     from bitagent_core.decoding import ast_python_calls
 
-    turns = [[[{c.name: json.dumps(c.arguments)} for c in ast_python_calls("[" + ", ".join(t) + "]")], "Done."]
-             for t in truth]
+    turns = [
+        [[{c.name: json.dumps(c.arguments)} for c in ast_python_calls("[" + ", ".join(t) + "]")], "Done."]
+        for t in truth
+    ]
     for strict in (True, False):
         assert score_trajectory(task, Trajectory.from_json(turns), strict=strict).passed
     turns[1][0] = turns[1][0][:1]  # the mv call dropped
-    assert score_trajectory(task, Trajectory.from_json(turns), strict=True).error_type == \
-        "multi_turn:instance_state_mismatch"
+    assert (
+        score_trajectory(task, Trajectory.from_json(turns), strict=True).error_type
+        == "multi_turn:instance_state_mismatch"
+    )
     with pytest.raises(ValueError, match="not JSON"):
         Trajectory.from_json([[[{"cd": "{oops"}]]])
 

@@ -30,14 +30,20 @@ BFCL_TO_OURS = {
     "simple_function_checker:missing_required": "missing_required",
     "simple_function_checker:unexpected_param": "unexpected_param",
     "simple_function_checker:missing_optional": "missing_optional",
-    "type_error:simple": "type_error", "type_error:nested": "type_error",
-    "value_error:string": "value_error", "value_error:others": "value_error", "value_error:list/tuple": "value_error",
-    "value_error:dict_value": "value_error", "value_error:dict_key": "value_error",
+    "type_error:simple": "type_error",
+    "type_error:nested": "type_error",
+    "value_error:string": "value_error",
+    "value_error:others": "value_error",
+    "value_error:list/tuple": "value_error",
+    "value_error:dict_value": "value_error",
+    "value_error:dict_key": "value_error",
     "value_error:list_dict_count": "value_error",
-    "simple_function_checker:wrong_count": "wrong_count", "multiple_function_checker:wrong_count": "wrong_count",
+    "simple_function_checker:wrong_count": "wrong_count",
+    "multiple_function_checker:wrong_count": "wrong_count",
     "parallel_function_checker_no_order:wrong_count": "wrong_count",
     "ast_decoder:decoder_failed": "decode_error",
-    "irrelevance_error:decoder_success": "irrelevance_error", "relevance_error:decoder_failed": "relevance_error",
+    "irrelevance_error:decoder_success": "irrelevance_error",
+    "relevance_error:decoder_failed": "relevance_error",
 }
 
 
@@ -62,8 +68,18 @@ def verdicts(rows, tasks, scorer):
 
 def test_the_corpus_covers_every_category_and_both_verdicts(rows):
     assert {r["category"] for r in rows} == {
-        "simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance", "live_simple", "live_multiple",
-        "live_parallel", "live_parallel_multiple", "live_irrelevance", "live_relevance"}
+        "simple_python",
+        "multiple",
+        "parallel",
+        "parallel_multiple",
+        "irrelevance",
+        "live_simple",
+        "live_multiple",
+        "live_parallel",
+        "live_parallel_multiple",
+        "live_irrelevance",
+        "live_relevance",
+    }
     valid = Counter(r["bfcl_valid"] for r in rows)
     assert valid[True] > 500 and valid[False] > 500
 

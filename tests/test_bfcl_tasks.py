@@ -20,16 +20,37 @@ from bitagent_plugins.bfcl.scorer import BfclScorer
 from bitagent_plugins.bfcl.tasks import CATEGORIES, HUB_REPO, SINGLE_TURN, locate_data, wheel_data_dir
 
 BIN = Path(sys.executable).parent
-COUNTS = {"simple_python": 400, "multiple": 200, "parallel": 200, "parallel_multiple": 200, "irrelevance": 240,
-          "live_simple": 258, "live_multiple": 1053, "live_parallel": 16, "live_parallel_multiple": 24,
-          "live_irrelevance": 884, "live_relevance": 16}
-KNOWN_ERRORS = {"live_simple_106-63-0", "live_simple_112-68-0", "live_multiple_507-149-4",
-                "live_multiple_862-181-3", "live_multiple_964-207-0"}
+COUNTS = {
+    "simple_python": 400,
+    "multiple": 200,
+    "parallel": 200,
+    "parallel_multiple": 200,
+    "irrelevance": 240,
+    "live_simple": 258,
+    "live_multiple": 1053,
+    "live_parallel": 16,
+    "live_parallel_multiple": 24,
+    "live_irrelevance": 884,
+    "live_relevance": 16,
+}
+KNOWN_ERRORS = {
+    "live_simple_106-63-0",
+    "live_simple_112-68-0",
+    "live_multiple_507-149-4",
+    "live_multiple_862-181-3",
+    "live_multiple_964-207-0",
+}
 
 
 def run(*args, env=None, cwd=None):
-    return subprocess.run([str(BIN / "bitagent"), *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})}, cwd=cwd)
+    return subprocess.run(
+        [str(BIN / "bitagent"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +64,11 @@ def test_every_category_with_bfcls_ids_and_counts(all_tasks):
         ids = [t.id for t in all_tasks if t.category == category]
         assert ids[0].startswith(category + "_") and len(set(ids)) == len(ids)
     assert {t.source for t in all_tasks} == {"bfcl"} and {t.version for t in all_tasks} == {"2026.3.23"}
-    assert {t.category for t in all_tasks if not t.expected_calls} == {"irrelevance", "live_irrelevance",
-                                                                          "live_relevance"}
+    assert {t.category for t in all_tasks if not t.expected_calls} == {
+        "irrelevance",
+        "live_irrelevance",
+        "live_relevance",
+    }
 
 
 def test_a_task_as_bfcl_has_it(all_tasks):
@@ -54,8 +78,9 @@ def test_a_task_as_bfcl_has_it(all_tasks):
     assert tool.name == "calculate_triangle_area"
     assert tool.description.endswith("Note that the provided function is in Python 3 syntax.")  # as BFCL adds
     assert tool.parameters["type"] == "dict" and tool.required == ["base", "height"]
-    assert task.expected_calls[0].to_json() == {"calculate_triangle_area": {"base": [10], "height": [5],
-                                                                            "unit": ["units", ""]}}
+    assert task.expected_calls[0].to_json() == {
+        "calculate_triangle_area": {"base": [10], "height": [5], "unit": ["units", ""]}
+    }
     dotted = next(t for t in all_tasks if t.id == "parallel_0")
     assert dotted.expected_calls[0].name == "spotify.play"
     system = next(t for t in all_tasks if t.category == "live_simple" and t.messages[0].role == "system")
@@ -65,9 +90,17 @@ def test_a_task_as_bfcl_has_it(all_tasks):
 def test_categories_groups_and_errors():
     registry = get_registry()
     assert make_task_source(registry, "bfcl").categories() == list(SINGLE_TURN) + [
-        "multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context",
-        "memory_kv", "memory_vector", "memory_rec_sum", "web_search_base", "web_search_no_snippet",
-        "format_sensitivity"]
+        "multi_turn_base",
+        "multi_turn_miss_func",
+        "multi_turn_miss_param",
+        "multi_turn_long_context",
+        "memory_kv",
+        "memory_vector",
+        "memory_rec_sum",
+        "web_search_base",
+        "web_search_no_snippet",
+        "format_sensitivity",
+    ]
     live = {t.category for t in load_tasks(registry, "bfcl:live", 0, None)}
     assert live == {c for c in CATEGORIES if c.startswith("live_")}
     both = load_tasks(registry, "bfcl:parallel,live_parallel", 0, None)
@@ -83,17 +116,22 @@ def test_limit_is_a_seeded_prefix():
     assert [t.id for t in load_tasks(registry, "bfcl", 3, 10)] == ten
     assert [t.id for t in load_tasks(registry, "bfcl", 4, 10)] != ten
     assert len({t.split("_")[0] for t in [t.id for t in load_tasks(registry, "bfcl", 0, 60)]}) > 2  # mixed
-    assert [t.id for t in load_tasks(registry, "bfcl:multiple", 0, None)][:3] == ["multiple_0", "multiple_1",
-                                                                                 "multiple_2"]
+    assert [t.id for t in load_tasks(registry, "bfcl:multiple", 0, None)][:3] == [
+        "multiple_0",
+        "multiple_1",
+        "multiple_2",
+    ]
 
 
 def test_data_is_read_from_the_wheel_without_importing_it():
     data = wheel_data_dir()
     assert data is not None and (data / "BFCL_v4_simple_python.json").is_file()
     assert locate_data().path == data
-    code = ("import sys; from bitagent_core.plugins import get_registry; from bitagent_core.runner import load_tasks;"
-            "n = len(load_tasks(get_registry(), 'bfcl', 0, None)); "
-            "print(n, any(m == 'bfcl_eval' or m.startswith('bfcl_eval.') for m in sys.modules))")
+    code = (
+        "import sys; from bitagent_core.plugins import get_registry; from bitagent_core.runner import load_tasks;"
+        "n = len(load_tasks(get_registry(), 'bfcl', 0, None)); "
+        "print(n, any(m == 'bfcl_eval' or m.startswith('bfcl_eval.') for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == [str(sum(COUNTS.values())), "False"]
 
@@ -121,12 +159,15 @@ def hub_cache(root: Path, files: dict[str, Path]) -> Path:
 @pytest.mark.slow
 def test_the_hub_path_reads_v4_and_v3_names_from_the_cache(tmp_path):
     data = wheel_data_dir()
-    cache = hub_cache(tmp_path / "hf", {
-        "BFCL_v4_live_parallel.json": data / "BFCL_v4_live_parallel.json",
-        "possible_answer/BFCL_v4_live_parallel.json": data / "possible_answer" / "BFCL_v4_live_parallel.json",
-        "BFCL_v3_simple.json": data / "BFCL_v4_simple_python.json",  # v3 called simple_python "simple"
-        "possible_answer/BFCL_v3_simple.json": data / "possible_answer" / "BFCL_v4_simple_python.json",
-    })
+    cache = hub_cache(
+        tmp_path / "hf",
+        {
+            "BFCL_v4_live_parallel.json": data / "BFCL_v4_live_parallel.json",
+            "possible_answer/BFCL_v4_live_parallel.json": data / "possible_answer" / "BFCL_v4_live_parallel.json",
+            "BFCL_v3_simple.json": data / "BFCL_v4_simple_python.json",  # v3 called simple_python "simple"
+            "possible_answer/BFCL_v3_simple.json": data / "possible_answer" / "BFCL_v4_simple_python.json",
+        },
+    )
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "BITAGENT_BFCL_DATA": "hub"}
     shown = run("tasks", "show", "bfcl:live_parallel", "--id", "live_parallel_0-0-0", env=env)
     assert shown.returncode == 0, shown.stderr
@@ -158,8 +199,12 @@ def test_a_data_directory_with_broken_entries_loads_and_reports_them(tmp_path, m
     source = make_task_source(get_registry(), "bfcl:simple_python")
     assert [t.id for t in source.tasks(0, None)] == ["simple_python_0", "simple_python_3", "simple_python_4"]
     problems = {(p.task_id, p.severity) for p in source.validate()}
-    assert {("simple_python_1", "error"), ("simple_python_2", "error"), ("simple_python_0", "error"),
-            ("simple_python_3", "error")} <= problems
+    assert {
+        ("simple_python_1", "error"),
+        ("simple_python_2", "error"),
+        ("simple_python_0", "error"),
+        ("simple_python_3", "error"),
+    } <= problems
     messages = " ".join(p.message for p in source.validate())
     assert "no ground truth" in messages and "duplicate id" in messages and "'no_such_param'" in messages
     monkeypatch.setenv(bfcl_tasks.DATA_ENV, str(tmp_path / "nowhere"))
@@ -185,15 +230,25 @@ def test_validate_lists_the_data_errors():
 def test_tasks_list_shows_the_categories():
     out = run("tasks", "list", "--json")
     rows = {row["name"]: row for row in json.loads(out.stdout)}
-    multi = ["multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context",
-             "memory_kv", "memory_vector", "memory_rec_sum", "web_search_base", "web_search_no_snippet",
-             "format_sensitivity"]
+    multi = [
+        "multi_turn_base",
+        "multi_turn_miss_func",
+        "multi_turn_miss_param",
+        "multi_turn_long_context",
+        "memory_kv",
+        "memory_vector",
+        "memory_rec_sum",
+        "web_search_base",
+        "web_search_no_snippet",
+        "format_sensitivity",
+    ]
     assert rows["bfcl"]["categories"] == list(SINGLE_TURN) + multi and rows["bfcl"]["version"] == "2026.3.23"
     assert rows["bfcl-shuffle"]["categories"] == ["call", "irrelevance"]
     assert "bfcl:live_parallel_multiple" in run("tasks", "list").stdout
 
 
 # --- bfcl-shuffle -------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def shuffled():
@@ -232,4 +287,5 @@ def test_shuffle_is_seeded_and_scorable(shuffled):
     with pytest.raises(ValueError, match="unknown bfcl-shuffle argument"):
         make_task_source(get_registry(), "bfcl-shuffle:parallel")
     assert {t.category for t in load_tasks(get_registry(), "bfcl-shuffle:irrelevance,live_simple", 0, None)} == {
-        "irrelevance"}
+        "irrelevance"
+    }

@@ -32,6 +32,7 @@ def sample(source: BitagentTaskSource) -> list[Task]:
 
 # -- an independent reading of the catalog, so the checks below do not reuse the code under test -----------
 
+
 def _value_pattern(spec: dict[str, Any], schema: dict[str, Any]) -> str:
     """A regex for the text a generator can put in a question."""
     say = spec.get("say", {})
@@ -51,14 +52,14 @@ def _value_pattern(spec: dict[str, Any], schema: dict[str, Any]) -> str:
 
 def _template_regex(raw: dict[str, Any], template: str) -> re.Pattern[str]:
     parts = re.split(r"\{(\w+)\}", template)
-    pattern = "".join(re.escape(p) if i % 2 == 0 else
-                      _value_pattern(raw["generators"][p], raw["parameters"]["properties"][p])
-                      for i, p in enumerate(parts))
+    pattern = "".join(
+        re.escape(p) if i % 2 == 0 else _value_pattern(raw["generators"][p], raw["parameters"]["properties"][p])
+        for i, p in enumerate(parts)
+    )
     return re.compile(f"^{pattern}$", re.DOTALL)
 
 
-TEMPLATE_REGEXES = [(name, _template_regex(raw, t)) for name, raw in RAW_TOOLS.items()
-                    for t in raw["templates"]]
+TEMPLATE_REGEXES = [(name, _template_regex(raw, t)) for name, raw in RAW_TOOLS.items() for t in raw["templates"]]
 
 
 def tools_for_question(question: str) -> set[str]:
@@ -98,6 +99,7 @@ def check_expected_call(task: Task) -> None:
 
 # -- the catalog --------------------------------------------------------------------------------------------
 
+
 def test_catalog_is_large_and_varied(source: BitagentTaskSource) -> None:
     catalog = source.catalog
     assert len(catalog.tools) >= 48
@@ -121,6 +123,7 @@ def test_shipped_catalog_fits_the_schema_and_loads_by_path() -> None:
 
 
 # -- determinism ---------------------------------------------------------------------------------------------
+
 
 def test_same_seed_and_index_give_the_same_task(source: BitagentTaskSource) -> None:
     fresh = BitagentTaskSource()
@@ -167,6 +170,7 @@ def test_limit_none_zero_and_negative(source: BitagentTaskSource) -> None:
 
 
 # -- what the tasks look like -------------------------------------------------------------------------------
+
 
 def test_tasks_have_one_user_message_and_distinct_tools(sample: list[Task]) -> None:
     for task in sample:
@@ -305,11 +309,13 @@ def test_a_thousand_tasks_are_distinct_and_each_answerable(source: BitagentTaskS
 
 # -- plugin registration ----------------------------------------------------------------------------------
 
+
 def test_registration_is_cheap_and_names_the_source() -> None:
     bt.cached_catalog.cache_clear()
     registered: list[tuple[str, Any, str]] = []
-    bt.register_task_sources(register=lambda name, factory, description="": registered.append(
-        (name, factory, description)))
+    bt.register_task_sources(
+        register=lambda name, factory, description="": registered.append((name, factory, description))
+    )
     assert [r[0] for r in registered] == ["bitagent"]
     assert bt.cached_catalog.cache_info().currsize == 0  # nothing loaded yet
     source = registered[0][1]("irrelevance")
@@ -320,23 +326,32 @@ def test_registration_is_cheap_and_names_the_source() -> None:
 
 # -- broken catalogs --------------------------------------------------------------------------------------
 
+
 def _catalog(**tool_changes: Any) -> dict[str, Any]:
     weather = {
-        "name": "get_weather", "domain": "weather", "description": "Weather for a city.",
-        "parameters": {"type": "object", "properties": {
-            "city": {"type": "string"},
-            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"},
-            "days": {"type": "integer", "maximum": 14},
-        }, "required": ["city"]},
-        "generators": {"city": {"choice": ["Paris", "Oslo"]}, "unit": {"enum": True},
-                       "days": {"int": [1, 7]}},
+        "name": "get_weather",
+        "domain": "weather",
+        "description": "Weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"},
+                "days": {"type": "integer", "maximum": 14},
+            },
+            "required": ["city"],
+        },
+        "generators": {"city": {"choice": ["Paris", "Oslo"]}, "unit": {"enum": True}, "days": {"int": [1, 7]}},
         "templates": ["Weather in {city}?", "Weather in {city} in {unit} for {days} days?"],
     }
     weather.update(tool_changes)
     clock = {
-        "name": "get_time", "domain": "time", "description": "Time in a city.",
+        "name": "get_time",
+        "domain": "time",
+        "description": "Time in a city.",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        "generators": {"city": {"choice": ["Rome"]}}, "templates": ["Time in {city}?"],
+        "generators": {"city": {"choice": ["Rome"]}},
+        "templates": ["Time in {city}?"],
     }
     return {"version": "t1", "tools": [weather, clock]}
 
@@ -353,49 +368,106 @@ def test_the_minimal_catalog_is_valid() -> None:
     assert isinstance(catalog.tools[0].tool, Tool)
 
 
-@pytest.mark.parametrize(("changes", "problem"), [
-    ({"templates": ["Weather in {town}?"]}, r"template 1 mentions \{town\}, which is not a parameter"),
-    ({"templates": ["Weather in {city}?", "Weather for {days} days?"]},
-     r"template 2 does not mention required parameter\(s\) \['city'\]"),
-    ({"templates": ["Weather in {city!r}?"]}, "plain"),
-    ({"templates": ["Weather in {}?"]}, "plain"),
-    ({"templates": ["Weather in {city?"]}, "template 1"),
-    ({"templates": []}, r"templates: \[\] should be non-empty"),
-    ({"generators": {"city": {"pick": ["Paris"]}, "unit": {"enum": True}, "days": {"int": [1, 7]}}},
-     r"generators.city: Additional properties are not allowed \('pick' was unexpected\)"),
-    ({"generators": {"city": {"enum": True}, "unit": {"enum": True}, "days": {"int": [1, 7]}}},
-     "generator 'city': 'enum': true needs an 'enum'"),
-    ({"generators": {"city": {"choice": ["Paris"]}, "unit": {"choice": ["kelvin"]}, "days": {"int": [1, 7]}}},
-     r"generator 'unit': values \['kelvin'\] do not fit"),
-    ({"generators": {"city": {"choice": [1, 2]}, "unit": {"enum": True}, "days": {"int": [1, 7]}}},
-     "generator 'city': values"),
-    ({"generators": {"city": {"choice": "nowhere"}, "unit": {"enum": True}, "days": {"int": [1, 7]}}},
-     "generator 'city': 'choice' needs"),
-    ({"generators": {"city": {"choice": ["Paris"]}, "unit": {"enum": True}, "days": {"int": [1, 30]}}},
-     "generator 'days': range"),
-    ({"generators": {"city": {"choice": ["Paris"]}, "unit": {"enum": True}, "days": {"int": [7, 1]}}},
-     "generator 'days': 'int' needs"),
-    ({"generators": {"city": {"date": ["2025-13-01", "2026-01-01"]}, "unit": {"enum": True},
-                     "days": {"int": [1, 7]}}}, "generator 'city': 'date'"),
-    ({"generators": {"city": {"choice": ["Paris"]}, "unit": {"enum": True, "say": {"kelvin": "K"}},
-                     "days": {"int": [1, 7]}}}, "'say' has phrases for values it never draws"),
-    ({"generators": {"city": {"choice": ["Paris"]}, "unit": {"enum": True}}},
-     r"\{days\}, which has no generator"),
-    ({"generators": {"city": {"choice": ["Paris"]}, "unit": {"enum": True}, "days": {"int": [1, 7]},
-                     "wind": {"bool": True}}}, "generator for 'wind', which is not a parameter"),
-    ({"parameters": _params(unit={"type": "string", "enum": ["celsius"], "default": "kelvin"})},
-     "parameter 'unit': default 'kelvin' does not fit"),
-    ({"parameters": _params(days={"type": "object"})}, "parameters.properties.days.type: 'object' is not one of"),
-    ({"parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["town"]}},
-     "'required' must list parameters"),
-    ({"name": "get weather"}, "name: 'get weather' does not match"),
-    ({"domain": ""}, "domain: '' should be non-empty"),
-    ({"colour": "red"}, r"\('colour' was unexpected\)"),
-    ({"generators": {"city": {"choice": ["Paris"], "int": [1, 2]}, "unit": {"enum": True},
-                     "days": {"int": [1, 7]}}}, "generators.city: .* is valid under each of"),
-    ({"generators": {"city": {"choice": ["Paris"]}, "unit": {"enum": True}, "days": {"int": [1, "7"]}}},
-     r"generators.days.int.1: '7' is not of type 'integer'"),
-])
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"templates": ["Weather in {town}?"]}, r"template 1 mentions \{town\}, which is not a parameter"),
+        (
+            {"templates": ["Weather in {city}?", "Weather for {days} days?"]},
+            r"template 2 does not mention required parameter\(s\) \['city'\]",
+        ),
+        ({"templates": ["Weather in {city!r}?"]}, "plain"),
+        ({"templates": ["Weather in {}?"]}, "plain"),
+        ({"templates": ["Weather in {city?"]}, "template 1"),
+        ({"templates": []}, r"templates: \[\] should be non-empty"),
+        (
+            {"generators": {"city": {"pick": ["Paris"]}, "unit": {"enum": True}, "days": {"int": [1, 7]}}},
+            r"generators.city: Additional properties are not allowed \('pick' was unexpected\)",
+        ),
+        (
+            {"generators": {"city": {"enum": True}, "unit": {"enum": True}, "days": {"int": [1, 7]}}},
+            "generator 'city': 'enum': true needs an 'enum'",
+        ),
+        (
+            {"generators": {"city": {"choice": ["Paris"]}, "unit": {"choice": ["kelvin"]}, "days": {"int": [1, 7]}}},
+            r"generator 'unit': values \['kelvin'\] do not fit",
+        ),
+        (
+            {"generators": {"city": {"choice": [1, 2]}, "unit": {"enum": True}, "days": {"int": [1, 7]}}},
+            "generator 'city': values",
+        ),
+        (
+            {"generators": {"city": {"choice": "nowhere"}, "unit": {"enum": True}, "days": {"int": [1, 7]}}},
+            "generator 'city': 'choice' needs",
+        ),
+        (
+            {"generators": {"city": {"choice": ["Paris"]}, "unit": {"enum": True}, "days": {"int": [1, 30]}}},
+            "generator 'days': range",
+        ),
+        (
+            {"generators": {"city": {"choice": ["Paris"]}, "unit": {"enum": True}, "days": {"int": [7, 1]}}},
+            "generator 'days': 'int' needs",
+        ),
+        (
+            {
+                "generators": {
+                    "city": {"date": ["2025-13-01", "2026-01-01"]},
+                    "unit": {"enum": True},
+                    "days": {"int": [1, 7]},
+                }
+            },
+            "generator 'city': 'date'",
+        ),
+        (
+            {
+                "generators": {
+                    "city": {"choice": ["Paris"]},
+                    "unit": {"enum": True, "say": {"kelvin": "K"}},
+                    "days": {"int": [1, 7]},
+                }
+            },
+            "'say' has phrases for values it never draws",
+        ),
+        ({"generators": {"city": {"choice": ["Paris"]}, "unit": {"enum": True}}}, r"\{days\}, which has no generator"),
+        (
+            {
+                "generators": {
+                    "city": {"choice": ["Paris"]},
+                    "unit": {"enum": True},
+                    "days": {"int": [1, 7]},
+                    "wind": {"bool": True},
+                }
+            },
+            "generator for 'wind', which is not a parameter",
+        ),
+        (
+            {"parameters": _params(unit={"type": "string", "enum": ["celsius"], "default": "kelvin"})},
+            "parameter 'unit': default 'kelvin' does not fit",
+        ),
+        ({"parameters": _params(days={"type": "object"})}, "parameters.properties.days.type: 'object' is not one of"),
+        (
+            {"parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["town"]}},
+            "'required' must list parameters",
+        ),
+        ({"name": "get weather"}, "name: 'get weather' does not match"),
+        ({"domain": ""}, "domain: '' should be non-empty"),
+        ({"colour": "red"}, r"\('colour' was unexpected\)"),
+        (
+            {
+                "generators": {
+                    "city": {"choice": ["Paris"], "int": [1, 2]},
+                    "unit": {"enum": True},
+                    "days": {"int": [1, 7]},
+                }
+            },
+            "generators.city: .* is valid under each of",
+        ),
+        (
+            {"generators": {"city": {"choice": ["Paris"]}, "unit": {"enum": True}, "days": {"int": [1, "7"]}}},
+            r"generators.days.int.1: '7' is not of type 'integer'",
+        ),
+    ],
+)
 def test_broken_catalog_names_the_tool_and_the_problem(changes: dict[str, Any], problem: str) -> None:
     with pytest.raises(CatalogError, match=problem) as info:
         parse_catalog(_catalog(**changes), "cat.json")
@@ -419,8 +491,12 @@ def test_catalog_wide_problems() -> None:
 def test_list_generator_needs_enough_distinct_values() -> None:
     data = _catalog(
         parameters=_params(tags={"type": "array", "items": {"type": "string"}}),
-        generators={"city": {"choice": ["Paris"]}, "unit": {"enum": True}, "days": {"int": [1, 7]},
-                    "tags": {"list": {"choice": ["a", "b"]}, "size": [1, 3]}},
+        generators={
+            "city": {"choice": ["Paris"]},
+            "unit": {"enum": True},
+            "days": {"int": [1, 7]},
+            "tags": {"list": {"choice": ["a", "b"]}, "size": [1, 3]},
+        },
         templates=["Weather in {city} in {unit} for {days} days?", "Weather in {city} tagged {tags}?"],
     )
     with pytest.raises(CatalogError, match="generator 'tags': 'size' up to 3 needs at least 3 distinct"):
@@ -428,8 +504,11 @@ def test_list_generator_needs_enough_distinct_values() -> None:
     data["tools"][0]["generators"]["tags"]["size"] = [2, 2]
     catalog = parse_catalog(data)
     tasks = [bt.generate_task(catalog, 0, i) for i in range(200)]
-    tags = [t.expected_calls[0].arguments["tags"][0] for t in tasks
-            if t is not None and t.expected_calls and "tagged" in t.messages[0].content]
+    tags = [
+        t.expected_calls[0].arguments["tags"][0]
+        for t in tasks
+        if t is not None and t.expected_calls and "tagged" in t.messages[0].content
+    ]
     assert tags and all(sorted(v) == ["a", "b"] for v in tags)
 
 

@@ -40,12 +40,21 @@ def wallets(wallet_dir):
 
 @pytest.fixture
 def chain_file(tmp_path, wallets):
-    return new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-        {"hotkey": wallets["validator"].hotkey.ss58_address, "coldkey": wallets["validator"].coldkeypub.ss58_address,
-         "validator_permit": True, "stake": 1500.5},
-        {"hotkey": wallets["miner"].hotkey.ss58_address},
-        {"hotkey": wallets["other"].hotkey.ss58_address},
-    ], hyperparameters={"MinAllowedWeights": 2, "MaxWeightsLimit": 40000, "WeightsVersionKey": 7})
+    return new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        neurons=[
+            {
+                "hotkey": wallets["validator"].hotkey.ss58_address,
+                "coldkey": wallets["validator"].coldkeypub.ss58_address,
+                "validator_permit": True,
+                "stake": 1500.5,
+            },
+            {"hotkey": wallets["miner"].hotkey.ss58_address},
+            {"hotkey": wallets["other"].hotkey.ss58_address},
+        ],
+        hyperparameters={"MinAllowedWeights": 2, "MaxWeightsLimit": 40000, "WeightsVersionKey": 7},
+    )
 
 
 def run(coro):
@@ -153,9 +162,15 @@ def test_set_weights_failures_come_back_as_results(chain_file, wallets):
 
 
 def test_on_a_commit_reveal_subnet_weights_go_as_a_timelocked_commit(tmp_path, wallets):
-    path = new_chain(tmp_path / "cr.json", netuid=NETUID, neurons=[
-        {"hotkey": wallets["validator"].hotkey.ss58_address, "validator_permit": True},
-        {"hotkey": wallets["miner"].hotkey.ss58_address}], hyperparameters={"CommitRevealWeightsEnabled": True})
+    path = new_chain(
+        tmp_path / "cr.json",
+        netuid=NETUID,
+        neurons=[
+            {"hotkey": wallets["validator"].hotkey.ss58_address, "validator_permit": True},
+            {"hotkey": wallets["miner"].hotkey.ss58_address},
+        ],
+        hyperparameters={"CommitRevealWeightsEnabled": True},
+    )
 
     async def main():
         async with open_chain(path, wallets["validator"]) as chain:
@@ -211,8 +226,10 @@ def test_public_addresses():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.integers(min_value=1, max_value=65535), min_size=2, max_size=40),
-       st.integers(min_value=1000, max_value=65534))
+@given(
+    st.lists(st.integers(min_value=1, max_value=65535), min_size=2, max_size=40),
+    st.integers(min_value=1000, max_value=65534),
+)
 def test_fitting_to_the_max_weight_limit_meets_the_runtime_check_and_survives_set_weights(values, limit_u16):
     values = [round(v * 65535 / max(values)) for v in values]  # quantised: the largest is 65535
     uids = list(range(len(values)))

@@ -7,9 +7,21 @@ import json
 import subprocess
 import sys
 
-NOT_FOR_HELP = ["asyncio", "ssl", "bitagent_core.decoding", "bitagent_plugins.runs.score", "bitagent_core.runner",
-                "bitagent_plugins.backends.local_server", "bitagent_plugins.backends.openai_client", "psutil",
-                "tenacity", "jsonschema", "llama_cpp", "bittensor", "huggingface_hub"]
+NOT_FOR_HELP = [
+    "asyncio",
+    "ssl",
+    "bitagent_core.decoding",
+    "bitagent_plugins.runs.score",
+    "bitagent_core.runner",
+    "bitagent_plugins.backends.local_server",
+    "bitagent_plugins.backends.openai_client",
+    "psutil",
+    "tenacity",
+    "jsonschema",
+    "llama_cpp",
+    "bittensor",
+    "huggingface_hub",
+]
 
 PROBE = """
 import json, sys

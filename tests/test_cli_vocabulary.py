@@ -49,9 +49,19 @@ def test_config_keys_are_the_option_names_and_config_works_after_the_command(tmp
     assert results["config"]["timeout_s"] == 10.0 and results["config"]["limit"] == 2
     # json = true, and the old internal names, at the top level (before the command) too
     config = write_config(tmp_path, "json = true\n[evaluate]\ntimeout-s = 12\n")
-    done = bitagent("--config", str(config), "evaluate", "--backend", "openai", "--base-url",
-                    f"http://127.0.0.1:{stub_server.server_port}", "--tasks", f"jsonl:{tmp_path / 'tasks.jsonl'}",
-                    "--output-dir", str(tmp_path / "other"))
+    done = bitagent(
+        "--config",
+        str(config),
+        "evaluate",
+        "--backend",
+        "openai",
+        "--base-url",
+        f"http://127.0.0.1:{stub_server.server_port}",
+        "--tasks",
+        f"jsonl:{tmp_path / 'tasks.jsonl'}",
+        "--output-dir",
+        str(tmp_path / "other"),
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["config"]["timeout_s"] == 12.0
     # the command line wins over the file
@@ -59,8 +69,9 @@ def test_config_keys_are_the_option_names_and_config_works_after_the_command(tmp
     done = evaluate(tmp_path, stub_server, "--config", str(config), "--format", "markdown")
     assert "| category |" in done.stdout
     # other commands take --config after their name too
-    listed = bitagent("runs", "list", "--config", str(write_config(tmp_path, f'output_dir = "{tmp_path / "runs"}"\n')),
-                      "--json")
+    listed = bitagent(
+        "runs", "list", "--config", str(write_config(tmp_path, f'output_dir = "{tmp_path / "runs"}"\n')), "--json"
+    )
     assert listed.returncode == 0, listed.stderr
     assert len(json.loads(listed.stdout)) == len(results_of(tmp_path))
 
@@ -84,23 +95,50 @@ def test_openai_base_url_is_honoured_as_the_sdk_does(tmp_path, stub_server):
 
     from tests.test_evaluate_cli import BIN
 
-    done = subprocess.run([str(BIN / "bitagent"), "evaluate", "--backend", "openai", "--tasks",
-                           f"jsonl:{tmp_path / 'tasks.jsonl'}", "--output-dir", str(tmp_path / "runs"), "--json"],
-                          capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run(
+        [
+            str(BIN / "bitagent"),
+            "evaluate",
+            "--backend",
+            "openai",
+            "--tasks",
+            f"jsonl:{tmp_path / 'tasks.jsonl'}",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["n_passed"] == 3
 
 
 def test_task_ids_select_tasks_and_tags_label_the_run(tmp_path, stub_server):
-    done = evaluate(tmp_path, stub_server, "--task-id", "weather", "--task-id", "no-tool", "--tag", "baseline",
-                    "--tag", "q4", "--json")
+    done = evaluate(
+        tmp_path,
+        stub_server,
+        "--task-id",
+        "weather",
+        "--task-id",
+        "no-tool",
+        "--tag",
+        "baseline",
+        "--tag",
+        "q4",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
     assert results["n_tasks"] == 2 and results["config"]["task_ids"] == ["weather", "no-tool"]
     assert results["config"]["tags"] == ["baseline", "q4"]
     run_dir = Path(results["run_dir"])
     assert {json.loads(line)["task_id"] for line in (run_dir / "samples.jsonl").read_text().splitlines()} == {
-        "weather", "no-tool"}
+        "weather",
+        "no-tool",
+    }
     listed = bitagent("runs", "list", "-o", str(tmp_path / "runs"))
     assert "#baseline #q4" in listed.stdout
     unknown = evaluate(tmp_path, stub_server, "--task-id", "nope")
@@ -120,8 +158,17 @@ def test_an_unknown_task_source_in_a_list_is_named(tmp_path, stub_server):
 def test_an_unwritable_output_dir_is_exit_5(tmp_path, stub_server):
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the output directory should be")
-    done = bitagent("evaluate", "--backend", "openai", "--base-url", f"http://127.0.0.1:{stub_server.server_port}",
-                    "--tasks", f"jsonl:{tmp_path / 'tasks.jsonl'}", "--output-dir", str(blocked / "runs"))
+    done = bitagent(
+        "evaluate",
+        "--backend",
+        "openai",
+        "--base-url",
+        f"http://127.0.0.1:{stub_server.server_port}",
+        "--tasks",
+        f"jsonl:{tmp_path / 'tasks.jsonl'}",
+        "--output-dir",
+        str(blocked / "runs"),
+    )
     assert done.returncode == 5, done.stderr
     assert "cannot create a run directory" in done.stderr and "Traceback" not in done.stderr
 

@@ -38,8 +38,11 @@ def test_allocate_splits_by_share_with_largest_remainders():
 
 def test_the_bitagent_competition_mixes_bfcl_tasks_in_when_that_source_is_installed(registry):
     competition = get_competition(registry, "bitagent")
-    assert (competition.scorer, competition.weight_rule, competition.sample_size) == \
-        ("bitagent-multi-turn", "cubic", 1000)
+    assert (competition.scorer, competition.weight_rule, competition.sample_size) == (
+        "bitagent-multi-turn",
+        "cubic",
+        1000,
+    )
     assert "bfcl-shuffle" in registry.registrations("task_sources")
     competition.multi_turn_share = 0  # the multi-turn share: tests/test_competitions_bfcl.py
     assert competition.mix(registry) == {"bitagent": 0.5, "bfcl-shuffle": 0.5}

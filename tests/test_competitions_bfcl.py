@@ -32,11 +32,21 @@ def registry(fresh_registry):
 
 def test_the_overall_follows_bfcl_v4s_group_rules():
     accuracies = {
-        "simple_python": 0.9, "simple_java": 0.6, "simple_javascript": 0.3,  # simple = 0.6
-        "multiple": 0.8, "parallel": 0.4, "parallel_multiple": 0.2,  # non-live = (0.6+0.8+0.4+0.2)/4 = 0.5
-        "live_simple": 0.5, "live_multiple": 0.7, "live_parallel": 0.25, "live_parallel_multiple": 0.0,
-        "irrelevance": 1.0, "live_irrelevance": 0.5,  # 0.75
-        "multi_turn_base": 0.4, "multi_turn_miss_func": 0.2, "multi_turn_miss_param": 0.1,
+        "simple_python": 0.9,
+        "simple_java": 0.6,
+        "simple_javascript": 0.3,  # simple = 0.6
+        "multiple": 0.8,
+        "parallel": 0.4,
+        "parallel_multiple": 0.2,  # non-live = (0.6+0.8+0.4+0.2)/4 = 0.5
+        "live_simple": 0.5,
+        "live_multiple": 0.7,
+        "live_parallel": 0.25,
+        "live_parallel_multiple": 0.0,
+        "irrelevance": 1.0,
+        "live_irrelevance": 0.5,  # 0.75
+        "multi_turn_base": 0.4,
+        "multi_turn_miss_func": 0.2,
+        "multi_turn_miss_param": 0.1,
         "multi_turn_long_context": 0.3,  # 0.25
         "live_relevance": 0.0,  # shown by BFCL, weighted nowhere
     }
@@ -52,17 +62,20 @@ def test_the_overall_follows_bfcl_v4s_group_rules():
 def test_a_category_not_served_is_left_out_of_its_group_not_counted_zero():
     # without java and javascript, simple is python's accuracy alone
     assert bfcl_groups({"simple_python": 0.9, "multiple": 0.5})["non_live"] == pytest.approx(0.7)
-    assert bfcl_groups({"simple_python": 0.9, "simple_java": 0.0, "multiple": 0.5})["non_live"] == \
-        pytest.approx(0.475)  # simple = (0.9 + 0) / 2
+    assert bfcl_groups({"simple_python": 0.9, "simple_java": 0.0, "multiple": 0.5})["non_live"] == pytest.approx(
+        0.475
+    )  # simple = (0.9 + 0) / 2
     # one group only: its own accuracy
     assert bfcl_overall({"multi_turn_base": 0.4, "multi_turn_miss_func": 0.2}) == pytest.approx(0.3)
 
 
 def test_category_accuracies_count_failed_samples_zero():
-    samples = [{"category": "multiple", "status": "ok", "score": 1.0},
-               {"category": "multiple", "status": "failed", "score": 1.0},
-               {"category": "multiple", "status": "ok", "score": 0.0},
-               {"category": "irrelevance", "status": "ok", "score": 1.0}]
+    samples = [
+        {"category": "multiple", "status": "ok", "score": 1.0},
+        {"category": "multiple", "status": "failed", "score": 1.0},
+        {"category": "multiple", "status": "ok", "score": 0.0},
+        {"category": "irrelevance", "status": "ok", "score": 1.0},
+    ]
     assert category_accuracies(samples) == pytest.approx({"multiple": 1 / 3, "irrelevance": 1.0})
     assert BfclCompetition().score_samples(samples) == pytest.approx((1 / 3 * 0.1 + 1.0 * 0.1) / 0.2)
 
@@ -105,8 +118,9 @@ def test_model_longevity_mixes_in_the_last_versions_scores(tmp_path):
             assert board.claim(key)
             board.finish(key, score=score, n_tasks=4, ci95=None, run_dir="r", block=5, round_id=1, data_digest=None)
         assert board.claim(f"acme/b@{'b' * 40}")
-        board.finish(f"acme/b@{'b' * 40}", score=0.8, n_tasks=4, ci95=None, run_dir="r", block=6, round_id=1,
-                     data_digest=None)
+        board.finish(
+            f"acme/b@{'b' * 40}", score=0.8, n_tasks=4, ci95=None, run_dir="r", block=6, round_id=1, data_digest=None
+        )
         # the current version weighs 1 - 2 x 0.1, each of the last two earlier ones (v3, v2) 0.1; v1 is too old
         assert board.scores() == pytest.approx({"a": 0.8 * 0.8 + 0.1 * 0.4 + 0.1 * 0.2, "b": 0.8 * 0.8})
         assert Scoreboard(db, competition="c", version="v4").scores() == pytest.approx({"a": 0.8, "b": 0.8})
@@ -120,9 +134,15 @@ def test_the_validator_uses_the_competitions_longevity(tmp_path):
 
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 
-    validator = Validator(ValidatorConfig(competition="bfcl", state_path=tmp_path / "s.sqlite", backend="llama-cpp",
-                                          competition_options={"longevity_versions": "5"}),
-                          wallet=make_wallet(tmp_path / "wallets", "validator"))
+    validator = Validator(
+        ValidatorConfig(
+            competition="bfcl",
+            state_path=tmp_path / "s.sqlite",
+            backend="llama-cpp",
+            competition_options={"longevity_versions": "5"},
+        ),
+        wallet=make_wallet(tmp_path / "wallets", "validator"),
+    )
     with ValidatorState(tmp_path / "s.sqlite") as db:
         validator._build_parts(db)
         assert validator.scoreboard is not None and validator.scoreboard.longevity == (5, 0.02)
@@ -145,8 +165,9 @@ def test_competition_options_set_numeric_settings_and_refuse_others():
 def test_the_bitagent_competition_has_a_multi_turn_share(registry):
     competition = get_competition(registry, "bitagent")
     assert competition.scorer == "bitagent-multi-turn"
-    assert competition.mix(registry) == pytest.approx({"bitagent": 0.45, "bfcl-shuffle": 0.45,
-                                                       "bfcl:multi_turn_base": 0.1})
+    assert competition.mix(registry) == pytest.approx(
+        {"bitagent": 0.45, "bfcl-shuffle": 0.45, "bfcl:multi_turn_base": 0.1}
+    )
     tasks = sample_tasks(competition, registry, seed=3, limit=20)
     multi = [t for t in tasks if t.environment is not None]
     assert len(multi) == 2 and {t.category for t in multi} == {"multi_turn_base"}
@@ -167,4 +188,3 @@ def test_the_multi_turn_share_scorer_uses_each_scorers_rules(registry):
     empty = Trajectory(tuple(() for _ in multi.metadata["ground_truth"]))
     verdict: Score = scorer.score_trajectory(multi, empty)
     assert verdict == bfcl.score_trajectory(multi, empty) and not verdict.passed
-

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # --- one public surface ----------------------------------------------------------------------------------
 
+
 def test_every_public_name_exists():
     for name in ba.__all__:
         assert hasattr(ba, name), name
@@ -35,9 +36,13 @@ def _imports(path: Path) -> list[str]:
     return modules
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "bitagent_plugins").rglob("*.py")) +
-                         sorted((ROOT / "bitagent_testing").rglob("*.py")) +
-                         sorted((ROOT / "examples").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    sorted((ROOT / "bitagent_plugins").rglob("*.py"))
+    + sorted((ROOT / "bitagent_testing").rglob("*.py"))
+    + sorted((ROOT / "examples").rglob("*.py")),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_plugins_import_only_the_public_surface_and_never_each_other(path):
     parts = path.relative_to(ROOT).parts
     own = parts[1] if parts[0] == "bitagent_plugins" and len(parts) > 2 else None
@@ -87,14 +92,20 @@ def {hook}(register):
 
 @pytest.fixture
 def versioned_plugins(tmp_path: Path) -> Path:
-    cases = {"same": ('BITAGENT_PLUGIN_API = "1.0"', "register_scorers"),
-             "major": ('BITAGENT_PLUGIN_API = "2"', "register_scorers"),
-             "newer": ('BITAGENT_PLUGIN_API = "1.7"', "register_scorers"),
-             "undeclared": ("", "register_scorers"),
-             "typo": ("", "register_scorer")}
+    cases = {
+        "same": ('BITAGENT_PLUGIN_API = "1.0"', "register_scorers"),
+        "major": ('BITAGENT_PLUGIN_API = "2"', "register_scorers"),
+        "newer": ('BITAGENT_PLUGIN_API = "1.7"', "register_scorers"),
+        "undeclared": ("", "register_scorers"),
+        "typo": ("", "register_scorer"),
+    }
     for n, (api, hook) in cases.items():
-        make_dist(tmp_path / n, f"plugin_{n}", {f"p-{n}": f"mod_{n}"},
-                  {f"mod_{n}": SCORER_PLUGIN.format(api=api, n=n, hook=hook)})
+        make_dist(
+            tmp_path / n,
+            f"plugin_{n}",
+            {f"p-{n}": f"mod_{n}"},
+            {f"mod_{n}": SCORER_PLUGIN.format(api=api, n=n, hook=hook)},
+        )
     return tmp_path
 
 
@@ -128,8 +139,11 @@ def test_register_module_refuses_what_entry_points_refuse():
         BITAGENT_PLUGIN_API = "3.0"
 
     registry = ba.PluginRegistry()
-    for plugin, message in ((Typo(), "not a bitagent hook"), (Unmarked(), "not marked @hookimpl"),
-                            (Future(), "API 3.0")):
+    for plugin, message in (
+        (Typo(), "not a bitagent hook"),
+        (Unmarked(), "not marked @hookimpl"),
+        (Future(), "API 3.0"),
+    ):
         with pytest.raises(PluginLoadError, match=message):
             registry.register_module(plugin, type(plugin).__name__)
     assert registry.pm.get_plugins() == set()
@@ -192,8 +206,11 @@ def echo_dir(tmp_path: Path) -> Path:
 
 
 def _answer(echo_dir: Path, *args: str, **env: str) -> tuple[int, str, str | None]:
-    out = run_cli(["evaluate", "-b", "echo", "-t", "ping", "--json", "-o", str(echo_dir / "runs"), *args],
-                  echo_dir / "site", **env)
+    out = run_cli(
+        ["evaluate", "-b", "echo", "-t", "ping", "--json", "-o", str(echo_dir / "runs"), *args],
+        echo_dir / "site",
+        **env,
+    )
     if out.returncode != 0:
         return out.returncode, out.stderr, None
     results = json.loads(out.stdout)
@@ -203,7 +220,7 @@ def _answer(echo_dir: Path, *args: str, **env: str) -> tuple[int, str, str | Non
 @pytest.mark.slow
 def test_option_values_pass_through_intact_from_the_command_line_and_the_environment(echo_dir):
     assert _answer(echo_dir, "-B", "answer=[f(a=1, b=2)]")[2] == "[f(a=1, b=2)]"
-    assert _answer(echo_dir, "-B", "answer=it's \"quoted\" = fine")[2] == "it's \"quoted\" = fine"
+    assert _answer(echo_dir, "-B", 'answer=it\'s "quoted" = fine')[2] == 'it\'s "quoted" = fine'
     assert _answer(echo_dir, BITAGENT_BACKEND_OPTIONS="answer='[f(a=1, b=2)]' delay=0")[2] == "[f(a=1, b=2)]"
 
 
@@ -229,13 +246,13 @@ def test_config_files_are_checked_key_by_key_with_file_and_line(echo_dir):
     config = str(echo_dir / "bitagent.toml")
     assert run('seed = 1\n\n[evaluate.backend_options]\nanswer = "[f(a=1, b=2)]"\n')[2] == "[f(a=1, b=2)]"
     assert run('[evaluate]\nbackend_option = ["answer=[g()]"]\n')[2] == "[g()]"
-    code, err, _ = run('seed = 1\n[evaluate]\nlimt = 3\n')
+    code, err, _ = run("seed = 1\n[evaluate]\nlimt = 3\n")
     assert code == 2 and f"{config}:3: the evaluate command has no option 'limt'" in err
-    code, err, _ = run('[evaluat]\nlimit = 3\n')
+    code, err, _ = run("[evaluat]\nlimit = 3\n")
     assert code == 2 and f"{config}:1: [evaluat] is not a command" in err
     code, err, _ = run('seed = 2\n[evaluate.backend_options]\nanswer = "x"\ncolour = "red"\n')
     assert code == 2 and f"{config}:4: the echo backend has no option 'colour'" in err
-    code, err, _ = run('sede = 2\n')
+    code, err, _ = run("sede = 2\n")
     assert code == 2 and f"{config}:1: no command has an option 'sede'" in err
 
 
@@ -251,6 +268,7 @@ def test_options_models_forbid_unknown_keys_and_convert_strings():
 
 
 # --- boundaries -------------------------------------------------------------------------------------------
+
 
 class ListSource:
     name, version, description = "list", "1", "tasks given in the test"
@@ -337,8 +355,11 @@ class Harness:
 
 
 def _task(task_id: str, **kw) -> ba.Task:
-    fields = {"messages": (ba.Message("user", "q"),), "tools": (ba.Tool("t"),),
-              "expected_calls": (ba.ExpectedCall("t", {}),)}
+    fields = {
+        "messages": (ba.Message("user", "q"),),
+        "tools": (ba.Tool("t"),),
+        "expected_calls": (ba.ExpectedCall("t", {}),),
+    }
     fields.update(kw)
     return ba.Task(id=task_id, **fields)
 
@@ -386,14 +407,17 @@ def test_a_reporter_that_raises_is_disabled_with_one_warning(tmp_path, caplog, f
     assert quiet.calls == ["start"] + ["sample"] * 4 + ["end"]  # the others still hear everything
 
 
-@pytest.mark.parametrize(("tasks", "task_id", "problem"), [
-    ([_task("a", tools=(ba.Tool(""),), expected_calls=())], "a", "tools[0] has no name"),
-    ([_task("a", tools=(ba.Tool(None),), expected_calls=())], "a", "tools[0] has no name"),
-    ([_task("a", messages=())], "a", "no messages"),
-    ([{"id": "a", "messages": []}], "#0", "not a Task but a dict"),
-    ([_task("a", expected_calls=(ba.ExpectedCall("other", {}),))], "a", "'other', which is not among the task's"),
-    ([_task("a"), _task("b"), _task("a")], "a", "the same id as an earlier task"),
-])
+@pytest.mark.parametrize(
+    ("tasks", "task_id", "problem"),
+    [
+        ([_task("a", tools=(ba.Tool(""),), expected_calls=())], "a", "tools[0] has no name"),
+        ([_task("a", tools=(ba.Tool(None),), expected_calls=())], "a", "tools[0] has no name"),
+        ([_task("a", messages=())], "a", "no messages"),
+        ([{"id": "a", "messages": []}], "#0", "not a Task but a dict"),
+        ([_task("a", expected_calls=(ba.ExpectedCall("other", {}),))], "a", "'other', which is not among the task's"),
+        ([_task("a"), _task("b"), _task("a")], "a", "the same id as an earlier task"),
+    ],
+)
 def test_an_invalid_task_fails_before_the_model_loads(tmp_path, tasks, task_id, problem):
     ListSource.tasks_to_yield = tasks
     Answering.started = 0
@@ -441,10 +465,12 @@ def test_tasks_validate_reports_unusable_tasks_and_duplicate_ids(tmp_path):
 
 # --- the conformance kit ----------------------------------------------------------------------------------
 
+
 def test_the_kit_passes_the_built_in_plugins():
     registry = ba.PluginRegistry()
-    registry.load_entry_points({"bitagent-tasks", "bitagent-scorer", "bfcl-scorer", "jsonl-tasks",
-                                "bitagent-competition", "bfcl-tasks"})
+    registry.load_entry_points(
+        {"bitagent-tasks", "bitagent-scorer", "bfcl-scorer", "jsonl-tasks", "bitagent-competition", "bfcl-tasks"}
+    )
     for name in ("bitagent", "bfcl"):
         testing.check_registered(registry, name, kind="scorers").assert_ok()
     testing.check_registered(registry, "bitagent", kind="task_sources").assert_ok()

@@ -31,28 +31,32 @@ def calls(text, **kw):
 
 # --- formats ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text", [
-    "[get_weather(city='Paris', days=3)]",
-    "get_weather(city='Paris', days=3)",
-    'get_weather(city="Paris", days=3),',
-    "```\n[get_weather(city='Paris', days=3)]\n```",
-    "```python\n[get_weather(city='Paris', days=3)]\n```",
-    "`get_weather(city='Paris', days=3)`",
-    "Sure! [get_weather(city='Paris', days=3)] Anything else?",
-    "<think>the user wants weather</think>[get_weather(city='Paris', days=3)]",
-    '[{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}]',
-    '{"name": "get_weather", "parameters": {"city": "Paris", "days": 3}}',
-    '[{"function": "get_weather", "parameters": {"city": "Paris", "days": 3}}]',  # BFCL's JSON prompt
-    '```json\n[{"function":"get_weather","parameters":{"city":"Paris","days":3}}]\n```',
-    '{"type": "function", "function": {"name": "get_weather", '
-    '"arguments": "{\\"city\\": \\"Paris\\", \\"days\\": 3}"}}',
-    '{"get_weather": {"city": "Paris", "days": 3}}',
-    '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}</tool_call>',
-    "<TOOLCALL>[get_weather(city='Paris', days=3)]</TOOLCALL>",
-    '<TOOLCALL>[{"function": "get_weather", "parameters": {"city": "Paris", "days": 3}}]</TOOLCALL>',
-    '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris", "days": 3}}',
-    '<function_call> {"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}',
-])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[get_weather(city='Paris', days=3)]",
+        "get_weather(city='Paris', days=3)",
+        'get_weather(city="Paris", days=3),',
+        "```\n[get_weather(city='Paris', days=3)]\n```",
+        "```python\n[get_weather(city='Paris', days=3)]\n```",
+        "`get_weather(city='Paris', days=3)`",
+        "Sure! [get_weather(city='Paris', days=3)] Anything else?",
+        "<think>the user wants weather</think>[get_weather(city='Paris', days=3)]",
+        '[{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}]',
+        '{"name": "get_weather", "parameters": {"city": "Paris", "days": 3}}',
+        '[{"function": "get_weather", "parameters": {"city": "Paris", "days": 3}}]',  # BFCL's JSON prompt
+        '```json\n[{"function":"get_weather","parameters":{"city":"Paris","days":3}}]\n```',
+        '{"type": "function", "function": {"name": "get_weather", '
+        '"arguments": "{\\"city\\": \\"Paris\\", \\"days\\": 3}"}}',
+        '{"get_weather": {"city": "Paris", "days": 3}}',
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}</tool_call>',
+        "<TOOLCALL>[get_weather(city='Paris', days=3)]</TOOLCALL>",
+        '<TOOLCALL>[{"function": "get_weather", "parameters": {"city": "Paris", "days": 3}}]</TOOLCALL>',
+        '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris", "days": 3}}',
+        '<function_call> {"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}',
+    ],
+)
 def test_every_format_decodes_to_the_same_call(text):
     assert calls(text) == [CALL], text
 
@@ -66,10 +70,20 @@ def test_several_calls_in_each_format():
     two = [ToolCall("f", {"a": 1}), ToolCall("g.h", {"b": "x"})]
     assert calls("[f(a=1), g.h(b='x')]") == two
     assert calls('{"name": "f", "parameters": {"a": 1}}; {"name": "g.h", "parameters": {"b": "x"}}') == two
-    assert calls('<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>\n'
-                 '<tool_call>{"name": "g.h", "arguments": {"b": "x"}}</tool_call>') == two
-    assert calls("<function_call> {\"name\": \"f\", \"arguments\": {\"a\": 1}} "
-                 "<function_call> {\"name\": \"g.h\", \"arguments\": {\"b\": \"x\"}}") == two
+    assert (
+        calls(
+            '<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>\n'
+            '<tool_call>{"name": "g.h", "arguments": {"b": "x"}}</tool_call>'
+        )
+        == two
+    )
+    assert (
+        calls(
+            '<function_call> {"name": "f", "arguments": {"a": 1}} '
+            '<function_call> {"name": "g.h", "arguments": {"b": "x"}}'
+        )
+        == two
+    )
 
 
 def test_empty_and_no_call():
@@ -91,11 +105,13 @@ def test_plain_value_reading():
     assert plain.arguments == {"t": [1, 2], "n": True, "d": "a.b", "u": 5, "z": None, "k": {"1": "x"}}
     assert not decode("[f(o=1 + 2)]").ok  # expressions are refused, never evaluated
     # BFCL's XML is the BFCL dialect's format, not a shared one
-    assert not decode('<functions><function name="f"><param name="a" type="integer">1</param></function>'
-                      '</functions>').ok
+    assert not decode(
+        '<functions><function name="f"><param name="a" type="integer">1</param></function></functions>'
+    ).ok
 
 
 # --- the extension point --------------------------------------------------------------------------------
+
 
 def test_a_dialect_reads_values_and_formats_of_its_own():
     def upper(node):  # a value reader: string constants upper-cased, everything else refused
@@ -132,6 +148,7 @@ def test_a_dialect_reads_values_and_formats_of_its_own():
 
 
 # --- safety ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_hostile_answers_are_never_evaluated(text, no_exec):
@@ -180,6 +197,7 @@ def test_64_kb_and_deeply_nested_inputs_are_a_decode_error_not_an_exception(make
 
 # --- properties -----------------------------------------------------------------------------------------
 
+
 @settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pythonic_answers())
 def test_generated_pythonic_answers_decode(body):
@@ -198,8 +216,13 @@ def test_round_trips_through_pythonic_and_json(specs):
 
 
 @settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
-                 pythonic_answers().map(lambda s: s[: len(s) // 2])))
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
+        pythonic_answers().map(lambda s: s[: len(s) // 2]),
+    )
+)
 def test_decode_never_raises(text):
     result = decode(text)
     assert isinstance(result, Decoded) and (result.ok or result.error)

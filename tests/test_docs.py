@@ -17,22 +17,63 @@ EXAMPLES = [b for b in BLOCKS if "@ba.hookimpl" in b]
 
 def test_there_is_an_example_per_hook():
     text = DOC.read_text()
-    for hook in ("register_task_sources", "register_backends", "register_scorers", "register_competitions",
-                 "register_commands", "register_environments", "on_run_start", "on_sample_scored", "on_run_end",
-                 "on_round_end"):
+    for hook in (
+        "register_task_sources",
+        "register_backends",
+        "register_scorers",
+        "register_competitions",
+        "register_commands",
+        "register_environments",
+        "on_run_start",
+        "on_sample_scored",
+        "on_run_end",
+        "on_round_end",
+    ):
         assert f"def {hook}" in text, hook
     assert len(EXAMPLES) >= 6
 
 
 def test_the_doc_documents_the_whole_public_data_model_and_every_protocol():
     text = DOC.read_text()
-    for name in ("Tool", "Message", "ToolCall", "ExpectedCall", "Task", "ChatRequest", "Completion", "Score",
-                 "EnvironmentSpec", "Turn", "Step", "Trajectory", "SampleRecord", "RunResults",
-                 "TaskSource", "Backend", "Scorer", "Competition", "Reporter", "BackendOptions", "Environment",
-                 "TrajectoryScorer"):
+    for name in (
+        "Tool",
+        "Message",
+        "ToolCall",
+        "ExpectedCall",
+        "Task",
+        "ChatRequest",
+        "Completion",
+        "Score",
+        "EnvironmentSpec",
+        "Turn",
+        "Step",
+        "Trajectory",
+        "SampleRecord",
+        "RunResults",
+        "TaskSource",
+        "Backend",
+        "Scorer",
+        "Competition",
+        "Reporter",
+        "BackendOptions",
+        "Environment",
+        "TrajectoryScorer",
+    ):
         assert f"ba.{name}" in text, name
-    for model in (ba.Tool, ba.Message, ba.ToolCall, ba.ExpectedCall, ba.Task, ba.ChatRequest, ba.Completion,
-                  ba.Score, ba.EnvironmentSpec, ba.Turn, ba.Step, ba.Trajectory):
+    for model in (
+        ba.Tool,
+        ba.Message,
+        ba.ToolCall,
+        ba.ExpectedCall,
+        ba.Task,
+        ba.ChatRequest,
+        ba.Completion,
+        ba.Score,
+        ba.EnvironmentSpec,
+        ba.Turn,
+        ba.Step,
+        ba.Trajectory,
+    ):
         for field in model.__attrs_attrs__:
             assert re.search(rf"\b{field.name}\b", text), f"{model.__name__}.{field.name} is not documented"
     for phrase in ("limit=None", "run_dir` is `None`", "Irrelevance tasks", "Versioning", "BITAGENT_PLUGIN_API"):

@@ -74,7 +74,7 @@ def collect() -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
         text = doc.read_text()
         for match in FENCE.finditer(text):
             markers, language, block = match.groups()
-            where = f"{doc.relative_to(ROOT)}:{text[:match.start(2)].count(chr(10)) + 1}"
+            where = f"{doc.relative_to(ROOT)}:{text[: match.start(2)].count(chr(10)) + 1}"
             skips = MARKER.findall(markers)
             used = set()
             for command in _commands(block, language):
@@ -110,20 +110,26 @@ def workdir(tmp_path_factory) -> Path:
     rows = [json.loads(line) for line in (ROOT / "tests/data/bfcl_reference.jsonl").read_text().splitlines()[1:]]
     answers = [{"task_id": r["task_id"], "response": r["response"]} for r in rows if r["label"] == "gt"][:5]
     (work / "answers.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
-    multi = [json.loads(line) for line in (ROOT / "tests/data/bfcl_multi_turn_reference.jsonl").read_text()
-             .splitlines()]
+    multi = [
+        json.loads(line) for line in (ROOT / "tests/data/bfcl_multi_turn_reference.jsonl").read_text().splitlines()
+    ]
     multi = [r for r in multi if r["category"] == "multi_turn_base" and r["variant"] == "ground_truth"][:3]
-    (work / "trajectories.jsonl").write_text("".join(json.dumps({"task_id": r["task_id"], "response": r["result"]})
-                                                     + "\n" for r in multi))
+    (work / "trajectories.jsonl").write_text(
+        "".join(json.dumps({"task_id": r["task_id"], "response": r["result"]}) + "\n" for r in multi)
+    )
     (work / "BFCL_v4_multi_turn_base_result.json").write_text(
-        "\n".join(json.dumps({"id": r["task_id"], "result": r["result"]}) for r in multi))
+        "\n".join(json.dumps({"id": r["task_id"], "result": r["result"]}) for r in multi)
+    )
     return work
 
 
 def _env(work: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BITAGENT_")}
-    env.update(PATH=f"{work / '.venv' / 'bin'}:{env.get('PATH', '')}", BITAGENT_LIMIT=str(LIMIT),
-               HOME=env.get("HOME", str(work)))
+    env.update(
+        PATH=f"{work / '.venv' / 'bin'}:{env.get('PATH', '')}",
+        BITAGENT_LIMIT=str(LIMIT),
+        HOME=env.get("HOME", str(work)),
+    )
     return env
 
 
@@ -144,8 +150,13 @@ def test_the_docs_have_commands_and_say_why_they_skip_some():
     assert all(reason.strip() for _, _, reason in SKIPPED)
     # what must never be skipped: the miner's commands, BFCL's, multi-turn's, the validator-equivalent run
     ran = " | ".join(c for _, c in RUN)
-    for must in ("score --tasks bfcl:multi_turn_base", "evaluate --as-validator", "evaluate --resume",
-                 "bfcl-summary", "score --tasks bfcl"):
+    for must in (
+        "score --tasks bfcl:multi_turn_base",
+        "evaluate --as-validator",
+        "evaluate --resume",
+        "bfcl-summary",
+        "score --tasks bfcl",
+    ):
         assert must in ran, must
 
 
@@ -154,8 +165,9 @@ def test_the_docs_have_commands_and_say_why_they_skip_some():
 def test_documented_command_runs_as_written(where, command, workdir):
     for name in re.findall(r"--resume\s+runs/(\S+)", command):
         _resumable(workdir, name)
-    done = subprocess.run(["bash", "-c", _bounded(command)], cwd=workdir, env=_env(workdir), capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        ["bash", "-c", _bounded(command)], cwd=workdir, env=_env(workdir), capture_output=True, text=True, timeout=600
+    )
     expected = EXPECTED_EXIT.get(_bare(command), 0)
     assert done.returncode == expected, f"{where}: {command}\nexit {done.returncode}\n{done.stderr[-3000:]}"
     assert "Traceback" not in done.stderr, done.stderr[-3000:]

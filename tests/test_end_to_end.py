@@ -17,14 +17,26 @@ THREADS = ["-B", f"n_threads={min(2, os.cpu_count() or 1)}"]
 
 
 def bitagent(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(BITAGENT + list(args), capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        BITAGENT + list(args), capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
 
 
 @pytest.mark.model
 def test_evaluate_the_embedded_model_on_ten_single_call_tasks(tmp_path, embedded_model):
-    out = bitagent("evaluate", "--tasks", "bitagent:single_call", "--limit", "10", "--seed", "0",
-                   "--output-dir", str(tmp_path), "--json", *THREADS)
+    out = bitagent(
+        "evaluate",
+        "--tasks",
+        "bitagent:single_call",
+        "--limit",
+        "10",
+        "--seed",
+        "0",
+        "--output-dir",
+        str(tmp_path),
+        "--json",
+        *THREADS,
+    )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)  # --json prints only the summary
     assert summary["status"] == "complete"
@@ -91,8 +103,9 @@ def test_a_second_ctrl_c_aborts_the_llama_cpp_generation_in_flight(tmp_path, emb
 
 @pytest.mark.model
 def test_timeout_stops_in_process_llama_cpp_generation_at_the_deadline(tmp_path, embedded_model, tasks_file):
-    out = bitagent("evaluate", "--tasks", f"jsonl:{tasks_file}", "--timeout", "0.1", "--output-dir", str(tmp_path),
-                   *THREADS)
+    out = bitagent(
+        "evaluate", "--tasks", f"jsonl:{tasks_file}", "--timeout", "0.1", "--output-dir", str(tmp_path), *THREADS
+    )
     assert out.returncode == 4, out.stderr  # every request timed out: all failed is never exit 0
     samples = [json.loads(x) for x in next(tmp_path.glob("*/samples.jsonl")).read_text().splitlines()]
     assert len(samples) == 3 and all(s["error_type"] == "timeout" for s in samples)
@@ -106,11 +119,20 @@ def test_config_file_and_environment_feed_options(tmp_path):
     config.write_text('[evaluate]\nbackend = "no-such-backend"\nlimit = 2\n')
     out = bitagent("--config", str(config), "evaluate", "--output-dir", str(tmp_path))
     assert out.returncode == 1 and "unknown backend 'no-such-backend'" in out.stderr
-    out = bitagent("--config", str(config), "evaluate", "--output-dir", str(tmp_path),
-                   env={"BITAGENT_BACKEND": "from-env"})
+    out = bitagent(
+        "--config", str(config), "evaluate", "--output-dir", str(tmp_path), env={"BITAGENT_BACKEND": "from-env"}
+    )
     assert "unknown backend 'from-env'" in out.stderr  # the environment wins over the file
-    out = bitagent("--config", str(config), "evaluate", "--backend", "from-cli", "--output-dir", str(tmp_path),
-                   env={"BITAGENT_BACKEND": "from-env"})
+    out = bitagent(
+        "--config",
+        str(config),
+        "evaluate",
+        "--backend",
+        "from-cli",
+        "--output-dir",
+        str(tmp_path),
+        env={"BITAGENT_BACKEND": "from-env"},
+    )
     assert "unknown backend 'from-cli'" in out.stderr  # the command line wins over both
     bad = tmp_path / "bad.toml"
     bad.write_text("limit = = 2")
@@ -128,12 +150,27 @@ def test_bad_backend_options_are_clear_errors(tmp_path, tasks_file):
     for bad in ("missing.gguf", "junk.gguf", "model.txt"):
         if bad != "missing.gguf":
             (tmp_path / bad).write_text("not a model\n")
-        out = bitagent("evaluate", "--model", str(tmp_path / bad), "--tasks", f"jsonl:{tasks_file}",
-                       "--output-dir", str(tmp_path / "runs"))
+        out = bitagent(
+            "evaluate",
+            "--model",
+            str(tmp_path / bad),
+            "--tasks",
+            f"jsonl:{tasks_file}",
+            "--output-dir",
+            str(tmp_path / "runs"),
+        )
         assert out.returncode == 3, out.stderr  # a startup error: exit 3, one line, no traceback
         assert "could not start" in out.stderr and "Traceback" not in out.stderr
-    out = bitagent("evaluate", "--model", "hf://acme/no-such-repo/model.gguf", "--tasks", f"jsonl:{tasks_file}",
-                   "--output-dir", str(tmp_path / "runs"), env={"HF_HUB_OFFLINE": "1"})
+    out = bitagent(
+        "evaluate",
+        "--model",
+        "hf://acme/no-such-repo/model.gguf",
+        "--tasks",
+        f"jsonl:{tasks_file}",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        env={"HF_HUB_OFFLINE": "1"},
+    )
     assert out.returncode == 3 and "could not start" in out.stderr and "Traceback" not in out.stderr
     statuses = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/results.json")]
     assert [r["status"] for r in statuses] == ["failed"] * 4 and all(r["error"] for r in statuses)
@@ -144,9 +181,22 @@ def test_a_third_party_plugin_installs_with_pip_and_runs(tmp_path, embedded_mode
     target = tmp_path / "site"
     example = ROOT / "examples" / "bitagent-tasks-example"
     shutil.copytree(example, tmp_path / "example")  # build outside the repo so no build files land in it
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                          "--target", str(target), str(tmp_path / "example")],
-                         capture_output=True, text=True, timeout=300)
+    pip = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(tmp_path / "example"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert pip.returncode == 0, pip.stderr
     env = {"PYTHONPATH": str(target)}
     listed = bitagent("tasks", "list", "--json", env=env)
@@ -155,8 +205,18 @@ def test_a_third_party_plugin_installs_with_pip_and_runs(tmp_path, embedded_mode
     plugins = json.loads(bitagent("plugins", "--json", env=env).stdout)
     row = [p for p in plugins if p["name"] == "unit-conversion"][0]
     assert row["distribution"] == "bitagent-tasks-example" and row["version"] == "0.1.0"
-    out = bitagent("evaluate", "--tasks", "unit-conversion", "--limit", "3", "--json",
-                   "--output-dir", str(tmp_path / "runs"), *THREADS, env=env)
+    out = bitagent(
+        "evaluate",
+        "--tasks",
+        "unit-conversion",
+        "--limit",
+        "3",
+        "--json",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        *THREADS,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["n_scored"] == 3 and summary["config"]["tasks"] == "unit-conversion"
@@ -181,8 +241,11 @@ def multi_turn_tasks(tmp_path):
         used = {call.split("(")[0] for turn in task.metadata["ground_truth"] for call in turn} | {"ls", "pwd"}
         tools = tuple(t for t in task.tools if t.name in used)
         docs = [t.to_json() for t in tools]
-        lines.append(attrs.evolve(task, tools=tools, system_prompt=multi_turn.system_prompt(docs),
-                                  max_steps_per_turn=3).to_json())
+        lines.append(
+            attrs.evolve(
+                task, tools=tools, system_prompt=multi_turn.system_prompt(docs), max_steps_per_turn=3
+            ).to_json()
+        )
     path = tmp_path / "multi_turn.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
@@ -192,8 +255,22 @@ def multi_turn_tasks(tmp_path):
 def test_multi_turn_on_the_embedded_model_with_ctrl_c_and_resume(tmp_path, embedded_model, multi_turn_tasks):
     """A short BFCL multi-turn evaluation: interrupted after its first trajectory, then resumed."""
     out_dir = tmp_path / "runs"
-    args = ["evaluate", "--tasks", f"jsonl:{multi_turn_tasks}", "--scorer", "bfcl", "--limit", "2",
-            "--output-dir", str(out_dir), "--max-tokens", "64", "-B", "n_ctx=8192", *THREADS]
+    args = [
+        "evaluate",
+        "--tasks",
+        f"jsonl:{multi_turn_tasks}",
+        "--scorer",
+        "bfcl",
+        "--limit",
+        "2",
+        "--output-dir",
+        str(out_dir),
+        "--max-tokens",
+        "64",
+        "-B",
+        "n_ctx=8192",
+        *THREADS,
+    ]
     proc = subprocess.Popen(BITAGENT + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 1200  # a ~1k-token prompt per trajectory; 2 cores shared with other runs

@@ -34,8 +34,16 @@ from bitagent_plugins.subnet.protocol import (
 )
 
 MODEL = "acme/tool-caller@main"
-LIMITS = ServerLimits(max_connections=16, max_per_source=16, max_overflow=32, head_timeout_s=1.0,
-                      body_timeout_s=1.0, request_timeout_s=2.0, keep_alive_s=1.0, evict_after_s=0.5)
+LIMITS = ServerLimits(
+    max_connections=16,
+    max_per_source=16,
+    max_overflow=32,
+    head_timeout_s=1.0,
+    body_timeout_s=1.0,
+    request_timeout_s=2.0,
+    keep_alive_s=1.0,
+    evict_after_s=0.5,
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +65,19 @@ def _ask(miner, wallet, n: int = 1, concurrency: int = 8) -> list:
     host, port = miner.address
 
     async def run():
-        return await asyncio.gather(*(query_submissions(wallet, {miner.hotkey: f"{host}:{port}"}, netuid=20,
-                                                        allow_private=True, timeout_s=20,
-                                                        concurrency=concurrency) for _ in range(n)))
+        return await asyncio.gather(
+            *(
+                query_submissions(
+                    wallet,
+                    {miner.hotkey: f"{host}:{port}"},
+                    netuid=20,
+                    allow_private=True,
+                    timeout_s=20,
+                    concurrency=concurrency,
+                )
+                for _ in range(n)
+            )
+        )
 
     return [r[miner.hotkey] for r in asyncio.run(run())]
 
@@ -170,11 +188,17 @@ def test_odd_content_lengths_are_refused_cleanly(miner, wallets, value):
 def test_deeply_nested_json_is_a_400_not_a_500(miner, wallets):
     body = b"[" * 2000 + b"]" * 2000
     assert len(body) <= protocol.MAX_REQUEST_BYTES
-    headers = http_auth.sign(wallets["validator"], method="POST", path="/submission", body=body,
-                             receiver_ss58=miner.hotkey)
+    headers = http_auth.sign(
+        wallets["validator"], method="POST", path="/submission", body=body, receiver_ss58=miner.hotkey
+    )
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
-    answer = _raw(miner, b"POST /submission HTTP/1.1\r\nHost: x\r\n" + head +
-                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+    answer = _raw(
+        miner,
+        b"POST /submission HTTP/1.1\r\nHost: x\r\n"
+        + head
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body,
+    )
     assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
     assert not protocol.json_depth_ok(body) and protocol.json_depth_ok(b'["[[[[", {"a": "]]]"}]')
 
@@ -246,8 +270,14 @@ class _RawServer:
                         break
                     data += chunk
                 head, _, rest = data.partition(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
                 while len(rest) < length:
                     rest += conn.recv(65536)
                 conn.sendall(self.response)
@@ -258,8 +288,10 @@ class _RawServer:
 
 def _gzip_response(size: int) -> bytes:
     body = gzip.compress(b"\0" * size, compresslevel=9)
-    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + body
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    ) + body
 
 
 @pytest.mark.parametrize("legacy_route", [False, True])
@@ -268,13 +300,16 @@ def test_a_gzip_bomb_is_capped_while_it_is_decompressed(wallets, legacy_route):
     bomb = _RawServer(_gzip_response(size))
     assert len(gzip.compress(b"\0" * size, compresslevel=9)) < protocol.MAX_RESPONSE_BYTES
     try:
+
         async def ask():
             async with protocol._client(10, 2) as client:
                 if legacy_route:
-                    return await protocol.query_legacy(client, wallets["validator"], hotkey="5Miner",
-                                                       axon=bomb.axon, allow_private=True)
-                return await protocol.query_submission(client, wallets["validator"], hotkey="5Miner",
-                                                       axon=bomb.axon, netuid=20, allow_private=True)
+                    return await protocol.query_legacy(
+                        client, wallets["validator"], hotkey="5Miner", axon=bomb.axon, allow_private=True
+                    )
+                return await protocol.query_submission(
+                    client, wallets["validator"], hotkey="5Miner", axon=bomb.axon, netuid=20, allow_private=True
+                )
 
         tracemalloc.start()
         try:
@@ -291,13 +326,17 @@ def test_a_gzip_bomb_is_capped_while_it_is_decompressed(wallets, legacy_route):
 def test_small_gzip_answers_still_work(wallets):
     payload = json.dumps({"message": "x"}).encode()
     body = gzip.compress(payload)
-    server = _RawServer(b"HTTP/1.1 403 Forbidden\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n"
-                        b"Connection: close\r\n\r\n" % len(body) + body)
+    server = _RawServer(
+        b"HTTP/1.1 403 Forbidden\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n" % len(body) + body
+    )
     try:
+
         async def ask():
             async with protocol._client(10, 2) as client:
-                return await protocol.query_submission(client, wallets["validator"], hotkey="5Miner",
-                                                       axon=server.axon, netuid=20, allow_private=True)
+                return await protocol.query_submission(
+                    client, wallets["validator"], hotkey="5Miner", axon=server.axon, netuid=20, allow_private=True
+                )
 
         with pytest.raises(QueryFailed, match='HTTP 403: {"message": "x"}'):
             asyncio.run(ask())
@@ -323,8 +362,10 @@ def test_reconnecting_slow_uploads_do_not_starve_valid_validators(miner, wallets
         share, failures = _served_share(miner, wallets["validator"], 30)
     assert attack.connects > 3 * LIMITS.max_connections, "the attackers never reconnected"
     assert miner.stats.evicted > 0
-    print(f"slow_body_connections={3 * LIMITS.max_connections} valid_served_share={share:.3f} "
-          f"attacker_connects={attack.connects} evicted={miner.stats.evicted}")
+    print(
+        f"slow_body_connections={3 * LIMITS.max_connections} valid_served_share={share:.3f} "
+        f"attacker_connects={attack.connects} evicted={miner.stats.evicted}"
+    )
     assert share >= 0.99, failures
 
 
@@ -340,8 +381,9 @@ def test_a_burst_beyond_the_cap_gets_answers_or_503s_never_silent_closes(wallets
 
         async def one(client):
             body = request_body(20)
-            headers = http_auth.sign(wallets["validator"], method="POST", path="/submission", body=body,
-                                     receiver_ss58=server.hotkey)
+            headers = http_auth.sign(
+                wallets["validator"], method="POST", path="/submission", body=body, receiver_ss58=server.hotkey
+            )
             try:
                 response = await client.post(f"http://{host}:{port}/submission", content=body, headers=headers)
             except httpx.HTTPError as exc:
@@ -360,19 +402,27 @@ def test_a_burst_beyond_the_cap_gets_answers_or_503s_never_silent_closes(wallets
     assert {status for status, _ in outcomes} <= {200, 503}, outcomes
     assert all(retry == "1" for status, retry in outcomes if status == 503), outcomes
     assert sum(status == 200 for status, _ in outcomes) >= limits.max_connections
-    print(f"burst={n} cap={limits.max_connections} answered_200={sum(s == 200 for s, _ in outcomes)} "
-          f"answered_503={sum(s == 503 for s, _ in outcomes)}")
+    print(
+        f"burst={n} cap={limits.max_connections} answered_200={sum(s == 200 for s, _ in outcomes)} "
+        f"answered_503={sum(s == 503 for s, _ in outcomes)}"
+    )
 
 
 def _legacy_request(miner, wallet, **header_overrides):
     from bitagent_plugins.subnet import legacy
 
-    headers, body = legacy.build_request(wallet.hotkey, miner_hotkey=miner.hotkey, ip="127.0.0.1", port=1,
-                                         timeout_s=12.0, dendrite_uuid="u-1")
+    headers, body = legacy.build_request(
+        wallet.hotkey, miner_hotkey=miner.hotkey, ip="127.0.0.1", port=1, timeout_s=12.0, dendrite_uuid="u-1"
+    )
     headers.update(header_overrides)
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
-    return _raw(miner, b"POST /GetHFModelName HTTP/1.1\r\nHost: x\r\n" + head +
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+    return _raw(
+        miner,
+        b"POST /GetHFModelName HTTP/1.1\r\nHost: x\r\n"
+        + head
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body,
+    )
 
 
 @pytest.mark.parametrize("timeout", ["nan", "inf", "-inf", "NaN", "1e999", "1" * 40, "0x10", "١٢"])
@@ -382,10 +432,15 @@ def test_non_finite_or_odd_legacy_timeouts_are_400s_not_500s(miner, wallets, tim
     assert b"Traceback" not in answer
 
 
-@pytest.mark.parametrize("header,value", [("bt_header_dendrite_nonce", "nan"),
-                                          ("bt_header_dendrite_nonce", "١٢٣"),
-                                          ("bt_header_dendrite_version", "1e3"),
-                                          ("bt_header_dendrite_uuid", "u" * 100)])
+@pytest.mark.parametrize(
+    "header,value",
+    [
+        ("bt_header_dendrite_nonce", "nan"),
+        ("bt_header_dendrite_nonce", "١٢٣"),
+        ("bt_header_dendrite_version", "1e3"),
+        ("bt_header_dendrite_uuid", "u" * 100),
+    ],
+)
 def test_odd_legacy_header_fields_are_400s(miner, wallets, header, value):
     answer = _legacy_request(miner, wallets["validator"], **{header: value})
     assert answer.split(b" ", 2)[1] in (b"400", b"401"), answer[:200]
@@ -393,11 +448,17 @@ def test_odd_legacy_header_fields_are_400s(miner, wallets, header, value):
 
 def test_non_finite_numbers_in_a_signed_body_are_a_400(miner, wallets):
     body = b'{"query": "submission", "netuid": 20, "x": NaN}'
-    headers = http_auth.sign(wallets["validator"], method="POST", path="/submission", body=body,
-                             receiver_ss58=miner.hotkey)
+    headers = http_auth.sign(
+        wallets["validator"], method="POST", path="/submission", body=body, receiver_ss58=miner.hotkey
+    )
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
-    answer = _raw(miner, b"POST /submission HTTP/1.1\r\nHost: x\r\n" + head +
-                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+    answer = _raw(
+        miner,
+        b"POST /submission HTTP/1.1\r\nHost: x\r\n"
+        + head
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body,
+    )
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
     with pytest.raises(ValueError):
         protocol.json_loads_bounded(b'{"a": 1e999}')
@@ -410,8 +471,12 @@ def test_refusals_are_logged_once_per_reason_with_counts_and_sources(miner, wall
     with caplog.at_level(logging.INFO, logger="bitagent.subnet.protocol"):
         for _ in range(25):
             head = "".join(f"{k}: {v}\r\n" for k, v in forged.items()).encode()
-            _raw(miner, b"POST /submission HTTP/1.1\r\nHost: x\r\n" + head +
-                 b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+            _raw(
+                miner,
+                b"POST /submission HTTP/1.1\r\nHost: x\r\n"
+                + head
+                + b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+            )
         for _ in range(5):
             _raw(miner, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         for _ in range(3):
@@ -425,12 +490,16 @@ def test_refusals_are_logged_once_per_reason_with_counts_and_sources(miner, wall
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
     assert len(lines) == 4, lines
     by_reason = {line.split(": ", 1)[1]: line for line in lines}
-    assert any(line.startswith("refused 25 requests") and " 401 " in line and "127.0.0.1 ×25" in line
-               for line in lines), lines
+    assert any(
+        line.startswith("refused 25 requests") and " 401 " in line and "127.0.0.1 ×25" in line for line in lines
+    ), lines
     assert any(line.startswith("refused 5 requests") and " 404 " in line for line in lines), lines
-    assert any(line.startswith("refused 3 requests") and "Invalid HTTP request" in line and "127.0.0.1" in line
-               for line in lines), lines
+    assert any(
+        line.startswith("refused 3 requests") and "Invalid HTTP request" in line and "127.0.0.1" in line
+        for line in lines
+    ), lines
     assert any("disconnect" in line and "hung up" in line and "413" not in line for line in lines), lines
     assert len(by_reason) == 4
-    assert "Invalid HTTP request received." not in [r.getMessage() for r in caplog.records
-                                                    if r.name.startswith("uvicorn")]
+    assert "Invalid HTTP request received." not in [
+        r.getMessage() for r in caplog.records if r.name.startswith("uvicorn")
+    ]

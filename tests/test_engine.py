@@ -47,19 +47,45 @@ NETUID = 20
 #: here and keep the KV cache small
 FAST = {"kv_cache_gib": "1", "max_model_len": "4096", "extra_args": "-O0", "ready_timeout": "600"}
 TASKS = [
-    {"id": "discount", "messages": [{"role": "user", "content": "I bought a jacket for $200 with a 20% discount. "
-                                                                "Use the tool to compute the final price."}],
-     "tools": [{"name": "calculate_discount", "description": "Calculate the discounted price",
-                "parameters": {"type": "object", "properties": {
-                    "original_price": {"type": "number", "description": "price"},
-                    "discount_percentage": {"type": "number", "description": "discount in percent"}},
-                    "required": ["original_price", "discount_percentage"]}}],
-     "expected_calls": [{"calculate_discount": {"original_price": [200], "discount_percentage": [20]}}]},
-    *({"id": f"weather-{city}", "messages": [{"role": "user", "content": f"What's the weather in {city}?"}],
-       "tools": [{"name": "get_weather", "description": "Current weather for a city",
-                  "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                                 "required": ["city"]}}],
-       "expected_calls": [{"get_weather": {"city": [city]}}]} for city in ("Paris", "Rome", "Oslo")),
+    {
+        "id": "discount",
+        "messages": [
+            {
+                "role": "user",
+                "content": "I bought a jacket for $200 with a 20% discount. Use the tool to compute the final price.",
+            }
+        ],
+        "tools": [
+            {
+                "name": "calculate_discount",
+                "description": "Calculate the discounted price",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "original_price": {"type": "number", "description": "price"},
+                        "discount_percentage": {"type": "number", "description": "discount in percent"},
+                    },
+                    "required": ["original_price", "discount_percentage"],
+                },
+            }
+        ],
+        "expected_calls": [{"calculate_discount": {"original_price": [200], "discount_percentage": [20]}}],
+    },
+    *(
+        {
+            "id": f"weather-{city}",
+            "messages": [{"role": "user", "content": f"What's the weather in {city}?"}],
+            "tools": [
+                {
+                    "name": "get_weather",
+                    "description": "Current weather for a city",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+                }
+            ],
+            "expected_calls": [{"get_weather": {"city": [city]}}],
+        }
+        for city in ("Paris", "Rome", "Oslo")
+    ),
 ]
 
 
@@ -72,16 +98,37 @@ def _evaluate(tmp_path: Path, model: Path, engine_python: Path, tool_format: str
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text("".join(json.dumps(t) + "\n" for t in TASKS))
     out = tmp_path / "runs"
-    done = subprocess.run([sys.executable, "-m", "bitagent_core", "evaluate", "--backend", "vllm", "--model",
-                           str(model), "--tasks", f"jsonl:{tasks}", "--tool-format", tool_format, "--output-dir",
-                           str(out), "--json", *_options(engine_python)],
-                          capture_output=True, text=True, timeout=1200, cwd=ROOT)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bitagent_core",
+            "evaluate",
+            "--backend",
+            "vllm",
+            "--model",
+            str(model),
+            "--tasks",
+            f"jsonl:{tasks}",
+            "--tool-format",
+            tool_format,
+            "--output-dir",
+            str(out),
+            "--json",
+            *_options(engine_python),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=ROOT,
+    )
     (run_dir,) = list(out.iterdir())
     log = (run_dir / "server.log").read_text() if (run_dir / "server.log").exists() else ""
     assert done.returncode == 0, done.stderr[-3000:] + log[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
-    samples = {json.loads(line)["task_id"]: json.loads(line)
-               for line in (run_dir / "samples.jsonl").read_text().splitlines()}
+    samples = {
+        json.loads(line)["task_id"]: json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()
+    }
     return results, samples
 
 
@@ -98,8 +145,9 @@ def test_evaluate_with_native_tool_calls(tmp_path, engine_python, hf_model, owne
     assert ours(owner_token) == []
 
 
-def test_evaluate_in_the_prompt_format_with_a_template_that_rejects_a_system_message(tmp_path, engine_python,
-                                                                                     hf_model, owner_token):
+def test_evaluate_in_the_prompt_format_with_a_template_that_rejects_a_system_message(
+    tmp_path, engine_python, hf_model, owner_token
+):
     model = no_system_repo(hf_model)
     results, samples = _evaluate(tmp_path, model, engine_python, "prompt")
     assert results["status"] == "complete"
@@ -142,19 +190,64 @@ def test_servers_that_cannot_start_are_told_apart(tmp_path, engine_python, hf_mo
 PLUGINS = "servers,bitagent-scorer,bitagent-competition,subnet,city-time-competition"
 
 
-def _validator(tmp_path: Path, chain: Path, wallet_dir: Path, cache: Path, state: Path, engine_python: Path,
-               log: Path, *, once: bool) -> subprocess.Popen:
-    args = [sys.executable, str(DRIVER), "validate", "--chain-file", str(chain), "--",
-            "--netuid", str(NETUID), "--subtensor.network", "local", "--wallet.name", "validator",
-            "--wallet.path", str(wallet_dir), "--backend", "vllm", *_options(engine_python),
-            "--sample-size", "2", "--cache-dir", str(cache), "--hf-offline", "--state-path", str(state),
-            "--allow-private-axons", "--sync-interval", "5", "--reevaluate-blocks", "0",
-            "--max-download-bytes", "3000000000", "--competition", "city-time", "--skip-start-check"]
+def _validator(
+    tmp_path: Path,
+    chain: Path,
+    wallet_dir: Path,
+    cache: Path,
+    state: Path,
+    engine_python: Path,
+    log: Path,
+    *,
+    once: bool,
+) -> subprocess.Popen:
+    args = [
+        sys.executable,
+        str(DRIVER),
+        "validate",
+        "--chain-file",
+        str(chain),
+        "--",
+        "--netuid",
+        str(NETUID),
+        "--subtensor.network",
+        "local",
+        "--wallet.name",
+        "validator",
+        "--wallet.path",
+        str(wallet_dir),
+        "--backend",
+        "vllm",
+        *_options(engine_python),
+        "--sample-size",
+        "2",
+        "--cache-dir",
+        str(cache),
+        "--hf-offline",
+        "--state-path",
+        str(state),
+        "--allow-private-axons",
+        "--sync-interval",
+        "5",
+        "--reevaluate-blocks",
+        "0",
+        "--max-download-bytes",
+        "3000000000",
+        "--competition",
+        "city-time",
+        "--skip-start-check",
+    ]
     if once:
         args.append("--once")
-    return subprocess.Popen(args, cwd=ROOT, stdout=open(log, "a"), stderr=subprocess.STDOUT,
-                            env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS,
-                                               PYTHONPATH=os.pathsep.join((str(ROOT), str(TEST_PLUGINS)))))
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=open(log, "a"),
+        stderr=subprocess.STDOUT,
+        env=subprocess_env(
+            tmp_path, BITAGENT_PLUGINS=PLUGINS, PYTHONPATH=os.pathsep.join((str(ROOT), str(TEST_PLUGINS)))
+        ),
+    )
 
 
 def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> None:
@@ -162,8 +255,9 @@ def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout_s: float) ->
     while time.monotonic() < deadline:
         if text in log.read_text():
             return
-        assert proc.poll() is None, f"the validator exited ({proc.returncode}) before {text!r}: " + \
-            log.read_text()[-4000:]
+        assert proc.poll() is None, (
+            f"the validator exited ({proc.returncode}) before {text!r}: " + log.read_text()[-4000:]
+        )
         time.sleep(1)
     raise AssertionError(f"no {text!r} within {timeout_s} s: " + log.read_text()[-4000:])
 
@@ -173,12 +267,19 @@ def test_a_validator_round_on_vllm_survives_kill_9(tmp_path, engine_python, hf_m
     wallet_dir = tmp_path / "wallets"
     wallets = {name: make_wallet(wallet_dir, name) for name in names}
     hk = {name: w.hotkey.ss58_address for name, w in wallets.items()}
-    chain = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-        {"hotkey": hk[n], "validator_permit": n == "validator", "stake": 5000 if n == "validator" else 0}
-        for n in names])
+    chain = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        neurons=[
+            {"hotkey": hk[n], "validator_permit": n == "validator", "stake": 5000 if n == "validator" else 0}
+            for n in names
+        ],
+    )
     cache = tmp_path / "hf-cache"
-    sha = {"good": hf_repo(cache, "acme/good", repo_files(hf_model)),
-           "gguf": hf_repo(cache, "acme/gguf", gguf_only_repo(embedded_model))}
+    sha = {
+        "good": hf_repo(cache, "acme/good", repo_files(hf_model)),
+        "gguf": hf_repo(cache, "acme/gguf", gguf_only_repo(embedded_model)),
+    }
     for name in ("good", "gguf"):
         _commit(chain, wallets[name], f"acme/{name}@{sha[name]}")
     state = tmp_path / "validator" / "state.sqlite"

@@ -24,8 +24,7 @@ from bitagent_plugins.subnet.failures import Fault, classify_exception
 
 def test_errors_say_whose_fault_and_whether_to_retry():
     assert "BackendError" in ba.__all__ and "should_retry" in ba.__all__
-    assert (BackendError("x").fault, ModelError("x").fault, EngineError("x").fault) == ("unknown", "model",
-                                                                                        "validator")
+    assert (BackendError("x").fault, ModelError("x").fault, EngineError("x").fault) == ("unknown", "model", "validator")
     assert not should_retry(ModelError("x")) and should_retry(EngineError("x")) and should_retry(ValueError("x"))
     assert BackendError("x", fault="model", retryable=False).fault == "model"
     with pytest.raises(ValueError, match="fault must be one of"):
@@ -46,21 +45,31 @@ def test_errors_say_whose_fault_and_whether_to_retry():
     assert ServerStartError("exited").fault == "unknown"
 
 
-@pytest.mark.parametrize(("log", "fault"), [
-    ("ModuleNotFoundError: No module named 'vllm'", "validator"),
-    ("api_server.py: error: unrecognized arguments: --no-such-flag", "validator"),
-    ("ValueError: To serve at least one request with the model's max seq len (25000), (0.29 GiB KV cache is needed, "
-     "which is larger than the available KV cache memory (0.1 GiB).", "validator"),
-    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "validator"),
-    ("safetensors_rust.SafetensorError: Error while deserializing header: incomplete metadata", "model"),
-    ("ValueError: User-specified max_model_len (25000) is greater than the derived max_model_len (4096)", "model"),
-    ("RuntimeError: Engine core initialization failed. See root cause above.", "unknown"),
-])
+@pytest.mark.parametrize(
+    ("log", "fault"),
+    [
+        ("ModuleNotFoundError: No module named 'vllm'", "validator"),
+        ("api_server.py: error: unrecognized arguments: --no-such-flag", "validator"),
+        (
+            "ValueError: To serve at least one request with the model's max seq len (25000), "
+            "(0.29 GiB KV cache is needed, "
+            "which is larger than the available KV cache memory (0.1 GiB).",
+            "validator",
+        ),
+        ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "validator"),
+        ("safetensors_rust.SafetensorError: Error while deserializing header: incomplete metadata", "model"),
+        ("ValueError: User-specified max_model_len (25000) is greater than the derived max_model_len (4096)", "model"),
+        ("RuntimeError: Engine core initialization failed. See root cause above.", "unknown"),
+    ],
+)
 def test_a_start_failure_is_typed_from_the_engines_log(log, fault):
     assert start_failure(log)[0] == fault
     backend = VllmBackend("/models/x", {})
-    error = backend.start_error(ServerStartError("vllm server exited with code 1 before it was ready",
-                                                 command=["python", "-m", "x"], log_tail=log))
+    error = backend.start_error(
+        ServerStartError(
+            "vllm server exited with code 1 before it was ready", command=["python", "-m", "x"], log_tail=log
+        )
+    )
     assert error.fault == fault and log in str(error)
     failure = classify_exception(RuntimeError("could not start").with_traceback(None), context="k")
     assert failure.fault is Fault.UNKNOWN
@@ -75,8 +84,11 @@ def test_a_start_failure_is_typed_from_the_engines_log(log, fault):
 def test_a_repo_name_never_steers_the_verdict():
     """The command line (with the model's path) is not read: only the failure's first line and the log."""
     backend = VllmBackend("/m/acme/CUDA error out of memory", {})
-    error = backend.start_error(ServerStartError("vllm server exited with code 1 before it was ready",
-                                                 command=backend.server_argv(8000, 0), log_tail="boom"))
+    error = backend.start_error(
+        ServerStartError(
+            "vllm server exited with code 1 before it was ready", command=backend.server_argv(8000, 0), log_tail="boom"
+        )
+    )
     assert error.fault == "unknown"
 
 
@@ -87,17 +99,47 @@ def test_vllm_and_sglang_command_lines(tmp_path):
     vllm = VllmBackend(str(model), {"kv_cache_gib": "1.5"})
     vllm.prepare()
     assert vllm.server_argv(8000, 0) == [
-        vllm.python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", "127.0.0.1",
-        "--port", "8000", "--max-model-len", str(DEFAULT_CONTEXT_LENGTH), "--gpu-memory-utilization", "0.85",
-        "--kv-cache-memory-bytes", str(int(1.5 * 2**30)), "--enable-auto-tool-choice", "--tool-call-parser",
-        "hermes"]
+        vllm.python,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8000",
+        "--max-model-len",
+        str(DEFAULT_CONTEXT_LENGTH),
+        "--gpu-memory-utilization",
+        "0.85",
+        "--kv-cache-memory-bytes",
+        str(int(1.5 * 2**30)),
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "hermes",
+    ]
     assert "--max-model-len 4096" in " ".join(VllmBackend(str(model), {"max_model_len": "4096"}).server_argv(1, 0))
     sglang = SglangBackend(str(model), {"context_length": "8192", "tp": "2"})
     sglang.prepare()
     assert sglang.server_argv(9, 0) == [
-        sglang.python, "-m", "sglang.launch_server", "--model-path", str(model), "--host", "127.0.0.1", "--port", "9",
-        "--mem-fraction-static", "0.85", "--context-length", "8192", "--tp-size", "2", "--tool-call-parser",
-        "qwen25"]
+        sglang.python,
+        "-m",
+        "sglang.launch_server",
+        "--model-path",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "9",
+        "--mem-fraction-static",
+        "0.85",
+        "--context-length",
+        "8192",
+        "--tp-size",
+        "2",
+        "--tool-call-parser",
+        "qwen25",
+    ]
     off = VllmBackend(str(model), {"tool_call_parser": "none"})
     off.prepare()
     assert "--enable-auto-tool-choice" not in off.server_argv(1, 0)
@@ -105,14 +147,17 @@ def test_vllm_and_sglang_command_lines(tmp_path):
         VllmBackend(str(tmp_path / "m.gguf"), {})
 
 
-@pytest.mark.parametrize(("template", "vllm", "sglang"), [
-    ("{{ '[TOOL_CALLS]' }}", "mistral", "mistral"),
-    ("<tool_call>\n<function=name>", "qwen3_coder", "qwen3_coder"),
-    ("{{- '<tool_call>' }}", "hermes", "qwen25"),
-    ("<|start_header_id|>ipython<|end_header_id|>", "llama3_json", "llama3"),
-    ("{{ messages }}", "pythonic", "pythonic"),
-    (None, "pythonic", "pythonic"),
-])
+@pytest.mark.parametrize(
+    ("template", "vllm", "sglang"),
+    [
+        ("{{ '[TOOL_CALLS]' }}", "mistral", "mistral"),
+        ("<tool_call>\n<function=name>", "qwen3_coder", "qwen3_coder"),
+        ("{{- '<tool_call>' }}", "hermes", "qwen25"),
+        ("<|start_header_id|>ipython<|end_header_id|>", "llama3_json", "llama3"),
+        ("{{ messages }}", "pythonic", "pythonic"),
+        (None, "pythonic", "pythonic"),
+    ],
+)
 def test_the_tool_call_parser_follows_the_chat_template(template, vllm, sglang):
     assert tool_call_parser(template, "vllm") == vllm and tool_call_parser(template, "sglang") == sglang
 
@@ -121,8 +166,9 @@ def test_the_chat_template_is_read_from_the_model_folder(tmp_path):
     (tmp_path / "chat_template.jinja").write_text("JINJA")
     assert model_chat_template(str(tmp_path)) == "JINJA"
     (tmp_path / "chat_template.jinja").unlink()
-    (tmp_path / "chat_template.json").write_text(json.dumps({"chat_template": [
-        {"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}))
+    (tmp_path / "chat_template.json").write_text(
+        json.dumps({"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]})
+    )
     assert model_chat_template(str(tmp_path)) == "D"
     assert model_chat_template(str(tmp_path / "missing")) is None
 
@@ -193,16 +239,31 @@ def test_a_request_that_fails_on_the_validators_side_is_recorded_as_an_engine_er
             register("flaky", Flaky)
 
     tasks = tmp_path / "tasks.jsonl"
-    tasks.write_text("".join(json.dumps({
-        "id": city, "messages": [{"role": "user", "content": f"What's the weather in {city}?"}],
-        "tools": [{"name": "get_weather",
-                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}],
-        "expected_calls": [{"get_weather": {"city": [city]}}]}) + "\n" for city in ("Paris", "Rome")))
+    tasks.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": city,
+                    "messages": [{"role": "user", "content": f"What's the weather in {city}?"}],
+                    "tools": [
+                        {
+                            "name": "get_weather",
+                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                        }
+                    ],
+                    "expected_calls": [{"get_weather": {"city": [city]}}],
+                }
+            )
+            + "\n"
+            for city in ("Paris", "Rome")
+        )
+    )
     registry = PluginRegistry()
     registry.load_entry_points({"bitagent-scorer", "jsonl-tasks"})
     registry.register_module(Plugin(), "test")
-    evaluation = Evaluation(RunConfig(tasks=f"jsonl:{tasks}", backend="flaky", output_dir=str(tmp_path / "runs")),
-                            registry)
+    evaluation = Evaluation(
+        RunConfig(tasks=f"jsonl:{tasks}", backend="flaky", output_dir=str(tmp_path / "runs")), registry
+    )
     asyncio.run(evaluation.run())
     types = {task_id: record.error_type for task_id, record in evaluation.records.items()}
     assert types == {"Paris": ENGINE_ERROR, "Rome": "backend_error"}

@@ -19,8 +19,11 @@ from tests.conftest import SIMPLE_TASKS
 
 BIN = Path(sys.executable).parent
 ANSWERS = {t["messages"][-1]["content"]: t for t in SIMPLE_TASKS}
-RIGHT = {"discount": "[calculate_discount(original_price=200, discount_percentage=20)]",
-         "weather": '[get_weather(city="Paris")]', "no-tool": "I cannot help with that."}
+RIGHT = {
+    "discount": "[calculate_discount(original_price=200, discount_percentage=20)]",
+    "weather": '[get_weather(city="Paris")]',
+    "no-tool": "I cannot help with that.",
+}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -48,10 +51,22 @@ class Handler(BaseHTTPRequestHandler):
         if "*" in self.server.fail or task["id"] in self.server.fail:
             self._send(400, {"error": {"message": "prompt is too long for the context", "type": "invalid_request"}})
             return
-        self._send(200, {"id": "x", "object": "chat.completion", "model": "stub-model",
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": RIGHT[task["id"]]}}],
-                         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+        self._send(
+            200,
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "model": "stub-model",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": RIGHT[task["id"]]},
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            },
+        )
 
 
 @pytest.fixture
@@ -67,8 +82,17 @@ def server():
 
 
 def evaluate(tmp_path: Path, server, *args: str) -> subprocess.CompletedProcess:
-    base = ["evaluate", "--backend", "openai", "--base-url", f"http://127.0.0.1:{server.server_port}",
-            "--tasks", f"jsonl:{tmp_path / 'tasks.jsonl'}", "--output-dir", str(tmp_path / "runs")]
+    base = [
+        "evaluate",
+        "--backend",
+        "openai",
+        "--base-url",
+        f"http://127.0.0.1:{server.server_port}",
+        "--tasks",
+        f"jsonl:{tmp_path / 'tasks.jsonl'}",
+        "--output-dir",
+        str(tmp_path / "runs"),
+    ]
     return bitagent(*base, *args)
 
 
@@ -112,8 +136,19 @@ def test_an_unreachable_server_is_a_startup_error_not_an_interrupted_run(tmp_pat
     port = server.server_port
     server.shutdown()
     server.server_close()
-    done = bitagent("evaluate", "--backend", "openai", "--base-url", f"http://127.0.0.1:{port}", "--ready-timeout",
-                    "1", "--tasks", f"jsonl:{tmp_path / 'tasks.jsonl'}", "--output-dir", str(tmp_path / "runs"))
+    done = bitagent(
+        "evaluate",
+        "--backend",
+        "openai",
+        "--base-url",
+        f"http://127.0.0.1:{port}",
+        "--ready-timeout",
+        "1",
+        "--tasks",
+        f"jsonl:{tmp_path / 'tasks.jsonl'}",
+        "--output-dir",
+        str(tmp_path / "runs"),
+    )
     assert done.returncode == 3 and "could not start" in done.stderr and "Traceback" not in done.stderr
     (results,) = results_of(tmp_path)
     assert results["status"] == "failed" and "not usable" in results["error"] and results["n_scored"] == 0
@@ -152,9 +187,18 @@ def test_a_limit_that_samples_a_fixed_source_is_said_and_several_sources_run_tog
     done = evaluate(tmp_path, server, "--limit", "2")
     note = " ".join(done.stdout.split())
     assert "took 2 of jsonl:" in note and "'s 3 tasks" in note
-    both = bitagent("evaluate", "--backend", "openai", "--base-url", f"http://127.0.0.1:{server.server_port}",
-                    "--tasks", f"jsonl:{tmp_path / 'tasks.jsonl'},jsonl:{other}", "--output-dir", str(tmp_path / "b"),
-                    "--json")
+    both = bitagent(
+        "evaluate",
+        "--backend",
+        "openai",
+        "--base-url",
+        f"http://127.0.0.1:{server.server_port}",
+        "--tasks",
+        f"jsonl:{tmp_path / 'tasks.jsonl'},jsonl:{other}",
+        "--output-dir",
+        str(tmp_path / "b"),
+        "--json",
+    )
     assert both.returncode == 0, both.stderr
     assert json.loads(both.stdout)["n_tasks"] == 6
 
@@ -165,8 +209,13 @@ def test_resume_refuses_conflicting_flags_and_records_the_ones_it_may_change(tmp
     evaluate(tmp_path, server)
     run_dir = Path(results_of(tmp_path)[0]["run_dir"])
     assert Path(results_of(tmp_path)[0]["config"]["tasks"].split(":", 1)[1]).is_absolute()
-    for flags in (["--limit", "2"], ["--seed", "5"], ["--scorer", "bfcl"], ["--tasks", "bitagent"],
-                  ["--model", "other"]):
+    for flags in (
+        ["--limit", "2"],
+        ["--seed", "5"],
+        ["--scorer", "bfcl"],
+        ["--tasks", "bitagent"],
+        ["--model", "other"],
+    ):
         done = bitagent("evaluate", "--resume", str(run_dir), *flags)
         assert done.returncode == 1 and "--resume continues a run" in done.stderr, flags
     server.fail = set()
@@ -181,11 +230,20 @@ def test_resume_refuses_conflicting_flags_and_records_the_ones_it_may_change(tmp
 @pytest.mark.slow
 def test_ctrl_c_is_acknowledged_at_once_and_a_second_one_aborts_the_request_in_flight(tmp_path, server):
     server.slow = {"weather"}  # answered after 100 s: only the second Ctrl-C can end the run before
-    args = ["evaluate", "--backend", "openai", "--base-url", f"http://127.0.0.1:{server.server_port}",
-            "--tasks", f"jsonl:{tmp_path / 'tasks.jsonl'}", "--output-dir", str(tmp_path / "runs"),
-            "--concurrency", "1"]
-    proc = subprocess.Popen([str(BIN / "bitagent"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    args = [
+        "evaluate",
+        "--backend",
+        "openai",
+        "--base-url",
+        f"http://127.0.0.1:{server.server_port}",
+        "--tasks",
+        f"jsonl:{tmp_path / 'tasks.jsonl'}",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--concurrency",
+        "1",
+    ]
+    proc = subprocess.Popen([str(BIN / "bitagent"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list((tmp_path / "runs").glob("*/samples.jsonl")):
         time.sleep(0.05)
@@ -214,11 +272,22 @@ def test_a_full_disk_is_one_clear_line_whole_sample_lines_and_a_failed_run(tmp_p
     def limit_file_size():
         resource.setrlimit(resource.RLIMIT_FSIZE, (4500, 4500))
 
-    args = ["evaluate", "--backend", "openai", "--base-url", f"http://127.0.0.1:{server.server_port}",
-            "--tasks", f"jsonl:{tmp_path / 'tasks.jsonl'}", "--output-dir", str(tmp_path / "runs"),
-            "--concurrency", "1"]
-    done = subprocess.run([str(BIN / "bitagent"), *args], capture_output=True, text=True, timeout=120,
-                          preexec_fn=limit_file_size)
+    args = [
+        "evaluate",
+        "--backend",
+        "openai",
+        "--base-url",
+        f"http://127.0.0.1:{server.server_port}",
+        "--tasks",
+        f"jsonl:{tmp_path / 'tasks.jsonl'}",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--concurrency",
+        "1",
+    ]
+    done = subprocess.run(
+        [str(BIN / "bitagent"), *args], capture_output=True, text=True, timeout=120, preexec_fn=limit_file_size
+    )
     assert done.returncode == 5, done.stderr
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]

@@ -23,9 +23,23 @@ def test_a_fuzz_harness_runs_a_bounded_fuzzing_run_cleanly(tmp_path, harness, ma
     import importlib.util
 
     assert importlib.util.find_spec("atheris"), "atheris is in the dev extra: pip install -e '.[dev]'"
-    proc = subprocess.run([sys.executable, str(ROOT / "fuzz" / harness), str(tmp_path), str(ROOT / "fuzz" / "corpus"),
-                           f"-runs={RUNS}", f"-max_len={max_len}", "-seed=1", "-timeout=60", "-print_final_stats=1"],
-                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "fuzz" / harness),
+            str(tmp_path),
+            str(ROOT / "fuzz" / "corpus"),
+            f"-runs={RUNS}",
+            f"-max_len={max_len}",
+            "-seed=1",
+            "-timeout=60",
+            "-print_final_stats=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
     tail = (proc.stdout + proc.stderr)[-4000:]
     assert proc.returncode == 0, tail
     done = [line for line in proc.stderr.splitlines() if line.startswith("Done ")]

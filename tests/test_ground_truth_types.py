@@ -13,12 +13,20 @@ from bitagent_core.model import ExpectedCall, Message, Task, Tool
 from bitagent_core.validation import check_task, type_mismatch
 from tests.test_plugins import make_dist, run_cli
 
-TOOL = {"name": "plan_leave", "description": "Plan a leave.",
-        "parameters": {"type": "object", "properties": {
+TOOL = {
+    "name": "plan_leave",
+    "description": "Plan a leave.",
+    "parameters": {
+        "type": "object",
+        "properties": {
             "weeks": {"type": "integer", "description": "how many weeks"},
             "kind": {"type": "string", "enum": ["paid", "unpaid"]},
-            "ratio": {"type": "number"}, "notify": {"type": "boolean"}},
-            "required": ["weeks"]}}
+            "ratio": {"type": "number"},
+            "notify": {"type": "boolean"},
+        },
+        "required": ["weeks"],
+    },
+}
 
 SOURCE = """
 import bitagent_core as ba
@@ -47,8 +55,12 @@ def register_task_sources(register):
 
 
 def task(weeks: object, **more: tuple) -> Task:
-    return Task(id="t", messages=(Message("user", "Plan 3 weeks off"),), tools=(Tool.from_json(TOOL),),
-                expected_calls=(ExpectedCall("plan_leave", {"weeks": (weeks,), **more}),))
+    return Task(
+        id="t",
+        messages=(Message("user", "Plan 3 weeks off"),),
+        tools=(Tool.from_json(TOOL),),
+        expected_calls=(ExpectedCall("plan_leave", {"weeks": (weeks,), **more}),),
+    )
 
 
 def test_expected_values_are_checked_against_the_declared_type_and_enum():
@@ -61,14 +73,20 @@ def test_expected_values_are_checked_against_the_declared_type_and_enum():
     assert any("enum" in m for _, m in check_task(task(3, kind=("sick",))))
     assert any("does not have" in m for _, m in check_task(task(3, days=(4,))))  # not a parameter of the tool
     assert type_mismatch("x", {"type": "any"}) is None  # types it does not know are not checked
-    assert type_mismatch(1, {"type": ["integer", "null"]}) is None and type_mismatch(None, {"type": ["integer",
-                                                                                                  "null"]}) is None
+    assert (
+        type_mismatch(1, {"type": ["integer", "null"]}) is None
+        and type_mismatch(None, {"type": ["integer", "null"]}) is None
+    )
 
 
 @pytest.fixture
 def plugin(tmp_path):
-    make_dist(tmp_path, "leave_plugin", {"library-tasks": "leave_mod"},
-              {"leave_mod": SOURCE.format(tool=json.dumps(TOOL), value='"3"')})
+    make_dist(
+        tmp_path,
+        "leave_plugin",
+        {"library-tasks": "leave_mod"},
+        {"leave_mod": SOURCE.format(tool=json.dumps(TOOL), value='"3"')},
+    )
     return tmp_path
 
 

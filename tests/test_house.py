@@ -24,8 +24,13 @@ def test_every_changelog_fragment_is_named_and_typed():
 
 def test_towncrier_builds_the_next_release_notes():
     towncrier = Path(sys.executable).with_name("towncrier")
-    out = subprocess.run([str(towncrier), "build", "--draft", "--version", "0.0.0-check"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(towncrier), "build", "--draft", "--version", "0.0.0-check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     for path in fragments():  # each fragment is in the notes, under its issue
         first_words = " ".join(path.read_text().split()[:6])

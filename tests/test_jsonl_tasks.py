@@ -18,19 +18,33 @@ SCHEMA_TASK = {
     "id": "a",
     "category": "simple",
     "messages": [{"role": "user", "content": "What's 20% off $200?"}],
-    "tools": [{"name": "calculate_discount", "description": "Price after a discount.", "parameters": {
-        "type": "object",
-        "properties": {"original_price": {"type": "number"}, "discount_percentage": {"type": "number"}},
-        "required": ["original_price", "discount_percentage"]}}],
+    "tools": [
+        {
+            "name": "calculate_discount",
+            "description": "Price after a discount.",
+            "parameters": {
+                "type": "object",
+                "properties": {"original_price": {"type": "number"}, "discount_percentage": {"type": "number"}},
+                "required": ["original_price", "discount_percentage"],
+            },
+        }
+    ],
     "expected_calls": [{"calculate_discount": {"original_price": [200], "discount_percentage": [20]}}],
 }
 UPSTREAM_TASK = {
     "id": "b",
     "category": "simple",
     "messages": [{"role": "user", "content": "Weather in Paris?"}],
-    "tools": [{"name": "get_weather", "description": "Weather.", "arguments": {
-        "city": {"required": True, "type": "str", "description": "City."},
-        "days": {"required": False, "type": "int", "description": "Days."}}}],
+    "tools": [
+        {
+            "name": "get_weather",
+            "description": "Weather.",
+            "arguments": {
+                "city": {"required": True, "type": "str", "description": "City."},
+                "days": {"required": False, "type": "int", "description": "Days."},
+            },
+        }
+    ],
     "expected_calls": [{"get_weather": {"city": ["Paris"], "days": [""]}}],
 }
 NO_CALL_TASK = {
@@ -67,9 +81,14 @@ def test_upstream_form_tools_become_json_schema(tasks_file: Path) -> None:
     task = list(JsonlTaskSource(str(tasks_file)).tasks(seed=0, limit=None))[1]
     tool = task.tool("get_weather")
     assert tool is not None
-    assert tool.parameters == {"type": "object", "required": ["city"], "properties": {
-        "city": {"type": "string", "description": "City."},
-        "days": {"type": "integer", "description": "Days."}}}
+    assert tool.parameters == {
+        "type": "object",
+        "required": ["city"],
+        "properties": {
+            "city": {"type": "string", "description": "City."},
+            "days": {"type": "integer", "description": "Days."},
+        },
+    }
     assert task.expected_calls[0].arguments["days"] == ("",)
 
 
@@ -96,20 +115,26 @@ def test_missing_category_gets_the_default(tmp_path: Path) -> None:
     assert source.categories() == [jsonl_tasks.DEFAULT_CATEGORY]
 
 
-@pytest.mark.parametrize(("bad_line", "problem"), [
-    ("{not json", "invalid JSON"),
-    (json.dumps([1, 2]), "a task must be a JSON object"),
-    (json.dumps({"id": "x", "tools": []}), "a task needs messages"),
-    (json.dumps({**SCHEMA_TASK, "id": "x", "messages": []}), "'messages' must be a non-empty list"),
-    (json.dumps({**SCHEMA_TASK, "id": "x", "tools": [{"description": "no name"}]}),
-     "a tool needs a string 'name'"),
-    (json.dumps({**SCHEMA_TASK, "id": "x", "expected_calls": [{"a": {}, "b": {}}]}), "an expected call is"),
-    (json.dumps({**SCHEMA_TASK, "id": "x", "expected_calls": [{"nope": {}}]}),
-     "expected call 'nope' is not among its tools"),
-    (json.dumps({**SCHEMA_TASK, "id": "x", "messages": [{"role": "assistant", "tool_calls": [{}]}]}),
-     "malformed task"),
-    (json.dumps({**SCHEMA_TASK, "id": ""}), "'id' must not be empty"),
-])
+@pytest.mark.parametrize(
+    ("bad_line", "problem"),
+    [
+        ("{not json", "invalid JSON"),
+        (json.dumps([1, 2]), "a task must be a JSON object"),
+        (json.dumps({"id": "x", "tools": []}), "a task needs messages"),
+        (json.dumps({**SCHEMA_TASK, "id": "x", "messages": []}), "'messages' must be a non-empty list"),
+        (json.dumps({**SCHEMA_TASK, "id": "x", "tools": [{"description": "no name"}]}), "a tool needs a string 'name'"),
+        (json.dumps({**SCHEMA_TASK, "id": "x", "expected_calls": [{"a": {}, "b": {}}]}), "an expected call is"),
+        (
+            json.dumps({**SCHEMA_TASK, "id": "x", "expected_calls": [{"nope": {}}]}),
+            "expected call 'nope' is not among its tools",
+        ),
+        (
+            json.dumps({**SCHEMA_TASK, "id": "x", "messages": [{"role": "assistant", "tool_calls": [{}]}]}),
+            "malformed task",
+        ),
+        (json.dumps({**SCHEMA_TASK, "id": ""}), "'id' must not be empty"),
+    ],
+)
 def test_a_bad_line_is_reported_with_file_and_line(tmp_path: Path, bad_line: str, problem: str) -> None:
     path = write(tmp_path / "tasks.jsonl", SCHEMA_TASK, "", UPSTREAM_TASK, bad_line)
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}:4: .*{re.escape(problem)}"):
@@ -147,8 +172,9 @@ def test_generated_tasks_round_trip_through_a_file(tmp_path: Path) -> None:
 
 def test_registration_names_the_source(tmp_path: Path) -> None:
     registered: dict[str, Any] = {}
-    jsonl_tasks.register_task_sources(register=lambda name, factory, description="": registered.update(
-        {name: (factory, description)}))
+    jsonl_tasks.register_task_sources(
+        register=lambda name, factory, description="": registered.update({name: (factory, description)})
+    )
     factory, description = registered["jsonl"]
     assert "jsonl:" in description
     path = write(tmp_path / "t.jsonl", SCHEMA_TASK)

@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_import_contracts_hold():
-    out = subprocess.run([str(Path(sys.executable).with_name("lint-imports"))], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports"))], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "broken" not in out.stdout.split("Contracts:")[-1].replace("0 broken", "")
 
@@ -25,6 +26,9 @@ def test_plugins_take_names_not_submodules_from_bitagent_core():
         for path in (ROOT / root).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.ImportFrom) and node.module == "bitagent_core":
-                    offenders += [f"{path.relative_to(ROOT)}: {alias.name}" for alias in node.names
-                                  if alias.name not in ba._LAZY and alias.name != "__version__"]
+                    offenders += [
+                        f"{path.relative_to(ROOT)}: {alias.name}"
+                        for alias in node.names
+                        if alias.name not in ba._LAZY and alias.name != "__version__"
+                    ]
     assert offenders == []

@@ -41,17 +41,24 @@ def _send(miner, headers: dict, body: bytes) -> httpx.Response:
 
 
 def _request(wallets, miner, who="validator", uuid="u-1", **kwargs):
-    return legacy.build_request(wallets[who].hotkey, miner_hotkey=kwargs.pop("miner_hotkey", miner.hotkey),
-                                ip="127.0.0.1", port=miner.address[1], timeout_s=kwargs.pop("timeout_s", 12.0),
-                                dendrite_uuid=uuid, **kwargs)
+    return legacy.build_request(
+        wallets[who].hotkey,
+        miner_hotkey=kwargs.pop("miner_hotkey", miner.hotkey),
+        ip="127.0.0.1",
+        port=miner.address[1],
+        timeout_s=kwargs.pop("timeout_s", 12.0),
+        dendrite_uuid=uuid,
+        **kwargs,
+    )
 
 
 def test_a_permitted_validator_gets_the_name_the_salt_and_an_axon_signature(miner, wallets):
     headers, body = _request(wallets, miner)
     response = _send(miner, headers, body)
     assert response.status_code == 200
-    reply = legacy.read_reply(200, response.headers, response.content, miner_hotkey=miner.hotkey,
-                              validator_hotkey=_hk(wallets["validator"]))
+    reply = legacy.read_reply(
+        200, response.headers, response.content, miner_hotkey=miner.hotkey, validator_hotkey=_hk(wallets["validator"])
+    )
     assert (reply.model, reply.salt, reply.signed) == (MODEL, "ab" * 16, True)
     data = response.json()
     assert data["axon"]["status_code"] == 200 and data["dendrite"]["hotkey"] == _hk(wallets["validator"])
@@ -61,8 +68,13 @@ def test_an_answer_signed_by_another_hotkey_is_refused(miner, wallets):
     headers, body = _request(wallets, miner)
     response = _send(miner, headers, body)
     with pytest.raises(ValueError, match="not the miner's"):
-        legacy.read_reply(200, response.headers, response.content, miner_hotkey=_hk(wallets["other"]),
-                          validator_hotkey=_hk(wallets["validator"]))
+        legacy.read_reply(
+            200,
+            response.headers,
+            response.content,
+            miner_hotkey=_hk(wallets["other"]),
+            validator_hotkey=_hk(wallets["validator"]),
+        )
 
 
 def test_blacklist_refusals_come_first(miner, wallets):
@@ -84,7 +96,8 @@ def test_replayed_stale_future_and_forged_requests_are_refused(miner, wallets):
         validator = wallets["validator"].hotkey
         h["bt_header_dendrite_nonce"] = str(nonce_ns)
         h["bt_header_dendrite_signature"] = legacy._sign(
-            validator, f"{nonce_ns}.{validator.ss58_address}.{miner.hotkey}.{uuid}.{legacy.EMPTY_BODY_HASH}")
+            validator, f"{nonce_ns}.{validator.ss58_address}.{miner.hotkey}.{uuid}.{legacy.EMPTY_BODY_HASH}"
+        )
         return h
 
     stale = _send(miner, with_nonce(time.time_ns() - 120 * 10**9, "stale"), body)
@@ -111,7 +124,8 @@ def test_bodies_that_are_not_this_synapse_are_refused(miner, wallets):
     validator = wallets["validator"].hotkey
     nonce = headers["bt_header_dendrite_nonce"]
     headers["bt_header_dendrite_signature"] = legacy._sign(
-        validator, f"{nonce}.{validator.ss58_address}.{miner.hotkey}.hash.{'00' * 32}")
+        validator, f"{nonce}.{validator.ss58_address}.{miner.hotkey}.hash.{'00' * 32}"
+    )
     assert _send(miner, headers, b"{}").status_code == 400
     for n, body in enumerate((b"[" * 4000 + b"]" * 4000, b"not json", b"[1, 2]")):
         headers, _ = _request(wallets, miner, uuid=f"body-{n}")
@@ -127,8 +141,14 @@ def test_the_nonce_table_is_bounded(wallets, monkeypatch):
     monkeypatch.setattr(legacy, "MAX_NONCE_KEYS", 5)
     responder = legacy.LegacyResponder(wallets["miner"].hotkey, authorize=lambda hk: None, model=lambda: MODEL)
     for n in range(12):
-        headers, body = legacy.build_request(wallets["validator"].hotkey, miner_hotkey=responder.hotkey,
-                                             ip="127.0.0.1", port=1, timeout_s=12, dendrite_uuid=f"u{n}")
+        headers, body = legacy.build_request(
+            wallets["validator"].hotkey,
+            miner_hotkey=responder.hotkey,
+            ip="127.0.0.1",
+            port=1,
+            timeout_s=12,
+            dendrite_uuid=f"u{n}",
+        )
         status, _headers, payload = responder.answer(headers, body)
         assert status == 200 and json.loads(payload)["hf_model_name"] == MODEL
     assert len(responder._nonces) == 5

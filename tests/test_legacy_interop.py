@@ -43,8 +43,12 @@ def _venv_root() -> Path:
 def _works(python: Path) -> bool:
     if not python.exists():
         return False
-    probe = subprocess.run([str(python), "-c", "import bittensor.core.axon, bittensor.core.dendrite"],
-                           capture_output=True, timeout=120, env=_env(Path("/tmp")))
+    probe = subprocess.run(
+        [str(python), "-c", "import bittensor.core.axon, bittensor.core.dendrite"],
+        capture_output=True,
+        timeout=120,
+        env=_env(Path("/tmp")),
+    )
     return probe.returncode == 0
 
 
@@ -68,16 +72,29 @@ def bt10_python() -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         try:
             subprocess.run([sys.executable, "-m", "venv", str(staging)], check=True, capture_output=True, timeout=300)
-            install = subprocess.run([str(staging / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                                      "--disable-pip-version-check", BITTENSOR_10], capture_output=True, text=True,
-                                     timeout=1200)
+            install = subprocess.run(
+                [
+                    str(staging / "bin" / "python"),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    BITTENSOR_10,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=1200,
+            )
         except (subprocess.SubprocessError, OSError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
             pytest.skip(f"cannot install {BITTENSOR_10} into a side virtualenv: {exc}")
         if install.returncode != 0:
             shutil.rmtree(staging, ignore_errors=True)
-            pytest.skip(f"cannot install {BITTENSOR_10} into a side virtualenv (no index reachable?): "
-                        f"{install.stderr.strip().splitlines()[-1:]}")
+            pytest.skip(
+                f"cannot install {BITTENSOR_10} into a side virtualenv (no index reachable?): "
+                f"{install.stderr.strip().splitlines()[-1:]}"
+            )
         shutil.rmtree(venv, ignore_errors=True)
         staging.rename(venv)  # only ``bin/python`` is used: it finds its site-packages wherever the venv is
         assert _works(python), f"{BITTENSOR_10} installed but does not import"
@@ -105,9 +122,29 @@ def _free_port() -> int:
 
 
 def _dendrite(python: Path, wallet_dir: Path, who: str, miner_hotkey: str, port: int, repeat: int = 1) -> list[dict]:
-    out = subprocess.run([str(python), str(SIDE), "dendrite", "--wallet", who, "--wallet-path", str(wallet_dir),
-                          "--port", str(port), "--miner-hotkey", miner_hotkey, "--repeat", str(repeat),
-                          "--timeout", "10"], capture_output=True, text=True, timeout=180, env=_env(wallet_dir))
+    out = subprocess.run(
+        [
+            str(python),
+            str(SIDE),
+            "dendrite",
+            "--wallet",
+            who,
+            "--wallet-path",
+            str(wallet_dir),
+            "--port",
+            str(port),
+            "--miner-hotkey",
+            miner_hotkey,
+            "--repeat",
+            str(repeat),
+            "--timeout",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=_env(wallet_dir),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -136,10 +173,29 @@ def _upstream_axon(python: Path, wallet_dir: Path, model: str, metagraph: dict, 
     (tmp_path / "mg.json").write_text(json.dumps(metagraph))
     ready = tmp_path / "axon.ready"
     log = open(tmp_path / "axon.log", "w")
-    proc = subprocess.Popen([str(python), str(SIDE), "axon", "--wallet", "miner", "--wallet-path", str(wallet_dir),
-                             "--port", str(port), "--model", model, "--metagraph", str(tmp_path / "mg.json"),
-                             "--ready", str(ready)], stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                            env=_env(wallet_dir))
+    proc = subprocess.Popen(
+        [
+            str(python),
+            str(SIDE),
+            "axon",
+            "--wallet",
+            "miner",
+            "--wallet-path",
+            str(wallet_dir),
+            "--port",
+            str(port),
+            "--model",
+            model,
+            "--metagraph",
+            str(tmp_path / "mg.json"),
+            "--ready",
+            str(ready),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env(wallet_dir),
+    )
     try:
         deadline = time.monotonic() + 120
         while not ready.exists():
@@ -160,26 +216,35 @@ def _upstream_axon(python: Path, wallet_dir: Path, model: str, metagraph: dict, 
 @pytest.mark.slow
 def test_our_validator_asks_an_upstream_axon(bt10_python, wallets, tmp_path):
     wallet_dir, w = wallets
-    metagraph = {"hotkeys": [_hk(w["validator"]), _hk(w["plain"])], "validator_permit": [True, False],
-                 "stake": [100.0, 1.0]}
+    metagraph = {
+        "hotkeys": [_hk(w["validator"]), _hk(w["plain"])],
+        "validator_permit": [True, False],
+        "stake": [100.0, 1.0],
+    }
     with _upstream_axon(bt10_python, wallet_dir, "acme/upstream-model", metagraph, tmp_path) as port:
         axon = f"127.0.0.1:{port}"
 
         async def ask(wallet):
             async with protocol._client(10, 4) as client:
-                return await protocol.query_legacy(client, wallet, hotkey=_hk(w["miner"]), axon=axon,
-                                                   allow_private=True)
+                return await protocol.query_legacy(
+                    client, wallet, hotkey=_hk(w["miner"]), axon=axon, allow_private=True
+                )
 
         first = asyncio.run(ask(w["validator"]))
         again = asyncio.run(ask(w["validator"]))
         assert first.model == again.model == "acme/upstream-model" and first.salt is None
         with pytest.raises(protocol.QueryFailed, match="403.*validator permit required"):
             asyncio.run(ask(w["plain"]))
-        mg = MetagraphView(netuid=20, block=50, neurons=(_neuron(0, _hk(w["validator"]), None, permit=True),
-                                                         _neuron(1, _hk(w["miner"]), axon)))
-        found, missing = asyncio.run(protocol.collect_submissions(w["validator"], mg, netuid=20,
-                                                                  me=_hk(w["validator"]), allow_private=True,
-                                                                  timeout_s=10))
+        mg = MetagraphView(
+            netuid=20,
+            block=50,
+            neurons=(_neuron(0, _hk(w["validator"]), None, permit=True), _neuron(1, _hk(w["miner"]), axon)),
+        )
+        found, missing = asyncio.run(
+            protocol.collect_submissions(
+                w["validator"], mg, netuid=20, me=_hk(w["validator"]), allow_private=True, timeout_s=10
+            )
+        )
     assert missing == {}
     assert found[_hk(w["miner"])] == protocol.Collected("acme/upstream-model", "legacy", 50)
 
@@ -199,10 +264,14 @@ def test_a_hashed_commitment_is_opened_over_the_legacy_synapse(bt10_python, wall
         assert answer["hf_model_name"] == name
 
         def collect(committed: str):
-            mg = MetagraphView(netuid=20, block=90, neurons=(
-                _neuron(1, miner.hotkey, f"{host}:{port}", commitment=committed, commitment_block=12),))
-            return asyncio.run(protocol.collect_submissions(w["validator"], mg, netuid=20, allow_private=True,
-                                                            timeout_s=10))
+            mg = MetagraphView(
+                netuid=20,
+                block=90,
+                neurons=(_neuron(1, miner.hotkey, f"{host}:{port}", commitment=committed, commitment_block=12),),
+            )
+            return asyncio.run(
+                protocol.collect_submissions(w["validator"], mg, netuid=20, allow_private=True, timeout_s=10)
+            )
 
         found, missing = collect(commitment.make(name, salt))
         assert found[miner.hotkey] == protocol.Collected(name, "legacy+commitment", 12) and not missing

@@ -13,8 +13,7 @@ from bitagent_plugins.backends.llama_cpp import LlamaCppBackend, context_size_fo
 
 
 def test_context_sizes_are_powers_of_two_from_4096():
-    assert [context_size_for(n) for n in (1, 4096, 4097, 9251, 16384, 16385)] == [4096, 4096, 8192, 16384, 16384,
-                                                                                  32768]
+    assert [context_size_for(n) for n in (1, 4096, 4097, 9251, 16384, 16385)] == [4096, 4096, 8192, 16384, 16384, 32768]
 
 
 @pytest.mark.slow
@@ -41,8 +40,9 @@ def test_a_prompt_over_the_default_context_grows_it():
         backend = LlamaCppBackend(None, {"n_threads": "2"})
         await backend.start()
         try:
-            done = await backend.complete(ChatRequest(messages=(Message("user", "hi " * 4200 + "Say ok."),),
-                                                      max_tokens=4))
+            done = await backend.complete(
+                ChatRequest(messages=(Message("user", "hi " * 4200 + "Say ok."),), max_tokens=4)
+            )
             return done.text, backend.describe()
         finally:
             await backend.close()

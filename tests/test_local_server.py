@@ -78,16 +78,32 @@ def stub_argv(stub_dir: Path) -> list[str]:
 
 
 def llama_argv(model: Path, port: int | str = "{port}", n_ctx: int = 512) -> list[str]:
-    return [PY, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-            "--n_ctx", str(n_ctx), "--n_threads", "1"]
+    return [
+        PY,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        "1",
+    ]
 
 
 def listening_addresses(port: int) -> list[str]:
     """Local IP addresses with a socket in LISTEN state on ``port`` (any process)."""
     import psutil
 
-    return sorted(c.laddr.ip for c in psutil.net_connections(kind="inet")
-                  if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port)
+    return sorted(
+        c.laddr.ip
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+    )
 
 
 def environ_of(pid: int) -> dict[str, str]:
@@ -118,8 +134,9 @@ def test_reserved_port_is_held_on_loopback_until_released():
 
 def test_llama_server_start_ready_teardown(embedded_model, server_records, owner_token, tmp_path):
     log = tmp_path / "run" / "server.log"
-    server = ManagedServer(llama_argv(embedded_model), name="llama", log_path=log, visible_devices="0",
-                           ready_timeout=120)
+    server = ManagedServer(
+        llama_argv(embedded_model), name="llama", log_path=log, visible_devices="0", ready_timeout=120
+    )
     asyncio.run(server.start())
     try:
         assert server.running and server.model_ids == [str(embedded_model)]
@@ -214,8 +231,12 @@ def test_a_lost_port_race_is_retried_on_a_new_port(server_records, stub_dir):
 @pytest.mark.slow
 def test_teardown_ends_children_and_grandchildren(server_records, owner_token, stub_dir, tmp_path):
     pids_file = tmp_path / "pids"
-    server = ManagedServer([PY, "-c", SPAWNING_WRAPPER, *stub_argv(stub_dir)], env={"PIDS_FILE": str(pids_file)},
-                           stop_timeout=1.0, ready_timeout=60)
+    server = ManagedServer(
+        [PY, "-c", SPAWNING_WRAPPER, *stub_argv(stub_dir)],
+        env={"PIDS_FILE": str(pids_file)},
+        stop_timeout=1.0,
+        ready_timeout=60,
+    )
     asyncio.run(server.start())
     child, grandchild = map(int, pids_file.read_text().split())
     assert os.getpgid(child) == server.pid  # in the group, ignoring SIGTERM
@@ -255,10 +276,12 @@ def test_interpreter_exit_stops_servers_left_running(ending, server_records, own
     assert read_records(server_records) == []
 
 
-def test_a_server_left_by_a_sigkilled_owner_is_ended_by_the_next_start(embedded_model, server_records, owner_token,
-                                                                        stub_dir, tmp_path):
-    validator, info = start_owner(llama_argv(embedded_model), log_path=str(tmp_path / "server.log"),
-                                   die_with_parent=False)
+def test_a_server_left_by_a_sigkilled_owner_is_ended_by_the_next_start(
+    embedded_model, server_records, owner_token, stub_dir, tmp_path
+):
+    validator, info = start_owner(
+        llama_argv(embedded_model), log_path=str(tmp_path / "server.log"), die_with_parent=False
+    )
     validator.kill()
     validator.wait()
     # nothing ran in the killed validator: its server is still there, holding its port (and a GPU)
@@ -275,8 +298,9 @@ def test_a_server_left_by_a_sigkilled_owner_is_ended_by_the_next_start(embedded_
     assert ours(owner_token) == []
 
 
-def test_die_with_parent_ends_the_server_when_its_owner_is_sigkilled(embedded_model, server_records, owner_token,
-                                                                     tmp_path):
+def test_die_with_parent_ends_the_server_when_its_owner_is_sigkilled(
+    embedded_model, server_records, owner_token, tmp_path
+):
     validator, info = start_owner(llama_argv(embedded_model), log_path=str(tmp_path / "server.log"))
     validator.kill()
     validator.wait()
@@ -286,8 +310,9 @@ def test_die_with_parent_ends_the_server_when_its_owner_is_sigkilled(embedded_mo
     assert read_records(server_records) == [] and ours(owner_token) == []
 
 
-def test_cleanup_spares_live_owners_and_processes_that_are_not_ours(embedded_model, server_records, owner_token,
-                                                                     tmp_path):
+def test_cleanup_spares_live_owners_and_processes_that_are_not_ours(
+    embedded_model, server_records, owner_token, tmp_path
+):
     validator, info = start_owner(llama_argv(embedded_model), log_path=str(tmp_path / "server.log"))
     try:
         assert cleanup_stale() == [] and is_running(info["pid"])  # its owner is alive
@@ -299,9 +324,15 @@ def test_cleanup_spares_live_owners_and_processes_that_are_not_ours(embedded_mod
     gone = subprocess.Popen([PY, "-c", "pass"])
     gone.wait()
     try:
-        record = {"server_id": uuid.uuid4().hex, "pid": bystander.pid, "pgid": bystander.pid,
-                  "create_time": process_create_time(bystander.pid) - 1, "owner_pid": gone.pid,
-                  "owner_create_time": 1.0, "hostname": socket.gethostname()}
+        record = {
+            "server_id": uuid.uuid4().hex,
+            "pid": bystander.pid,
+            "pgid": bystander.pid,
+            "create_time": process_create_time(bystander.pid) - 1,
+            "owner_pid": gone.pid,
+            "owner_create_time": 1.0,
+            "hostname": socket.gethostname(),
+        }
         (server_records / f"{record['server_id']}.json").write_text(json.dumps(record))
         ended = cleanup_stale()
         assert [r["ended"] for r in ended] == [[]]
@@ -330,7 +361,8 @@ def test_twenty_start_kill_cycles_leave_no_process(embedded_model, server_record
         validator, info = start_owner(server_argv, log_path=log, stop_timeout=2, die_with_parent=mode != "sigkill")
         assert is_running(info["pid"]), f"cycle {cycle}"
         {"sigterm": validator.terminate, "sigint": lambda v=validator: v.send_signal(signal.SIGINT)}.get(
-            mode, validator.kill)()
+            mode, validator.kill
+        )()
         validator.wait(timeout=60)
         if mode in ("sigterm", "sigint"):
             assert not is_running(info["pid"]), f"cycle {cycle} ({mode})"

@@ -46,9 +46,12 @@ def test_check_host():
     assert check_host(validator, big) == []
     small = Host(cpu_cores=8, ram_gib=40, disk_free_gib=50, gpu_memory_gib=24)
     found = [(f.level, f.message) for f in check_host(validator, small, params_billion=8)]
-    assert found == [("warning", "CPU cores: 8, 16 recommended"), ("warning", "RAM: 40 GiB, 64 GiB recommended"),
-                     ("error", "free disk for the Hugging Face cache: 50 GiB, the minimum is 100 GiB"),
-                     ("error", "GPU memory: 24.0 GiB, models up to 8B parameters need 40 GiB")]
+    assert found == [
+        ("warning", "CPU cores: 8, 16 recommended"),
+        ("warning", "RAM: 40 GiB, 64 GiB recommended"),
+        ("error", "free disk for the Hugging Face cache: 50 GiB, the minimum is 100 GiB"),
+        ("error", "GPU memory: 24.0 GiB, models up to 8B parameters need 40 GiB"),
+    ]
     assert check_host(validator, small, params_billion=4)[-1].level == "error"  # disk still
     no_gpu = Host(cpu_cores=32, ram_gib=256, disk_free_gib=1000, gpu_memory_gib=None)
     (finding,) = check_host(validator, no_gpu)
@@ -82,8 +85,9 @@ def test_gpu_memory_from_nvidia_smi(tmp_path, monkeypatch):
     from bitagent_plugins.subnet.requirements import gpu_memory_gib
 
     smi = tmp_path / "nvidia-smi"
-    smi.write_text("#!/bin/sh\n[ \"$1\" = --query-gpu=index,memory.total ] || exit 9\n"
-                   "printf '0, 81559\\n1, 40960\\n'\n")
+    smi.write_text(
+        "#!/bin/sh\n[ \"$1\" = --query-gpu=index,memory.total ] || exit 9\nprintf '0, 81559\\n1, 40960\\n'\n"
+    )
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     assert gpu_memory_gib() == pytest.approx((81559 + 40960) / 1024)

@@ -37,7 +37,9 @@ def test_task_json_round_trip():
         messages=(Message("user", "hi"),),
         tools=(Tool.from_json(UPSTREAM_TOOL),),
         expected_calls=(ExpectedCall("calculate_discount", {"original_price": (200,), "currency": ("", "USD")}),),
-        source="s", category="c", version="1",
+        source="s",
+        category="c",
+        version="1",
     )
     again = Task.from_json(task.to_json())
     assert again == task
@@ -50,8 +52,14 @@ def test_task_from_json_names_what_is_missing():
     with pytest.raises(ValueError, match="non-empty"):
         Task.from_json({"id": "x", "tools": [], "messages": []})
     with pytest.raises(ValueError, match="expected call"):
-        Task.from_json({"id": "x", "tools": [], "messages": [{"role": "user", "content": "q"}],
-                        "expected_calls": [{"a": {}, "b": {}}]})
+        Task.from_json(
+            {
+                "id": "x",
+                "tools": [],
+                "messages": [{"role": "user", "content": "q"}],
+                "expected_calls": [{"a": {}, "b": {}}],
+            }
+        )
 
 
 def test_score_bounds_and_completion_json():

@@ -22,27 +22,46 @@ from bitagent_plugins.backends.openai_client import (
     v1_url,
 )
 
-TASK = Task.from_json({
-    "id": "t1", "category": "single_call",
-    "messages": [{"role": "user", "content": "What's the weather in Paris?"}],
-    "tools": [{"name": "get_weather", "description": "Current weather for a city",
-               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}],
-    "expected_calls": [{"get_weather": {"city": ["Paris"]}}],
-})
+TASK = Task.from_json(
+    {
+        "id": "t1",
+        "category": "single_call",
+        "messages": [{"role": "user", "content": "What's the weather in Paris?"}],
+        "tools": [
+            {
+                "name": "get_weather",
+                "description": "Current weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            }
+        ],
+        "expected_calls": [{"get_weather": {"city": ["Paris"]}}],
+    }
+)
 
 
-def completion_body(text: str = "[get_weather(city=\"Paris\")]", tool_calls: list | None = None) -> dict:
+def completion_body(text: str = '[get_weather(city="Paris")]', tool_calls: list | None = None) -> dict:
     message: dict[str, Any] = {"role": "assistant", "content": text}
     if tool_calls:
         message["tool_calls"] = tool_calls
-    return {"id": "x", "object": "chat.completion", "model": "stub",
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 7}}
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "model": "stub",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7},
+    }
 
 
 class Reply:
-    def __init__(self, status: int = 200, body: Any = None, delay: float = 0.0, headers: dict | None = None,
-                 drop: bool = False, raw: bytes | None = None) -> None:
+    def __init__(
+        self,
+        status: int = 200,
+        body: Any = None,
+        delay: float = 0.0,
+        headers: dict | None = None,
+        drop: bool = False,
+        raw: bytes | None = None,
+    ) -> None:
         self.status, self.body, self.delay, self.headers, self.drop, self.raw = status, body, delay, headers, drop, raw
 
 
@@ -82,8 +101,12 @@ class Stub:
                     key, _, value = header.decode().partition(":")
                     headers[key.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
-                request = {"method": method, "path": path, "headers": headers,
-                           "json": json.loads(body) if body else None}
+                request = {
+                    "method": method,
+                    "path": path,
+                    "headers": headers,
+                    "json": json.loads(body) if body else None,
+                }
                 self.requests.append(request)
                 reply = self.handler(request)
                 if reply.delay:
@@ -92,8 +115,11 @@ class Stub:
                     return  # close without answering
                 payload = reply.raw if reply.raw is not None else json.dumps(reply.body or {}).encode()
                 extra = "".join(f"{k}: {v}\r\n" for k, v in (reply.headers or {}).items())
-                writer.write(f"HTTP/1.1 {reply.status} X\r\nContent-Type: application/json\r\n"
-                             f"Content-Length: {len(payload)}\r\n{extra}\r\n".encode() + payload)
+                writer.write(
+                    f"HTTP/1.1 {reply.status} X\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(payload)}\r\n{extra}\r\n".encode()
+                    + payload
+                )
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             return
@@ -185,8 +211,9 @@ def test_base_urls_are_normalised():
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
 def test_5xx_and_429_are_retried(status):
-    answers = iter([Reply(status, {"error": {"message": "busy"}}, headers={"Retry-After": "0"}),
-                    Reply(body=completion_body())])
+    answers = iter(
+        [Reply(status, {"error": {"message": "busy"}}, headers={"Retry-After": "0"}), Reply(body=completion_body())]
+    )
 
     async def main():
         async with Stub(lambda r: next(answers)) as stub:
@@ -233,7 +260,7 @@ def test_a_template_that_rejects_a_system_message_gets_upstreams_layout_for_the_
             return stub, first, second, layout
 
     stub, first, second, layout = run(main())
-    assert first.text == second.text == "[get_weather(city=\"Paris\")]" and layout == "first-user"
+    assert first.text == second.text == '[get_weather(city="Paris")]' and layout == "first-user"
     assert [r["json"]["messages"][0]["role"] for r in stub.requests] == ["system", "user", "user"]
     folded = stub.requests[1]["json"]["messages"]
     assert len(folded) == 1 and folded[0]["content"].startswith("You are an expert in composing functions")
@@ -268,6 +295,7 @@ def test_a_dropped_connection_is_retried():
 
 def test_connection_refused_is_retried_then_reported():
     with PortReservation() as port:  # bound, never listening: connections are refused
+
         async def main():
             client = client_for(f"http://127.0.0.1:{port.port}", retries=2)
             with pytest.raises(ServerUnavailable, match="gave up after 3 attempts: ConnectError"):
@@ -280,6 +308,7 @@ def test_connection_refused_is_retried_then_reported():
 
 def test_a_dead_server_fails_at_once_instead_of_retrying():
     with PortReservation() as port:
+
         async def main():
             checks = []
 
@@ -314,8 +343,10 @@ def test_a_slow_answer_times_out_and_is_not_retried():
 
 def test_non_json_and_choiceless_answers_are_errors():
     async def main():
-        async with Stub(lambda r: Reply(raw=b"<html>oops</html>")) as bad, \
-                Stub(lambda r: Reply(body={"x": 1})) as empty:
+        async with (
+            Stub(lambda r: Reply(raw=b"<html>oops</html>")) as bad,
+            Stub(lambda r: Reply(body={"x": 1})) as empty,
+        ):
             for stub, pattern in ((bad, "non-JSON"), (empty, "without choices")):
                 client = client_for(stub.url)
                 with pytest.raises(ClientError, match=pattern):
@@ -347,14 +378,18 @@ def test_connections_are_pooled_and_follow_the_callers_limit():
 @pytest.mark.slow
 def test_requests_spread_over_endpoints_least_busy_first():
     async def main():
-        async with Stub(lambda r: Reply(body=completion_body(), delay=0.05)) as a, \
-                Stub(lambda r: Reply(body=completion_body(), delay=0.05)) as b:
+        async with (
+            Stub(lambda r: Reply(body=completion_body(), delay=0.05)) as a,
+            Stub(lambda r: Reply(body=completion_body(), delay=0.05)) as b,
+        ):
             client = client_for(a.url, b.url)
             await asyncio.gather(*(client.chat(build_request(TASK)) for _ in range(8)))
             await client.aclose()
             even = (len(a.requests), len(b.requests))
-        async with Stub(lambda r: Reply(body=completion_body(), delay=1.0)) as slow, \
-                Stub(lambda r: Reply(body=completion_body())) as fast:
+        async with (
+            Stub(lambda r: Reply(body=completion_body(), delay=1.0)) as slow,
+            Stub(lambda r: Reply(body=completion_body())) as fast,
+        ):
             client = client_for(slow.url, fast.url)
             await limited(2, [client.chat(build_request(TASK)) for _ in range(10)])
             await client.aclose()
@@ -367,9 +402,12 @@ def test_requests_spread_over_endpoints_least_busy_first():
 
 def test_a_multi_turn_session_stays_on_one_endpoint():
     """Steps of one trajectory go to the endpoint that answered it last (its cached prefix), others spread."""
+
     async def main():
-        async with Stub(lambda r: Reply(body=completion_body(), delay=0.02)) as a, \
-                Stub(lambda r: Reply(body=completion_body(), delay=0.02)) as b:
+        async with (
+            Stub(lambda r: Reply(body=completion_body(), delay=0.02)) as a,
+            Stub(lambda r: Reply(body=completion_body(), delay=0.02)) as b,
+        ):
             client = client_for(a.url, b.url)
 
             async def trajectory(name):
@@ -387,6 +425,7 @@ def test_a_multi_turn_session_stays_on_one_endpoint():
 
 def test_a_refusing_endpoint_is_passed_over_for_a_working_one():
     with PortReservation() as dead:
+
         async def main():
             async with Stub(ok) as alive:
                 client = client_for(f"http://127.0.0.1:{dead.port}", alive.url, backoff_s=0.5)
@@ -446,8 +485,15 @@ def test_tool_results_answer_the_native_calls_by_id():
     from bitagent_core.model import ToolCall
     from bitagent_plugins.backends.openai_format import to_openai_messages
 
-    messages = to_openai_messages((Message("user", "x"), Message("assistant", "", (ToolCall("a"), ToolCall("b"))),
-                                   Message("tool", "1"), Message("tool", "2"), Message("assistant", "[f()]"),
-                                   Message("tool", "3")))
+    messages = to_openai_messages(
+        (
+            Message("user", "x"),
+            Message("assistant", "", (ToolCall("a"), ToolCall("b"))),
+            Message("tool", "1"),
+            Message("tool", "2"),
+            Message("assistant", "[f()]"),
+            Message("tool", "3"),
+        )
+    )
     assert [m.get("tool_call_id") for m in messages] == [None, None, "call_0", "call_1", None, None]
     assert [c["id"] for c in messages[1]["tool_calls"]] == ["call_0", "call_1"]

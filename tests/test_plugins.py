@@ -34,9 +34,18 @@ def run_cli(args: list[str], pythonpath: Path | None = None, **env: str) -> subp
 
 @pytest.fixture
 def plugin_dir(tmp_path: Path) -> Path:
-    make_dist(tmp_path, "broken_plugin", {"broken": "broken_mod"},
-              {"broken_mod": "raise ImportError('needs a library that is not installed')"})
-    make_dist(tmp_path, "good_plugin", {"good": "good_mod"}, {"good_mod": """
+    make_dist(
+        tmp_path,
+        "broken_plugin",
+        {"broken": "broken_mod"},
+        {"broken_mod": "raise ImportError('needs a library that is not installed')"},
+    )
+    make_dist(
+        tmp_path,
+        "good_plugin",
+        {"good": "good_mod"},
+        {
+            "good_mod": """
         from bitagent_core.hookspecs import hookimpl
 
         class Echo:
@@ -46,7 +55,9 @@ def plugin_dir(tmp_path: Path) -> Path:
         @hookimpl
         def register_scorers(register):
             register("echo", Echo, description="test scorer")
-    """})
+    """
+        },
+    )
     return tmp_path
 
 
@@ -76,10 +87,12 @@ def test_bitagent_plugins_env_limits_what_loads(plugin_dir):
 
 
 def test_help_does_not_import_heavy_libraries():
-    code = ("import sys; from bitagent_core.cli import main; sys.argv=['bitagent','--help']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "heavy=[m for m in ('llama_cpp','bittensor','huggingface_hub','torch') if m in sys.modules]\n"
-            "print('HEAVY', heavy)")
+    code = (
+        "import sys; from bitagent_core.cli import main; sys.argv=['bitagent','--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy=[m for m in ('llama_cpp','bittensor','huggingface_hub','torch') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
     assert "evaluate" in out.stdout

@@ -39,19 +39,40 @@ OLD_BACKEND = """
 
 def test_a_backend_written_before_1_0_reads_its_options_as_a_mapping(tmp_path):
     make_dist(tmp_path / "path", "old_plugin", {"old": "old_mod"}, {"old_mod": OLD_BACKEND})
-    out = run_cli(["evaluate", "--backend", "old", "--limit", "2", "-B", "answer=[f()]", "--output-dir",
-                   str(tmp_path / "runs"), "--json"], tmp_path / "path")
+    out = run_cli(
+        [
+            "evaluate",
+            "--backend",
+            "old",
+            "--limit",
+            "2",
+            "-B",
+            "answer=[f()]",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--json",
+        ],
+        tmp_path / "path",
+    )
     assert out.returncode == 0, out.stderr
     assert "Traceback" not in out.stderr
-    samples = [json.loads(line) for run in (tmp_path / "runs").iterdir()
-               for line in (run / "samples.jsonl").read_text().splitlines()]
+    samples = [
+        json.loads(line)
+        for run in (tmp_path / "runs").iterdir()
+        for line in (run / "samples.jsonl").read_text().splitlines()
+    ]
     assert len(samples) == 2 and {s["completion"]["text"] for s in samples} == {"[f()][f()]"}
     assert {s["status"] for s in samples} == {"ok"}
 
 
 def test_a_duplicate_name_fails_the_plugin_that_registered_it_second_and_leaves_nothing(tmp_path):
     # loaded before the built-ins (PYTHONPATH comes first): the built-in still wins
-    make_dist(tmp_path, "squatter", {"squatter": "squatter_mod"}, {"squatter_mod": """
+    make_dist(
+        tmp_path,
+        "squatter",
+        {"squatter": "squatter_mod"},
+        {
+            "squatter_mod": """
         from bitagent_core.hookspecs import hookimpl
 
         class Mine:
@@ -65,7 +86,9 @@ def test_a_duplicate_name_fails_the_plugin_that_registered_it_second_and_leaves_
         @hookimpl
         def register_task_sources(register):
             raise RuntimeError("and this hook fails too")
-    """})
+    """
+        },
+    )
     out = run_cli(["plugins", "--json"], tmp_path)
     assert out.returncode == 1, out.stderr  # a plugin failed to load
     rows = {row["name"]: row for row in json.loads(out.stdout)}
@@ -79,7 +102,12 @@ def test_a_duplicate_name_fails_the_plugin_that_registered_it_second_and_leaves_
 
 
 def test_a_raising_register_commands_is_isolated(tmp_path):
-    make_dist(tmp_path, "bad_commands", {"bad-commands": "bad_commands_mod"}, {"bad_commands_mod": """
+    make_dist(
+        tmp_path,
+        "bad_commands",
+        {"bad-commands": "bad_commands_mod"},
+        {
+            "bad_commands_mod": """
         import click
         from bitagent_core.hookspecs import hookimpl
 
@@ -87,7 +115,9 @@ def test_a_raising_register_commands_is_isolated(tmp_path):
         def register_commands(cli):
             cli.add_command(click.Command("half-added", callback=lambda: None))
             raise KeyError("no such group")
-    """})
+    """
+        },
+    )
     help_out = run_cli(["--help"], tmp_path)
     assert help_out.returncode == 0 and "evaluate" in help_out.stdout, help_out.stderr
     assert "half-added" not in help_out.stdout and "Traceback" not in help_out.stderr
@@ -97,7 +127,12 @@ def test_a_raising_register_commands_is_isolated(tmp_path):
 
 
 def test_a_plugin_whose_factory_breaks_fails_in_one_line(tmp_path):
-    make_dist(tmp_path / "path", "broken_factory", {"broken-factory": "broken_factory_mod"}, {"broken_factory_mod": """
+    make_dist(
+        tmp_path / "path",
+        "broken_factory",
+        {"broken-factory": "broken_factory_mod"},
+        {
+            "broken_factory_mod": """
         from bitagent_core.hookspecs import hookimpl
 
         class Broken:
@@ -107,8 +142,11 @@ def test_a_plugin_whose_factory_breaks_fails_in_one_line(tmp_path):
         @hookimpl
         def register_backends(register):
             register("broken", Broken)
-    """})
-    out = run_cli(["evaluate", "--backend", "broken", "--limit", "1", "--output-dir", str(tmp_path / "runs")],
-                  tmp_path / "path")
+    """
+        },
+    )
+    out = run_cli(
+        ["evaluate", "--backend", "broken", "--limit", "1", "--output-dir", str(tmp_path / "runs")], tmp_path / "path"
+    )
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "backend 'broken' of plugin broken-factory could not be built: AttributeError" in out.stderr

@@ -10,8 +10,12 @@ from bitagent_core.model import Message, Step, Task, Turn
 from bitagent_core.progress import ConsoleProgress
 from bitagent_core.runner import RunObserver
 
-TASK = Task(id="multi_turn_base_7", messages=(Message("user", "hi"),), tools=(),
-            turns=(Turn(messages=(Message("user", "and then"),)),))
+TASK = Task(
+    id="multi_turn_base_7",
+    messages=(Message("user", "hi"),),
+    tools=(),
+    turns=(Turn(messages=(Message("user", "and then"),)),),
+)
 
 
 def wait_for(predicate, seconds: float = 30.0) -> bool:

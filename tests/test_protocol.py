@@ -67,8 +67,13 @@ def test_a_permitted_validator_gets_the_submission_signed_by_the_miner(miner, wa
     response = _post(miner, body, _signed(wallets["validator"], miner.hotkey, body))
     assert response.status_code == 200
     assert response.json() == {"model": MODEL, "hotkey": miner.hotkey, "netuid": 20}
-    signer = http_auth.verify(dict(response.headers), response.content, method="RESPONSE", path="/submission",
-                              self_hotkey_ss58=_hk(wallets["validator"]))
+    signer = http_auth.verify(
+        dict(response.headers),
+        response.content,
+        method="RESPONSE",
+        path="/submission",
+        self_hotkey_ss58=_hk(wallets["validator"]),
+    )
     assert signer.hotkey_ss58 == miner.hotkey
 
 
@@ -76,8 +81,9 @@ def test_the_validator_client_reads_and_verifies_the_answer(miner, wallets):
     host, port = miner.address
 
     async def ask():
-        return await query_submissions(wallets["validator"], {miner.hotkey: f"{host}:{port}"}, netuid=20,
-                                       allow_private=True)
+        return await query_submissions(
+            wallets["validator"], {miner.hotkey: f"{host}:{port}"}, netuid=20, allow_private=True
+        )
 
     replies = asyncio.run(ask())
     assert replies[miner.hotkey] == protocol.SubmissionReply(hotkey=miner.hotkey, model=MODEL)
@@ -174,8 +180,14 @@ def test_an_answer_signed_by_someone_else_is_refused(wallets):
 
         async def ask():
             async with httpx.AsyncClient(timeout=10) as client:
-                return await query_submission(client, wallets["validator"], hotkey=impostor.hotkey,
-                                              axon=f"{host}:{port}", netuid=20, allow_private=True)
+                return await query_submission(
+                    client,
+                    wallets["validator"],
+                    hotkey=impostor.hotkey,
+                    axon=f"{host}:{port}",
+                    netuid=20,
+                    allow_private=True,
+                )
 
         reply = asyncio.run(ask())  # asked for the impostor's own hotkey: fine
         assert reply.model == "evil/model"
@@ -183,8 +195,14 @@ def test_an_answer_signed_by_someone_else_is_refused(wallets):
         async def ask_as_miner():
             # the validator believes this address is the miner's; the request is signed for the miner
             async with httpx.AsyncClient(timeout=10) as client:
-                return await query_submission(client, wallets["validator"], hotkey=_hk(wallets["miner"]),
-                                              axon=f"{host}:{port}", netuid=20, allow_private=True)
+                return await query_submission(
+                    client,
+                    wallets["validator"],
+                    hotkey=_hk(wallets["miner"]),
+                    axon=f"{host}:{port}",
+                    netuid=20,
+                    allow_private=True,
+                )
 
         with pytest.raises(QueryFailed, match="HTTP 401"):
             asyncio.run(ask_as_miner())
@@ -198,14 +216,18 @@ def test_a_forged_answer_is_refused(wallets):
     class Forger(SubmissionServer):
         def answer(self, method, path, headers, body):
             reply = json.dumps({"model": "evil/model", "hotkey": _hk(wallets["miner"]), "netuid": 20}).encode()
-            signed = http_auth.sign(stranger, method="RESPONSE", path="/submission", body=reply,
-                                    receiver_ss58=validator_hk)
+            signed = http_auth.sign(
+                stranger, method="RESPONSE", path="/submission", body=reply, receiver_ss58=validator_hk
+            )
             return 200, signed, reply
 
     with Forger(stranger, "x/y", netuid=20, authorize=lambda hk: None) as forger:
         host, port = forger.address
-        replies = asyncio.run(query_submissions(wallets["validator"], {_hk(wallets["miner"]): f"{host}:{port}"},
-                                                netuid=20, allow_private=True))
+        replies = asyncio.run(
+            query_submissions(
+                wallets["validator"], {_hk(wallets["miner"]): f"{host}:{port}"}, netuid=20, allow_private=True
+            )
+        )
     failure = replies[_hk(wallets["miner"])]
     assert isinstance(failure, QueryFailed) and "signed by" in failure.reason
 
@@ -227,8 +249,11 @@ def test_a_silent_endpoint_times_out(wallets):
     thread.start()
     try:
         port = listener.getsockname()[1]
-        replies = asyncio.run(query_submissions(wallets["validator"], {"5Fake": f"127.0.0.1:{port}"}, netuid=20,
-                                                timeout_s=0.5, allow_private=True))
+        replies = asyncio.run(
+            query_submissions(
+                wallets["validator"], {"5Fake": f"127.0.0.1:{port}"}, netuid=20, timeout_s=0.5, allow_private=True
+            )
+        )
         assert isinstance(replies["5Fake"], QueryFailed) and replies["5Fake"].reason == "timed out"
     finally:
         listener.close()
@@ -243,8 +268,9 @@ def test_oversized_answers_are_refused(wallets):
 
     with Flood(wallets["miner"], "x/y", netuid=20, authorize=lambda hk: None) as flood:
         host, port = flood.address
-        replies = asyncio.run(query_submissions(wallets["validator"], {flood.hotkey: f"{host}:{port}"}, netuid=20,
-                                                allow_private=True))
+        replies = asyncio.run(
+            query_submissions(wallets["validator"], {flood.hotkey: f"{host}:{port}"}, netuid=20, allow_private=True)
+        )
     assert "over" in replies[flood.hotkey].reason
 
 
@@ -269,29 +295,50 @@ def test_a_miner_process_commits_once_serves_its_endpoint_and_answers_signed_que
     from chain_double import FileChain, new_chain
     from subnet_helpers import start_miner, stop, wait_for_file
 
-    chain_file = new_chain(tmp_path / "chain.json", netuid=20, neurons=[
-        {"hotkey": _hk(wallets["validator"]), "validator_permit": True},
-        {"hotkey": _hk(wallets["miner"])}, {"hotkey": _hk(wallets["plain"])}])
+    chain_file = new_chain(
+        tmp_path / "chain.json",
+        netuid=20,
+        neurons=[
+            {"hotkey": _hk(wallets["validator"]), "validator_permit": True},
+            {"hotkey": _hk(wallets["miner"])},
+            {"hotkey": _hk(wallets["plain"])},
+        ],
+    )
     wallet_dir = Path(wallets["miner"].path)
     with socket_module.socket() as probe:  # a free port, so the restart publishes the same address
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     for attempt in range(2):
-        proc, ready = start_miner(tmp_path, chain=chain_file, wallet_dir=wallet_dir, name="miner", model=MODEL,
-                                  netuid=20, log_name=f"miner-{attempt}", extra=["--axon.port", str(port)])
+        proc, ready = start_miner(
+            tmp_path,
+            chain=chain_file,
+            wallet_dir=wallet_dir,
+            name="miner",
+            model=MODEL,
+            netuid=20,
+            log_name=f"miner-{attempt}",
+            extra=["--axon.port", str(port)],
+        )
         try:
             assert wait_for_file(ready, proc) == f"127.0.0.1:{port}"
             ready.unlink()
-            replies = asyncio.run(query_submissions(wallets["validator"], {_hk(wallets["miner"]): f"127.0.0.1:{port}"},
-                                                    netuid=20, allow_private=True))
+            replies = asyncio.run(
+                query_submissions(
+                    wallets["validator"], {_hk(wallets["miner"]): f"127.0.0.1:{port}"}, netuid=20, allow_private=True
+                )
+            )
             assert replies[_hk(wallets["miner"])].model == MODEL
-            refused = asyncio.run(query_submissions(wallets["plain"], {_hk(wallets["miner"]): f"127.0.0.1:{port}"},
-                                                    netuid=20, allow_private=True))
+            refused = asyncio.run(
+                query_submissions(
+                    wallets["plain"], {_hk(wallets["miner"]): f"127.0.0.1:{port}"}, netuid=20, allow_private=True
+                )
+            )
             assert "403" in refused[_hk(wallets["miner"])].reason
             # the chain holds a salted hash, not the name; the validator opens it over the signed endpoint
             found, missing = asyncio.run(_collect(chain_file, wallets["validator"]))
-            mg_commitment = asyncio.run(_metagraph(chain_file, wallets["validator"])).by_hotkey(
-                _hk(wallets["miner"])).commitment
+            mg_commitment = (
+                asyncio.run(_metagraph(chain_file, wallets["validator"])).by_hotkey(_hk(wallets["miner"])).commitment
+            )
             assert mg_commitment.startswith("bitagent-sha256:") and "acme" not in mg_commitment
             assert found[_hk(wallets["miner"])].text == MODEL and not missing
             assert found[_hk(wallets["miner"])].channel == "endpoint+commitment"
@@ -315,8 +362,7 @@ async def _metagraph(chain_file, wallet):
 
 async def _collect(chain_file, wallet):
     mg = await _metagraph(chain_file, wallet)
-    return await protocol.collect_submissions(wallet, mg, netuid=20, me=_hk(wallet), allow_private=True,
-                                              timeout_s=10)
+    return await protocol.collect_submissions(wallet, mg, netuid=20, me=_hk(wallet), allow_private=True, timeout_s=10)
 
 
 @pytest.mark.slow
@@ -326,12 +372,20 @@ def test_mine_refuses_a_bad_name_and_an_unregistered_hotkey(tmp_path, wallets):
 
     chain_file = new_chain(tmp_path / "chain.json", netuid=20, neurons=[{"hotkey": _hk(wallets["validator"])}])
     wallet_dir = Path(wallets["miner"].path)
-    proc, _ = start_miner(tmp_path, chain=chain_file, wallet_dir=wallet_dir, name="miner", model="../../etc/passwd",
-                          netuid=20, log_name="bad-name")
+    proc, _ = start_miner(
+        tmp_path,
+        chain=chain_file,
+        wallet_dir=wallet_dir,
+        name="miner",
+        model="../../etc/passwd",
+        netuid=20,
+        log_name="bad-name",
+    )
     assert proc.wait(timeout=60) == 2
     assert "more than one '/'" in (tmp_path / "bad-name.log").read_text()
-    proc, _ = start_miner(tmp_path, chain=chain_file, wallet_dir=wallet_dir, name="miner", model=MODEL,
-                          netuid=20, log_name="unregistered")
+    proc, _ = start_miner(
+        tmp_path, chain=chain_file, wallet_dir=wallet_dir, name="miner", model=MODEL, netuid=20, log_name="unregistered"
+    )
     assert proc.wait(timeout=60) == 1
     assert "is not registered on netuid 20" in (tmp_path / "unregistered.log").read_text()
 
@@ -347,27 +401,48 @@ def test_collection_takes_plain_commitments_and_opens_hashed_ones_only_with_the_
     assert not commitment.opens(commitment.parse(commitment.make(MODEL, salt)), MODEL, "short")
 
     def neuron(uid, wallet, axon, text, block=None):
-        return Neuron(uid=uid, hotkey=_hk(wallet), coldkey="5C", validator_permit=False, stake=0.0, axon=axon,
-                      commitment=text, commitment_block=block)
+        return Neuron(
+            uid=uid,
+            hotkey=_hk(wallet),
+            coldkey="5C",
+            validator_permit=False,
+            stake=0.0,
+            axon=axon,
+            commitment=text,
+            commitment_block=block,
+        )
 
-    with SubmissionServer(wallets["miner"], MODEL, netuid=20, authorize=authorizer, salt=salt) as miner, \
-            SubmissionServer(wallets["stranger"], "acme/other@main", netuid=20, authorize=authorizer,
-                             salt=salt) as liar:
+    with (
+        SubmissionServer(wallets["miner"], MODEL, netuid=20, authorize=authorizer, salt=salt) as miner,
+        SubmissionServer(wallets["stranger"], "acme/other@main", netuid=20, authorize=authorizer, salt=salt) as liar,
+    ):
         axon = "{}:{}".format(*miner.address)
-        mg = MetagraphView(netuid=20, block=100, neurons=(
-            neuron(0, wallets["validator"], None, None),
-            neuron(1, wallets["miner"], axon, commitment.make(MODEL, salt), 40),   # opened by the endpoint
-            neuron(2, wallets["plain"], None, "acme/plain@main", 30),             # plain text: as it is
-            neuron(3, wallets["stranger"], "{}:{}".format(*liar.address), commitment.make(MODEL, salt), 50),  # reveals
-            neuron(4, wallets["other"], None, commitment.make(MODEL, salt), 60),  # nobody to reveal it
-        ))
-        found, missing = asyncio.run(protocol.collect_submissions(wallets["validator"], mg, netuid=20,
-                                                                  me=_hk(wallets["validator"]), allow_private=True,
-                                                                  timeout_s=10))
-    assert found == {_hk(wallets["miner"]): protocol.Collected(MODEL, "endpoint+commitment", 40),
-                     _hk(wallets["plain"]): protocol.Collected("acme/plain@main", "commitment", 30)}
+        mg = MetagraphView(
+            netuid=20,
+            block=100,
+            neurons=(
+                neuron(0, wallets["validator"], None, None),
+                neuron(1, wallets["miner"], axon, commitment.make(MODEL, salt), 40),  # opened by the endpoint
+                neuron(2, wallets["plain"], None, "acme/plain@main", 30),  # plain text: as it is
+                neuron(
+                    3, wallets["stranger"], "{}:{}".format(*liar.address), commitment.make(MODEL, salt), 50
+                ),  # reveals
+                neuron(4, wallets["other"], None, commitment.make(MODEL, salt), 60),  # nobody to reveal it
+            ),
+        )
+        found, missing = asyncio.run(
+            protocol.collect_submissions(
+                wallets["validator"], mg, netuid=20, me=_hk(wallets["validator"]), allow_private=True, timeout_s=10
+            )
+        )
+    assert found == {
+        _hk(wallets["miner"]): protocol.Collected(MODEL, "endpoint+commitment", 40),
+        _hk(wallets["plain"]): protocol.Collected("acme/plain@main", "commitment", 30),
+    }
     assert "no endpoint to reveal it" in missing[_hk(wallets["other"])]
     # a name other than the committed one is refused on both channels
-    assert missing[_hk(wallets["stranger"])] == ("endpoint: the revealed name does not match the on-chain "
-                                                 "commitment; legacy: the revealed name does not match the "
-                                                 "on-chain commitment")
+    assert missing[_hk(wallets["stranger"])] == (
+        "endpoint: the revealed name does not match the on-chain "
+        "commitment; legacy: the revealed name does not match the "
+        "on-chain commitment"
+    )

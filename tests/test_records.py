@@ -9,20 +9,39 @@ import pytest
 
 from bitagent_core.records import RunResults, SampleRecord, SchemaError, confidence_interval, summarize
 
-LINE = {"task_id": "t1", "source": "bfcl", "category": "simple", "status": "ok", "score": 0.5, "passed": False,
-        "error_type": "value_error", "breakdown": {"name": 3.0},
-        "decoded_calls": [{"name": "f", "arguments": {"a": 1}}],
-        "detail": "a: 1 is not 2", "completion": {"text": "[f(a=1)]", "tool_calls": [], "prompt_tokens": 10,
-                                                  "completion_tokens": 4, "latency_s": 0.25, "finish_reason": "stop",
-                                                  "error": None},
-        "messages": [{"role": "user", "content": "q"}], "tools": [{"name": "f", "description": "",
-                                                                   "parameters": {"type": "object"}}],
-        "expected_calls": [{"f": {"a": [2]}}]}
+LINE = {
+    "task_id": "t1",
+    "source": "bfcl",
+    "category": "simple",
+    "status": "ok",
+    "score": 0.5,
+    "passed": False,
+    "error_type": "value_error",
+    "breakdown": {"name": 3.0},
+    "decoded_calls": [{"name": "f", "arguments": {"a": 1}}],
+    "detail": "a: 1 is not 2",
+    "completion": {
+        "text": "[f(a=1)]",
+        "tool_calls": [],
+        "prompt_tokens": 10,
+        "completion_tokens": 4,
+        "latency_s": 0.25,
+        "finish_reason": "stop",
+        "error": None,
+    },
+    "messages": [{"role": "user", "content": "q"}],
+    "tools": [{"name": "f", "description": "", "parameters": {"type": "object"}}],
+    "expected_calls": [{"f": {"a": [2]}}],
+}
 
 
 def test_a_sample_line_round_trips_and_keeps_fields_it_does_not_know():
-    line = {**LINE, "schema_version": "1.0", "turns": [{"step": 0, "text": "x", "calls": [], "results": []}],
-            "my_plugin": {"judge": "ok"}}
+    line = {
+        **LINE,
+        "schema_version": "1.0",
+        "turns": [{"step": 0, "text": "x", "calls": [], "results": []}],
+        "my_plugin": {"judge": "ok"},
+    }
     record = SampleRecord.from_json(line)
     assert record.turns == ({"step": 0, "text": "x", "calls": [], "results": []},)
     assert record.extra == {"my_plugin": {"judge": "ok"}}
@@ -42,9 +61,14 @@ def test_lines_from_before_the_schema_read_as_1_0_and_a_newer_major_is_refused()
 
 
 def test_results_round_trip():
-    data = {"status": "complete", "run_dir": "/r", "config": {"tasks": "x"}, "mean_score": 0.5,
-            "per_category": {"a": {"n": 2, "mean_score": 0.5, "passed": 1, "ci_low": 0.1, "ci_high": 0.9}},
-            "future_field": [1]}
+    data = {
+        "status": "complete",
+        "run_dir": "/r",
+        "config": {"tasks": "x"},
+        "mean_score": 0.5,
+        "per_category": {"a": {"n": 2, "mean_score": 0.5, "passed": 1, "ci_low": 0.1, "ci_high": 0.9}},
+        "future_field": [1],
+    }
     results = RunResults.from_json(data)
     assert results.extra == {"future_field": [1]} and results.per_category["a"].passed == 1
     assert RunResults.from_json(results.to_json()) == results
@@ -57,8 +81,9 @@ def test_confidence_intervals_and_summary():
     low, high = confidence_interval([0.5, 0.7, 0.6, 0.4])
     assert low < 0.55 < high
     ok = SampleRecord.from_json(LINE)
-    failed = SampleRecord.from_json({**LINE, "task_id": "t2", "status": "failed", "score": 0.0,
-                                     "completion": {"error": "HTTP 400: too long"}})
+    failed = SampleRecord.from_json(
+        {**LINE, "task_id": "t2", "status": "failed", "score": 0.0, "completion": {"error": "HTTP 400: too long"}}
+    )
     summary = summarize([("t1", "a"), ("t2", "a"), ("t3", "b")], {"t1": ok, "t2": failed})
     assert summary["n_tasks"] == 3 and summary["mean_score"] == pytest.approx(0.5 / 3, abs=1e-6)
     assert summary["n_failed"] == 1 and summary["top_errors"] == {"HTTP 400: too long": 1}
@@ -72,8 +97,9 @@ def test_plain_progress_lines_count_earlier_samples_in_the_mean():
 
     out = io.StringIO()
     progress = ConsoleProgress(out, interval_s=0.0, tty=False)
-    progress.header(RunConfig(tasks="bfcl:simple_python", limit=2), 2, {"bfcl:simple_python": {"taken": 2,
-                                                                                                "available": 400}})
+    progress.header(
+        RunConfig(tasks="bfcl:simple_python", limit=2), 2, {"bfcl:simple_python": {"taken": 2, "available": 400}}
+    )
     done = SampleRecord.from_json({**LINE, "score": 1.0})
     progress.start(3, [done])
     progress.sample(SampleRecord.from_json({**LINE, "task_id": "t2", "score": 0.0}))

@@ -22,8 +22,13 @@ def setup(tmp_path):
     owner = make_wallet(wallet_dir, "owner")
 
     def chain(balance: float = 10.0, **operator) -> FileChain:
-        path = new_chain(tmp_path / "chain.json", netuid=NETUID, start_block=START, block_time=0.2,
-                         neurons=[{"hotkey": owner.hotkey.ss58_address, "validator_permit": True}])
+        path = new_chain(
+            tmp_path / "chain.json",
+            netuid=NETUID,
+            start_block=START,
+            block_time=0.2,
+            neurons=[{"hotkey": owner.hotkey.ss58_address, "validator_permit": True}],
+        )
         add_operator_state(path, balances={miner.coldkeypub.ss58_address: balance}, **operator)
         return FileChain(path)
 
@@ -32,9 +37,22 @@ def setup(tmp_path):
 
 def run(chain: FileChain, wallet_dir, *args: str, input: str | None = None):
     command = register_command(lambda: FileChain(chain.path))
-    return CliRunner().invoke(command, ["--netuid", str(NETUID), "--subtensor.network", "local",
-                                        "--wallet.name", "miner", "--wallet.path", str(wallet_dir), *args],
-                              input=input, catch_exceptions=False)
+    return CliRunner().invoke(
+        command,
+        [
+            "--netuid",
+            str(NETUID),
+            "--subtensor.network",
+            "local",
+            "--wallet.name",
+            "miner",
+            "--wallet.path",
+            str(wallet_dir),
+            *args,
+        ],
+        input=input,
+        catch_exceptions=False,
+    )
 
 
 def registrations(chain: FileChain) -> list[dict]:
@@ -63,8 +81,13 @@ def test_registers_once_the_cost_drops(setup):
 def test_waits_for_the_next_window_then_for_the_cost_to_fall_again(setup):
     miner, wallet_dir, make = setup
     others = [{"block": START, "hotkey": f"other-{i}"} for i in range(3)]  # the first window's 3 slots
-    chain = make(burn=0.5, adjustment_interval=20, target_registrations=1, others=others,
-                 burn_schedule=[(START + 20, 2.0), (START + 28, 0.8)])
+    chain = make(
+        burn=0.5,
+        adjustment_interval=20,
+        target_registrations=1,
+        others=others,
+        burn_schedule=[(START + 20, 2.0), (START + 28, 0.8)],
+    )
     result = run(chain, wallet_dir, "--max-cost", "1", "--yes")
     assert result.exit_code == 0, result.output
     assert "window full, next in" in result.output and "waiting for the next window" in result.output
@@ -123,11 +146,14 @@ def test_the_spend_cap_counts_the_fees_of_failed_attempts(setup):
     chain = make(burn=0.5, tx_fee=0.3, others=[{"front_run": True, "hotkey": f"sniper-{i}"} for i in range(5)])
     result = run(chain, wallet_dir, "--max-cost", "0.5", "--max-spend", "1", "--max-attempts", "5", "--yes")
     assert result.exit_code == 1, result.output
-    assert ("gave up: the next attempt (0.5000 TAO) would exceed the spend cap of 1 TAO "
-            "(2 attempt(s), spent 0.600000000 TAO)") in result.output
+    assert (
+        "gave up: the next attempt (0.5000 TAO) would exceed the spend cap of 1 TAO "
+        "(2 attempt(s), spent 0.600000000 TAO)"
+    ) in result.output
     assert len(registrations(chain)) == 2 and free(chain, miner) == int(9.4 * RAO)
-    result = CliRunner().invoke(register_command(lambda: FileChain(chain.path)), ["--max-cost", "1",
-                                "--max-spend", "0.5"])
+    result = CliRunner().invoke(
+        register_command(lambda: FileChain(chain.path)), ["--max-cost", "1", "--max-spend", "0.5"]
+    )
     assert result.exit_code == 2 and "must be at least --max-cost" in result.output
 
 
@@ -172,13 +198,19 @@ def test_a_status_is_read_at_one_block_however_fast_blocks_come(tmp_path):
     miner = make_wallet(tmp_path / "wallets", "miner")
     path = new_chain(tmp_path / "chain.json", netuid=NETUID, start_block=START, block_time=0.005, neurons=[])
     # a cost that changes every block (1 TAO more each block), windows of 7 blocks
-    add_operator_state(path, balances={miner.coldkeypub.ss58_address: 10.0}, adjustment_interval=7,
-                       burn_schedule=[(START + i, 1.0 + i) for i in range(5000)])
+    add_operator_state(
+        path,
+        balances={miner.coldkeypub.ss58_address: 10.0},
+        adjustment_interval=7,
+        burn_schedule=[(START + i, 1.0 + i) for i in range(5000)],
+    )
 
     async def statuses() -> list:
         async with OperatorChain("local", substrate=FileChain(path)) as chain:
-            return [await chain.registration_status(NETUID, miner.hotkey.ss58_address, miner.coldkeypub.ss58_address)
-                    for _ in range(15)]
+            return [
+                await chain.registration_status(NETUID, miner.hotkey.ss58_address, miner.coldkeypub.ss58_address)
+                for _ in range(15)
+            ]
 
     seen = asyncio.run(statuses())
     assert len({s.block for s in seen}) > 1  # blocks did advance while reading
@@ -200,10 +232,20 @@ def test_no_registration_is_sent_in_the_last_blocks_of_a_window(tmp_path, interv
     from bitagent_plugins.operator.register import WINDOW_END_MARGIN, RegisterLimits, register_when_possible
 
     miner = make_wallet(tmp_path / "wallets", "miner")
-    base = RegistrationStatus(block=0, subnet_exists=True, registration_allowed=True, cost_rao=RAO // 2,
-                              balance_rao=10 * RAO, uid=None, registrations_this_interval=0, max_per_interval=3,
-                              registrations_this_block=0, max_per_block=1, last_adjustment_block=START,
-                              adjustment_interval=interval)
+    base = RegistrationStatus(
+        block=0,
+        subnet_exists=True,
+        registration_allowed=True,
+        cost_rao=RAO // 2,
+        balance_rao=10 * RAO,
+        uid=None,
+        registrations_this_interval=0,
+        max_per_interval=3,
+        registrations_this_block=0,
+        max_per_block=1,
+        last_adjustment_block=START,
+        adjustment_interval=interval,
+    )
     end = START + interval
 
     class ScriptedChain:
@@ -217,8 +259,9 @@ def test_no_registration_is_sent_in_the_last_blocks_of_a_window(tmp_path, interv
         async def registration_status(self, netuid, hotkey, coldkey) -> RegistrationStatus:
             self.block_now += 1  # one block per read
             window_start = START + (self.block_now - START) // interval * interval
-            return attrs.evolve(base, block=self.block_now, uid=1 if self.sent_at else None,
-                                last_adjustment_block=window_start)
+            return attrs.evolve(
+                base, block=self.block_now, uid=1 if self.sent_at else None, last_adjustment_block=window_start
+            )
 
         async def balance(self, coldkey) -> int:
             return 10 * RAO
@@ -232,8 +275,11 @@ def test_no_registration_is_sent_in_the_last_blocks_of_a_window(tmp_path, interv
 
     chain = ScriptedChain()
     lines: list[str] = []
-    outcome = asyncio.run(register_when_possible(chain, miner, NETUID, RegisterLimits(max_cost_tao=1.0),
-                                                 on_progress=lambda p: lines.append(p.line())))
+    outcome = asyncio.run(
+        register_when_possible(
+            chain, miner, NETUID, RegisterLimits(max_cost_tao=1.0), on_progress=lambda p: lines.append(p.line())
+        )
+    )
     waited = sum("the window ends before a registration could land" in line for line in lines)
     if interval > WINDOW_END_MARGIN:
         assert outcome.registered and chain.sent_at == [end]  # not at end - 2 or end - 1: in the new window

@@ -26,8 +26,11 @@ class MinePlugin:
 
 def hand_built():
     registry = PluginRegistry()
-    for name, module in (("tasks", bitagent_tasks), ("scorer", bitagent_scorer),
-                         ("competitions", bitagent_competition)):
+    for name, module in (
+        ("tasks", bitagent_tasks),
+        ("scorer", bitagent_scorer),
+        ("competitions", bitagent_competition),
+    ):
         registry.register_module(module, name)
     registry.register_module(MinePlugin(), "mine")
     return registry

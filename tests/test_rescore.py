@@ -32,13 +32,28 @@ def read(path: Path):
 RESPONSES = [
     {"task_id": "simple_python_0", "response": "[calculate_triangle_area(base=10, height=5)]", "id": "r1"},
     {"task_id": "simple_python_0", "response": "[calculate_triangle_area(base=10, height=6)]", "id": "r2"},
-    {"task_id": "simple_python_0", "response": {"tool_calls": [
-        {"type": "function", "function": {"name": "calculate_triangle_area",
-                                          "arguments": "{\"base\": 10, \"height\": 5, \"unit\": \"units\"}"}}]}},
-    {"task_id": "simple_python_0", "response": {"tool_calls": [{"name": "calculate_triangle_area",
-                                                                "arguments": {"base": 10}}]}},
-    {"task_id": "parallel_0", "response":
-        "[spotify.play(artist='Maroon 5', duration=15), spotify.play(artist='Taylor Swift', duration=20)]"},
+    {
+        "task_id": "simple_python_0",
+        "response": {
+            "tool_calls": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "calculate_triangle_area",
+                        "arguments": '{"base": 10, "height": 5, "unit": "units"}',
+                    },
+                }
+            ]
+        },
+    },
+    {
+        "task_id": "simple_python_0",
+        "response": {"tool_calls": [{"name": "calculate_triangle_area", "arguments": {"base": 10}}]},
+    },
+    {
+        "task_id": "parallel_0",
+        "response": "[spotify.play(artist='Maroon 5', duration=15), spotify.play(artist='Taylor Swift', duration=20)]",
+    },
     {"task_id": "irrelevance_0", "response": "None of these functions can do that."},
     {"task_id": "irrelevance_0", "response": "[calculate_triangle_area(base=1, height=1)]", "extra": [1, 2]},
     {"task_id": "live_relevance_0-0-0", "response": "[generate_image(prompt='a masked woman')]"},
@@ -47,13 +62,21 @@ RESPONSES = [
 
 def test_scores_every_line_and_keeps_its_fields(tmp_path):
     out = tmp_path / "scored.jsonl"
-    done = bitagent("score", "--tasks", "bfcl", "--responses", str(write(tmp_path / "r.jsonl", RESPONSES)),
-                    "--output", str(out))
+    done = bitagent(
+        "score", "--tasks", "bfcl", "--responses", str(write(tmp_path / "r.jsonl", RESPONSES)), "--output", str(out)
+    )
     assert done.returncode == 0, done.stderr
     lines = read(out)
     assert [(line["passed"], line["error_type"]) for line in lines] == [
-        (True, None), (False, "value_error"), (True, None), (False, "missing_required"), (True, None),
-        (True, None), (False, "irrelevance_error"), (True, None)]
+        (True, None),
+        (False, "value_error"),
+        (True, None),
+        (False, "missing_required"),
+        (True, None),
+        (True, None),
+        (False, "irrelevance_error"),
+        (True, None),
+    ]
     for line, given in zip(lines, RESPONSES):
         assert {k: v for k, v in line.items() if k not in ("score", "passed", "error_type")} == given
         assert line["score"] == (1.0 if line["passed"] else 0.0)
@@ -87,23 +110,35 @@ def test_empty_input_is_an_error(tmp_path):
 
 
 def test_unknown_task_ids_and_bad_lines_are_named_and_the_rest_scored(tmp_path):
-    rows = [RESPONSES[0], {"task_id": "simple_python_9999", "response": "[f()]"}, "{not json",
-            {"task_id": "nope", "response": "x"}, {"response": "no id"}, {"task_id": "simple_python_0"},
-            {"task_id": "simple_python_0", "response": 42}, {"task_id": "nope", "response": "again"}, RESPONSES[1]]
+    rows = [
+        RESPONSES[0],
+        {"task_id": "simple_python_9999", "response": "[f()]"},
+        "{not json",
+        {"task_id": "nope", "response": "x"},
+        {"response": "no id"},
+        {"task_id": "simple_python_0"},
+        {"task_id": "simple_python_0", "response": 42},
+        {"task_id": "nope", "response": "again"},
+        RESPONSES[1],
+    ]
     out = tmp_path / "scored.jsonl"
     done = bitagent("score", "-t", "bfcl:simple_python", "-r", str(write(tmp_path / "r.jsonl", rows)), "-o", str(out))
     assert done.returncode == 1
-    assert "3 response(s) name task ids that bfcl:simple_python does not have (not scored): " \
-           "nope (line 4, 8), simple_python_9999 (line 2)" in done.stderr
+    assert (
+        "3 response(s) name task ids that bfcl:simple_python does not have (not scored): "
+        "nope (line 4, 8), simple_python_9999 (line 2)" in done.stderr
+    )
     for lineno in (3, 5, 6, 7):
         assert f"r.jsonl:{lineno}:" in done.stderr
     assert [line.get("id") for line in read(out)] == ["r1", "r2"]
 
 
 def test_unreadable_tool_calls_score_as_decode_errors(tmp_path):
-    rows = [{"task_id": "simple_python_0", "response": {"tool_calls": [{"nameless": True}]}},
-            {"task_id": "simple_python_0", "response": {"tool_calls": "not a list"}},
-            {"task_id": "simple_python_0", "response": {"content": "[calculate_triangle_area(base=10, height=5)]"}}]
+    rows = [
+        {"task_id": "simple_python_0", "response": {"tool_calls": [{"nameless": True}]}},
+        {"task_id": "simple_python_0", "response": {"tool_calls": "not a list"}},
+        {"task_id": "simple_python_0", "response": {"content": "[calculate_triangle_area(base=10, height=5)]"}},
+    ]
     out = tmp_path / "scored.jsonl"
     assert bitagent("score", "-t", "bfcl", "-r", str(write(tmp_path / "r.jsonl", rows)), "-o", str(out)).returncode == 0
     assert [line["error_type"] for line in read(out)] == ["decode_error", "decode_error", None]
@@ -116,7 +151,7 @@ def test_hostile_outputs_are_scored_safely(tmp_path):
         f"[calculate_triangle_area(base=1 + __import__('os').system('touch {marker}'), height=5)]",
         f"__import__('os').system('touch {marker}')",
         f"[calculate_triangle_area(base=(lambda: __import__('os').system('touch {marker}'))(), height=5)]",
-        f"<functions><function name=\"calculate_triangle_area\"><param name=\"base\" type=\"array\">"
+        f'<functions><function name="calculate_triangle_area"><param name="base" type="array">'
         f"__import__('os').system('touch {marker}')</param></function></functions>",
         "[calculate_triangle_area(base=" + "[" * 10_000 + "]" * 10_000 + ", height=5)]",
         "[calculate_triangle_area(base=10, height=5, unit='" + "x" * 70_000 + "')]",
@@ -124,10 +159,13 @@ def test_hostile_outputs_are_scored_safely(tmp_path):
         "[calculate_triangle_area(base=" + "1+" * 20_000 + "1, height=5)]",
         "\x00\ud800" * 100,
         '<tool_call>{"name": "calculate_triangle_area", "arguments": ' + "[" * 30_000 + "}</tool_call>",
-        "<!DOCTYPE x [<!ENTITY a \"aaaa\">]><functions><function name=\"f\">&a;</function></functions>",
+        '<!DOCTYPE x [<!ENTITY a "aaaa">]><functions><function name="f">&a;</function></functions>',
     ]
-    rows = [{"task_id": task_id, "response": text} for text in hostile
-            for task_id in ("simple_python_0", "irrelevance_0", "parallel_0")]
+    rows = [
+        {"task_id": task_id, "response": text}
+        for text in hostile
+        for task_id in ("simple_python_0", "irrelevance_0", "parallel_0")
+    ]
     out = tmp_path / "scored.jsonl"
     done = bitagent("score", "-t", "bfcl", "-r", str(write(tmp_path / "r.jsonl", rows)), "-o", str(out), "--json")
     assert done.returncode == 0, done.stderr
@@ -142,17 +180,39 @@ def test_other_scorers_and_seeded_sources(tmp_path):
     shuffled = load_tasks(get_registry(), "bfcl-shuffle:call", 3, 5)
     rows = [{"task_id": t.id, "response": render_expected(t)} for t in shuffled]
     path = write(tmp_path / "r.jsonl", rows)
-    right_seed = json.loads(bitagent("score", "-t", "bfcl-shuffle:call", "--seed", "3", "-r", str(path),
-                                     "--json").stdout)
+    right_seed = json.loads(
+        bitagent("score", "-t", "bfcl-shuffle:call", "--seed", "3", "-r", str(path), "--json").stdout
+    )
     assert right_seed["n_passed"] == 5
     wrong_seed = bitagent("score", "-t", "bfcl-shuffle:call", "--seed", "4", "-r", str(path), "--json")
     assert wrong_seed.returncode == 1 and json.loads(wrong_seed.stdout)["n_answered"] == 0
-    upstream_scorer = json.loads(bitagent("score", "-t", "bfcl-shuffle:call", "--seed", "3", "-s", "bitagent",
-                                      "-r", str(path), "--json", "--partial").stdout)
+    upstream_scorer = json.loads(
+        bitagent(
+            "score", "-t", "bfcl-shuffle:call", "--seed", "3", "-s", "bitagent", "-r", str(path), "--json", "--partial"
+        ).stdout
+    )
     assert upstream_scorer["mean_score"] == 1.0
-    strict = bitagent("score", "-t", "bfcl", "-s", "bfcl-strict", "-r", str(write(tmp_path / "s.jsonl", [
-        {"task_id": "simple_python_0", "response": "```python\n[calculate_triangle_area(base=10, height=5)]\n```"}])),
-        "--json", "--partial")
+    strict = bitagent(
+        "score",
+        "-t",
+        "bfcl",
+        "-s",
+        "bfcl-strict",
+        "-r",
+        str(
+            write(
+                tmp_path / "s.jsonl",
+                [
+                    {
+                        "task_id": "simple_python_0",
+                        "response": "```python\n[calculate_triangle_area(base=10, height=5)]\n```",
+                    }
+                ],
+            )
+        ),
+        "--json",
+        "--partial",
+    )
     assert json.loads(strict.stdout)["error_types"] == {"decode_error": 1}
     unknown = bitagent("score", "-t", "bfcl", "-s", "nope", "-r", str(path))
     assert unknown.returncode != 0 and "unknown scorer 'nope'" in unknown.stderr
@@ -166,8 +226,9 @@ def test_every_ground_truth_through_the_cli(tmp_path):
     assert summary["n_scored"] == 258 and summary["n_passed"] == 256
     assert summary["error_types"] == {"missing_required": 2}
     env_less = {k: v for k, v in os.environ.items() if not k.startswith("BITAGENT_")}
-    done = subprocess.run([str(BIN / "bitagent"), "score", "-r", str(path)], capture_output=True, text=True,
-                          env=env_less, timeout=60)
+    done = subprocess.run(
+        [str(BIN / "bitagent"), "score", "-r", str(path)], capture_output=True, text=True, env=env_less, timeout=60
+    )
     assert done.returncode == 2 and "--tasks" in done.stderr
 
 
@@ -183,8 +244,10 @@ def test_score_streams_its_input_and_output(tmp_path):
     scorer = registry.get("scorers", "bfcl").factory()
     peaks = []
     for n in (2_000, 20_000):
-        rows = [{"task_id": tasks[i % 50].id, "response": render_expected(tasks[i % 50]), "note": "x" * 1000}
-                for i in range(n)]
+        rows = [
+            {"task_id": tasks[i % 50].id, "response": render_expected(tasks[i % 50]), "note": "x" * 1000}
+            for i in range(n)
+        ]
         path = write(tmp_path / f"r{n}.jsonl", rows)
         del rows
         writer = LineWriter(tmp_path / f"out{n}.jsonl")

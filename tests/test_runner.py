@@ -109,8 +109,9 @@ def registry():
 
 
 def config(tmp_path: Path, **kw) -> RunConfig:
-    return RunConfig(**{"tasks": "list", "backend": "scripted", "scorer": "bitagent", "limit": 3,
-                        "output_dir": str(tmp_path), **kw})
+    return RunConfig(
+        **{"tasks": "list", "backend": "scripted", "scorer": "bitagent", "limit": 3, "output_dir": str(tmp_path), **kw}
+    )
 
 
 def lines(run_dir: Path) -> list[dict]:
@@ -174,8 +175,9 @@ def test_resume_survives_a_torn_last_line(tmp_path, registry):
 
 
 def test_a_stalled_request_times_out_and_the_run_goes_on(tmp_path, registry):
-    results = asyncio.run(Evaluation(config(tmp_path, backend_options={"stall": "discount"}, timeout_s=0.2),
-                                     registry).run())
+    results = asyncio.run(
+        Evaluation(config(tmp_path, backend_options={"stall": "discount"}, timeout_s=0.2), registry).run()
+    )
     record = [r for r in lines(Path(results.run_dir)) if r["task_id"] == "discount"][0]
     assert record["status"] == "failed" and "timeout" in record["completion"]["error"]
     assert record["error_type"] == "timeout"
@@ -234,8 +236,14 @@ def test_a_backend_that_cannot_start_marks_the_run_failed_not_interrupted(tmp_pa
 def test_resume_refuses_flags_that_change_the_tasks_or_the_scoring(tmp_path, registry):
     first = asyncio.run(Evaluation(config(tmp_path), registry).run())
     run_dir = Path(first.run_dir)
-    for flags in ({"limit": 2}, {"seed": 1}, {"tasks": "other"}, {"scorer": "bfcl"}, {"model": "x.gguf"},
-                  {"temperature": 0.7}):
+    for flags in (
+        {"limit": 2},
+        {"seed": 1},
+        {"tasks": "other"},
+        {"scorer": "bfcl"},
+        {"model": "x.gguf"},
+        {"temperature": 0.7},
+    ):
         with pytest.raises(ResumeConflict, match=next(iter(flags))):
             config_for_resume(run_dir, flags)
     same, changed = config_for_resume(run_dir, {"limit": 3, "seed": 0, "concurrency": 1})
@@ -319,7 +327,9 @@ def test_several_specs_and_commas_inside_a_source_argument():
     from bitagent_core.runner import split_specs
 
     known = {"bfcl", "bitagent", "jsonl"}
-    assert split_specs("bfcl:live_simple,live_multiple, bitagent", known) == ["bfcl:live_simple,live_multiple",
-                                                                               "bitagent"]
+    assert split_specs("bfcl:live_simple,live_multiple, bitagent", known) == [
+        "bfcl:live_simple,live_multiple",
+        "bitagent",
+    ]
     assert split_specs("bitagent,bfcl:simple_python", known) == ["bitagent", "bfcl:simple_python"]
     assert split_specs("jsonl:a.jsonl,jsonl:b.jsonl", known) == ["jsonl:a.jsonl", "jsonl:b.jsonl"]

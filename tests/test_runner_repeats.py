@@ -86,11 +86,17 @@ def test_summarize_repeats_counts_missing_and_failed_samples_as_not_passed():
     def record(task_id: str, repeat: int, passed: bool, status: str = "ok") -> SampleRecord:
         return SampleRecord(task_id=task_id, status=status, passed=passed, score=float(passed), repeat=repeat)
 
-    records = {r.key: r for r in (record("a", 0, True), record("a", 1, True), record("b", 0, True),
-                                  record("b", 1, True, status="failed"))}
+    records = {
+        r.key: r
+        for r in (
+            record("a", 0, True),
+            record("a", 1, True),
+            record("b", 0, True),
+            record("b", 1, True, status="failed"),
+        )
+    }
     summary = summarize_repeats([("a", "x"), ("b", "x"), ("c", "y")], records, 2)
-    assert summary["per_category"]["x"] == {"tasks": 2, "pass@1": 0.75, "pass^1": 0.75, "pass@2": 1.0,
-                                            "pass^2": 0.5}
+    assert summary["per_category"]["x"] == {"tasks": 2, "pass@1": 0.75, "pass^1": 0.75, "pass@2": 1.0, "pass^2": 0.5}
     assert summary["per_category"]["y"]["pass@2"] == 0.0 and summary["all"]["tasks"] == 3
 
 
@@ -100,13 +106,22 @@ def test_each_task_runs_k_times_and_the_summary_reports_pass_at_k_and_pass_hat_k
     run_dir = Path(results.run_dir)
     samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert sorted((s["task_id"], s["repeat"]) for s in samples) == [
-        (t, r) for t in ("discount", "no-tool", "weather") for r in range(3)]
+        (t, r) for t in ("discount", "no-tool", "weather") for r in range(3)
+    ]
     assert results.n_tasks == 9 and results.n_passed == 4  # discount 3, weather 1
     pass_k = json.loads((run_dir / "results.json").read_text())["pass_k"]
     assert pass_k["k"] == 3
     assert pass_k["per_category"]["single_call"] == pytest.approx(
-        {"tasks": 2, "pass@1": (1 + 1 / 3) / 2, "pass^1": (1 + 1 / 3) / 2, "pass@2": (1 + 2 / 3) / 2,
-         "pass^2": 0.5, "pass@3": 1.0, "pass^3": 0.5})
+        {
+            "tasks": 2,
+            "pass@1": (1 + 1 / 3) / 2,
+            "pass^1": (1 + 1 / 3) / 2,
+            "pass@2": (1 + 2 / 3) / 2,
+            "pass^2": 0.5,
+            "pass@3": 1.0,
+            "pass^3": 0.5,
+        }
+    )
     assert pass_k["per_category"]["irrelevance"]["pass@3"] == 0.0
     assert pass_k["all"]["pass^3"] == pytest.approx(1 / 3) and pass_k["all"]["pass@3"] == pytest.approx(2 / 3)
     assert RunResults.from_json(json.loads((run_dir / "results.json").read_text())).extra["pass_k"] == pass_k
@@ -133,9 +148,32 @@ def test_without_repeats_samples_carry_no_repeat_index(tmp_path, registry):
 @pytest.mark.model
 def test_repeats_with_the_embedded_model(tmp_path, embedded_model):
     out = subprocess.run(
-        [sys.executable, "-m", "bitagent_core", "evaluate", "--tasks", "bitagent", "--limit", "2", "--repeats", "2",
-         "--temperature", "0.8", "--seed", "4", "-B", "n_threads=1", "-o", str(tmp_path), "--json"],
-        capture_output=True, text=True, timeout=900, check=False)
+        [
+            sys.executable,
+            "-m",
+            "bitagent_core",
+            "evaluate",
+            "--tasks",
+            "bitagent",
+            "--limit",
+            "2",
+            "--repeats",
+            "2",
+            "--temperature",
+            "0.8",
+            "--seed",
+            "4",
+            "-B",
+            "n_threads=1",
+            "-o",
+            str(tmp_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads(out.stdout)
     assert results["n_tasks"] == 4 and results["config"]["repeats"] == 2

@@ -47,8 +47,12 @@ class OracleBackend:
         if self.model == "weak" and index == 4:
             raise ConnectionError("server went away")
         wrong = (self.model == "weak" and index % 3 != 0) or (self.model == "strong" and index == 1)
-        return Completion(text="I cannot help." if wrong and right else ("[nope(x=1)]" if wrong else right),
-                          prompt_tokens=50, completion_tokens=10, latency_s=0.1 + index / 100)
+        return Completion(
+            text="I cannot help." if wrong and right else ("[nope(x=1)]" if wrong else right),
+            prompt_tokens=50,
+            completion_tokens=10,
+            latency_s=0.1 + index / 100,
+        )
 
     async def close(self):
         pass
@@ -156,7 +160,7 @@ def test_compare_pairs_runs_on_shared_tasks(runs_dir):
 
 def test_paired_statistics():
     assert paired_test([0.0, 0.0]) == 1.0
-    assert paired_test([1.0] * 10) == pytest.approx(2 / 2 ** 10)  # exact: only all-plus or all-minus as extreme
+    assert paired_test([1.0] * 10) == pytest.approx(2 / 2**10)  # exact: only all-plus or all-minus as extreme
     assert paired_test([1.0, -1.0] * 30) == 1.0
     same = compare_pair({"a": 1.0, "b": 0.0}, {"a": 1.0, "b": 0.0, "c": 1.0})
     assert same.n == 2 and same.diff == 0.0 and same.p_value == 1.0
@@ -175,8 +179,12 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def chromium(*args: str) -> subprocess.CompletedProcess:
     assert CHROMIUM, "Chromium is installed by `make test` (apt-get install chromium)"
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                           "--disable-dev-shm-usage", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
@@ -215,10 +223,22 @@ class Browser:
         import time
 
         assert CHROMIUM, "Chromium is installed by `make test` (apt-get install chromium)"
-        self.proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                                      "--disable-dev-shm-usage", "--remote-debugging-address=127.0.0.1",
-                                      "--remote-debugging-port=0", f"--user-data-dir={profile}", url],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={profile}",
+                url,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (port_file.exists() and port_file.read_text().strip()):
@@ -250,8 +270,9 @@ class Browser:
         return results
 
     def js(self, expression: str):
-        (result,) = self.send(("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                                    "awaitPromise": True}))
+        (result,) = self.send(
+            ("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
+        )
         return result.get("result", {}).get("value")  # no result: the page navigated while it ran
 
     def wait_loaded(self) -> None:
@@ -272,33 +293,42 @@ class Browser:
 @pytest.mark.slow
 def test_a_user_filters_the_failed_samples_by_typing_and_choosing(runs_dir, tmp_path):
     report = tmp_path / "report.html"
-    assert bitagent("report", str(_run(runs_dir, "strong")), str(_run(runs_dir, "weak")), "-o",
-                    str(report)).returncode == 0
+    assert (
+        bitagent("report", str(_run(runs_dir, "strong")), str(_run(runs_dir, "weak")), "-o", str(report)).returncode
+        == 0
+    )
     browser = Browser(report.as_uri(), tmp_path / "profile")
     try:
         browser.wait_loaded()
         total = browser.js("document.querySelectorAll('#samples tr.sample').length")
         assert total > 1 and browser.js("document.getElementById('shown').textContent") == str(total)
         # the charts are drawn: bars with a real height, error bars, in the rendered layout
-        heights = browser.js("[...document.querySelectorAll('svg[data-chart=category-bars] rect.bar')]"
-                             ".map(r => r.getBBox().height)")
+        heights = browser.js(
+            "[...document.querySelectorAll('svg[data-chart=category-bars] rect.bar')].map(r => r.getBBox().height)"
+        )
         assert len(heights) == 6 and all(h > 0 for h in heights)  # 2 runs x (2 categories + all)
-        assert browser.js("document.querySelector('svg[data-chart=latency-histogram]').getBoundingClientRect()"
-                          ".height") > 100
+        assert (
+            browser.js("document.querySelector('svg[data-chart=latency-histogram]').getBoundingClientRect().height")
+            > 100
+        )
         # type into the filter box, as a user does
         browser.js("document.getElementById('q').focus()")
         browser.send(("Input.insertText", {"text": "server went away"}))
         assert browser.js("document.getElementById('shown').textContent") == "1"
-        visible = browser.js("[...document.querySelectorAll('#samples tr.sample')].filter(r => !r.hidden)"
-                             ".map(r => r.dataset.error)")
+        visible = browser.js(
+            "[...document.querySelectorAll('#samples tr.sample')].filter(r => !r.hidden).map(r => r.dataset.error)"
+        )
         assert visible == ["backend_error"]
         # clear it and pick an error type from the list instead
         browser.js("const q = document.getElementById('q'); q.value = ''; q.dispatchEvent(new Event('input'))")
         assert browser.js("document.getElementById('shown').textContent") == str(total)
-        shown = browser.js("const s = document.getElementById('f-run'); s.selectedIndex = 2;"
-                           "s.dispatchEvent(new Event('change')); document.getElementById('shown').textContent")
-        weak = browser.js("[...document.querySelectorAll('#samples tr.sample')].filter(r => r.dataset.run"
-                          ".includes('weak')).length")
+        shown = browser.js(
+            "const s = document.getElementById('f-run'); s.selectedIndex = 2;"
+            "s.dispatchEvent(new Event('change')); document.getElementById('shown').textContent"
+        )
+        weak = browser.js(
+            "[...document.querySelectorAll('#samples tr.sample')].filter(r => r.dataset.run.includes('weak')).length"
+        )
         assert int(shown) == weak and 0 < weak < total
     finally:
         browser.close()

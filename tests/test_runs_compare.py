@@ -33,10 +33,22 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         for i, t in enumerate(tasks):  # seed 0's index wins where seed 7 asks the same question
             OracleBackend.answers.setdefault(t.messages[-1].content, (i, render_expected(t)))
     made = {}
-    for key, model, seed, tool_format in (("strong", "strong", 0, "prompt"), ("weak", "weak", 0, "prompt"),
-                                          ("seed7", "strong", 7, "prompt"), ("native", "strong", 0, "native")):
-        config = RunConfig(tasks="bitagent", backend="oracle", model=model, limit=N, seed=seed,
-                           tool_format=tool_format, output_dir=str(out / key), tags=[key])
+    for key, model, seed, tool_format in (
+        ("strong", "strong", 0, "prompt"),
+        ("weak", "weak", 0, "prompt"),
+        ("seed7", "strong", 7, "prompt"),
+        ("native", "strong", 0, "native"),
+    ):
+        config = RunConfig(
+            tasks="bitagent",
+            backend="oracle",
+            model=model,
+            limit=N,
+            seed=seed,
+            tool_format=tool_format,
+            output_dir=str(out / key),
+            tags=[key],
+        )
         made[key] = Path(asyncio.run(Evaluation(config, registry).run()).run_dir)
     return made
 

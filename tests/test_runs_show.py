@@ -6,12 +6,20 @@ from __future__ import annotations
 from bitagent_core.records import SampleRecord
 from bitagent_plugins.runs.view import last_prompt
 
-LINE = {"task_id": "multi_turn_base_1", "source": "bfcl", "category": "multi_turn_base", "status": "ok",
-        "score": 0.0, "passed": False,
-        "messages": [{"role": "system", "content": "tools"}, {"role": "user", "content": "first turn"}],
-        "turns": [{"messages": [{"role": "user", "content": "second turn"}]},
-                  {"messages": [{"role": "user", "content": "third turn"}]}],
-        "completion": {"text": "the last step's answer"}}
+LINE = {
+    "task_id": "multi_turn_base_1",
+    "source": "bfcl",
+    "category": "multi_turn_base",
+    "status": "ok",
+    "score": 0.0,
+    "passed": False,
+    "messages": [{"role": "system", "content": "tools"}, {"role": "user", "content": "first turn"}],
+    "turns": [
+        {"messages": [{"role": "user", "content": "second turn"}]},
+        {"messages": [{"role": "user", "content": "third turn"}]},
+    ],
+    "completion": {"text": "the last step's answer"},
+}
 
 
 def steps(n: int) -> list[list[dict]]:
@@ -37,16 +45,32 @@ def test_runs_show_of_a_failed_run_says_why(tmp_path):
 
     run = tmp_path / "20261207T000000Z_bitagent_default"
     run.mkdir()
-    (run / "results.json").write_text(json.dumps({
-        "status": "failed", "run_dir": str(run), "config": {"tasks": "bitagent", "backend": "openai"},
-        "error": "the openai backend could not start: RuntimeError: the server at http://127.0.0.1:9 is not usable",
-        "schema_version": "1.0"}))
-    shown = subprocess.run([str(Path(sys.executable).parent / "bitagent"), "runs", "show", str(run)],
-                           capture_output=True, text=True, timeout=120)
+    (run / "results.json").write_text(
+        json.dumps(
+            {
+                "status": "failed",
+                "run_dir": str(run),
+                "config": {"tasks": "bitagent", "backend": "openai"},
+                "error": "the openai backend could not start: RuntimeError: "
+                "the server at http://127.0.0.1:9 is not usable",
+                "schema_version": "1.0",
+            }
+        )
+    )
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "bitagent"), "runs", "show", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     text = " ".join(shown.stdout.split())
     assert "failed: the openai backend could not start" in text and "0 of 0 samples" in text
-    listed = subprocess.run([str(Path(sys.executable).parent / "bitagent"), "runs", "list", "-o", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [str(Path(sys.executable).parent / "bitagent"), "runs", "list", "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     row = next(line for line in listed.stdout.splitlines() if "_bitagent_default" in line)
     assert "0.000" not in row and row.rstrip(" │").endswith("-")  # no score, not a score of 0

@@ -69,8 +69,16 @@ def make_registry(backend):
 
 
 def run(tmp_path, backend, scorer, **config):
-    config = RunConfig(**{"tasks": "counter:2", "backend": "scripted", "scorer": scorer, "limit": 3,
-                          "output_dir": str(tmp_path), **config})
+    config = RunConfig(
+        **{
+            "tasks": "counter:2",
+            "backend": "scripted",
+            "scorer": scorer,
+            "limit": 3,
+            "output_dir": str(tmp_path),
+            **config,
+        }
+    )
     results = asyncio.run(Evaluation(config, make_registry(backend)).run())
     return results, rundir.read_samples(next(tmp_path.iterdir()))
 
@@ -112,8 +120,9 @@ def test_single_turn_samples_follow_the_same_rules(tmp_path):
 def test_rescoring_guards_the_scorer_like_a_run(tmp_path):
     results, _ = run(tmp_path / "runs", ScriptedBackend(), "final-value")
     assert results.n_passed == 3
-    rescored, _ = rescore_run(results.run_dir, make_registry(ScriptedBackend()), scorer="raises-on-count-1",
-                              output_dir=tmp_path / "rescored")
+    rescored, _ = rescore_run(
+        results.run_dir, make_registry(ScriptedBackend()), scorer="raises-on-count-1", output_dir=tmp_path / "rescored"
+    )
     samples = rundir.read_samples(next((tmp_path / "rescored").iterdir()))
     assert rescored.status == "complete" and rescored.n_scorer_errors == 1 and rescored.n_passed == 2
     assert samples["count-1"].error_type == "scorer_error" and samples["count-0"].passed
@@ -121,8 +130,9 @@ def test_rescoring_guards_the_scorer_like_a_run(tmp_path):
 
 def test_scoring_a_responses_file_guards_the_scorer_too(tmp_path):
     responses = tmp_path / "responses.jsonl"
-    responses.write_text("".join(json.dumps({"task_id": f"count-{i}", "response": "[add(n=1)]"}) + "\n"
-                                 for i in range(3)))
+    responses.write_text(
+        "".join(json.dumps({"task_id": f"count-{i}", "response": "[add(n=1)]"}) + "\n" for i in range(3))
+    )
     registry = make_registry(ScriptedBackend())
     tasks = load_tasks(registry, "single", 0, 3)
     tally = score_responses(responses, tasks, RaisesOnCount1())

@@ -36,11 +36,19 @@ PY = sys.executable
 BITAGENT = str(Path(sys.executable).parent / "bitagent")
 
 TASKS = [
-    {"id": f"weather-{city}", "category": "single_call",
-     "messages": [{"role": "user", "content": f"What's the weather in {city}?"}],
-     "tools": [{"name": "get_weather", "description": "Current weather for a city",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}],
-     "expected_calls": [{"get_weather": {"city": [city]}}]}
+    {
+        "id": f"weather-{city}",
+        "category": "single_call",
+        "messages": [{"role": "user", "content": f"What's the weather in {city}?"}],
+        "tools": [
+            {
+                "name": "get_weather",
+                "description": "Current weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            }
+        ],
+        "expected_calls": [{"get_weather": {"city": [city]}}],
+    }
     for city in ("Paris", "Rome", "Oslo", "Lima", "Cairo", "Tokyo", "Quito", "Dakar")
 ]
 
@@ -52,8 +60,22 @@ def environ_of(pid: int) -> dict[str, str]:
 
 
 def llama_argv(model: Path, port: int | str, n_ctx: int = 1024, *extra: str) -> list[str]:
-    return [PY, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-            "--n_ctx", str(n_ctx), "--n_threads", "1", *extra]
+    return [
+        PY,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        "1",
+        *extra,
+    ]
 
 
 @pytest.fixture
@@ -64,8 +86,7 @@ def tasks_jsonl(tmp_path) -> Path:
 
 
 def evaluate(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([BITAGENT, "evaluate", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          **kwargs)
+    return subprocess.run([BITAGENT, "evaluate", *args], cwd=cwd, capture_output=True, text=True, timeout=600, **kwargs)
 
 
 def only_run_dir(out: Path) -> Path:
@@ -129,7 +150,9 @@ def serve(args, model):
     server.serve_forever()
 """
 
-SGLANG_MAIN = STAND_IN + r"""
+SGLANG_MAIN = (
+    STAND_IN
+    + r"""
 parser = argparse.ArgumentParser()
 for flag in ("--model-path", "--revision", "--host", "--mem-fraction-static", "--context-length",
              "--tool-call-parser"):
@@ -140,8 +163,11 @@ parser.add_argument("--enable-metrics", action="store_true")
 args = parser.parse_args()
 serve(args, args.model_path)
 """
+)
 
-VLLM_MAIN = STAND_IN + r"""
+VLLM_MAIN = (
+    STAND_IN
+    + r"""
 parser = argparse.ArgumentParser()
 for flag in ("--model", "--revision", "--host", "--gpu-memory-utilization", "--served-model-name",
              "--tool-call-parser"):
@@ -153,14 +179,17 @@ parser.add_argument("--enable-auto-tool-choice", action="store_true")
 args = parser.parse_args()
 serve(args, args.served_model_name or args.model)
 """
+)
 
 
 @pytest.fixture
 def stand_ins(tmp_path, monkeypatch) -> Path:
     """``sglang.launch_server`` and ``vllm.entrypoints.openai.api_server`` on PYTHONPATH; returns the record file."""
     root = tmp_path / "stand-ins"
-    for module, source in (("sglang/launch_server.py", SGLANG_MAIN),
-                           ("vllm/entrypoints/openai/api_server.py", VLLM_MAIN)):
+    for module, source in (
+        ("sglang/launch_server.py", SGLANG_MAIN),
+        ("vllm/entrypoints/openai/api_server.py", VLLM_MAIN),
+    ):
         path = root / module
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(source)
@@ -173,26 +202,84 @@ def stand_ins(tmp_path, monkeypatch) -> Path:
     return record
 
 
-@pytest.mark.parametrize(("backend_class", "model", "options", "given"), [
-    (SglangBackend, "Qwen/Qwen2.5-7B-Instruct@0123abcd",
-     {"mem_fraction_static": "0.8", "context_length": "25000", "tp": "2", "dp": "2", "visible_devices": "2,3",
-      "extra_args": "--enable-metrics"},
-     {"model_path": "Qwen/Qwen2.5-7B-Instruct", "revision": "0123abcd", "mem_fraction_static": "0.8",
-      "context_length": "25000", "tp_size": 2, "dp_size": 2, "enable_metrics": True}),
-    (SglangBackend, "org/model", {}, {"model_path": "org/model", "revision": None, "mem_fraction_static": "0.85",
-                                      "tp_size": None, "context_length": "25000", "tool_call_parser": "pythonic"}),
-    (VllmBackend, "meta/llama", {"revision": "abc", "gpu_memory_utilization": "0.7", "max_model_len": "8192",
-                                 "tp": "4", "dp": "2", "visible_devices": "0,1,2,3",
-                                 "extra_args": "--served-model-name 'm x'"},
-     {"model": "meta/llama", "revision": "abc", "gpu_memory_utilization": "0.7", "max_model_len": 8192,
-      "tensor_parallel_size": 4, "data_parallel_size": 2, "served_model_name": "m x",
-      "enable_auto_tool_choice": True, "tool_call_parser": "pythonic", "kv_cache_memory_bytes": None}),
-    (VllmBackend, "meta/llama", {"kv_cache_gib": "2", "tool_call_parser": "hermes"},
-     {"max_model_len": 25000, "gpu_memory_utilization": "0.85", "kv_cache_memory_bytes": 2 * 2**30,
-      "tool_call_parser": "hermes"}),
-])
+@pytest.mark.parametrize(
+    ("backend_class", "model", "options", "given"),
+    [
+        (
+            SglangBackend,
+            "Qwen/Qwen2.5-7B-Instruct@0123abcd",
+            {
+                "mem_fraction_static": "0.8",
+                "context_length": "25000",
+                "tp": "2",
+                "dp": "2",
+                "visible_devices": "2,3",
+                "extra_args": "--enable-metrics",
+            },
+            {
+                "model_path": "Qwen/Qwen2.5-7B-Instruct",
+                "revision": "0123abcd",
+                "mem_fraction_static": "0.8",
+                "context_length": "25000",
+                "tp_size": 2,
+                "dp_size": 2,
+                "enable_metrics": True,
+            },
+        ),
+        (
+            SglangBackend,
+            "org/model",
+            {},
+            {
+                "model_path": "org/model",
+                "revision": None,
+                "mem_fraction_static": "0.85",
+                "tp_size": None,
+                "context_length": "25000",
+                "tool_call_parser": "pythonic",
+            },
+        ),
+        (
+            VllmBackend,
+            "meta/llama",
+            {
+                "revision": "abc",
+                "gpu_memory_utilization": "0.7",
+                "max_model_len": "8192",
+                "tp": "4",
+                "dp": "2",
+                "visible_devices": "0,1,2,3",
+                "extra_args": "--served-model-name 'm x'",
+            },
+            {
+                "model": "meta/llama",
+                "revision": "abc",
+                "gpu_memory_utilization": "0.7",
+                "max_model_len": 8192,
+                "tensor_parallel_size": 4,
+                "data_parallel_size": 2,
+                "served_model_name": "m x",
+                "enable_auto_tool_choice": True,
+                "tool_call_parser": "pythonic",
+                "kv_cache_memory_bytes": None,
+            },
+        ),
+        (
+            VllmBackend,
+            "meta/llama",
+            {"kv_cache_gib": "2", "tool_call_parser": "hermes"},
+            {
+                "max_model_len": 25000,
+                "gpu_memory_utilization": "0.85",
+                "kv_cache_memory_bytes": 2 * 2**30,
+                "tool_call_parser": "hermes",
+            },
+        ),
+    ],
+)
 def test_sglang_and_vllm_get_what_they_understand_bind_loopback_and_answer(
-        backend_class, model, options, given, stand_ins, server_records, owner_token, tmp_path):
+    backend_class, model, options, given, stand_ins, server_records, owner_token, tmp_path
+):
     backend = backend_class(model, {**options, "server_python": PY, "ready_timeout": "60"})
 
     async def main():
@@ -235,20 +322,27 @@ def test_llama_cpp_server_replicas_split_the_cores_for_prompts_and_generation(em
     assert one.log_name(0) == "server.log"
 
 
-@pytest.mark.parametrize(("backend", "model", "options", "message"), [
-    (SglangBackend, None, {}, "needs --model"),
-    (SglangBackend, "org/m@", {}, "empty revision"),
-    (SglangBackend, "org/m@a", {"revision": "b"}, "two revisions"),
-    (SglangBackend, "org/m", {"tp": "two"}, "tp=.two.: Input should be a valid integer"),
-    (SglangBackend, "org/m", {"mem_fraction_static": "1.5"}, r"fraction of GPU memory"),
-    (SglangBackend, "org/m", {"n_ctx": "1"}, "has no option 'n_ctx'"),
-    (VllmBackend, "org/m", {"context_length": "4096"}, "has no option 'context_length'"),
-    (LlamaCppServerBackend, None, {"replicas": "0"}, "must be > 0"),
-    (OpenAIBackend, None, {}, "needs --base-url"),
-    (OpenAIBackend, None, {"base_url": "localhost:8000"}, "must start with http"),
-    (OpenAIBackend, None, {"base_url": "http://127.0.0.1:1", "api_key_env": "BITAGENT_TEST_UNSET_KEY"},
-     "BITAGENT_TEST_UNSET_KEY .* is not set"),
-])
+@pytest.mark.parametrize(
+    ("backend", "model", "options", "message"),
+    [
+        (SglangBackend, None, {}, "needs --model"),
+        (SglangBackend, "org/m@", {}, "empty revision"),
+        (SglangBackend, "org/m@a", {"revision": "b"}, "two revisions"),
+        (SglangBackend, "org/m", {"tp": "two"}, "tp=.two.: Input should be a valid integer"),
+        (SglangBackend, "org/m", {"mem_fraction_static": "1.5"}, r"fraction of GPU memory"),
+        (SglangBackend, "org/m", {"n_ctx": "1"}, "has no option 'n_ctx'"),
+        (VllmBackend, "org/m", {"context_length": "4096"}, "has no option 'context_length'"),
+        (LlamaCppServerBackend, None, {"replicas": "0"}, "must be > 0"),
+        (OpenAIBackend, None, {}, "needs --base-url"),
+        (OpenAIBackend, None, {"base_url": "localhost:8000"}, "must start with http"),
+        (
+            OpenAIBackend,
+            None,
+            {"base_url": "http://127.0.0.1:1", "api_key_env": "BITAGENT_TEST_UNSET_KEY"},
+            "BITAGENT_TEST_UNSET_KEY .* is not set",
+        ),
+    ],
+)
 def test_bad_options_are_clear_errors(backend, model, options, message):
     with pytest.raises(ValueError, match=message):
         backend(model, options)
@@ -265,10 +359,10 @@ def test_model_and_revision():
 
 
 @pytest.mark.parametrize("backend_class", [SglangBackend, VllmBackend])
-def test_sglang_and_vllm_lifecycle_with_a_llama_server_standing_in(backend_class, embedded_model, server_records,
-                                                                   owner_token, tmp_path):
-    backend = backend_class("org/model@rev1", {"visible_devices": "3", "ready_timeout": "120",
-                                               "stop_timeout": "5"})
+def test_sglang_and_vllm_lifecycle_with_a_llama_server_standing_in(
+    backend_class, embedded_model, server_records, owner_token, tmp_path
+):
+    backend = backend_class("org/model@rev1", {"visible_devices": "3", "ready_timeout": "120", "stop_timeout": "5"})
     real_command = backend.command(12345, 0)
     backend.launch_argv = lambda port, replica: llama_argv(embedded_model, port)
     task = Task.from_json(TASKS[0])
@@ -348,8 +442,24 @@ def test_replicas_share_the_requests_and_survive_one_dying(embedded_model, serve
 
 
 def test_evaluate_with_llama_cpp_server_end_to_end(embedded_model, server_records, owner_token, tasks_jsonl, tmp_path):
-    done = evaluate("--backend", "llama-cpp-server", "--tasks", f"jsonl:{tasks_jsonl}", "-n", "3", "-B",
-                    "n_threads=1", "-B", "n_ctx=1024", "--ready-timeout", "120", "-o", "out", "--json", cwd=tmp_path)
+    done = evaluate(
+        "--backend",
+        "llama-cpp-server",
+        "--tasks",
+        f"jsonl:{tasks_jsonl}",
+        "-n",
+        "3",
+        "-B",
+        "n_threads=1",
+        "-B",
+        "n_ctx=1024",
+        "--ready-timeout",
+        "120",
+        "-o",
+        "out",
+        "--json",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
     assert results["status"] == "complete" and results["n_scored"] == 3 and results["n_failed"] == 0
@@ -364,11 +474,32 @@ def test_evaluate_with_llama_cpp_server_end_to_end(embedded_model, server_record
     assert ours(owner_token) == [] and read_records(server_records) == []
 
 
-def test_a_server_killed_mid_run_keeps_finished_samples_and_resume_completes(embedded_model, server_records,
-                                                                             owner_token, tasks_jsonl, tmp_path):
-    run = subprocess.Popen([BITAGENT, "evaluate", "--backend", "llama-cpp-server", "--tasks", f"jsonl:{tasks_jsonl}",
-                            "-n", "8", "-B", "n_threads=1", "-B", "n_ctx=1024", "-o", "out", "--json"],
-                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_a_server_killed_mid_run_keeps_finished_samples_and_resume_completes(
+    embedded_model, server_records, owner_token, tasks_jsonl, tmp_path
+):
+    run = subprocess.Popen(
+        [
+            BITAGENT,
+            "evaluate",
+            "--backend",
+            "llama-cpp-server",
+            "--tasks",
+            f"jsonl:{tasks_jsonl}",
+            "-n",
+            "8",
+            "-B",
+            "n_threads=1",
+            "-B",
+            "n_ctx=1024",
+            "-o",
+            "out",
+            "--json",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run_dir = wait_for_samples(tmp_path / "out", 1, run)
     (record,) = read_records(server_records)
     os.killpg(record["pgid"], signal.SIGKILL)  # the server dies; the evaluator goes on
@@ -379,8 +510,9 @@ def test_a_server_killed_mid_run_keeps_finished_samples_and_resume_completes(emb
     assert results["n_scored"] >= 1 and results["n_failed"] >= 1
     assert results["n_scored"] + results["n_failed"] == 8
     failed = [r for r in samples(run_dir).values() if r["status"] == "failed"]
-    assert all("exited with code -9" in r["completion"]["error"] and "--resume" in r["completion"]["error"]
-               for r in failed)
+    assert all(
+        "exited with code -9" in r["completion"]["error"] and "--resume" in r["completion"]["error"] for r in failed
+    )
     finished = {k for k, r in samples(run_dir).items() if r["status"] == "ok"}
     assert ours(owner_token) == [] and read_records(server_records) == []
 
@@ -395,11 +527,32 @@ def test_a_server_killed_mid_run_keeps_finished_samples_and_resume_completes(emb
     assert ours(owner_token) == [] and read_records(server_records) == []
 
 
-def test_sigterm_to_evaluate_stops_the_server_and_resume_completes(embedded_model, server_records, owner_token,
-                                                                   tasks_jsonl, tmp_path):
-    run = subprocess.Popen([BITAGENT, "evaluate", "--backend", "llama-cpp-server", "--tasks", f"jsonl:{tasks_jsonl}",
-                            "-n", "4", "-B", "n_threads=1", "-B", "n_ctx=1024", "-o", "out", "--json"],
-                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_sigterm_to_evaluate_stops_the_server_and_resume_completes(
+    embedded_model, server_records, owner_token, tasks_jsonl, tmp_path
+):
+    run = subprocess.Popen(
+        [
+            BITAGENT,
+            "evaluate",
+            "--backend",
+            "llama-cpp-server",
+            "--tasks",
+            f"jsonl:{tasks_jsonl}",
+            "-n",
+            "4",
+            "-B",
+            "n_threads=1",
+            "-B",
+            "n_ctx=1024",
+            "-o",
+            "out",
+            "--json",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run_dir = wait_for_samples(tmp_path / "out", 1, run)
     run.send_signal(signal.SIGTERM)
     _, err = run.communicate(timeout=120)
@@ -412,29 +565,67 @@ def test_sigterm_to_evaluate_stops_the_server_and_resume_completes(embedded_mode
     assert ours(owner_token) == []
 
 
-def test_base_url_attaches_to_a_running_server(embedded_model, server_records, owner_token, tasks_jsonl, tmp_path,
-                                               monkeypatch):
+def test_base_url_attaches_to_a_running_server(
+    embedded_model, server_records, owner_token, tasks_jsonl, tmp_path, monkeypatch
+):
     key = uuid.uuid4().hex
-    server = ManagedServer(lambda port: llama_argv(embedded_model, port, 1024, "--api_key", key),
-                           headers={"Authorization": f"Bearer {key}"}, ready_timeout=120)
+    server = ManagedServer(
+        lambda port: llama_argv(embedded_model, port, 1024, "--api_key", key),
+        headers={"Authorization": f"Bearer {key}"},
+        ready_timeout=120,
+    )
     asyncio.run(server.start())
     try:
         monkeypatch.setenv("BITAGENT_TEST_KEY", key)
-        done = evaluate("--backend", "openai", "--base-url", server.base_url, "--api-key-env", "BITAGENT_TEST_KEY",
-                        "--tasks", f"jsonl:{tasks_jsonl}", "-n", "2", "-o", "out", "--json", cwd=tmp_path)
+        done = evaluate(
+            "--backend",
+            "openai",
+            "--base-url",
+            server.base_url,
+            "--api-key-env",
+            "BITAGENT_TEST_KEY",
+            "--tasks",
+            f"jsonl:{tasks_jsonl}",
+            "-n",
+            "2",
+            "-o",
+            "out",
+            "--json",
+            cwd=tmp_path,
+        )
         assert done.returncode == 0, done.stderr
         results = json.loads(done.stdout)
         assert results["n_scored"] == 2 and results["n_failed"] == 0
-        assert results["model"] == {"backend": "openai", "model": str(embedded_model),
-                                    "base_urls": [server.base_url], "api_key_env": "BITAGENT_TEST_KEY",
-                                    "options": {"api_key_env": "BITAGENT_TEST_KEY", "ready_timeout": 60.0,
-                                                "request_timeout": 300.0, "retries": 3}}
+        assert results["model"] == {
+            "backend": "openai",
+            "model": str(embedded_model),
+            "base_urls": [server.base_url],
+            "api_key_env": "BITAGENT_TEST_KEY",
+            "options": {
+                "api_key_env": "BITAGENT_TEST_KEY",
+                "ready_timeout": 60.0,
+                "request_timeout": 300.0,
+                "retries": 3,
+            },
+        }
         assert key not in (only_run_dir(tmp_path / "out") / "results.json").read_text()
         assert server.running  # attached, not owned: the run left it alone
         monkeypatch.setenv("BITAGENT_TEST_KEY", "wrong")
-        refused = evaluate("--backend", "openai", "--base-url", server.base_url, "--api-key-env",
-                           "BITAGENT_TEST_KEY", "--tasks", f"jsonl:{tasks_jsonl}", "-n", "1", "-o", "out2",
-                           cwd=tmp_path)
+        refused = evaluate(
+            "--backend",
+            "openai",
+            "--base-url",
+            server.base_url,
+            "--api-key-env",
+            "BITAGENT_TEST_KEY",
+            "--tasks",
+            f"jsonl:{tasks_jsonl}",
+            "-n",
+            "1",
+            "-o",
+            "out2",
+            cwd=tmp_path,
+        )
         assert refused.returncode == 3 and "HTTP 401" in refused.stderr
     finally:
         server.stop()
@@ -443,16 +634,34 @@ def test_base_url_attaches_to_a_running_server(embedded_model, server_records, o
 
 @pytest.mark.slow
 def test_server_flags_go_only_to_backends_that_take_them(tasks_jsonl, tmp_path, monkeypatch):
-    refused = evaluate("--backend", "llama-cpp", "--server-python", PY, "--tasks", f"jsonl:{tasks_jsonl}",
-                       cwd=tmp_path)
+    refused = evaluate("--backend", "llama-cpp", "--server-python", PY, "--tasks", f"jsonl:{tasks_jsonl}", cwd=tmp_path)
     assert refused.returncode == 2 and "does not take --server-python" in refused.stderr
-    clash = evaluate("--backend", "llama-cpp-server", "-B", "ready_timeout=5", "--ready-timeout", "6",
-                     "--tasks", f"jsonl:{tasks_jsonl}", cwd=tmp_path)
+    clash = evaluate(
+        "--backend",
+        "llama-cpp-server",
+        "-B",
+        "ready_timeout=5",
+        "--ready-timeout",
+        "6",
+        "--tasks",
+        f"jsonl:{tasks_jsonl}",
+        cwd=tmp_path,
+    )
     assert clash.returncode == 2 and "ready_timeout given twice" in clash.stderr
     # from the environment, a flag the backend does not take is meant for other backends: left out
     monkeypatch.setenv("BITAGENT_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("BITAGENT_SERVER_PYTHON", PY)
-    ignored = evaluate("--backend", "llama-cpp", "-m", str(tmp_path / "absent.gguf"), "--tasks",
-                       f"jsonl:{tasks_jsonl}", "-o", "out", "--json", cwd=tmp_path)
+    ignored = evaluate(
+        "--backend",
+        "llama-cpp",
+        "-m",
+        str(tmp_path / "absent.gguf"),
+        "--tasks",
+        f"jsonl:{tasks_jsonl}",
+        "-o",
+        "out",
+        "--json",
+        cwd=tmp_path,
+    )
     assert ignored.returncode == 3 and "no such model file" in ignored.stderr
     assert "base_url" not in ignored.stderr and "server_python" not in ignored.stderr

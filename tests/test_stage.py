@@ -37,24 +37,61 @@ def _chain(tmp_path: Path) -> FileChain:
     return FileChain(path)
 
 
-def _stage(tmp_path: Path, chain: FileChain, *args: str, timeout: float = 300,
-           env: dict | None = None) -> subprocess.CompletedProcess:
+def _stage(
+    tmp_path: Path, chain: FileChain, *args: str, timeout: float = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     environ = _environ(tmp_path)
     if env:
         environ.update(PATH=env["PATH"], PM2_HOME=env["PM2_HOME"])
-    return subprocess.run([sys.executable, str(DRIVER), "stage", "--chain-file", str(chain.path), "--",
-                           "--subnet_prefix", PREFIX, "--wallet.path", str(tmp_path / "wallets"),
-                           "--staging-dir", str(tmp_path / "staging"), *args],
-                          cwd=ROOT, env=environ, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(DRIVER),
+            "stage",
+            "--chain-file",
+            str(chain.path),
+            "--",
+            "--subnet_prefix",
+            PREFIX,
+            "--wallet.path",
+            str(tmp_path / "wallets"),
+            "--staging-dir",
+            str(tmp_path / "staging"),
+            *args,
+        ],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _start_stage(tmp_path: Path, chain: FileChain, *args: str) -> subprocess.Popen:
     log = open(tmp_path / "stage.log", "w")
-    return subprocess.Popen([sys.executable, str(DRIVER), "stage", "--chain-file", str(chain.path), "--",
-                             "--subnet_prefix", PREFIX, "--wallet.path", str(tmp_path / "wallets"),
-                             "--staging-dir", str(tmp_path / "staging"), "--launcher", "process", *args],
-                            cwd=ROOT, env=_environ(tmp_path), stdout=log,
-                            stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(DRIVER),
+            "stage",
+            "--chain-file",
+            str(chain.path),
+            "--",
+            "--subnet_prefix",
+            PREFIX,
+            "--wallet.path",
+            str(tmp_path / "wallets"),
+            "--staging-dir",
+            str(tmp_path / "staging"),
+            "--launcher",
+            "process",
+            *args,
+        ],
+        cwd=ROOT,
+        env=_environ(tmp_path),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _wait(predicate, proc: subprocess.Popen, log: Path, timeout_s: float):
@@ -71,8 +108,9 @@ def _wait(predicate, proc: subprocess.Popen, log: Path, timeout_s: float):
 def _hotkey(tmp_path: Path, kind: str, i: int) -> str:
     import bittensor as bt
 
-    return bt.Wallet(f"{PREFIX}_coldkey_{kind}_{i}", f"{PREFIX}_hotkey_{kind}_{i}",
-                     str(tmp_path / "wallets")).hotkey.ss58_address
+    return bt.Wallet(
+        f"{PREFIX}_coldkey_{kind}_{i}", f"{PREFIX}_hotkey_{kind}_{i}", str(tmp_path / "wallets")
+    ).hotkey.ss58_address
 
 
 @pytest.mark.slow
@@ -109,8 +147,16 @@ def test_stage_steps_skips_and_launching_miners(tmp_path):
 
     # --only-launch --skip-launch_v: the two miners only, as supervised child processes
     model = "acme/staged@" + "a" * 40
-    proc = _start_stage(tmp_path, chain, "--only-launch", "--skip-launch_v", "--model", model,
-                        "--miner-arg=--axon.port=0", "--miner-arg=--metagraph-refresh=1")
+    proc = _start_stage(
+        tmp_path,
+        chain,
+        "--only-launch",
+        "--skip-launch_v",
+        "--model",
+        model,
+        "--miner-arg=--axon.port=0",
+        "--miner-arg=--metagraph-refresh=1",
+    )
     log = tmp_path / "stage.log"
     try:
         ready = [tmp_path / "staging" / f"{PREFIX}-miner-{i}.ready" for i in range(2)]
@@ -140,8 +186,9 @@ def test_stage_steps_skips_and_launching_miners(tmp_path):
     # kill -9 of the supervising `stage` takes its children along (no orphaned miners)
     for r in ready:
         r.unlink()
-    proc = _start_stage(tmp_path, chain, "--only-launch", "--skip-launch_v", "--model", model,
-                        "--miner-arg=--axon.port=0")
+    proc = _start_stage(
+        tmp_path, chain, "--only-launch", "--skip-launch_v", "--model", model, "--miner-arg=--axon.port=0"
+    )
     try:
         _wait(lambda: all(r.exists() and r.read_text().strip() for r in ready), proc, log, 120)
         pids = [app["pid"] for app in json.loads((tmp_path / "staging" / "stage.json").read_text())["apps"].values()]
@@ -162,8 +209,21 @@ def test_stage_launches_pm2_apps(tmp_path, pm2_env):
     done = _stage(tmp_path, chain, "--num_validators", "0", "--num_miners", "2", "--skip-launch")
     assert done.returncode == 0, done.stdout + done.stderr
     model = "acme/staged@" + "e" * 40
-    done = _stage(tmp_path, chain, "--num_validators", "0", "--num_miners", "2", "--only-launch", "--model", model,
-                  "--miner-arg=--axon.port=0", "--launcher", "pm2", env=pm2_env)
+    done = _stage(
+        tmp_path,
+        chain,
+        "--num_validators",
+        "0",
+        "--num_miners",
+        "2",
+        "--only-launch",
+        "--model",
+        model,
+        "--miner-arg=--axon.port=0",
+        "--launcher",
+        "pm2",
+        env=pm2_env,
+    )
     assert done.returncode == 0, done.stdout + done.stderr  # pm2 keeps them running; stage returns
     names = [f"{PREFIX}-miner-{i}" for i in range(2)]
     assert all(f"pm2 app {name} started" in done.stdout for name in names)
@@ -183,8 +243,10 @@ def test_main_net_refuses_to_spend_and_test_net_has_no_faucet(tmp_path):
     chain = _chain(tmp_path)
     done = _stage(tmp_path, chain, "--main-net")
     assert done.returncode == 1
-    assert "--main-net with steps that spend TAO (faucet, miner_reg, subnet, val_reg): add --yes-i-mean-mainnet" \
+    assert (
+        "--main-net with steps that spend TAO (faucet, miner_reg, subnet, val_reg): add --yes-i-mean-mainnet"
         in done.stderr
+    )
     assert not (tmp_path / "wallets").exists() and chain.extrinsics() == []
     done = _stage(tmp_path, chain, "--test-net", "--skip-subnet", "--skip-reg")
     assert done.returncode == 1 and "no dev account to fund wallets from on the test network" in done.stderr
@@ -195,11 +257,26 @@ def test_main_net_refuses_to_spend_and_test_net_has_no_faucet(tmp_path):
 @pytest.mark.model
 def test_stage_one_validator_two_miners_then_a_round(tmp_path, embedded_model):
     chain = _chain(tmp_path)
-    proc = _start_stage(tmp_path, chain, "--num_validators", "1", "--num_miners", "2", "--model-file",
-                        str(embedded_model), "--miner-arg=--axon.port=0", "--miner-arg=--metagraph-refresh=1",
-                        "--validator-arg=--once", "--validator-arg=--sample-size=3", "--validator-arg=-B",
-                        "--validator-arg=n_threads=2", "--validator-arg=-B", "--validator-arg=n_ctx=2048",
-                        "--validator-arg=--sync-interval=5", "--validator-arg=--competition=city-time")
+    proc = _start_stage(
+        tmp_path,
+        chain,
+        "--num_validators",
+        "1",
+        "--num_miners",
+        "2",
+        "--model-file",
+        str(embedded_model),
+        "--miner-arg=--axon.port=0",
+        "--miner-arg=--metagraph-refresh=1",
+        "--validator-arg=--once",
+        "--validator-arg=--sample-size=3",
+        "--validator-arg=-B",
+        "--validator-arg=n_threads=2",
+        "--validator-arg=-B",
+        "--validator-arg=n_ctx=2048",
+        "--validator-arg=--sync-interval=5",
+        "--validator-arg=--competition=city-time",
+    )
     log = tmp_path / "stage.log"
     try:
         _wait(lambda: "validator-0 exited with code 0" in log.read_text(), proc, log, 900)

@@ -34,10 +34,12 @@ def test_fresh_state_is_wal_versioned_and_pickle_free(tmp_path):
         assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent in the file
-    tables = [r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
-                                        " AND name NOT LIKE 'sqlite_%'")]
-    assert {"schema_version", "neurons", "submissions", "vetting", "evaluations", "weights_history",
-            "rounds"} <= set(tables)
+    tables = [
+        r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    ]
+    assert {"schema_version", "neurons", "submissions", "vetting", "evaluations", "weights_history", "rounds"} <= set(
+        tables
+    )
     for table in tables:
         for column in raw.execute(f"PRAGMA table_info({table})"):
             assert column[2] in ("INTEGER", "TEXT", "REAL"), (table, column)
@@ -158,8 +160,10 @@ def test_evaluation_lifecycle_and_resume(tmp_path):
 
 
 def test_scores_credit_the_earliest_committer(st):
-    st.sync_neurons({0: "early", 1: "copycat", 2: "late-same-block", 3: "other", 4: "vetted-out", 5: "pending",
-                     6: "crashed"}, block=1)
+    st.sync_neurons(
+        {0: "early", 1: "copycat", 2: "late-same-block", 3: "other", 4: "vetted-out", 5: "pending", 6: "crashed"},
+        block=1,
+    )
     st.upsert_submission("early", 0, "orig/model", None, SHA_A, 100)
     st.upsert_submission("copycat", 1, "thief/model", None, SHA_A, 200)  # same commit pushed to another repo
     st.upsert_submission("late-same-block", 2, "orig/model", None, SHA_A, 100)  # tie: smaller hotkey wins
@@ -167,8 +171,7 @@ def test_scores_credit_the_earliest_committer(st):
     st.upsert_submission("vetted-out", 4, "bad/m", None, SHA_C, 10)
     st.upsert_submission("pending", 5, "p/m", None, "d" * 40, 10)
     st.upsert_submission("crashed", 6, "c/m", None, "e" * 40, 10)
-    for key in (f"orig/model@{SHA_A}", f"thief/model@{SHA_A}", f"x/y@{SHA_B}", f"p/m@{'d' * 40}",
-                f"c/m@{'e' * 40}"):
+    for key in (f"orig/model@{SHA_A}", f"thief/model@{SHA_A}", f"x/y@{SHA_B}", f"p/m@{'d' * 40}", f"c/m@{'e' * 40}"):
         st.record_vetting(key, True, "ok")
         assert st.claim_evaluation(key, "bfcl", "v1")
     st.record_vetting(f"bad/m@{SHA_C}", False, "license 'other'")
@@ -176,8 +179,14 @@ def test_scores_credit_the_earliest_committer(st):
     st.finish_evaluation(f"thief/model@{SHA_A}", "bfcl", "v1", score=0.9, n_tasks=100)
     st.finish_evaluation(f"x/y@{SHA_B}", "bfcl", "v1", score=0.4, n_tasks=100)
     st.fail_evaluation(f"c/m@{'e' * 40}", "bfcl", "v1", reason="oom")
-    assert st.scores_by_hotkey("bfcl", "v1") == {"early": 0.9, "copycat": 0.0, "late-same-block": 0.0,
-                                                 "other": 0.4, "vetted-out": 0.0, "crashed": 0.0}
+    assert st.scores_by_hotkey("bfcl", "v1") == {
+        "early": 0.9,
+        "copycat": 0.0,
+        "late-same-block": 0.0,
+        "other": 0.4,
+        "vetted-out": 0.0,
+        "crashed": 0.0,
+    }
     assert st.scores_by_uid("bfcl", "v1") == {0: 0.9, 1: 0.0, 2: 0.0, 3: 0.4, 4: 0.0, 6: 0.0}
     assert st.scores_by_hotkey("bfcl", "v2") == {"copycat": 0.0, "late-same-block": 0.0, "vetted-out": 0.0}
     st.sync_neurons({1: "copycat"}, block=2)  # the earliest committer deregistered: credit moves
@@ -205,26 +214,30 @@ def test_rounds_resume_with_their_seed(st):
 
 
 def test_weights_history(st):
-    first = st.record_weights(block=10, competition_version="v1", uids=[0, 3], weights=[0.25, 0.75],
-                              submitted=True, result="ok")
-    second = st.record_weights(block=20, competition_version="v1", uids=[1], weights=[1.0], submitted=False,
-                               result="rate limited")
+    first = st.record_weights(
+        block=10, competition_version="v1", uids=[0, 3], weights=[0.25, 0.75], submitted=True, result="ok"
+    )
+    second = st.record_weights(
+        block=20, competition_version="v1", uids=[1], weights=[1.0], submitted=False, result="rate limited"
+    )
     rows = st.weights_history()
     assert [r.id for r in rows] == [second, first]
     assert (rows[1].uids, rows[1].weights, rows[1].submitted) == ([0, 3], [0.25, 0.75], True)
     assert st.weights_history(limit=1)[0].result == "rate limited"
     with pytest.raises(StateError):
-        st.record_weights(block=1, competition_version="v1", uids=[1, 2], weights=[1.0], submitted=False,
-                          result="")
+        st.record_weights(block=1, competition_version="v1", uids=[1, 2], weights=[1.0], submitted=False, result="")
     with pytest.raises(ValueError):
-        st.record_weights(block=1, competition_version="v1", uids=[1], weights=[float("nan")], submitted=False,
-                          result="")
+        st.record_weights(
+            block=1, competition_version="v1", uids=[1], weights=[float("nan")], submitted=False, result=""
+        )
     assert len(st.weights_history()) == 2  # the failed calls left nothing
 
 
 def test_check_reports_broken_invariants(st):
-    st._db.execute("INSERT INTO evaluations (model_key, competition, competition_version, status, updated_at)"
-                   " VALUES ('ghost@x', 'c', '1', 'done', 0)")
+    st._db.execute(
+        "INSERT INTO evaluations (model_key, competition, competition_version, status, updated_at)"
+        " VALUES ('ghost@x', 'c', '1', 'done', 0)"
+    )
     st._db.execute("INSERT INTO rounds (seed, started_at, finished_at, status) VALUES (1, 0, 5, 'running')")
     problems = st.check()
     assert "evaluation of unknown model ghost@x" in problems
@@ -299,8 +312,9 @@ def test_survives_kill_9_at_random_moments(tmp_path):
     rounds_started: dict[int, int] = {}
     finished: set[int] = set()
     for trial in range(24):
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(trial)], stdout=subprocess.PIPE,
-                                 text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(path), str(trial)], stdout=subprocess.PIPE, text=True
+        )
         try:
             assert child.stdout.readline().strip() == "ready"
             time.sleep(rng.uniform(0.01, 0.35))
@@ -333,13 +347,19 @@ def test_survives_kill_9_at_random_moments(tmp_path):
             # every finished evaluation is in the history and in its weights' moving average exactly once
             counted: dict[tuple[str, str], int] = {}
             for e in s.evaluations():
-                history = [h for h in reversed(s.history(e.model_key, 10_000))
-                           if h["competition_version"] == e.competition_version]
+                history = [
+                    h
+                    for h in reversed(s.history(e.model_key, 10_000))
+                    if h["competition_version"] == e.competition_version
+                ]
                 assert len(history) == e.n_done, f"trial {trial}"
                 group = (e.competition_version, "sha:" + e.model_key.rpartition("@")[2])
                 counted[group] = counted.get(group, 0) + e.n_done
-            averages = {(v, g): n for v in {e.competition_version for e in s.evaluations()}
-                        for g, (_value, n) in s.ema("bfcl", v).items()}
+            averages = {
+                (v, g): n
+                for v in {e.competition_version for e in s.evaluations()}
+                for g, (_value, n) in s.ema("bfcl", v).items()
+            }
             assert averages == {k: n for k, n in counted.items() if n}, f"trial {trial}"
             s.resume_interrupted()
             assert all(e.status != "running" for e in s.evaluations())

@@ -34,8 +34,14 @@ def venv_python(tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("clean") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     project_site = sysconfig.get_paths()["purelib"]
     (site / "_bitagent_project.pth").write_text(f"import site; site.addsitedir({project_site!r})\n")
     return python
@@ -53,8 +59,21 @@ def test_the_package_installs_and_works_in_a_clean_venv(directory, venv_python, 
     shutil.copytree(ROOT / directory, package)  # build files land in the copy, not in the repository
     before = _run([venv_python, "-m", "bitagent_core", "plugins", "--json"])
     assert entry_point not in {row["name"] for row in json.loads(before.stdout)}, "not clean"
-    pip = _run([sys.executable, "-m", "pip", "--python", venv_python, "install", "--quiet", "--no-deps",
-                "--no-build-isolation", "-e", package])
+    pip = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            venv_python,
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-e",
+            package,
+        ]
+    )
     assert pip.returncode == 0, pip.stderr
     listed = _run([venv_python, "-m", "bitagent_core", "plugins", "--json"])
     rows = {row["name"]: row for row in json.loads(listed.stdout)}

@@ -26,10 +26,13 @@ from process_helpers import alive
 from bitagent_plugins.operator.update import Releases, no_evaluation_running
 
 ROOT = Path(__file__).resolve().parent.parent
-BITAGENT = [sys.executable, "-m", "bitagent_core.cli"] if not (Path(sys.executable).parent / "bitagent").exists() \
+BITAGENT = (
+    [sys.executable, "-m", "bitagent_core.cli"]
+    if not (Path(sys.executable).parent / "bitagent").exists()
     else [str(Path(sys.executable).parent / "bitagent")]
+)
 
-RELEASE_CODE = '''\
+RELEASE_CODE = """\
 import os, signal, sys, time
 
 VERSION = {version!r}
@@ -68,19 +71,28 @@ def main():
             time.sleep(0.05)
         return 0
     return 2
-'''
+"""
 
 
-def build_release(wheels: Path, version: str, *, check_exit: int = 0, crash_after: float | None = None,
-                  bump_state: bool = False, pin: bool = True) -> Path:
+def build_release(
+    wheels: Path,
+    version: str,
+    *,
+    check_exit: int = 0,
+    crash_after: float | None = None,
+    bump_state: bool = False,
+    pin: bool = True,
+) -> Path:
     """A wheel of ``bitagent==version`` (a real wheel: METADATA, entry points, RECORD with hashes)."""
     files = {
-        "bitagent_release/__init__.py": RELEASE_CODE.format(version=version, check_exit=check_exit,
-                                                            crash_after=crash_after, bump_state=bump_state).encode(),
-        f"bitagent-{version}.dist-info/METADATA": (f"Metadata-Version: 2.1\nName: bitagent\nVersion: {version}\n"
-                                                   "Provides-Extra: subnet\n").encode(),
+        "bitagent_release/__init__.py": RELEASE_CODE.format(
+            version=version, check_exit=check_exit, crash_after=crash_after, bump_state=bump_state
+        ).encode(),
+        f"bitagent-{version}.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: bitagent\nVersion: {version}\nProvides-Extra: subnet\n"
+        ).encode(),
         f"bitagent-{version}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                                               b"Tag: py3-none-any\n",
+        b"Tag: py3-none-any\n",
         f"bitagent-{version}.dist-info/entry_points.txt": b"[console_scripts]\nbitagent = bitagent_release:main\n",
     }
     record = []
@@ -101,25 +113,51 @@ def build_release(wheels: Path, version: str, *, check_exit: int = 0, crash_afte
 
 
 def update_args(tmp_path: Path, *extra: str) -> list[str]:
-    return [*BITAGENT, "update", "--root", str(tmp_path / "releases"), "--no-index", "--find-links",
-            str(tmp_path / "wheels"), "--hash-file", str(tmp_path / "pinned.sha256"),
-            "--state-path", str(tmp_path / "state.sqlite"),
-            "--check-command", "{bin}/bitagent validate --check --state-path {state}", *extra]
+    return [
+        *BITAGENT,
+        "update",
+        "--root",
+        str(tmp_path / "releases"),
+        "--no-index",
+        "--find-links",
+        str(tmp_path / "wheels"),
+        "--hash-file",
+        str(tmp_path / "pinned.sha256"),
+        "--state-path",
+        str(tmp_path / "state.sqlite"),
+        "--check-command",
+        "{bin}/bitagent validate --check --state-path {state}",
+        *extra,
+    ]
 
 
 def env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "FAKE_VALIDATOR_LOG": str(tmp_path / "validator.log"), "BITAGENT_PLUGINS": "operator",
-            **extra}
+    return {
+        **os.environ,
+        "FAKE_VALIDATOR_LOG": str(tmp_path / "validator.log"),
+        "BITAGENT_PLUGINS": "operator",
+        **extra,
+    }
 
 
 def run_update(tmp_path: Path, *extra: str, **environ: str) -> subprocess.CompletedProcess:
-    return subprocess.run(update_args(tmp_path, *extra), capture_output=True, text=True, cwd=ROOT,
-                          env=env(tmp_path, **environ), timeout=300)
+    return subprocess.run(
+        update_args(tmp_path, *extra),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env(tmp_path, **environ),
+        timeout=300,
+    )
 
 
 def current_version(tmp_path: Path) -> str:
-    done = subprocess.run([str(tmp_path / "releases" / "current" / "bin" / "bitagent"), "--version"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(tmp_path / "releases" / "current" / "bin" / "bitagent"), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -143,7 +181,8 @@ def test_upgrade_then_a_failing_check_keeps_the_current_release(tmp_path):
     releases = Releases(tmp_path / "releases")
     assert releases.version(releases.target(releases.previous)) == "0.1.0"
     assert json.loads((releases.target(releases.current) / "release.json").read_text())["source"][:1] == [
-        "--only-binary=:all:"]
+        "--only-binary=:all:"
+    ]
 
     done = run_update(tmp_path)
     assert done.returncode == 0 and "bitagent 0.1.1 is the newest release" in done.stdout
@@ -169,9 +208,13 @@ def test_kill_9_during_the_switch(tmp_path, point):
     assert run_update(tmp_path).returncode == 0
     build_release(tmp_path / "wheels", "0.1.1")
     marker = tmp_path / "paused"
-    proc = subprocess.Popen(update_args(tmp_path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=env(tmp_path, BITAGENT_UPDATE_TEST_PAUSE=point,
-                                    BITAGENT_UPDATE_TEST_PAUSE_FILE=str(marker)))
+    proc = subprocess.Popen(
+        update_args(tmp_path),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env(tmp_path, BITAGENT_UPDATE_TEST_PAUSE=point, BITAGENT_UPDATE_TEST_PAUSE_FILE=str(marker)),
+    )
     try:
         deadline = time.monotonic() + 240
         while not marker.exists():
@@ -206,10 +249,24 @@ def test_auto_update_rolls_back_a_crash_and_takes_a_good_release(tmp_path):
         db.sync_neurons({0: "hk0", 1: "hk1"}, block=10)
     out = tmp_path / "supervisor.log"
     with open(out, "w") as log:
-        proc = subprocess.Popen(update_args(tmp_path, "--auto-update", "--interval-minutes", "0.02",
-                                            "--probation-minutes", "0.05", "--", "validate", "--netuid", "20"),
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env=env(tmp_path, FAKE_STATE=str(state)))
+        proc = subprocess.Popen(
+            update_args(
+                tmp_path,
+                "--auto-update",
+                "--interval-minutes",
+                "0.02",
+                "--probation-minutes",
+                "0.05",
+                "--",
+                "validate",
+                "--netuid",
+                "20",
+            ),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env(tmp_path, FAKE_STATE=str(state)),
+        )
     validator_log = tmp_path / "validator.log"
 
     def wait_for(text: str, path: Path = out, timeout: float = 240) -> None:
@@ -247,7 +304,7 @@ def _old_state(path: Path) -> None:
 
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for step in MIGRATIONS[:SCHEMA_VERSION - 1]:
+    for step in MIGRATIONS[: SCHEMA_VERSION - 1]:
         for statement in step:
             db.execute(statement)
     db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION - 1,))
@@ -255,8 +312,11 @@ def _old_state(path: Path) -> None:
     db.execute("INSERT INTO submissions VALUES ('hk3', 3, 'acme/m', NULL, ?, 120, 1.0)", ("b" * 40,))
     key = "acme/m@" + "b" * 40
     db.execute("INSERT INTO vetting VALUES (?, 1, 'ok', 1.5)", (key,))
-    db.execute("INSERT INTO evaluations (model_key, competition, competition_version, score, n_tasks, run_dir,"
-               " status, updated_at) VALUES (?, 'bitagent', '1', 0.5, 6, NULL, 'done', 2.0)", (key,))
+    db.execute(
+        "INSERT INTO evaluations (model_key, competition, competition_version, score, n_tasks, run_dir,"
+        " status, updated_at) VALUES (?, 'bitagent', '1', 0.5, 6, NULL, 'done', 2.0)",
+        (key,),
+    )
     db.commit()
     db.close()
 
@@ -346,9 +406,13 @@ def test_update_a_pm2_app_rolls_back_a_crash(tmp_path, pm2_env):
     assert run_update(tmp_path).returncode == 0
     environ = {**env(tmp_path), **pm2_env}
     script = tmp_path / "releases" / "current" / "bin" / "bitagent"  # pm2 keeps the link's path: it follows switches
-    started = subprocess.run([str(PM2_BIN / "pm2"), "start", str(script), "--name", "val", "--interpreter", "none",
-                              "--", "validate"],
-                             env=environ, capture_output=True, text=True, timeout=120)
+    started = subprocess.run(
+        [str(PM2_BIN / "pm2"), "start", str(script), "--name", "val", "--interpreter", "none", "--", "validate"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert started.returncode == 0, started.stderr
     validator_log = tmp_path / "validator.log"
     deadline = time.monotonic() + 60
@@ -357,12 +421,22 @@ def test_update_a_pm2_app_rolls_back_a_crash(tmp_path, pm2_env):
         time.sleep(0.1)
 
     build_release(wheels, "0.2.0", crash_after=0.3)
-    done = subprocess.run(update_args(tmp_path, "--pm2-app", "val", "--probation-minutes", "0.2"),
-                          capture_output=True, text=True, cwd=ROOT, env=environ, timeout=300)
+    done = subprocess.run(
+        update_args(tmp_path, "--pm2-app", "val", "--probation-minutes", "0.2"),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environ,
+        timeout=300,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     # seen after pm2 restarted it, or between its exit and the restart
-    assert re.search(r"^0\.2\.0 crashed after the switch \(it exited; pm2 (restarted it|status stopped)\); "
-                     r"rolled back to 0\.1\.0$", done.stdout, re.M), done.stdout
+    assert re.search(
+        r"^0\.2\.0 crashed after the switch \(it exited; pm2 (restarted it|status stopped)\); "
+        r"rolled back to 0\.1\.0$",
+        done.stdout,
+        re.M,
+    ), done.stdout
     assert current_version(tmp_path) == "0.1.0"
     app = pm2_apps(pm2_env)["val"]
     assert app["pm2_env"]["status"] == "online"
@@ -370,8 +444,14 @@ def test_update_a_pm2_app_rolls_back_a_crash(tmp_path, pm2_env):
     assert "0.2.0" in starts and starts[-1] == "0.1.0"
 
     build_release(wheels, "0.3.0")
-    done = subprocess.run(update_args(tmp_path, "--pm2-app", "val", "--probation-minutes", "0.05"),
-                          capture_output=True, text=True, cwd=ROOT, env=environ, timeout=300)
+    done = subprocess.run(
+        update_args(tmp_path, "--pm2-app", "val", "--probation-minutes", "0.05"),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environ,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "updated bitagent 0.1.0 -> 0.3.0" in done.stdout
     assert validator_log.read_text().split()[-1] == "0.3.0"
@@ -382,8 +462,13 @@ def test_update_a_pm2_app_rolls_back_a_crash(tmp_path, pm2_env):
 def test_kill_9_of_the_auto_update_supervisor_takes_its_validator_along(tmp_path):
     build_release(tmp_path / "wheels", "0.1.0")
     pids = tmp_path / "validator.log.pids"
-    proc = subprocess.Popen(update_args(tmp_path, "--auto-update", "--", "validate"), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(tmp_path))
+    proc = subprocess.Popen(
+        update_args(tmp_path, "--auto-update", "--", "validate"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env(tmp_path),
+    )
     try:
         deadline = time.monotonic() + 240
         while not (pids.exists() and pids.read_text().strip()):

@@ -17,8 +17,14 @@ from test_update import BITAGENT, ROOT, build_release, env, run_update
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*BITAGENT, "update", "--root", str(tmp_path / "releases"), *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env(tmp_path), timeout=300)
+    return subprocess.run(
+        [*BITAGENT, "update", "--root", str(tmp_path / "releases"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env(tmp_path),
+        timeout=300,
+    )
 
 
 def test_update_without_a_named_source_installs_nothing(tmp_path):
@@ -60,10 +66,26 @@ def test_the_readme_install_command_works_from_this_repository(tmp_path):
     assert "pip install '.[subnet]'" in readme
     # pip resolves the checkout with its extra (metadata built by the project's own backend, no network)
     report = tmp_path / "report.json"
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--no-index",
-                           "--no-build-isolation", "--report", str(report), ".[subnet]"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--report",
+            str(report),
+            ".[subnet]",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     (item,) = json.loads(report.read_text())["install"]
     assert item["metadata"]["name"] == "bitagent" and item["requested_extras"] == ["subnet"]
-    assert any(r.startswith("bittensor") and "extra == \"subnet\"" in r for r in item["metadata"]["requires_dist"])
+    assert any(r.startswith("bittensor") and 'extra == "subnet"' in r for r in item["metadata"]["requires_dist"])

@@ -69,8 +69,12 @@ def test_a_bfcl_round_scores_bfcls_overall_and_sets_weights(tmp_path, embedded_m
     names = ["validator", "miner"]
     wallets = {name: make_wallet(tmp_path / "wallets", name) for name in names}
     hk = {name: w.hotkey.ss58_address for name, w in wallets.items()}
-    chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, block_time=0.2, neurons=[
-        {"hotkey": hk[n], "validator_permit": n == "validator", "stake": 100} for n in names])
+    chain_file = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        block_time=0.2,
+        neurons=[{"hotkey": hk[n], "validator_permit": n == "validator", "stake": 100} for n in names],
+    )
     hub, cache = tmp_path / "hub", tmp_path / "hf-cache"
     sha = hf_repo(hub, "acme/model", gguf_repo(embedded_model))
     _commit(chain_file, wallets["miner"], f"acme/model@{sha}")
@@ -79,12 +83,27 @@ def test_a_bfcl_round_scores_bfcls_overall_and_sets_weights(tmp_path, embedded_m
         registry.load_entry_points(set(PLUGINS.split(",")))
         registry.register_module(AbstainingPlugin(), "test")
         served = len(BfclCompetition().mix(registry))
-        config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state" / "state.sqlite",
-                                 cache_dir=cache, backend="abstaining", competition="bfcl", sample_size=served * 2,
-                                 sync_interval=2, epoch_length=1, once=True, max_download_bytes=10**9,
-                                 skip_start_check=True)
-        validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"],
-                              hub=MirrorHub(hub, cache), registry=registry)
+        config = ValidatorConfig(
+            netuid=NETUID,
+            network="local",
+            state_path=tmp_path / "state" / "state.sqlite",
+            cache_dir=cache,
+            backend="abstaining",
+            competition="bfcl",
+            sample_size=served * 2,
+            sync_interval=2,
+            epoch_length=1,
+            once=True,
+            max_download_bytes=10**9,
+            skip_start_check=True,
+        )
+        validator = Validator(
+            config,
+            substrate=FileChain(chain_file),
+            wallet=wallets["validator"],
+            hub=MirrorHub(hub, cache),
+            registry=registry,
+        )
         assert asyncio.run(validator.run()) == 0
     finally:
         plugins.reset_registry()
@@ -92,8 +111,7 @@ def test_a_bfcl_round_scores_bfcls_overall_and_sets_weights(tmp_path, embedded_m
         assert db.check() == []
         (evaluation,) = db.evaluations()
         assert (evaluation.competition, evaluation.status, evaluation.n_tasks) == ("bfcl", "done", served * 2)
-        samples = [json.loads(line) for line in (Path(evaluation.run_dir) / "samples.jsonl").read_text()
-                   .splitlines()]
+        samples = [json.loads(line) for line in (Path(evaluation.run_dir) / "samples.jsonl").read_text().splitlines()]
         multi = [s for s in samples if s["category"].startswith("multi_turn_")]
         assert len(multi) == 8 and all(s["trajectory"] and s["status"] == "ok" and not s["passed"] for s in multi)
         assert {s["category"] for s in samples if s["passed"]} == {"irrelevance", "live_irrelevance"}

@@ -32,8 +32,9 @@ def small_disk(tmp_path):
     """A 2 MB tmpfs at ``tmp_path / "disk"``, unmounted afterwards."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True,
-                             text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN): {mounted.stderr.strip()}")
     try:
@@ -98,9 +99,20 @@ def _validator(tmp_path, state: Path, chain_file: Path, wallet, monkeypatch, **o
     monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)
     monkeypatch.setattr(validator_module, "DISK_RETRY_S", 0.2)
     plugins.reset_registry()
-    config = ValidatorConfig(netuid=NETUID, network="local", state_path=state, cache_dir=tmp_path / "hf-cache",
-                             backend="llama-cpp", hf_offline=True, sync_interval=1, tick_s=0.2,
-                             max_download_bytes=10**9, reevaluate_blocks=None, skip_start_check=True, **options)
+    config = ValidatorConfig(
+        netuid=NETUID,
+        network="local",
+        state_path=state,
+        cache_dir=tmp_path / "hf-cache",
+        backend="llama-cpp",
+        hf_offline=True,
+        sync_interval=1,
+        tick_s=0.2,
+        max_download_bytes=10**9,
+        reevaluate_blocks=None,
+        skip_start_check=True,
+        **options,
+    )
     return Validator(config, substrate=FileChain(chain_file), wallet=wallet)
 
 
@@ -112,11 +124,15 @@ def _no_tracebacks(caplog) -> None:
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
 
 
-def test_a_full_disk_at_start_is_one_line_and_the_validator_starts_once_space_is_back(tmp_path, small_disk,
-                                                                                      monkeypatch, caplog):
+def test_a_full_disk_at_start_is_one_line_and_the_validator_starts_once_space_is_back(
+    tmp_path, small_disk, monkeypatch, caplog
+):
     wallets = {n: make_wallet(tmp_path / "wallets", n) for n in ("validator", "a")}
-    chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-        {"hotkey": w.hotkey.ss58_address, "validator_permit": n == "validator"} for n, w in wallets.items()])
+    chain_file = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        neurons=[{"hotkey": w.hotkey.ss58_address, "validator_permit": n == "validator"} for n, w in wallets.items()],
+    )
     state = small_disk / "validator" / "state.sqlite"
     state.parent.mkdir()
     filler = fill(small_disk)
@@ -143,8 +159,11 @@ def test_a_full_disk_at_start_is_one_line_and_the_validator_starts_once_space_is
 
 def test_a_disk_filling_mid_run_loses_nothing_once_space_is_back(tmp_path, small_disk, monkeypatch, caplog):
     wallets = {n: make_wallet(tmp_path / "wallets", n) for n in ("validator", "a")}
-    chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-        {"hotkey": w.hotkey.ss58_address, "validator_permit": n == "validator"} for n, w in wallets.items()])
+    chain_file = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        neurons=[{"hotkey": w.hotkey.ss58_address, "validator_permit": n == "validator"} for n, w in wallets.items()],
+    )
     cache = tmp_path / "hf-cache"
     sha = hf_repo(cache, "acme/a", safetensors_repo(license_="llama3"))  # vetted out: no model to run
     key = f"acme/a@{sha}"

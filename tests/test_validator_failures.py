@@ -33,17 +33,45 @@ NETUID = 20
 PLUGINS = "llama-cpp,servers,bitagent-tasks,bitagent-scorer,bitagent-competition,subnet"
 
 
-def _validate(tmp_path: Path, chain: Path, wallet_dir: Path, cache: Path, state: Path, *args: str,
-              log_name: str = "validator.log") -> tuple[int, str, str]:
+def _validate(
+    tmp_path: Path, chain: Path, wallet_dir: Path, cache: Path, state: Path, *args: str, log_name: str = "validator.log"
+) -> tuple[int, str, str]:
     log = tmp_path / log_name
     with open(log, "w") as out:
         proc = subprocess.run(
-            [sys.executable, str(DRIVER), "validate", "--chain-file", str(chain), "--",
-             "--netuid", str(NETUID), "--subtensor.network", "local", "--wallet.name", "validator",
-             "--wallet.path", str(wallet_dir), "--cache-dir", str(cache), "--hf-offline", "--state-path", str(state),
-             "--allow-private-axons", "--sync-interval", "3", "--max-download-bytes", "1000000000", *args],
-            cwd=ROOT, env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS), stdout=out, stderr=subprocess.STDOUT,
-            timeout=300)
+            [
+                sys.executable,
+                str(DRIVER),
+                "validate",
+                "--chain-file",
+                str(chain),
+                "--",
+                "--netuid",
+                str(NETUID),
+                "--subtensor.network",
+                "local",
+                "--wallet.name",
+                "validator",
+                "--wallet.path",
+                str(wallet_dir),
+                "--cache-dir",
+                str(cache),
+                "--hf-offline",
+                "--state-path",
+                str(state),
+                "--allow-private-axons",
+                "--sync-interval",
+                "3",
+                "--max-download-bytes",
+                "1000000000",
+                *args,
+            ],
+            cwd=ROOT,
+            env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+        )
     text = log.read_text()
     return proc.returncode, text, text
 
@@ -71,8 +99,11 @@ def test_a_misconfigured_server_python_changes_no_score(tmp_path, monkeypatch):
     wallet_dir = tmp_path / "wallets"
     wallets = {name: make_wallet(wallet_dir, name) for name in names}
     hk = {name: w.hotkey.ss58_address for name, w in wallets.items()}
-    chain = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-        {"hotkey": hk[n], "validator_permit": n == "validator", "stake": 100} for n in names])
+    chain = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        neurons=[{"hotkey": hk[n], "validator_permit": n == "validator", "stake": 100} for n in names],
+    )
     cache = tmp_path / "hf-cache"
     scored_sha = hf_repo(cache, "acme/scored", safetensors_repo(shapes={"w": [4, 16]}))
     new_sha = hf_repo(cache, "acme/new", safetensors_repo(shapes={"w": [8, 16]}))
@@ -87,31 +118,55 @@ def test_a_misconfigured_server_python_changes_no_score(tmp_path, monkeypatch):
         db.record_vetting(key, True, "ok")
     version = _version(monkeypatch, 4)
 
-    miners = [start_miner(tmp_path, chain=chain, wallet_dir=wallet_dir, name="new", model=f"acme/new@{new_sha}",
-                          netuid=NETUID, extra=["--no-commit"])]
+    miners = [
+        start_miner(
+            tmp_path,
+            chain=chain,
+            wallet_dir=wallet_dir,
+            name="new",
+            model=f"acme/new@{new_sha}",
+            netuid=NETUID,
+            extra=["--no-commit"],
+        )
+    ]
     try:
         wait_for_file(miners[0][1], miners[0][0])
         # `--check` says what is wrong, one line per problem, and exits non-zero
-        code, _log, err = _validate(tmp_path, chain, wallet_dir, cache, state, *sglang, "--check",
-                                    log_name="check.log")
+        code, _log, err = _validate(tmp_path, chain, wallet_dir, cache, state, *sglang, "--check", log_name="check.log")
         assert code == EXIT_CHECK_FAILED, err
         problems = [line for line in err.splitlines() if line.startswith("problem: ")]
         assert any("engine:" in p and "has no sglang" in p for p in problems), err
         assert any("GPU:" in p for p in problems), err
         assert not any("registration" in p or "permit" in p or "wallet" in p for p in problems), err
         # the same check at start: the validator does not start
-        code, log, _err = _validate(tmp_path, chain, wallet_dir, cache, state, *sglang, "--once",
-                                    log_name="refused.log")
+        code, log, _err = _validate(
+            tmp_path, chain, wallet_dir, cache, state, *sglang, "--once", log_name="refused.log"
+        )
         assert code == EXIT_CHECK_FAILED and "not starting" in log, log[-3000:]
 
         # started anyway: the engine is missing for every model, which is the validator's failure, not theirs
         with ValidatorState(state) as db:
             assert db.claim_evaluation(key, "bitagent", version)
             db.finish_evaluation(key, "bitagent", version, score=0.8, n_tasks=4, block=900)
-            before = (db.scores_by_hotkey("bitagent", version), list(db.ema("bitagent", version).values()),
-                      len(db.history()))
-        code, log, _err = _validate(tmp_path, chain, wallet_dir, cache, state, *sglang, "--once",
-                                    "--skip-start-check", "--reevaluate-blocks", "1", "--sample-size", "4")
+            before = (
+                db.scores_by_hotkey("bitagent", version),
+                list(db.ema("bitagent", version).values()),
+                len(db.history()),
+            )
+        code, log, _err = _validate(
+            tmp_path,
+            chain,
+            wallet_dir,
+            cache,
+            state,
+            *sglang,
+            "--once",
+            "--skip-start-check",
+            "--reevaluate-blocks",
+            "1",
+            "--sample-size",
+            "4",
+        )
     finally:
         for proc, _ in miners:
             stop(proc)
@@ -121,8 +176,11 @@ def test_a_misconfigured_server_python_changes_no_score(tmp_path, monkeypatch):
     with ValidatorState(state) as db:
         assert db.check() == []
         # (the average now sits under the weights digest vetting learnt: value and count unchanged)
-        after = (db.scores_by_hotkey("bitagent", version), list(db.ema("bitagent", version).values()),
-                 len(db.history()))
+        after = (
+            db.scores_by_hotkey("bitagent", version),
+            list(db.ema("bitagent", version).values()),
+            len(db.history()),
+        )
         assert after == before == ({hk["scored"]: 0.8}, [(0.8, 1)], 1)
         statuses = {e.model_key: e.status for e in db.evaluations("bitagent", version)}
         # both went back to pending: the re-evaluation of the scored one, the first evaluation of the new one
@@ -145,21 +203,41 @@ def test_a_changed_submission_is_ignored(tmp_path):
     wallet_dir = tmp_path / "wallets"
     wallets = {name: make_wallet(wallet_dir, name) for name in names}
     hk = {name: w.hotkey.ss58_address for name, w in wallets.items()}
-    chain = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-        {"hotkey": hk[n], "validator_permit": n == "validator", "stake": 100} for n in names])
+    chain = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        neurons=[{"hotkey": hk[n], "validator_permit": n == "validator", "stake": 100} for n in names],
+    )
     cache = tmp_path / "hf-cache"
     first = hf_repo(cache, "acme/first", safetensors_repo(license_="llama3"))
     second = hf_repo(cache, "acme/second", safetensors_repo(license_="apache-2.0", shapes={"w": [2, 2]}))
     state = tmp_path / "validator" / "state.sqlite"
     logs = []
     for n, model in enumerate((f"acme/first@{first}", f"acme/second@{second}", f"acme/second@{second}")):
-        proc, ready = start_miner(tmp_path, chain=chain, wallet_dir=wallet_dir, name="miner", model=model,
-                                  netuid=NETUID, log_name=f"miner-{n}", extra=["--no-commit"])
+        proc, ready = start_miner(
+            tmp_path,
+            chain=chain,
+            wallet_dir=wallet_dir,
+            name="miner",
+            model=model,
+            netuid=NETUID,
+            log_name=f"miner-{n}",
+            extra=["--no-commit"],
+        )
         try:
             ready.unlink(missing_ok=True)
             wait_for_file(ready, proc)
-            code, log, err = _validate(tmp_path, chain, wallet_dir, cache, state, "--backend", "llama-cpp", "--once",
-                                       log_name=f"validator-{n}.log")
+            code, log, err = _validate(
+                tmp_path,
+                chain,
+                wallet_dir,
+                cache,
+                state,
+                "--backend",
+                "llama-cpp",
+                "--once",
+                log_name=f"validator-{n}.log",
+            )
         finally:
             stop(proc)
         assert code == 0, log[-3000:] + err
@@ -185,8 +263,11 @@ def test_bfcl_data_that_differs_from_the_release_is_refused(tmp_path, monkeypatc
     assert installed is not None, why  # `make install` puts the pinned wheel's data there
     assert bfcl_data.check() == (bfcl_data.PINNED_DIGEST, "")
     copy = tmp_path / "data"
-    shutil.copytree(installed, copy, ignore=shutil.ignore_patterns("multi_turn_func_doc", "unused_datasets",
-                                                                   "memory_prereq_conversation"))
+    shutil.copytree(
+        installed,
+        copy,
+        ignore=shutil.ignore_patterns("multi_turn_func_doc", "unused_datasets", "memory_prereq_conversation"),
+    )
     monkeypatch.setenv(bfcl_data.DATA_ENV, str(copy))
     assert bfcl_data.check() == (bfcl_data.PINNED_DIGEST, "")  # the same files elsewhere are fine
     target = copy / "possible_answer" / "BFCL_v4_simple_python.json"

@@ -72,9 +72,12 @@ class Setup:
         self.wallet_dir = tmp_path / "wallets"
         self.wallets = {name: make_wallet(self.wallet_dir, name) for name in names}
         self.hk = {name: w.hotkey.ss58_address for name, w in self.wallets.items()}
-        self.chain = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-            {"hotkey": self.hk[n], "validator_permit": n == "validator", "stake": 100} for n in names],
-            hyperparameters={"MinAllowedWeights": 2, "MaxWeightsLimit": MAX_WEIGHT_U16})
+        self.chain = new_chain(
+            tmp_path / "chain.json",
+            netuid=NETUID,
+            neurons=[{"hotkey": self.hk[n], "validator_permit": n == "validator", "stake": 100} for n in names],
+            hyperparameters={"MinAllowedWeights": 2, "MaxWeightsLimit": MAX_WEIGHT_U16},
+        )
         self.model = embedded_model
         self.good_sha = "a" * 40
         self.kills = 0
@@ -103,14 +106,50 @@ class Setup:
 
     def validator(self, state: Path, cache: Path, log: Path) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, str(DRIVER), "validate", "--chain-file", str(self.chain), "--",
-             "--netuid", str(NETUID), "--subtensor.network", "local", "--wallet.name", "validator",
-             "--wallet.path", str(self.wallet_dir), "--backend", "llama-cpp", "-B", "n_threads=2",
-             "-B", "n_ctx=2048", "--sample-size", "2", "--cache-dir", str(cache), "--hf-offline",
-             "--state-path", str(state), "--allow-private-axons", "--sync-interval", "5", "--once",
-             "--reevaluate-blocks", "0", "--max-download-bytes", "1000000000", "--competition", "city-time"],
-            cwd=ROOT, env=subprocess_env(self.tmp, BITAGENT_PLUGINS=PLUGINS, PYTHONPATH=str(TEST_PLUGINS)),
-            stdout=open(log, "a"), stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                str(DRIVER),
+                "validate",
+                "--chain-file",
+                str(self.chain),
+                "--",
+                "--netuid",
+                str(NETUID),
+                "--subtensor.network",
+                "local",
+                "--wallet.name",
+                "validator",
+                "--wallet.path",
+                str(self.wallet_dir),
+                "--backend",
+                "llama-cpp",
+                "-B",
+                "n_threads=2",
+                "-B",
+                "n_ctx=2048",
+                "--sample-size",
+                "2",
+                "--cache-dir",
+                str(cache),
+                "--hf-offline",
+                "--state-path",
+                str(state),
+                "--allow-private-axons",
+                "--sync-interval",
+                "5",
+                "--once",
+                "--reevaluate-blocks",
+                "0",
+                "--max-download-bytes",
+                "1000000000",
+                "--competition",
+                "city-time",
+            ],
+            cwd=ROOT,
+            env=subprocess_env(self.tmp, BITAGENT_PLUGINS=PLUGINS, PYTHONPATH=str(TEST_PLUGINS)),
+            stdout=open(log, "a"),
+            stderr=subprocess.STDOUT,
+        )
 
     def round(self, kind: str, state: Path, cache: Path, log: Path) -> list[dict]:
         """Run the round, SIGKILLing it at random moments (up to KILLS_PER_ROUND), then let it finish."""
@@ -138,8 +177,14 @@ class Setup:
         return seen
 
     def expected_weights(self, score: float) -> tuple[list[int], list[int]]:
-        weights, _forced = subnet_weights({1: score, 2: 0.0, 3: 0.0}, n_uids=4, own_uid=0, min_allowed_weights=2,
-                                          max_weight_limit=MAX_WEIGHT_U16 / 65535, rule="cubic")
+        weights, _forced = subnet_weights(
+            {1: score, 2: 0.0, 3: 0.0},
+            n_uids=4,
+            own_uid=0,
+            min_allowed_weights=2,
+            max_weight_limit=MAX_WEIGHT_U16 / 65535,
+            rule="cubic",
+        )
         uids, values = quantize_u16(weights)
         return uids, fit_to_max_weight_limit(uids, values, MAX_WEIGHT_U16)
 
@@ -150,7 +195,10 @@ class Setup:
         assert 1 <= len(submitted) <= 1 + kills
         for s in submitted:
             assert (s["signer"], s["dests"], s["weights"], s["version_key"]) == (
-                self.hk["validator"], *expected, version_key())
+                self.hk["validator"],
+                *expected,
+                version_key(),
+            )
         with ValidatorState(state) as db:
             last = db.weights_history(1)[0]
         assert last.submitted and (last.uids, last.weights) == (expected[0], [float(v) for v in expected[1]])
@@ -172,8 +220,11 @@ def check_consistent(state_path: Path, chain_file: Path) -> dict:
             # a re-evaluation keeps the last score until its own replaces it
             assert (evaluation.score is not None) == (evaluation.n_done > 0)
             # every finished evaluation is in the history and in the moving average exactly once
-            history = [h for h in reversed(db.history(evaluation.model_key, limit=1000))
-                       if h["competition_version"] == evaluation.competition_version]
+            history = [
+                h
+                for h in reversed(db.history(evaluation.model_key, limit=1000))
+                if h["competition_version"] == evaluation.competition_version
+            ]
             assert len(history) == evaluation.n_done
             group = groups.get(evaluation.model_key, "sha:" + evaluation.model_key.rpartition("@")[2])
             average = db.ema(evaluation.competition, evaluation.competition_version).get(group)
@@ -213,10 +264,25 @@ def test_kill_9_at_random_moments(tmp_path, embedded_model):
     hf_repo(source, "acme/good", gguf_repo(embedded_model), sha=s.good_sha)
     license_sha = hf_repo(source, "acme/license", safetensors_repo(license_="gpl-3.0"), sha="b" * 40)
     s.commit_license(license_sha)
-    miners = [start_miner(tmp_path, chain=s.chain, wallet_dir=s.wallet_dir, name="good",
-                          model=f"acme/good@{s.good_sha}", netuid=NETUID),
-              start_miner(tmp_path, chain=s.chain, wallet_dir=s.wallet_dir, name="copycat",
-                          model=f"acme/good@{s.good_sha}", netuid=NETUID, extra=["--no-commit"])]
+    miners = [
+        start_miner(
+            tmp_path,
+            chain=s.chain,
+            wallet_dir=s.wallet_dir,
+            name="good",
+            model=f"acme/good@{s.good_sha}",
+            netuid=NETUID,
+        ),
+        start_miner(
+            tmp_path,
+            chain=s.chain,
+            wallet_dir=s.wallet_dir,
+            name="copycat",
+            model=f"acme/good@{s.good_sha}",
+            netuid=NETUID,
+            extra=["--no-commit"],
+        ),
+    ]
     try:
         for proc, ready in miners:
             wait_for_file(ready, proc)
@@ -234,8 +300,12 @@ def test_kill_9_at_random_moments(tmp_path, embedded_model):
                 with ValidatorState(state) as db:
                     (done,) = db.evaluations()
                     earlier, prior = [done.score], len(db.rounds())
-                    assert db.schedule_reevaluations(done.competition, done.competition_version,
-                                                     finished_before_block=10**9) == 1
+                    assert (
+                        db.schedule_reevaluations(
+                            done.competition, done.competition_version, finished_before_block=10**9
+                        )
+                        == 1
+                    )
             before = len(FileChain(s.chain).weights_submitted())
             seen = s.round("evaluation", state, cache, work / "validator.log")
             with ValidatorState(state) as db:
@@ -274,8 +344,7 @@ def test_kill_9_at_random_moments(tmp_path, embedded_model):
             with ValidatorState(state) as db:
                 prior = len(db.rounds())
             sha = f"{n:040x}"
-            hf_repo(cache, "acme/license", safetensors_repo(license_="gpl-3.0", extra={"NOTES.md": b"%d" % n}),
-                    sha=sha)
+            hf_repo(cache, "acme/license", safetensors_repo(license_="gpl-3.0", extra={"NOTES.md": b"%d" % n}), sha=sha)
             s.new_license_hotkey(n)
             s.commit_license(sha)
             before = len(FileChain(s.chain).weights_submitted())

@@ -83,15 +83,34 @@ def _commit(chain_file: Path, wallet, text: str) -> None:
 
 @pytest.mark.model
 def test_a_whole_round(tmp_path, embedded_model):
-    names = ["validator", "good", "copycat", "license", "big", "code", "pickle", "notemplate", "ghost",
-             "traversal", "lookalike", "revision", "idle"]
+    names = [
+        "validator",
+        "good",
+        "copycat",
+        "license",
+        "big",
+        "code",
+        "pickle",
+        "notemplate",
+        "ghost",
+        "traversal",
+        "lookalike",
+        "revision",
+        "idle",
+    ]
     wallet_dir = tmp_path / "wallets"
     wallets = {name: make_wallet(wallet_dir, name) for name in names}
     hk = {name: w.hotkey.ss58_address for name, w in wallets.items()}
     uid = {name: i for i, name in enumerate(names)}
-    chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-        {"hotkey": hk[n], "validator_permit": n == "validator", "stake": 5000 if n == "validator" else 0}
-        for n in names], hyperparameters={"MinAllowedWeights": MIN_WEIGHTS, "MaxWeightsLimit": MAX_WEIGHT_U16})
+    chain_file = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        neurons=[
+            {"hotkey": hk[n], "validator_permit": n == "validator", "stake": 5000 if n == "validator" else 0}
+            for n in names
+        ],
+        hyperparameters={"MinAllowedWeights": MIN_WEIGHTS, "MaxWeightsLimit": MAX_WEIGHT_U16},
+    )
 
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -101,16 +120,33 @@ def test_a_whole_round(tmp_path, embedded_model):
         "good": hf_repo(cache, "acme/good", gguf_repo(embedded_model)),
         "license": hf_repo(cache, "acme/license", safetensors_repo(license_="llama3")),
         "big": hf_repo(cache, "acme/big", safetensors_repo(shapes={"w": [200_000, 100_000]}, with_data=False)),
-        "code": hf_repo(cache, "acme/code", safetensors_repo(extra={
-            "modeling_evil.py": evil_code,
-            "config.json": b'{"auto_map": {"AutoModel": "modeling_evil.Evil"}}'})),
-        "pickle": hf_repo(cache, "acme/pickle", {  # pickle weights only (beside safetensors they are ignored)
-            **{k: v for k, v in safetensors_repo().items() if k != "model.safetensors"},
-            "pytorch_model.bin": pickle.dumps(Payload(markers / "pickle-ran"))}),
+        "code": hf_repo(
+            cache,
+            "acme/code",
+            safetensors_repo(
+                extra={
+                    "modeling_evil.py": evil_code,
+                    "config.json": b'{"auto_map": {"AutoModel": "modeling_evil.Evil"}}',
+                }
+            ),
+        ),
+        "pickle": hf_repo(
+            cache,
+            "acme/pickle",
+            {  # pickle weights only (beside safetensors they are ignored)
+                **{k: v for k, v in safetensors_repo().items() if k != "model.safetensors"},
+                "pytorch_model.bin": pickle.dumps(Payload(markers / "pickle-ran")),
+            },
+        ),
         "notemplate": hf_repo(cache, "acme/notemplate", safetensors_repo(chat_template=False)),
     }
-    expected_reasons = {"license": "license 'llama3'", "big": "parameters exceeds", "code": "custom code",
-                        "pickle": "weights only in pickle format", "notemplate": "no chat template"}
+    expected_reasons = {
+        "license": "license 'llama3'",
+        "big": "parameters exceeds",
+        "code": "custom code",
+        "pickle": "weights only in pickle format",
+        "notemplate": "no chat template",
+    }
 
     # on chain, through the SDK's real commitment path
     for name in ("big", "code", "pickle"):
@@ -124,12 +160,27 @@ def test_a_whole_round(tmp_path, embedded_model):
     miners = []
     try:
         # the good model committed on chain (first), a copycat and a bad license through the endpoint only
-        miners.append(start_miner(tmp_path, chain=chain_file, wallet_dir=wallet_dir, name="good",
-                                  model=f"acme/good@{sha['good']}", netuid=NETUID))
+        miners.append(
+            start_miner(
+                tmp_path,
+                chain=chain_file,
+                wallet_dir=wallet_dir,
+                name="good",
+                model=f"acme/good@{sha['good']}",
+                netuid=NETUID,
+            )
+        )
         wait_for_file(miners[0][1], miners[0][0])
         for name, model in (("copycat", f"acme/good@{sha['good']}"), ("license", "acme/license")):
-            proc, ready = start_miner(tmp_path, chain=chain_file, wallet_dir=wallet_dir, name=name, model=model,
-                                      netuid=NETUID, extra=["--no-commit"])
+            proc, ready = start_miner(
+                tmp_path,
+                chain=chain_file,
+                wallet_dir=wallet_dir,
+                name=name,
+                model=model,
+                netuid=NETUID,
+                extra=["--no-commit"],
+            )
             miners.append((proc, ready))
         for proc, ready in miners:
             wait_for_file(ready, proc)
@@ -143,14 +194,49 @@ def test_a_whole_round(tmp_path, embedded_model):
         log_path = tmp_path / "validator.log"
         with open(log_path, "w") as log:
             validator = subprocess.run(
-                [sys.executable, str(DRIVER), "validate", "--chain-file", str(chain_file), "--",
-                 "--netuid", str(NETUID), "--subtensor.network", "local", "--wallet.name", "validator",
-                 "--wallet.path", str(wallet_dir), "--backend", "llama-cpp", "-B", "n_threads=2", "-B", "n_ctx=2048",
-                 "--sample-size", str(SAMPLE), "--cache-dir", str(cache), "--hf-offline",
-                 "--state-path", str(state_dir / "state.sqlite"), "--allow-private-axons", "--sync-interval", "5",
-                 "--once", "--max-download-bytes", "2000000000", "--reevaluate-blocks", "0"],
-                cwd=ROOT, env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS), stdout=log,
-                stderr=subprocess.STDOUT, timeout=600)
+                [
+                    sys.executable,
+                    str(DRIVER),
+                    "validate",
+                    "--chain-file",
+                    str(chain_file),
+                    "--",
+                    "--netuid",
+                    str(NETUID),
+                    "--subtensor.network",
+                    "local",
+                    "--wallet.name",
+                    "validator",
+                    "--wallet.path",
+                    str(wallet_dir),
+                    "--backend",
+                    "llama-cpp",
+                    "-B",
+                    "n_threads=2",
+                    "-B",
+                    "n_ctx=2048",
+                    "--sample-size",
+                    str(SAMPLE),
+                    "--cache-dir",
+                    str(cache),
+                    "--hf-offline",
+                    "--state-path",
+                    str(state_dir / "state.sqlite"),
+                    "--allow-private-axons",
+                    "--sync-interval",
+                    "5",
+                    "--once",
+                    "--max-download-bytes",
+                    "2000000000",
+                    "--reevaluate-blocks",
+                    "0",
+                ],
+                cwd=ROOT,
+                env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=600,
+            )
         output = log_path.read_text()
         assert validator.returncode == 0, output[-4000:]
     finally:
@@ -162,8 +248,9 @@ def test_a_whole_round(tmp_path, embedded_model):
         assert db.check() == []
         submissions = {row.hotkey: row for row in db.submissions()}
         # the hostile and unknown names were refused before anything was looked up or stored
-        assert set(submissions) == {hk[n] for n in ("good", "copycat", "license", "big", "code", "pickle",
-                                                    "notemplate")}
+        assert set(submissions) == {
+            hk[n] for n in ("good", "copycat", "license", "big", "code", "pickle", "notemplate")
+        }
         assert submissions[hk["good"]].committed_block < submissions[hk["copycat"]].committed_block
         assert submissions[hk["copycat"]].sha == sha["good"]
         assert submissions[hk["notemplate"]].sha == sha["notemplate"]
@@ -178,17 +265,26 @@ def test_a_whole_round(tmp_path, embedded_model):
         competition_version = evaluation.competition_version
         history = db.weights_history()
 
-    for name, why in (("ghost", "cannot lock ghost/missing"), ("traversal", "invalid submission"),
-                      ("lookalike", "non-ASCII character U+0430"), ("revision", "invalid submission")):
+    for name, why in (
+        ("ghost", "cannot lock ghost/missing"),
+        ("traversal", "invalid submission"),
+        ("lookalike", "non-ASCII character U+0430"),
+        ("revision", "invalid submission"),
+    ):
         assert any(hk[name] in line and why in line for line in output.splitlines()), (name, output[-3000:])
 
     # the exact weights: the good model's score, zero for the rest, through the competition's rule; only the
     # uids with a scored submission get weights (not the validator, nor the unknown or hostile names)
     scores = {uid[n]: 0.0 for n in ("copycat", "license", "big", "code", "pickle", "notemplate")}
     scores[uid["good"]] = evaluation.score
-    weights, forced = subnet_weights(scores, n_uids=len(names), own_uid=uid["validator"],
-                                     min_allowed_weights=MIN_WEIGHTS, max_weight_limit=MAX_WEIGHT_U16 / 65535,
-                                     rule="cubic")
+    weights, forced = subnet_weights(
+        scores,
+        n_uids=len(names),
+        own_uid=uid["validator"],
+        min_allowed_weights=MIN_WEIGHTS,
+        max_weight_limit=MAX_WEIGHT_U16 / 65535,
+        rule="cubic",
+    )
     assert forced == [] and set(weights) == set(scores)
     uids, values = quantize_u16(weights)
     expected = (uids, fit_to_max_weight_limit(uids, values, MAX_WEIGHT_U16))
@@ -196,7 +292,8 @@ def test_a_whole_round(tmp_path, embedded_model):
     assert 65535 * 65535 <= MAX_WEIGHT_U16 * sum(expected[1])  # and the runtime accepts it
     submitted = FileChain(chain_file).weights_submitted()
     assert [(s["signer"], s["dests"], s["weights"], s["version_key"]) for s in submitted] == [
-        (hk["validator"], expected[0], expected[1], version_key())]
+        (hk["validator"], expected[0], expected[1], version_key())
+    ]
     assert max(expected[1]) == 65535 and expected[0][expected[1].index(65535)] == uid["good"]
     (recorded,) = history
     assert recorded.submitted and (recorded.uids, recorded.weights) == (expected[0], [float(v) for v in expected[1]])
@@ -204,8 +301,9 @@ def test_a_whole_round(tmp_path, embedded_model):
 
     # nothing ran, nothing was written outside the cache, and the models are gone from it
     assert list(markers.iterdir()) == []
-    assert _tree(tmp_path, skip=(state_dir, tmp_path / "home", cache)) - before <= {
-        "validator.log"}, "files written outside the cache"
+    assert _tree(tmp_path, skip=(state_dir, tmp_path / "home", cache)) - before <= {"validator.log"}, (
+        "files written outside the cache"
+    )
     assert _tree(cache, skip=()) <= cache_before
     assert not (cache / "models--acme--good" / "snapshots" / sha["good"]).exists()
     runs = [run for run in (state_dir / "runs").iterdir() if run.name != "feedback"]
@@ -217,13 +315,25 @@ def test_a_whole_round(tmp_path, embedded_model):
     assert set(files) == {f"uid-{uid[n]}-{hk[n]}.json" for n in ("good", "copycat")}
     good = files[f"uid-{uid['good']}-{hk['good']}.json"]
     assert good["credited"] and good["score"] == evaluation.score and good["model"] == f"acme/good@{sha['good']}"
-    assert len(good["tasks"]) == SAMPLE and all({"task_id", "messages", "answer", "score"} <= set(t)
-                                                for t in good["tasks"])
+    assert len(good["tasks"]) == SAMPLE and all(
+        {"task_id", "messages", "answer", "score"} <= set(t) for t in good["tasks"]
+    )
     assert not files[f"uid-{uid['copycat']}-{hk['copycat']}.json"]["credited"]
     # what an operator reads: every phase with its timing
-    for phase in ("start checks done", "sync: block", "submissions:", "vetting passed", "downloaded",
-                  "evaluation started", "responses", "moving average now", "weights for", "removed from the cache",
-                  "feedback:", "round 1 done"):
+    for phase in (
+        "start checks done",
+        "sync: block",
+        "submissions:",
+        "vetting passed",
+        "downloaded",
+        "evaluation started",
+        "responses",
+        "moving average now",
+        "weights for",
+        "removed from the cache",
+        "feedback:",
+        "round 1 done",
+    ):
         assert phase in output, phase
 
 
@@ -239,11 +349,31 @@ def test_validate_help_lists_every_option_with_its_environment_variable():
             assert param.envvar and param.envvar.startswith("BITAGENT_"), param.name
             assert f"env var: {param.envvar}" in " ".join(result.output.split()), param.name
     text = " ".join(CliRunner().invoke(validate_command(), ["--help"], terminal_width=200).output.split())
-    for flag in ("--netuid", "--subtensor.network", "--subtensor.chain_endpoint", "--wallet.name", "--wallet.hotkey",
-                 "--wallet.path", "--logging.debug", "--cache-dir, --validator-hf-cache-dir", "--backend",
-                 "--competition", "--dry-run", "--state-path", "--epoch-length", "--visible-devices",
-                 "--server-python", "--mem-fraction-static", "--neuron.device", "--log_level", "--check",
-                 "--skip-start-check", "--reevaluate-blocks", "--ema-alpha", "--heartbeat"):
+    for flag in (
+        "--netuid",
+        "--subtensor.network",
+        "--subtensor.chain_endpoint",
+        "--wallet.name",
+        "--wallet.hotkey",
+        "--wallet.path",
+        "--logging.debug",
+        "--cache-dir, --validator-hf-cache-dir",
+        "--backend",
+        "--competition",
+        "--dry-run",
+        "--state-path",
+        "--epoch-length",
+        "--visible-devices",
+        "--server-python",
+        "--mem-fraction-static",
+        "--neuron.device",
+        "--log_level",
+        "--check",
+        "--skip-start-check",
+        "--reevaluate-blocks",
+        "--ema-alpha",
+        "--heartbeat",
+    ):
         assert flag in text, flag
     mine_text = " ".join(CliRunner().invoke(mine_command(), ["--help"], terminal_width=200).output.split())
     assert "--hf-model-name, --miner-hf-model-name-to-submit" in mine_text
@@ -258,14 +388,19 @@ def test_syncs_and_weights_keep_their_schedule_while_a_model_is_evaluated(tmp_pa
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 
     monkeypatch.syspath_prepend(str(TEST_PLUGINS))
-    monkeypatch.setenv("BITAGENT_PLUGINS", "llama-cpp,bitagent-scorer,bitagent-competition,subnet,"
-                                           "city-time-competition")
+    monkeypatch.setenv(
+        "BITAGENT_PLUGINS", "llama-cpp,bitagent-scorer,bitagent-competition,subnet,city-time-competition"
+    )
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     plugins.reset_registry()
     names = ["validator", "first", "second"]
     wallets = {name: make_wallet(tmp_path / "wallets", name) for name in names}
-    chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, block_time=0.2, neurons=[
-        {"hotkey": wallets[n].hotkey.ss58_address, "validator_permit": n == "validator"} for n in names])
+    chain_file = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        block_time=0.2,
+        neurons=[{"hotkey": wallets[n].hotkey.ss58_address, "validator_permit": n == "validator"} for n in names],
+    )
     cache = tmp_path / "hf-cache"
     for name in ("first", "second"):
         # two models the validator does not take for copies: the test cache names a file's blob by its path
@@ -278,10 +413,21 @@ def test_syncs_and_weights_keep_their_schedule_while_a_model_is_evaluated(tmp_pa
         sha = hf_repo(cache, f"acme/{name}", gguf_repo(model))
         _commit(chain_file, wallets[name], f"acme/{name}@{sha}")
         time.sleep(0.3)  # the second commits at a later block, so it is evaluated second
-    config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state" / "state.sqlite",
-                             cache_dir=cache, backend="llama-cpp", backend_options={"n_threads": "2", "n_ctx": "2048"},
-                             competition="city-time", sample_size=2, hf_offline=True, epoch_length=3,
-                             sync_interval=2, max_rounds=1, max_download_bytes=2 * 10**9)
+    config = ValidatorConfig(
+        netuid=NETUID,
+        network="local",
+        state_path=tmp_path / "state" / "state.sqlite",
+        cache_dir=cache,
+        backend="llama-cpp",
+        backend_options={"n_threads": "2", "n_ctx": "2048"},
+        competition="city-time",
+        sample_size=2,
+        hf_offline=True,
+        epoch_length=3,
+        sync_interval=2,
+        max_rounds=1,
+        max_download_bytes=2 * 10**9,
+    )
     try:
         validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"])
         assert asyncio.run(validator.run()) == 0
@@ -292,8 +438,8 @@ def test_syncs_and_weights_keep_their_schedule_while_a_model_is_evaluated(tmp_pa
     starts = [i for i, (kind, _) in enumerate(events) if kind == "eval-start"]
     ends = [i for i, (kind, _) in enumerate(events) if kind == "eval-end"]
     assert len(starts) == len(ends) == 2 and events[starts[1]][1].startswith("acme/second@")
-    during_first = kinds[starts[0]:ends[0]]
-    during_second = kinds[starts[1]:ends[1]]
+    during_first = kinds[starts[0] : ends[0]]
+    during_second = kinds[starts[1] : ends[1]]
     assert "sync" in during_first and "sync" in during_second
     assert "weights" in during_second  # set from the first model's score while the second ran
     submitted = FileChain(chain_file).weights_submitted()
@@ -302,8 +448,9 @@ def test_syncs_and_weights_keep_their_schedule_while_a_model_is_evaluated(tmp_pa
     with ValidatorState(config.state_path) as db:
         (round_,) = db.rounds()
         runs = [Path(e.run_dir) for e in db.evaluations()]
-    samples = [[json.loads(line)["task_id"] for line in (run / "samples.jsonl").read_text().splitlines()]
-               for run in runs]
+    samples = [
+        [json.loads(line)["task_id"] for line in (run / "samples.jsonl").read_text().splitlines()] for run in runs
+    ]
     assert len(samples) == 2 and sorted(samples[0]) == sorted(samples[1]) and len(samples[0]) == 2
     assert {json.loads((run / "results.json").read_text())["seed"] for run in runs} == {round_.seed}
 
@@ -320,8 +467,11 @@ def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_pat
     names = ["validator", "a", "b", "scored"]
     wallet_dir = tmp_path / "wallets"
     wallets = {name: make_wallet(wallet_dir, name) for name in names}
-    chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-        {"hotkey": wallets[n].hotkey.ss58_address, "validator_permit": n == "validator"} for n in names])
+    chain_file = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        neurons=[{"hotkey": wallets[n].hotkey.ss58_address, "validator_permit": n == "validator"} for n in names],
+    )
     cache = tmp_path / "hf-cache"
     for name, files in (("a", safetensors_repo(license_="llama3")), ("b", safetensors_repo(chat_template=False))):
         _commit(chain_file, wallets[name], f"acme/{name}@{hf_repo(cache, f'acme/{name}', files)}")
@@ -341,14 +491,43 @@ def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_pat
         db.finish_evaluation("acme/scored@" + "e" * 40, "bitagent", version, score=0.5, n_tasks=1000, block=900)
     log_path = tmp_path / "validator.log"
     proc = subprocess.Popen(
-        [sys.executable, str(DRIVER), "validate", "--chain-file", str(chain_file), "--",
-         "--netuid", str(NETUID), "--subtensor.network", "local", "--wallet.name", "validator",
-         "--wallet.path", str(wallet_dir), "--backend", "llama-cpp", "--cache-dir", str(cache), "--hf-offline",
-         "--state-path", str(state), "--sync-interval", "2", "--epoch-length", "3", "--dry-run",
-         "--reevaluate-blocks", "0",
-         "--max-download-bytes", "2000000000"],
-        cwd=ROOT, env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS), stdout=open(log_path, "w"),
-        stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            str(DRIVER),
+            "validate",
+            "--chain-file",
+            str(chain_file),
+            "--",
+            "--netuid",
+            str(NETUID),
+            "--subtensor.network",
+            "local",
+            "--wallet.name",
+            "validator",
+            "--wallet.path",
+            str(wallet_dir),
+            "--backend",
+            "llama-cpp",
+            "--cache-dir",
+            str(cache),
+            "--hf-offline",
+            "--state-path",
+            str(state),
+            "--sync-interval",
+            "2",
+            "--epoch-length",
+            "3",
+            "--dry-run",
+            "--reevaluate-blocks",
+            "0",
+            "--max-download-bytes",
+            "2000000000",
+        ],
+        cwd=ROOT,
+        env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS),
+        stdout=open(log_path, "w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -382,11 +561,22 @@ def test_no_positive_score_sets_no_weights(tmp_path, monkeypatch, caplog):
     names = ["validator", "a", "b"]
     wallets = {name: make_wallet(tmp_path / "wallets", name) for name in names}
     hotkeys = {n: wallets[n].hotkey.ss58_address for n in names}
-    chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-        {"hotkey": hotkeys[n], "validator_permit": n == "validator"} for n in names])
-    config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state.sqlite",
-                             cache_dir=tmp_path / "hf-cache", backend="llama-cpp", hf_offline=True, once=True,
-                             sync_interval=2, max_download_bytes=10**9)
+    chain_file = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        neurons=[{"hotkey": hotkeys[n], "validator_permit": n == "validator"} for n in names],
+    )
+    config = ValidatorConfig(
+        netuid=NETUID,
+        network="local",
+        state_path=tmp_path / "state.sqlite",
+        cache_dir=tmp_path / "hf-cache",
+        backend="llama-cpp",
+        hf_offline=True,
+        once=True,
+        sync_interval=2,
+        max_download_bytes=10**9,
+    )
     try:
         validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"])
         with ValidatorState(tmp_path / "state.sqlite") as db:  # both scored 0 in an earlier round
@@ -419,14 +609,25 @@ def test_a_subnet_requiring_a_newer_version_key_gets_no_weights(tmp_path, monkey
     plugins.reset_registry()
     names = ["validator", "a"]
     wallets = {name: make_wallet(tmp_path / "wallets", name) for name in names}
-    chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-        {"hotkey": wallets[n].hotkey.ss58_address, "validator_permit": n == "validator"} for n in names],
-        hyperparameters={"WeightsVersionKey": version_key() + 1})
+    chain_file = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        neurons=[{"hotkey": wallets[n].hotkey.ss58_address, "validator_permit": n == "validator"} for n in names],
+        hyperparameters={"WeightsVersionKey": version_key() + 1},
+    )
     cache = tmp_path / "hf-cache"
     _commit(chain_file, wallets["a"], f"acme/a@{hf_repo(cache, 'acme/a', safetensors_repo(license_='llama3'))}")
-    config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state.sqlite", cache_dir=cache,
-                             backend="llama-cpp", hf_offline=True, once=True, sync_interval=2,
-                             max_download_bytes=10**9)
+    config = ValidatorConfig(
+        netuid=NETUID,
+        network="local",
+        state_path=tmp_path / "state.sqlite",
+        cache_dir=cache,
+        backend="llama-cpp",
+        hf_offline=True,
+        once=True,
+        sync_interval=2,
+        max_download_bytes=10**9,
+    )
     try:
         validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"])
         with ValidatorState(tmp_path / "state.sqlite") as db:  # a score from an earlier round: weights to set
@@ -438,8 +639,9 @@ def test_a_subnet_requiring_a_newer_version_key_gets_no_weights(tmp_path, monkey
         # the start check sees it first: the chain would refuse this validator's weights, so it does not start
         assert asyncio.run(validator.run()) == EXIT_CHECK_FAILED
         assert FileChain(chain_file).weights_submitted() == []
-        validator = Validator(attrs.evolve(config, skip_start_check=True), substrate=FileChain(chain_file),
-                              wallet=wallets["validator"])
+        validator = Validator(
+            attrs.evolve(config, skip_start_check=True), substrate=FileChain(chain_file), wallet=wallets["validator"]
+        )
         assert asyncio.run(validator.run()) == 1  # --once: the round's weights could not be set
     finally:
         plugins.reset_registry()
@@ -466,9 +668,12 @@ def test_upstreams_device_and_log_level_flags():
     assert _device("cuda:1", None, "sglang") == "1"
     assert _device("cuda", "0", "vllm") == "0" and _device("cpu", None, "llama-cpp-server") is None
     assert _device("cuda:1", None, "llama-cpp") is None  # in-process llama.cpp: not a server's GPU
-    for args, message in ((["--neuron.device", "cpu"], "needs a GPU"), (["--neuron.device", "tpu"], "expected cpu"),
-                          (["--neuron.device", "cuda:1", "--visible-devices", "0"], "not among the 1 visible"),
-                          (["--log_level", "LOUD"], "Invalid value for '--log_level'")):
+    for args, message in (
+        (["--neuron.device", "cpu"], "needs a GPU"),
+        (["--neuron.device", "tpu"], "expected cpu"),
+        (["--neuron.device", "cuda:1", "--visible-devices", "0"], "not among the 1 visible"),
+        (["--log_level", "LOUD"], "Invalid value for '--log_level'"),
+    ):
         result = CliRunner().invoke(validate_command(), ["--backend", "sglang", *args])
         assert result.exit_code == 2 and message in result.output, (args, result.output)
 
@@ -497,16 +702,37 @@ def test_a_new_competition_version_regrades_every_model(tmp_path, monkeypatch):
     monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)
     plugins.reset_registry()
     wallets = {name: make_wallet(tmp_path / "wallets", name) for name in ("validator", "a")}
-    chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-        {"hotkey": wallets[n].hotkey.ss58_address, "validator_permit": n == "validator"} for n in wallets])
+    chain_file = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        neurons=[{"hotkey": wallets[n].hotkey.ss58_address, "validator_permit": n == "validator"} for n in wallets],
+    )
     state_path = tmp_path / "state.sqlite"
     try:
-        old = Validator(ValidatorConfig(netuid=NETUID, network="local", state_path=state_path, cache_dir=tmp_path,
-                                        backend="llama-cpp", sample_size=5), substrate=FileChain(chain_file),
-                        wallet=wallets["validator"])
-        new = Validator(ValidatorConfig(netuid=NETUID, network="local", state_path=state_path, cache_dir=tmp_path,
-                                        backend="llama-cpp", sample_size=6), substrate=FileChain(chain_file),
-                        wallet=wallets["validator"])
+        old = Validator(
+            ValidatorConfig(
+                netuid=NETUID,
+                network="local",
+                state_path=state_path,
+                cache_dir=tmp_path,
+                backend="llama-cpp",
+                sample_size=5,
+            ),
+            substrate=FileChain(chain_file),
+            wallet=wallets["validator"],
+        )
+        new = Validator(
+            ValidatorConfig(
+                netuid=NETUID,
+                network="local",
+                state_path=state_path,
+                cache_dir=tmp_path,
+                backend="llama-cpp",
+                sample_size=6,
+            ),
+            substrate=FileChain(chain_file),
+            wallet=wallets["validator"],
+        )
     finally:
         plugins.reset_registry()
     assert old.version != new.version and ";n=6;" in new.version and ";n=5;" in old.version

@@ -98,8 +98,11 @@ def test_moving_average_and_reevaluation_schedule_in_the_state(tmp_path):
         db.upsert_submission("b", 1, "acme/b", None, "b" * 40, 11)
         db.upsert_submission("copy", 2, "thief/a", None, "c" * 40, 12)
         board = Scoreboard(db, competition="c", version="v1", alpha=ALPHA, reevaluate_blocks=100)
-        assert [job.key for job in board.pending_jobs()] == [f"acme/a@{'a' * 40}", f"acme/b@{'b' * 40}",
-                                                              f"thief/a@{'c' * 40}"]
+        assert [job.key for job in board.pending_jobs()] == [
+            f"acme/a@{'a' * 40}",
+            f"acme/b@{'b' * 40}",
+            f"thief/a@{'c' * 40}",
+        ]
         db.record_vetting(f"acme/a@{'a' * 40}", True, "ok", weights_digest="sha256:same")
         db.record_vetting(f"thief/a@{'c' * 40}", True, "ok", weights_digest="sha256:same")
         db.record_vetting(f"acme/b@{'b' * 40}", True, "ok", weights_digest="sha256:b")
@@ -110,8 +113,16 @@ def test_moving_average_and_reevaluation_schedule_in_the_state(tmp_path):
         a_scores = [0.9, 0.3, 0.6]
         for block, score in zip((100, 300, 500), a_scores):
             assert board.claim(f"acme/a@{'a' * 40}")
-            board.finish(f"acme/a@{'a' * 40}", score=score, n_tasks=10, ci95=0.1, run_dir="r", block=block,
-                         round_id=block, data_digest=None)
+            board.finish(
+                f"acme/a@{'a' * 40}",
+                score=score,
+                n_tasks=10,
+                ci95=0.1,
+                run_dir="r",
+                block=block,
+                round_id=block,
+                data_digest=None,
+            )
             assert board.pending_jobs()[0].key == f"acme/b@{'b' * 40}"  # a first evaluation goes first
             assert board.schedule_reevaluations(block + 99) == 0  # not due yet
             assert board.schedule_reevaluations(block + 100) == 1
@@ -127,8 +138,9 @@ def test_moving_average_and_reevaluation_schedule_in_the_state(tmp_path):
         board.release(f"acme/b@{'b' * 40}")
         assert "b" not in board.scores() and db.ema("c", "v1").get("sha256:b") is None
         assert board.claim(f"acme/b@{'b' * 40}")
-        board.fail(f"acme/b@{'b' * 40}", Failure(Fault.MODEL, "ValueError: unsupported architecture"), block=600,
-                   round_id=6)
+        board.fail(
+            f"acme/b@{'b' * 40}", Failure(Fault.MODEL, "ValueError: unsupported architecture"), block=600, round_id=6
+        )
         assert board.scores()["b"] == 0.0
         # the earliest committer of the same weights is credited; deregistered, the credit moves
         assert earliest_committer(db.submissions()) == "a"
@@ -150,8 +162,12 @@ def test_rounds_move_the_average_and_a_reuploaded_copy_is_caught(tmp_path, embed
     names = ["validator", "orig", "thief"]
     wallets = {name: make_wallet(tmp_path / "wallets", name) for name in names}
     hk = {name: w.hotkey.ss58_address for name, w in wallets.items()}
-    chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, block_time=0.2, neurons=[
-        {"hotkey": hk[n], "validator_permit": n == "validator"} for n in names])
+    chain_file = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        block_time=0.2,
+        neurons=[{"hotkey": hk[n], "validator_permit": n == "validator"} for n in names],
+    )
     hub, cache = tmp_path / "hub", tmp_path / "hf-cache"
     orig_sha = hf_repo(hub, "acme/orig", gguf_repo(embedded_model))
     # the same GGUF re-uploaded under another repo, with another card: another commit, the same weights
@@ -159,13 +175,25 @@ def test_rounds_move_the_average_and_a_reuploaded_copy_is_caught(tmp_path, embed
     _commit(chain_file, wallets["orig"], f"acme/orig@{orig_sha}")
     time.sleep(0.3)
     _commit(chain_file, wallets["thief"], f"thief/fresh@{thief_sha}")
-    config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state" / "state.sqlite",
-                             cache_dir=cache, backend="llama-cpp", backend_options={"n_threads": "2", "n_ctx": "2048"},
-                             sample_size=2, sync_interval=2, epoch_length=1000, max_rounds=3,
-                             reevaluate_blocks=1, ema_alpha=ALPHA, max_download_bytes=10**9)
+    config = ValidatorConfig(
+        netuid=NETUID,
+        network="local",
+        state_path=tmp_path / "state" / "state.sqlite",
+        cache_dir=cache,
+        backend="llama-cpp",
+        backend_options={"n_threads": "2", "n_ctx": "2048"},
+        sample_size=2,
+        sync_interval=2,
+        epoch_length=1000,
+        max_rounds=3,
+        reevaluate_blocks=1,
+        ema_alpha=ALPHA,
+        max_download_bytes=10**9,
+    )
     try:
-        validator = Validator(config, substrate=FileChain(chain_file), wallet=wallets["validator"],
-                              hub=MirrorHub(hub, cache))
+        validator = Validator(
+            config, substrate=FileChain(chain_file), wallet=wallets["validator"], hub=MirrorHub(hub, cache)
+        )
         assert asyncio.run(validator.run()) == 0
     finally:
         plugins.reset_registry()
@@ -183,8 +211,12 @@ def test_rounds_move_the_average_and_a_reuploaded_copy_is_caught(tmp_path, embed
         scores = db.scores_by_hotkey(evaluation.competition, evaluation.competition_version)
         expected = _ema([h["score"] for h in history], ALPHA)
         assert scores == {hk["orig"]: pytest.approx(expected), hk["thief"]: 0.0}
-        task_ids = [sorted(json.loads(line)["task_id"] for line in (Path(h["run_dir"]) / "samples.jsonl")
-                           .read_text().splitlines()) for h in history]
+        task_ids = [
+            sorted(
+                json.loads(line)["task_id"] for line in (Path(h["run_dir"]) / "samples.jsonl").read_text().splitlines()
+            )
+            for h in history
+        ]
         assert all(len(ids) == 2 for ids in task_ids) and len({tuple(ids) for ids in task_ids}) > 1
     feedback = sorted((config.runs_dir / "feedback").glob("round-*/uid-*.json"))
     assert len(feedback) == 6  # both hotkeys, every round

@@ -85,16 +85,32 @@ def test_heartbeats_and_syncs_go_on_during_an_in_process_sample(tmp_path, embedd
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     plugins.reset_registry()
     wallets = {name: make_wallet(tmp_path / "wallets", name) for name in ("validator", "miner")}
-    chain_file = new_chain(tmp_path / "chain.json", netuid=NETUID, block_time=0.05, neurons=[
-        {"hotkey": w.hotkey.ss58_address, "validator_permit": n == "validator"} for n, w in wallets.items()])
+    chain_file = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        block_time=0.05,
+        neurons=[{"hotkey": w.hotkey.ss58_address, "validator_permit": n == "validator"} for n, w in wallets.items()],
+    )
     cache = tmp_path / "hf-cache"
     sha = hf_repo(cache, "acme/model", gguf_repo(embedded_model))
     _commit(chain_file, wallets["miner"], f"acme/model@{sha}")
     # no worker_thread given: the validator must find the switch in the backend's typed options
-    config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state" / "state.sqlite",
-                             cache_dir=cache, backend="llama-cpp", backend_options={"n_threads": "2", "n_ctx": "2048"},
-                             competition="city-time", sample_size=3, hf_offline=True, sync_interval=1,
-                             heartbeat_s=0.01, tick_s=0.01, max_rounds=1, max_download_bytes=2 * 10**9)
+    config = ValidatorConfig(
+        netuid=NETUID,
+        network="local",
+        state_path=tmp_path / "state" / "state.sqlite",
+        cache_dir=cache,
+        backend="llama-cpp",
+        backend_options={"n_threads": "2", "n_ctx": "2048"},
+        competition="city-time",
+        sample_size=3,
+        hf_offline=True,
+        sync_interval=1,
+        heartbeat_s=0.01,
+        tick_s=0.01,
+        max_rounds=1,
+        max_download_bytes=2 * 10**9,
+    )
     records = _Records()
     logger = logging.getLogger("bitagent.subnet.validator")
     logger.addHandler(records)
@@ -120,18 +136,47 @@ def test_heartbeats_and_syncs_go_on_during_an_in_process_sample(tmp_path, embedd
     assert inside(syncs) > 0, (samples, syncs)
 
 
-def _validate(tmp_path: Path, chain: Path, wallet_dir: Path, cache: Path, state: Path, name: str, *args: str,
-              log_name: str) -> tuple[int, str]:
+def _validate(
+    tmp_path: Path, chain: Path, wallet_dir: Path, cache: Path, state: Path, name: str, *args: str, log_name: str
+) -> tuple[int, str]:
     log = tmp_path / log_name
     with open(log, "w") as out:
         proc = subprocess.run(
-            [sys.executable, str(DRIVER), "validate", "--chain-file", str(chain), "--",
-             "--netuid", str(NETUID), "--subtensor.network", "local", "--wallet.name", name,
-             "--wallet.path", str(wallet_dir), "--cache-dir", str(cache), "--hf-offline", "--state-path", str(state),
-             "--allow-private-axons", "--sync-interval", "2", "--max-download-bytes", "2000000000", *args],
-            cwd=ROOT, env=subprocess_env(tmp_path, BITAGENT_PLUGINS=PLUGINS,
-                                         PYTHONPATH=os.pathsep.join([str(TEST_PLUGINS), str(ROOT)])),
-            stdout=out, stderr=subprocess.STDOUT, timeout=600)
+            [
+                sys.executable,
+                str(DRIVER),
+                "validate",
+                "--chain-file",
+                str(chain),
+                "--",
+                "--netuid",
+                str(NETUID),
+                "--subtensor.network",
+                "local",
+                "--wallet.name",
+                name,
+                "--wallet.path",
+                str(wallet_dir),
+                "--cache-dir",
+                str(cache),
+                "--hf-offline",
+                "--state-path",
+                str(state),
+                "--allow-private-axons",
+                "--sync-interval",
+                "2",
+                "--max-download-bytes",
+                "2000000000",
+                *args,
+            ],
+            cwd=ROOT,
+            env=subprocess_env(
+                tmp_path, BITAGENT_PLUGINS=PLUGINS, PYTHONPATH=os.pathsep.join([str(TEST_PLUGINS), str(ROOT)])
+            ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+        )
     return proc.returncode, log.read_text()
 
 
@@ -143,38 +188,61 @@ def _credited(state: Path) -> dict[str, str]:
 
 
 @pytest.mark.model
-def test_validators_started_apart_credit_the_uncommitted_original_not_the_committed_copier(tmp_path,
-                                                                                           embedded_model):
+def test_validators_started_apart_credit_the_uncommitted_original_not_the_committed_copier(tmp_path, embedded_model):
     names = ["early", "late", "original", "copier"]
     wallet_dir = tmp_path / "wallets"
     wallets = {name: make_wallet(wallet_dir, name) for name in names}
     hk = {name: w.hotkey.ss58_address for name, w in wallets.items()}
     # the copier registered first (block 1001) but commits the copied weights only later; the original
     # registered at 1006 and, like every upstream miner, publishes nothing on chain
-    chain = new_chain(tmp_path / "chain.json", netuid=NETUID, block_time=0.2, neurons=[
-        {"hotkey": hk[n], "validator_permit": n in ("early", "late"), "stake": 100,
-         "block_at_registration": {"original": 1006, "copier": 1001}.get(n, 1000)} for n in names])
+    chain = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        block_time=0.2,
+        neurons=[
+            {
+                "hotkey": hk[n],
+                "validator_permit": n in ("early", "late"),
+                "stake": 100,
+                "block_at_registration": {"original": 1006, "copier": 1001}.get(n, 1000),
+            }
+            for n in names
+        ],
+    )
     cache = tmp_path / "hf-cache"
     original = hf_repo(cache, "acme/original", gguf_repo(embedded_model))
     copy = hf_repo(cache, "thief/copy", gguf_repo(embedded_model))  # the same weights re-uploaded
-    common = ("--once", "--backend", "llama-cpp", "--competition", "city-time", "--sample-size", "1",
-              "-B", "n_ctx=2048")
-    miner, ready = start_miner(tmp_path, chain=chain, wallet_dir=wallet_dir, name="original",
-                               model=f"acme/original@{original}", netuid=NETUID, extra=["--no-commit"])
+    common = (
+        "--once",
+        "--backend",
+        "llama-cpp",
+        "--competition",
+        "city-time",
+        "--sample-size",
+        "1",
+        "-B",
+        "n_ctx=2048",
+    )
+    miner, ready = start_miner(
+        tmp_path,
+        chain=chain,
+        wallet_dir=wallet_dir,
+        name="original",
+        model=f"acme/original@{original}",
+        netuid=NETUID,
+        extra=["--no-commit"],
+    )
     try:
         wait_for_file(ready, miner)
         early_state = tmp_path / "early" / "state.sqlite"
-        code, log = _validate(tmp_path, chain, wallet_dir, cache, early_state, "early", *common,
-                              log_name="early-1.log")
+        code, log = _validate(tmp_path, chain, wallet_dir, cache, early_state, "early", *common, log_name="early-1.log")
         assert code == 0, log[-3000:]
         _commit(chain, wallets["copier"], f"thief/copy@{copy}")
         copier_block = FileChain(chain).state()["commitments"][hk["copier"]]["block"]
-        code, log = _validate(tmp_path, chain, wallet_dir, cache, early_state, "early", *common,
-                              log_name="early-2.log")
+        code, log = _validate(tmp_path, chain, wallet_dir, cache, early_state, "early", *common, log_name="early-2.log")
         assert code == 0, log[-3000:]
         late_state = tmp_path / "late" / "state.sqlite"
-        code, late_log = _validate(tmp_path, chain, wallet_dir, cache, late_state, "late", *common,
-                                   log_name="late.log")
+        code, late_log = _validate(tmp_path, chain, wallet_dir, cache, late_state, "late", *common, log_name="late.log")
         assert code == 0, late_log[-3000:]
     finally:
         stop(miner)
@@ -196,18 +264,36 @@ def test_an_offline_validators_own_failure_keeps_the_only_copy(tmp_path):
     wallet_dir = tmp_path / "wallets"
     wallets = {name: make_wallet(wallet_dir, name) for name in names}
     hk = {name: w.hotkey.ss58_address for name, w in wallets.items()}
-    chain = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-        {"hotkey": hk[n], "validator_permit": n == "validator", "stake": 100} for n in names])
+    chain = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        neurons=[{"hotkey": hk[n], "validator_permit": n == "validator", "stake": 100} for n in names],
+    )
     cache = tmp_path / "hf-cache"
     sha = hf_repo(cache, "acme/model", safetensors_repo())
     _commit(chain, wallets["miner"], f"acme/model@{sha}")
     state = tmp_path / "validator" / "state.sqlite"
-    sglang = ("--backend", "sglang", "--server-python", sys.executable, "-B", "ready_timeout=60", "--once",
-              "--skip-start-check", "--reevaluate-blocks", "0", "--competition", "city-time", "--sample-size", "2")
+    sglang = (
+        "--backend",
+        "sglang",
+        "--server-python",
+        sys.executable,
+        "-B",
+        "ready_timeout=60",
+        "--once",
+        "--skip-start-check",
+        "--reevaluate-blocks",
+        "0",
+        "--competition",
+        "city-time",
+        "--sample-size",
+        "2",
+    )
     logs = []
     for n in range(2):
-        code, log = _validate(tmp_path, chain, wallet_dir, cache, state, "validator", *sglang,
-                              log_name=f"validator-{n}.log")
+        code, log = _validate(
+            tmp_path, chain, wallet_dir, cache, state, "validator", *sglang, log_name=f"validator-{n}.log"
+        )
         logs.append(log)
         assert code == EXIT_VALIDATOR_FAILURE, log[-3000:]
         assert "VALIDATOR FAILURE (no miner's score changes)" in log, log[-3000:]
@@ -223,11 +309,32 @@ def test_the_submission_date_of_a_miner_without_commitment_is_its_registration_b
     from bitagent_plugins.subnet.chain import MetagraphView, Neuron
     from bitagent_plugins.subnet.collection import submission_block
 
-    mg = MetagraphView(netuid=NETUID, block=1043, neurons=(
-        Neuron(uid=1, hotkey="a", coldkey="c", validator_permit=False, stake=0.0, axon="1.2.3.4:5",
-               registration_block=1006),
-        Neuron(uid=2, hotkey="b", coldkey="c", validator_permit=False, stake=0.0, axon="1.2.3.4:6",
-               commitment="x", commitment_block=1022, registration_block=1001)))
+    mg = MetagraphView(
+        netuid=NETUID,
+        block=1043,
+        neurons=(
+            Neuron(
+                uid=1,
+                hotkey="a",
+                coldkey="c",
+                validator_permit=False,
+                stake=0.0,
+                axon="1.2.3.4:5",
+                registration_block=1006,
+            ),
+            Neuron(
+                uid=2,
+                hotkey="b",
+                coldkey="c",
+                validator_permit=False,
+                stake=0.0,
+                axon="1.2.3.4:6",
+                commitment="x",
+                commitment_block=1022,
+                registration_block=1001,
+            ),
+        ),
+    )
     for channel in ("endpoint", "legacy"):  # whichever answers, whenever this validator started
         assert submission_block(mg, "a", channel, 1043) == 1006
         assert submission_block(mg, "a", channel, 2000) == 1006

@@ -33,17 +33,65 @@ from bitagent_plugins.subnet.upstream_flags import UPSTREAM_FLAGS, RefusedFlag, 
 NETUID = 20
 
 #: the seed README's mainnet lines (placeholders filled in) and its FAQ's GPU line
-SEED_VALIDATOR = ["--netuid", "20", "--subtensor.network", "finney", "--wallet.path", "~/.bittensor/wallets",
-                  "--wallet.name", "coldkey", "--wallet.hotkey", "hotkey", "--axon.port", "8091"]
+SEED_VALIDATOR = [
+    "--netuid",
+    "20",
+    "--subtensor.network",
+    "finney",
+    "--wallet.path",
+    "~/.bittensor/wallets",
+    "--wallet.name",
+    "coldkey",
+    "--wallet.hotkey",
+    "hotkey",
+    "--axon.port",
+    "8091",
+]
 SEED_GPU = ["--neuron.visible_devices", "1", "--neuron.device", "cuda:0"]
-SEED_MINER = ["--netuid", "20", "--subtensor.network", "finney", "--wallet.path", "~/.bittensor/wallets",
-              "--wallet.name", "miner", "--wallet.hotkey", "default", "--miner-hf-model-name-to-submit",
-              "Salesforce/xLAM-7b-r", "--logging.debug", "--log_level", "trace", "--axon.port", "8092"]
+SEED_MINER = [
+    "--netuid",
+    "20",
+    "--subtensor.network",
+    "finney",
+    "--wallet.path",
+    "~/.bittensor/wallets",
+    "--wallet.name",
+    "miner",
+    "--wallet.hotkey",
+    "default",
+    "--miner-hf-model-name-to-submit",
+    "Salesforce/xLAM-7b-r",
+    "--logging.debug",
+    "--log_level",
+    "trace",
+    "--axon.port",
+    "8092",
+]
 #: the seed's scripts' testnet validator line, without --openai-api-base (refused: see below)
-SEED_TESTNET = ["--netuid", "76", "--subtensor.network", "test", "--wallet.name", "bh-wsl-coldkey",
-                "--wallet.hotkey", "bh-wsl-hotkey", "--wallet.path", "~/.bittensor/wallets", "--logging.debug",
-                "--axon.port", "7730", "--log_level", "trace", "--logging.trace", "--neuron.sample_size", "50",
-                "--neuron.visible_devices", "1", "--neuron.device", "cuda:0"]
+SEED_TESTNET = [
+    "--netuid",
+    "76",
+    "--subtensor.network",
+    "test",
+    "--wallet.name",
+    "bh-wsl-coldkey",
+    "--wallet.hotkey",
+    "bh-wsl-hotkey",
+    "--wallet.path",
+    "~/.bittensor/wallets",
+    "--logging.debug",
+    "--axon.port",
+    "7730",
+    "--log_level",
+    "trace",
+    "--logging.trace",
+    "--neuron.sample_size",
+    "50",
+    "--neuron.visible_devices",
+    "1",
+    "--neuron.device",
+    "cuda:0",
+]
 
 
 def _params(command: click.Command, args: list[str]) -> dict:
@@ -54,8 +102,9 @@ def _params(command: click.Command, args: list[str]) -> dict:
 def test_the_seeds_validator_lines_parse_as_upstream_read_them():
     params = _params(validate_command(), [*SEED_VALIDATOR, *SEED_GPU, "--backend", "sglang"])
     assert (params["netuid"], params["network"], params["wallet_name"]) == (20, "finney", "coldkey")
-    assert any(n.startswith("--axon.port (upstream's) ignored: the validator serves no endpoint")
-               for n in params["_notes"])
+    assert any(
+        n.startswith("--axon.port (upstream's) ignored: the validator serves no endpoint") for n in params["_notes"]
+    )
     # cuda:0 among visible devices "1" is GPU 1, as upstream's CUDA_VISIBLE_DEVICES made it
     assert _device(params["device"], params["visible_devices"], "sglang") == "1"
     assert _device("cuda:1", "2,3", "sglang") == "3"
@@ -69,9 +118,19 @@ def test_the_seeds_validator_lines_parse_as_upstream_read_them():
 
 
 def test_upstream_flags_are_mapped_and_refused_with_what_to_use():
-    params = _params(validate_command(), ["--neuron.epoch_length", "360", "--neuron.moving_average_alpha=0.05",
-                                          "--neuron.disable_set_weights", "--neuron.axon_off", "--wandb.off",
-                                          "--validator-hf-server-port", "8028"])
+    params = _params(
+        validate_command(),
+        [
+            "--neuron.epoch_length",
+            "360",
+            "--neuron.moving_average_alpha=0.05",
+            "--neuron.disable_set_weights",
+            "--neuron.axon_off",
+            "--wandb.off",
+            "--validator-hf-server-port",
+            "8028",
+        ],
+    )
     assert (params["epoch_length"], params["ema_alpha"], params["dry_run"]) == (360, 0.05, True)
     runner = CliRunner()
     result = runner.invoke(validate_command(), ["--openai-api-base", "http://localhost:8000/v1"])
@@ -85,9 +144,17 @@ def test_upstream_flags_are_mapped_and_refused_with_what_to_use():
 
 def test_every_upstream_flag_is_handled_by_the_commands():
     """Each flag of the table either parses (alias, mapped, ignored) or is refused with a reason."""
-    sample = {"--netuid": "20", "--neuron.device": "cuda", "--log_level": "INFO", "--neuron.epoch_length": "5",
-              "--neuron.moving_average_alpha": "0.1", "--validator-hf-server-mem-fraction-static": "0.5",
-              "--axon.port": "9000", "--axon.external_port": "9001", "--miner-hf-model-name-to-submit": "a/b"}
+    sample = {
+        "--netuid": "20",
+        "--neuron.device": "cuda",
+        "--log_level": "INFO",
+        "--neuron.epoch_length": "5",
+        "--neuron.moving_average_alpha": "0.1",
+        "--validator-hf-server-mem-fraction-static": "0.5",
+        "--axon.port": "9000",
+        "--axon.external_port": "9001",
+        "--miner-hf-model-name-to-submit": "a/b",
+    }
     for flag in UPSTREAM_FLAGS:
         for role in flag.roles:
             command = validate_command() if role == "validator" else mine_command()
@@ -111,13 +178,22 @@ def test_the_weights_version_key_follows_upstreams_convention(tmp_path):
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 
     wallet = make_wallet(tmp_path / "wallets", "validator")
-    chain = new_chain(tmp_path / "chain.json", netuid=NETUID, neurons=[
-        {"hotkey": wallet.hotkey.ss58_address, "validator_permit": True, "stake": 100}],
-        hyperparameters={"WeightsVersionKey": 1050})
+    chain = new_chain(
+        tmp_path / "chain.json",
+        netuid=NETUID,
+        neurons=[{"hotkey": wallet.hotkey.ss58_address, "validator_permit": True, "stake": 100}],
+        hyperparameters={"WeightsVersionKey": 1050},
+    )
 
     def check(key):
-        config = ValidatorConfig(netuid=NETUID, network="local", state_path=tmp_path / "state.sqlite",
-                                 cache_dir=tmp_path / "cache", backend="llama-cpp", weights_version_key=key)
+        config = ValidatorConfig(
+            netuid=NETUID,
+            network="local",
+            state_path=tmp_path / "state.sqlite",
+            cache_dir=tmp_path / "cache",
+            backend="llama-cpp",
+            weights_version_key=key,
+        )
 
         async def main():
             validator = Validator(config, substrate=FileChain(chain), wallet=wallet)
@@ -130,8 +206,11 @@ def test_the_weights_version_key_follows_upstreams_convention(tmp_path):
 
     ours, report = check(None)
     assert ours == version_key() < 1050
-    assert any(p.startswith(f"weights version key: this validator sends {ours}, the subnet requires at least 1050")
-               and "--weights-version-key 1050" in p for p in report.problems)
+    assert any(
+        p.startswith(f"weights version key: this validator sends {ours}, the subnet requires at least 1050")
+        and "--weights-version-key 1050" in p
+        for p in report.problems
+    )
     ours, report = check(1050)
     assert ours == 1050
     assert "weights version key: this validator sends 1050, the subnet requires at least 1050" in report.notes
@@ -145,10 +224,16 @@ def _upstream_state(path: Path, hotkeys: list[str], names: dict) -> None:
     import numpy as np
 
     scored = {"1-3": {"2025010100": [1]}}
-    np.savez(path, step=5, scores=np.zeros(len(hotkeys), dtype=np.float32),
-             offline_scores={"1-3": np.array([0.0, 0.62, 0.0], dtype=np.float32)},
-             offline_miners_scored=np.array(list(scored.items()), dtype=object),
-             offline_model_names=names, hotkeys=hotkeys, allow_pickle=True)
+    np.savez(
+        path,
+        step=5,
+        scores=np.zeros(len(hotkeys), dtype=np.float32),
+        offline_scores={"1-3": np.array([0.0, 0.62, 0.0], dtype=np.float32)},
+        offline_miners_scored=np.array(list(scored.items()), dtype=object),
+        offline_model_names=names,
+        hotkeys=hotkeys,
+        allow_pickle=True,
+    )
 
 
 class Payload:
@@ -170,17 +255,28 @@ def _crafted(path: Path, marker: Path) -> None:
 
 
 def _import(tmp_path: Path, state_file: Path, *extra: str):
-    return CliRunner().invoke(validate_command(), [
-        "--import-upstream-state", str(state_file), "--state-path", str(tmp_path / "state.sqlite"),
-        "--cache-dir", str(tmp_path / "hf-cache"), "--hf-offline", *extra])
+    return CliRunner().invoke(
+        validate_command(),
+        [
+            "--import-upstream-state",
+            str(state_file),
+            "--state-path",
+            str(tmp_path / "state.sqlite"),
+            "--cache-dir",
+            str(tmp_path / "hf-cache"),
+            "--hf-offline",
+            *extra,
+        ],
+    )
 
 
 def test_upstreams_state_is_imported_through_a_restricted_unpickler(tmp_path):
     cache = tmp_path / "hf-cache"
     sha = hf_repo(cache, "acme/model", safetensors_repo())
     hotkeys = ["5Validator", "5Miner", "5Gone"]
-    _upstream_state(tmp_path / "ft_state.npz", hotkeys,
-                    {"1-2": {1: "acme/old"}, "1-3": {1: "acme/model", 2: "ghost/missing"}})
+    _upstream_state(
+        tmp_path / "ft_state.npz", hotkeys, {"1-2": {1: "acme/old"}, "1-3": {1: "acme/model", 2: "ghost/missing"}}
+    )
     result = _import(tmp_path, tmp_path / "ft_state.npz")
     assert result.exit_code == 0, result.output
     assert "imported 1 of 2 upstream submission(s)" in result.output
@@ -243,12 +339,22 @@ def test_a_silent_miner_is_asked_on_both_channels_at_once(tmp_path):
     async def main():
         server = await asyncio.start_server(silent, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        mg = MetagraphView(netuid=NETUID, block=1, neurons=(
-            Neuron(uid=1, hotkey="5SilentMiner", coldkey="c", validator_permit=False, stake=0.0,
-                   axon=f"127.0.0.1:{port}"),))
+        mg = MetagraphView(
+            netuid=NETUID,
+            block=1,
+            neurons=(
+                Neuron(
+                    uid=1,
+                    hotkey="5SilentMiner",
+                    coldkey="c",
+                    validator_permit=False,
+                    stake=0.0,
+                    axon=f"127.0.0.1:{port}",
+                ),
+            ),
+        )
         async with server:
-            found, missing = await collect_submissions(wallet, mg, netuid=NETUID, timeout_s=1.0,
-                                                       allow_private=True)
+            found, missing = await collect_submissions(wallet, mg, netuid=NETUID, timeout_s=1.0, allow_private=True)
         return found, missing
 
     found, missing = asyncio.run(main())
@@ -264,13 +370,26 @@ def test_the_round_summarises_why_miners_were_not_collected(tmp_path):
 
     wallet = make_wallet(tmp_path / "wallets", "validator")
     with ValidatorState(tmp_path / "state.sqlite") as state:
-        collector = SubmissionCollector(state, hub=OfflineHubClient(tmp_path), wallet=wallet, own_hotkey="5Me",
-                                        netuid=NETUID, query_timeout_s=1.0, allow_private=False, retry_blocks=10)
-        mg = MetagraphView(netuid=NETUID, block=1, neurons=(
-            Neuron(uid=0, hotkey="5Me", coldkey="c", validator_permit=True, stake=1.0, axon=None),
-            Neuron(uid=1, hotkey="5A", coldkey="c", validator_permit=False, stake=0.0, axon=None),
-            Neuron(uid=2, hotkey="5B", coldkey="c", validator_permit=False, stake=0.0, axon=None),
-            Neuron(uid=3, hotkey="5C", coldkey="c", validator_permit=False, stake=0.0, axon="10.0.0.1:80")))
+        collector = SubmissionCollector(
+            state,
+            hub=OfflineHubClient(tmp_path),
+            wallet=wallet,
+            own_hotkey="5Me",
+            netuid=NETUID,
+            query_timeout_s=1.0,
+            allow_private=False,
+            retry_blocks=10,
+        )
+        mg = MetagraphView(
+            netuid=NETUID,
+            block=1,
+            neurons=(
+                Neuron(uid=0, hotkey="5Me", coldkey="c", validator_permit=True, stake=1.0, axon=None),
+                Neuron(uid=1, hotkey="5A", coldkey="c", validator_permit=False, stake=0.0, axon=None),
+                Neuron(uid=2, hotkey="5B", coldkey="c", validator_permit=False, stake=0.0, axon=None),
+                Neuron(uid=3, hotkey="5C", coldkey="c", validator_permit=False, stake=0.0, axon="10.0.0.1:80"),
+            ),
+        )
         asyncio.run(collector.run(mg))
         line = collector.not_collected_summary()
     assert line.startswith("3 miner(s) not collected: 2 published nothing (no commitment, no endpoint), 1 ")

@@ -55,8 +55,16 @@ def hub_offline(monkeypatch):
 # -- building a cache ------------------------------------------------------------------------------------------
 
 
-def make_repo(cache: Path, repo_id: str, files: dict[str, bytes | Path], *, sha: str | None = None,
-              ref: str | None = "main", tree: bool = True, listed_only: dict[str, int] | None = None) -> LockedModel:
+def make_repo(
+    cache: Path,
+    repo_id: str,
+    files: dict[str, bytes | Path],
+    *,
+    sha: str | None = None,
+    ref: str | None = "main",
+    tree: bool = True,
+    listed_only: dict[str, int] | None = None,
+) -> LockedModel:
     """A repo at one commit in the HF cache layout. ``Path`` contents are hard-linked into the blob store (copied
     across file systems: a symbolic link out of the cache is refused); ``listed_only`` files appear in the
     cached tree listing but were not downloaded."""
@@ -140,14 +148,17 @@ def sandbox(tmp_path):
 # -- parsing ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Qwen/Qwen2.5-Coder-0.5B-Instruct", Submission("Qwen/Qwen2.5-Coder-0.5B-Instruct", None)),
-    ("a.b_c-d/x9", Submission("a.b_c-d/x9", None)),
-    ("org/name@main", Submission("org/name", "main")),
-    ("org/name@v1.0", Submission("org/name", "v1.0")),
-    ("org/name@refs/pr/1", Submission("org/name", "refs/pr/1")),
-    ("org/name@" + "AB" * 20, Submission("org/name", "ab" * 20)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Qwen/Qwen2.5-Coder-0.5B-Instruct", Submission("Qwen/Qwen2.5-Coder-0.5B-Instruct", None)),
+        ("a.b_c-d/x9", Submission("a.b_c-d/x9", None)),
+        ("org/name@main", Submission("org/name", "main")),
+        ("org/name@v1.0", Submission("org/name", "v1.0")),
+        ("org/name@refs/pr/1", Submission("org/name", "refs/pr/1")),
+        ("org/name@" + "AB" * 20, Submission("org/name", "ab" * 20)),
+    ],
+)
 def test_parse_accepts(text, expected):
     assert parse_submission(text) == expected
 
@@ -212,8 +223,10 @@ def test_parse_rejects_non_strings():
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60)
-       | st.from_regex(r"[A-Za-z0-9._/@-]{1,40}", fullmatch=True))
+@given(
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=60)
+    | st.from_regex(r"[A-Za-z0-9._/@-]{1,40}", fullmatch=True)
+)
 def test_parse_only_raises_invalid_submission_and_accepts_only_safe_names(text):
     try:
         sub = parse_submission(text)
@@ -231,10 +244,19 @@ def test_parse_only_raises_invalid_submission_and_accepts_only_safe_names(text):
 
 
 def test_gguf_round_trip():
-    data = build_gguf_header({"general.architecture": "llama", "general.alignment": 64, "x.flag": True,
-                              "x.big": 1 << 40, "x.f": 0.5, "x.list": ["a", "b"], "x.ints": list(range(2000)),
-                              "tokenizer.chat_template": TEMPLATE},
-                             [("a", [3, 4], 0), ("b", [10], 1)])
+    data = build_gguf_header(
+        {
+            "general.architecture": "llama",
+            "general.alignment": 64,
+            "x.flag": True,
+            "x.big": 1 << 40,
+            "x.f": 0.5,
+            "x.list": ["a", "b"],
+            "x.ints": list(range(2000)),
+            "tokenizer.chat_template": TEMPLATE,
+        },
+        [("a", [3, 4], 0), ("b", [10], 1)],
+    )
     import io
 
     header = read_gguf_header(io.BytesIO(data))
@@ -265,27 +287,43 @@ def _kv(key: str, vtype: int, payload: bytes) -> bytes:
     return struct.pack("<Q", len(k)) + k + struct.pack("<I", vtype) + payload
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"GGML" + bytes(20), "not a GGUF file"),
-    (b"GG", "truncated"),
-    (_hostile(b"", version=1), "unsupported GGUF version 1"),
-    (b"GGUF" + struct.pack(">IQQ", 3, 0, 0), "big-endian"),
-    (_hostile(b"", n_tensors=1 << 60), "tensors exceeds"),
-    (_hostile(b"", n_kv=1 << 62), "metadata entries exceeds"),
-    (_hostile(struct.pack("<Q", 1 << 50)), "string exceeds"),
-    (_hostile(_kv("k", gguf.ARRAY, struct.pack("<IQ", gguf.UINT8, 1 << 40))), "array exceeds"),
-    (_hostile(_kv("k", gguf.ARRAY, struct.pack("<IQ", gguf.UINT64, 1 << 23))), "truncated"),
-    (_hostile(_kv("k", gguf.ARRAY, struct.pack("<IQ", gguf.ARRAY, 1) + struct.pack("<IQ", gguf.ARRAY, 1)
-                  + struct.pack("<IQ", gguf.ARRAY, 1) + struct.pack("<IQ", gguf.UINT8, 0))), "nested deeper"),
-    (_hostile(_kv("k", 99, b"")), "unknown metadata value type"),
-    (_hostile(_kv("k", gguf.UINT8, b"\1") + _kv("k", gguf.UINT8, b"\1"), n_kv=2), "duplicate metadata key"),
-    (_hostile(_kv("k", gguf.UINT32, b"\1")), "truncated"),
-    (_hostile(struct.pack("<Q", 1) + b"t" + struct.pack("<I", 5), n_tensors=1, n_kv=0), "dimensions"),
-    (_hostile(struct.pack("<Q", 1) + b"t" + struct.pack("<IQQ", 2, 1 << 40, 1 << 40), n_tensors=1, n_kv=0),
-     "impossible shape"),
-    (_hostile(struct.pack("<Q", 1) + b"t" + struct.pack("<IQIQ", 1, 8, 0, 3), n_tensors=1, n_kv=0), "not aligned"),
-    (_hostile(_kv("general.alignment", gguf.UINT32, struct.pack("<I", 3))), "power of two"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"GGML" + bytes(20), "not a GGUF file"),
+        (b"GG", "truncated"),
+        (_hostile(b"", version=1), "unsupported GGUF version 1"),
+        (b"GGUF" + struct.pack(">IQQ", 3, 0, 0), "big-endian"),
+        (_hostile(b"", n_tensors=1 << 60), "tensors exceeds"),
+        (_hostile(b"", n_kv=1 << 62), "metadata entries exceeds"),
+        (_hostile(struct.pack("<Q", 1 << 50)), "string exceeds"),
+        (_hostile(_kv("k", gguf.ARRAY, struct.pack("<IQ", gguf.UINT8, 1 << 40))), "array exceeds"),
+        (_hostile(_kv("k", gguf.ARRAY, struct.pack("<IQ", gguf.UINT64, 1 << 23))), "truncated"),
+        (
+            _hostile(
+                _kv(
+                    "k",
+                    gguf.ARRAY,
+                    struct.pack("<IQ", gguf.ARRAY, 1)
+                    + struct.pack("<IQ", gguf.ARRAY, 1)
+                    + struct.pack("<IQ", gguf.ARRAY, 1)
+                    + struct.pack("<IQ", gguf.UINT8, 0),
+                )
+            ),
+            "nested deeper",
+        ),
+        (_hostile(_kv("k", 99, b"")), "unknown metadata value type"),
+        (_hostile(_kv("k", gguf.UINT8, b"\1") + _kv("k", gguf.UINT8, b"\1"), n_kv=2), "duplicate metadata key"),
+        (_hostile(_kv("k", gguf.UINT32, b"\1")), "truncated"),
+        (_hostile(struct.pack("<Q", 1) + b"t" + struct.pack("<I", 5), n_tensors=1, n_kv=0), "dimensions"),
+        (
+            _hostile(struct.pack("<Q", 1) + b"t" + struct.pack("<IQQ", 2, 1 << 40, 1 << 40), n_tensors=1, n_kv=0),
+            "impossible shape",
+        ),
+        (_hostile(struct.pack("<Q", 1) + b"t" + struct.pack("<IQIQ", 1, 8, 0, 3), n_tensors=1, n_kv=0), "not aligned"),
+        (_hostile(_kv("general.alignment", gguf.UINT32, struct.pack("<I", 3))), "power of two"),
+    ],
+)
 def test_gguf_rejects_hostile_headers(data, message):
     import io
 
@@ -306,8 +344,12 @@ def test_gguf_header_byte_budget():
 def test_gguf_fuzz_mutated_headers_only_raise_gguf_error(data):
     import io
 
-    base = bytearray(build_gguf_header({"general.architecture": "llama", "tokenizer.chat_template": TEMPLATE,
-                                        "t.list": ["a", "bb"], "t.n": 7}, [("w", [4, 4], 0)]))
+    base = bytearray(
+        build_gguf_header(
+            {"general.architecture": "llama", "tokenizer.chat_template": TEMPLATE, "t.list": ["a", "bb"], "t.n": 7},
+            [("w", [4, 4], 0)],
+        )
+    )
     for _ in range(data.draw(st.integers(1, 8))):
         i = data.draw(st.integers(0, len(base) - 1))
         base[i] = data.draw(st.integers(0, 255))
@@ -325,9 +367,15 @@ def test_gguf_fuzz_mutated_headers_only_raise_gguf_error(data):
 def test_good_gguf_repo_resolve_vet_download_delete(sandbox, embedded_model):
     cache, _ = sandbox
     client = OfflineHubClient(cache)
-    make_repo(cache, "good-org/qwen-gguf", {"README.md": readme("apache-2.0"),
-                                            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf": embedded_model,
-                                            ".gitattributes": b"*.gguf filter=lfs\n"})
+    make_repo(
+        cache,
+        "good-org/qwen-gguf",
+        {
+            "README.md": readme("apache-2.0"),
+            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf": embedded_model,
+            ".gitattributes": b"*.gguf filter=lfs\n",
+        },
+    )
     locked = resolve(parse_submission("good-org/qwen-gguf"), api=client)
     assert locked == resolve(parse_submission(f"good-org/qwen-gguf@{locked.sha}"), api=client)
     assert locked.key == f"good-org/qwen-gguf@{locked.sha}"
@@ -354,12 +402,19 @@ def test_good_gguf_repo_resolve_vet_download_delete(sandbox, embedded_model):
 def test_good_safetensors_repo_sharded(sandbox):
     cache, _ = sandbox
     client = OfflineHubClient(cache)
-    locked = make_repo(cache, "org/st", {
-        "README.md": readme("mit"), "config.json": CONFIG_OK, "tokenizer_config.json": TOKENIZER_OK,
-        "model-00001-of-00002.safetensors": safetensors_bytes({"a": [10, 20], "b": [5]}),
-        "model-00002-of-00002.safetensors": safetensors_bytes({"c": [7, 3]}),
-        "model.safetensors.index.json": b"{}", "notes/extra.txt": b"not downloaded",
-    })
+    locked = make_repo(
+        cache,
+        "org/st",
+        {
+            "README.md": readme("mit"),
+            "config.json": CONFIG_OK,
+            "tokenizer_config.json": TOKENIZER_OK,
+            "model-00001-of-00002.safetensors": safetensors_bytes({"a": [10, 20], "b": [5]}),
+            "model-00002-of-00002.safetensors": safetensors_bytes({"c": [7, 3]}),
+            "model.safetensors.index.json": b"{}",
+            "notes/extra.txt": b"not downloaded",
+        },
+    )
     report = vet(locked, cache_dir=cache, api=client)
     assert report.ok, report.reason
     assert (report.n_params, report.weights_format, report.license) == (200 + 5 + 21, "safetensors", "mit")
@@ -381,37 +436,76 @@ def test_vetting_reads_the_locked_commit_not_the_latest(sandbox):
 BAD_REPOS = {
     "wrong license": ({"README.md": readme("llama3.1"), "m.gguf": small_gguf()}, "license 'llama3.1' is not one of"),
     "no license": ({"README.md": b"# no front matter\n", "m.gguf": small_gguf()}, "no license"),
-    "too large gguf": ({"README.md": readme("mit"), "m.gguf": small_gguf(n_elements=(110_000, 100_000))},
-                       "11,000,000,032 parameters exceeds the limit of 10,000,000,000"),
-    "too large safetensors": ({"README.md": readme("mit"), "tokenizer_config.json": TOKENIZER_OK,
-                               "model.safetensors": safetensors_bytes({"w": [110_000, 100_000]}, with_data=False)},
-                              "parameters exceeds"),
-    "custom code": ({"README.md": readme("mit"), "tokenizer_config.json": TOKENIZER_OK, "modeling_x.py": b"import os\n",
-                     "config.json": json.dumps({"auto_map": {"AutoModel": "modeling_x.X"}}).encode(),
-                     "model.safetensors": safetensors_bytes({"w": [4]})}, "config.json has 'auto_map' (custom code"),
-    "auto_map only": ({"README.md": readme("mit"), "tokenizer_config.json": TOKENIZER_OK,
-                       "config.json": json.dumps({"auto_map": {"AutoModel": "org/other--m.X"}}).encode(),
-                       "model.safetensors": safetensors_bytes({"w": [4]})}, "config.json has 'auto_map'"),
-    "tokenizer auto_map": ({"README.md": readme("mit"), "model.safetensors": safetensors_bytes({"w": [4]}),
-                            "tokenizer_config.json": json.dumps({
-                                "chat_template": TEMPLATE, "auto_map": {"AutoTokenizer": ["x.T", None]}}).encode()},
-                           "tokenizer_config.json has 'auto_map'"),
-    "pickle weights only": ({"README.md": readme("mit"), "tokenizer_config.json": TOKENIZER_OK,
-                             "pytorch_model.bin": b"\x80\x04pickle"},
-                            "weights only in pickle format (pytorch_model.bin)"),
-    "no chat template": ({"README.md": readme("mit"), "tokenizer_config.json": b'{"eos_token": "</s>"}',
-                          "model.safetensors": safetensors_bytes({"w": [4]})}, "no chat template"),
+    "too large gguf": (
+        {"README.md": readme("mit"), "m.gguf": small_gguf(n_elements=(110_000, 100_000))},
+        "11,000,000,032 parameters exceeds the limit of 10,000,000,000",
+    ),
+    "too large safetensors": (
+        {
+            "README.md": readme("mit"),
+            "tokenizer_config.json": TOKENIZER_OK,
+            "model.safetensors": safetensors_bytes({"w": [110_000, 100_000]}, with_data=False),
+        },
+        "parameters exceeds",
+    ),
+    "custom code": (
+        {
+            "README.md": readme("mit"),
+            "tokenizer_config.json": TOKENIZER_OK,
+            "modeling_x.py": b"import os\n",
+            "config.json": json.dumps({"auto_map": {"AutoModel": "modeling_x.X"}}).encode(),
+            "model.safetensors": safetensors_bytes({"w": [4]}),
+        },
+        "config.json has 'auto_map' (custom code",
+    ),
+    "auto_map only": (
+        {
+            "README.md": readme("mit"),
+            "tokenizer_config.json": TOKENIZER_OK,
+            "config.json": json.dumps({"auto_map": {"AutoModel": "org/other--m.X"}}).encode(),
+            "model.safetensors": safetensors_bytes({"w": [4]}),
+        },
+        "config.json has 'auto_map'",
+    ),
+    "tokenizer auto_map": (
+        {
+            "README.md": readme("mit"),
+            "model.safetensors": safetensors_bytes({"w": [4]}),
+            "tokenizer_config.json": json.dumps(
+                {"chat_template": TEMPLATE, "auto_map": {"AutoTokenizer": ["x.T", None]}}
+            ).encode(),
+        },
+        "tokenizer_config.json has 'auto_map'",
+    ),
+    "pickle weights only": (
+        {"README.md": readme("mit"), "tokenizer_config.json": TOKENIZER_OK, "pytorch_model.bin": b"\x80\x04pickle"},
+        "weights only in pickle format (pytorch_model.bin)",
+    ),
+    "no chat template": (
+        {
+            "README.md": readme("mit"),
+            "tokenizer_config.json": b'{"eos_token": "</s>"}',
+            "model.safetensors": safetensors_bytes({"w": [4]}),
+        },
+        "no chat template",
+    ),
     "gguf without template": ({"README.md": readme("mit"), "m.gguf": small_gguf(template=None)}, "no chat template"),
     "two ggufs": ({"README.md": readme("mit"), "a.gguf": small_gguf(), "b.gguf": small_gguf()}, "exactly one"),
     "no weights": ({"README.md": readme("mit"), "tokenizer_config.json": TOKENIZER_OK}, "no weights"),
     "weights only in a subfolder": ({"README.md": readme("mit"), "sub/m.gguf": small_gguf()}, "no weights"),
-    "broken config": ({"README.md": readme("mit"), "config.json": b"{nope", "m.gguf": small_gguf()},
-                      "config.json is not valid JSON"),
+    "broken config": (
+        {"README.md": readme("mit"), "config.json": b"{nope", "m.gguf": small_gguf()},
+        "config.json is not valid JSON",
+    ),
     "hostile gguf": ({"README.md": readme("mit"), "m.gguf": _hostile(b"", n_kv=1 << 40)}, "m.gguf: "),
-    "hostile safetensors": ({"README.md": readme("mit"), "model.safetensors": struct.pack("<Q", 1 << 40)},
-                            "model.safetensors: safetensors header"),
-    "nested safetensors": ({"README.md": readme("mit"), "model.safetensors": struct.pack("<Q", 200_000)
-                            + b"[" * 200_000}, "model.safetensors:"),
+    "hostile safetensors": (
+        {"README.md": readme("mit"), "model.safetensors": struct.pack("<Q", 1 << 40)},
+        "model.safetensors: safetensors header",
+    ),
+    "nested safetensors": (
+        {"README.md": readme("mit"), "model.safetensors": struct.pack("<Q", 200_000) + b"[" * 200_000},
+        "model.safetensors:",
+    ),
 }
 
 
@@ -427,17 +521,27 @@ def test_bad_repos_are_vetted_out_with_a_reason(name, sandbox):
 
 def test_chat_template_from_jinja_file_and_license_list(sandbox):
     cache, _ = sandbox
-    locked = make_repo(cache, "org/jinja", {"README.md": b"---\nlicense:\n- Apache-2.0\n---\n",
-                                            "chat_template.jinja": TEMPLATE.encode(),
-                                            "model.safetensors": safetensors_bytes({"w": [4, 4]})})
+    locked = make_repo(
+        cache,
+        "org/jinja",
+        {
+            "README.md": b"---\nlicense:\n- Apache-2.0\n---\n",
+            "chat_template.jinja": TEMPLATE.encode(),
+            "model.safetensors": safetensors_bytes({"w": [4, 4]}),
+        },
+    )
     report = vet(locked, cache_dir=cache, api=OfflineHubClient(cache))
     assert report.ok and report.license == "apache-2.0" and "chat_template.jinja" in report.files
 
 
 def test_files_a_server_does_not_load_are_neither_judged_nor_selected(sandbox):
     cache, _ = sandbox
-    locked = make_repo(cache, "org/hidden", {"README.md": readme("mit"), "m.gguf": small_gguf()},
-                       listed_only={"tools/run.py": 100, "original/consolidated.pth": 100})
+    locked = make_repo(
+        cache,
+        "org/hidden",
+        {"README.md": readme("mit"), "m.gguf": small_gguf()},
+        listed_only={"tools/run.py": 100, "original/consolidated.pth": 100},
+    )
     report = vet(locked, cache_dir=cache, api=OfflineHubClient(cache))
     assert report.ok, report.reason
     assert report.files == ("README.md", "m.gguf")
@@ -445,8 +549,7 @@ def test_files_a_server_does_not_load_are_neither_judged_nor_selected(sandbox):
 
 def test_listing_falls_back_to_the_snapshot_without_a_tree_cache(sandbox):
     cache, _ = sandbox
-    locked = make_repo(cache, "org/notree", {"README.md": readme("cc-by-nc-4.0"), "m.gguf": small_gguf()},
-                       tree=False)
+    locked = make_repo(cache, "org/notree", {"README.md": readme("cc-by-nc-4.0"), "m.gguf": small_gguf()}, tree=False)
     report = vet(locked, cache_dir=cache, api=OfflineHubClient(cache))
     assert report.ok and report.license == "cc-by-nc-4.0" and report.n_params == 64 * 32 + 32
 
@@ -559,9 +662,14 @@ def fake_hub(monkeypatch):
 def test_hub_client_against_a_fake_hub(fake_hub, tmp_path):
     hub, endpoint = fake_hub
     sha = "a" * 40
-    info = {"id": "org/model", "modelId": "org/model", "sha": sha, "private": False,
-            "cardData": {"license": "mit"},
-            "siblings": [{"rfilename": "README.md", "size": 10}, {"rfilename": "model.gguf", "size": 1234}]}
+    info = {
+        "id": "org/model",
+        "modelId": "org/model",
+        "sha": sha,
+        "private": False,
+        "cardData": {"license": "mit"},
+        "siblings": [{"rfilename": "README.md", "size": 10}, {"rfilename": "model.gguf", "size": 1234}],
+    }
     hub.routes["/api/models/org/model"] = (200, {}, json.dumps(info).encode())
     hub.routes[f"/api/models/org/model/revision/{sha}"] = (200, {}, json.dumps(info).encode())
     hub.routes["/api/models/org/model/revision/nope"] = (404, {"X-Error-Code": "RevisionNotFound"}, b"{}")
@@ -574,9 +682,11 @@ def test_hub_client_against_a_fake_hub(fake_hub, tmp_path):
     assert files == [vetting.RepoFile("README.md", 10), vetting.RepoFile("model.gguf", 1234)]
     assert license_ == "mit"
 
-    for text, reason, transient in [("org/missing", "repository not found", False),
-                                    ("org/model@nope", "revision not found", False),
-                                    ("org/down", "Hub HTTP error 503", True)]:
+    for text, reason, transient in [
+        ("org/missing", "repository not found", False),
+        ("org/model@nope", "revision not found", False),
+        ("org/down", "Hub HTTP error 503", True),
+    ]:
         hub.seen.clear()
         with pytest.raises(VettingFailed) as err:
             resolve(parse_submission(text), api=client)

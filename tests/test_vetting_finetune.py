@@ -38,9 +38,10 @@ def trainer_repo(marker: Path, *, config: dict | None = None) -> dict[str, bytes
     state = pickle.dumps(Payload(marker))
     return {
         "README.md": b"---\nlicense: apache-2.0\nlibrary_name: transformers\ntags:\n- generated_from_trainer\n---\n"
-                     b"# my-finetune\nThis model is a fine-tuned version of a base model.\n",
-        "config.json": json.dumps(config or {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-                                             "hidden_size": 8}).encode(),
+        b"# my-finetune\nThis model is a fine-tuned version of a base model.\n",
+        "config.json": json.dumps(
+            config or {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8}
+        ).encode(),
         "generation_config.json": b'{"do_sample": false}',
         "model.safetensors": safetensors_bytes({"w": [4, 8]}),
         "tokenizer.json": b'{"version": "1.0", "model": {"type": "BPE"}}',
@@ -60,8 +61,15 @@ def trainer_repo(marker: Path, *, config: dict | None = None) -> dict[str, bytes
     }
 
 
-SERVED = ("README.md", "config.json", "generation_config.json", "model.safetensors", "special_tokens_map.json",
-          "tokenizer.json", "tokenizer_config.json")
+SERVED = (
+    "README.md",
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+)
 
 
 def test_a_trainer_push_to_hub_repo_is_vetted_and_only_served_files_are_selected(tmp_path):
@@ -81,8 +89,9 @@ def test_a_trainer_push_to_hub_repo_is_vetted_and_only_served_files_are_selected
 
 def test_a_fine_tune_that_needs_remote_code_is_still_refused(tmp_path):
     cache, marker = tmp_path / "hf-cache", tmp_path / "unpickled"
-    files = trainer_repo(marker, config={"model_type": "custom", "auto_map": {"AutoModelForCausalLM":
-                                                                              "modeling_custom.CustomModel"}})
+    files = trainer_repo(
+        marker, config={"model_type": "custom", "auto_map": {"AutoModelForCausalLM": "modeling_custom.CustomModel"}}
+    )
     files["modeling_custom.py"] = b"import os\n"
     sha = hf_repo(cache, "acme/remote-code", files)
     report = vet(ModelKey("acme/remote-code", sha), cache_dir=cache, api=OfflineHubClient(cache))

@@ -30,8 +30,12 @@ def hub_offline(monkeypatch):
 
 
 def _repo(cache: Path, name: str, **files: bytes | Path):
-    base = {"README.md": readme("mit"), "config.json": CONFIG_OK, "tokenizer_config.json": TOKENIZER_OK,
-            "model.safetensors": safetensors_bytes({"w": [4, 4]})}
+    base = {
+        "README.md": readme("mit"),
+        "config.json": CONFIG_OK,
+        "tokenizer_config.json": TOKENIZER_OK,
+        "model.safetensors": safetensors_bytes({"w": [4, 4]}),
+    }
     base.update({k.replace("__", "."): v for k, v in files.items()})
     return make_repo(cache, f"org/{name}", base)
 
@@ -62,8 +66,10 @@ def test_headers_over_the_byte_caps_are_refused(tmp_path, monkeypatch):
     report = _vet(tmp_path, _repo(tmp_path, "big", model__safetensors=big))
     assert not report.ok and "exceeds" in report.reason
     monkeypatch.setattr(vetting, "MAX_SAFETENSORS_HEADERS_TOTAL", 3000)  # all shards together
-    shards = {f"model-0000{i}-of-00003__safetensors": safetensors_bytes({f"w{i}_{j}": [2] for j in range(20)})
-              for i in range(1, 4)}
+    shards = {
+        f"model-0000{i}-of-00003__safetensors": safetensors_bytes({f"w{i}_{j}": [2] for j in range(20)})
+        for i in range(1, 4)
+    }
     report = _vet(tmp_path, _repo(tmp_path, "sharded", **shards))
     assert not report.ok and "headers together exceed" in report.reason
 
@@ -135,21 +141,31 @@ def test_fifos_devices_and_loops_are_refused_not_retried(tmp_path):
     assert not report.ok and not report.transient and "looping link" in report.reason
 
 
-@pytest.mark.parametrize("files", [
-    {"config__json": json.dumps({"model_type": "llama", "text_config": {"auto_map": {"AutoModel": "x.Y"}}})},
-    {"config__json": json.dumps({"model_type": "llama", "sub": [{"deep": [{"auto_map": "x.Y"}]}]})},
-    {"generation_config__json": json.dumps({"auto_map": {"AutoConfig": "x.Y"}})},
-    {"tokenizer__json": json.dumps({"model": {"vocab": {"a": 1}}, "extra": {"auto_map": ["x.Y", None]}})},
-    {"preprocessor_config__json": json.dumps({"auto_map": {"AutoProcessor": "x.Y"}})},
-])
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"config__json": json.dumps({"model_type": "llama", "text_config": {"auto_map": {"AutoModel": "x.Y"}}})},
+        {"config__json": json.dumps({"model_type": "llama", "sub": [{"deep": [{"auto_map": "x.Y"}]}]})},
+        {"generation_config__json": json.dumps({"auto_map": {"AutoConfig": "x.Y"}})},
+        {"tokenizer__json": json.dumps({"model": {"vocab": {"a": 1}}, "extra": {"auto_map": ["x.Y", None]}})},
+        {"preprocessor_config__json": json.dumps({"auto_map": {"AutoProcessor": "x.Y"}})},
+    ],
+)
 def test_auto_map_is_refused_at_any_depth_in_any_json_file(tmp_path, files):
     report = _vet(tmp_path, _repo(tmp_path, "automap", **{k: v.encode() for k, v in files.items()}))
     assert not report.ok and "auto_map" in report.reason
 
 
 def test_a_clean_repo_still_passes(tmp_path):
-    report = _vet(tmp_path, _repo(tmp_path, "clean", generation_config__json=b'{"max_new_tokens": 8}',
-                                  tokenizer__json=json.dumps({"model": {"vocab": {"auto": 1}}}).encode()))
+    report = _vet(
+        tmp_path,
+        _repo(
+            tmp_path,
+            "clean",
+            generation_config__json=b'{"max_new_tokens": 8}',
+            tokenizer__json=json.dumps({"model": {"vocab": {"auto": 1}}}).encode(),
+        ),
+    )
     assert report.ok, report.reason
 
 
@@ -164,14 +180,17 @@ ESCAPE = "{{ messages.__class__.__mro__[1].__subclasses__() }}"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,template,reason", [
-    ("nested range loops", LOOP, "did not render within"),
-    ("memory bomb", BOMB, "ran out of memory"),
-    ("recursion", RECURSION, "render"),
-    ("absurd prompt", HUGE, "-character prompt"),
-    ("syntax error", BROKEN, "does not compile"),
-    ("sandbox escape", ESCAPE, "failed to render: SecurityError"),
-])
+@pytest.mark.parametrize(
+    "name,template,reason",
+    [
+        ("nested range loops", LOOP, "did not render within"),
+        ("memory bomb", BOMB, "ran out of memory"),
+        ("recursion", RECURSION, "render"),
+        ("absurd prompt", HUGE, "-character prompt"),
+        ("syntax error", BROKEN, "does not compile"),
+        ("sandbox escape", ESCAPE, "failed to render: SecurityError"),
+    ],
+)
 def test_hostile_chat_templates_are_refused_in_a_bounded_child(tmp_path, monkeypatch, name, template, reason):
     from bitagent_plugins.subnet import template_check
 
@@ -181,27 +200,41 @@ def test_hostile_chat_templates_are_refused_in_a_bounded_child(tmp_path, monkeyp
     assert not report.ok and reason in report.reason, report.reason
     check = template_check.check_template(template)
     assert not check.ok and check.peak_rss_bytes < template_check.MEMORY_BYTES
-    print(f"template={name!r} refused_in_s={check.elapsed_s:.2f} peak_rss_mb={check.peak_rss_bytes / 2**20:.0f} "
-          f"reason={check.reason!r}")
+    print(
+        f"template={name!r} refused_in_s={check.elapsed_s:.2f} peak_rss_mb={check.peak_rss_bytes / 2**20:.0f} "
+        f"reason={check.reason!r}"
+    )
 
 
 def test_real_templates_render_and_may_decline_a_role(tmp_path):
     from bitagent_plugins.subnet.template_check import check_template
 
-    chatml = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}{% if m.tool_calls %}"
-              "{{ m.tool_calls|tojson }}{% endif %}<|im_end|>\n{% endfor %}{% if tools %}{{ tools|tojson(indent=2) }}"
-              "{% endif %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-    no_system = ("{{ bos_token }}{% if messages[0].role == 'system' %}"
-                 "{{ raise_exception('System role not supported') }}{% endif %}"
-                 "{% for m in messages %}{{ m.content }}{% endfor %}")
+    chatml = (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}{% if m.tool_calls %}"
+        "{{ m.tool_calls|tojson }}{% endif %}<|im_end|>\n{% endfor %}{% if tools %}{{ tools|tojson(indent=2) }}"
+        "{% endif %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    no_system = (
+        "{{ bos_token }}{% if messages[0].role == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "{% for m in messages %}{{ m.content }}{% endfor %}"
+    )
     for template in (chatml, no_system):
         result = check_template(template, bos_token="<s>")
         assert result.ok and 0 < result.prompt_chars < 10_000, result
     declines_all = "{{ raise_exception('no') }}"
     result = check_template(declines_all)
     assert not result.ok and "refused every conversation" in result.reason
-    assert _vet(tmp_path, _repo(tmp_path, "chatml", tokenizer_config__json=json.dumps(
-        {"chat_template": [{"name": "default", "template": chatml}], "bos_token": {"content": "<s>"}}).encode())).ok
+    assert _vet(
+        tmp_path,
+        _repo(
+            tmp_path,
+            "chatml",
+            tokenizer_config__json=json.dumps(
+                {"chat_template": [{"name": "default", "template": chatml}], "bos_token": {"content": "<s>"}}
+            ).encode(),
+        ),
+    ).ok
 
 
 # --- JSON bounded before it is parsed (issue 23) ----------------------------------------------------------
@@ -234,13 +267,20 @@ def test_a_60_mb_json_of_tiny_values_is_refused_with_low_memory(tmp_path, shape)
     del body
     warm = _repo(tmp_path, "warm")
     env = dict(os.environ) | {"HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", _MEASURE, str(tmp_path), locked.repo_id, locked.sha,
-                          f"{warm.repo_id}@{warm.sha}"], capture_output=True, text=True, env=env, timeout=300,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(tmp_path), locked.repo_id, locked.sha, f"{warm.repo_id}@{warm.sha}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     grew_mb = (result["after_kb"] - result["before_kb"]) / 1024
-    print(f"json_shape={shape} file_mb=60 refused_in_s={result['s']:.2f} peak_rss_growth_mb={grew_mb:.1f} "
-          f"peak_rss_mb={result['after_kb'] / 1024:.0f}")
+    print(
+        f"json_shape={shape} file_mb=60 refused_in_s={result['s']:.2f} peak_rss_growth_mb={grew_mb:.1f} "
+        f"peak_rss_mb={result['after_kb'] / 1024:.0f}"
+    )
     assert not result["ok"] and "tokenizer.json" in result["reason"] and "values" in result["reason"], result
     assert grew_mb < 100, result  # json.loads of the same file: 1.7-2.2 GB
 

@@ -13,16 +13,35 @@ from bitagent_plugins.reporters import wandb_reporter
 
 
 def _sample(i: int, score: float) -> SampleRecord:
-    return SampleRecord.from_json({"task_id": f"t{i}", "status": "ok", "score": score, "passed": score == 1.0,
-                                   "completion": {"latency_s": 0.25, "completion_tokens": 12}})
+    return SampleRecord.from_json(
+        {
+            "task_id": f"t{i}",
+            "status": "ok",
+            "score": score,
+            "passed": score == 1.0,
+            "completion": {"latency_s": 0.25, "completion_tokens": 12},
+        }
+    )
 
 
 def _results(run_dir: Path) -> RunResults:
-    return RunResults.from_json({
-            "status": "complete", "mean_score": 0.75, "n_tasks": 2, "n_scored": 2, "n_failed": 0, "n_passed": 1,
-            "duration_s": 1.5, "mean_latency_s": 0.25, "prompt_tokens": 100, "completion_tokens": 24,
+    return RunResults.from_json(
+        {
+            "status": "complete",
+            "mean_score": 0.75,
+            "n_tasks": 2,
+            "n_scored": 2,
+            "n_failed": 0,
+            "n_passed": 1,
+            "duration_s": 1.5,
+            "mean_latency_s": 0.25,
+            "prompt_tokens": 100,
+            "completion_tokens": 24,
             "per_category": {"single_call": {"n": 2, "mean_score": 0.75, "passed": 1}},
-            "model": {"model": "acme/reporter-test-model"}, "run_dir": str(run_dir)})
+            "model": {"model": "acme/reporter-test-model"},
+            "run_dir": str(run_dir),
+        }
+    )
 
 
 @pytest.fixture
@@ -61,8 +80,16 @@ def test_a_run_is_written_to_an_offline_wandb_run(tmp_path, offline, monkeypatch
     (record,) = list(offline.glob("wandb/offline-run-*/run-*.wandb"))
     data = record.read_bytes()
     # the transaction log holds protobuf records: keys and JSON-encoded values appear as plain strings
-    for needle in (b"bitagent-tests", b"competition:bitagent", b"llama-cpp", b"mean_score_so_far", b"0.75",
-                   b"mean_score/single_call", b"acme/reporter-test-model", b"completion_tokens"):
+    for needle in (
+        b"bitagent-tests",
+        b"competition:bitagent",
+        b"llama-cpp",
+        b"mean_score_so_far",
+        b"0.75",
+        b"mean_score/single_call",
+        b"acme/reporter-test-model",
+        b"completion_tokens",
+    ):
         assert needle in data, needle
     assert wandb_reporter._runs == {}
 
@@ -85,9 +112,25 @@ def test_a_wandb_failure_never_breaks_the_run(tmp_path, offline, monkeypatch):
 
 def test_a_finished_round_reports_the_miners_feedback_table(tmp_path, offline, monkeypatch):
     monkeypatch.setenv("BITAGENT_WANDB", "1")
-    feedback = [{"uid": 3, "hotkey": "5Hk", "model": "acme/m@" + "a" * 40, "credited": True, "score": 0.5,
-                 "tasks": [{"task_id": "t1", "category": "single_call", "status": "ok", "score": 1.0,
-                            "answer": "[get_weather(city='Paris')]", "expected_calls": [{"name": "get_weather"}]}]}]
+    feedback = [
+        {
+            "uid": 3,
+            "hotkey": "5Hk",
+            "model": "acme/m@" + "a" * 40,
+            "credited": True,
+            "score": 0.5,
+            "tasks": [
+                {
+                    "task_id": "t1",
+                    "category": "single_call",
+                    "status": "ok",
+                    "score": 1.0,
+                    "answer": "[get_weather(city='Paris')]",
+                    "expected_calls": [{"name": "get_weather"}],
+                }
+            ],
+        }
+    ]
     wandb_reporter.on_round_end(round={"id": 7, "competition": "bitagent"}, feedback=feedback)
     (record,) = list(offline.glob("wandb/offline-run-*/run-*.wandb"))
     assert b"round-7" in record.read_bytes()

@@ -122,10 +122,16 @@ def test_quantize_u16():
             quantize_u16(bad)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"n_uids": 0}, {"n_uids": 3, "rule": "winner"}, {"n_uids": 3, "max_weight_limit": 0},
-    {"n_uids": 3, "rule": "softmax", "temperature": 0}, {"n_uids": 3, "burn_uid": 3},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_uids": 0},
+        {"n_uids": 3, "rule": "winner"},
+        {"n_uids": 3, "max_weight_limit": 0},
+        {"n_uids": 3, "rule": "softmax", "temperature": 0},
+        {"n_uids": 3, "burn_uid": 3},
+    ],
+)
 def test_invalid_arguments(kwargs):
     with pytest.raises(ValueError):
         scores_to_weights({}, **kwargs)

@@ -23,8 +23,9 @@ def no_llama(tmp_path: Path) -> dict[str, str]:
 
 
 def bitagent(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bitagent_core", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bitagent_core", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
 
 
 def test_the_blocker_blocks(no_llama):
@@ -39,21 +40,24 @@ def test_help_plugins_tasks_and_scoring_work(no_llama, tmp_path):
     assert plugins.returncode == 0, plugins.stderr
     rows = {row["name"]: row for row in json.loads(plugins.stdout)}
     assert all(row["error"] is None for row in rows.values()), rows
-    assert {"sglang", "vllm", "openai", "llama-cpp", "llama-cpp-server"} <= set(rows["servers"]["provides"]["backends"]
-                                                                            + rows["llama-cpp"]["provides"]["backends"])
+    assert {"sglang", "vllm", "openai", "llama-cpp", "llama-cpp-server"} <= set(
+        rows["servers"]["provides"]["backends"] + rows["llama-cpp"]["provides"]["backends"]
+    )
     shown = bitagent(no_llama, "tasks", "show", "bitagent", "--prompt")
     assert shown.returncode == 0 and "Here is a list of functions" in shown.stdout
     answers = tmp_path / "answers.jsonl"
     answers.write_text(json.dumps({"task_id": "simple_python_0", "response": "[f(a=1)]"}) + "\n")
-    scored = bitagent(no_llama, "score", "-t", "bfcl:simple_python", "-r", str(answers),
-                      "-o", str(tmp_path / "scored.jsonl"))
+    scored = bitagent(
+        no_llama, "score", "-t", "bfcl:simple_python", "-r", str(answers), "-o", str(tmp_path / "scored.jsonl")
+    )
     assert scored.returncode == 0, scored.stderr
 
 
 @pytest.mark.parametrize("backend", ["llama-cpp", "llama-cpp-server"])
 def test_the_llama_backends_say_how_to_install_it(no_llama, tmp_path, backend):
-    done = bitagent(no_llama, "evaluate", "--backend", backend, "--limit", "1", "-o", str(tmp_path / "out"),
-                    cwd=tmp_path)
+    done = bitagent(
+        no_llama, "evaluate", "--backend", backend, "--limit", "1", "-o", str(tmp_path / "out"), cwd=tmp_path
+    )
     assert done.returncode != 0
     (error,) = [line for line in done.stderr.splitlines() if line.lower().startswith("error")]  # one line
     assert "pip install 'bitagent[" in error and "Traceback" not in done.stderr

@@ -51,8 +51,9 @@ def part_paths() -> list[Path]:
     return paths
 
 
-def embedded_model_path(directory: Path | None = None, *, parts: list[Path] | None = None,
-                        expected_sha256: str = SHA256) -> Path:
+def embedded_model_path(
+    directory: Path | None = None, *, parts: list[Path] | None = None, expected_sha256: str = SHA256
+) -> Path:
     """The assembled GGUF, assembling and verifying it first if needed."""
     directory = directory or cache_dir() / "models"
     target = directory / FILENAME

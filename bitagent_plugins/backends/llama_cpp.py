@@ -45,10 +45,13 @@ def resolve_model(model: str | None) -> tuple[Path, dict[str, Any]]:
     if model in (None, "", "embedded"):
         from bitagent_plugins.backends import embedded_model
 
-        return embedded_model.embedded_model_path(), {"model": embedded_model.NAME,
-                                                      "sha256": embedded_model.SHA256, "embedded": True}
+        return embedded_model.embedded_model_path(), {
+            "model": embedded_model.NAME,
+            "sha256": embedded_model.SHA256,
+            "embedded": True,
+        }
     if model.startswith("hf://"):
-        spec, _, revision = model[len("hf://"):].partition("@")
+        spec, _, revision = model[len("hf://") :].partition("@")
         parts = spec.split("/")
         if len(parts) < 3 or not parts[-1].endswith(".gguf"):
             raise ValueError(f"expected hf://org/repo/file.gguf[@revision], got {model!r}")
@@ -56,8 +59,7 @@ def resolve_model(model: str | None) -> tuple[Path, dict[str, Any]]:
 
         repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
         path = hf_hub_download(repo_id=repo_id, filename=filename, revision=revision or None)
-        return Path(path), {"model": model, "repo_id": repo_id, "filename": filename,
-                            "revision": revision or None}
+        return Path(path), {"model": model, "repo_id": repo_id, "filename": filename, "revision": revision or None}
     local = Path(model).expanduser()
     if not local.is_file():
         raise FileNotFoundError(f"no such model file: {model}")
@@ -180,13 +182,21 @@ class LlamaCppBackend:
         path, identity = resolve_model(self.model)
         if "sha256" not in identity:
             identity["sha256"] = sha256_file(path)
-        settings: dict[str, Any] = {"n_ctx": 4096, "n_threads": max(1, os.cpu_count() or 1), "n_gpu_layers": 0,
-                                    "verbose": False}
+        settings: dict[str, Any] = {
+            "n_ctx": 4096,
+            "n_threads": max(1, os.cpu_count() or 1),
+            "n_gpu_layers": 0,
+            "verbose": False,
+        }
         settings.update({k: v for k, v in self.options.items() if k != "worker_thread"})
         self._llm = Llama(model_path=str(path), **settings)
         self._path, self._settings = path, settings
-        self._identity = {**identity, "path": str(path), "backend": "llama-cpp",
-                          "options": {k: v for k, v in settings.items() if k != "verbose"}}
+        self._identity = {
+            **identity,
+            "path": str(path),
+            "backend": "llama-cpp",
+            "options": {k: v for k, v in settings.items() if k != "verbose"},
+        }
 
     async def complete(self, request: ChatRequest) -> Completion:
         if self._llm is None:
@@ -206,8 +216,11 @@ class LlamaCppBackend:
         return self._complete(request, task)
 
     def _complete(self, request: ChatRequest, task: asyncio.Task[Any] | None = None) -> Completion:
-        kwargs: dict[str, Any] = {"messages": to_openai_messages(request.messages),
-                                  "temperature": request.temperature, "max_tokens": request.max_tokens}
+        kwargs: dict[str, Any] = {
+            "messages": to_openai_messages(request.messages),
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+        }
         if request.native_tools:
             kwargs["tools"] = [t.to_openai() for t in request.tools]
             kwargs["tool_choice"] = "auto"
@@ -256,10 +269,13 @@ class LlamaCppBackend:
         model = getattr(self._llm, "_model", None)  # llama-cpp-python keeps the trained length there
         trained = int(model.n_ctx_train()) if model is not None and hasattr(model, "n_ctx_train") else 0
         if "n_ctx" in self.options or (trained and fits > trained):
-            why = (f"the model was trained on {trained}" if trained and fits > trained
-                   else f"-B n_ctx={current} was given")
-            raise ValueError(f"the prompt has {needed} tokens, more than the context window of {current} "
-                             f"({why}): give it -B n_ctx={fits}") from None
+            why = (
+                f"the model was trained on {trained}" if trained and fits > trained else f"-B n_ctx={current} was given"
+            )
+            raise ValueError(
+                f"the prompt has {needed} tokens, more than the context window of {current} "
+                f"({why}): give it -B n_ctx={fits}"
+            ) from None
         self._llm.close()
         self._settings = {**self._settings, "n_ctx": fits}
         self._llm = import_llama()(model_path=str(self._path), **self._settings)
@@ -282,5 +298,9 @@ class LlamaCppBackend:
 
 @hookimpl
 def register_backends(register: RegisterBackend) -> None:
-    register("llama-cpp", LlamaCppBackend, options=LlamaCppOptions,
-             description="in-process llama-cpp-python (GGUF; default: embedded model)")
+    register(
+        "llama-cpp",
+        LlamaCppBackend,
+        options=LlamaCppOptions,
+        description="in-process llama-cpp-python (GGUF; default: embedded model)",
+    )

@@ -81,8 +81,15 @@ class ServerError(BackendError):
 
 
 class ServerStartError(ServerError):
-    def __init__(self, message: str, *, command: Sequence[str] = (), log_path: Path | None = None,
-                 log_tail: str = "", returncode: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: Sequence[str] = (),
+        log_path: Path | None = None,
+        log_tail: str = "",
+        returncode: int | None = None,
+    ) -> None:
         self.command = list(command)
         self.log_path = log_path
         self.log_tail = log_tail
@@ -113,8 +120,11 @@ async def poll_until_ready(check: Callable[[], Awaitable[T]], *, timeout: float)
     seconds. ``check`` raises :class:`NotReady` to be tried again (the last one is raised when time runs out);
     anything else ends the wait at once. The one readiness poller: managed servers and ``--base-url`` use it."""
     retrying = tenacity.AsyncRetrying(
-        stop=tenacity.stop_before_delay(timeout), wait=tenacity.wait_exponential(multiplier=0.1, min=0.1, max=2.0),
-        retry=tenacity.retry_if_exception_type(NotReady), reraise=True)
+        stop=tenacity.stop_before_delay(timeout),
+        wait=tenacity.wait_exponential(multiplier=0.1, min=0.1, max=2.0),
+        retry=tenacity.retry_if_exception_type(NotReady),
+        reraise=True,
+    )
     return await retrying(check)
 
 
@@ -342,12 +352,23 @@ class ManagedServer:
     start it from a thread that outlives it, e.g. the event loop's.
     """
 
-    def __init__(self, argv: Argv, *, name: str = "server", env: dict[str, str] | None = None,
-                 visible_devices: str | None = None, log_path: Path | None = None,
-                 ready_timeout: float = DEFAULT_READY_TIMEOUT_S, stop_timeout: float = DEFAULT_STOP_TIMEOUT_S,
-                 ready_path: str = READY_PATH, headers: dict[str, str] | None = None,
-                 die_with_parent: bool = True, records: Path | None = None, port_attempts: int = 3,
-                 cleanup_stale_first: bool = True) -> None:
+    def __init__(
+        self,
+        argv: Argv,
+        *,
+        name: str = "server",
+        env: dict[str, str] | None = None,
+        visible_devices: str | None = None,
+        log_path: Path | None = None,
+        ready_timeout: float = DEFAULT_READY_TIMEOUT_S,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT_S,
+        ready_path: str = READY_PATH,
+        headers: dict[str, str] | None = None,
+        die_with_parent: bool = True,
+        records: Path | None = None,
+        port_attempts: int = 3,
+        cleanup_stale_first: bool = True,
+    ) -> None:
         if ready_timeout <= 0 or stop_timeout < 0:
             raise ValueError("ready_timeout must be > 0 and stop_timeout >= 0")
         self._argv = argv
@@ -391,9 +412,15 @@ class ManagedServer:
         return proc.pid if proc is not None else None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "command": list(self.command), "port": self.port, "pid": self.pid,
-                "log": str(self.log_path) if self.log_path else None, "model_ids": list(self.model_ids),
-                "visible_devices": self.visible_devices}
+        return {
+            "name": self.name,
+            "command": list(self.command),
+            "port": self.port,
+            "pid": self.pid,
+            "log": str(self.log_path) if self.log_path else None,
+            "model_ids": list(self.model_ids),
+            "visible_devices": self.visible_devices,
+        }
 
     # ---- launching
 
@@ -431,8 +458,9 @@ class ManagedServer:
                 self.env = self.build_env(self.server_id)
                 program = self.command[0]
                 if shutil.which(program, path=self.env.get("PATH")) is None:
-                    raise ServerStartError(f"{self.name}: cannot run {program!r}: not found or not executable",
-                                           command=self.command)
+                    raise ServerStartError(
+                        f"{self.name}: cannot run {program!r}: not found or not executable", command=self.command
+                    )
                 log = self._open_log()
                 try:
                     self._write_record(pid=None)
@@ -440,13 +468,20 @@ class ManagedServer:
                     if self.die_with_parent:
                         argv = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *self.command]
                     try:
-                        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                                      stderr=subprocess.STDOUT, env=self.env,
-                                                      start_new_session=True, close_fds=True)
+                        self._proc = subprocess.Popen(
+                            argv,
+                            stdin=subprocess.DEVNULL,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            env=self.env,
+                            start_new_session=True,
+                            close_fds=True,
+                        )
                     except OSError as exc:
                         self._remove_record()
-                        raise ServerStartError(f"{self.name}: cannot start: {exc}", command=self.command,
-                                               log_path=self.log_path) from exc
+                        raise ServerStartError(
+                            f"{self.name}: cannot start: {exc}", command=self.command, log_path=self.log_path
+                        ) from exc
                 finally:
                     log.close()
             finally:
@@ -464,8 +499,10 @@ class ManagedServer:
         log = open(self.log_path, "ab")
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         devices = f" CUDA_VISIBLE_DEVICES={self.visible_devices}" if self.visible_devices is not None else ""
-        log.write(f"# bitagent {stamp}: starting {self.name} on {HOST}:{self.port}{devices}\n"
-                  f"# command: {shlex.join(self.command)}\n".encode())
+        log.write(
+            f"# bitagent {stamp}: starting {self.name} on {HOST}:{self.port}{devices}\n"
+            f"# command: {shlex.join(self.command)}\n".encode()
+        )
         log.flush()
         self._log_offset = log.tell()
         return log
@@ -474,13 +511,24 @@ class ManagedServer:
         directory = self.records or records_dir()
         self._record_path = directory / f"{self.server_id}.json"
         self._record_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self._record_path, {
-            "server_id": self.server_id, "name": self.name, "pid": pid, "pgid": pid,
-            "create_time": self._create_time if pid else None, "port": self.port, "command": self.command,
-            "log": str(self.log_path) if self.log_path else None, "owner_pid": os.getpid(),
-            "owner_create_time": process_create_time(os.getpid()), "hostname": socket.gethostname(),
-            "boot_time": psutil.boot_time(), "created": time.time(),
-        })
+        write_json_atomic(
+            self._record_path,
+            {
+                "server_id": self.server_id,
+                "name": self.name,
+                "pid": pid,
+                "pgid": pid,
+                "create_time": self._create_time if pid else None,
+                "port": self.port,
+                "command": self.command,
+                "log": str(self.log_path) if self.log_path else None,
+                "owner_pid": os.getpid(),
+                "owner_create_time": process_create_time(os.getpid()),
+                "hostname": socket.gethostname(),
+                "boot_time": psutil.boot_time(),
+                "created": time.time(),
+            },
+        )
 
     def _remove_record(self) -> None:
         path, self._record_path = self._record_path, None
@@ -526,8 +574,7 @@ class ManagedServer:
         return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
 
     def _start_error(self, cls: type[ServerStartError], message: str, code: int | None) -> ServerStartError:
-        return cls(message, command=self.command, log_path=self.log_path, log_tail=self.log_tail(),
-                   returncode=code)
+        return cls(message, command=self.command, log_path=self.log_path, log_tail=self.log_tail(), returncode=code)
 
     # ---- readiness
 
@@ -536,18 +583,23 @@ class ManagedServer:
         import httpx
 
         async with httpx.AsyncClient(timeout=httpx.Timeout(5.0), headers=self.headers, trust_env=False) as client:
+
             async def check() -> None:
                 code = self.returncode()
                 if code is not None:
-                    raise self._start_error(ServerStartError,
-                                            f"{self.name} exited with code {code} before it was ready", code)
+                    raise self._start_error(
+                        ServerStartError, f"{self.name} exited with code {code} before it was ready", code
+                    )
                 try:
                     response = await client.get(self.base_url + self.ready_path)
                 except httpx.HTTPError as exc:
                     raise NotReady(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from None
                 if response.status_code in (401, 403):
-                    raise self._start_error(ServerStartError, f"{self.name} refused us "
-                                            f"(HTTP {response.status_code}) at {self.ready_path}", None)
+                    raise self._start_error(
+                        ServerStartError,
+                        f"{self.name} refused us (HTTP {response.status_code}) at {self.ready_path}",
+                        None,
+                    )
                 if response.status_code != 200:
                     raise NotReady(f"HTTP {response.status_code}")
                 self.model_ids = _model_ids(response)
@@ -555,8 +607,9 @@ class ManagedServer:
             try:
                 await poll_until_ready(check, timeout=self.ready_timeout)
             except NotReady as exc:
-                raise self._start_error(ServerReadyTimeout, f"{self.name} was not ready after "
-                                        f"{self.ready_timeout:g} s (last: {exc})", None) from None
+                raise self._start_error(
+                    ServerReadyTimeout, f"{self.name} was not ready after {self.ready_timeout:g} s (last: {exc})", None
+                ) from None
 
     async def start(self) -> None:
         """Launch and wait until ready; on any failure (or cancellation) the process is torn down."""

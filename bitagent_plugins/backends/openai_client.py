@@ -31,8 +31,7 @@ from bitagent_core import ServerUnavailable as EngineUnreachable
 from bitagent_plugins.backends.openai_format import completion_from_openai, to_openai_messages
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-_RETRY_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
-                 httpx.WriteError)
+_RETRY_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 class ClientError(BackendError):
@@ -100,11 +99,21 @@ class Endpoint:
 
 
 class OpenAIClient:
-    def __init__(self, base_urls: Sequence[str] | str, *, api_key: str | None = None,
-                 timeout_s: float = 300.0, connect_timeout_s: float = 10.0, retries: int = 3,
-                 backoff_s: float = 0.5, max_backoff_s: float = 8.0,
-                 endpoint_down: Callable[[int], str | None] | None = None, trust_env: bool = True,
-                 headers: dict[str, str] | None = None, extra_body: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        base_urls: Sequence[str] | str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 300.0,
+        connect_timeout_s: float = 10.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+        endpoint_down: Callable[[int], str | None] | None = None,
+        trust_env: bool = True,
+        headers: dict[str, str] | None = None,
+        extra_body: dict[str, Any] | None = None,
+    ) -> None:
         urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
         if not urls:
             raise ValueError("at least one base URL is needed")
@@ -125,7 +134,8 @@ class OpenAIClient:
         if api_key:
             all_headers["Authorization"] = f"Bearer {api_key}"
         self._http = httpx.AsyncClient(
-            headers=all_headers, trust_env=trust_env,
+            headers=all_headers,
+            trust_env=trust_env,
             # as many connections as the caller has requests in flight, all kept alive for reuse
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=30.0),
             timeout=httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s), pool=None),
@@ -142,8 +152,11 @@ class OpenAIClient:
         server's cached prompt prefix is reused."""
         n = len(self.endpoints)
         home = self._sessions.get(session) if session is not None else None
-        if home is not None and self.endpoints[home].down_until <= time.monotonic() and not (
-                self.endpoint_down is not None and self.endpoint_down(home)):
+        if (
+            home is not None
+            and self.endpoints[home].down_until <= time.monotonic()
+            and not (self.endpoint_down is not None and self.endpoint_down(home))
+        ):
             return home
         alive = [i for i in range(n) if not (self.endpoint_down is not None and self.endpoint_down(i))]
         if not alive:
@@ -171,23 +184,29 @@ class OpenAIClient:
 
     # ---- requests
 
-    async def request_json(self, method: str, path: str, payload: dict[str, Any] | None = None,
-                           session: str | None = None) -> tuple[dict[str, Any], float]:
+    async def request_json(
+        self, method: str, path: str, payload: dict[str, Any] | None = None, session: str | None = None
+    ) -> tuple[dict[str, Any], float]:
         """Send one request (retrying as described above); returns the JSON body and the latency of
         the attempt that answered."""
         if self._closed:
             raise ClientError("the client is closed")
         retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self.retries + 1), wait=self._wait,
-            retry=tenacity.retry_if_exception_type(_Retryable), before_sleep=self._count_retry, reraise=True)
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
         try:
             return await retrying(self._attempt, method, path, payload, session)
         except _Retryable as exc:
             attempts = retrying.statistics.get("attempt_number", self.retries + 1)
             raise ServerUnavailable(f"gave up after {attempts} attempts: {exc.failure}") from exc
 
-    async def _attempt(self, method: str, path: str, payload: dict[str, Any] | None, session: str | None
-                       ) -> tuple[dict[str, Any], float]:
+    async def _attempt(
+        self, method: str, path: str, payload: dict[str, Any] | None, session: str | None
+    ) -> tuple[dict[str, Any], float]:
         index = self._pick(session)
         endpoint = self.endpoints[index]
         endpoint.in_flight += 1
@@ -202,13 +221,12 @@ class OpenAIClient:
             if reason:
                 raise ServerUnavailable(reason) from exc
             # passed over by _pick while the others are up, for about the time a retry would wait
-            endpoint.down_until = time.monotonic() + min(self.max_backoff_s, self.backoff_s * 2 ** endpoint.failures)
+            endpoint.down_until = time.monotonic() + min(self.max_backoff_s, self.backoff_s * 2**endpoint.failures)
             failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise _Retryable(failure, endpoint) from exc
         except httpx.TimeoutException as exc:
             endpoint.failures += 1
-            raise RequestTimeout(f"no answer from {url} within {self.timeout_s:g} s "
-                                 f"({type(exc).__name__})") from exc
+            raise RequestTimeout(f"no answer from {url} within {self.timeout_s:g} s ({type(exc).__name__})") from exc
         finally:
             endpoint.in_flight -= 1
         latency = time.perf_counter() - started
@@ -217,8 +235,10 @@ class OpenAIClient:
                 body = response.json()
             except ValueError:
                 endpoint.failures += 1
-                raise ClientError(f"{url} answered HTTP {response.status_code} with non-JSON: "
-                                  f"{response.text[:300]!r}", response.status_code) from None
+                raise ClientError(
+                    f"{url} answered HTTP {response.status_code} with non-JSON: {response.text[:300]!r}",
+                    response.status_code,
+                ) from None
             if not isinstance(body, dict):
                 raise ClientError(f"{url} answered {type(body).__name__}, not a JSON object", response.status_code)
             if session is not None:
@@ -234,9 +254,13 @@ class OpenAIClient:
 
     def chat_payload(self, request: ChatRequest, model: str | None, *, fold_system: bool = False) -> dict[str, Any]:
         messages = fold_system_prompt(request.messages) if fold_system else request.messages
-        payload: dict[str, Any] = {"messages": to_openai_messages(messages),
-                                   "temperature": request.temperature, "max_tokens": request.max_tokens,
-                                   "stream": False, **self.extra_body}
+        payload: dict[str, Any] = {
+            "messages": to_openai_messages(messages),
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "stream": False,
+            **self.extra_body,
+        }
         if model:
             payload["model"] = model
         if request.native_tools and request.tools:
@@ -255,15 +279,21 @@ class OpenAIClient:
         has_system = bool(request.messages) and request.messages[0].role == "system"
         fold = has_system and self.prompt_layout == "first-user"
         try:
-            body, latency = await self.request_json("POST", "/chat/completions",
-                                                    self.chat_payload(request, model, fold_system=fold),
-                                                    session=request.session)
+            body, latency = await self.request_json(
+                "POST",
+                "/chat/completions",
+                self.chat_payload(request, model, fold_system=fold),
+                session=request.session,
+            )
         except ClientError as exc:
             if fold or not has_system or exc.status != 400:
                 raise
-            body, latency = await self.request_json("POST", "/chat/completions",
-                                                    self.chat_payload(request, model, fold_system=True),
-                                                    session=request.session)
+            body, latency = await self.request_json(
+                "POST",
+                "/chat/completions",
+                self.chat_payload(request, model, fold_system=True),
+                session=request.session,
+            )
             self.prompt_layout = "first-user"
         if not isinstance(body.get("choices"), list) or not body["choices"]:
             raise ClientError(f"a chat completion without choices: {json.dumps(body)[:300]}")
@@ -274,8 +304,9 @@ class OpenAIClient:
         return [str(m["id"]) for m in body.get("data") or [] if isinstance(m, dict) and "id" in m]
 
     def stats(self) -> list[dict[str, Any]]:
-        return [{"url": e.url, "requests": e.requests, "failures": e.failures, "retries": e.retries}
-                for e in self.endpoints]
+        return [
+            {"url": e.url, "requests": e.requests, "failures": e.failures, "retries": e.retries} for e in self.endpoints
+        ]
 
     async def aclose(self) -> None:
         if not self._closed:

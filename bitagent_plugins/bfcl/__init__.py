@@ -27,7 +27,14 @@ def make_bfcl_strict_scorer() -> Any:
 
 @hookimpl
 def register_scorers(register: RegisterScorer) -> None:
-    register("bfcl", make_bfcl_scorer, description="BFCL's AST checker rules, pass/fail; any answer format; "
-                                                   "nothing evaluated, parallel calls matched by bipartite matching")
-    register("bfcl-strict", make_bfcl_strict_scorer,
-             description="the bfcl scorer reading only what BFCL's prompting decoder reads (bare pythonic calls)")
+    register(
+        "bfcl",
+        make_bfcl_scorer,
+        description="BFCL's AST checker rules, pass/fail; any answer format; "
+        "nothing evaluated, parallel calls matched by bipartite matching",
+    )
+    register(
+        "bfcl-strict",
+        make_bfcl_strict_scorer,
+        description="the bfcl scorer reading only what BFCL's prompting decoder reads (bare pythonic calls)",
+    )

@@ -83,8 +83,12 @@ def score_agentic(task: Task, trajectory: Trajectory, *, strict: bool) -> Score:
     """One agentic trajectory's verdict (see the module docstring)."""
     kind = task.metadata.get("agentic")
     if kind == "memory_prereq":
-        return Score(1.0, {"answer": 1.0}, passed=True,
-                     detail="prerequisite conversation: not scored by BFCL; its memory snapshot was written")
+        return Score(
+            1.0,
+            {"answer": 1.0},
+            passed=True,
+            detail="prerequisite conversation: not scored by BFCL; its memory snapshot was written",
+        )
     answers = task.metadata.get("answers")
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise ValueError(f"task {task.id}: no possible answers in its metadata")
@@ -93,8 +97,10 @@ def score_agentic(task: Task, trajectory: Trajectory, *, strict: bool) -> Score:
     texts = [step.text if isinstance(step.text, str) else str(step.text) for step in trajectory.turns[0]]
     answer = final_answer(texts, strict=strict)
     if answer is None:
-        return _fail("agentic:no_last_message", "no step that is not a function call"
-                     + ("" if strict else " ends the trajectory"))
+        return _fail(
+            "agentic:no_last_message",
+            "no step that is not a function call" + ("" if strict else " ends the trajectory"),
+        )
     if not answer_found(answer, answers):
         return _fail("agentic:answer_not_found", f"none of {answers!r} in the final answer {answer[:500]!r}")
     return Score(1.0, {"answer": 1.0}, passed=True)

@@ -37,7 +37,9 @@ DEFAULT_CONFIG = "ret_fmt=python&tool_call_tag=False&func_doc_fmt=json&prompt_fm
 #: BFCL's 26 configurations, in its order (``get_all_format_sensitivity_configs``)
 CONFIGS = tuple(
     f"ret_fmt={ret}&tool_call_tag={tag}&func_doc_fmt={doc}&prompt_fmt=plaintext&style=classic"
-    for ret in RETURN_FORMATS for tag in ("True", "False") for doc in DOC_FORMATS
+    for ret in RETURN_FORMATS
+    for tag in ("True", "False")
+    for doc in DOC_FORMATS
 ) + (
     "ret_fmt=python&tool_call_tag=False&func_doc_fmt=json&prompt_fmt=markdown&style=classic",
     "ret_fmt=python&tool_call_tag=False&func_doc_fmt=json&prompt_fmt=plaintext&style=experimental",
@@ -56,14 +58,22 @@ class Config:
     @classmethod
     def parse(cls, text: str) -> Config:
         fields = dict(part.partition("=")[::2] for part in text.split("&"))
-        if set(fields) != {"ret_fmt", "tool_call_tag", "func_doc_fmt", "prompt_fmt", "style"} \
-                or fields["ret_fmt"] not in RETURN_FORMATS or fields["func_doc_fmt"] not in DOC_FORMATS \
-                or fields["tool_call_tag"] not in ("True", "False") \
-                or fields["prompt_fmt"] not in ("plaintext", "markdown") \
-                or fields["style"] not in ("classic", "experimental"):
+        if (
+            set(fields) != {"ret_fmt", "tool_call_tag", "func_doc_fmt", "prompt_fmt", "style"}
+            or fields["ret_fmt"] not in RETURN_FORMATS
+            or fields["func_doc_fmt"] not in DOC_FORMATS
+            or fields["tool_call_tag"] not in ("True", "False")
+            or fields["prompt_fmt"] not in ("plaintext", "markdown")
+            or fields["style"] not in ("classic", "experimental")
+        ):
             raise ValueError(f"not a BFCL prompt configuration: {text!r}")
-        return cls(fields["ret_fmt"], fields["tool_call_tag"] == "True", fields["func_doc_fmt"],
-                   fields["prompt_fmt"], fields["style"])
+        return cls(
+            fields["ret_fmt"],
+            fields["tool_call_tag"] == "True",
+            fields["func_doc_fmt"],
+            fields["prompt_fmt"],
+            fields["style"],
+        )
 
 
 def format_sensitivity_stats(per_config_accuracy: Mapping[str, float]) -> tuple[float, float]:
@@ -92,6 +102,7 @@ def per_config_accuracy(verdicts: Iterable[tuple[str, bool]]) -> dict[str, float
 
 
 # --- BFCL's system prompt for a configuration ------------------------------------------------------------
+
 
 def _python_type(meta: dict[str, Any]) -> str:
     kind = meta.get("type", "string")
@@ -146,8 +157,10 @@ def _xml_param(name: str, meta: dict[str, Any], required: list[str] | None, leve
     attributes = [f'name="{name}", type="{kind}", required="{is_required}"']
     if "default" in meta:
         attributes.append(f'default="{meta["default"]!r}"')
-    parts = [f"{indent}<param " + " ".join(attributes).replace(",", "") + ">\n",
-             f"{indent}  <desc>{description}</desc>\n"]
+    parts = [
+        f"{indent}<param " + " ".join(attributes).replace(",", "") + ">\n",
+        f"{indent}  <desc>{description}</desc>\n",
+    ]
     if "properties" in meta:
         parts.append(f"{indent}  <params>\n")
         for child, child_meta in meta["properties"].items():
@@ -174,19 +187,27 @@ def system_prompt(config: str, functions: list[dict[str, Any]]) -> str:
 
     prompts = _prompts()
     chosen = Config.parse(config)
-    docs = {"python": _docs_python, "xml": _docs_xml,
-            "json": lambda f: json.dumps(f, indent=4)}[chosen.doc_format](functions)
+    docs = {"python": _docs_python, "xml": _docs_xml, "json": lambda f: json.dumps(f, indent=4)}[chosen.doc_format](
+        functions
+    )
     style = prompts.PROMPT_STYLE_TEMPLATES[chosen.style]
     call_format = style["tool_call_with_tag" if chosen.tool_call_tag else "tool_call_no_tag"].format(
         output_format=prompts.OUTPUT_FORMAT_MAPPING[chosen.return_format],
-        param_types=prompts.PARAM_TYPE_MAPPING[chosen.return_format])
-    return str(prompts.PROMPT_TEMPLATE_MAPPING[chosen.prompt_format].format(
-        persona=style["persona"], task=style["task"], tool_call_format=call_format,
-        multiturn_behavior=style["multiturn_behavior"],
-        available_tools=style["available_tools"].format(format=chosen.doc_format, functions=docs)))
+        param_types=prompts.PARAM_TYPE_MAPPING[chosen.return_format],
+    )
+    return str(
+        prompts.PROMPT_TEMPLATE_MAPPING[chosen.prompt_format].format(
+            persona=style["persona"],
+            task=style["task"],
+            tool_call_format=call_format,
+            multiturn_behavior=style["multiturn_behavior"],
+            available_tools=style["available_tools"].format(format=chosen.doc_format, functions=docs),
+        )
+    )
 
 
 # --- tasks -------------------------------------------------------------------------------------------------
+
 
 def id_file(data_dir: Path) -> dict[str, list[str]]:
     """BFCL's format-sensitivity ids per category (``BFCL_v4_format_sensitivity.json``)."""
@@ -213,10 +234,16 @@ def build_tasks(base: Mapping[str, Iterable[Task]], ids: Mapping[str, list[str]]
         if messages and messages[0].role == "system":  # BFCL: its prompt, a blank line, the entry's own
             messages, own = messages[1:], "\n\n" + messages[0].content
         for config in CONFIGS:
-            out.append(attrs.evolve(
-                task, id=f"{CATEGORY}_{index}:{config}:{task.id}", category=CATEGORY, messages=messages,
-                system_prompt=system_prompt(config, functions) + own,
-                metadata={**task.metadata, "format_config": config, "base_category": task.category}))
+            out.append(
+                attrs.evolve(
+                    task,
+                    id=f"{CATEGORY}_{index}:{config}:{task.id}",
+                    category=CATEGORY,
+                    messages=messages,
+                    system_prompt=system_prompt(config, functions) + own,
+                    metadata={**task.metadata, "format_config": config, "base_category": task.category},
+                )
+            )
             index += 1
     return out
 

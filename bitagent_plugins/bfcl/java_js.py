@@ -39,12 +39,32 @@ HINTS = {
 INSTALL_HINT = "pip install 'bitagent[bfcl-java]' (tree-sitter 0.21.3 and its Java/JavaScript grammars)"
 
 JAVA_TYPES: dict[str, type] = {
-    "byte": int, "short": int, "integer": int, "float": float, "double": float, "long": int, "boolean": bool,
-    "char": str, "Array": list, "ArrayList": list, "Set": set, "HashMap": dict, "Hashtable": dict,
-    "Queue": list, "Stack": list, "String": str, "any": str,
+    "byte": int,
+    "short": int,
+    "integer": int,
+    "float": float,
+    "double": float,
+    "long": int,
+    "boolean": bool,
+    "char": str,
+    "Array": list,
+    "ArrayList": list,
+    "Set": set,
+    "HashMap": dict,
+    "Hashtable": dict,
+    "Queue": list,
+    "Stack": list,
+    "String": str,
+    "any": str,
 }
 JS_TYPES: dict[str, type] = {
-    "String": str, "integer": int, "float": float, "Bigint": int, "Boolean": bool, "dict": dict, "array": list,
+    "String": str,
+    "integer": int,
+    "float": float,
+    "Bigint": int,
+    "Boolean": bool,
+    "dict": dict,
+    "array": list,
     "any": str,
 }
 _NESTED = ("Array", "ArrayList", "array")
@@ -79,12 +99,15 @@ def prompt_docs(docs: list[dict[str, Any]] | tuple[dict[str, Any], ...], languag
             else:
                 value["description"] += f" This is {lang} {value['type']} type parameter in string representation."
             if value["type"] in listed:
-                value["description"] += (f" The list elements are of type {value['items']['type']}; they are not "
-                                         "in string representation.")
+                value["description"] += (
+                    f" The list elements are of type {value['items']['type']}; they are not in string representation."
+                )
                 del value["items"]
             if language == JAVASCRIPT and value["type"] == "dict" and "properties" in value:
-                value["description"] += (" The dictionary entries have the following schema; they are not in "
-                                         f"string representation. {json.dumps(value['properties'])}")
+                value["description"] += (
+                    " The dictionary entries have the following schema; they are not in "
+                    f"string representation. {json.dumps(value['properties'])}"
+                )
                 del value["properties"]
             value["type"] = "string"
     return out
@@ -102,6 +125,7 @@ def _parser(language: str) -> Any:
             import importlib
 
             import tree_sitter
+
             grammar = importlib.import_module("tree_sitter_java" if language == JAVA else "tree_sitter_javascript")
             parser = tree_sitter.Parser()
             parser.set_language(tree_sitter.Language(grammar.language(), language))
@@ -150,8 +174,8 @@ def _read_java(source: str, strict: bool) -> list[tuple[str, dict[Any, Any]]]:
 
     def text(node: Any) -> str:
         if strict:  # BFCL slices the str by byte offsets: text after a non-ASCII character shifts
-            return source[node.start_byte:node.end_byte]
-        return data[node.start_byte:node.end_byte].decode("utf8", "replace")
+            return source[node.start_byte : node.end_byte]
+        return data[node.start_byte : node.end_byte].decode("utf8", "replace")
 
     def value_of(node: Any, nested: bool = False) -> str:
         kind = node.type
@@ -160,8 +184,10 @@ def _read_java(source: str, strict: bool) -> list[tuple[str, dict[Any, Any]]]:
         if kind in ("identifier", "class_literal", "type_identifier", "method_invocation"):
             return text(node)
         if kind == "array_creation_expression":
-            return f"new {value_of(node.child_by_field_name('type'), True)}[]" \
-                   f"{value_of(node.child_by_field_name('value'), True)}"
+            return (
+                f"new {value_of(node.child_by_field_name('type'), True)}[]"
+                f"{value_of(node.child_by_field_name('value'), True)}"
+            )
         if kind == "object_creation_expression":
             if not strict and any(child.type == "class_body" for child in node.children):
                 return text(node)  # BFCL drops the initializer body of `new HashMap<>() {{ put(...); }}`
@@ -316,9 +342,11 @@ def _java_arraylist(text: str, nested: str | None, strict: bool) -> Any:
 def _java_hashmap(text: str) -> Any:
     match = re.search(r"new\s+HashMap<.*?>\s*\(\)\s*\{\s*\{?\s*(.*?)\s*\}?\s*\}", text, re.DOTALL)
     if match:
-        return {key: _java_literal(raw.strip())
-                for key, raw in re.findall(r"put\(\"(.*?)\",\s*(.*?)\)", match.group(1))} \
-            if match.group(1).strip() else {}
+        return (
+            {key: _java_literal(raw.strip()) for key, raw in re.findall(r"put\(\"(.*?)\",\s*(.*?)\)", match.group(1))}
+            if match.group(1).strip()
+            else {}
+        )
     if re.search(r"new\s+HashMap<.*?>\s*\(\)", text):
         return {}
     return text
@@ -396,8 +424,12 @@ def _js_array(code: str, nested: str | None) -> Any:
         inside = (inside or "").strip()
         elements = inside.split(",") if inside else []
         if nested:
-            return [js_value(e.strip(), nested, "String") if e.strip().startswith(("'", '"'))
-                    else js_value(e.strip(), nested) for e in elements]
+            return [
+                js_value(e.strip(), nested, "String")
+                if e.strip().startswith(("'", '"'))
+                else js_value(e.strip(), nested)
+                for e in elements
+            ]
         return [_js_literal(e.strip()) for e in elements]
     except CheckError:
         raise
@@ -442,42 +474,55 @@ def _js_literal(text: str) -> Any:
 # --- BFCL's simple_function_checker for Java and JavaScript -------------------------------------------------------
 
 
-def check_call(doc: dict[str, Any], name: str, arguments: dict[Any, Any], truth: dict[str, list[Any]],
-               language: str, strict: bool) -> None:
+def check_call(
+    doc: dict[str, Any], name: str, arguments: dict[Any, Any], truth: dict[str, list[Any]], language: str, strict: bool
+) -> None:
     """Raise :class:`CheckError` where BFCL's ``simple_function_checker`` fails the call; return if it passes."""
     func_name = doc["name"]
     details = doc["parameters"]["properties"]
     if name != func_name:
-        raise CheckError("wrong_func_name", "simple_function_checker:wrong_func_name",
-                         f"Function name {func_name!r} not found in model output.")
+        raise CheckError(
+            "wrong_func_name",
+            "simple_function_checker:wrong_func_name",
+            f"Function name {func_name!r} not found in model output.",
+        )
     for param in doc["parameters"]["required"]:
         if param not in arguments:
-            raise CheckError("missing_required", "simple_function_checker:missing_required",
-                             f"Missing required parameter: {param!r}.")
+            raise CheckError(
+                "missing_required",
+                "simple_function_checker:missing_required",
+                f"Missing required parameter: {param!r}.",
+            )
     types = JAVA_TYPES if language == JAVA else JS_TYPES
     for param, value in arguments.items():
         if param not in details or param not in truth:
-            raise CheckError("unexpected_param", "simple_function_checker:unexpected_param",
-                             f"Unexpected parameter: {param!r}.")
+            raise CheckError(
+                "unexpected_param", "simple_function_checker:unexpected_param", f"Unexpected parameter: {param!r}."
+            )
         declared = details[param]["type"]
         if declared not in types:
-            raise CheckError("type_error", f"type_error:{'java' if language == JAVA else 'js'}",
-                             f"Unsupported type: {declared}")
+            raise CheckError(
+                "type_error", f"type_error:{'java' if language == JAVA else 'js'}", f"Unsupported type: {declared}"
+            )
         expected = types[declared]
         nested_type = None
         if type(value) is not str:
             if strict:
-                raise CheckError("type_error", f"type_error:{'java' if language == JAVA else 'js'}",
-                                 f"Incorrect type for parameter {param!r}. Expected type String, got "
-                                 f"{type(value).__name__}. Parameter value: {value!r}.")
+                raise CheckError(
+                    "type_error",
+                    f"type_error:{'java' if language == JAVA else 'js'}",
+                    f"Incorrect type for parameter {param!r}. Expected type String, got "
+                    f"{type(value).__name__}. Parameter value: {value!r}.",
+                )
             value = _source_text(value)
         if declared in _NESTED:
             nested = details[param].get("items", {}).get("type")
             if nested not in types:
                 raise CheckError("type_error", "type_error:nested", f"Unsupported item type: {nested}")
             nested_type = None if nested == "any" and not strict else types[nested]  # `any` items: any type
-            value = (java_value(value, declared, nested, strict) if language == JAVA
-                     else js_value(value, declared, nested))
+            value = (
+                java_value(value, declared, nested, strict) if language == JAVA else js_value(value, declared, nested)
+            )
         else:
             value = java_value(value, declared, strict=strict) if language == JAVA else js_value(value, declared)
         options = truth[param]
@@ -491,22 +536,34 @@ def check_call(doc: dict[str, Any], name: str, arguments: dict[Any, Any], truth:
                 continue
             if expected is str:
                 if _std(value) not in [_std(o) for o in options if type(o) is str]:
-                    raise CheckError("value_error", "value_error:string",
-                                     f"Invalid value for parameter {param!r}: {value!r}. Expected one of {options}.")
+                    raise CheckError(
+                        "value_error",
+                        "value_error:string",
+                        f"Invalid value for parameter {param!r}: {value!r}. Expected one of {options}.",
+                    )
                 continue
             if expected is list:
                 got = [_std(v) if type(v) is str else v for v in value]
                 if got not in [[_std(v) if type(v) is str else v for v in o] for o in options]:
-                    raise CheckError("value_error", "value_error:list/tuple",
-                                     f"Invalid value for parameter {param!r}: {value!r}. Expected one of {options}.")
+                    raise CheckError(
+                        "value_error",
+                        "value_error:list/tuple",
+                        f"Invalid value for parameter {param!r}: {value!r}. Expected one of {options}.",
+                    )
                 continue
         if value not in options:
-            raise CheckError("value_error", "value_error:others",
-                             f"Invalid value for parameter {param!r}: {value!r}. Expected one of {options}.")
+            raise CheckError(
+                "value_error",
+                "value_error:others",
+                f"Invalid value for parameter {param!r}: {value!r}. Expected one of {options}.",
+            )
     for param, options in truth.items():
         if param not in arguments and "" not in options:
-            raise CheckError("missing_optional", "simple_function_checker:missing_optional",
-                             f"Optional parameter {param!r} not provided and not marked as optional.")
+            raise CheckError(
+                "missing_optional",
+                "simple_function_checker:missing_optional",
+                f"Optional parameter {param!r} not provided and not marked as optional.",
+            )
 
 
 def _source_text(value: Any) -> str:
@@ -549,14 +606,20 @@ def _type_check(param: str, value: Any, options: Any, declared: str, expected: t
                     continue
             return is_variable
         if answer_type is not None and type(value) == answer_type:  # noqa: E721
-            raise CheckError("type_error", "type_error:nested",
-                             f"Nested type checking failed for parameter {param!r}. Expected outer type {declared} "
-                             f"with inner type {nested}. Parameter value: {value!r}.")
+            raise CheckError(
+                "type_error",
+                "type_error:nested",
+                f"Nested type checking failed for parameter {param!r}. Expected outer type {declared} "
+                f"with inner type {nested}. Parameter value: {value!r}.",
+            )
     elif answer_type is not None and type(value) == answer_type:  # noqa: E721
         return True
-    raise CheckError("type_error", "type_error:simple",
-                     f"Incorrect type for parameter {param!r}. Expected type {declared}, got "
-                     f"{type(value).__name__}. Parameter value: {value!r}.")
+    raise CheckError(
+        "type_error",
+        "type_error:simple",
+        f"Incorrect type for parameter {param!r}. Expected type {declared}, got "
+        f"{type(value).__name__}. Parameter value: {value!r}.",
+    )
 
 
 def _dict_check(param: str, value: dict[Any, Any], options: list[Any], strict: bool) -> None:
@@ -581,8 +644,9 @@ def _dict_mismatch(param: str, value: dict[Any, Any], option: dict[str, Any], st
             return CheckError("value_error", "value_error:dict_key", f"Unexpected dict key parameter: '{key}'.")
         got = _std(item) if type(item) is str else item
         if got not in [_std(o) if type(o) is str else o for o in option[key]]:
-            return CheckError("value_error", "value_error:dict_value",
-                              f"Invalid value for parameter {key!r}: {item!r}.")
+            return CheckError(
+                "value_error", "value_error:dict_value", f"Invalid value for parameter {key!r}: {item!r}."
+            )
     for key, accepted in option.items():
         if key not in value and "" not in accepted:
             return CheckError("value_error", "value_error:dict_key", f"Missing dict key parameter: '{key}'.")
@@ -593,8 +657,9 @@ def _list_dict_check(param: str, value: list[Any], options: list[Any], strict: b
     error = CheckError("value_error", "list_dict_checker:unclear", f"{param!r}: no acceptable list of dicts")
     for option in options:
         if len(value) != len(option):
-            error = CheckError("value_error", "value_error:list_dict_count",
-                               "Wrong number of dictionaries in the list.")
+            error = CheckError(
+                "value_error", "value_error:list_dict_count", "Wrong number of dictionaries in the list."
+            )
             continue
         for item, accepted in zip(value, option):
             try:

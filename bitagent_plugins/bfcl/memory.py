@@ -61,6 +61,7 @@ _KEY = re.compile(r"^[a-z]+(_[a-z0-9]+)*$")
 
 # --- the key-value backend -----------------------------------------------------------------------------
 
+
 def _bm25_search(query: str, corpus: list[str], k: int) -> dict[str, Any]:
     from rank_bm25 import BM25Plus  # extra bfcl-memory
 
@@ -115,10 +116,12 @@ class MemoryKV:
     """BFCL's ``MemoryAPI_kv``: the model's tools are the public methods."""
 
     def __init__(self) -> None:
-        self._core = _KeyValueStore(MAX_CORE_SIZE, MAX_CORE_ENTRY, "Core memory is full. Please clear some entries.",
-                                    "Key-value pair added.")
-        self._archival = _KeyValueStore(MAX_ARCHIVAL_SIZE, MAX_ARCHIVAL_ENTRY,
-                                        "Long term memory is full. Please clear some entries.", "Key added.")
+        self._core = _KeyValueStore(
+            MAX_CORE_SIZE, MAX_CORE_ENTRY, "Core memory is full. Please clear some entries.", "Key-value pair added."
+        )
+        self._archival = _KeyValueStore(
+            MAX_ARCHIVAL_SIZE, MAX_ARCHIVAL_ENTRY, "Long term memory is full. Please clear some entries.", "Key added."
+        )
 
     def _export(self) -> dict[str, Any]:
         return {"core_memory": dict(self._core.entries), "archival_memory": dict(self._archival.entries)}
@@ -206,8 +209,9 @@ def encoder() -> Any:
             from sentence_transformers import SentenceTransformer
 
             importlib.import_module("faiss")
-            _encoder = SentenceTransformer(str(embedding_model_dir()), device="cpu", local_files_only=True,
-                                           trust_remote_code=False)
+            _encoder = SentenceTransformer(
+                str(embedding_model_dir()), device="cpu", local_files_only=True, trust_remote_code=False
+            )
         return _encoder
 
 
@@ -273,8 +277,11 @@ class _VectorStore:
         if not self.store:
             return []
         scores, ids = self._index.search(self._embed([query]), min(top_k, len(self.store)))
-        return [{"id": int(vid), "similarity_score": float(score), "text": self.store[int(vid)]}
-                for score, vid in zip(scores[0], ids[0], strict=True) if vid != -1]
+        return [
+            {"id": int(vid), "similarity_score": float(score), "text": self.store[int(vid)]}
+            for score, vid in zip(scores[0], ids[0], strict=True)
+            if vid != -1
+        ]
 
     def retrieve_all(self) -> list[dict[str, Any]]:
         return [{"id": int(vid), "text": text} for vid, text in self.store.items()]
@@ -348,6 +355,7 @@ class MemoryVector:
 
 # --- the recursive-summary backend ---------------------------------------------------------------------
 
+
 class MemoryRecSum:
     """BFCL's ``MemoryAPI_rec_sum``: the model's tools are the public methods."""
 
@@ -368,16 +376,20 @@ class MemoryRecSum:
     def memory_append(self, text: str) -> dict[str, str]:
         text = str(text)
         if len(self._memory + text) > MAX_REC_SUM:
-            return {"error": "Entry will be too long after appending. Please shorten the entry to less than "
-                             f"{MAX_REC_SUM} characters."}
+            return {
+                "error": "Entry will be too long after appending. Please shorten the entry to less than "
+                f"{MAX_REC_SUM} characters."
+            }
         self._memory += text
         return {"status": "Memory appended."}
 
     def memory_update(self, text: str) -> dict[str, str]:
         text = str(text)
         if len(text) > MAX_REC_SUM:
-            return {"error": "Entry will be too long after updating. Please shorten the entry to less than "
-                             f"{MAX_REC_SUM} characters."}
+            return {
+                "error": "Entry will be too long after updating. Please shorten the entry to less than "
+                f"{MAX_REC_SUM} characters."
+            }
         self._memory = text
         return {"status": "Memory updated."}
 
@@ -390,8 +402,10 @@ class MemoryRecSum:
         if old_text not in self._memory:
             return {"error": f"Text '{old_text}' not found in memory."}
         if len(new_text) > MAX_REC_SUM:
-            return {"error": "Entry will be too long after replacing. Please shorten the entry to less than "
-                             f"{MAX_REC_SUM} characters."}
+            return {
+                "error": "Entry will be too long after replacing. Please shorten the entry to less than "
+                f"{MAX_REC_SUM} characters."
+            }
         self._memory = self._memory.replace(old_text, new_text)
         return {"status": "Memory updated."}
 
@@ -403,10 +417,14 @@ class MemoryRecSum:
 
 MemoryBackend = MemoryKV | MemoryVector | MemoryRecSum
 _BACKEND_CLASSES: dict[str, type[MemoryKV] | type[MemoryVector] | type[MemoryRecSum]] = {
-    "kv": MemoryKV, "vector": MemoryVector, "rec_sum": MemoryRecSum}
+    "kv": MemoryKV,
+    "vector": MemoryVector,
+    "rec_sum": MemoryRecSum,
+}
 
 
 # --- snapshots -----------------------------------------------------------------------------------------
+
 
 class SnapshotMissing(RuntimeError):
     """A snapshot a task needs is absent or incomplete."""
@@ -469,6 +487,7 @@ def read_snapshot(run_dir: Path, category: str, snapshot_id: str) -> dict[str, A
 
 # --- the environment -----------------------------------------------------------------------------------
 
+
 def _prompts() -> Any:
     """BFCL's prompt constants, from the wheel (plain strings: nothing else of bfcl_eval is imported)."""
     return importlib.import_module("bfcl_eval.constants.default_prompts")
@@ -477,10 +496,12 @@ def _prompts() -> Any:
 def memory_system_prompt(backend: str, scenario: str, memory_context: str) -> str:
     """BFCL's memory instruction for a scenario, showing the memory as loaded."""
     prompts = _prompts()
-    template = prompts.MEMORY_BACKEND_INSTRUCTION_UNIFIED if backend == "rec_sum" \
+    template = (
+        prompts.MEMORY_BACKEND_INSTRUCTION_UNIFIED
+        if backend == "rec_sum"
         else prompts.MEMORY_BACKEND_INSTRUCTION_CORE_ARCHIVAL
-    return str(template.format(scenario_setting=prompts.MEMORY_AGENT_SETTINGS[scenario],
-                               memory_content=memory_context))
+    )
+    return str(template.format(scenario_setting=prompts.MEMORY_AGENT_SETTINGS[scenario], memory_content=memory_context))
 
 
 class MemoryEnvironment(BfclStepReading):
@@ -529,6 +550,7 @@ class MemoryEnvironment(BfclStepReading):
 
 
 # --- tasks ---------------------------------------------------------------------------------------------
+
 
 @attrs.frozen
 class MemoryData:
@@ -580,8 +602,9 @@ def load_category(category: str, data_dir: Path, version: str) -> MemoryData:
     # BFCL joins its tools prompt to a system message with a blank line; build_request joins with one newline
     tools_prompt = system_prompt(docs) + "\n"
     agentic_format = str(_prompts().ADDITIONAL_SYSTEM_PROMPT_FOR_AGENTIC_RESPONSE_FORMAT)
-    answers = {row.get("id"): row.get("ground_truth") for row in _rows(data_dir / "possible_answer"
-                                                                         / "BFCL_v4_memory.json")}
+    answers = {
+        row.get("id"): row.get("ground_truth") for row in _rows(data_dir / "possible_answer" / "BFCL_v4_memory.json")
+    }
     prerequisites: list[Task] = []
     chains: dict[str, list[str]] = {}
     for scenario in SCENARIOS:
@@ -589,16 +612,30 @@ def load_category(category: str, data_dir: Path, version: str) -> MemoryData:
         for entry in _rows(data_dir / "memory_prereq_conversation" / f"memory_{scenario}.json"):
             task_id = str(entry["id"]).replace("memory", category, 1)
             question = entry["question"]
-            prerequisites.append(Task(
-                id=task_id, messages=_messages(question[0]), tools=tools, source="bfcl",
-                category=f"{category}_prereq", version=version,
-                environment=EnvironmentSpec(ENVIRONMENT, {"backend": backend, "category": category,
-                                                          "scenario": scenario, "load": chain[-1] if chain else None,
-                                                          "save": task_id}),
-                turns=tuple(Turn(messages=_messages(t)) for t in question[1:]),
-                max_steps_per_turn=MAX_STEPS_PER_TURN,
-                metadata={"agentic": "memory_prereq", "depends_on": list(chain)},
-                system_prompt=tools_prompt))
+            prerequisites.append(
+                Task(
+                    id=task_id,
+                    messages=_messages(question[0]),
+                    tools=tools,
+                    source="bfcl",
+                    category=f"{category}_prereq",
+                    version=version,
+                    environment=EnvironmentSpec(
+                        ENVIRONMENT,
+                        {
+                            "backend": backend,
+                            "category": category,
+                            "scenario": scenario,
+                            "load": chain[-1] if chain else None,
+                            "save": task_id,
+                        },
+                    ),
+                    turns=tuple(Turn(messages=_messages(t)) for t in question[1:]),
+                    max_steps_per_turn=MAX_STEPS_PER_TURN,
+                    metadata={"agentic": "memory_prereq", "depends_on": list(chain)},
+                    system_prompt=tools_prompt,
+                )
+            )
             chain.append(task_id)
         chains[scenario] = chain
     questions: list[Task] = []
@@ -608,15 +645,34 @@ def load_category(category: str, data_dir: Path, version: str) -> MemoryData:
         if not isinstance(truth, list) or not chains.get(scenario):
             raise ValueError(f"{entry['id']}: no ground truth or no prerequisites for scenario {scenario!r}")
         first = (Message("system", agentic_format), *_messages(entry["question"][0]))
-        questions.append(Task(
-            id=str(entry["id"]).replace("memory", category, 1), messages=first, tools=tools, source="bfcl",
-            category=category, version=version,
-            environment=EnvironmentSpec(ENVIRONMENT, {"backend": backend, "category": category, "scenario": scenario,
-                                                      "load": chains[scenario][-1], "save": None}),
-            turns=tuple(Turn(messages=_messages(t)) for t in entry["question"][1:]),
-            max_steps_per_turn=MAX_STEPS_PER_TURN,
-            metadata={"agentic": "memory", "answers": [str(a) for a in truth], "depends_on": list(chains[scenario])},
-            system_prompt=tools_prompt))
+        questions.append(
+            Task(
+                id=str(entry["id"]).replace("memory", category, 1),
+                messages=first,
+                tools=tools,
+                source="bfcl",
+                category=category,
+                version=version,
+                environment=EnvironmentSpec(
+                    ENVIRONMENT,
+                    {
+                        "backend": backend,
+                        "category": category,
+                        "scenario": scenario,
+                        "load": chains[scenario][-1],
+                        "save": None,
+                    },
+                ),
+                turns=tuple(Turn(messages=_messages(t)) for t in entry["question"][1:]),
+                max_steps_per_turn=MAX_STEPS_PER_TURN,
+                metadata={
+                    "agentic": "memory",
+                    "answers": [str(a) for a in truth],
+                    "depends_on": list(chains[scenario]),
+                },
+                system_prompt=tools_prompt,
+            )
+        )
     data = MemoryData(category, version, tuple(prerequisites), tuple(questions))
     with _cache_lock:
         _cache[key] = data

@@ -39,14 +39,24 @@ MAX_STEPS_PER_TURN = 20  # BFCL's MAXIMUM_STEP_LIMIT
 _PACKAGE = "bfcl_eval.eval_checker.multi_turn_eval.func_source_code"
 #: BFCL's CLASS_FILE_PATH_MAPPING and MULTI_TURN_FUNC_DOC_FILE_MAPPING for the multi-turn classes
 CLASS_MODULES = {
-    "GorillaFileSystem": "gorilla_file_system", "MathAPI": "math_api", "MessageAPI": "message_api",
-    "TwitterAPI": "posting_api", "TicketAPI": "ticket_api", "TradingBot": "trading_bot",
-    "TravelAPI": "travel_booking", "VehicleControlAPI": "vehicle_control",
+    "GorillaFileSystem": "gorilla_file_system",
+    "MathAPI": "math_api",
+    "MessageAPI": "message_api",
+    "TwitterAPI": "posting_api",
+    "TicketAPI": "ticket_api",
+    "TradingBot": "trading_bot",
+    "TravelAPI": "travel_booking",
+    "VehicleControlAPI": "vehicle_control",
 }
 FUNC_DOC_FILES = {
-    "GorillaFileSystem": "gorilla_file_system.json", "MathAPI": "math_api.json", "MessageAPI": "message_api.json",
-    "TwitterAPI": "posting_api.json", "TicketAPI": "ticket_api.json", "TradingBot": "trading_bot.json",
-    "TravelAPI": "travel_booking.json", "VehicleControlAPI": "vehicle_control.json",
+    "GorillaFileSystem": "gorilla_file_system.json",
+    "MathAPI": "math_api.json",
+    "MessageAPI": "message_api.json",
+    "TwitterAPI": "posting_api.json",
+    "TicketAPI": "ticket_api.json",
+    "TradingBot": "trading_bot.json",
+    "TravelAPI": "travel_booking.json",
+    "VehicleControlAPI": "vehicle_control.json",
 }
 STATELESS_CLASSES = frozenset({"MathAPI"})
 _LANGUAGE_HINT = " Note that the provided function is in Python 3 syntax."
@@ -91,8 +101,7 @@ def api_class(name: str) -> type:
     return getattr(module, name)
 
 
-def new_instances(involved_classes: list[str], initial_config: dict[str, Any],
-                  long_context: bool) -> dict[str, object]:
+def new_instances(involved_classes: list[str], initial_config: dict[str, Any], long_context: bool) -> dict[str, object]:
     """Fresh instances, loaded as BFCL's ``execute_multi_turn_func_call`` loads them."""
     instances: dict[str, object] = {}
     for name in involved_classes:
@@ -133,13 +142,21 @@ def guard(call: ToolCall) -> str | None:
     """Refuse the few MathAPI calls whose cost is unbounded (see :data:`MAX_POWER_BITS`)."""
     if call.name not in ("power", "logarithm", "square_root"):
         return None
-    order = {"power": ("base", "exponent"), "logarithm": ("value", "base", "precision"),
-             "square_root": ("number", "precision")}[call.name]
+    order = {
+        "power": ("base", "exponent"),
+        "logarithm": ("value", "base", "precision"),
+        "square_root": ("number", "precision"),
+    }[call.name]
     arguments = {**dict(zip(order, call.positional)), **call.arguments}
     if call.name == "power":
         base, exponent = arguments.get("base"), arguments.get("exponent")
-        if type(base) is int and type(exponent) is int and exponent > 0 and abs(base) > 1 \
-                and exponent * abs(base).bit_length() > MAX_POWER_BITS:
+        if (
+            type(base) is int
+            and type(exponent) is int
+            and exponent > 0
+            and abs(base) > 1
+            and exponent * abs(base).bit_length() > MAX_POWER_BITS
+        ):
             return f"result too large (more than {MAX_POWER_BITS} bits)"
         return None
     precision = arguments.get("precision")
@@ -166,7 +183,7 @@ def execution_calls(calls: tuple[ToolCall, ...]) -> list[ToolCall] | None:
             if _renders_as_call(value):
                 if not value:
                     return None
-                (name, args), = list(value.items())[:1] or [("", {})]
+                ((name, args),) = list(value.items())[:1] or [("", {})]
                 rendered = ", ".join(f"{k}={v!r}" for k, v in args.items())
                 value = Expression(f"{name}({rendered})")
             arguments[key] = value
@@ -233,6 +250,7 @@ class BfclEnvironment:
 
 # --- tasks ----------------------------------------------------------------------------------------------
 
+
 @attrs.frozen
 class MultiTurnData:
     category: str
@@ -272,8 +290,10 @@ def load_category(category: str, data_dir: Path, version: str) -> MultiTurnData:
     questions = data_dir / f"BFCL_v4_{category}.json"
     answers = data_dir / "possible_answer" / f"BFCL_v4_{category}.json"
     if not questions.is_file() or not answers.is_file():
-        raise ValueError(f"no BFCL data for {category!r} in {data_dir} (expected {questions.name} and "
-                         f"possible_answer/{answers.name})")
+        raise ValueError(
+            f"no BFCL data for {category!r} in {data_dir} (expected {questions.name} and "
+            f"possible_answer/{answers.name})"
+        )
     truth = {row.get("id"): row.get("ground_truth") for row in _rows(answers)}
     docs = _func_docs(data_dir)
     tasks = []
@@ -289,8 +309,9 @@ def load_category(category: str, data_dir: Path, version: str) -> MultiTurnData:
     return data
 
 
-def entry_task(entry: dict[str, Any], ground_truth: Any, docs: dict[str, list[dict[str, Any]]], category: str,
-               version: str) -> Task:
+def entry_task(
+    entry: dict[str, Any], ground_truth: Any, docs: dict[str, list[dict[str, Any]]], category: str, version: str
+) -> Task:
     """One BFCL multi-turn entry as a task (see the module docstring)."""
     task_id = str(entry["id"])
     question = entry["question"]
@@ -322,14 +343,22 @@ def entry_task(entry: dict[str, Any], ground_truth: Any, docs: dict[str, list[di
             added = tuple(Tool.from_json(doc) for doc in held_out[index])
         turns.append(Turn(messages=turn_messages, add_tools=added))
     return Task(
-        id=task_id, messages=tuple(first), tools=tuple(Tool.from_json(doc) for doc in functions),
-        source="bfcl", category=category, version=version,
-        environment=EnvironmentSpec(ENVIRONMENT, {
-            "involved_classes": list(classes),
-            "initial_config": entry.get("initial_config") or {},
-            "long_context": "long_context" in category,
-        }),
-        turns=tuple(turns), max_steps_per_turn=MAX_STEPS_PER_TURN,
+        id=task_id,
+        messages=tuple(first),
+        tools=tuple(Tool.from_json(doc) for doc in functions),
+        source="bfcl",
+        category=category,
+        version=version,
+        environment=EnvironmentSpec(
+            ENVIRONMENT,
+            {
+                "involved_classes": list(classes),
+                "initial_config": entry.get("initial_config") or {},
+                "long_context": "long_context" in category,
+            },
+        ),
+        turns=tuple(turns),
+        max_steps_per_turn=MAX_STEPS_PER_TURN,
         metadata={"ground_truth": [[str(call) for call in turn] for turn in ground_truth]},
         system_prompt=system_prompt(functions),
     )
@@ -351,6 +380,7 @@ def replay_ground_truths(tasks: tuple[Task, ...]) -> list[tuple[str, str]]:
             problems.append((task.id, f"ground truth unreadable: {exc}"))
             continue
         if not score.passed:
-            problems.append((task.id, f"its own ground truth fails the bfcl scorer: {score.error_type}: "
-                                      f"{score.detail}"))
+            problems.append(
+                (task.id, f"its own ground truth fails the bfcl scorer: {score.error_type}: {score.detail}")
+            )
     return problems

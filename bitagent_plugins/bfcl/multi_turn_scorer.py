@@ -144,8 +144,9 @@ def truth_replay(task: Task, truth: tuple[tuple[ToolCall, ...], ...]) -> tuple[b
         cached = _replay_cache.get(task.id)
     if cached is not None and cached[0] == truth and cached[1] == config:
         return cached[2], cached[3]
-    instances = new_instances(list(config.get("involved_classes") or []), config.get("initial_config") or {},
-                              bool(config.get("long_context")))
+    instances = new_instances(
+        list(config.get("involved_classes") or []), config.get("initial_config") or {}, bool(config.get("long_context"))
+    )
     try:
         fresh: bytes | None = pickle.dumps(instances, pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - an instance pickle cannot copy: the model's get new_instances
@@ -158,8 +159,12 @@ def truth_replay(task: Task, truth: tuple[tuple[ToolCall, ...], ...]) -> tuple[b
             return fresh, run.broken  # not kept: a timeout may not happen again
         state = None
         if expected:  # only turns with calls are checked
-            state = _snapshot({name: {k: v for k, v in vars(instance).items() if not k.startswith("_")}
-                               for name, instance in instances.items()})
+            state = _snapshot(
+                {
+                    name: {k: v for k, v in vars(instance).items() if not k.startswith("_")}
+                    for name, instance in instances.items()
+                }
+            )
         turns.append((results, state))
     replay = tuple(turns)
     with _gt_lock:
@@ -175,16 +180,21 @@ def _score_trajectory(task: Task, trajectory: Trajectory, strict: bool) -> Score
     truth = ground_truth_calls(task)
     n = len(truth)
     if len(trajectory.turns) != n:
-        return _fail("multi_turn:force_terminated",
-                     f"{len(trajectory.turns)} turn(s) where the ground truth has {n}"
-                     + (f" ({trajectory.terminated})" if trajectory.terminated else ""))
+        return _fail(
+            "multi_turn:force_terminated",
+            f"{len(trajectory.turns)} turn(s) where the ground truth has {n}"
+            + (f" ({trajectory.terminated})" if trajectory.terminated else ""),
+        )
     fresh, replay = truth_replay(task, truth)
     if fresh is not None:
         model_instances: dict[str, object] = pickle.loads(fresh)  # noqa: S301 - made by truth_replay
     else:
         config = task.environment.config
-        model_instances = new_instances(list(config.get("involved_classes") or []),
-                                        config.get("initial_config") or {}, bool(config.get("long_context")))
+        model_instances = new_instances(
+            list(config.get("involved_classes") or []),
+            config.get("initial_config") or {},
+            bool(config.get("long_context")),
+        )
     model_run = Executor(list(model_instances.values()), format_result, bind_positional=not strict, guard=guard)
     all_results: list[str] = []
     for index, (steps, expected) in enumerate(zip(trajectory.turns, truth)):
@@ -201,25 +211,36 @@ def _score_trajectory(task: Task, trajectory: Trajectory, strict: bool) -> Score
         assert not isinstance(replay, str)
         expected_results, states = replay[index]
         if expected and not decoded:
-            return _fail("multi_turn:empty_turn_model_response", f"Model response list is empty for turn {index}",
-                         turn=float(index))
+            return _fail(
+                "multi_turn:empty_turn_model_response",
+                f"Model response list is empty for turn {index}",
+                turn=float(index),
+            )
         if not expected:
             if not strict and decoded:
-                return _fail("multi_turn:irrelevance_error:decoder_success",
-                             f"Model outputs valid function calls when it should not for turn {index}.",
-                             turn=float(index))
+                return _fail(
+                    "multi_turn:irrelevance_error:decoder_success",
+                    f"Model outputs valid function calls when it should not for turn {index}.",
+                    turn=float(index),
+                )
             continue
         for name, state in (states or {}).items():
             attribute = _state_difference(model_instances[name], state)
             if attribute is not None:
-                return _fail("multi_turn:instance_state_mismatch",
-                             f"turn {index}: Model instance for {name} does not match the state with ground truth "
-                             f"instance ({attribute!r} differs).", turn=float(index))
+                return _fail(
+                    "multi_turn:instance_state_mismatch",
+                    f"turn {index}: Model instance for {name} does not match the state with ground truth "
+                    f"instance ({attribute!r} differs).",
+                    turn=float(index),
+                )
         missing = _missing(expected_results, all_results)
         if missing:
-            return _fail("multi_turn:execution_response_mismatch",
-                         f"turn {index}: Model response execution results so far does not contain all the ground "
-                         f"truth response execution results; missing {_short(missing)}", turn=float(index))
+            return _fail(
+                "multi_turn:execution_response_mismatch",
+                f"turn {index}: Model response execution results so far does not contain all the ground "
+                f"truth response execution results; missing {_short(missing)}",
+                turn=float(index),
+            )
     return Score(1.0, {}, passed=True)
 
 

@@ -37,13 +37,17 @@ def perturb(task: Task, kind: str) -> str | None:
             name, new_args = changed
             out = [(e.name, a or {}) for e, a in calls]
             out[index] = (name, new_args)
-            return "[" + ", ".join(f"{n}({', '.join(f'{k}={python_literal(v)}' for k, v in a.items())})"
-                                   for n, a in out) + "]"
+            return (
+                "["
+                + ", ".join(f"{n}({', '.join(f'{k}={python_literal(v)}' for k, v in a.items())})" for n, a in out)
+                + "]"
+            )
     return None
 
 
-def _perturb_call(kind: str, expected: ExpectedCall, args: dict[str, Any], props: dict[str, Any],
-                  required: list[str], names: set[str]) -> tuple[str, dict[str, Any]] | None:
+def _perturb_call(
+    kind: str, expected: ExpectedCall, args: dict[str, Any], props: dict[str, Any], required: list[str], names: set[str]
+) -> tuple[str, dict[str, Any]] | None:
     if not pythonic_name(expected.name) or not all(k.isidentifier() and not keyword.iskeyword(k) for k in args):
         return None
     if kind == "wrong_name":

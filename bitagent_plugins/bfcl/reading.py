@@ -113,7 +113,9 @@ _FAST_TOKEN = re.compile(
     r"|[(),=\[\]{}:+-]"  # operators first: they are the most frequent tokens (each is also one "." below)
     r"|\"[^\"\\\r\n\x00\ud800-\udfff]*\"|'[^'\\\r\n\x00\ud800-\udfff]*'"
     r"|(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?(?![\w.])"
-    r"|.)", re.S)
+    r"|.)",
+    re.S,
+)
 FAST_MAX_CHARS = 8192
 _NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _NUMBER_START = frozenset("0123456789")
@@ -353,7 +355,7 @@ def xml_calls(body: str) -> list[ToolCall] | None:
     end = body.find("</functions>", start + 11) if start >= 0 else -1
     if end < 0:
         raise DecodeError("an XML answer needs <functions>...</functions>")
-    block = body[start:end + 12]
+    block = body[start : end + 12]
     if "<!" in block:
         raise DecodeError("XML declarations (DOCTYPE, ENTITY, CDATA) are not allowed")
     try:

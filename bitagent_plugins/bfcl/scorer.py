@@ -55,9 +55,20 @@ from bitagent_plugins.bfcl.reading import BFCL, Expression
 
 #: BFCL's Python type names, plus the JSON-schema ones other task sources use
 TYPES: dict[str, type] = {
-    "string": str, "integer": int, "float": float, "boolean": bool, "array": list, "tuple": list,
-    "dict": dict, "any": str,
-    "number": float, "object": dict, "str": str, "int": int, "bool": bool, "list": list,
+    "string": str,
+    "integer": int,
+    "float": float,
+    "boolean": bool,
+    "array": list,
+    "tuple": list,
+    "dict": dict,
+    "any": str,
+    "number": float,
+    "object": dict,
+    "str": str,
+    "int": int,
+    "bool": bool,
+    "list": list,
 }
 _STRIP = STANDARDIZE_DROP  # inlined as .translate(_STRIP).lower().replace("'", '"') on the hot paths
 _CACHE_MAX = 50_000
@@ -115,8 +126,23 @@ _NO_STRINGS: frozenset[str] = frozenset()
 class _Param:
     """One ground-truth parameter with everything BFCL's checks need, computed once per task."""
 
-    __slots__ = ("name", "options", "omittable", "declared", "expected", "nested", "answer_type",
-                 "variable", "nested_answer_types", "strings", "lists", "dicts", "list_dicts", "quick", "ready")
+    __slots__ = (
+        "name",
+        "options",
+        "omittable",
+        "declared",
+        "expected",
+        "nested",
+        "answer_type",
+        "variable",
+        "nested_answer_types",
+        "strings",
+        "lists",
+        "dicts",
+        "list_dicts",
+        "quick",
+        "ready",
+    )
 
     def __init__(self, name: str, options: tuple[Any, ...], schema: dict[str, Any] | None) -> None:
         # built once per task and kept: few containers (shared when empty), since the garbage collector walks
@@ -157,8 +183,11 @@ class _Param:
         """Normalise the options, only those this parameter's checks read (a "variable" reads none)."""
         options, nested, expected = self.options, self.nested, self.expected
         # per option: BFCL's "possible answer type" of its items (list options only)
-        self.nested_answer_types = tuple([(_answer_type(o) if type(o) is list else None, type(o) is list)
-                                          for o in options]) if nested is not None else ()
+        self.nested_answer_types = (
+            tuple([(_answer_type(o) if type(o) is list else None, type(o) is list) for o in options])
+            if nested is not None
+            else ()
+        )
         checked = None if self.variable else expected
         untyped = expected is None
         if checked is str or untyped:
@@ -167,9 +196,15 @@ class _Param:
             # BFCL iterates a string option's characters here
             self.lists = tuple([[_std(e) for e in o] for o in options if type(o) is list or type(o) is str])
             if nested is dict:
-                self.list_dicts = tuple([
-                    tuple([_DictOption(e) if type(e) is dict else None for e in o]) if type(o) is list
-                    else (None,) * len(o) for o in options if type(o) is list or type(o) is str])
+                self.list_dicts = tuple(
+                    [
+                        tuple([_DictOption(e) if type(e) is dict else None for e in o])
+                        if type(o) is list
+                        else (None,) * len(o)
+                        for o in options
+                        if type(o) is list or type(o) is str
+                    ]
+                )
         if checked is dict or untyped:
             self.dicts = tuple([_DictOption(o) for o in options if type(o) is dict])
         self.ready = True
@@ -192,8 +227,7 @@ class _Param:
         kind = type(value)
         if kind is expected:
             if self.nested is not None and not self._nested_ok(value):
-                return "type_error", (f"{self.name!r}: items of {_short(value)} are not all "
-                                      f"{self.nested.__name__}")
+                return "type_error", (f"{self.name!r}: items of {_short(value)} are not all {self.nested.__name__}")
         elif self.answer_type is not None and kind is self.answer_type:
             variable = True
         else:
@@ -317,10 +351,10 @@ class _Call:
                 return error[0], f"{self.name}: {error[1]}"
         for param in self.needed:
             if param.name not in arguments:
-                return "missing_optional", (f"{self.name}: parameter {param.name!r} not given and "
-                                            "the ground truth does not allow omitting it")
+                return "missing_optional", (
+                    f"{self.name}: parameter {param.name!r} not given and the ground truth does not allow omitting it"
+                )
         return None
-
 
     def closeness(self, call: ToolCall) -> tuple[int, int]:
         """How near ``call`` comes to this expected call: (same name, parameters with an acceptable value)."""
@@ -355,7 +389,7 @@ class _Plan:
 
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _fail(error: str, detail: str, calls: tuple[ToolCall, ...] = (), **breakdown: float) -> Score:
@@ -408,10 +442,18 @@ class BfclScorer:
                 if decoded.error is not None and attempts_call(task, completion.text):
                     # BFCL counts an answer that fails to decode as an abstention; the lenient scorer does not
                     if self.strict:
-                        return Score(1.0, {UNPARSEABLE_CALL: 1.0}, passed=True,
-                                     detail=f"an unreadable call, credited as no call as BFCL does: {decoded.error}")
-                    return _fail(UNPARSEABLE_CALL, f"tried to call but the call cannot be read: {decoded.error}",
-                                 (), unparseable_call=1.0)
+                        return Score(
+                            1.0,
+                            {UNPARSEABLE_CALL: 1.0},
+                            passed=True,
+                            detail=f"an unreadable call, credited as no call as BFCL does: {decoded.error}",
+                        )
+                    return _fail(
+                        UNPARSEABLE_CALL,
+                        f"tried to call but the call cannot be read: {decoded.error}",
+                        (),
+                        unparseable_call=1.0,
+                    )
                 return Score(1.0, {}, passed=True)
             if calls:  # relevance
                 return Score(1.0, {}, passed=True, decoded_calls=calls)
@@ -477,13 +519,19 @@ class BfclScorer:
         # call it comes nearest to
         used = {j for _, j in pairs}
         blamed = dead or [j for j in range(n) if j not in used]
-        _, j, i = max((expected[i].closeness(calls[j]), -j, -i) for j in blamed
-                      for i in range(n) if checked[i, j] is not None)
+        _, j, i = max(
+            (expected[i].closeness(calls[j]), -j, -i) for j in blamed for i in range(n) if checked[i, j] is not None
+        )
         i, j = -i, -j
         error = checked[i, j]
         assert error is not None
-        return _fail(error[0], f"call {j + 1} ({calls[j].name}) matches no expected call; nearest is expected call "
-                               f"{i + 1}: {error[1]}", calls, calls_matched=float(len(pairs)), calls_expected=float(n))
+        return _fail(
+            error[0],
+            f"call {j + 1} ({calls[j].name}) matches no expected call; nearest is expected call {i + 1}: {error[1]}",
+            calls,
+            calls_matched=float(len(pairs)),
+            calls_expected=float(n),
+        )
 
 
 #: the error type (and breakdown key) of an irrelevance answer that tries to call but cannot be read
@@ -503,7 +551,7 @@ def attempts_call(task: Task, text: str | None) -> bool:
         while start >= 0:
             end = start + len(tool.name)
             before = text[start - 1] if start else " "
-            if not (before.isalnum() or before in "_.") and text[end:end + 8].lstrip().startswith("("):
+            if not (before.isalnum() or before in "_.") and text[end : end + 8].lstrip().startswith("("):
                 return True
             start = text.find(tool.name, end)
     return False
@@ -526,11 +574,13 @@ def score_java_js(task: Task, completion: Completion, strict: bool) -> Score:
             read = java_js.read_calls(completion.text or "", language, strict)
         except java_js.Unreadable as exc:
             return _fail("decode_error", str(exc))
-    calls = tuple(ToolCall(name, {k: v for k, v in args.items() if k is not None},
-                           tuple(v for k, v in args.items() if k is None)) for name, args in read)
+    calls = tuple(
+        ToolCall(name, {k: v for k, v in args.items() if k is not None}, tuple(v for k, v in args.items() if k is None))
+        for name, args in read
+    )
     if len(read) != len(truth):
         return _fail("wrong_count", f"{len(read)} call(s) where {len(truth)} expected", calls)
-    (_, options), = truth[0].items()
+    ((_, options),) = truth[0].items()
     try:
         java_js.check_call(docs[0], read[0][0], read[0][1], options, language, strict)
     except java_js.CheckError as exc:

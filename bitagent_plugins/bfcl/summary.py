@@ -33,11 +33,27 @@ from bitagent_core import RunDir, RunResults
 
 #: BFCL v4 entry counts (a category not evaluated counts 0 at this size)
 COUNTS = {
-    "simple_python": 400, "simple_java": 100, "simple_javascript": 50, "multiple": 200, "parallel": 200,
-    "parallel_multiple": 200, "irrelevance": 240, "live_simple": 258, "live_multiple": 1053, "live_parallel": 16,
-    "live_parallel_multiple": 24, "live_irrelevance": 884, "live_relevance": 16, "multi_turn_base": 200,
-    "multi_turn_miss_func": 200, "multi_turn_miss_param": 200, "multi_turn_long_context": 200,
-    "web_search_base": 100, "web_search_no_snippet": 100, "memory_kv": 155, "memory_vector": 155,
+    "simple_python": 400,
+    "simple_java": 100,
+    "simple_javascript": 50,
+    "multiple": 200,
+    "parallel": 200,
+    "parallel_multiple": 200,
+    "irrelevance": 240,
+    "live_simple": 258,
+    "live_multiple": 1053,
+    "live_parallel": 16,
+    "live_parallel_multiple": 24,
+    "live_irrelevance": 884,
+    "live_relevance": 16,
+    "multi_turn_base": 200,
+    "multi_turn_miss_func": 200,
+    "multi_turn_miss_param": 200,
+    "multi_turn_long_context": 200,
+    "web_search_base": 100,
+    "web_search_no_snippet": 100,
+    "memory_kv": 155,
+    "memory_vector": 155,
     "memory_rec_sum": 155,
 }
 NOT_SERVED = ("web_search_base", "web_search_no_snippet", "memory_kv", "memory_vector", "memory_rec_sum")
@@ -46,35 +62,102 @@ IRRELEVANCE = ("irrelevance", "live_irrelevance")
 NA = "N/A"
 
 # BFCL's column headers (constants/column_headers.py)
-COLUMNS_NON_LIVE = ["Rank", "Model", "Non-Live Overall Acc", "AST Summary", "Simple AST", "Python Simple AST",
-                    "Java Simple AST", "JavaScript Simple AST", "Multiple AST", "Parallel AST",
-                    "Parallel Multiple AST", "Irrelevance Detection"]
-COLUMNS_LIVE = ["Rank", "Model", "Live Overall Acc", "AST Summary", "Python Simple AST", "Python Multiple AST",
-                "Python Parallel AST", "Python Parallel Multiple AST", "Irrelevance Detection", "Relevance Detection"]
+COLUMNS_NON_LIVE = [
+    "Rank",
+    "Model",
+    "Non-Live Overall Acc",
+    "AST Summary",
+    "Simple AST",
+    "Python Simple AST",
+    "Java Simple AST",
+    "JavaScript Simple AST",
+    "Multiple AST",
+    "Parallel AST",
+    "Parallel Multiple AST",
+    "Irrelevance Detection",
+]
+COLUMNS_LIVE = [
+    "Rank",
+    "Model",
+    "Live Overall Acc",
+    "AST Summary",
+    "Python Simple AST",
+    "Python Multiple AST",
+    "Python Parallel AST",
+    "Python Parallel Multiple AST",
+    "Irrelevance Detection",
+    "Relevance Detection",
+]
 COLUMNS_MULTI_TURN = ["Rank", "Model", "Multi Turn Overall Acc", "Base", "Miss Func", "Miss Param", "Long Context"]
-COLUMNS_AGENTIC = ["Rank", "Model", "Agentic Overall Acc", "Web Search Summary", "Web Search Base",
-                   "Web Search No Snippet", "Memory Summary", "Memory KV", "Memory Vector",
-                   "Memory Recursive Summarization"]
+COLUMNS_AGENTIC = [
+    "Rank",
+    "Model",
+    "Agentic Overall Acc",
+    "Web Search Summary",
+    "Web Search Base",
+    "Web Search No Snippet",
+    "Memory Summary",
+    "Memory KV",
+    "Memory Vector",
+    "Memory Recursive Summarization",
+]
 COLUMNS_FORMAT_SENS_PREFIX = ["Rank", "Model", "Format Sensitivity Max Delta", "Format Sensitivity Standard Deviation"]
 COLUMNS_OVERALL = [
-    "Rank", "Overall Acc", "Model", "Model Link", "Total Cost ($)", "Latency Mean (s)",
-    "Latency Standard Deviation (s)", "Latency 95th Percentile (s)", "Non-Live AST Acc", "Non-Live Simple AST",
-    "Non-Live Multiple AST", "Non-Live Parallel AST", "Non-Live Parallel Multiple AST", "Live Acc",
-    "Live Simple AST", "Live Multiple AST", "Live Parallel AST", "Live Parallel Multiple AST", "Multi Turn Acc",
-    "Multi Turn Base", "Multi Turn Miss Func", "Multi Turn Miss Param", "Multi Turn Long Context", "Web Search Acc",
-    "Web Search Base", "Web Search No Snippet", "Memory Acc", "Memory KV", "Memory Vector",
-    "Memory Recursive Summarization", "Relevance Detection", "Irrelevance Detection",
-    "Format Sensitivity Max Delta", "Format Sensitivity Standard Deviation", "Organization", "License",
+    "Rank",
+    "Overall Acc",
+    "Model",
+    "Model Link",
+    "Total Cost ($)",
+    "Latency Mean (s)",
+    "Latency Standard Deviation (s)",
+    "Latency 95th Percentile (s)",
+    "Non-Live AST Acc",
+    "Non-Live Simple AST",
+    "Non-Live Multiple AST",
+    "Non-Live Parallel AST",
+    "Non-Live Parallel Multiple AST",
+    "Live Acc",
+    "Live Simple AST",
+    "Live Multiple AST",
+    "Live Parallel AST",
+    "Live Parallel Multiple AST",
+    "Multi Turn Acc",
+    "Multi Turn Base",
+    "Multi Turn Miss Func",
+    "Multi Turn Miss Param",
+    "Multi Turn Long Context",
+    "Web Search Acc",
+    "Web Search Base",
+    "Web Search No Snippet",
+    "Memory Acc",
+    "Memory KV",
+    "Memory Vector",
+    "Memory Recursive Summarization",
+    "Relevance Detection",
+    "Irrelevance Detection",
+    "Format Sensitivity Max Delta",
+    "Format Sensitivity Standard Deviation",
+    "Organization",
+    "License",
 ]
-CSV_FILES = ("data_overall.csv", "data_non_live.csv", "data_live.csv", "data_multi_turn.csv", "data_agentic.csv",
-             "data_format_sensitivity.csv")
+CSV_FILES = (
+    "data_overall.csv",
+    "data_non_live.csv",
+    "data_live.csv",
+    "data_multi_turn.csv",
+    "data_agentic.csv",
+    "data_format_sensitivity.csv",
+)
 
 
 def format_sensitivity_configs() -> list[str]:
     """BFCL's 26 prompt configurations (``utils.get_all_format_sensitivity_configs``), in its order."""
-    configs = [f"ret_fmt={ret}&tool_call_tag={tag}&func_doc_fmt={doc}&prompt_fmt=plaintext&style=classic"
-               for ret in ("python", "json", "verbose_xml", "concise_xml") for tag in ("True", "False")
-               for doc in ("python", "xml", "json")]
+    configs = [
+        f"ret_fmt={ret}&tool_call_tag={tag}&func_doc_fmt={doc}&prompt_fmt=plaintext&style=classic"
+        for ret in ("python", "json", "verbose_xml", "concise_xml")
+        for tag in ("True", "False")
+        for doc in ("python", "xml", "json")
+    ]
     configs.append("ret_fmt=python&tool_call_tag=False&func_doc_fmt=json&prompt_fmt=markdown&style=classic")
     configs.append("ret_fmt=python&tool_call_tag=False&func_doc_fmt=json&prompt_fmt=plaintext&style=experimental")
     return configs
@@ -125,8 +208,11 @@ def _percentage_weighted(parts: list[Acc], weights: list[int]) -> Acc:
     return _shown({"accuracy": accuracy, "total_count": total}, parts, False)
 
 
-def leaderboard(scores: dict[str, dict[str, Any]], format_sensitivity: dict[str, Any] | None = None,
-                model: dict[str, str] | None = None) -> dict[str, Any]:
+def leaderboard(
+    scores: dict[str, dict[str, Any]],
+    format_sensitivity: dict[str, Any] | None = None,
+    model: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """One model's leaderboard numbers from ``{category: {"accuracy", "total_count"}}``: every group as
     ``{accuracy, total_count, display_accuracy}`` and the six CSV rows (numbers not yet formatted)."""
     model = model or {}
@@ -137,8 +223,7 @@ def leaderboard(scores: dict[str, dict[str, Any]], format_sensitivity: dict[str,
     summary_non_live, non_live = _unweighted(ast_parts), _unweighted(ast_parts, False)
     live_parts = [c["live_simple"], c["live_multiple"], c["live_parallel"], c["live_parallel_multiple"]]
     summary_live, live = _weighted(live_parts), _weighted(live_parts, False)
-    turns = [c["multi_turn_base"], c["multi_turn_miss_func"], c["multi_turn_miss_param"],
-             c["multi_turn_long_context"]]
+    turns = [c["multi_turn_base"], c["multi_turn_miss_func"], c["multi_turn_miss_param"], c["multi_turn_long_context"]]
     multi_turn = _unweighted(turns, False)
     web_search = _unweighted([c["web_search_base"], c["web_search_no_snippet"]])
     memory = _unweighted([c["memory_kv"], c["memory_vector"], c["memory_rec_sum"]])
@@ -153,27 +238,94 @@ def leaderboard(scores: dict[str, dict[str, Any]], format_sensitivity: dict[str,
         return acc["display_accuracy"]
 
     rows = {
-        "data_non_live.csv": [NA, name, d(non_live), d(summary_non_live), d(simple), d(c["simple_python"]),
-                              d(c["simple_java"]), d(c["simple_javascript"]), d(c["multiple"]), d(c["parallel"]),
-                              d(c["parallel_multiple"]), d(c["irrelevance"])],
-        "data_live.csv": [NA, name, d(live), d(summary_live), *[d(p) for p in live_parts],
-                          d(c["live_irrelevance"]), d(relevance)],
+        "data_non_live.csv": [
+            NA,
+            name,
+            d(non_live),
+            d(summary_non_live),
+            d(simple),
+            d(c["simple_python"]),
+            d(c["simple_java"]),
+            d(c["simple_javascript"]),
+            d(c["multiple"]),
+            d(c["parallel"]),
+            d(c["parallel_multiple"]),
+            d(c["irrelevance"]),
+        ],
+        "data_live.csv": [
+            NA,
+            name,
+            d(live),
+            d(summary_live),
+            *[d(p) for p in live_parts],
+            d(c["live_irrelevance"]),
+            d(relevance),
+        ],
         "data_multi_turn.csv": [NA, name, d(multi_turn), *[d(p) for p in turns]],
-        "data_agentic.csv": [NA, name, d(agentic), d(web_search), d(c["web_search_base"]),
-                             d(c["web_search_no_snippet"]), d(memory), d(c["memory_kv"]), d(c["memory_vector"]),
-                             d(c["memory_rec_sum"])],
-        "data_format_sensitivity.csv": [NA, name, max_delta, std, *[(fs.get(cfg) or {}).get("accuracy", NA)
-                                                                    for cfg in format_sensitivity_configs()]],
-        "data_overall.csv": [NA, d(overall), name, model.get("link", NA), NA, NA, NA, NA, d(summary_non_live),
-                             d(simple), d(c["multiple"]), d(c["parallel"]), d(c["parallel_multiple"]), d(live),
-                             *[d(p) for p in live_parts], d(multi_turn), *[d(p) for p in turns], d(web_search),
-                             d(c["web_search_base"]), d(c["web_search_no_snippet"]), d(memory), d(c["memory_kv"]),
-                             d(c["memory_vector"]), d(c["memory_rec_sum"]), d(relevance), d(irrelevance), max_delta,
-                             std, model.get("organization", NA), model.get("license", NA)],
+        "data_agentic.csv": [
+            NA,
+            name,
+            d(agentic),
+            d(web_search),
+            d(c["web_search_base"]),
+            d(c["web_search_no_snippet"]),
+            d(memory),
+            d(c["memory_kv"]),
+            d(c["memory_vector"]),
+            d(c["memory_rec_sum"]),
+        ],
+        "data_format_sensitivity.csv": [
+            NA,
+            name,
+            max_delta,
+            std,
+            *[(fs.get(cfg) or {}).get("accuracy", NA) for cfg in format_sensitivity_configs()],
+        ],
+        "data_overall.csv": [
+            NA,
+            d(overall),
+            name,
+            model.get("link", NA),
+            NA,
+            NA,
+            NA,
+            NA,
+            d(summary_non_live),
+            d(simple),
+            d(c["multiple"]),
+            d(c["parallel"]),
+            d(c["parallel_multiple"]),
+            d(live),
+            *[d(p) for p in live_parts],
+            d(multi_turn),
+            *[d(p) for p in turns],
+            d(web_search),
+            d(c["web_search_base"]),
+            d(c["web_search_no_snippet"]),
+            d(memory),
+            d(c["memory_kv"]),
+            d(c["memory_vector"]),
+            d(c["memory_rec_sum"]),
+            d(relevance),
+            d(irrelevance),
+            max_delta,
+            std,
+            model.get("organization", NA),
+            model.get("license", NA),
+        ],
     }
-    groups = {"simple": simple, "non_live": non_live, "live": live, "irrelevance": irrelevance,
-              "relevance": relevance, "multi_turn": multi_turn, "web_search": web_search, "memory": memory,
-              "agentic": agentic, "overall": overall}
+    groups = {
+        "simple": simple,
+        "non_live": non_live,
+        "live": live,
+        "irrelevance": irrelevance,
+        "relevance": relevance,
+        "multi_turn": multi_turn,
+        "web_search": web_search,
+        "memory": memory,
+        "agentic": agentic,
+        "overall": overall,
+    }
     return {"groups": groups, "rows": rows, "format_sensitivity": {"max_delta": max_delta, "std": std}}
 
 
@@ -183,8 +335,11 @@ _CSV_LAYOUT: dict[str, tuple[list[str], int, tuple[int, ...]]] = {
     "data_live.csv": (COLUMNS_LIVE, 2, ()),
     "data_multi_turn.csv": (COLUMNS_MULTI_TURN, 2, ()),
     "data_agentic.csv": (COLUMNS_AGENTIC, 2, ()),
-    "data_format_sensitivity.csv": (COLUMNS_FORMAT_SENS_PREFIX + [f"Config {cfg}"
-                                                                  for cfg in format_sensitivity_configs()], 2, (2, 3)),
+    "data_format_sensitivity.csv": (
+        COLUMNS_FORMAT_SENS_PREFIX + [f"Config {cfg}" for cfg in format_sensitivity_configs()],
+        2,
+        (2, 3),
+    ),
     "data_overall.csv": (COLUMNS_OVERALL, 1, (4, 5, 6, 7, 32, 33)),
 }
 
@@ -245,25 +400,30 @@ def _read_run(run_dir: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
         raise click.ClickException(f"{run_dir}: not a run directory ({RunDir.RESULTS}: {exc})") from None
     sources = _task_sources(results)
     if sources is not None and "bfcl" not in sources:
-        raise NotBfclRun(f"{run_dir}: not a BFCL run (its task source is {', '.join(sorted(set(sources)))}; "
-                         "bfcl-summary reads runs of the bfcl task source)")
+        raise NotBfclRun(
+            f"{run_dir}: not a BFCL run (its task source is {', '.join(sorted(set(sources)))}; "
+            "bfcl-summary reads runs of the bfcl task source)"
+        )
     only_bfcl = sources is None or set(sources) == {"bfcl"}
     per: dict[str, dict[str, Any]] = {
         category: {"n": stats.n, "passed": stats.passed, "unparseable_passed": 0, "unparseable_failed": 0}
-        for category, stats in results.per_category.items() if category in COUNTS}
+        for category, stats in results.per_category.items()
+        if category in COUNTS
+    }
     notes = []
     if results.rescored_from:
-        notes.append(f"{run_dir}: a re-scoring of {results.rescored_from} "
-                     f"(scorer {results.scorer.get('name', '?')})")
+        notes.append(f"{run_dir}: a re-scoring of {results.rescored_from} (scorer {results.scorer.get('name', '?')})")
     if run.has_samples:  # recount from the samples, the record of truth (last line per task wins)
-        latest = {task_id: record for task_id, record in run.read_samples().items()
-                  if only_bfcl or record.source == "bfcl"}
+        latest = {
+            task_id: record for task_id, record in run.read_samples().items() if only_bfcl or record.source == "bfcl"
+        }
         if not only_bfcl:  # a run of several sources: only its bfcl samples count
             per = {}
             for record in latest.values():
                 if record.category in COUNTS:
-                    per.setdefault(record.category, {"n": 0, "passed": 0, "unparseable_passed": 0,
-                                                     "unparseable_failed": 0})["n"] += 1
+                    per.setdefault(
+                        record.category, {"n": 0, "passed": 0, "unparseable_passed": 0, "unparseable_failed": 0}
+                    )["n"] += 1
         for category in per:
             records = [r for r in latest.values() if r.category == category]
             per[category]["passed"] = sum(1 for r in records if r.ok and r.passed)
@@ -291,8 +451,12 @@ def read_accuracies(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, An
             raise click.ClickException(f"{path}: unknown BFCL category {category!r} (known: {', '.join(COUNTS)})")
         accuracy = entry.get("accuracy") if isinstance(entry, dict) else None
         count = entry.get("total_count") if isinstance(entry, dict) else None
-        if not isinstance(accuracy, (int, float)) or type(accuracy) is bool or not math.isfinite(accuracy) \
-                or not 0 <= accuracy <= 1:
+        if (
+            not isinstance(accuracy, (int, float))
+            or type(accuracy) is bool
+            or not math.isfinite(accuracy)
+            or not 0 <= accuracy <= 1
+        ):
             raise click.ClickException(f"{path}: {category}: 'accuracy' must be a number in [0, 1]")
         if type(count) is not int or count < 0:
             raise click.ClickException(f"{path}: {category}: 'total_count' must be a non-negative integer")
@@ -324,8 +488,14 @@ def summarize(run_dirs: list[Path], warn: Any = None, model: dict[str, str] | No
     scores = {c: {"accuracy": s["passed"] / s["n"], "total_count": s["n"]} for c, s in per.items() if s["n"]}
     summary = summarize_accuracies(scores, None, model)
     summary["categories"] = {
-        c: {"n": s["n"], "passed": s["passed"], "accuracy": round(s["passed"] / s["n"], 6) if s["n"] else 0.0,
-            "run_dir": sources[c]} for c, s in sorted(per.items())}
+        c: {
+            "n": s["n"],
+            "passed": s["passed"],
+            "accuracy": round(s["passed"] / s["n"], 6) if s["n"] else 0.0,
+            "run_dir": sources[c],
+        }
+        for c, s in sorted(per.items())
+    }
     summary["irrelevance_counts"] = _irrelevance_counts(per)
     summary["notes"] = notes
     summary["refused"] = refused
@@ -341,21 +511,32 @@ def _irrelevance_counts(per: dict[str, dict[str, Any]]) -> dict[str, dict[str, i
     for category in IRRELEVANCE:
         if category in per:
             s = per[category]
-            out[category] = {"n": s["n"], "unparseable_calls": s["unparseable_passed"] + s["unparseable_failed"],
-                             "passed_bfcl_rule": s["passed"] + s["unparseable_failed"],
-                             "passed_bitagent_rule": s["passed"] - s["unparseable_passed"]}
+            out[category] = {
+                "n": s["n"],
+                "unparseable_calls": s["unparseable_passed"] + s["unparseable_failed"],
+                "passed_bfcl_rule": s["passed"] + s["unparseable_failed"],
+                "passed_bitagent_rule": s["passed"] - s["unparseable_passed"],
+            }
     return out
 
 
-def summarize_accuracies(scores: dict[str, dict[str, Any]], format_sensitivity: dict[str, Any] | None = None,
-                         model: dict[str, str] | None = None) -> dict[str, Any]:
+def summarize_accuracies(
+    scores: dict[str, dict[str, Any]],
+    format_sensitivity: dict[str, Any] | None = None,
+    model: dict[str, str] | None = None,
+) -> dict[str, Any]:
     board = leaderboard(scores, format_sensitivity, model)
     groups = board["groups"]
     return {
         "categories": {c: {"n": s["total_count"], "accuracy": s["accuracy"]} for c, s in sorted(scores.items())},
-        "aggregates": {name: {"accuracy": round(groups[name]["accuracy"], 6), "complete": _complete(name, scores),
-                              "display": _display(groups[name]["display_accuracy"])}
-                       for name in ("non_live", "live", "irrelevance", "relevance", "multi_turn", "agentic")},
+        "aggregates": {
+            name: {
+                "accuracy": round(groups[name]["accuracy"], 6),
+                "complete": _complete(name, scores),
+                "display": _display(groups[name]["display_accuracy"]),
+            }
+            for name in ("non_live", "live", "irrelevance", "relevance", "multi_turn", "agentic")
+        },
         "overall": round(groups["overall"]["accuracy"], 6),
         "overall_display": _display(groups["overall"]["display_accuracy"]),
         "format_sensitivity": board["format_sensitivity"],
@@ -372,6 +553,7 @@ def _display(value: Any) -> str:
 
 def _overall_served(per: dict[str, dict[str, Any]]) -> float | None:
     """The overall over only the sections with an evaluated category, each from its evaluated categories."""
+
     def acc(category: str) -> float | None:
         s = per.get(category)
         return s["passed"] / s["n"] if s and s["n"] else None
@@ -382,13 +564,23 @@ def _overall_served(per: dict[str, dict[str, Any]]) -> float | None:
 
     live = [(acc(c), per[c]["n"]) for c in _SECTION_CATEGORIES["live"] if acc(c) is not None]
     sections = {
-        "non_live": mean([mean([acc("simple_python"), acc("simple_java"), acc("simple_javascript")]),
-                          acc("multiple"), acc("parallel"), acc("parallel_multiple")]),
+        "non_live": mean(
+            [
+                mean([acc("simple_python"), acc("simple_java"), acc("simple_javascript")]),
+                acc("multiple"),
+                acc("parallel"),
+                acc("parallel_multiple"),
+            ]
+        ),
         "live": sum(a * n for a, n in live) / sum(n for _, n in live) if live else None,
         "irrelevance": mean([acc("irrelevance"), acc("live_irrelevance")]),
         "multi_turn": mean([acc(c) for c in _SECTION_CATEGORIES["multi_turn"]]),
-        "agentic": mean([mean([acc("web_search_base"), acc("web_search_no_snippet")]),
-                         mean([acc("memory_kv"), acc("memory_vector"), acc("memory_rec_sum")])]),
+        "agentic": mean(
+            [
+                mean([acc("web_search_base"), acc("web_search_no_snippet")]),
+                mean([acc("memory_kv"), acc("memory_vector"), acc("memory_rec_sum")]),
+            ]
+        ),
     }
     run = {name: value for name, value in sections.items() if value is not None}
     if not run:
@@ -412,14 +604,21 @@ def _complete(section: str, scores: dict[str, Any]) -> bool:
 
 @click.command("bfcl-summary")
 @click.argument("run_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--accuracies", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help='Per-category accuracies instead of runs: {"category": {"accuracy": a, "total_count": n}}.')
-@click.option("--csv-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write BFCL's six leaderboard CSVs (data_overall.csv, ...) into this directory.")
+@click.option(
+    "--accuracies",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='Per-category accuracies instead of runs: {"category": {"accuracy": a, "total_count": n}}.',
+)
+@click.option(
+    "--csv-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write BFCL's six leaderboard CSVs (data_overall.csv, ...) into this directory.",
+)
 @click.option("--model-name", default="bitagent", show_default=True, help="The Model column of the CSVs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def bfcl_summary(run_dirs: tuple[Path, ...], accuracies: Path | None, csv_dir: Path | None, model_name: str,
-                 as_json: bool) -> None:
+def bfcl_summary(
+    run_dirs: tuple[Path, ...], accuracies: Path | None, csv_dir: Path | None, model_name: str, as_json: bool
+) -> None:
     """Per-category accuracy and BFCL's leaderboard numbers over BFCL runs (later runs win a category), or over
     a table of accuracies; optionally BFCL's leaderboard CSVs."""
     if bool(run_dirs) == bool(accuracies):
@@ -453,8 +652,13 @@ def _print(summary: dict[str, Any]) -> None:
     for name in ("aggregate", "weight", "accuracy", "BFCL shows", "complete"):
         aggregates.add_column(name, justify="left" if name in ("aggregate", "complete") else "right")
     for name, value in summary["aggregates"].items():
-        aggregates.add_row(name, f"{WEIGHTS[name]}%" if name in WEIGHTS else "-", f"{100 * value['accuracy']:.2f}%",
-                           value["display"], "yes" if value["complete"] else "no")
+        aggregates.add_row(
+            name,
+            f"{WEIGHTS[name]}%" if name in WEIGHTS else "-",
+            f"{100 * value['accuracy']:.2f}%",
+            value["display"],
+            "yes" if value["complete"] else "no",
+        )
     aggregates.add_row("overall", "100%", f"{100 * summary['overall']:.2f}%", summary["overall_display"], "")
     if summary.get("overall_served") is not None:
         aggregates.add_row("overall (evaluated sections only)", "", f"{100 * summary['overall_served']:.2f}%", "", "")
@@ -462,12 +666,16 @@ def _print(summary: dict[str, Any]) -> None:
     console.print(table)
     console.print(aggregates)
     fs = summary["format_sensitivity"]
-    console.print(f"format sensitivity: max delta {fs['max_delta']}, standard deviation {fs['std']} "
-                  "(percentage points; in no score)")
+    console.print(
+        f"format sensitivity: max delta {fs['max_delta']}, standard deviation {fs['std']} "
+        "(percentage points; in no score)"
+    )
     for category, counts in (summary.get("irrelevance_counts") or {}).items():
-        console.print(f"{category}: {counts['unparseable_calls']} of {counts['n']} answers tried to call but could "
-                      f"not be read; passed {counts['passed_bfcl_rule']} by BFCL's rule (they count as no call), "
-                      f"{counts['passed_bitagent_rule']} by bitagent's (they fail)")
+        console.print(
+            f"{category}: {counts['unparseable_calls']} of {counts['n']} answers tried to call but could "
+            f"not be read; passed {counts['passed_bfcl_rule']} by BFCL's rule (they count as no call), "
+            f"{counts['passed_bitagent_rule']} by bitagent's (they fail)"
+        )
     console.print(f"not served by bitagent (count 0 in BFCL's overall): {', '.join(summary['not_served'])}")
     if summary["not_evaluated"]:
         console.print(f"not evaluated (count 0): {', '.join(summary['not_evaluated'])}")

@@ -61,8 +61,17 @@ HUB_REPO = "gorilla-llm/Berkeley-Function-Calling-Leaderboard"
 DATA_ENV = "BITAGENT_BFCL_DATA"
 
 CATEGORIES = (
-    "simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance",
-    "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple", "live_irrelevance", "live_relevance",
+    "simple_python",
+    "multiple",
+    "parallel",
+    "parallel_multiple",
+    "irrelevance",
+    "live_simple",
+    "live_multiple",
+    "live_parallel",
+    "live_parallel_multiple",
+    "live_irrelevance",
+    "live_relevance",
 )
 #: categories without ground truth: irrelevance (no call is right) and relevance (any call is right)
 NO_GROUND_TRUTH = frozenset({"irrelevance", "live_irrelevance", "live_relevance"})
@@ -168,12 +177,14 @@ def _hub_file(location: Location, names: list[str]) -> Path | None:
             raise ValueError(
                 f"cannot fetch {name} from the hub dataset {HUB_REPO}: {type(exc).__name__}: {exc}. "
                 f"Install the data with `pip install --no-deps bfcl-eval=={BFCL_VERSION}` "
-                f"or point {DATA_ENV} at a BFCL data directory.") from None
+                f"or point {DATA_ENV} at a BFCL data directory."
+            ) from None
     if offline_misses:
         raise HubUnavailable(
             f"none of {', '.join(offline_misses)} is in the local hub cache, and the hub dataset {HUB_REPO} "
             f"cannot be reached (offline?). Install the data with `pip install --no-deps bfcl-eval=={BFCL_VERSION}` "
-            f"or point {DATA_ENV} at a BFCL data directory.")
+            f"or point {DATA_ENV} at a BFCL data directory."
+        )
     return None
 
 
@@ -265,18 +276,24 @@ def load_category(category: str, location: Location | None = None) -> CategoryDa
             problems.append(DataProblem(task.id, severity, message, category))
     errors = sorted({p.task_id for p in problems if p.severity == "error"})
     if errors:
-        log.warning("bfcl:%s: %d entr%s whose ground truth contradicts the function docs (%s); "
-                    "see `bitagent tasks validate bfcl:%s`", category, len(errors),
-                    "y" if len(errors) == 1 else "ies", ", ".join(errors[:5]) + (" ..." if len(errors) > 5 else ""),
-                    category)
+        log.warning(
+            "bfcl:%s: %d entr%s whose ground truth contradicts the function docs (%s); "
+            "see `bitagent tasks validate bfcl:%s`",
+            category,
+            len(errors),
+            "y" if len(errors) == 1 else "ies",
+            ", ".join(errors[:5]) + (" ..." if len(errors) > 5 else ""),
+            category,
+        )
     data = CategoryData(category, location.version, tuple(tasks), tuple(problems), functions)
     with _cache_lock:
         _cache[key] = data
     return data
 
 
-def _entry_task(entry: dict[str, Any], answers: dict[str, Any], category: str,
-                version: str) -> tuple[Task, tuple[dict[str, Any], ...]]:
+def _entry_task(
+    entry: dict[str, Any], answers: dict[str, Any], category: str, version: str
+) -> tuple[Task, tuple[dict[str, Any], ...]]:
     question = entry.get("question")
     if not isinstance(question, list) or not question or not isinstance(question[0], list):
         raise ValueError("'question' must be a list of turns of messages")
@@ -301,8 +318,16 @@ def _entry_task(entry: dict[str, Any], answers: dict[str, Any], category: str,
     metadata: dict[str, Any] = {}
     if language is not None:  # the scorer reads the docs' own Java/JS types and BFCL's ground truth as written
         metadata = {"language": language, "functions": docs, "ground_truth": answers[entry["id"]]}
-    task = Task(id=entry["id"], messages=messages, tools=tuple(tools), expected_calls=expected,
-                source="bfcl", category=category, version=version, metadata=metadata)
+    task = Task(
+        id=entry["id"],
+        messages=messages,
+        tools=tuple(tools),
+        expected_calls=expected,
+        source="bfcl",
+        category=category,
+        version=version,
+        metadata=metadata,
+    )
     return task, tuple(docs)
 
 
@@ -361,8 +386,10 @@ def _sample(tasks: list[Task], seed: int, limit: int | None) -> Iterator[Task]:
 
 class BfclTaskSource:
     name = "bfcl"
-    description = ("BFCL v4 categories (BFCL's ids and ground truth); multi-turn ones with bfcl:multi_turn "
-                   "or bfcl:multi_turn_base, ...")
+    description = (
+        "BFCL v4 categories (BFCL's ids and ground truth); multi-turn ones with bfcl:multi_turn "
+        "or bfcl:multi_turn_base, ..."
+    )
 
     def __init__(self, arg: str | None = None) -> None:
         self.selected = parse_categories(arg)
@@ -381,8 +408,10 @@ class BfclTaskSource:
     def _data_dir(self) -> Path:
         location = self.location
         if location.kind != "dir" or location.path is None:
-            raise ValueError(f"BFCL's multi-turn and agentic data is read from the bfcl-eval wheel or a data "
-                             f"directory ({DATA_ENV}), not from {location.describe()}")
+            raise ValueError(
+                f"BFCL's multi-turn and agentic data is read from the bfcl-eval wheel or a data "
+                f"directory ({DATA_ENV}), not from {location.describe()}"
+            )
         return location.path
 
     def _load(self, category: str) -> CategoryData | multi_turn.MultiTurnData:
@@ -401,14 +430,14 @@ class BfclTaskSource:
 
     def tasks(self, seed: int = 0, limit: int | None = None) -> Iterator[Task]:
         # memory first: its prerequisites must precede the questions that read their snapshots
-        chains = [memory.load_category(c, self._data_dir(), self.version) for c in self.selected
-                  if c in memory.CATEGORIES]
+        chains = [
+            memory.load_category(c, self._data_dir(), self.version) for c in self.selected if c in memory.CATEGORIES
+        ]
         order = list(range(sum(len(d.questions) for d in chains)))
         random.Random(f"bitagent-bfcl:{seed}").shuffle(order)
         taken = memory.select(chains, order, limit) if chains else []
         yield from taken
-        everything = [task for cat in self.selected if cat not in memory.CATEGORIES
-                      for task in self._extra(cat)]
+        everything = [task for cat in self.selected if cat not in memory.CATEGORIES for task in self._extra(cat)]
         yield from _sample(everything, seed, None if limit is None else max(0, limit - len(taken)))
 
     def validate(self) -> list[DataProblem]:
@@ -420,8 +449,10 @@ class BfclTaskSource:
             data = self._load(cat)
             if isinstance(data, multi_turn.MultiTurnData):
                 problems.extend(DataProblem(task_id, "error", message, cat) for task_id, message in data.problems)
-                problems.extend(DataProblem(task_id, "error", message, cat)
-                                for task_id, message in multi_turn.replay_ground_truths(data.tasks))
+                problems.extend(
+                    DataProblem(task_id, "error", message, cat)
+                    for task_id, message in multi_turn.replay_ground_truths(data.tasks)
+                )
             else:
                 problems.extend(data.problems)
         return problems
@@ -437,8 +468,10 @@ MAX_TOOLS = 5  # the upstream subnet's limit
 
 class BfclShuffleTaskSource:
     name = "bfcl-shuffle"
-    description = ("BFCL single-call entries among distractor tools from other entries, plus irrelevance "
-                   "variants without the needed tool (seeded)")
+    description = (
+        "BFCL single-call entries among distractor tools from other entries, plus irrelevance "
+        "variants without the needed tool (seeded)"
+    )
 
     def __init__(self, arg: str | None = None) -> None:
         kinds: list[str] = []
@@ -451,8 +484,9 @@ class BfclShuffleTaskSource:
             elif part in SHUFFLE_POOL:
                 pool.append(part)
             else:
-                raise ValueError(f"unknown bfcl-shuffle argument {part!r} "
-                                 f"(known: {', '.join(SHUFFLE_KINDS + SHUFFLE_POOL)})")
+                raise ValueError(
+                    f"unknown bfcl-shuffle argument {part!r} (known: {', '.join(SHUFFLE_KINDS + SHUFFLE_POOL)})"
+                )
         self.kinds = tuple(kinds) or SHUFFLE_KINDS
         self.pool = tuple(pool) or SHUFFLE_POOL
 
@@ -473,8 +507,12 @@ class BfclShuffleTaskSource:
     def tasks(self, seed: int = 0, limit: int | None = None) -> Iterator[Task]:
         sources = [load_category(cat, self.location) for cat in self.pool]
         broken = {p.task_id for data in sources for p in data.problems if p.severity == "error"}
-        entries = [(task, data.functions[task.id]) for data in sources for task in data.tasks
-                   if len(task.expected_calls) == 1 and task.id not in broken]
+        entries = [
+            (task, data.functions[task.id])
+            for data in sources
+            for task in data.tasks
+            if len(task.expected_calls) == 1 and task.id not in broken
+        ]
         # every function doc of the pool, by name, for distractors: the first doc seen of each name
         docs_by_name: dict[str, dict[str, Any]] = {}
         for _, docs in entries:
@@ -492,9 +530,19 @@ class BfclShuffleTaskSource:
                 out.append(self._variant(task, docs, needed, own, names, docs_by_name, rng, seed, irrelevant=True))
         yield from _sample(out, seed, limit)
 
-    def _variant(self, task: Task, docs: tuple[dict[str, Any], ...], needed: str, own: list[dict[str, Any]],
-                 names: list[str], docs_by_name: dict[str, dict[str, Any]], rng: random.Random, seed: int, *,
-                 irrelevant: bool) -> Task:
+    def _variant(
+        self,
+        task: Task,
+        docs: tuple[dict[str, Any], ...],
+        needed: str,
+        own: list[dict[str, Any]],
+        names: list[str],
+        docs_by_name: dict[str, dict[str, Any]],
+        rng: random.Random,
+        seed: int,
+        *,
+        irrelevant: bool,
+    ) -> Task:
         room = MAX_TOOLS - (0 if irrelevant else 1)
         want = rng.randint(1, room)  # distractors in this task
         chosen = rng.sample(own, min(len(own), want))
@@ -510,19 +558,34 @@ class BfclShuffleTaskSource:
         rng.shuffle(tools)  # once, with this task's own generator: the needed tool lands anywhere
         built = [_tool(doc) for doc in tools]
         kind = "irrelevance" if irrelevant else "call"
-        return Task(id=f"{task.id}:{kind}:s{seed}", messages=task.messages, tools=tuple(built),
-                    expected_calls=() if irrelevant else task.expected_calls, source="bfcl-shuffle",
-                    category=kind, version=self.version)
+        return Task(
+            id=f"{task.id}:{kind}:s{seed}",
+            messages=task.messages,
+            tools=tuple(built),
+            expected_calls=() if irrelevant else task.expected_calls,
+            source="bfcl-shuffle",
+            category=kind,
+            version=self.version,
+        )
 
 
 @hookimpl
 def register_environments(register: RegisterEnvironment) -> None:
-    register(multi_turn.ENVIRONMENT, multi_turn.BfclEnvironment,
-             description="BFCL's simulated APIs (GorillaFileSystem, MathAPI, ...) from the bfcl-eval wheel")
-    register(memory.ENVIRONMENT, memory.MemoryEnvironment,
-             description="BFCL's memory backends (kv, vector, rec_sum), snapshots kept in the run directory")
-    register(web_search.ENVIRONMENT, web_search.WebSearchEnvironment,
-             description="BFCL's web search answered from a recorded cache ($BITAGENT_BFCL_WEB_CACHE)")
+    register(
+        multi_turn.ENVIRONMENT,
+        multi_turn.BfclEnvironment,
+        description="BFCL's simulated APIs (GorillaFileSystem, MathAPI, ...) from the bfcl-eval wheel",
+    )
+    register(
+        memory.ENVIRONMENT,
+        memory.MemoryEnvironment,
+        description="BFCL's memory backends (kv, vector, rec_sum), snapshots kept in the run directory",
+    )
+    register(
+        web_search.ENVIRONMENT,
+        web_search.WebSearchEnvironment,
+        description="BFCL's web search answered from a recorded cache ($BITAGENT_BFCL_WEB_CACHE)",
+    )
 
 
 @hookimpl

@@ -87,14 +87,15 @@ class WebSearchEnvironment(BfclStepReading):
     def __init__(self, config: dict[str, Any]) -> None:
         path = os.environ.get(CACHE_ENV)
         if not path:
-            raise RuntimeError(f"BFCL's web search needs live SerpAPI and pages; offline it plays only from a "
-                               f"recorded cache (${CACHE_ENV}); its result files can be re-scored with "
-                               "`bitagent score --bfcl-result`")
+            raise RuntimeError(
+                f"BFCL's web search needs live SerpAPI and pages; offline it plays only from a "
+                f"recorded cache (${CACHE_ENV}); its result files can be re-scored with "
+                "`bitagent score --bfcl-result`"
+            )
         self.api = RecordedWebSearch(read_cache(Path(path).expanduser()), bool(config.get("show_snippet", True)))
 
     def objects(self) -> list[object]:
         return [self.api]
-
 
 
 def load_category(category: str, data_dir: Path, version: str) -> tuple[Task, ...]:
@@ -109,21 +110,35 @@ def load_category(category: str, data_dir: Path, version: str) -> tuple[Task, ..
         doc["description"] = str(doc.get("description", "")) + _LANGUAGE_HINT
     tools = tuple(Tool.from_json(doc) for doc in docs)
     prompt = system_prompt(docs) + "\n"  # BFCL joins it to the system message with a blank line
-    answers = {row.get("id"): row.get("ground_truth")
-               for row in _rows(data_dir / "possible_answer" / "BFCL_v4_web_search.json")}
+    answers = {
+        row.get("id"): row.get("ground_truth")
+        for row in _rows(data_dir / "possible_answer" / "BFCL_v4_web_search.json")
+    }
     agentic_format = str(_prompts().ADDITIONAL_SYSTEM_PROMPT_FOR_AGENTIC_RESPONSE_FORMAT)
     tasks = []
     for entry in _rows(data_dir / "BFCL_v4_web_search.json"):
         truth = answers.get(entry["id"])
         if not isinstance(truth, list):
             raise ValueError(f"{entry['id']}: no ground truth")
-        first = (Message("system", agentic_format),
-                 *(Message.from_json({"role": str(m["role"]), "content": str(m.get("content") or "")})
-                   for m in entry["question"][0]))
-        tasks.append(Task(
-            id=str(entry["id"]).replace("web_search", category, 1), messages=first, tools=tools, source="bfcl",
-            category=category, version=version,
-            environment=EnvironmentSpec(ENVIRONMENT, {"show_snippet": category != "web_search_no_snippet"}),
-            max_steps_per_turn=MAX_STEPS_PER_TURN,
-            metadata={"agentic": "web_search", "answers": [str(a) for a in truth]}, system_prompt=prompt))
+        first = (
+            Message("system", agentic_format),
+            *(
+                Message.from_json({"role": str(m["role"]), "content": str(m.get("content") or "")})
+                for m in entry["question"][0]
+            ),
+        )
+        tasks.append(
+            Task(
+                id=str(entry["id"]).replace("web_search", category, 1),
+                messages=first,
+                tools=tools,
+                source="bfcl",
+                category=category,
+                version=version,
+                environment=EnvironmentSpec(ENVIRONMENT, {"show_snippet": category != "web_search_no_snippet"}),
+                max_steps_per_turn=MAX_STEPS_PER_TURN,
+                metadata={"agentic": "web_search", "answers": [str(a) for a in truth]},
+                system_prompt=prompt,
+            )
+        )
     return tuple(tasks)

@@ -55,6 +55,7 @@ def _mean(values: Sequence[float]) -> float | None:
 def bfcl_groups(accuracies: Mapping[str, float]) -> dict[str, float]:
     """BFCL v4's group accuracies from per-category accuracies; a category absent from ``accuracies`` is left
     out of its group, and a group with none of its categories is left out."""
+
     def present(names: Sequence[str]) -> list[float]:
         return [float(accuracies[name]) for name in names if name in accuracies]
 
@@ -91,8 +92,10 @@ _warned: set[tuple[str, str]] = set()
 class BfclCompetition:
     name = "bfcl"
     version = "1"
-    description = ("BFCL v4's overall accuracy (its group weights and rules) over upstream's 16 categories, "
-                   "multi-turn included; cubic weights; model longevity")
+    description = (
+        "BFCL v4's overall accuracy (its group weights and rules) over upstream's 16 categories, "
+        "multi-turn included; cubic weights; model longevity"
+    )
     #: 50 tasks per category (16 x 50); a category with fewer tasks (live_parallel: 16) gives all it has
     sample_size = 800
     scorer = "bfcl"
@@ -118,8 +121,9 @@ class BfclCompetition:
         for spec, why in missing.items():
             if (spec, why) not in _warned:
                 _warned.add((spec, why))
-                log.warning("competition bfcl: %s is not served here and is left out of the BFCL overall (%s)",
-                            spec, why)
+                log.warning(
+                    "competition bfcl: %s is not served here and is left out of the BFCL overall (%s)", spec, why
+                )
         return {f"bfcl:{c}": 1.0 for c in CATEGORIES if f"bfcl:{c}" not in missing}
 
     def score_samples(self, samples: Sequence[Mapping[str, Any]]) -> float:

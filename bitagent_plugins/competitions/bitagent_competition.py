@@ -49,8 +49,10 @@ def serves_multi_turn(registry: Registry) -> bool:
 class BitagentCompetition:
     name = "bitagent"
     version = "1"
-    description = ("Subnet 20's competition: bitagent tasks (+ BFCL-derived and BFCL multi-turn ones when "
-                   "installed), cubic weights.")
+    description = (
+        "Subnet 20's competition: bitagent tasks (+ BFCL-derived and BFCL multi-turn ones when "
+        "installed), cubic weights."
+    )
     sample_size = 1000
     weight_rule = "cubic"
     #: upstream's README: models must be apache-2.0 (its code also let cc-by-nc-4.0 and mit through)
@@ -121,12 +123,18 @@ def register_competitions(register: RegisterCompetition) -> None:
 
 @hookimpl
 def register_scorers(register: RegisterScorer) -> None:
-    register(COMBINED_SCORER, MultiTurnShareScorer,
-             description="bitagent's scorer, and the bfcl scorer's multi-turn checker for multi-turn tasks "
-                         "(the bitagent competition's multi-turn share)")
+    register(
+        COMBINED_SCORER,
+        MultiTurnShareScorer,
+        description="bitagent's scorer, and the bfcl scorer's multi-turn checker for multi-turn tasks "
+        "(the bitagent competition's multi-turn share)",
+    )
 
 
 @hookimpl
 def register_task_sources(register: RegisterTaskSource) -> None:
-    register("competition", CompetitionTaskSource,
-             description="A competition's task sample for the seed: competition:<name>, e.g. competition:bitagent.")
+    register(
+        "competition",
+        CompetitionTaskSource,
+        description="A competition's task sample for the seed: competition:<name>, e.g. competition:bitagent.",
+    )

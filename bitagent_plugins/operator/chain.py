@@ -217,15 +217,19 @@ class OperatorChain:
         exists = await self.subnet_exists(netuid, block)
         allowed = await self._query(st.NetworkRegistrationAllowed, [netuid], block)
         return RegistrationStatus(
-            block=block, subnet_exists=exists, registration_allowed=bool(allowed) if allowed is not None else True,
-            cost_rao=await read(st.Burn), balance_rao=await self.balance(coldkey_ss58, block),
+            block=block,
+            subnet_exists=exists,
+            registration_allowed=bool(allowed) if allowed is not None else True,
+            cost_rao=await read(st.Burn),
+            balance_rao=await self.balance(coldkey_ss58, block),
             uid=await self.uid(netuid, hotkey_ss58, block),
             registrations_this_interval=await read(st.RegistrationsThisInterval),
             max_per_interval=3 * await read(st.TargetRegistrationsPerInterval),
             registrations_this_block=await read(st.RegistrationsThisBlock),
             max_per_block=await read(st.MaxRegistrationsPerBlock),
             last_adjustment_block=await read(st.LastAdjustmentBlock),
-            adjustment_interval=await read(st.AdjustmentInterval))
+            adjustment_interval=await read(st.AdjustmentInterval),
+        )
 
     # writes ----------------------------------------------------------------------------------------
 
@@ -241,8 +245,9 @@ class OperatorChain:
     async def burned_register(self, netuid: int, wallet: Any, hotkey_ss58: str | None = None) -> TxOutcome:
         import bittensor as bt
 
-        return await self._execute(bt.BurnedRegister(netuid=netuid, hotkey_ss58=hotkey_ss58 or hotkey_address(wallet)),
-                                   wallet)
+        return await self._execute(
+            bt.BurnedRegister(netuid=netuid, hotkey_ss58=hotkey_ss58 or hotkey_address(wallet)), wallet
+        )
 
     async def transfer(self, wallet: Any, dest_ss58: str, amount_tao: float) -> TxOutcome:
         import bittensor as bt
@@ -263,5 +268,9 @@ class OperatorChain:
     async def add_stake(self, wallet: Any, netuid: int, amount_tao: float) -> TxOutcome:
         import bittensor as bt
 
-        return await self._execute(bt.AddStake(hotkey_ss58=hotkey_address(wallet), netuid=netuid,
-                                               amount_tao=amount_tao, slippage_protection=False), wallet)
+        return await self._execute(
+            bt.AddStake(
+                hotkey_ss58=hotkey_address(wallet), netuid=netuid, amount_tao=amount_tao, slippage_protection=False
+            ),
+            wallet,
+        )

@@ -32,8 +32,15 @@ from bitagent_plugins.operator.chain import (
 WINDOW_END_MARGIN = 2
 
 #: chain errors after which waiting for another block or window can succeed
-RETRYABLE = ("TooManyRegistrationsThisBlock", "TooManyRegistrationsThisInterval", "Priority is too low",
-             "was not included", "Transaction is outdated", "Stale", "NoNeuronIdAvailable")
+RETRYABLE = (
+    "TooManyRegistrationsThisBlock",
+    "TooManyRegistrationsThisInterval",
+    "Priority is too low",
+    "was not included",
+    "Transaction is outdated",
+    "Stale",
+    "NoNeuronIdAvailable",
+)
 
 
 @attrs.frozen
@@ -75,10 +82,8 @@ class RegisterOutcome:
         if self.state == "already":
             return f"already registered as uid {self.uid}: nothing to do"
         if self.registered:
-            return (f"registered as uid {self.uid} after {self.attempts} attempt(s), "
-                    f"spent {tao(self.spent_rao):.9f} TAO")
-        return (f"gave up: {self.reason} ({self.attempts} attempt(s), "
-                f"spent {tao(self.spent_rao):.9f} TAO)")
+            return f"registered as uid {self.uid} after {self.attempts} attempt(s), spent {tao(self.spent_rao):.9f} TAO"
+        return f"gave up: {self.reason} ({self.attempts} attempt(s), spent {tao(self.spent_rao):.9f} TAO)"
 
 
 @attrs.frozen
@@ -92,21 +97,30 @@ class Progress:
     def line(self) -> str:
         s = self.status
         window = ("open" if s.window_open else "full") + (
-            f", next in {s.blocks_to_next_window} blocks" if s.adjustment_interval else "")
+            f", next in {s.blocks_to_next_window} blocks" if s.adjustment_interval else ""
+        )
         slots = f"{s.registrations_this_interval}/{s.max_per_interval}" if s.max_per_interval else "-"
-        return (f"block {s.block} | cost {tao(s.cost_rao):.4f} TAO (max {self.limits.max_cost_tao:g}) | "
-                f"window {window}, slots {slots} | attempts {self.attempts}/{self.limits.max_attempts} | "
-                f"spent {tao(self.spent_rao):.4f}/{tao(self.limits.spend_cap_rao):g} TAO | {self.waiting_for}")
+        return (
+            f"block {s.block} | cost {tao(s.cost_rao):.4f} TAO (max {self.limits.max_cost_tao:g}) | "
+            f"window {window}, slots {slots} | attempts {self.attempts}/{self.limits.max_attempts} | "
+            f"spent {tao(self.spent_rao):.4f}/{tao(self.limits.spend_cap_rao):g} TAO | {self.waiting_for}"
+        )
 
 
 def _retryable(message: str) -> bool:
     return any(marker in message for marker in RETRYABLE)
 
 
-async def register_when_possible(chain: OperatorChain, wallet: Any, netuid: int, limits: RegisterLimits, *,
-                                 on_progress: Callable[[Progress], None] | None = None,
-                                 confirm: Callable[[RegistrationStatus], bool] | None = None,
-                                 poll_s: float | None = None) -> RegisterOutcome:
+async def register_when_possible(
+    chain: OperatorChain,
+    wallet: Any,
+    netuid: int,
+    limits: RegisterLimits,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    confirm: Callable[[RegistrationStatus], bool] | None = None,
+    poll_s: float | None = None,
+) -> RegisterOutcome:
     """Register ``wallet``'s hotkey on ``netuid`` once the window and the cost allow, within ``limits``.
 
     ``confirm`` is asked once, before the first registration is sent (None: no confirmation, ``--yes``).
@@ -121,8 +135,14 @@ async def register_when_possible(chain: OperatorChain, wallet: Any, netuid: int,
     retry_after = -1
 
     def outcome(state: str, reason: str, uid: int | None = None) -> RegisterOutcome:
-        return RegisterOutcome(registered=state in ("already", "registered"), uid=uid, state=state, reason=reason,
-                               attempts=attempts, spent_rao=spent)
+        return RegisterOutcome(
+            registered=state in ("already", "registered"),
+            uid=uid,
+            state=state,
+            reason=reason,
+            attempts=attempts,
+            spent_rao=spent,
+        )
 
     while True:
         status = await chain.registration_status(netuid, hotkey, coldkey)
@@ -136,8 +156,11 @@ async def register_when_possible(chain: OperatorChain, wallet: Any, netuid: int,
         if attempts >= limits.max_attempts:
             return outcome("gave-up", f"{attempts} attempts made (--max-attempts)")
         if limits.max_blocks is not None and status.block - first_block >= limits.max_blocks:
-            return outcome("gave-up", f"no window with a cost <= {limits.max_cost_tao:g} TAO within "
-                                      f"{limits.max_blocks} blocks (cost now {tao(status.cost_rao):.4f} TAO)")
+            return outcome(
+                "gave-up",
+                f"no window with a cost <= {limits.max_cost_tao:g} TAO within "
+                f"{limits.max_blocks} blocks (cost now {tao(status.cost_rao):.4f} TAO)",
+            )
         waiting = ""
         if status.block <= retry_after:
             waiting = "waiting for the next block"
@@ -148,11 +171,17 @@ async def register_when_possible(chain: OperatorChain, wallet: Any, netuid: int,
         elif status.adjustment_interval > WINDOW_END_MARGIN >= status.blocks_to_next_window:
             waiting = "waiting: the window ends before a registration could land"
         elif status.balance_rao < status.cost_rao:
-            return outcome("gave-up", f"insufficient balance: {tao(status.balance_rao):.4f} TAO free, "
-                                      f"registration costs {tao(status.cost_rao):.4f} TAO")
+            return outcome(
+                "gave-up",
+                f"insufficient balance: {tao(status.balance_rao):.4f} TAO free, "
+                f"registration costs {tao(status.cost_rao):.4f} TAO",
+            )
         elif spent + status.cost_rao > limits.spend_cap_rao:
-            return outcome("gave-up", f"the next attempt ({tao(status.cost_rao):.4f} TAO) would exceed the "
-                                      f"spend cap of {tao(limits.spend_cap_rao):g} TAO")
+            return outcome(
+                "gave-up",
+                f"the next attempt ({tao(status.cost_rao):.4f} TAO) would exceed the "
+                f"spend cap of {tao(limits.spend_cap_rao):g} TAO",
+            )
         if on_progress is not None and (waiting or status.block != last_block):
             on_progress(Progress(status, attempts, spent, limits, waiting or "registering..."))
         last_block = status.block

@@ -113,11 +113,15 @@ class StageConfig:
     def check(self) -> None:
         spending = sorted(self.steps & set(SPENDING))
         if self.kind == "main" and spending and not self.yes_i_mean_mainnet:
-            raise StageError(f"--main-net with steps that spend TAO ({', '.join(spending)}): add "
-                             "--yes-i-mean-mainnet, or skip them (--skip-faucet --skip-subnet --skip-reg)")
+            raise StageError(
+                f"--main-net with steps that spend TAO ({', '.join(spending)}): add "
+                "--yes-i-mean-mainnet, or skip them (--skip-faucet --skip-subnet --skip-reg)"
+            )
         if self.kind != "local" and "faucet" in self.steps:
-            raise StageError(f"there is no dev account to fund wallets from on the {self.kind} network: fund the "
-                             "coldkeys yourself, then run with --skip-faucet")
+            raise StageError(
+                f"there is no dev account to fund wallets from on the {self.kind} network: fund the "
+                "coldkeys yourself, then run with --skip-faucet"
+            )
 
 
 # launching -------------------------------------------------------------------------------------------
@@ -137,8 +141,10 @@ def embedded_model_file() -> Path:
     base = os.environ.get("BITAGENT_CACHE_DIR") or platformdirs.user_cache_dir("bitagent", appauthor=False)
     path = Path(base) / "models" / EMBEDDED_GGUF
     if not path.is_file():
-        raise StageError(f"the embedded model is not at {path}: run `bitagent evaluate --limit 1` once to assemble "
-                         "it, or pass --model-file / --model")
+        raise StageError(
+            f"the embedded model is not at {path}: run `bitagent evaluate --limit 1` once to assemble "
+            "it, or pass --model-file / --model"
+        )
     return path
 
 
@@ -153,8 +159,10 @@ def publish_local_repo(cache_dir: Path, repo_id: str, model_file: Path) -> str:
     blobs, snapshot = storage / "blobs", storage / "snapshots" / sha
     blobs.mkdir(parents=True, exist_ok=True)
     snapshot.mkdir(parents=True, exist_ok=True)
-    files = {"README.md": hashlib.sha256(readme).hexdigest(), model_file.name: hashlib.sha256(
-        f"{model_file.resolve()}:{stat.st_size}".encode()).hexdigest()}
+    files = {
+        "README.md": hashlib.sha256(readme).hexdigest(),
+        model_file.name: hashlib.sha256(f"{model_file.resolve()}:{stat.st_size}".encode()).hexdigest(),
+    }
     if not (blobs / files["README.md"]).exists():
         (blobs / files["README.md"]).write_bytes(readme)
     blob = blobs / files[model_file.name]
@@ -181,9 +189,14 @@ class App:
 
 
 class Stage:
-    def __init__(self, config: StageConfig, *, substrate_factory: Callable[[], Any] | None = None,
-                 launch_prefix: Callable[[str], list[str]] = default_launch_prefix,
-                 echo: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        config: StageConfig,
+        *,
+        substrate_factory: Callable[[], Any] | None = None,
+        launch_prefix: Callable[[str], list[str]] = default_launch_prefix,
+        echo: Callable[[str], None] = print,
+    ) -> None:
         self.config = config
         self.substrate_factory = substrate_factory
         self.launch_prefix = launch_prefix
@@ -203,8 +216,9 @@ class Stage:
         write_json_atomic(self.record_path, record)
 
     def _chain(self) -> OperatorChain:
-        return OperatorChain(self.config.network, substrate=self.substrate_factory() if self.substrate_factory
-                             else None)
+        return OperatorChain(
+            self.config.network, substrate=self.substrate_factory() if self.substrate_factory else None
+        )
 
     # steps -----------------------------------------------------------------------------------------------
 
@@ -212,14 +226,17 @@ class Stage:
         for kind in ("owner", "validator", "miner"):
             for role in self.config.roles(kind):
                 wallet, created = create_wallet(role.coldkey, role.hotkey, self.wallet_path)
-                self.echo(f"wallet {role.coldkey}/{role.hotkey}: {'created' if created else 'exists, kept'} "
-                          f"(coldkey {coldkey_address(wallet)})")
+                self.echo(
+                    f"wallet {role.coldkey}/{role.hotkey}: {'created' if created else 'exists, kept'} "
+                    f"(coldkey {coldkey_address(wallet)})"
+                )
 
     def _wallet(self, role: Role) -> Any:
         wallet = load_wallet(role.coldkey, role.hotkey, str(self.wallet_path))
         if not wallet.coldkey_file.exists_on_device() or not wallet.hotkey_file.exists_on_device():
-            raise StageError(f"wallet {role.coldkey}/{role.hotkey} is missing under {self.wallet_path} "
-                             "(run without --skip-wallet)")
+            raise StageError(
+                f"wallet {role.coldkey}/{role.hotkey} is missing under {self.wallet_path} (run without --skip-wallet)"
+            )
         return wallet
 
     async def fund(self, chain: OperatorChain) -> None:
@@ -240,8 +257,11 @@ class Stage:
         staged = self.netuid
         if staged is None and self.record_path.exists():
             staged = json.loads(self.record_path.read_text()).get("netuid")
-        if staged is not None and await chain.subnet_exists(staged) and \
-                await chain.subnet_owner(staged) == coldkey_address(owner):
+        if (
+            staged is not None
+            and await chain.subnet_exists(staged)
+            and await chain.subnet_owner(staged) == coldkey_address(owner)
+        ):
             self.netuid = staged  # staged before (stage.json or --netuid) and still ours: not created twice
             self.echo(f"subnet {staged} exists, owned by {coldkey_address(owner)}: kept")
             return
@@ -259,8 +279,10 @@ class Stage:
                 self.echo(f"subnet {self.netuid} started")
                 return
             if await chain.block() - first >= self.config.start_call_wait_blocks:
-                raise StageError(f"starting subnet {self.netuid} failed for {self.config.start_call_wait_blocks} "
-                                 f"blocks: {started.message}")
+                raise StageError(
+                    f"starting subnet {self.netuid} failed for {self.config.start_call_wait_blocks} "
+                    f"blocks: {started.message}"
+                )
             import asyncio  # at use: loading plugins (`bitagent --help`) stays light
 
             await asyncio.sleep(await chain.block_time())
@@ -276,8 +298,9 @@ class Stage:
             if kind == "validator" and self.config.validator_stake_tao > 0 and outcome.state == "registered":
                 staked = await chain.add_stake(wallet, self._need_netuid(), self.config.validator_stake_tao)
                 if not staked.success:
-                    raise StageError(f"staking {self.config.validator_stake_tao:g} TAO to {role.name} failed: "
-                                     f"{staked.message}")
+                    raise StageError(
+                        f"staking {self.config.validator_stake_tao:g} TAO to {role.name} failed: {staked.message}"
+                    )
                 self.echo(f"{role.name}: staked {self.config.validator_stake_tao:g} TAO (for a validator permit)")
 
     def _need_netuid(self) -> int:
@@ -311,28 +334,58 @@ class Stage:
         return f"{repo_id}@{publish_local_repo(self.dir / 'hf-cache', repo_id, model_file)}"
 
     def _common(self, role: Role) -> list[str]:
-        return ["--netuid", str(self._need_netuid()), "--subtensor.network", self.config.network,
-                "--wallet.name", role.coldkey, "--wallet.hotkey", role.hotkey, "--wallet.path", str(self.wallet_path)]
+        return [
+            "--netuid",
+            str(self._need_netuid()),
+            "--subtensor.network",
+            self.config.network,
+            "--wallet.name",
+            role.coldkey,
+            "--wallet.hotkey",
+            role.hotkey,
+            "--wallet.path",
+            str(self.wallet_path),
+        ]
 
     def apps(self) -> list[App]:
         apps = []
         logs = self.dir / "logs"
         if "launch_miners" in self.config.steps:
             for role in self.config.roles("miner"):
-                argv = [*self.launch_prefix("mine"), *self._common(role), "--hf-model-name", self._submission(role),
-                        "--axon.port", str(self.config.base_port + role.index),
-                        "--ready-file", str(self.dir / f"{role.name}.ready"), *self.config.miner_args]
+                argv = [
+                    *self.launch_prefix("mine"),
+                    *self._common(role),
+                    "--hf-model-name",
+                    self._submission(role),
+                    "--axon.port",
+                    str(self.config.base_port + role.index),
+                    "--ready-file",
+                    str(self.dir / f"{role.name}.ready"),
+                    *self.config.miner_args,
+                ]
                 apps.append(App(role.name, argv, logs / f"{role.name}.log"))
         if "launch_validators" in self.config.steps:
             offline = self.config.model is None
             for role in self.config.roles("validator"):
                 home = self.dir / role.name
-                argv = [*self.launch_prefix("validate"), *self._common(role), "--backend", self.config.backend,
-                        "--allow-private-axons", "--state-path", str(home / "state.sqlite"),
-                        "--runs-dir", str(home / "runs"), "--cache-dir", str(self.dir / "hf-cache"),
-                        *(["--hf-offline"] if offline else []), *self.config.validator_args]
-                apps.append(App(role.name, argv, logs / f"{role.name}.log",
-                                env={"HF_HUB_OFFLINE": "1"} if offline else {}))
+                argv = [
+                    *self.launch_prefix("validate"),
+                    *self._common(role),
+                    "--backend",
+                    self.config.backend,
+                    "--allow-private-axons",
+                    "--state-path",
+                    str(home / "state.sqlite"),
+                    "--runs-dir",
+                    str(home / "runs"),
+                    "--cache-dir",
+                    str(self.dir / "hf-cache"),
+                    *(["--hf-offline"] if offline else []),
+                    *self.config.validator_args,
+                ]
+                apps.append(
+                    App(role.name, argv, logs / f"{role.name}.log", env={"HF_HUB_OFFLINE": "1"} if offline else {})
+                )
         return apps
 
     def launcher(self) -> str:
@@ -346,8 +399,21 @@ class Stage:
             raise StageError("--launcher pm2: pm2 is not on PATH (npm install -g pm2)")
         for app in apps:
             app.log.parent.mkdir(parents=True, exist_ok=True)
-            argv = [pm2, "start", app.argv[0], "--name", app.name, "--interpreter", "none", "--output", str(app.log),
-                    "--error", str(app.log), "--", *app.argv[1:]]
+            argv = [
+                pm2,
+                "start",
+                app.argv[0],
+                "--name",
+                app.name,
+                "--interpreter",
+                "none",
+                "--output",
+                str(app.log),
+                "--error",
+                str(app.log),
+                "--",
+                *app.argv[1:],
+            ]
             done = subprocess.run(argv, env={**os.environ, **app.env}, capture_output=True, text=True, timeout=120)
             if done.returncode != 0:
                 raise StageError(f"pm2 start {app.name} failed: {(done.stderr or done.stdout).strip()[-500:]}")
@@ -370,12 +436,21 @@ class Stage:
             for app in apps:
                 app.log.parent.mkdir(parents=True, exist_ok=True)
                 with open(app.log, "ab") as out:
-                    procs[app.name] = subprocess.Popen(app.argv, stdout=out, stderr=subprocess.STDOUT,
-                                                       stdin=subprocess.DEVNULL, env={**os.environ, **app.env},
-                                                       preexec_fn=die_with_parent)
+                    procs[app.name] = subprocess.Popen(
+                        app.argv,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        env={**os.environ, **app.env},
+                        preexec_fn=die_with_parent,
+                    )
                 self.echo(f"started {app.name} (pid {procs[app.name].pid}, log {app.log})")
-            self._record(apps={a.name: {"argv": a.argv, "log": str(a.log), "launcher": "process",
-                                        "pid": procs[a.name].pid} for a in apps})
+            self._record(
+                apps={
+                    a.name: {"argv": a.argv, "log": str(a.log), "launcher": "process", "pid": procs[a.name].pid}
+                    for a in apps
+                }
+            )
             while not stopping and len(codes) < len(procs):
                 for name, proc in procs.items():
                     if name not in codes and proc.poll() is not None:

@@ -91,12 +91,16 @@ class UpdateConfig:
     def check_source(self) -> None:
         """Refuse to run without a source and a pinned hash the operator named."""
         if not self.index_url and not self.find_links:
-            raise UpdateError("name where releases come from: --index-url URL (your package index) or --find-links "
-                              "DIR (a wheel directory); pip's default index is never used (the name "
-                              f"{self.package!r} there is not this project's)")
+            raise UpdateError(
+                "name where releases come from: --index-url URL (your package index) or --find-links "
+                "DIR (a wheel directory); pip's default index is never used (the name "
+                f"{self.package!r} there is not this project's)"
+            )
         if not self.pinned_hashes():
-            raise UpdateError("pin the release: --wheel-sha256 HEX or --hash-file FILE (the sha256 of the wheel, "
-                              "as published with the release)")
+            raise UpdateError(
+                "pin the release: --wheel-sha256 HEX or --hash-file FILE (the sha256 of the wheel, "
+                "as published with the release)"
+            )
 
     def pinned_hashes(self) -> frozenset[str]:
         found = {h.lower().removeprefix("sha256:") for h in self.wheel_sha256}
@@ -243,15 +247,17 @@ class Releases:
             for venv in self.venvs.iterdir():
                 if venv not in live and not (venv / "release.json").exists():
                     shutil.rmtree(venv, ignore_errors=True)
-        self.write_journal(phase="rolled-back", **{"from": journal.get("from"), "to": journal.get("to")},
-                           note=note)
+        self.write_journal(phase="rolled-back", **{"from": journal.get("from"), "to": journal.get("to")}, note=note)
         return note
 
     def prune(self, keep: int) -> None:
         """Remove old release venvs, never the current or previous one."""
         live = {self.target(self.current), self.target(self.previous)}
-        venvs = sorted((p for p in self.venvs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime) \
-            if self.venvs.is_dir() else []
+        venvs = (
+            sorted((p for p in self.venvs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+            if self.venvs.is_dir()
+            else []
+        )
         for venv in venvs[:-keep] if keep else venvs:
             if venv not in live:
                 shutil.rmtree(venv, ignore_errors=True)
@@ -271,12 +277,15 @@ def fetch_release(config: UpdateConfig, folder: Path) -> tuple[str, Path]:
     spec = f"{config.package}=={config.version}" if config.version else config.package
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    done = _pip(["download", "--no-deps", "--dest", str(folder), *config.pip_source_args(), spec],
-                timeout=config.pip_timeout_s)
+    done = _pip(
+        ["download", "--no-deps", "--dest", str(folder), *config.pip_source_args(), spec], timeout=config.pip_timeout_s
+    )
     wheels = list(folder.glob("*.whl"))
     if done.returncode != 0 or len(wheels) != 1:
-        raise UpdateError(f"no release of {spec} from {config.index_url or ' '.join(config.find_links)}: "
-                          f"{(done.stderr or done.stdout).strip()[-400:]}")
+        raise UpdateError(
+            f"no release of {spec} from {config.index_url or ' '.join(config.find_links)}: "
+            f"{(done.stderr or done.stdout).strip()[-400:]}"
+        )
     return wheels[0].name.split("-")[1], wheels[0]
 
 
@@ -284,8 +293,9 @@ def verify_release(config: UpdateConfig, wheel: Path) -> None:
     """Raise unless ``wheel``'s sha256 is one the operator pinned."""
     digest = _sha256(wheel)
     if digest not in config.pinned_hashes():
-        raise UpdateError(f"{wheel.name} has sha256 {digest}, which is not pinned (--wheel-sha256 / --hash-file): "
-                          "not installed")
+        raise UpdateError(
+            f"{wheel.name} has sha256 {digest}, which is not pinned (--wheel-sha256 / --hash-file): not installed"
+        )
 
 
 def install(config: UpdateConfig, releases: Releases, version: str, wheel: Path) -> Path:
@@ -294,21 +304,32 @@ def install(config: UpdateConfig, releases: Releases, version: str, wheel: Path)
     releases.venvs.mkdir(parents=True, exist_ok=True)
     venv = releases.venvs / f"{version}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     try:
-        made = subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True,
-                              text=True, timeout=300)
+        made = subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True, text=True, timeout=300
+        )
         if made.returncode != 0:
             raise UpdateError(f"creating the virtualenv failed: {made.stderr.strip()[-400:]}")
         python = str(venv / "bin" / "python")
         requirement = f"{wheel}[{config.extras}]" if config.extras else str(wheel)
         # the current pip installs into the new interpreter (``--python``): the new venv needs no pip of its own
-        done = _pip(["--python", python, "install", *config.pip_source_args(), requirement],
-                    timeout=config.pip_timeout_s)
+        done = _pip(
+            ["--python", python, "install", *config.pip_source_args(), requirement], timeout=config.pip_timeout_s
+        )
         if done.returncode != 0:
-            raise UpdateError(f"pip could not install {config.package}=={version}: "
-                              f"{(done.stderr or done.stdout).strip()[-600:]}")
-        write_json_atomic(venv / "release.json", {"package": config.package, "version": version,
-                                                  "extras": config.extras, "source": config.pip_source_args(),
-                                                  "wheel_sha256": _sha256(wheel), "installed_at": time.time()})
+            raise UpdateError(
+                f"pip could not install {config.package}=={version}: {(done.stderr or done.stdout).strip()[-600:]}"
+            )
+        write_json_atomic(
+            venv / "release.json",
+            {
+                "package": config.package,
+                "version": version,
+                "extras": config.extras,
+                "source": config.pip_source_args(),
+                "wheel_sha256": _sha256(wheel),
+                "installed_at": time.time(),
+            },
+        )
     except BaseException:
         shutil.rmtree(venv, ignore_errors=True)
         raise
@@ -466,8 +487,9 @@ class Pm2App(Restarter):
         raise UpdateError(f"pm2 has no app named {self.name!r}")
 
     def begin_stop(self) -> Callable[[], None]:
-        proc = subprocess.Popen([self.pm2, "stop", self.name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        proc = subprocess.Popen(
+            [self.pm2, "stop", self.name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
 
         def wait() -> None:
             output, _ = proc.communicate(timeout=600)
@@ -496,16 +518,22 @@ class ChildProcess(Restarter):
 
     supervised = True
 
-    def __init__(self, argv: Callable[[], list[str]], *, log_path: Path | None = None,
-                 stop_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, argv: Callable[[], list[str]], *, log_path: Path | None = None, stop_timeout_s: float = 120.0
+    ) -> None:
         self.argv, self.log_path, self.stop_timeout_s = argv, log_path, stop_timeout_s
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         out = open(self.log_path, "ab") if self.log_path else None
         try:
-            self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=subprocess.STDOUT if out else None,
-                                         stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+            self.proc = subprocess.Popen(
+                self.argv(),
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
         finally:
             if out:
                 out.close()
@@ -537,8 +565,13 @@ class ChildProcess(Restarter):
 # the update -----------------------------------------------------------------------------------------------
 
 
-def update_once(config: UpdateConfig, restarter: Restarter | None = None, *,
-                echo: Callable[[str], None] = print, poll_s: float = 1.0) -> UpdateResult:
+def update_once(
+    config: UpdateConfig,
+    restarter: Restarter | None = None,
+    *,
+    echo: Callable[[str], None] = print,
+    poll_s: float = 1.0,
+) -> UpdateResult:
     restarter = restarter or Restarter()
     releases = Releases(config.root)
     with releases.locked():
@@ -552,30 +585,44 @@ def update_once(config: UpdateConfig, restarter: Restarter | None = None, *,
         current = releases.target(releases.current)
         current_version = releases.version(current)
         version, wheel = fetch_release(config, releases.root / "download")
-        if current_version is not None and not config.version and \
-                _version_key(version) <= _version_key(current_version):
-            return UpdateResult("up-to-date", f"{config.package} {current_version} is the newest release",
-                                current_version)
+        if (
+            current_version is not None
+            and not config.version
+            and _version_key(version) <= _version_key(current_version)
+        ):
+            return UpdateResult(
+                "up-to-date", f"{config.package} {current_version} is the newest release", current_version
+            )
         if current_version == version:
             return UpdateResult("up-to-date", f"{config.package} {version} is installed", version)
         if not config.version and version in releases.rejected():
-            return UpdateResult("up-to-date", f"{config.package} {version} was rejected before "
-                                              f"({releases.rejected()[version]}); staying on {current_version} "
-                                              f"(pin it with --version to try again)", current_version)
+            return UpdateResult(
+                "up-to-date",
+                f"{config.package} {version} was rejected before "
+                f"({releases.rejected()[version]}); staying on {current_version} "
+                f"(pin it with --version to try again)",
+                current_version,
+            )
         verify_release(config, wheel)
         echo(f"installing {config.package} {version} beside {current_version or 'nothing'}")
         releases.write_journal(phase="installing", **{"from": str(current) if current else None}, version=version)
         venv = install(config, releases, version, wheel)
-        releases.write_journal(phase="checking", **{"from": str(current) if current else None, "to": str(venv)},
-                               version=version)
+        releases.write_journal(
+            phase="checking", **{"from": str(current) if current else None, "to": str(venv)}, version=version
+        )
         ok, output = run_check(config, venv, releases.root / "check-state.sqlite")
         if not ok:
             shutil.rmtree(venv, ignore_errors=True)
             releases.reject(version, f"check failed: {output[:200]}")
-            releases.write_journal(phase="check-failed", **{"from": str(current) if current else None,
-                                                            "to": str(venv)}, version=version, output=output)
-            return UpdateResult("check-failed", f"{version} failed its check ({output}); staying on "
-                                                f"{current_version}", current_version)
+            releases.write_journal(
+                phase="check-failed",
+                **{"from": str(current) if current else None, "to": str(venv)},
+                version=version,
+                output=output,
+            )
+            return UpdateResult(
+                "check-failed", f"{version} failed its check ({output}); staying on {current_version}", current_version
+            )
         echo(f"{version} passed its check")
         try:
             # the stop is asked for while no evaluation can start; the validator's last writes wait for after
@@ -593,14 +640,16 @@ def update_once(config: UpdateConfig, restarter: Restarter | None = None, *,
             backup_sqlite(state, state_backup)
         else:
             state_backup.unlink(missing_ok=True)
-        releases.write_journal(phase="switching", **{"from": str(current) if current else None, "to": str(venv)},
-                               version=version)
+        releases.write_journal(
+            phase="switching", **{"from": str(current) if current else None, "to": str(venv)}, version=version
+        )
         if current is not None:
             releases.point(releases.previous, current)
         releases.point(releases.current, venv, pause="switch")
         _pause("switched")
-        releases.write_journal(phase="probation", **{"from": str(current) if current else None, "to": str(venv)},
-                               version=version)
+        releases.write_journal(
+            phase="probation", **{"from": str(current) if current else None, "to": str(venv)}, version=version
+        )
         restarter.start()
         crash = _probation(restarter, config.probation_s, poll_s) if restarter.supervised else None
         if crash is not None and current is not None:
@@ -615,12 +664,17 @@ def update_once(config: UpdateConfig, restarter: Restarter | None = None, *,
             restarter.start()
             shutil.rmtree(venv, ignore_errors=True)
             releases.reject(version, f"crashed after the switch: {crash}")
-            releases.write_journal(phase="rolled-back", **{"from": str(current), "to": str(venv)}, version=version,
-                                   note=crash)
-            return UpdateResult("rolled-back", f"{version} crashed after the switch ({crash}); rolled back to "
-                                               f"{current_version}", current_version)
-        releases.write_journal(phase="done", **{"from": str(current) if current else None, "to": str(venv)},
-                               version=version)
+            releases.write_journal(
+                phase="rolled-back", **{"from": str(current), "to": str(venv)}, version=version, note=crash
+            )
+            return UpdateResult(
+                "rolled-back",
+                f"{version} crashed after the switch ({crash}); rolled back to {current_version}",
+                current_version,
+            )
+        releases.write_journal(
+            phase="done", **{"from": str(current) if current else None, "to": str(venv)}, version=version
+        )
         releases.prune(config.keep_releases)
         return UpdateResult("updated", f"updated {config.package} {current_version or '(none)'} -> {version}", version)
 
@@ -635,9 +689,16 @@ def _probation(restarter: Restarter, seconds: float, poll_s: float) -> str | Non
     return None
 
 
-def auto_update(config: UpdateConfig, command: Sequence[str], *, interval_s: float, restart_delay_s: float = 10.0,
-                echo: Callable[[str], None] = print, max_checks: int | None = None,
-                log_path: Path | None = None) -> int:
+def auto_update(
+    config: UpdateConfig,
+    command: Sequence[str],
+    *,
+    interval_s: float,
+    restart_delay_s: float = 10.0,
+    echo: Callable[[str], None] = print,
+    max_checks: int | None = None,
+    log_path: Path | None = None,
+) -> int:
     """Run ``<root>/current/bin/bitagent <command>`` and keep it updated (checked every ``interval_s``).
 
     A crash outside an update's probation restarts it after ``restart_delay_s`` (as pm2 would). Stops on

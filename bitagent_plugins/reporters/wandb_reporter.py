@@ -58,11 +58,15 @@ def on_run_start(run: RunInfo) -> None:
     config = run.config.to_json()
     config.update({"n_tasks": run.n_tasks, "resumed": run.resumed})
     try:
-        handle = wandb.init(project=os.environ.get("BITAGENT_WANDB_PROJECT", "bitagent"),
-                            entity=os.environ.get("BITAGENT_WANDB_ENTITY") or None,
-                            dir=os.environ.get("BITAGENT_WANDB_DIR") or str(run.run_dir),
-                            name=os.path.basename(str(run.run_dir)), config=config, reinit=True,
-                            tags=[str(config.get("backend", "")), str(config.get("tasks", ""))])
+        handle = wandb.init(
+            project=os.environ.get("BITAGENT_WANDB_PROJECT", "bitagent"),
+            entity=os.environ.get("BITAGENT_WANDB_ENTITY") or None,
+            dir=os.environ.get("BITAGENT_WANDB_DIR") or str(run.run_dir),
+            name=os.path.basename(str(run.run_dir)),
+            config=config,
+            reinit=True,
+            tags=[str(config.get("backend", "")), str(config.get("tasks", ""))],
+        )
     except Exception as exc:  # noqa: BLE001 - reporting must never break an evaluation
         log.warning("wandb.init failed, not reporting this run: %s", exc)
         return
@@ -79,9 +83,14 @@ def on_sample_scored(run: RunInfo, sample: SampleRecord) -> None:
         entry["n"] += 1
         entry["total"] += sample.score
         n, mean = entry["n"], entry["total"] / entry["n"]
-    metrics = {"score": sample.score, "passed": int(sample.passed), "failed": int(not sample.ok),
-               "mean_score_so_far": mean, "latency_s": sample.completion.latency_s,
-               "completion_tokens": sample.completion.completion_tokens}
+    metrics = {
+        "score": sample.score,
+        "passed": int(sample.passed),
+        "failed": int(not sample.ok),
+        "mean_score_so_far": mean,
+        "latency_s": sample.completion.latency_s,
+        "completion_tokens": sample.completion.completion_tokens,
+    }
     try:
         entry["run"].log(metrics, step=n)
     except Exception as exc:  # noqa: BLE001
@@ -97,9 +106,21 @@ def on_run_end(run: RunInfo, results: RunResults) -> None:
     if entry is None:
         return
     data = results.to_json()
-    summary: dict[str, Any] = {k: data.get(k) for k in ("status", "mean_score", "n_tasks", "n_scored", "n_failed",
-                                                            "n_passed", "duration_s", "mean_latency_s",
-                                                            "prompt_tokens", "completion_tokens")}
+    summary: dict[str, Any] = {
+        k: data.get(k)
+        for k in (
+            "status",
+            "mean_score",
+            "n_tasks",
+            "n_scored",
+            "n_failed",
+            "n_passed",
+            "duration_s",
+            "mean_latency_s",
+            "prompt_tokens",
+            "completion_tokens",
+        )
+    }
     for category, row in results.per_category.items():
         summary[f"mean_score/{category}"] = row.mean_score
     summary["model"] = results.model.get("model")
@@ -124,8 +145,18 @@ def _flush() -> None:
         log.warning("wandb teardown failed: %s", exc)
 
 
-FEEDBACK_COLUMNS = ("uid", "hotkey", "model", "credited", "task_id", "category", "status", "score", "answer",
-                    "expected_calls")
+FEEDBACK_COLUMNS = (
+    "uid",
+    "hotkey",
+    "model",
+    "credited",
+    "task_id",
+    "category",
+    "status",
+    "score",
+    "answer",
+    "expected_calls",
+)
 
 
 @hookimpl
@@ -137,17 +168,30 @@ def on_round_end(round: dict[str, Any], feedback: list[dict[str, Any]]) -> None:
 
         import wandb
 
-        handle = wandb.init(project=os.environ.get("BITAGENT_WANDB_PROJECT", "bitagent"),
-                            entity=os.environ.get("BITAGENT_WANDB_ENTITY") or None,
-                            dir=os.environ.get("BITAGENT_WANDB_DIR") or round.get("dir") or None,
-                            name=f"round-{round.get('id')}", config=dict(round), reinit=True,
-                            tags=["round", str(round.get("competition", ""))])
+        handle = wandb.init(
+            project=os.environ.get("BITAGENT_WANDB_PROJECT", "bitagent"),
+            entity=os.environ.get("BITAGENT_WANDB_ENTITY") or None,
+            dir=os.environ.get("BITAGENT_WANDB_DIR") or round.get("dir") or None,
+            name=f"round-{round.get('id')}",
+            config=dict(round),
+            reinit=True,
+            tags=["round", str(round.get("competition", ""))],
+        )
         table = wandb.Table(columns=list(FEEDBACK_COLUMNS))
         for entry in feedback:
             for task in entry.get("tasks") or []:
-                table.add_data(entry["uid"], entry["hotkey"], entry["model"], bool(entry.get("credited")),
-                               task.get("task_id"), task.get("category"), task.get("status"), task.get("score"),
-                               task.get("answer"), json.dumps(task.get("expected_calls")))
+                table.add_data(
+                    entry["uid"],
+                    entry["hotkey"],
+                    entry["model"],
+                    bool(entry.get("credited")),
+                    task.get("task_id"),
+                    task.get("category"),
+                    task.get("status"),
+                    task.get("score"),
+                    task.get("answer"),
+                    json.dumps(task.get("expected_calls")),
+                )
         handle.log({"feedback": table})
         handle.summary.update({f"score/uid-{e['uid']}": e.get("score") for e in feedback})
         handle.finish()

@@ -16,5 +16,6 @@ def make_bitagent_scorer() -> Any:  # not "bitagent_scorer": that name is the su
 
 @hookimpl
 def register_scorers(register: RegisterScorer) -> None:
-    register("bitagent", make_bitagent_scorer,
-             description="the upstream subnet's criteria (format/name/args/values), fixed")
+    register(
+        "bitagent", make_bitagent_scorer, description="the upstream subnet's criteria (format/name/args/values), fixed"
+    )

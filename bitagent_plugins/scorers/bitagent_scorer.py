@@ -97,8 +97,13 @@ class BitagentScorer:
         calls = decoded.calls
         if task.expects_no_call:
             if calls:
-                return Score(0.0, {"irrelevance": 0.0}, error_type="irrelevance_error", decoded_calls=calls,
-                             detail=f"called {calls[0].name} where no call was right")
+                return Score(
+                    0.0,
+                    {"irrelevance": 0.0},
+                    error_type="irrelevance_error",
+                    decoded_calls=calls,
+                    detail=f"called {calls[0].name} where no call was right",
+                )
             return Score(1.0, {"irrelevance": 3.0}, passed=True)
         if not decoded.ok:
             return Score(0.0, {"format": 0.0}, error_type="decode_error", detail=decoded.error or "")
@@ -123,6 +128,10 @@ class BitagentScorer:
         value = sum(totals.values()) / CALL_MAX
         value = min(1.0, max(0.0, value))
         passed = not errors and math.isclose(value, 1.0)
-        return Score(value, {k: round(v, 6) for k, v in totals.items()}, error_type=None if passed else errors[0],
-                     passed=passed, decoded_calls=calls)
-
+        return Score(
+            value,
+            {k: round(v, 6) for k, v in totals.items()},
+            error_type=None if passed else errors[0],
+            passed=passed,
+            decoded_calls=calls,
+        )

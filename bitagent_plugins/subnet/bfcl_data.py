@@ -54,8 +54,9 @@ def digest(directory: Path) -> str:
     h = hashlib.sha256()
     for path in files:
         with open(path, "rb") as f:
-            h.update(f"{path.relative_to(directory).as_posix()}\0{hashlib.file_digest(f, 'sha256').hexdigest()}\n"
-                     .encode())
+            h.update(
+                f"{path.relative_to(directory).as_posix()}\0{hashlib.file_digest(f, 'sha256').hexdigest()}\n".encode()
+            )
     return "sha256:" + h.hexdigest()
 
 
@@ -66,6 +67,8 @@ def check() -> tuple[str | None, str]:
         return None, why
     found = digest(directory)
     if found != PINNED_DIGEST:
-        return found, (f"{directory} differs from bfcl-eval {PINNED_RELEASE}'s data ({found} != {PINNED_DIGEST}); "
-                       f"install the pinned data: {INSTALL_HINT}")
+        return found, (
+            f"{directory} differs from bfcl-eval {PINNED_RELEASE}'s data ({found} != {PINNED_DIGEST}); "
+            f"install the pinned data: {INSTALL_HINT}"
+        )
     return found, ""

@@ -135,13 +135,13 @@ def load_wallet(name: str, hotkey: str, path: str | None = None) -> Any:
     """The bittensor 11 ``Wallet``; the hotkey file must exist (it signs everything we send)."""
     import bittensor as bt
 
-    wallet = bt.Wallet(name=name, hotkey=hotkey, path=os.path.expanduser(path) if path else
-                       str(Path.home() / ".bittensor" / "wallets"))
+    wallet = bt.Wallet(
+        name=name, hotkey=hotkey, path=os.path.expanduser(path) if path else str(Path.home() / ".bittensor" / "wallets")
+    )
     try:
         wallet.hotkey  # noqa: B018 - loads (and checks) the hotkey file now, not at the first signature
     except Exception as exc:  # noqa: BLE001 - bittensor raises its own keyfile errors
-        raise ChainUnavailable(f"cannot load hotkey {hotkey!r} of wallet {name!r} under "
-                               f"{wallet.path}: {exc}") from None
+        raise ChainUnavailable(f"cannot load hotkey {hotkey!r} of wallet {name!r} under {wallet.path}: {exc}") from None
     return wallet
 
 
@@ -160,12 +160,13 @@ def encode_commitment(text: str) -> dict[str, Any]:
         raise ValueError("an empty commitment")
     if len(data) > MAX_COMMITMENT_BYTES:
         raise ValueError(f"a commitment is at most {MAX_COMMITMENT_BYTES} bytes, got {len(data)}")
-    chunks = [data[i:i + _RAW_FIELD_MAX] for i in range(0, len(data), _RAW_FIELD_MAX)]
+    chunks = [data[i : i + _RAW_FIELD_MAX] for i in range(0, len(data), _RAW_FIELD_MAX)]
     return {"fields": [{f"Raw{len(chunk)}": chunk} for chunk in chunks]}
 
 
-def conformed_weights(uids: list[int], weights: list[float], max_weight_limit: float, *,
-                      self_uid: int | None = None) -> tuple[list[int], list[int]]:
+def conformed_weights(
+    uids: list[int], weights: list[float], max_weight_limit: float, *, self_uid: int | None = None
+) -> tuple[list[int], list[int]]:
     """The ``(uids, u16 weights)`` bittensor 11's ``SetWeights`` submits for these weights: its own clip
     (``clip_to_max_weight``) and quantisation (``normalize``), as its ``_conform`` applies them."""
     from bittensor.intents.weights import clip_to_max_weight, normalize
@@ -212,8 +213,15 @@ class Chain:
     the RPC connection with any ``bittensor.Substrate`` implementation.
     """
 
-    def __init__(self, network: str, netuid: int, *, wallet: Any = None, substrate: Any = None,
-                 fallback_endpoints: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        network: str,
+        netuid: int,
+        *,
+        wallet: Any = None,
+        substrate: Any = None,
+        fallback_endpoints: list[str] | None = None,
+    ) -> None:
         self.network = network
         self.netuid = int(netuid)
         self.wallet = wallet
@@ -283,13 +291,19 @@ class Chain:
         for n in graph.neurons:
             commitment = n.commitment
             visible = commitment.value if commitment is not None and commitment.is_revealed else None
-            neurons.append(Neuron(
-                uid=int(n.uid), hotkey=str(n.hotkey), coldkey=str(n.coldkey),
-                validator_permit=bool(n.validator_permit), stake=float(n.total_stake.amount),
-                axon=n.axon, commitment=visible,
-                commitment_block=int(commitment.block) if commitment is not None else None,
-                registration_block=_registration_block(n),
-            ))
+            neurons.append(
+                Neuron(
+                    uid=int(n.uid),
+                    hotkey=str(n.hotkey),
+                    coldkey=str(n.coldkey),
+                    validator_permit=bool(n.validator_permit),
+                    stake=float(n.total_stake.amount),
+                    axon=n.axon,
+                    commitment=visible,
+                    commitment_block=int(commitment.block) if commitment is not None else None,
+                    registration_block=_registration_block(n),
+                )
+            )
         return MetagraphView(netuid=self.netuid, block=int(graph.block), neurons=tuple(neurons))
 
     async def weight_limits(self) -> WeightLimits:
@@ -301,9 +315,12 @@ class Chain:
         max_raw = await self._guard(self.client.query(st.MaxWeightsLimit, [self.netuid]))
         key_raw = await self._guard(self.client.query(st.WeightsVersionKey, [self.netuid]))
         max_u16 = int(max_raw) if max_raw is not None else U16_MAX
-        return WeightLimits(min_allowed_weights=int(min_raw or 0),
-                            max_weight_limit=max(0.0, min(1.0, max_u16 / U16_MAX)),
-                            version_key=int(key_raw or 0), max_weight_limit_u16=max_u16)
+        return WeightLimits(
+            min_allowed_weights=int(min_raw or 0),
+            max_weight_limit=max(0.0, min(1.0, max_u16 / U16_MAX)),
+            version_key=int(key_raw or 0),
+            max_weight_limit_u16=max_u16,
+        )
 
     # writes (all signed by the wallet's hotkey) ----------------------------------------------------
 
@@ -321,11 +338,13 @@ class Chain:
         uids = [int(u) for u in uids]
         floats = [float(w) for w in weights]
         limits = await self.weight_limits()
-        sent_uids, sent = conformed_weights(uids, floats, limits.max_weight_limit,
-                                            self_uid=await self._own_uid())
+        sent_uids, sent = conformed_weights(uids, floats, limits.max_weight_limit, self_uid=await self._own_uid())
         if sent != [int(w) for w in weights] or sent_uids != uids:
-            log.warning("SetWeights will adjust the weights to the subnet's max_weight_limit: %s -> %s",
-                        list(zip(uids, weights)), list(zip(sent_uids, sent)))
+            log.warning(
+                "SetWeights will adjust the weights to the subnet's max_weight_limit: %s -> %s",
+                list(zip(uids, weights)),
+                list(zip(sent_uids, sent)),
+            )
         intent = bt.SetWeights(netuid=self.netuid, uids=uids, weights=floats, version_key=int(version_key))
         result = await self._execute(intent, retries=2)
         return attrs.evolve(result, data={**result.data, "uids": sent_uids, "weights": sent})
@@ -342,8 +361,9 @@ class Chain:
 
         call = bt.calls.Commitments.set_commitment(netuid=self.netuid, info=encode_commitment(text))
         try:
-            result = await self.client.submit_call(call, self._need_wallet(), signer="hotkey",
-                                                   wait_for_inclusion=True, wait_for_finalization=False)
+            result = await self.client.submit_call(
+                call, self._need_wallet(), signer="hotkey", wait_for_inclusion=True, wait_for_finalization=False
+            )
         except bt.BittensorError as exc:
             return TxResult(False, f"{type(exc).__name__}: {exc}")
         return _tx(result)
@@ -353,8 +373,7 @@ class Chain:
         import bittensor as bt
 
         ipaddress.ip_address(ip)  # a clear error before anything is signed
-        intent = bt.ServeAxon(netuid=self.netuid, ip=ip, port=int(port), protocol=protocol,
-                              version=version_key())
+        intent = bt.ServeAxon(netuid=self.netuid, ip=ip, port=int(port), protocol=protocol, version=version_key())
         return await self._execute(intent)
 
     # helpers -----------------------------------------------------------------------------------------
@@ -368,8 +387,9 @@ class Chain:
         import bittensor as bt
 
         try:
-            result = await self.client.execute(intent, self._need_wallet(), retries=retries,
-                                               wait_for_inclusion=True, wait_for_finalization=False)
+            result = await self.client.execute(
+                intent, self._need_wallet(), retries=retries, wait_for_inclusion=True, wait_for_finalization=False
+            )
         except bt.BittensorError as exc:  # PolicyError, ChainError from preflight (rate limit, not registered)
             return TxResult(False, f"{type(exc).__name__}: {exc}")
         return _tx(result)
@@ -389,5 +409,10 @@ def _registration_block(neuron: Any) -> int | None:
 
 
 def _tx(result: Any) -> TxResult:
-    return TxResult(success=bool(result.success), message=str(result.message or ""),
-                    block_hash=result.block_hash, extrinsic_id=result.extrinsic_id, data=dict(result.data or {}))
+    return TxResult(
+        success=bool(result.success),
+        message=str(result.message or ""),
+        block_hash=result.block_hash,
+        extrinsic_id=result.extrinsic_id,
+        data=dict(result.data or {}),
+    )

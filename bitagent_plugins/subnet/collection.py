@@ -29,8 +29,18 @@ Querier = Callable[..., object]
 class SubmissionCollector:
     """Collects and locks submissions into the state. ``hub`` resolves names to commits."""
 
-    def __init__(self, state: ValidatorState, *, hub: vetting.HubClient, wallet: object, own_hotkey: str,
-                 netuid: int, query_timeout_s: float, allow_private: bool, retry_blocks: int) -> None:
+    def __init__(
+        self,
+        state: ValidatorState,
+        *,
+        hub: vetting.HubClient,
+        wallet: object,
+        own_hotkey: str,
+        netuid: int,
+        query_timeout_s: float,
+        allow_private: bool,
+        retry_blocks: int,
+    ) -> None:
         self.state = state
         self.hub = hub
         self.wallet = wallet
@@ -65,7 +75,8 @@ class SubmissionCollector:
         self.collections_done += 1
         counts = (len(submissions), len(self.state.submissions()), len(self._unresolved))
         (log.info if counts != self._last_counts else log.debug)(
-            "submissions: %d found, %d locked, %d rejected (%.1f s)", *counts, time.monotonic() - started)
+            "submissions: %d found, %d locked, %d rejected (%.1f s)", *counts, time.monotonic() - started
+        )
         self._last_counts = counts
 
     async def collect(self, mg: MetagraphView) -> dict[str, tuple[str, int]]:
@@ -73,20 +84,32 @@ class SubmissionCollector:
         on-chain commitment, hashed commitment opened over a signed request, signed endpoint, upstream synapse)."""
         from bitagent_plugins.subnet.protocol import collect_submissions
 
-        found, missing = await collect_submissions(self.wallet, mg, netuid=self.netuid, me=self.own_hotkey,
-                                                   timeout_s=self.query_timeout_s, allow_private=self.allow_private)
+        found, missing = await collect_submissions(
+            self.wallet,
+            mg,
+            netuid=self.netuid,
+            me=self.own_hotkey,
+            timeout_s=self.query_timeout_s,
+            allow_private=self.allow_private,
+        )
         for hotkey, reason in missing.items():
             log.debug("no submission from %s: %s", hotkey, reason)
-        silent = {n.hotkey: "published nothing (no commitment, no endpoint)" for n in mg.neurons
-                  if n.hotkey not in found and n.hotkey not in missing and n.hotkey != self.own_hotkey}
+        silent = {
+            n.hotkey: "published nothing (no commitment, no endpoint)"
+            for n in mg.neurons
+            if n.hotkey not in found and n.hotkey not in missing and n.hotkey != self.own_hotkey
+        }
         self.not_collected = {**silent, **missing}
         for hotkey, item in found.items():
             log.debug("submission of %s via %s", hotkey, item.channel)
-        return {hotkey: (item.text, submission_block(mg, hotkey, item.channel, item.block))
-                for hotkey, item in found.items()}
+        return {
+            hotkey: (item.text, submission_block(mg, hotkey, item.channel, item.block))
+            for hotkey, item in found.items()
+        }
 
-    async def lock(self, mg: MetagraphView, hotkey: str, text: str, block: int,
-                   current: SubmissionRow | None = None) -> None:
+    async def lock(
+        self, mg: MetagraphView, hotkey: str, text: str, block: int, current: SubmissionRow | None = None
+    ) -> None:
         """Lock ``hotkey``'s submission (``current``: its state row, if any) to a commit sha -- only if it
         has none yet: the first accepted submission is final."""
         neuron = mg.by_hotkey(hotkey)
@@ -95,9 +118,14 @@ class SubmissionCollector:
         if current is not None:
             if not _same_submission(text, current):
                 if self.state.note_ignored(hotkey, text):
-                    log.warning("uid %d (%s) changed its submission to %r: ignored, %s stays locked (the first "
-                                "accepted submission is final; a new model needs a new hotkey)",
-                                neuron.uid, hotkey, text[:120], current.model_key)
+                    log.warning(
+                        "uid %d (%s) changed its submission to %r: ignored, %s stays locked (the first "
+                        "accepted submission is final; a new model needs a new hotkey)",
+                        neuron.uid,
+                        hotkey,
+                        text[:120],
+                        current.model_key,
+                    )
                 return
             self.state.upsert_submission(hotkey, neuron.uid, current.repo_id, current.revision, current.sha, block)
             return
@@ -124,8 +152,11 @@ class SubmissionCollector:
         reasons = collections.Counter(self.not_collected.values())
         listed = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common(5))
         more = len(reasons) - 5
-        return (f"{len(self.not_collected)} miner(s) not collected" + (f": {listed}" if listed else "")
-                + (f", and {more} other reason(s) (--logging.debug lists each)" if more > 0 else ""))
+        return (
+            f"{len(self.not_collected)} miner(s) not collected"
+            + (f": {listed}" if listed else "")
+            + (f", and {more} other reason(s) (--logging.debug lists each)" if more > 0 else "")
+        )
 
     def _note_rejected(self, hotkey: str, text: str, reason: str, retry_after: int | None) -> None:
         previous = self._unresolved.get(hotkey)

@@ -38,7 +38,7 @@ def parse(text: str) -> str | None:
     text = text.strip()
     if not text.startswith(PREFIX):
         return None
-    value = text[len(PREFIX):].lower()
+    value = text[len(PREFIX) :].lower()
     return value if _DIGEST_RE.fullmatch(value) else ""  # "" = malformed: opens nothing
 
 

@@ -23,7 +23,8 @@ def disk_full(exc: BaseException) -> bool:
         if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         if isinstance(current, sqlite3.Error) and (
-                getattr(current, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(current)):
+            getattr(current, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(current)
+        ):
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -39,5 +40,7 @@ def disk_full_line(path: Path, what: str = "") -> str:
         except OSError:
             continue
     doing = f" while {what}" if what else ""
-    return (f"the disk holding {path} is full ({free}){doing}: free space on it (old run directories under "
-            f"--runs-dir, models under --cache-dir, other files); every write is retried until then")
+    return (
+        f"the disk holding {path} is full ({free}){doing}: free space on it (old run directories under "
+        f"--runs-dir, models under --cache-dir, other files); every write is retried until then"
+    )

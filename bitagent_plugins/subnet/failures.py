@@ -78,8 +78,11 @@ def classify_results(n_tasks: int, error_types: Sequence[str], errors: Sequence[
     if n_tasks == 0 or len(error_types) < n_tasks or any(t != ENGINE_ERROR for t in error_types):
         return None
     detail = "; ".join(sorted(set(errors)))
-    return Failure(Fault.VALIDATOR, _short(detail, "every request failed"),
-                   "the model server stopped answering; check its log in the run directory")
+    return Failure(
+        Fault.VALIDATOR,
+        _short(detail, "every request failed"),
+        "the model server stopped answering; check its log in the run directory",
+    )
 
 
 def _short(text: str, context: str) -> str:

@@ -28,11 +28,21 @@ def task_results(run_dir: str | Path) -> list[dict[str, Any]]:
     for task_id, sample in sorted(read_samples(Path(run_dir)).items()):
         record = sample.to_json()
         completion = record.get("completion") or {}
-        out.append({"task_id": task_id, "category": record.get("category"), "status": record.get("status"),
-                    "score": record.get("score"), "messages": record.get("messages"), "tools": record.get("tools"),
-                    "answer": completion.get("text"), "answer_calls": record.get("decoded_calls"),
-                    "expected_calls": record.get("expected_calls"), "error": completion.get("error"),
-                    "detail": record.get("detail")})
+        out.append(
+            {
+                "task_id": task_id,
+                "category": record.get("category"),
+                "status": record.get("status"),
+                "score": record.get("score"),
+                "messages": record.get("messages"),
+                "tools": record.get("tools"),
+                "answer": completion.get("text"),
+                "answer_calls": record.get("decoded_calls"),
+                "expected_calls": record.get("expected_calls"),
+                "error": completion.get("error"),
+                "detail": record.get("detail"),
+            }
+        )
     return out
 
 
@@ -54,13 +64,24 @@ def round_feedback(state: Any, *, round_id: int, competition: str, version: str)
         row = by_group.get(groups.get(sub.model_key))
         if row is None:
             continue
-        entries.append({
-            "round": round_id, "competition": competition, "competition_version": version,
-            "uid": sub.uid, "hotkey": sub.hotkey, "model": sub.model_key, "evaluated_model": row["model_key"],
-            "status": row["status"], "score": row["score"], "ci95": row["ci95"], "error": row["error"],
-            "moving_average": scores.get(sub.hotkey), "credited": winners[groups[sub.model_key]] == sub.hotkey,
-            "tasks": task_results(row["run_dir"]) if row["run_dir"] else [],
-        })
+        entries.append(
+            {
+                "round": round_id,
+                "competition": competition,
+                "competition_version": version,
+                "uid": sub.uid,
+                "hotkey": sub.hotkey,
+                "model": sub.model_key,
+                "evaluated_model": row["model_key"],
+                "status": row["status"],
+                "score": row["score"],
+                "ci95": row["ci95"],
+                "error": row["error"],
+                "moving_average": scores.get(sub.hotkey),
+                "credited": winners[groups[sub.model_key]] == sub.hotkey,
+                "tasks": task_results(row["run_dir"]) if row["run_dir"] else [],
+            }
+        )
     return entries
 
 

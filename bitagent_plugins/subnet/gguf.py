@@ -28,8 +28,17 @@ SUPPORTED_VERSIONS = (2, 3)
 # Metadata value types.
 UINT8, INT8, UINT16, INT16, UINT32, INT32, FLOAT32, BOOL, STRING, ARRAY, UINT64, INT64, FLOAT64 = range(13)
 _SCALARS: dict[int, str] = {
-    UINT8: "<B", INT8: "<b", UINT16: "<H", INT16: "<h", UINT32: "<I", INT32: "<i", FLOAT32: "<f", BOOL: "<?",
-    UINT64: "<Q", INT64: "<q", FLOAT64: "<d",
+    UINT8: "<B",
+    INT8: "<b",
+    UINT16: "<H",
+    INT16: "<h",
+    UINT32: "<I",
+    INT32: "<i",
+    FLOAT32: "<f",
+    BOOL: "<?",
+    UINT64: "<Q",
+    INT64: "<q",
+    FLOAT64: "<d",
 }
 GGML_MAX_DIMS = 4
 DEFAULT_ALIGNMENT = 32
@@ -43,11 +52,11 @@ class GGUFError(ValueError):
 class GGUFLimits:
     max_tensors: int = 100_000
     max_kv: int = 65_536
-    max_string: int = 4 << 20          # bytes in one string (chat templates are ~10 KB)
-    max_array: int = 1 << 24           # elements in one array (vocabularies are ~150-260 K)
-    max_depth: int = 3                 # arrays of arrays
+    max_string: int = 4 << 20  # bytes in one string (chat templates are ~10 KB)
+    max_array: int = 1 << 24  # elements in one array (vocabularies are ~150-260 K)
+    max_depth: int = 3  # arrays of arrays
     max_header_bytes: int = 256 << 20  # the whole header, vocabulary included
-    keep_array_items: int = 1024       # longer arrays are skipped and kept as GGUFArray
+    keep_array_items: int = 1024  # longer arrays are skipped and kept as GGUFArray
     #: values decoded one at a time (strings, scalars, tensor infos; a skipped scalar array counts once): bounds
     #: the work on a header that is within every other limit (16 M empty strings took ~20 s). A real model's
     #: vocabulary is ~0.3-1 M such values.
@@ -225,8 +234,13 @@ def _value(r: _Reader, vtype: int, limits: GGUFLimits, *, depth: int) -> Any:
 # -- writing (tests, tools) ------------------------------------------------------------------------------------
 
 
-def build_gguf_header(metadata: Mapping[str, Any], tensors: Sequence[tuple[str, Sequence[int], int]] = (), *,
-                      version: int = 3, pad_to_alignment: bool = True) -> bytes:
+def build_gguf_header(
+    metadata: Mapping[str, Any],
+    tensors: Sequence[tuple[str, Sequence[int], int]] = (),
+    *,
+    version: int = 3,
+    pad_to_alignment: bool = True,
+) -> bytes:
     """The bytes of a GGUF header with ``metadata`` and ``tensors`` (name, shape, ggml type) and no data.
 
     Value types are inferred: ``bool`` -> BOOL, ``int`` -> UINT32 if it fits else INT64, ``float`` -> FLOAT32,

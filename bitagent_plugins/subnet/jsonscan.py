@@ -47,8 +47,7 @@ class JsonShape:
     keys_found: frozenset[str]
 
 
-def scan(source: Readable | bytes, limits: JsonLimits = JsonLimits(), *,
-         keys: Iterable[str] = ()) -> JsonShape:
+def scan(source: Readable | bytes, limits: JsonLimits = JsonLimits(), *, keys: Iterable[str] = ()) -> JsonShape:
     """Count ``source``'s values and depth without parsing; :class:`JsonTooBig` past ``limits``.
 
     Values are counted as opened arrays/objects plus commas plus one (an upper bound on what a parse builds
@@ -59,7 +58,7 @@ def scan(source: Readable | bytes, limits: JsonLimits = JsonLimits(), *,
     values = 1
     depth = tokens = 0
     max_tokens = 4 * limits.max_values + 16
-    expect_key = False   # the next string is an object member's key
+    expect_key = False  # the next string is an object member's key
     buffer = b""
     chunks = iter(_chunks(source))
     done = False
@@ -127,7 +126,7 @@ def _chunks(source: Readable | bytes) -> Iterable[bytes]:
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         for start in range(0, len(data), CHUNK):
-            yield data[start:start + CHUNK]
+            yield data[start : start + CHUNK]
         return
     while chunk := source.read(CHUNK):
         yield chunk

@@ -55,8 +55,18 @@ ALLOWED_SKEW_S = 2.0
 MAX_REQUEST_BYTES = 16384
 MAX_NONCE_KEYS = 10_000
 SALT_FIELD = "bitagent_salt"
-_TERMINAL_FIELDS = ("status_code", "status_message", "process_time", "ip", "port", "version", "nonce", "uuid",
-                    "hotkey", "signature")
+_TERMINAL_FIELDS = (
+    "status_code",
+    "status_message",
+    "process_time",
+    "ip",
+    "port",
+    "version",
+    "nonce",
+    "uuid",
+    "hotkey",
+    "signature",
+)
 
 
 class LegacyRefused(Exception):
@@ -121,8 +131,14 @@ def _float(value: str | None, what: str) -> float:
 class LegacyResponder:
     """Answers ``GetHFModelName`` for one miner hotkey as a bittensor 10.5.0 Axon would."""
 
-    def __init__(self, keypair: Any, *, authorize: Callable[[str], None], model: Callable[[], str],
-                 salt: Callable[[], str | None] = lambda: None) -> None:
+    def __init__(
+        self,
+        keypair: Any,
+        *,
+        authorize: Callable[[str], None],
+        model: Callable[[], str],
+        salt: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self.keypair = keypair
         self.hotkey: str = keypair.ss58_address
         self.authorize = authorize
@@ -137,8 +153,11 @@ class LegacyResponder:
         try:
             caller, request = self._check(h, body)
         except LegacyRefused as exc:
-            return exc.status, self._axon_headers(h.get("bt_header_dendrite_hotkey", ""), exc.status,
-                                                  exc.message), json.dumps({"message": exc.message}).encode()
+            return (
+                exc.status,
+                self._axon_headers(h.get("bt_header_dendrite_hotkey", ""), exc.status, exc.message),
+                json.dumps({"message": exc.message}).encode(),
+            )
         request["hf_model_name"] = self.model()
         salt = self.salt()
         if salt is not None:
@@ -164,8 +183,7 @@ class LegacyResponder:
         except Refused as exc:
             raise LegacyRefused(403, str(exc)) from None
         nonce = _int(h.get("bt_header_dendrite_nonce"), "nonce")
-        version = _int(h.get("bt_header_dendrite_version"), "version") if h.get("bt_header_dendrite_version") \
-            else None
+        version = _int(h.get("bt_header_dendrite_version"), "version") if h.get("bt_header_dendrite_version") else None
         uid = h.get("bt_header_dendrite_uuid", "")
         signature = h.get("bt_header_dendrite_signature", "")
         body_hash = h.get("computed_body_hash", "")
@@ -175,8 +193,12 @@ class LegacyResponder:
         key = f"{caller}:{uid}"
         now = time.time_ns()
         last = self._nonces.get(key)
-        if version is not None and version >= _V_7_2_0 and last is None \
-                and nonce <= now - int((ALLOWED_DELTA_S + timeout) * 1e9):
+        if (
+            version is not None
+            and version >= _V_7_2_0
+            and last is None
+            and nonce <= now - int((ALLOWED_DELTA_S + timeout) * 1e9)
+        ):
             raise LegacyRefused(401, "Nonce is too old")
         if nonce > now + int(ALLOWED_SKEW_S * 1e9):
             raise LegacyRefused(401, "Nonce is in the future")
@@ -199,18 +221,31 @@ class LegacyResponder:
 
     def _axon_terminal(self, caller: str, status: int, message: str) -> dict[str, Any]:
         nonce = time.time_ns()
-        return {"status_code": status, "status_message": message, "process_time": None, "ip": None,
-                "port": None, "version": VERSION, "nonce": nonce, "uuid": self.uuid, "hotkey": self.hotkey,
-                "signature": _sign(self.keypair, f"{nonce}.{caller}.{self.hotkey}.{self.uuid}")}
+        return {
+            "status_code": status,
+            "status_message": message,
+            "process_time": None,
+            "ip": None,
+            "port": None,
+            "version": VERSION,
+            "nonce": nonce,
+            "uuid": self.uuid,
+            "hotkey": self.hotkey,
+            "signature": _sign(self.keypair, f"{nonce}.{caller}.{self.hotkey}.{self.uuid}"),
+        }
 
-    def _axon_headers(self, caller: str, status: int, message: str, *,
-                      terminal: dict[str, Any] | None = None) -> dict[str, str]:
+    def _axon_headers(
+        self, caller: str, status: int, message: str, *, terminal: dict[str, Any] | None = None
+    ) -> dict[str, str]:
         from bitagent_plugins.subnet.protocol import printable
 
         axon = terminal or self._axon_terminal(caller, status, message)
         # header values: printable latin-1 only (the caller's hotkey can appear in a refusal's message)
-        out = {f"bt_header_axon_{k}": printable(str(v)).encode("latin-1", "replace").decode("latin-1")
-               for k, v in axon.items() if v is not None}
+        out = {
+            f"bt_header_axon_{k}": printable(str(v)).encode("latin-1", "replace").decode("latin-1")
+            for k, v in axon.items()
+            if v is not None
+        }
         out["name"] = SYNAPSE
         out["computed_body_hash"] = EMPTY_BODY_HASH
         return out
@@ -233,8 +268,11 @@ def _parse_body(body: bytes) -> dict[str, Any]:
     for key in ("dendrite", "axon"):
         value = data.get(key)
         if isinstance(value, dict):
-            clean[key] = {k: value.get(k) for k in _TERMINAL_FIELDS
-                          if value.get(k) is None or isinstance(value.get(k), str | int | float)}
+            clean[key] = {
+                k: value.get(k)
+                for k in _TERMINAL_FIELDS
+                if value.get(k) is None or isinstance(value.get(k), str | int | float)
+            }
     clean["name"] = SYNAPSE
     clean["hf_model_name"] = None
     return clean
@@ -243,30 +281,60 @@ def _parse_body(body: bytes) -> dict[str, Any]:
 # --- the validator's side --------------------------------------------------------------------------------
 
 
-def build_request(keypair: Any, *, miner_hotkey: str, ip: str, port: int, timeout_s: float,
-                  dendrite_uuid: str, dendrite_ip: str = "0.0.0.0") -> tuple[dict[str, str], bytes]:
+def build_request(
+    keypair: Any,
+    *,
+    miner_hotkey: str,
+    ip: str,
+    port: int,
+    timeout_s: float,
+    dendrite_uuid: str,
+    dendrite_ip: str = "0.0.0.0",
+) -> tuple[dict[str, str], bytes]:
     """Headers and body of a ``GetHFModelName`` query, as ``Dendrite.call`` builds them."""
     nonce = time.time_ns()
-    dendrite = {"status_code": None, "status_message": None, "process_time": None, "ip": dendrite_ip,
-                "port": None, "version": VERSION, "nonce": nonce, "uuid": dendrite_uuid,
-                "hotkey": keypair.ss58_address, "signature": None}
-    dendrite["signature"] = _sign(keypair, f"{nonce}.{keypair.ss58_address}.{miner_hotkey}.{dendrite_uuid}."
-                                           f"{EMPTY_BODY_HASH}")
+    dendrite = {
+        "status_code": None,
+        "status_message": None,
+        "process_time": None,
+        "ip": dendrite_ip,
+        "port": None,
+        "version": VERSION,
+        "nonce": nonce,
+        "uuid": dendrite_uuid,
+        "hotkey": keypair.ss58_address,
+        "signature": None,
+    }
+    dendrite["signature"] = _sign(
+        keypair, f"{nonce}.{keypair.ss58_address}.{miner_hotkey}.{dendrite_uuid}.{EMPTY_BODY_HASH}"
+    )
     axon = {k: None for k in _TERMINAL_FIELDS} | {"ip": ip, "port": port, "hotkey": miner_hotkey}
-    synapse: dict[str, Any] = {"name": SYNAPSE, "timeout": float(timeout_s), "total_size": 0, "header_size": 0,
-                               "dendrite": dendrite, "axon": axon, "computed_body_hash": "",
-                               "hf_model_name": None}
+    synapse: dict[str, Any] = {
+        "name": SYNAPSE,
+        "timeout": float(timeout_s),
+        "total_size": 0,
+        "header_size": 0,
+        "dendrite": dendrite,
+        "axon": axon,
+        "computed_body_hash": "",
+        "hf_model_name": None,
+    }
     body = json.dumps(synapse).encode()
     headers = {"name": SYNAPSE, "timeout": str(float(timeout_s))}
     headers |= {f"bt_header_axon_{k}": str(v) for k, v in axon.items() if v is not None}
     headers |= {f"bt_header_dendrite_{k}": str(v) for k, v in dendrite.items() if v is not None}
-    headers |= {"header_size": "0", "total_size": str(len(body)), "computed_body_hash": EMPTY_BODY_HASH,
-                "Content-Type": "application/json"}
+    headers |= {
+        "header_size": "0",
+        "total_size": str(len(body)),
+        "computed_body_hash": EMPTY_BODY_HASH,
+        "Content-Type": "application/json",
+    }
     return headers, body
 
 
-def read_reply(status: int, headers: Mapping[str, str], payload: bytes, *, miner_hotkey: str,
-               validator_hotkey: str) -> LegacyReply:
+def read_reply(
+    status: int, headers: Mapping[str, str], payload: bytes, *, miner_hotkey: str, validator_hotkey: str
+) -> LegacyReply:
     """The miner's model name from a ``GetHFModelName`` answer; raises ``ValueError`` with the reason."""
     from bitagent_plugins.subnet.protocol import json_loads_bounded
 
@@ -285,8 +353,10 @@ def read_reply(status: int, headers: Mapping[str, str], payload: bytes, *, miner
     signed = False
     signature = h.get("bt_header_axon_signature")
     if signature:
-        message = (f"{h.get('bt_header_axon_nonce', '')}.{validator_hotkey}.{h.get('bt_header_axon_hotkey', '')}."
-                   f"{h.get('bt_header_axon_uuid', '')}")
+        message = (
+            f"{h.get('bt_header_axon_nonce', '')}.{validator_hotkey}.{h.get('bt_header_axon_hotkey', '')}."
+            f"{h.get('bt_header_axon_uuid', '')}"
+        )
         if h.get("bt_header_axon_hotkey") != miner_hotkey or not _verify(miner_hotkey, message, signature):
             raise ValueError("the answer carries an Axon signature that is not the miner's")
         signed = True
@@ -294,5 +364,6 @@ def read_reply(status: int, headers: Mapping[str, str], payload: bytes, *, miner
     if not isinstance(model, str) or not model.strip():
         raise ValueError("no hf_model_name in the answer")
     salt = data.get(SALT_FIELD)
-    return LegacyReply(hotkey=miner_hotkey, model=model.strip(), salt=salt if isinstance(salt, str) else None,
-                       signed=signed)
+    return LegacyReply(
+        hotkey=miner_hotkey, model=model.strip(), salt=salt if isinstance(salt, str) else None, signed=signed
+    )

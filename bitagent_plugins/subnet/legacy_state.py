@@ -30,8 +30,20 @@ MAX_MEMBER_BYTES = 256 << 20
 #: a date no block reaches: the next sync replaces it with the hotkey's registration block (the earlier one)
 UNDATED_BLOCK = 2**62
 #: plain numeric and text dtypes a member may hold: struct format and item size
-_KINDS = {"f4": ("f", 4), "f8": ("d", 8), "f2": ("e", 2), "i1": ("b", 1), "i2": ("h", 2), "i4": ("i", 4),
-          "i8": ("q", 8), "u1": ("B", 1), "u2": ("H", 2), "u4": ("I", 4), "u8": ("Q", 8), "b1": ("?", 1)}
+_KINDS = {
+    "f4": ("f", 4),
+    "f8": ("d", 8),
+    "f2": ("e", 2),
+    "i1": ("b", 1),
+    "i2": ("h", 2),
+    "i4": ("i", 4),
+    "i8": ("q", 8),
+    "u1": ("B", 1),
+    "u2": ("H", 2),
+    "u4": ("I", 4),
+    "u8": ("Q", 8),
+    "b1": ("?", 1),
+}
 
 
 class UpstreamStateError(ValueError):
@@ -62,8 +74,11 @@ class _Array:
         _version, shape, dtype, _fortran, data = state
         if not isinstance(dtype, _DType) or not isinstance(shape, tuple):
             raise UpstreamStateError("an array in the state file has an unknown layout")
-        values = list(data) if isinstance(data, list) else _decode(dtype.order + dtype.descr.lstrip("<>|="),
-                                                                     bytes(data), _count(shape))
+        values = (
+            list(data)
+            if isinstance(data, list)
+            else _decode(dtype.order + dtype.descr.lstrip("<>|="), bytes(data), _count(shape))
+        )
         self.value = _shaped(values, shape)
 
 
@@ -81,8 +96,11 @@ def _scalar(dtype: Any, data: Any = b"") -> Any:
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     **{(module, "_reconstruct"): _Array for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
     **{(module, "scalar"): _scalar for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    ("numpy", "ndarray"): _Array, ("numpy", "dtype"): _DType,
-    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "complex"): complex,
+    ("numpy", "ndarray"): _Array,
+    ("numpy", "dtype"): _DType,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "complex"): complex,
 }
 
 
@@ -91,8 +109,10 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise UpstreamStateError(f"the state file's pickle asks for {module}.{name}; only numpy arrays, "
-                                     "numbers and plain containers are read (refused)") from None
+            raise UpstreamStateError(
+                f"the state file's pickle asks for {module}.{name}; only numpy arrays, "
+                "numbers and plain containers are read (refused)"
+            ) from None
 
 
 def _count(shape: tuple[Any, ...]) -> int:
@@ -112,7 +132,7 @@ def _decode(descr: str, data: bytes, count: int) -> list[Any]:
         if len(data) != width * count:
             raise UpstreamStateError(f"{descr}: {len(data)} bytes for {count} value(s)")
         codec = "utf-32-le" if order == "<" else "utf-32-be"
-        return [data[i * width:(i + 1) * width].decode(codec).rstrip("\0") for i in range(count)]
+        return [data[i * width : (i + 1) * width].decode(codec).rstrip("\0") for i in range(count)]
     if kind not in _KINDS:
         raise UpstreamStateError(f"unsupported array type {descr!r}")
     code, size = _KINDS[kind]
@@ -125,7 +145,7 @@ def _shaped(values: list[Any], shape: tuple[int, ...]) -> Any:
     if not shape:
         return values[0] if values else None
     for dim in reversed(shape[1:]):
-        values = [values[i:i + dim] for i in range(0, len(values), dim)] if dim else []
+        values = [values[i : i + dim] for i in range(0, len(values), dim)] if dim else []
     return values
 
 
@@ -171,8 +191,7 @@ def read_npz(path: Path) -> dict[str, Any]:
             except UpstreamStateError as exc:
                 raise UpstreamStateError(f"{path}: {info.filename}: {exc}") from None
             except (ValueError, TypeError, KeyError, EOFError, pickle.UnpicklingError, RecursionError) as exc:
-                raise UpstreamStateError(f"{path}: {info.filename}: unreadable: {type(exc).__name__}: "
-                                         f"{exc}") from None
+                raise UpstreamStateError(f"{path}: {info.filename}: unreadable: {type(exc).__name__}: {exc}") from None
             members[info.filename.removesuffix(".npy")] = value
     return members
 
@@ -246,10 +265,14 @@ def import_upstream_state(path: Path, state_path: Path, *, hub: Any) -> str:
             state.upsert_submission(hotkey, uid, key.repo_id, sub.revision, key.sha, UNDATED_BLOCK)
             imported += 1
     scores = members.get("offline_scores", {})
-    lines = [f"imported {imported} of {len(submissions)} upstream submission(s) from {path} into {state_path} "
-             "(dated at each hotkey's registration block from the next sync on)"]
+    lines = [
+        f"imported {imported} of {len(submissions)} upstream submission(s) from {path} into {state_path} "
+        "(dated at each hotkey's registration block from the next sync on)"
+    ]
     lines += [f"not imported: {reason}" for reason in skipped]
     if isinstance(scores, dict) and scores:
-        lines.append(f"upstream scores for {len(scores)} competition(s) not carried over: bitagent evaluates each "
-                     "imported submission on its own sample")
+        lines.append(
+            f"upstream scores for {len(scores)} competition(s) not carried over: bitagent evaluates each "
+            "imported submission on its own sample"
+        )
     return "\n".join(lines)

@@ -72,15 +72,23 @@ class Miner:
         sub = vetting.parse_submission(config.model)  # a clear error before anything is published
         self.submission = str(sub)
         self.config = config
-        self.wallet = wallet if wallet is not None else load_wallet(config.wallet_name, config.wallet_hotkey,
-                                                                    config.wallet_path)
+        self.wallet = (
+            wallet if wallet is not None else load_wallet(config.wallet_name, config.wallet_hotkey, config.wallet_path)
+        )
         self.chain = Chain(config.network, config.netuid, wallet=self.wallet, substrate=substrate)
         require = config.netuid == SUBNET_NETUID if config.require_permit is None else config.require_permit
         self.authorizer = MetagraphAuthorizer(config.netuid, require_permit=require)
         self.salt = self._load_salt() if config.hashed_commitment else None
         self.commitment = commitment.make(self.submission, self.salt) if self.salt is not None else self.submission
-        self.server = SubmissionServer(self.wallet, self.submission, netuid=config.netuid, salt=self.salt,
-                                       authorize=self.authorizer, host=config.host, port=config.port)
+        self.server = SubmissionServer(
+            self.wallet,
+            self.submission,
+            netuid=config.netuid,
+            salt=self.salt,
+            authorize=self.authorizer,
+            host=config.host,
+            port=config.port,
+        )
         self._stop: asyncio.Event | None = None
 
     def stop(self) -> None:
@@ -97,8 +105,10 @@ class Miner:
             mg = await self.chain.metagraph()
             me = mg.by_hotkey(self.chain.hotkey)
             if me is None:
-                raise ChainUnavailable(f"hotkey {self.chain.hotkey} is not registered on netuid {self.config.netuid}"
-                                       f" ({self.config.network}); register it first")
+                raise ChainUnavailable(
+                    f"hotkey {self.chain.hotkey} is not registered on netuid {self.config.netuid}"
+                    f" ({self.config.network}); register it first"
+                )
             self._update_authorizer(mg)
             if self.config.commit:
                 await self._commit(me.commitment)
@@ -110,8 +120,14 @@ class Miner:
                     self.config.ready_file.write_text(f"{host}:{port}\n")
                 if on_ready is not None:
                     on_ready(host, port)
-                log.info("mining %s as uid %d on netuid %d; endpoint %s:%d", self.submission, me.uid,
-                         self.config.netuid, host, port)
+                log.info(
+                    "mining %s as uid %d on netuid %d; endpoint %s:%d",
+                    self.submission,
+                    me.uid,
+                    self.config.netuid,
+                    host,
+                    port,
+                )
                 while not self._stop.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), self.config.metagraph_refresh_s)
@@ -120,8 +136,7 @@ class Miner:
                     try:
                         self._update_authorizer(await self.chain.metagraph())
                     except Exception as exc:  # noqa: BLE001 - e.g. out of file descriptors: keep serving
-                        log.warning("metagraph refresh failed (keeping the last one): %s: %s",
-                                    type(exc).__name__, exc)
+                        log.warning("metagraph refresh failed (keeping the last one): %s: %s", type(exc).__name__, exc)
             finally:
                 self.server.stop()
         return 0
@@ -133,8 +148,12 @@ class Miner:
         path = self.config.salt_file
         if path is None:
             base = Path(getattr(self.wallet, "path", "~/.bittensor/wallets")).expanduser()
-            path = base / str(getattr(self.wallet, "name", self.config.wallet_name)) / "bitagent-salts" / \
-                f"{self.chain.hotkey}.json"
+            path = (
+                base
+                / str(getattr(self.wallet, "name", self.config.wallet_name))
+                / "bitagent-salts"
+                / f"{self.chain.hotkey}.json"
+            )
         kept: dict[str, str] = {}
         if path.exists():
             try:
@@ -160,11 +179,9 @@ class Miner:
             return
         result = await self.chain.commit(self.commitment)
         if not result.success:  # e.g. the commitment rate limit: validators still reach the endpoint
-            log.error("could not commit %s: %s; serving it through the endpoint only", self.submission,
-                      result.message)
+            log.error("could not commit %s: %s; serving it through the endpoint only", self.submission, result.message)
             return
-        log.info("committed %s for %s (%s)", self.commitment, self.submission,
-                 result.extrinsic_id or result.message)
+        log.info("committed %s for %s (%s)", self.commitment, self.submission, result.extrinsic_id or result.message)
 
     async def _serve_axon(self, host: str, port: int, published: str | None) -> None:
         ip = self.config.external_ip or host
@@ -173,8 +190,12 @@ class Miner:
             log.warning("not publishing an endpoint: bound to %s; give --external-ip", ip)
             return
         if not is_public_ip(ip) and self.config.network in ("finney", "test"):
-            log.warning("not publishing %s:%d on %s: not a public address (validators would not reach it); "
-                        "give --external-ip", ip, public_port, self.config.network)
+            log.warning(
+                "not publishing %s:%d on %s: not a public address (validators would not reach it); give --external-ip",
+                ip,
+                public_port,
+                self.config.network,
+            )
             return
         wanted = f"[{ip}]:{public_port}" if ":" in ip else f"{ip}:{public_port}"
         if published == wanted:

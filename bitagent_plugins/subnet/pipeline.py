@@ -52,9 +52,19 @@ def ci95(scores: list[float]) -> float:
 
 
 class ModelPipeline:
-    def __init__(self, *, registry: Any, competition: Any, cache_dir: Path, hub: vetting.HubClient,
-                 limits: vetting.VettingLimits, backend: str, backend_options: dict[str, str], runs_dir: Path,
-                 request_timeout_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        registry: Any,
+        competition: Any,
+        cache_dir: Path,
+        hub: vetting.HubClient,
+        limits: vetting.VettingLimits,
+        backend: str,
+        backend_options: dict[str, str],
+        runs_dir: Path,
+        request_timeout_s: float,
+    ) -> None:
         self.registry = registry
         self.competition = competition
         self.cache_dir = cache_dir
@@ -69,23 +79,34 @@ class ModelPipeline:
         """The vetting verdict at the locked sha; a repo that crashes vetting is rejected, not retried."""
         started = time.monotonic()
         try:
-            report = await asyncio.to_thread(vetting.vet, key, cache_dir=self.cache_dir, limits=self.limits,
-                                             api=self.hub)
+            report = await asyncio.to_thread(
+                vetting.vet, key, cache_dir=self.cache_dir, limits=self.limits, api=self.hub
+            )
         except Exception as exc:  # noqa: BLE001 - a hostile repo must not crash the validator
             report = vetting.VettingReport(False, f"vetting crashed on this repo: {type(exc).__name__}: {exc}")
         if report.ok and (refusal := vetting.engine_refusal(report, self.backend)):
             report = vetting.VettingReport(False, refusal, weights_format=report.weights_format)
-        log.info("%s: vetting %s in %.1f s (%s)", key, "passed" if report.ok else
-                 ("could not finish" if report.transient else "failed"), time.monotonic() - started, report.reason)
+        log.info(
+            "%s: vetting %s in %.1f s (%s)",
+            key,
+            "passed" if report.ok else ("could not finish" if report.transient else "failed"),
+            time.monotonic() - started,
+            report.reason,
+        )
         return report
 
     async def download(self, key: ModelKey, report: vetting.VettingReport) -> Path:
         """The snapshot folder with the files vetting selected. Raises ``vetting.VettingFailed``."""
         started = time.monotonic()
-        path = await asyncio.to_thread(vetting.download, key, cache_dir=self.cache_dir,
-                                       allow_patterns=report.allow_patterns, api=self.hub)
-        log.info("%s: downloaded %s bytes in %.1f s", key, f"{report.total_bytes:,}" if report.total_bytes else "?",
-                 time.monotonic() - started)
+        path = await asyncio.to_thread(
+            vetting.download, key, cache_dir=self.cache_dir, allow_patterns=report.allow_patterns, api=self.hub
+        )
+        log.info(
+            "%s: downloaded %s bytes in %.1f s",
+            key,
+            f"{report.total_bytes:,}" if report.total_bytes else "?",
+            time.monotonic() - started,
+        )
         return path
 
     def model_argument(self, snapshot: Path, report: vetting.VettingReport) -> str:
@@ -101,10 +122,18 @@ class ModelPipeline:
         """Run the competition's sample for ``seed`` against ``model``; raises when the run does not complete."""
         from bitagent_core import Evaluation, RunConfig, RunObserver
 
-        config = RunConfig(tasks=f"competition:{self.competition.name}", backend=self.backend, model=model,
-                           scorer=self.competition.scorer, limit=sample_size, seed=seed,
-                           output_dir=str(self.runs_dir), backend_options=dict(self.backend_options),
-                           tool_format="prompt", timeout_s=self.request_timeout_s)
+        config = RunConfig(
+            tasks=f"competition:{self.competition.name}",
+            backend=self.backend,
+            model=model,
+            scorer=self.competition.scorer,
+            limit=sample_size,
+            seed=seed,
+            output_dir=str(self.runs_dir),
+            backend_options=dict(self.backend_options),
+            tool_format="prompt",
+            timeout_s=self.request_timeout_s,
+        )
         started = time.monotonic()
         progress = {"done": 0, "step": max(1, sample_size // 10)}
 
@@ -112,8 +141,7 @@ class ModelPipeline:
             """The evaluation's phases as the validator's INFO lines."""
 
             def starting_backend(self, backend: str, model: str | None) -> None:
-                log.info("%s: evaluation started (%d tasks, backend %s): starting the model", key, sample_size,
-                         backend)
+                log.info("%s: evaluation started (%d tasks, backend %s): starting the model", key, sample_size, backend)
 
             def backend_ready(self, seconds: float) -> None:
                 log.info("%s: model ready after %.1f s", key, seconds)
@@ -133,20 +161,36 @@ class ModelPipeline:
         missing = {"status": "failed", "score": 0.0}
         samples: tuple[dict[str, Any], ...] = tuple(
             evaluation.records[task.id].to_json() if task.id in evaluation.records else {"task_id": task.id, **missing}
-            for task in evaluation.tasks)
+            for task in evaluation.tasks
+        )
         scores = [float(s.get("score") or 0.0) if s.get("status") == "ok" else 0.0 for s in samples]
-        errors = tuple(str((s.get("completion") or {}).get("error") or s.get("detail") or "")
-                       for s in samples if s.get("status") != "ok")
+        errors = tuple(
+            str((s.get("completion") or {}).get("error") or s.get("detail") or "")
+            for s in samples
+            if s.get("status") != "ok"
+        )
         error_types = tuple(str(s.get("error_type") or "") for s in samples if s.get("status") != "ok")
         score = float(results["mean_score"])
         score_samples = getattr(self.competition, "score_samples", None)  # a competition's own rule (BFCL overall)
         if callable(score_samples):
             score = float(score_samples(samples))
-            log.info("%s: %s score %.4f (mean task score %.4f)", key, self.competition.name, score,
-                     float(results["mean_score"]))
-        result = EvaluationResult(score=score, n_tasks=int(results["n_tasks"]),
-                                  ci95=ci95(scores), run_dir=str(results["run_dir"]), samples=samples,
-                                  errors=errors, error_types=error_types, results=results)
+            log.info(
+                "%s: %s score %.4f (mean task score %.4f)",
+                key,
+                self.competition.name,
+                score,
+                float(results["mean_score"]),
+            )
+        result = EvaluationResult(
+            score=score,
+            n_tasks=int(results["n_tasks"]),
+            ci95=ci95(scores),
+            run_dir=str(results["run_dir"]),
+            samples=samples,
+            errors=errors,
+            error_types=error_types,
+            results=results,
+        )
         log.info("%s: %d responses (%d failed) in %.1f s", key, len(samples), len(errors), time.monotonic() - started)
         return result
 

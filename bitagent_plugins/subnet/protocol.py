@@ -151,6 +151,8 @@ def printable(text: str, limit: int = 200) -> str:
     """``text`` safe for a log line: control and escape characters shown as ``\\xNN``, cut at ``limit``."""
     out = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text[: limit + 1])
     return out if len(text) <= limit else out[:limit] + "…"
+
+
 # --- the miner's side -------------------------------------------------------------------------------
 
 
@@ -175,8 +177,6 @@ class MetagraphAuthorizer:
             raise Refused(f"hotkey {hotkey} is not registered on netuid {self.netuid}")
         if self.require_permit and not permit:
             raise Refused(f"hotkey {hotkey} holds no validator permit on netuid {self.netuid}")
-
-
 
 
 @attrs.frozen
@@ -273,8 +273,15 @@ class RefusalLog:
         for key, sources in counts.items():
             top = ", ".join(f"{source} ×{n:,}" for source, n in sources.most_common(5))
             more = f" and {len(sources) - 5:,} more" if len(sources) > 5 else ""
-            self.logger.info("refused %s request%s in %.0f s: %s (from %s%s)", f"{sum(sources.values()):,}",
-                             "" if sum(sources.values()) == 1 else "s", elapsed, key, top, more)
+            self.logger.info(
+                "refused %s request%s in %.0f s: %s (from %s%s)",
+                f"{sum(sources.values()):,}",
+                "" if sum(sources.values()) == 1 else "s",
+                elapsed,
+                key,
+                top,
+                more,
+            )
 
 
 class _SourceLogger(logging.LoggerAdapter):
@@ -329,8 +336,7 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
             if not self._take_slot():
                 if len(overflow) >= limits.max_overflow and not self._evict_one(overflow, same_source=False):
                     stats.overloaded += 1
-                    refusals.record(503, "dropped: every connection slot and overflow slot is in use",
-                                    self._source)
+                    refusals.record(503, "dropped: every connection slot and overflow slot is in use", self._source)
                     self.transport.abort()
                     return
                 self._overflow = True  # a slot is tried again when its head arrives, else it is answered 503
@@ -485,14 +491,18 @@ class _App:
             headers = {"Retry-After": str(owner.limits.retry_after_s), "Connection": "close"}
         else:
             try:
-                status, headers, payload = await asyncio.wait_for(self._respond(scope, receive),
-                                                                  owner.limits.request_timeout_s)
+                status, headers, payload = await asyncio.wait_for(
+                    self._respond(scope, receive), owner.limits.request_timeout_s
+                )
             except TimeoutError:
                 status, headers, payload = 408, {}, _error("the request was not answered in time")
             except _Disconnected:
                 owner.stats.disconnects += 1
-                why = "evicted while sending its body" if scope.get("bitagent.evicted") else \
-                    "the client hung up before its body was complete"
+                why = (
+                    "evicted while sending its body"
+                    if scope.get("bitagent.evicted")
+                    else "the client hung up before its body was complete"
+                )
                 owner.refusals.record("disconnect", why, _source(scope))
                 return
             except Exception:  # noqa: BLE001 - one bad request must not kill the endpoint
@@ -500,8 +510,11 @@ class _App:
                 status, headers, payload = 500, {}, _error("internal error")
         owner._count(scope, status, payload)
         out = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-        out += [(str(k).lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()
-                if str(k).lower() not in ("content-type", "content-length")]
+        out += [
+            (str(k).lower().encode("latin-1"), str(v).encode("latin-1"))
+            for k, v in headers.items()
+            if str(k).lower() not in ("content-type", "content-length")
+        ]
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": payload})
 
@@ -524,8 +537,11 @@ class _App:
         except _TooLarge:
             return 413, {}, _error(f"at most {cap} bytes")
         except TimeoutError:
-            return 408, {"Connection": "close"}, _error(
-                f"the body was not received within {owner.limits.body_timeout_s:g} s")
+            return (
+                408,
+                {"Connection": "close"},
+                _error(f"the body was not received within {owner.limits.body_timeout_s:g} s"),
+            )
         if route == legacy.ROUTE:
             return owner.legacy.answer(headers, body)
         target = scope.get("raw_path", route.encode()).decode("latin-1")
@@ -570,9 +586,18 @@ class SubmissionServer:
     """Answers the signed submission query and the upstream ``GetHFModelName`` synapse for one miner hotkey.
     ``start()`` binds and serves in a thread."""
 
-    def __init__(self, wallet: Any, submission: str, *, netuid: int, authorize: Callable[[str], None],
-                 host: str = "127.0.0.1", port: int = 0, salt: str | None = None,
-                 limits: ServerLimits = ServerLimits()) -> None:
+    def __init__(
+        self,
+        wallet: Any,
+        submission: str,
+        *,
+        netuid: int,
+        authorize: Callable[[str], None],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        salt: str | None = None,
+        limits: ServerLimits = ServerLimits(),
+    ) -> None:
         self.keypair = hotkey_signer(wallet)  # read once: answering must not touch the disk
         self.hotkey: str = self.keypair.ss58_address
         self.netuid = int(netuid)
@@ -585,8 +610,9 @@ class SubmissionServer:
         self._submission = submission
         self._salt = salt
         self._nonces = _nonce_store()
-        self.legacy = legacy.LegacyResponder(self.keypair, authorize=authorize, model=lambda: self._submission,
-                                             salt=lambda: self._salt)
+        self.legacy = legacy.LegacyResponder(
+            self.keypair, authorize=authorize, model=lambda: self._submission, salt=lambda: self._salt
+        )
         self._server: Any = None
         self._protocol: Any = None
         self._thread: threading.Thread | None = None
@@ -635,13 +661,26 @@ class SubmissionServer:
         limits = self.limits
         self._protocol = _guarded_protocol(limits, self.stats, self.refusals)
         config = uvicorn.Config(
-            _App(self), http=self._protocol, ws="none", lifespan="off", loop="asyncio",
-            interface="asgi3", access_log=False, log_config=None, log_level="warning", proxy_headers=False,
-            server_header=False, date_header=False, backlog=limits.backlog, timeout_keep_alive=int(limits.keep_alive_s),
-            h11_max_incomplete_event_size=limits.max_header_bytes, timeout_graceful_shutdown=2,
+            _App(self),
+            http=self._protocol,
+            ws="none",
+            lifespan="off",
+            loop="asyncio",
+            interface="asgi3",
+            access_log=False,
+            log_config=None,
+            log_level="warning",
+            proxy_headers=False,
+            server_header=False,
+            date_header=False,
+            backlog=limits.backlog,
+            timeout_keep_alive=int(limits.keep_alive_s),
+            h11_max_incomplete_event_size=limits.max_header_bytes,
+            timeout_graceful_shutdown=2,
             # uvicorn answers 503 beyond this many connections or in-flight requests; our own caps (above) keep
             # connections at max_connections + max_overflow, the margin covers evicted ones not yet closed
-            limit_concurrency=limits.max_connections + limits.max_overflow + 64)
+            limit_concurrency=limits.max_connections + limits.max_overflow + 64,
+        )
         self._server = uvicorn.Server(config)
         failure: list[BaseException] = []
 
@@ -706,8 +745,9 @@ class SubmissionServer:
             text = str(error.get("error") or error.get("message") or "") if isinstance(error, dict) else ""
         except ValueError:
             text = payload.decode(errors="replace")
-        self.refusals.record(status, f"{printable(str(scope.get('method', '')), 16)} {printable(path, 40)}: {text}",
-                             _source(scope))
+        self.refusals.record(
+            status, f"{printable(str(scope.get('method', '')), 16)} {printable(path, 40)}: {text}", _source(scope)
+        )
 
     # one request ---------------------------------------------------------------------------------
 
@@ -720,8 +760,16 @@ class SubmissionServer:
         if method != "POST":
             return 405, {"Allow": "POST"}, _error("only POST")
         try:
-            caller = http_auth.verify(headers, body, method=method, path=path, self_hotkey_ss58=self.hotkey,
-                                      max_age=MAX_AGE_S, allowed_skew=ALLOWED_SKEW_S, nonce_store=self._nonces)
+            caller = http_auth.verify(
+                headers,
+                body,
+                method=method,
+                path=path,
+                self_hotkey_ss58=self.hotkey,
+                max_age=MAX_AGE_S,
+                allowed_skew=ALLOWED_SKEW_S,
+                nonce_store=self._nonces,
+            )
         except http_auth.AuthError as exc:
             return 401, {}, _error(f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # noqa: BLE001 - headers no parser expected are refused, not a 500
@@ -740,8 +788,9 @@ class SubmissionServer:
         if self._salt is not None:
             answer["salt"] = self._salt
         reply = json.dumps(answer, separators=(",", ":")).encode()
-        signed = http_auth.sign(self.keypair, method=RESPONSE_METHOD, path=SUBMISSION_PATH, body=reply,
-                                receiver_ss58=caller.hotkey_ss58)
+        signed = http_auth.sign(
+            self.keypair, method=RESPONSE_METHOD, path=SUBMISSION_PATH, body=reply, receiver_ss58=caller.hotkey_ss58
+        )
         return 200, signed, reply
 
 
@@ -805,8 +854,16 @@ async def read_capped(response: Any, cap: int = MAX_RESPONSE_BYTES) -> bytes:
     return bytes(out)
 
 
-async def query_submission(client: Any, wallet: Any, *, hotkey: str, axon: str, netuid: int,
-                           allow_private: bool = False, nonce_store: Any = None) -> SubmissionReply:
+async def query_submission(
+    client: Any,
+    wallet: Any,
+    *,
+    hotkey: str,
+    axon: str,
+    netuid: int,
+    allow_private: bool = False,
+    nonce_store: Any = None,
+) -> SubmissionReply:
     """Ask one miner's signed endpoint; raises :class:`QueryFailed` with the reason when there is no verified
     answer. ``wallet`` is a wallet or its hotkey keypair."""
     import httpx
@@ -828,10 +885,16 @@ async def query_submission(client: Any, wallet: Any, *, hotkey: str, axon: str, 
     if response.status_code != 200:
         raise QueryFailed(f"HTTP {response.status_code}: {printable(payload[:200].decode(errors='replace'))}")
     try:
-        signer = http_auth.verify(dict(response.headers.items()), payload, method=RESPONSE_METHOD,
-                                  path=SUBMISSION_PATH, self_hotkey_ss58=keypair.ss58_address,
-                                  max_age=MAX_AGE_S, allowed_skew=ALLOWED_SKEW_S,
-                                  nonce_store=nonce_store if nonce_store is not None else _nonce_store())
+        signer = http_auth.verify(
+            dict(response.headers.items()),
+            payload,
+            method=RESPONSE_METHOD,
+            path=SUBMISSION_PATH,
+            self_hotkey_ss58=keypair.ss58_address,
+            max_age=MAX_AGE_S,
+            allowed_skew=ALLOWED_SKEW_S,
+            nonce_store=nonce_store if nonce_store is not None else _nonce_store(),
+        )
     except http_auth.AuthError as exc:
         raise QueryFailed(f"the answer is not signed by the miner: {type(exc).__name__}: {exc}") from None
     if signer.hotkey_ss58 != hotkey:
@@ -846,8 +909,16 @@ async def query_submission(client: Any, wallet: Any, *, hotkey: str, axon: str, 
     return SubmissionReply(hotkey=hotkey, model=data["model"], salt=salt if isinstance(salt, str) else None)
 
 
-async def query_legacy(client: Any, wallet: Any, *, hotkey: str, axon: str, timeout_s: float = QUERY_TIMEOUT_S,
-                       allow_private: bool = False, dendrite_uuid: str | None = None) -> legacy.LegacyReply:
+async def query_legacy(
+    client: Any,
+    wallet: Any,
+    *,
+    hotkey: str,
+    axon: str,
+    timeout_s: float = QUERY_TIMEOUT_S,
+    allow_private: bool = False,
+    dendrite_uuid: str | None = None,
+) -> legacy.LegacyReply:
     """Ask one miner the upstream ``GetHFModelName`` synapse, as a bittensor 10.5.0 Dendrite would."""
     import uuid
 
@@ -855,20 +926,28 @@ async def query_legacy(client: Any, wallet: Any, *, hotkey: str, axon: str, time
 
     keypair = hotkey_signer(wallet)
     host, port = _checked_address(axon, allow_private=allow_private)
-    headers, body = legacy.build_request(keypair, miner_hotkey=hotkey, ip=host.strip("[]"), port=port,
-                                         timeout_s=timeout_s, dendrite_uuid=dendrite_uuid or str(uuid.uuid1()))
+    headers, body = legacy.build_request(
+        keypair,
+        miner_hotkey=hotkey,
+        ip=host.strip("[]"),
+        port=port,
+        timeout_s=timeout_s,
+        dendrite_uuid=dendrite_uuid or str(uuid.uuid1()),
+    )
     headers["Accept-Encoding"] = "identity"
     try:
-        async with client.stream("POST", f"http://{host}:{port}{legacy.ROUTE}", content=body,
-                                 headers=headers) as response:
+        async with client.stream(
+            "POST", f"http://{host}:{port}{legacy.ROUTE}", content=body, headers=headers
+        ) as response:
             payload = await read_capped(response)
     except httpx.TimeoutException:
         raise QueryFailed("timed out") from None
     except httpx.HTTPError as exc:
         raise QueryFailed(f"{type(exc).__name__}: {printable(str(exc))}") from None
     try:
-        return legacy.read_reply(response.status_code, response.headers, payload, miner_hotkey=hotkey,
-                                 validator_hotkey=keypair.ss58_address)
+        return legacy.read_reply(
+            response.status_code, response.headers, payload, miner_hotkey=hotkey, validator_hotkey=keypair.ss58_address
+        )
     except ValueError as exc:
         raise QueryFailed(f"GetHFModelName: {printable(str(exc))}") from None
 
@@ -876,13 +955,23 @@ async def query_legacy(client: Any, wallet: Any, *, hotkey: str, axon: str, time
 def _client(timeout_s: float, concurrency: int) -> Any:
     import httpx
 
-    return httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False,
-                             limits=httpx.Limits(max_connections=concurrency))
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_s),
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=concurrency),
+    )
 
 
-async def query_submissions(wallet: Any, targets: Mapping[str, str], *, netuid: int,
-                            timeout_s: float = QUERY_TIMEOUT_S, allow_private: bool = False,
-                            concurrency: int = 32) -> dict[str, SubmissionReply | QueryFailed]:
+async def query_submissions(
+    wallet: Any,
+    targets: Mapping[str, str],
+    *,
+    netuid: int,
+    timeout_s: float = QUERY_TIMEOUT_S,
+    allow_private: bool = False,
+    concurrency: int = 32,
+) -> dict[str, SubmissionReply | QueryFailed]:
     """Ask every ``{hotkey: "ip:port"}``'s signed endpoint at once (at most ``concurrency`` in flight),
     ``timeout_s`` each."""
     keypair = hotkey_signer(wallet)
@@ -895,8 +984,17 @@ async def query_submissions(wallet: Any, targets: Mapping[str, str], *, netuid: 
             async with limiter:
                 try:
                     results[hotkey] = await asyncio.wait_for(
-                        query_submission(client, keypair, hotkey=hotkey, axon=axon, netuid=netuid,
-                                         allow_private=allow_private, nonce_store=nonces), timeout_s)
+                        query_submission(
+                            client,
+                            keypair,
+                            hotkey=hotkey,
+                            axon=axon,
+                            netuid=netuid,
+                            allow_private=allow_private,
+                            nonce_store=nonces,
+                        ),
+                        timeout_s,
+                    )
                 except TimeoutError:
                     results[hotkey] = QueryFailed("timed out")
                 except QueryFailed as exc:
@@ -918,9 +1016,16 @@ class Collected:
     block: int
 
 
-async def collect_submissions(wallet: Any, mg: Any, *, netuid: int, me: str | None = None,
-                              timeout_s: float = QUERY_TIMEOUT_S, allow_private: bool = False,
-                              concurrency: int = 32) -> tuple[dict[str, Collected], dict[str, str]]:
+async def collect_submissions(
+    wallet: Any,
+    mg: Any,
+    *,
+    netuid: int,
+    me: str | None = None,
+    timeout_s: float = QUERY_TIMEOUT_S,
+    allow_private: bool = False,
+    concurrency: int = 32,
+) -> tuple[dict[str, Collected], dict[str, str]]:
     """Every neuron's submission: ``({hotkey: Collected}, {hotkey: why none})``.
 
     A plain on-chain commitment is taken as it is. A hashed commitment (:mod:`.commitment`) is opened by the
@@ -954,12 +1059,24 @@ async def collect_submissions(wallet: Any, mg: Any, *, netuid: int, me: str | No
 
         async def ask_channel(channel: str, hotkey: str, axon: str) -> Any:
             if channel == "endpoint":
-                return await asyncio.wait_for(query_submission(
-                    client, keypair, hotkey=hotkey, axon=axon, netuid=netuid, allow_private=allow_private,
-                    nonce_store=nonces), timeout_s)
-            return await asyncio.wait_for(query_legacy(
-                client, keypair, hotkey=hotkey, axon=axon, timeout_s=timeout_s, allow_private=allow_private),
-                timeout_s)
+                return await asyncio.wait_for(
+                    query_submission(
+                        client,
+                        keypair,
+                        hotkey=hotkey,
+                        axon=axon,
+                        netuid=netuid,
+                        allow_private=allow_private,
+                        nonce_store=nonces,
+                    ),
+                    timeout_s,
+                )
+            return await asyncio.wait_for(
+                query_legacy(
+                    client, keypair, hotkey=hotkey, axon=axon, timeout_s=timeout_s, allow_private=allow_private
+                ),
+                timeout_s,
+            )
 
         async def one(hotkey: str, axon: str, digest: str | None, block: int) -> None:
             # both channels at once: a silent miner costs one timeout, not one per channel

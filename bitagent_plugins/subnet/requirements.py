@@ -69,17 +69,20 @@ class MinCompute:
 
 def _role(name: str, table: dict[str, Any]) -> RoleRequirements:
     try:
-        tiers = tuple(GpuTier(float(t["max_params_billion"]), float(t["min_memory_gib"]))
-                      for t in table.get("gpu", []))
+        tiers = tuple(GpuTier(float(t["max_params_billion"]), float(t["min_memory_gib"])) for t in table.get("gpu", []))
         role = RoleRequirements(
-            role=name, gpu_required=bool(table["gpu_required"]), cpu_cores=int(table["cpu_cores"]),
+            role=name,
+            gpu_required=bool(table["gpu_required"]),
+            cpu_cores=int(table["cpu_cores"]),
             recommended_cpu_cores=int(table.get("recommended_cpu_cores", table["cpu_cores"])),
-            ram_gib=float(table["ram_gib"]), recommended_ram_gib=float(table.get("recommended_ram_gib",
-                                                                                 table["ram_gib"])),
+            ram_gib=float(table["ram_gib"]),
+            recommended_ram_gib=float(table.get("recommended_ram_gib", table["ram_gib"])),
             disk_gib=float(table["disk_gib"]),
             recommended_disk_gib=float(table.get("recommended_disk_gib", table["disk_gib"])),
-            gpu=tiers, engines={str(k): str(v) for k, v in table.get("engines", {}).items()},
-            context_length=int(table["context_length"]) if "context_length" in table else None)
+            gpu=tiers,
+            engines={str(k): str(v) for k, v in table.get("engines", {}).items()},
+            context_length=int(table["context_length"]) if "context_length" in table else None,
+        )
     except KeyError as exc:
         raise RequirementsError(f"[{name}] lacks {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
@@ -115,8 +118,12 @@ def gpu_memory_gib(visible_devices: str | None = None) -> float | None:
     if smi is None:
         return None
     try:
-        done = subprocess.run([smi, "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            [smi, "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if done.returncode != 0:
@@ -136,8 +143,12 @@ def measure_host(disk_path: str | Path, *, visible_devices: str | None = None, g
     while not path.exists() and path != path.parent:  # the cache may not exist yet: its nearest parent's disk
         path = path.parent
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
-    return Host(cpu_cores=os.cpu_count() or 1, ram_gib=ram, disk_free_gib=shutil.disk_usage(path).free / GIB,
-                gpu_memory_gib=gpu_memory_gib(visible_devices) if gpu else None)
+    return Host(
+        cpu_cores=os.cpu_count() or 1,
+        ram_gib=ram,
+        disk_free_gib=shutil.disk_usage(path).free / GIB,
+        gpu_memory_gib=gpu_memory_gib(visible_devices) if gpu else None,
+    )
 
 
 @attrs.frozen
@@ -160,14 +171,29 @@ def check_host(requirements: RoleRequirements, host: Host, *, params_billion: fl
 
     compare("CPU cores", host.cpu_cores, requirements.cpu_cores, requirements.recommended_cpu_cores, "")
     compare("RAM", host.ram_gib, requirements.ram_gib, requirements.recommended_ram_gib, " GiB")
-    compare("free disk for the Hugging Face cache", host.disk_free_gib, requirements.disk_gib,
-            requirements.recommended_disk_gib, " GiB")
+    compare(
+        "free disk for the Hugging Face cache",
+        host.disk_free_gib,
+        requirements.disk_gib,
+        requirements.recommended_disk_gib,
+        " GiB",
+    )
     if requirements.gpu_required:
         needed = requirements.gpu_memory_gib(params_billion)
         if host.gpu_memory_gib is None:
-            found.append(Finding("error", f"no GPU found (nvidia-smi); models up to {params_billion:g}B parameters "
-                                          f"need {needed:g} GiB of GPU memory"))
+            found.append(
+                Finding(
+                    "error",
+                    f"no GPU found (nvidia-smi); models up to {params_billion:g}B parameters "
+                    f"need {needed:g} GiB of GPU memory",
+                )
+            )
         elif host.gpu_memory_gib < needed:
-            found.append(Finding("error", f"GPU memory: {host.gpu_memory_gib:.1f} GiB, models up to "
-                                          f"{params_billion:g}B parameters need {needed:g} GiB"))
+            found.append(
+                Finding(
+                    "error",
+                    f"GPU memory: {host.gpu_memory_gib:.1f} GiB, models up to "
+                    f"{params_billion:g}B parameters need {needed:g} GiB",
+                )
+            )
     return found

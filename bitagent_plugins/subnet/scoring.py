@@ -42,8 +42,16 @@ class ModelJob:
 
 
 class Scoreboard:
-    def __init__(self, state: ValidatorState, *, competition: str, version: str, alpha: float = DEFAULT_EMA_ALPHA,
-                 reevaluate_blocks: int | None = None, longevity: tuple[int, float] = (0, 0.0)) -> None:
+    def __init__(
+        self,
+        state: ValidatorState,
+        *,
+        competition: str,
+        version: str,
+        alpha: float = DEFAULT_EMA_ALPHA,
+        reevaluate_blocks: int | None = None,
+        longevity: tuple[int, float] = (0, 0.0),
+    ) -> None:
         self.state = state
         self.competition = competition
         self.version = version
@@ -60,8 +68,9 @@ class Scoreboard:
         groups = self.state.weights_groups()
         first: dict[str, tuple[int, str]] = {}
         for row in subs:
-            first[row.model_key] = min(first.get(row.model_key, (row.committed_block, row.hotkey)),
-                                       (row.committed_block, row.hotkey))
+            first[row.model_key] = min(
+                first.get(row.model_key, (row.committed_block, row.hotkey)), (row.committed_block, row.hotkey)
+            )
         evaluations = {e.model_key: e for e in self.state.evaluations(self.competition, self.version)}
         order = sorted(first, key=first.__getitem__)
         vetted = {key: self.state.vetting(key) for key in order}
@@ -111,11 +120,15 @@ class Scoreboard:
     def schedule_reevaluations(self, head: int) -> int:
         if self.reevaluate_blocks is None:
             return 0
-        n = self.state.schedule_reevaluations(self.competition, self.version,
-                                              finished_before_block=head - self.reevaluate_blocks)
+        n = self.state.schedule_reevaluations(
+            self.competition, self.version, finished_before_block=head - self.reevaluate_blocks
+        )
         if n:
-            log.info("re-evaluation: %d model(s) due (every %d blocks), each on a fresh private sample",
-                     n, self.reevaluate_blocks)
+            log.info(
+                "re-evaluation: %d model(s) due (every %d blocks), each on a fresh private sample",
+                n,
+                self.reevaluate_blocks,
+            )
         return n
 
     # -- recording ------------------------------------------------------------------------------------------
@@ -129,19 +142,39 @@ class Scoreboard:
     def claim(self, key: str) -> bool:
         return self.state.claim_evaluation(key, self.competition, self.version)
 
-    def finish(self, key: str, *, score: float, n_tasks: int, ci95: float | None, run_dir: str, block: int,
-               round_id: int | None, data_digest: str | None) -> float:
+    def finish(
+        self,
+        key: str,
+        *,
+        score: float,
+        n_tasks: int,
+        ci95: float | None,
+        run_dir: str,
+        block: int,
+        round_id: int | None,
+        data_digest: str | None,
+    ) -> float:
         """Record an evaluation; returns the weights' moving average now."""
-        self.state.finish_evaluation(key, self.competition, self.version, score=score, n_tasks=n_tasks,
-                                     run_dir=run_dir, block=block, round_id=round_id,
-                                     ci95=None if ci95 is None or ci95 == float("inf") else ci95,
-                                     data_digest=data_digest, alpha=self.alpha)
+        self.state.finish_evaluation(
+            key,
+            self.competition,
+            self.version,
+            score=score,
+            n_tasks=n_tasks,
+            run_dir=run_dir,
+            block=block,
+            round_id=round_id,
+            ci95=None if ci95 is None or ci95 == float("inf") else ci95,
+            data_digest=data_digest,
+            alpha=self.alpha,
+        )
         return self._average(key)
 
     def fail(self, key: str, failure: Failure, *, block: int, round_id: int | None) -> float:
         """The model's own failure: counts 0 in its moving average."""
-        self.state.fail_evaluation(key, self.competition, self.version, reason=failure.reason, block=block,
-                                   round_id=round_id, alpha=self.alpha)
+        self.state.fail_evaluation(
+            key, self.competition, self.version, reason=failure.reason, block=block, round_id=round_id, alpha=self.alpha
+        )
         return self._average(key)
 
     def release(self, key: str) -> None:

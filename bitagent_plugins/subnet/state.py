@@ -267,8 +267,9 @@ class ValidatorState:
         with self._tx(write=False) as db:
             return dict(db.execute("SELECT uid, hotkey FROM neurons ORDER BY uid").fetchall())
 
-    def upsert_submission(self, hotkey: str, uid: int, repo_id: str, revision: str | None, sha: str,
-                          committed_block: int) -> bool:
+    def upsert_submission(
+        self, hotkey: str, uid: int, repo_id: str, revision: str | None, sha: str, committed_block: int
+    ) -> bool:
         """Record ``hotkey``'s submission; True if it is new or names another ``repo@sha`` than before.
 
         Re-committing the same ``repo@sha`` keeps the earlier ``committed_block`` (a miner does not lose its
@@ -276,11 +277,14 @@ class ValidatorState:
         gets vetted and evaluated afresh; nothing else is cleared.
         """
         with self._tx() as db:
-            row = db.execute("SELECT repo_id, sha, committed_block FROM submissions WHERE hotkey = ?",
-                             (hotkey,)).fetchone()
+            row = db.execute(
+                "SELECT repo_id, sha, committed_block FROM submissions WHERE hotkey = ?", (hotkey,)
+            ).fetchone()
             if row is not None and row[0] == repo_id and row[1] == sha:
-                db.execute("UPDATE submissions SET uid = ?, revision = ?, committed_block = ? WHERE hotkey = ?",
-                           (int(uid), revision, min(int(row[2]), int(committed_block)), hotkey))
+                db.execute(
+                    "UPDATE submissions SET uid = ?, revision = ?, committed_block = ? WHERE hotkey = ?",
+                    (int(uid), revision, min(int(row[2]), int(committed_block)), hotkey),
+                )
                 return False
             db.execute(
                 "INSERT OR REPLACE INTO submissions (hotkey, uid, repo_id, revision, sha, committed_block,"
@@ -298,8 +302,11 @@ class ValidatorState:
         """Remember that ``hotkey`` now submits ``text``, which is ignored (its first accepted submission is
         final); True the first time this text is seen, so it is logged once, even across restarts."""
         with self._tx() as db:
-            cursor = db.execute("UPDATE submissions SET ignored_text = ? WHERE hotkey = ?"
-                                " AND (ignored_text IS NULL OR ignored_text != ?)", (text, hotkey, text))
+            cursor = db.execute(
+                "UPDATE submissions SET ignored_text = ? WHERE hotkey = ?"
+                " AND (ignored_text IS NULL OR ignored_text != ?)",
+                (text, hotkey, text),
+            )
             return cursor.rowcount > 0
 
     def remove_submission(self, hotkey: str) -> bool:
@@ -313,8 +320,11 @@ class ValidatorState:
         """Record a vetting verdict. A weights digest learnt now (a state migrated from schema 2, a model vetted
         again) takes over the moving averages kept so far under the model's commit sha."""
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO vetting (model_key, ok, reason, checked_at, weights_digest)"
-                       " VALUES (?, ?, ?, ?, ?)", (model_key, int(bool(ok)), reason, time.time(), weights_digest))
+            db.execute(
+                "INSERT OR REPLACE INTO vetting (model_key, ok, reason, checked_at, weights_digest)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (model_key, int(bool(ok)), reason, time.time(), weights_digest),
+            )
             if weights_digest is not None:
                 by_sha = _sha_group(model_key)
                 db.execute("UPDATE OR IGNORE ema SET weights = ? WHERE weights = ?", (weights_digest, by_sha))
@@ -322,8 +332,10 @@ class ValidatorState:
 
     def vetting(self, model_key: str) -> VettingRow | None:
         with self._tx(write=False) as db:
-            row = db.execute("SELECT model_key, ok, reason, checked_at, weights_digest FROM vetting"
-                             " WHERE model_key = ?", (model_key,)).fetchone()
+            row = db.execute(
+                "SELECT model_key, ok, reason, checked_at, weights_digest FROM vetting WHERE model_key = ?",
+                (model_key,),
+            ).fetchone()
         return None if row is None else VettingRow(row[0], bool(row[1]), row[2], row[3], row[4])
 
     def weights_groups(self) -> dict[str, str]:
@@ -334,8 +346,9 @@ class ValidatorState:
 
     # -- evaluations -----------------------------------------------------------------------------------------
 
-    def claim_evaluation(self, model_key: str, competition: str, version: str | int, *,
-                         retry_failed: bool = False) -> bool:
+    def claim_evaluation(
+        self, model_key: str, competition: str, version: str | int, *, retry_failed: bool = False
+    ) -> bool:
         """Mark the evaluation of ``model_key`` in ``competition``/``version`` as running; True if claimed.
 
         Claims an absent or ``pending`` evaluation (and a ``failed`` one with ``retry_failed``); a ``running``
@@ -353,42 +366,92 @@ class ValidatorState:
             if row is not None and row[0] not in claimable:
                 return False
             if row is None:
-                db.execute("INSERT INTO evaluations (model_key, competition, competition_version, status, updated_at)"
-                           " VALUES (?, ?, ?, 'running', ?)", (model_key, competition, str(version), time.time()))
+                db.execute(
+                    "INSERT INTO evaluations (model_key, competition, competition_version, status, updated_at)"
+                    " VALUES (?, ?, ?, 'running', ?)",
+                    (model_key, competition, str(version), time.time()),
+                )
             else:  # a re-evaluation keeps the last result until the new one replaces it
-                db.execute("UPDATE evaluations SET status = 'running', updated_at = ? WHERE model_key = ?"
-                           " AND competition = ? AND competition_version = ?",
-                           (time.time(), model_key, competition, str(version)))
+                db.execute(
+                    "UPDATE evaluations SET status = 'running', updated_at = ? WHERE model_key = ?"
+                    " AND competition = ? AND competition_version = ?",
+                    (time.time(), model_key, competition, str(version)),
+                )
             return True
 
-    def finish_evaluation(self, model_key: str, competition: str, version: str | int, *, score: float,
-                          n_tasks: int, run_dir: str | None = None, block: int | None = None,
-                          round_id: int | None = None, ci95: float | None = None, data_digest: str | None = None,
-                          alpha: float = DEFAULT_EMA_ALPHA) -> None:
+    def finish_evaluation(
+        self,
+        model_key: str,
+        competition: str,
+        version: str | int,
+        *,
+        score: float,
+        n_tasks: int,
+        run_dir: str | None = None,
+        block: int | None = None,
+        round_id: int | None = None,
+        ci95: float | None = None,
+        data_digest: str | None = None,
+        alpha: float = DEFAULT_EMA_ALPHA,
+    ) -> None:
         """Record the score of a running evaluation (``done``) and fold it into its weights' moving average,
         in one transaction (a crash never counts an evaluation twice, nor loses it)."""
         if not math.isfinite(score):
             raise StateError(f"score must be finite, got {score!r}")
-        self._end_evaluation(model_key, competition, version, status="done", score=float(score),
-                             n_tasks=int(n_tasks), run_dir=None if run_dir is None else str(run_dir), block=block,
-                             round_id=round_id, ci95=ci95, data_digest=data_digest, error=None, alpha=alpha)
+        self._end_evaluation(
+            model_key,
+            competition,
+            version,
+            status="done",
+            score=float(score),
+            n_tasks=int(n_tasks),
+            run_dir=None if run_dir is None else str(run_dir),
+            block=block,
+            round_id=round_id,
+            ci95=ci95,
+            data_digest=data_digest,
+            error=None,
+            alpha=alpha,
+        )
 
-    def fail_evaluation(self, model_key: str, competition: str, version: str | int, *, reason: str,
-                        block: int | None = None, round_id: int | None = None,
-                        alpha: float = DEFAULT_EMA_ALPHA) -> None:
+    def fail_evaluation(
+        self,
+        model_key: str,
+        competition: str,
+        version: str | int,
+        *,
+        reason: str,
+        block: int | None = None,
+        round_id: int | None = None,
+        alpha: float = DEFAULT_EMA_ALPHA,
+    ) -> None:
         """Mark a running evaluation ``failed`` by the model's fault: it counts 0 in the moving average
         (a failure of the validator itself is :meth:`release_evaluation`, which changes no score)."""
-        self._end_evaluation(model_key, competition, version, status="failed", score=None, n_tasks=None,
-                             run_dir=None, block=block, round_id=round_id, ci95=None, data_digest=None,
-                             error=reason, alpha=alpha)
+        self._end_evaluation(
+            model_key,
+            competition,
+            version,
+            status="failed",
+            score=None,
+            n_tasks=None,
+            run_dir=None,
+            block=block,
+            round_id=round_id,
+            ci95=None,
+            data_digest=None,
+            error=reason,
+            alpha=alpha,
+        )
 
     def release_evaluation(self, model_key: str, competition: str, version: str | int) -> None:
         """Put a running evaluation back to ``pending`` without any result: the validator failed, not the
         model (its last score and moving average stay as they were)."""
         with self._tx() as db:
-            cursor = db.execute("UPDATE evaluations SET status = 'pending', updated_at = ? WHERE model_key = ?"
-                                " AND competition = ? AND competition_version = ? AND status = 'running'",
-                                (time.time(), model_key, competition, str(version)))
+            cursor = db.execute(
+                "UPDATE evaluations SET status = 'pending', updated_at = ? WHERE model_key = ?"
+                " AND competition = ? AND competition_version = ? AND status = 'running'",
+                (time.time(), model_key, competition, str(version)),
+            )
             if cursor.rowcount != 1:
                 raise StateError(f"no running evaluation of {model_key} in {competition} v{version}")
 
@@ -398,20 +461,38 @@ class ValidatorState:
         with self._tx() as db:
             submitted = {ModelKey(r, s).key for r, s in db.execute("SELECT repo_id, sha FROM submissions")}
             vetted = {k for (k,) in db.execute("SELECT model_key FROM vetting WHERE ok = 1")}
-            rows = db.execute("SELECT model_key FROM evaluations WHERE competition = ? AND competition_version = ?"
-                              " AND status IN ('done', 'failed') AND finished_block IS NOT NULL"
-                              " AND finished_block <= ?", (competition, str(version), int(finished_before_block)))
+            rows = db.execute(
+                "SELECT model_key FROM evaluations WHERE competition = ? AND competition_version = ?"
+                " AND status IN ('done', 'failed') AND finished_block IS NOT NULL"
+                " AND finished_block <= ?",
+                (competition, str(version), int(finished_before_block)),
+            )
             due = [k for (k,) in rows.fetchall() if k in submitted and k in vetted]
             for key in due:
-                db.execute("UPDATE evaluations SET status = 'pending', updated_at = ? WHERE model_key = ?"
-                           " AND competition = ? AND competition_version = ?",
-                           (time.time(), key, competition, str(version)))
+                db.execute(
+                    "UPDATE evaluations SET status = 'pending', updated_at = ? WHERE model_key = ?"
+                    " AND competition = ? AND competition_version = ?",
+                    (time.time(), key, competition, str(version)),
+                )
             return len(due)
 
-    def _end_evaluation(self, model_key: str, competition: str, version: str | int, *, status: str,
-                        score: float | None, n_tasks: int | None, run_dir: str | None, block: int | None,
-                        round_id: int | None, ci95: float | None, data_digest: str | None, error: str | None,
-                        alpha: float) -> None:
+    def _end_evaluation(
+        self,
+        model_key: str,
+        competition: str,
+        version: str | int,
+        *,
+        status: str,
+        score: float | None,
+        n_tasks: int | None,
+        run_dir: str | None,
+        block: int | None,
+        round_id: int | None,
+        ci95: float | None,
+        data_digest: str | None,
+        error: str | None,
+        alpha: float,
+    ) -> None:
         if not 0 < alpha <= 1:
             raise StateError(f"alpha must be in (0, 1], got {alpha!r}")
         now = time.time()
@@ -420,31 +501,62 @@ class ValidatorState:
                 "UPDATE evaluations SET status = ?, score = ?, n_tasks = ?, run_dir = ?, error = ?, ci95 = ?,"
                 " data_digest = ?, finished_block = ?, n_done = n_done + 1, updated_at = ? WHERE model_key = ?"
                 " AND competition = ? AND competition_version = ? AND status = 'running'",
-                (status, score, n_tasks, run_dir, error, ci95, data_digest, block, now, model_key, competition,
-                 str(version)),
+                (
+                    status,
+                    score,
+                    n_tasks,
+                    run_dir,
+                    error,
+                    ci95,
+                    data_digest,
+                    block,
+                    now,
+                    model_key,
+                    competition,
+                    str(version),
+                ),
             )
             if cursor.rowcount != 1:
                 raise StateError(f"no running evaluation of {model_key} in {competition} v{version}")
-            db.execute("INSERT INTO evaluation_history (model_key, competition, competition_version, round_id,"
-                       " status, score, n_tasks, ci95, run_dir, data_digest, error, created_at)"
-                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (model_key, competition, str(version), round_id, status, score, n_tasks, ci95, run_dir,
-                        data_digest, error, now))
+            db.execute(
+                "INSERT INTO evaluation_history (model_key, competition, competition_version, round_id,"
+                " status, score, n_tasks, ci95, run_dir, data_digest, error, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    model_key,
+                    competition,
+                    str(version),
+                    round_id,
+                    status,
+                    score,
+                    n_tasks,
+                    ci95,
+                    run_dir,
+                    data_digest,
+                    error,
+                    now,
+                ),
+            )
             group = _weights_groups(db).get(model_key) or _sha_group(model_key)
             _update_ema(db, competition, str(version), group, 0.0 if score is None else score, alpha, now)
 
     def ema(self, competition: str, version: str | int) -> dict[str, tuple[float, int]]:
         """``{weights identity: (moving average, evaluations folded in)}`` for ``competition``/``version``."""
         with self._tx(write=False) as db:
-            rows = db.execute("SELECT weights, value, n FROM ema WHERE competition = ? AND competition_version = ?",
-                              (competition, str(version))).fetchall()
+            rows = db.execute(
+                "SELECT weights, value, n FROM ema WHERE competition = ? AND competition_version = ?",
+                (competition, str(version)),
+            ).fetchall()
         return {group: (float(value), int(n)) for group, value, n in rows}
 
-    def history(self, model_key: str | None = None, limit: int = 100, *,
-                round_id: int | None = None) -> list[dict[str, object]]:
+    def history(
+        self, model_key: str | None = None, limit: int = 100, *, round_id: int | None = None
+    ) -> list[dict[str, object]]:
         """Every finished evaluation (newest first), re-evaluations included; of one model, or of one round."""
-        query = ("SELECT id, model_key, competition, competition_version, round_id, status, score, n_tasks, ci95,"
-                 " run_dir, data_digest, error, created_at FROM evaluation_history WHERE 1 = 1")
+        query = (
+            "SELECT id, model_key, competition, competition_version, round_id, status, score, n_tasks, ci95,"
+            " run_dir, data_digest, error, created_at FROM evaluation_history WHERE 1 = 1"
+        )
         args: list[object] = []
         if model_key is not None:
             query += " AND model_key = ?"
@@ -461,7 +573,8 @@ class ValidatorState:
         with self._tx(write=False) as db:
             row = db.execute(
                 f"SELECT {_EVAL_COLUMNS} FROM evaluations WHERE model_key = ? AND competition = ?"
-                " AND competition_version = ?", (model_key, competition, str(version)),
+                " AND competition_version = ?",
+                (model_key, competition, str(version)),
             ).fetchone()
         return None if row is None else EvaluationRow(*row)
 
@@ -480,11 +593,13 @@ class ValidatorState:
     def resume_interrupted(self) -> int:
         """After a restart: evaluations left ``running`` by the dead process go back to ``pending``."""
         with self._tx() as db:
-            return db.execute("UPDATE evaluations SET status = 'pending', updated_at = ? WHERE status = 'running'",
-                              (time.time(),)).rowcount
+            return db.execute(
+                "UPDATE evaluations SET status = 'pending', updated_at = ? WHERE status = 'running'", (time.time(),)
+            ).rowcount
 
-    def scores_by_hotkey(self, competition: str, version: str | int, *,
-                         longevity: tuple[int, float] = (0, 0.0)) -> dict[str, float]:
+    def scores_by_hotkey(
+        self, competition: str, version: str | int, *, longevity: tuple[int, float] = (0, 0.0)
+    ) -> dict[str, float]:
         """Scores per submitting hotkey for ``competition``/``version``.
 
         Scores belong to weights, credit to the earliest committer (``keys.earliest_committer``): the hotkey
@@ -498,8 +613,12 @@ class ValidatorState:
             subs = [SubmissionRow(*row) for row in db.execute(f"SELECT {_SUBMISSION_COLUMNS} FROM submissions")]
             vetted = dict(db.execute("SELECT model_key, ok FROM vetting").fetchall())
             groups = _weights_groups(db)
-            averages = dict(db.execute("SELECT weights, value FROM ema WHERE competition = ?"
-                                       " AND competition_version = ?", (competition, str(version))).fetchall())
+            averages = dict(
+                db.execute(
+                    "SELECT weights, value FROM ema WHERE competition = ? AND competition_version = ?",
+                    (competition, str(version)),
+                ).fetchall()
+            )
             if longevity[0] > 0:
                 averages = _with_longevity(db, competition, str(version), averages, *longevity)
         group_of = {row.hotkey: groups[row.model_key] for row in subs}
@@ -522,8 +641,16 @@ class ValidatorState:
 
     # -- weights and rounds ----------------------------------------------------------------------------------
 
-    def record_weights(self, *, block: int, competition_version: str | int, uids: Sequence[int],
-                       weights: Sequence[float], submitted: bool, result: str) -> int:
+    def record_weights(
+        self,
+        *,
+        block: int,
+        competition_version: str | int,
+        uids: Sequence[int],
+        weights: Sequence[float],
+        submitted: bool,
+        result: str,
+    ) -> int:
         """Log a weight vector (set or attempted) with the chain's answer; returns its id."""
         if len(uids) != len(weights):
             raise StateError(f"{len(uids)} uids but {len(weights)} weights")
@@ -531,9 +658,15 @@ class ValidatorState:
             cursor = db.execute(
                 "INSERT INTO weights_history (block, competition_version, uids, weights, submitted, result,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (int(block), str(competition_version), json.dumps([int(u) for u in uids]),
-                 json.dumps([float(w) for w in weights], allow_nan=False), int(bool(submitted)), result,
-                 time.time()),
+                (
+                    int(block),
+                    str(competition_version),
+                    json.dumps([int(u) for u in uids]),
+                    json.dumps([float(w) for w in weights], allow_nan=False),
+                    int(bool(submitted)),
+                    result,
+                    time.time(),
+                ),
             )
             assert cursor.lastrowid is not None  # set by every INSERT
             return int(cursor.lastrowid)
@@ -541,18 +674,22 @@ class ValidatorState:
     def weights_history(self, limit: int = 100) -> list[WeightsRow]:
         """The latest ``limit`` entries, newest first."""
         with self._tx(write=False) as db:
-            rows = db.execute("SELECT id, block, competition_version, uids, weights, submitted, result, created_at"
-                              " FROM weights_history ORDER BY id DESC LIMIT ?", (int(limit),)).fetchall()
-        return [WeightsRow(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), bool(r[5]), r[6], r[7])
-                for r in rows]
+            rows = db.execute(
+                "SELECT id, block, competition_version, uids, weights, submitted, result, created_at"
+                " FROM weights_history ORDER BY id DESC LIMIT ?",
+                (int(limit),),
+            ).fetchall()
+        return [WeightsRow(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), bool(r[5]), r[6], r[7]) for r in rows]
 
     def begin_round(self, seed: int) -> RoundRow:
         """Start a round with ``seed``, or return the unfinished one (with *its* seed) if there is one."""
         with self._tx() as db:
             row = db.execute(f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE status = 'running'").fetchone()
             if row is None:
-                db.execute("INSERT INTO rounds (seed, started_at, finished_at, status) VALUES (?, ?, NULL, 'running')",
-                           (int(seed), time.time()))
+                db.execute(
+                    "INSERT INTO rounds (seed, started_at, finished_at, status) VALUES (?, ?, NULL, 'running')",
+                    (int(seed), time.time()),
+                )
                 row = db.execute(f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE status = 'running'").fetchone()
         return RoundRow(*row)
 
@@ -560,8 +697,10 @@ class ValidatorState:
         if status not in ("done", "failed"):
             raise StateError(f"a round finishes as 'done' or 'failed', not {status!r}")
         with self._tx() as db:
-            cursor = db.execute("UPDATE rounds SET status = ?, finished_at = ? WHERE id = ? AND status = 'running'",
-                                (status, time.time(), int(round_id)))
+            cursor = db.execute(
+                "UPDATE rounds SET status = ?, finished_at = ? WHERE id = ? AND status = 'running'",
+                (status, time.time(), int(round_id)),
+            )
             if cursor.rowcount != 1:
                 raise StateError(f"round {round_id} is not running")
 
@@ -590,7 +729,7 @@ class ValidatorState:
                 problems.append(f"schema_version rows {versions}, expected [{SCHEMA_VERSION}]")
             orphans = db.execute(
                 "SELECT model_key FROM evaluations WHERE model_key NOT IN (SELECT model_key FROM vetting)"
-                ).fetchall()
+            ).fetchall()
             submitted = {ModelKey(r, s).key for r, s in db.execute("SELECT repo_id, sha FROM submissions")}
             problems.extend(f"evaluation of unknown model {r[0]}" for r in orphans if r[0] not in submitted)
             for rid, status, finished_at in db.execute("SELECT id, status, finished_at FROM rounds").fetchall():
@@ -600,7 +739,7 @@ class ValidatorState:
             if running > 1:
                 problems.append(f"{running} unfinished rounds")
             bad_done = db.execute("SELECT count(*) FROM evaluations WHERE status = 'done' AND score IS NULL")
-            if (n := bad_done.fetchone()[0]):
+            if n := bad_done.fetchone()[0]:
                 problems.append(f"{n} done evaluations without a score")
             for rid, uids, weights in db.execute("SELECT id, uids, weights FROM weights_history").fetchall():
                 try:
@@ -611,8 +750,10 @@ class ValidatorState:
         return problems
 
 
-_EVAL_COLUMNS = ("model_key, competition, competition_version, status, score, n_tasks, run_dir, error, updated_at,"
-                 " n_done, finished_block, ci95, data_digest")
+_EVAL_COLUMNS = (
+    "model_key, competition, competition_version, status, score, n_tasks, run_dir, error, updated_at,"
+    " n_done, finished_block, ci95, data_digest"
+)
 _SUBMISSION_COLUMNS = "hotkey, uid, repo_id, revision, sha, committed_block, first_seen_at, ignored_text"
 
 
@@ -631,24 +772,33 @@ def _weights_groups(db: sqlite3.Connection) -> dict[str, str]:
     return {k: (by_sha.get(g[4:], g) if g.startswith("sha:") else g) for k, g in groups.items()}
 
 
-def _update_ema(db: sqlite3.Connection, competition: str, version: str, group: str, score: float, alpha: float,
-                now: float) -> None:
+def _update_ema(
+    db: sqlite3.Connection, competition: str, version: str, group: str, score: float, alpha: float, now: float
+) -> None:
     """The first evaluation sets the average; each later one moves it by ``alpha``."""
-    db.execute("INSERT INTO ema (competition, competition_version, weights, value, n, updated_at)"
-               " VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (competition, competition_version, weights) DO UPDATE SET"
-               " value = ? * ? + (1 - ?) * value, n = n + 1, updated_at = excluded.updated_at",
-               (competition, version, group, score, now, alpha, score, alpha))
+    db.execute(
+        "INSERT INTO ema (competition, competition_version, weights, value, n, updated_at)"
+        " VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (competition, competition_version, weights) DO UPDATE SET"
+        " value = ? * ? + (1 - ?) * value, n = n + 1, updated_at = excluded.updated_at",
+        (competition, version, group, score, now, alpha, score, alpha),
+    )
 
 
 def past_versions(db: sqlite3.Connection, competition: str, version: str, n: int) -> list[str]:
     """The competition's last ``n`` versions before ``version``, newest first (by their first evaluation)."""
-    return [v for (v,) in db.execute(
-        "SELECT competition_version FROM evaluation_history WHERE competition = ? AND competition_version != ?"
-        " GROUP BY competition_version ORDER BY MIN(id) DESC LIMIT ?", (competition, version, int(n)))]
+    return [
+        v
+        for (v,) in db.execute(
+            "SELECT competition_version FROM evaluation_history WHERE competition = ? AND competition_version != ?"
+            " GROUP BY competition_version ORDER BY MIN(id) DESC LIMIT ?",
+            (competition, version, int(n)),
+        )
+    ]
 
 
-def _with_longevity(db: sqlite3.Connection, competition: str, version: str, current: dict[str, float], n: int,
-                    share: float) -> dict[str, float]:
+def _with_longevity(
+    db: sqlite3.Connection, competition: str, version: str, current: dict[str, float], n: int, share: float
+) -> dict[str, float]:
     """Upstream's model longevity: ``(1 - n * share) * current + share * (average under each of the last n
     earlier versions)``; a version under which the weights have no average counts 0 (a new model earns it)."""
     if not 0 <= n * share <= 1:
@@ -656,20 +806,26 @@ def _with_longevity(db: sqlite3.Connection, competition: str, version: str, curr
     past = past_versions(db, competition, version, n)
     earlier: dict[str, float] = {}
     for old in past:
-        for group, value in db.execute("SELECT weights, value FROM ema WHERE competition = ? AND"
-                                       " competition_version = ?", (competition, old)):
+        for group, value in db.execute(
+            "SELECT weights, value FROM ema WHERE competition = ? AND competition_version = ?", (competition, old)
+        ):
             earlier[group] = earlier.get(group, 0.0) + float(value)
-    return {group: (1 - n * share) * float(value) + share * earlier.get(group, 0.0)
-            for group, value in current.items()}
+    return {group: (1 - n * share) * float(value) + share * earlier.get(group, 0.0) for group, value in current.items()}
 
 
 def _seed_ema(db: sqlite3.Connection) -> None:
     """Migration 2 -> 3: each finished evaluation becomes its weights' first moving-average value."""
-    rows = db.execute("SELECT model_key, competition, competition_version, status, score FROM evaluations"
-                      " WHERE status IN ('done', 'failed')").fetchall()
+    rows = db.execute(
+        "SELECT model_key, competition, competition_version, status, score FROM evaluations"
+        " WHERE status IN ('done', 'failed')"
+    ).fetchall()
     now = time.time()
     for key, competition, version, status, score in rows:
-        db.execute("INSERT OR IGNORE INTO ema (competition, competition_version, weights, value, n, updated_at)"
-                   " VALUES (?, ?, ?, ?, 1, ?)", (competition, version, _sha_group(key),
-                                                  float(score) if status == "done" else 0.0, now))
+        db.execute(
+            "INSERT OR IGNORE INTO ema (competition, competition_version, weights, value, n, updated_at)"
+            " VALUES (?, ?, ?, ?, 1, ?)",
+            (competition, version, _sha_group(key), float(score) if status == "done" else 0.0, now),
+        )
+
+
 _ROUND_COLUMNS = "id, seed, started_at, finished_at, status"

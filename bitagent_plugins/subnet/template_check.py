@@ -32,23 +32,46 @@ MEMORY_BYTES = 512 << 20
 #: characters of a rendered conversation; real templates render it in ~3,000
 MAX_PROMPT_CHARS = 256_000
 
-_TOOL = {"type": "function", "function": {
-    "name": "get_weather", "description": "The weather in a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The city."}},
-                   "required": ["city"]}}}
+_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The city."}},
+            "required": ["city"],
+        },
+    },
+}
 _CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
 #: from the richest to the plainest; the first a template renders is enough
 CONVERSATIONS: tuple[tuple[list[dict[str, Any]], list[dict[str, Any]] | None], ...] = (
-    ([{"role": "system", "content": "You are a helpful assistant."},
-      {"role": "user", "content": "What is the weather in Paris?"},
-      {"role": "assistant", "content": "", "tool_calls": [_CALL]},
-      {"role": "tool", "content": '{"temperature": 21}', "tool_call_id": "call_1", "name": "get_weather"},
-      {"role": "user", "content": "Thanks. And in Rome?"}], [_TOOL]),
-    ([{"role": "system", "content": "You are a helpful assistant."},
-      {"role": "user", "content": "What is the weather in Paris?"}], [_TOOL]),
-    ([{"role": "user", "content": "What is the weather in Paris?"},
-      {"role": "assistant", "content": "Sunny."},
-      {"role": "user", "content": "And in Rome?"}], None),
+    (
+        [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is the weather in Paris?"},
+            {"role": "assistant", "content": "", "tool_calls": [_CALL]},
+            {"role": "tool", "content": '{"temperature": 21}', "tool_call_id": "call_1", "name": "get_weather"},
+            {"role": "user", "content": "Thanks. And in Rome?"},
+        ],
+        [_TOOL],
+    ),
+    (
+        [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is the weather in Paris?"},
+        ],
+        [_TOOL],
+    ),
+    (
+        [
+            {"role": "user", "content": "What is the weather in Paris?"},
+            {"role": "assistant", "content": "Sunny."},
+            {"role": "user", "content": "And in Rome?"},
+        ],
+        None,
+    ),
 )
 
 
@@ -63,21 +86,38 @@ class TemplateCheck:
     prompt_chars: int = 0
 
 
-def check_template(template: str, *, bos_token: str = "", eos_token: str = "", timeout_s: float | None = None,
-                   memory_bytes: int | None = None, max_prompt_chars: int | None = None) -> TemplateCheck:
+def check_template(
+    template: str,
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
+    timeout_s: float | None = None,
+    memory_bytes: int | None = None,
+    max_prompt_chars: int | None = None,
+) -> TemplateCheck:
     """Render ``template`` in a bounded child process (see the module docstring); the bounds default to the
     module's ``TIMEOUT_S``, ``MEMORY_BYTES`` and ``MAX_PROMPT_CHARS``."""
     timeout_s = TIMEOUT_S if timeout_s is None else timeout_s
     memory_bytes = MEMORY_BYTES if memory_bytes is None else memory_bytes
     max_prompt_chars = MAX_PROMPT_CHARS if max_prompt_chars is None else max_prompt_chars
-    request = {"template": template, "bos_token": bos_token, "eos_token": eos_token,
-               "memory_bytes": memory_bytes, "max_prompt_chars": max_prompt_chars}
+    request = {
+        "template": template,
+        "bos_token": bos_token,
+        "eos_token": eos_token,
+        "memory_bytes": memory_bytes,
+        "max_prompt_chars": max_prompt_chars,
+    }
     started = time.monotonic()
     with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as stdout:
         stdin.write(json.dumps(request).encode())
         stdin.seek(0)
-        proc = subprocess.Popen([sys.executable, "-I", "-m", "bitagent_plugins.subnet.template_check"], stdin=stdin,
-                                stdout=stdout, stderr=subprocess.DEVNULL, close_fds=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-m", "bitagent_plugins.subnet.template_check"],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+        )
         status, usage = _wait(proc, started + timeout_s)
         elapsed = time.monotonic() - started
         peak = usage.ru_maxrss * 1024
@@ -90,8 +130,12 @@ def check_template(template: str, *, bos_token: str = "", eos_token: str = "", t
     except (ValueError, IndexError):
         answer = None
     if not isinstance(answer, dict):
-        return TemplateCheck(False, f"rendering the chat template failed (the renderer exited with {status}, "
-                                    f"{peak >> 20} MB at most)", elapsed, peak)
+        return TemplateCheck(
+            False,
+            f"rendering the chat template failed (the renderer exited with {status}, {peak >> 20} MB at most)",
+            elapsed,
+            peak,
+        )
     chars = int(answer.get("chars") or 0)
     if answer.get("ok"):
         return TemplateCheck(True, "", elapsed, peak, chars)
@@ -140,8 +184,13 @@ def _render(request: dict[str, Any]) -> dict[str, Any]:
     refusals = []
     for messages, tools in CONVERSATIONS:
         try:
-            prompt = template.render(messages=messages, tools=tools, add_generation_prompt=True,
-                                     bos_token=request["bos_token"], eos_token=request["eos_token"])
+            prompt = template.render(
+                messages=messages,
+                tools=tools,
+                add_generation_prompt=True,
+                bos_token=request["bos_token"],
+                eos_token=request["eos_token"],
+            )
         except Raised as exc:  # the template declines this conversation: try a plainer one
             refusals.append(str(exc)[:120])
             continue
@@ -152,8 +201,11 @@ def _render(request: dict[str, Any]) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - any other failure of the template is its own
             return {"ok": False, "reason": f"failed to render: {type(exc).__name__}: {str(exc)[:200]}"}
         if not isinstance(prompt, str) or len(prompt) > request["max_prompt_chars"]:
-            return {"ok": False, "chars": len(prompt),
-                    "reason": f"rendered a {len(prompt):,}-character prompt (at most {request['max_prompt_chars']:,})"}
+            return {
+                "ok": False,
+                "chars": len(prompt),
+                "reason": f"rendered a {len(prompt):,}-character prompt (at most {request['max_prompt_chars']:,})",
+            }
         if not prompt.strip():
             return {"ok": False, "reason": "rendered an empty prompt"}
         return {"ok": True, "chars": len(prompt)}

@@ -43,48 +43,102 @@ UPSTREAM_FLAGS: tuple[UpstreamFlag, ...] = (
     UpstreamFlag("--log_level", "alias", "--log-level"),
     UpstreamFlag("--logging.info", "ignored", "INFO is the default level", takes_value=False),
     UpstreamFlag("--logging.record_log", "ignored", "logs go to stdout/stderr (pm2 keeps them)", takes_value=False),
-    UpstreamFlag("--logging.logging_dir", "refused", "logs go to stdout/stderr: use pm2's log files (pm2 logs), or "
-                 "redirect them; the validator's state goes where --state-path says"),
+    UpstreamFlag(
+        "--logging.logging_dir",
+        "refused",
+        "logs go to stdout/stderr: use pm2's log files (pm2 logs), or "
+        "redirect them; the validator's state goes where --state-path says",
+    ),
     UpstreamFlag("--neuron.name", "refused", "use --state-path for where the validator keeps its state"),
     UpstreamFlag("--neuron.full_path", "refused", "use --state-path for where the validator keeps its state"),
     UpstreamFlag("--neuron.dont_save_events", "ignored", "no events file is written", takes_value=False),
     UpstreamFlag("--neuron.events_retention_size", "ignored", "no events file is written"),
     # the validator
-    UpstreamFlag("--neuron.device", "alias", "--neuron.device: cuda:N is the N-th of --neuron.visible_devices, as "
-                 "upstream read it", roles=("validator",)),
+    UpstreamFlag(
+        "--neuron.device",
+        "alias",
+        "--neuron.device: cuda:N is the N-th of --neuron.visible_devices, as upstream read it",
+        roles=("validator",),
+    ),
     UpstreamFlag("--neuron.visible_devices", "alias", "--visible-devices", roles=("validator",)),
     UpstreamFlag("--validator-hf-cache-dir", "alias", "--cache-dir", roles=("validator",)),
     UpstreamFlag("--validator-hf-server-mem-fraction-static", "alias", "--mem-fraction-static", roles=("validator",)),
-    UpstreamFlag("--neuron.epoch_length", "mapped", "blocks between weight settings", roles=("validator",),
-                 target="--epoch-length"),
-    UpstreamFlag("--neuron.moving_average_alpha", "mapped", "weight of a new evaluation in the moving average",
-                 roles=("validator",), target="--ema-alpha"),
-    UpstreamFlag("--neuron.disable_set_weights", "mapped", "everything but submitting weights", takes_value=False,
-                 roles=("validator",), target="--dry-run"),
-    UpstreamFlag("--neuron.sample_size", "ignored", "upstream: miners queried per step; bitagent asks every miner "
-                 "at each sync (--sample-size is the number of tasks per evaluation)", roles=("validator",)),
-    UpstreamFlag("--neuron.num_concurrent_forwards", "ignored", "one model is evaluated at a time, beside the loop",
-                 roles=("validator",)),
-    UpstreamFlag("--neuron.vpermit_tao_limit", "ignored", "weights go only to uids with a scored submission",
-                 roles=("validator",)),
-    UpstreamFlag("--neuron.axon_off", "ignored", "the validator serves no endpoint", takes_value=False,
-                 roles=("validator",)),
+    UpstreamFlag(
+        "--neuron.epoch_length",
+        "mapped",
+        "blocks between weight settings",
+        roles=("validator",),
+        target="--epoch-length",
+    ),
+    UpstreamFlag(
+        "--neuron.moving_average_alpha",
+        "mapped",
+        "weight of a new evaluation in the moving average",
+        roles=("validator",),
+        target="--ema-alpha",
+    ),
+    UpstreamFlag(
+        "--neuron.disable_set_weights",
+        "mapped",
+        "everything but submitting weights",
+        takes_value=False,
+        roles=("validator",),
+        target="--dry-run",
+    ),
+    UpstreamFlag(
+        "--neuron.sample_size",
+        "ignored",
+        "upstream: miners queried per step; bitagent asks every miner "
+        "at each sync (--sample-size is the number of tasks per evaluation)",
+        roles=("validator",),
+    ),
+    UpstreamFlag(
+        "--neuron.num_concurrent_forwards",
+        "ignored",
+        "one model is evaluated at a time, beside the loop",
+        roles=("validator",),
+    ),
+    UpstreamFlag(
+        "--neuron.vpermit_tao_limit",
+        "ignored",
+        "weights go only to uids with a scored submission",
+        roles=("validator",),
+    ),
+    UpstreamFlag(
+        "--neuron.axon_off", "ignored", "the validator serves no endpoint", takes_value=False, roles=("validator",)
+    ),
     UpstreamFlag("--axon_off", "ignored", "the validator serves no endpoint", takes_value=False, roles=("validator",)),
-    UpstreamFlag("--axon.port", "ignored", "the validator serves no endpoint (it only asks miners'); the port "
-                 "needs no opening", roles=("validator",)),
+    UpstreamFlag(
+        "--axon.port",
+        "ignored",
+        "the validator serves no endpoint (it only asks miners'); the port needs no opening",
+        roles=("validator",),
+    ),
     UpstreamFlag("--axon.ip", "ignored", "the validator serves no endpoint", roles=("validator",)),
     UpstreamFlag("--axon.external_ip", "ignored", "the validator serves no endpoint", roles=("validator",)),
     UpstreamFlag("--axon.external_port", "ignored", "the validator serves no endpoint", roles=("validator",)),
     UpstreamFlag("--axon.max_workers", "ignored", "the validator serves no endpoint", roles=("validator",)),
-    UpstreamFlag("--validator-hf-server-port", "ignored", "each model server listens on a free 127.0.0.1 port "
-                 "chosen at start (a fixed port collided with anything already there)", roles=("validator",)),
-    UpstreamFlag("--wandb.off", "ignored", "Weights & Biases is off unless --wandb", takes_value=False,
-                 roles=("validator",)),
-    UpstreamFlag("--wandb.project_name", "refused", "use --wandb with BITAGENT_WANDB_PROJECT=...",
-                 roles=("validator",)),
+    UpstreamFlag(
+        "--validator-hf-server-port",
+        "ignored",
+        "each model server listens on a free 127.0.0.1 port "
+        "chosen at start (a fixed port collided with anything already there)",
+        roles=("validator",),
+    ),
+    UpstreamFlag(
+        "--wandb.off", "ignored", "Weights & Biases is off unless --wandb", takes_value=False, roles=("validator",)
+    ),
+    UpstreamFlag(
+        "--wandb.project_name", "refused", "use --wandb with BITAGENT_WANDB_PROJECT=...", roles=("validator",)
+    ),
     UpstreamFlag("--wandb.entity", "refused", "use --wandb with BITAGENT_WANDB_ENTITY=...", roles=("validator",)),
-    UpstreamFlag("--openai-api-base", "refused", "bitagent starts and stops each miner's model itself: use --backend "
-                 "(sglang, vllm, llama-cpp-server) and --server-python", roles=("validator",)),
+    UpstreamFlag(
+        "--openai-api-base",
+        "refused",
+        "bitagent starts and stops each miner's model itself: use --backend "
+        "(sglang, vllm, llama-cpp-server) and --server-python",
+        roles=("validator",),
+    ),
     # the miner
     UpstreamFlag("--miner-hf-model-name-to-submit", "alias", "--hf-model-name", roles=("miner",)),
     UpstreamFlag("--axon.port", "alias", "--axon.port", roles=("miner",)),
@@ -94,10 +148,20 @@ UPSTREAM_FLAGS: tuple[UpstreamFlag, ...] = (
     UpstreamFlag("--axon.max_workers", "ignored", "the endpoint caps its connections itself", roles=("miner",)),
     UpstreamFlag("--neuron.device", "ignored", "the miner runs no model", roles=("miner",)),
     UpstreamFlag("--neuron.epoch_length", "ignored", "the miner sets no weights", roles=("miner",)),
-    UpstreamFlag("--blacklist.force_validator_permit", "ignored", "the submission is revealed only over requests "
-                 "signed by a registered hotkey with a validator permit", takes_value=False, roles=("miner",)),
-    UpstreamFlag("--blacklist.allow_non_registered", "refused", "the submission is never revealed to unregistered "
-                 "hotkeys (a copier could take it)", takes_value=False, roles=("miner",)),
+    UpstreamFlag(
+        "--blacklist.force_validator_permit",
+        "ignored",
+        "the submission is revealed only over requests signed by a registered hotkey with a validator permit",
+        takes_value=False,
+        roles=("miner",),
+    ),
+    UpstreamFlag(
+        "--blacklist.allow_non_registered",
+        "refused",
+        "the submission is never revealed to unregistered hotkeys (a copier could take it)",
+        takes_value=False,
+        roles=("miner",),
+    ),
 )
 
 

@@ -90,10 +90,10 @@ class ValidatorConfig:
     wallet_name: str = "default"
     wallet_hotkey: str = "default"
     wallet_path: str | None = None
-    state_path: Path = attrs.field(factory=lambda: Path("~/.bitagent/validator/state.sqlite").expanduser(),
-                                   converter=Path)
-    cache_dir: Path = attrs.field(factory=lambda: Path("~/.cache/bitagent/validator-hf").expanduser(),
-                                  converter=Path)
+    state_path: Path = attrs.field(
+        factory=lambda: Path("~/.bitagent/validator/state.sqlite").expanduser(), converter=Path
+    )
+    cache_dir: Path = attrs.field(factory=lambda: Path("~/.cache/bitagent/validator-hf").expanduser(), converter=Path)
     output_dir: Path | None = None
     backend: str = "sglang"
     backend_options: dict[str, str] = attrs.field(factory=dict)
@@ -140,8 +140,10 @@ def configure_competition(competition: Any, options: dict[str, str]) -> None:
             known[name] = int if type(value) is int else float
     for name, text in options.items():
         if name not in known:
-            raise ValueError(f"competition {competition.name!r} has no setting {name!r} "
-                             f"(its settings: {', '.join(sorted(known)) or 'none'})")
+            raise ValueError(
+                f"competition {competition.name!r} has no setting {name!r} "
+                f"(its settings: {', '.join(sorted(known)) or 'none'})"
+            )
         try:
             value = known[name](text)
         except ValueError:
@@ -186,8 +188,15 @@ def state_lock(state_path: Path) -> _StateLock:
 class Validator:
     """The loop; ``substrate`` and ``hub`` replace the chain RPC and the Hub (tests)."""
 
-    def __init__(self, config: ValidatorConfig, *, substrate: Any = None, hub: Any = None,
-                 registry: Any = None, wallet: Any = None) -> None:
+    def __init__(
+        self,
+        config: ValidatorConfig,
+        *,
+        substrate: Any = None,
+        hub: Any = None,
+        registry: Any = None,
+        wallet: Any = None,
+    ) -> None:
         from bitagent_core import competition_version, get_registry
         from bitagent_plugins.subnet.chain import load_wallet
 
@@ -209,8 +218,11 @@ class Validator:
                 self.wallet_error = str(exc)
         self.wallet = wallet
         self.chain = Chain(config.network, config.netuid, wallet=self.wallet, substrate=substrate)
-        self.hub = hub if hub is not None else vetting.hub_client(config.cache_dir, offline=config.hf_offline,
-                                                                  token=config.hf_token)
+        self.hub = (
+            hub
+            if hub is not None
+            else vetting.hub_client(config.cache_dir, offline=config.hf_offline, token=config.hf_token)
+        )
         #: the cache is also where submissions come from (--hf-offline or HF_HUB_OFFLINE=1)
         self.offline = config.hf_offline or isinstance(self.hub, vetting.OfflineHubClient)
         defaults = vetting.VettingLimits()
@@ -218,14 +230,23 @@ class Validator:
         self.limits = vetting.VettingLimits(
             max_params=config.max_params or defaults.max_params,
             max_total_bytes=config.max_download_bytes or defaults.max_total_bytes,
-            licenses=frozenset(licenses) if licenses else UPSTREAM_LICENSES)
-        self.pipeline = ModelPipeline(registry=self.registry, competition=self.competition,
-                                      cache_dir=config.cache_dir, hub=self.hub, limits=self.limits,
-                                      backend=config.backend, backend_options=config.backend_options,
-                                      runs_dir=config.runs_dir, request_timeout_s=config.request_timeout_s)
+            licenses=frozenset(licenses) if licenses else UPSTREAM_LICENSES,
+        )
+        self.pipeline = ModelPipeline(
+            registry=self.registry,
+            competition=self.competition,
+            cache_dir=config.cache_dir,
+            hub=self.hub,
+            limits=self.limits,
+            backend=config.backend,
+            backend_options=config.backend_options,
+            runs_dir=config.runs_dir,
+            request_timeout_s=config.request_timeout_s,
+        )
         #: sent with the weights: ``--weights-version-key``, else upstream's formula on this release's version
-        self.weights_version_key = (config.weights_version_key if config.weights_version_key is not None
-                                    else version_key())
+        self.weights_version_key = (
+            config.weights_version_key if config.weights_version_key is not None else version_key()
+        )
         self.state: ValidatorState | None = None
         self.scoreboard: Scoreboard | None = None
         self.collector: SubmissionCollector | None = None
@@ -269,11 +290,18 @@ class Validator:
                 raise RuntimeError(self.wallet_error)
             return self.wallet
 
-        return await run_checks(chain=self.chain, wallet_loader=wallet_loader, backend=self.config.backend,
-                                backend_options=self.config.backend_options, cache_dir=self.config.cache_dir,
-                                max_params=self.limits.max_params, max_download_bytes=self.limits.max_total_bytes,
-                                bfcl_problem=bfcl_problem or None, bfcl_note=bfcl_note,
-                                weights_version_key=self.weights_version_key)
+        return await run_checks(
+            chain=self.chain,
+            wallet_loader=wallet_loader,
+            backend=self.config.backend,
+            backend_options=self.config.backend_options,
+            cache_dir=self.config.cache_dir,
+            max_params=self.limits.max_params,
+            max_download_bytes=self.limits.max_total_bytes,
+            bfcl_problem=bfcl_problem or None,
+            bfcl_note=bfcl_note,
+            weights_version_key=self.weights_version_key,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -294,8 +322,10 @@ class Validator:
                 log.error("check: %s", problem)
             log.info("start checks done in %.1f s: %d problem(s)", time.monotonic() - started, len(report.problems))
             if report.problems and not self.config.skip_start_check:
-                log.error("OPERATOR ACTION NEEDED: fix the problems above (bitagent validate --check lists them); "
-                          "not starting")
+                log.error(
+                    "OPERATOR ACTION NEEDED: fix the problems above (bitagent validate --check lists them); "
+                    "not starting"
+                )
                 return EXIT_CHECK_FAILED
             if self.wallet is None:
                 return EXIT_CHECK_FAILED
@@ -304,10 +334,18 @@ class Validator:
                 return self.exit_code
             self._build_parts(self.state)
             self.config.cache_dir.mkdir(parents=True, exist_ok=True)
-            log.info("validator %s: subnet %d on %s, competition %s (version %s), %d tasks per evaluation, "
-                     "backend %s, state %s", self.chain.hotkey, self.config.netuid, self.config.network,
-                     self.competition.name, self.version, self.sample_size, self.config.backend,
-                     self.config.state_path)
+            log.info(
+                "validator %s: subnet %d on %s, competition %s (version %s), %d tasks per evaluation, "
+                "backend %s, state %s",
+                self.chain.hotkey,
+                self.config.netuid,
+                self.config.network,
+                self.competition.name,
+                self.version,
+                self.sample_size,
+                self.config.backend,
+                self.config.state_path,
+            )
             async with self.chain:
                 await self._recover()
                 return await self._loop()
@@ -324,18 +362,38 @@ class Validator:
 
     def _build_parts(self, state: ValidatorState) -> None:
         cfg = self.config
-        self.scoreboard = Scoreboard(state, competition=self.competition.name, version=self.version,
-                                     alpha=cfg.ema_alpha, reevaluate_blocks=cfg.reevaluate_blocks,
-                                     longevity=(int(getattr(self.competition, "longevity_versions", 0)),
-                                                float(getattr(self.competition, "longevity_share", 0.0))))
-        self.collector = SubmissionCollector(state, hub=self.hub, wallet=self.wallet, own_hotkey=self.chain.hotkey,
-                                             netuid=cfg.netuid, query_timeout_s=cfg.query_timeout_s,
-                                             allow_private=cfg.allow_private_axons,
-                                             retry_blocks=max(cfg.sync_interval * 10, 50))
-        self.weights = WeightSetter(state, self.chain, scores=self.scoreboard.scores, competition_version=self.version,
-                                    weight_rule=self.competition.weight_rule, epoch_length=cfg.epoch_length,
-                                    retry_blocks=cfg.sync_interval, dry_run=cfg.dry_run,
-                                    weights_version_key=self.weights_version_key)
+        self.scoreboard = Scoreboard(
+            state,
+            competition=self.competition.name,
+            version=self.version,
+            alpha=cfg.ema_alpha,
+            reevaluate_blocks=cfg.reevaluate_blocks,
+            longevity=(
+                int(getattr(self.competition, "longevity_versions", 0)),
+                float(getattr(self.competition, "longevity_share", 0.0)),
+            ),
+        )
+        self.collector = SubmissionCollector(
+            state,
+            hub=self.hub,
+            wallet=self.wallet,
+            own_hotkey=self.chain.hotkey,
+            netuid=cfg.netuid,
+            query_timeout_s=cfg.query_timeout_s,
+            allow_private=cfg.allow_private_axons,
+            retry_blocks=max(cfg.sync_interval * 10, 50),
+        )
+        self.weights = WeightSetter(
+            state,
+            self.chain,
+            scores=self.scoreboard.scores,
+            competition_version=self.version,
+            weight_rule=self.competition.weight_rule,
+            epoch_length=cfg.epoch_length,
+            retry_blocks=cfg.sync_interval,
+            dry_run=cfg.dry_run,
+            weights_version_key=self.weights_version_key,
+        )
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -359,8 +417,9 @@ class Validator:
             if not self.offline:
                 return True
             vetted = scoreboard.state.vetting(key)
-            return (vetted is not None and not vetted.ok) or (not self.config.reevaluate_blocks
-                                                              and scoreboard.sealed(key))
+            return (vetted is not None and not vetted.ok) or (
+                not self.config.reevaluate_blocks and scoreboard.sealed(key)
+            )
 
         await asyncio.to_thread(self.pipeline.sweep_cache, keep=keep, removable=removable)
 
@@ -387,14 +446,22 @@ class Validator:
                     if cfg.once or (cfg.max_rounds is not None and self.rounds_done >= cfg.max_rounds):
                         break
             except ChainUnavailable as exc:  # the node went away: keep the state, try again next tick
-                self._own_failure(Failure(Fault.VALIDATOR, f"chain unavailable: {exc}",
-                                          "check --subtensor.network / the chain endpoint"))
+                self._own_failure(
+                    Failure(
+                        Fault.VALIDATOR, f"chain unavailable: {exc}", "check --subtensor.network / the chain endpoint"
+                    )
+                )
             except (sqlite3.Error, OSError) as exc:  # a state write failed: nothing done is lost, retried next tick
                 if disk_full(exc):
                     self._disk_full("syncing, setting weights or closing a round")
                 else:
-                    self._own_failure(Failure(Fault.VALIDATOR, f"writing the state failed: {exc}",
-                                              f"check {self.config.state_path} and its disk"))
+                    self._own_failure(
+                        Failure(
+                            Fault.VALIDATOR,
+                            f"writing the state failed: {exc}",
+                            f"check {self.config.state_path} and its disk",
+                        )
+                    )
             if time.monotonic() - last_beat >= cfg.heartbeat_s:
                 last_beat = time.monotonic()
                 self._heartbeat()
@@ -445,9 +512,14 @@ class Validator:
         assert self.scoreboard is not None
         busy = self._worker is not None and not self._worker.done()
         pending = len(self.scoreboard.pending_jobs(set(self._deferred)))
-        log.info("heartbeat: %s; round %s; %d model(s) pending, %d deferred; block %s",
-                 "evaluating" if busy else "idle", self._round.id if self._round else "-", pending,
-                 len(self._deferred), self.metagraph.block if self.metagraph else "?")
+        log.info(
+            "heartbeat: %s; round %s; %d model(s) pending, %d deferred; block %s",
+            "evaluating" if busy else "idle",
+            self._round.id if self._round else "-",
+            pending,
+            len(self._deferred),
+            self.metagraph.block if self.metagraph else "?",
+        )
 
     # -- one sync: metagraph, submissions, locks -------------------------------------------------------------
 
@@ -490,8 +562,13 @@ class Validator:
         if jobs or (self.config.once and self.collector.collections_done):
             self._round = self.state.begin_round(secrets.randbits(63))
             first = sum(not job.reevaluation for job in jobs)
-            log.info("round %d started: %d model(s) to vet or evaluate (%d first evaluation(s), %d re-evaluation(s))",
-                     self._round.id, len(jobs), first, len(jobs) - first)
+            log.info(
+                "round %d started: %d model(s) to vet or evaluate (%d first evaluation(s), %d re-evaluation(s))",
+                self._round.id,
+                len(jobs),
+                first,
+                len(jobs) - first,
+            )
 
     # -- evaluation beside the loop ----------------------------------------------------------------------------
 
@@ -502,9 +579,13 @@ class Validator:
 
     def _round_complete(self) -> bool:
         assert self.collector is not None
-        return (self._round is not None and self.collector.collections_done > 0
-                and (self._collector_task is None or self._collector_task.done())
-                and (self._worker is None or self._worker.done()) and not self._pending_jobs())
+        return (
+            self._round is not None
+            and self.collector.collections_done > 0
+            and (self._collector_task is None or self._collector_task.done())
+            and (self._worker is None or self._worker.done())
+            and not self._pending_jobs()
+        )
 
     async def _work(self) -> None:
         assert self._stop is not None
@@ -534,13 +615,17 @@ class Validator:
             if report is None:  # not vetted yet, or vetted by an earlier process: the files to fetch
                 report = await self.pipeline.vet(key)
                 if not report.ok and report.transient:
-                    self._own_failure(Failure(Fault.VALIDATOR, f"{key}: vetting: {report.reason}",
-                                              "check the access to the Hugging Face Hub (or the offline cache)"),
-                                      key.key)
+                    self._own_failure(
+                        Failure(
+                            Fault.VALIDATOR,
+                            f"{key}: vetting: {report.reason}",
+                            "check the access to the Hugging Face Hub (or the offline cache)",
+                        ),
+                        key.key,
+                    )
                     return
                 scoreboard = self.scoreboard
-                await self._write(lambda: scoreboard.record_vetting(key.key, report),
-                                  f"recording {key}'s vetting")
+                await self._write(lambda: scoreboard.record_vetting(key.key, report), f"recording {key}'s vetting")
                 if not report.ok:
                     delete = True
                     return
@@ -553,8 +638,14 @@ class Validator:
                 snapshot = await self.pipeline.download(key, report)
             except vetting.VettingFailed as exc:
                 if exc.transient:
-                    self._own_failure(Failure(Fault.VALIDATOR, f"{key}: download: {exc.reason}",
-                                              "check the access to the Hugging Face Hub and the disk"), key.key)
+                    self._own_failure(
+                        Failure(
+                            Fault.VALIDATOR,
+                            f"{key}: download: {exc.reason}",
+                            "check the access to the Hugging Face Hub and the disk",
+                        ),
+                        key.key,
+                    )
                 else:
                     self.state.record_vetting(key.key, False, f"download refused: {exc.reason}")
                     log.warning("%s: download refused: %s", key, exc.reason)
@@ -586,8 +677,9 @@ class Validator:
         block = self.metagraph.block if self.metagraph is not None else 0
         self.events.append(("eval-start", key.key))
         try:
-            result = await self.pipeline.evaluate(key, self.pipeline.model_argument(snapshot, report),
-                                                  seed=self._round.seed, sample_size=self.sample_size)
+            result = await self.pipeline.evaluate(
+                key, self.pipeline.model_argument(snapshot, report), seed=self._round.seed, sample_size=self.sample_size
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified: a bad model fails its evaluation, never the validator
@@ -599,10 +691,12 @@ class Validator:
                 self._own_failure(failure, key.key)
             else:
                 round_id = self._round.id
-                average = await self._write(lambda: scoreboard.fail(key.key, failure, block=block,
-                                                                  round_id=round_id), f"recording {key}")
-                log.warning("%s: evaluation failed by the model: %s; moving average now %.4f", key, failure.reason,
-                            average)
+                average = await self._write(
+                    lambda: scoreboard.fail(key.key, failure, block=block, round_id=round_id), f"recording {key}"
+                )
+                log.warning(
+                    "%s: evaluation failed by the model: %s; moving average now %.4f", key, failure.reason, average
+                )
         else:
             own = classify_results(result.n_tasks, result.error_types, result.errors)
             if own is not None:
@@ -610,13 +704,29 @@ class Validator:
                 self._own_failure(own, key.key)
             else:
                 round_id = self._round.id
-                average = await self._write(lambda: scoreboard.finish(
-                    key.key, score=result.score, n_tasks=result.n_tasks, ci95=result.ci95, run_dir=result.run_dir,
-                    block=block, round_id=round_id, data_digest=self._data_digest), f"recording the score of {key}")
+                average = await self._write(
+                    lambda: scoreboard.finish(
+                        key.key,
+                        score=result.score,
+                        n_tasks=result.n_tasks,
+                        ci95=result.ci95,
+                        run_dir=result.run_dir,
+                        block=block,
+                        round_id=round_id,
+                        data_digest=self._data_digest,
+                    ),
+                    f"recording the score of {key}",
+                )
                 self._attempts.pop(key.key, None)
-                log.info("%s: score %.4f +/- %.4f (95%% CI over %d tasks)%s; moving average now %.4f", key,
-                         result.score, result.ci95, result.n_tasks, " (re-evaluation)" if job.reevaluation else "",
-                         average)
+                log.info(
+                    "%s: score %.4f +/- %.4f (95%% CI over %d tasks)%s; moving average now %.4f",
+                    key,
+                    result.score,
+                    result.ci95,
+                    result.n_tasks,
+                    " (re-evaluation)" if job.reevaluation else "",
+                    average,
+                )
         self.events.append(("eval-end", key.key))
 
     def _own_failure(self, failure: Failure, key: str | None = None) -> None:
@@ -649,11 +759,16 @@ class Validator:
             self.events.append(("weights", outcome.result))
             if outcome.failed:
                 self.exit_code = 1
-        entries = round_feedback(self.state, round_id=round_.id, competition=self.competition.name,
-                                 version=self.version)
+        entries = round_feedback(
+            self.state, round_id=round_.id, competition=self.competition.name, version=self.version
+        )
         folder = write_feedback(entries, self.config.runs_dir, round_.id)
-        info = {"id": round_.id, "competition": self.competition.name, "competition_version": self.version,
-                "dir": str(folder) if folder else None}
+        info = {
+            "id": round_.id,
+            "competition": self.competition.name,
+            "competition_version": self.version,
+            "dir": str(folder) if folder else None,
+        }
         try:
             self.registry.pm.hook.on_round_end(round=info, feedback=entries)
         except Exception as exc:  # noqa: BLE001 - a reporter must never stop the validator
@@ -662,8 +777,9 @@ class Validator:
         if self.collector is not None:
             log.info("round %d: %s", round_.id, self.collector.not_collected_summary())
         own = self.own_failure_count
-        log.info("round %d done: feedback for %d miner(s), %d validator failure(s) so far", round_.id, len(entries),
-                 own)
+        log.info(
+            "round %d done: feedback for %d miner(s), %d validator failure(s) so far", round_.id, len(entries), own
+        )
         if own and self.config.once:
             self.exit_code = EXIT_VALIDATOR_FAILURE
         self._round = None

@@ -54,26 +54,41 @@ MAX_TOTAL_BYTES = 25_000_000_000
 #: Upstream's score for a vetted-out model (a "don't retry" marker); ours is recorded in the state instead.
 VETTING_FAILED_SCORE = 0.02
 
-MAX_PART = 96          # Hugging Face's limit for an org or repo name
+MAX_PART = 96  # Hugging Face's limit for an org or repo name
 MAX_REPO_ID = 200
 MAX_REVISION = 128
-MAX_TEXT = 300         # anything longer is rejected before any other processing
+MAX_TEXT = 300  # anything longer is rejected before any other processing
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 _SHA_RE = re.compile(r"[0-9a-fA-F]{40}")
 _REF_PART_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
 #: Files download() may fetch: configs, tokenizer files, the card, and safetensors / GGUF weights.
 ALLOW_PATTERNS: tuple[str, ...] = (
-    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "chat_template.json",
-    "chat_template.jinja", "preprocessor_config.json", "model.safetensors.index.json", "*.safetensors", "*.gguf",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "tokenizer.model",
+    "chat_template.json",
+    "chat_template.jinja",
+    "preprocessor_config.json",
+    "model.safetensors.index.json",
+    "*.safetensors",
+    "*.gguf",
     "README.md",
     # tokenizers the engines load besides tokenizer.json: Mistral's tekken, tiktoken-based ones, Mistral's v3/v7
-    "tekken.json", "*.tiktoken", "tokenizer.model.v*",
+    "tekken.json",
+    "*.tiktoken",
+    "tokenizer.model.v*",
 )
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
-MAX_SMALL_FILE = 16 << 20           # configs, tokenizer config, README, chat templates
-MAX_JSON_FILE = 64 << 20            # any JSON file we download (tokenizer.json can be ~35 MB), scanned for auto_map
+MAX_SMALL_FILE = 16 << 20  # configs, tokenizer config, README, chat templates
+MAX_JSON_FILE = 64 << 20  # any JSON file we download (tokenizer.json can be ~35 MB), scanned for auto_map
 #: the JSON files vetting parses (the others are only scanned, streaming, for ``auto_map``)
 PARSED_JSON = ("config.json", "tokenizer_config.json", "chat_template.json")
 #: a scan's bounds: memory stays one 1 MB chunk plus the longest string (4 MB); a real tokenizer.json with a
@@ -84,7 +99,7 @@ PARSED_JSON_LIMITS = jsonscan.JsonLimits(max_values=250_000, max_depth=64, max_s
 #: A safetensors header is parsed whole, so it is capped well below the format's own 100 MB: real shards hold
 #: ~0.1-2 MB and at most a few thousand tensors (1.65 M tiny tensors in 100 MB took 7.5 s and 1.1 GB).
 MAX_SAFETENSORS_HEADER = 8 << 20
-MAX_SAFETENSORS_TENSORS = 65_536     # per file
+MAX_SAFETENSORS_TENSORS = 65_536  # per file
 MAX_SAFETENSORS_HEADERS_TOTAL = 64 << 20  # all shards together
 MAX_TENSOR_DIMS = 8
 MAX_FILES = 20_000
@@ -145,10 +160,10 @@ class VettingReport:
     reason: str
     license: str | None = None
     n_params: int | None = None
-    files: tuple[str, ...] = ()          # what download() should fetch, exact repo paths
-    weights_format: str | None = None    # "safetensors" | "gguf"
-    total_bytes: int | None = None       # size of ``files``
-    transient: bool = False              # the failure was the Hub/cache not answering: ask again later
+    files: tuple[str, ...] = ()  # what download() should fetch, exact repo paths
+    weights_format: str | None = None  # "safetensors" | "gguf"
+    total_bytes: int | None = None  # size of ``files``
+    transient: bool = False  # the failure was the Hub/cache not answering: ask again later
     weight_hashes: tuple[tuple[str, str], ...] = ()  # (weight file, content sha256) at the locked sha
 
     @property
@@ -247,8 +262,10 @@ def _check_revision(revision: str) -> str:
         if part in (".", "..") or ".." in part:
             raise InvalidSubmission("revision contains '..' (path traversal)")
         if not _REF_PART_RE.fullmatch(part):
-            raise InvalidSubmission("revision must be a 40-hex commit sha or a branch/tag name "
-                                    "of [A-Za-z0-9._-] (components may not start with '.' or '-')")
+            raise InvalidSubmission(
+                "revision must be a 40-hex commit sha or a branch/tag name "
+                "of [A-Za-z0-9._-] (components may not start with '.' or '-')"
+            )
         if part.endswith(".lock") or part.endswith("."):
             raise InvalidSubmission("revision component ends with '.lock' or '.'")
     return revision
@@ -272,8 +289,9 @@ def resolve(sub: Submission, *, api: HubClient | None = None) -> LockedModel:
 # -- vetting ---------------------------------------------------------------------------------------------------
 
 
-def vet(locked: LockedModel, *, cache_dir: str | Path, limits: VettingLimits = VettingLimits(),
-        api: HubClient | None = None) -> VettingReport:
+def vet(
+    locked: LockedModel, *, cache_dir: str | Path, limits: VettingLimits = VettingLimits(), api: HubClient | None = None
+) -> VettingReport:
     """Check ``locked`` against the rules (module docstring). A bad repo gives ``ok=False`` with the first
     failed rule as ``reason``; a Hub/cache that cannot answer gives ``ok=False, transient=True``."""
     client = api if api is not None else HfHubClient(cache_dir)
@@ -292,8 +310,10 @@ def engine_refusal(report: VettingReport, backend: str) -> str | None:
     and vLLM: they need a separate HF tokenizer beside a ``.gguf`` (vLLM calls its GGUF support "highly
     experimental"), the repo has none, and the weights a fine-tune produces are safetensors anyway."""
     if report.weights_format == "gguf" and backend in ENGINE_BACKENDS:
-        return (f"a GGUF-only repo: this validator serves models with {backend}, which needs the safetensors "
-                "weights (and their tokenizer files); submit the model as safetensors")
+        return (
+            f"a GGUF-only repo: this validator serves models with {backend}, which needs the safetensors "
+            "weights (and their tokenizer files); submit the model as safetensors"
+        )
     return None
 
 
@@ -327,19 +347,28 @@ def _vet(locked: LockedModel, limits: VettingLimits, client: HubClient) -> Vetti
     else:
         pickles = sorted(p for p in top if lower[p].endswith(PICKLE_SUFFIXES))
         if pickles:
-            return _fail(f"weights only in pickle format ({', '.join(pickles[:5])}); weights must be .safetensors "
-                         "or .gguf")
+            return _fail(
+                f"weights only in pickle format ({', '.join(pickles[:5])}); weights must be .safetensors or .gguf"
+            )
         return _fail("no weights: expected *.safetensors or one *.gguf at the top level")
-    others = [p for p in top if p not in weights and not lower[p].endswith((".safetensors", ".gguf"))
-              and any(fnmatch.fnmatchcase(p, pat) for pat in ALLOW_PATTERNS)]
+    others = [
+        p
+        for p in top
+        if p not in weights
+        and not lower[p].endswith((".safetensors", ".gguf"))
+        and any(fnmatch.fnmatchcase(p, pat) for pat in ALLOW_PATTERNS)
+    ]
     selected = tuple(sorted(others + weights))
     sizes = [by_path[p].size for p in selected]
     if any(s is None for s in sizes):
         return _fail("file sizes unknown; cannot check the download size")
     total = sum(s for s in sizes if s is not None)
     if total > limits.max_total_bytes:
-        return _fail(f"download size {total:,} bytes exceeds the {limits.max_total_bytes:,}-byte limit",
-                     weights_format=weights_format, total_bytes=total)
+        return _fail(
+            f"download size {total:,} bytes exceeds the {limits.max_total_bytes:,}-byte limit",
+            weights_format=weights_format,
+            total_bytes=total,
+        )
 
     configs: dict[str, dict[str, Any]] = {}
     for name in sorted(p for p in selected if lower[p].endswith(".json")):
@@ -362,8 +391,12 @@ def _vet(locked: LockedModel, limits: VettingLimits, client: HubClient) -> Vetti
     if license_ is None:
         return _fail("no license in the model card", weights_format=weights_format, total_bytes=total)
     if license_ not in limits.licenses:
-        return _fail(f"license {license_!r} is not one of {', '.join(sorted(limits.licenses))}", license=license_,
-                     weights_format=weights_format, total_bytes=total)
+        return _fail(
+            f"license {license_!r} is not one of {', '.join(sorted(limits.licenses))}",
+            license=license_,
+            weights_format=weights_format,
+            total_bytes=total,
+        )
 
     gguf_template: str | None = None
     if weights_format == "gguf":
@@ -383,8 +416,12 @@ def _vet(locked: LockedModel, limits: VettingLimits, client: HubClient) -> Vetti
                 return _fail(f"{name}: safetensors header nested too deeply", license=license_)
             except ValueError as e:
                 return _fail(f"{name}: {e}", license=license_)
-    fields: dict[str, Any] = {"license": license_, "n_params": n_params, "weights_format": weights_format,
-                              "total_bytes": total}
+    fields: dict[str, Any] = {
+        "license": license_,
+        "n_params": n_params,
+        "weights_format": weights_format,
+        "total_bytes": total,
+    }
     if n_params <= 0:
         return _fail("the weights hold no parameters", **fields)
     if n_params > limits.max_params:
@@ -392,8 +429,11 @@ def _vet(locked: LockedModel, limits: VettingLimits, client: HubClient) -> Vetti
 
     templates = [gguf_template] if gguf_template else _chat_templates(client, locked, by_path, configs)
     if not templates:
-        return _fail("no chat template (tokenizer_config.json 'chat_template', chat_template.jinja, or the GGUF's "
-                     "tokenizer.chat_template)", **fields)
+        return _fail(
+            "no chat template (tokenizer_config.json 'chat_template', chat_template.jinja, or the GGUF's "
+            "tokenizer.chat_template)",
+            **fields,
+        )
     refused = _refused_template(templates, configs.get("tokenizer_config.json", {}))
     if refused:
         return _fail(refused, **fields)
@@ -499,8 +539,11 @@ def _safetensors_params(client: HubClient, locked: LockedModel, name: str, budge
         if tensor == "__metadata__":
             continue
         shape = info.get("shape") if isinstance(info, dict) else None
-        if not isinstance(shape, list) or len(shape) > MAX_TENSOR_DIMS or not all(
-                isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 63 for d in shape):
+        if (
+            not isinstance(shape, list)
+            or len(shape) > MAX_TENSOR_DIMS
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 63 for d in shape)
+        ):
             raise ValueError(f"tensor {tensor[:80]!r} has no valid shape")
         n = 1
         for d in shape:
@@ -513,16 +556,20 @@ def _safetensors_params(client: HubClient, locked: LockedModel, name: str, budge
 MAX_TEMPLATES = 4
 
 
-def _chat_templates(client: HubClient, locked: LockedModel, by_path: dict[str, RepoFile],
-                    configs: dict[str, dict[str, Any]]) -> list[str]:
+def _chat_templates(
+    client: HubClient, locked: LockedModel, by_path: dict[str, RepoFile], configs: dict[str, dict[str, Any]]
+) -> list[str]:
     """The repo's chat templates, from the first source that has one."""
     for source in (configs.get("tokenizer_config.json", {}), configs.get("chat_template.json", {})):
         template = source.get("chat_template")
         if isinstance(template, str) and template.strip():
             return [template]
         if isinstance(template, list):
-            named = [t["template"] for t in template if isinstance(t, dict) and isinstance(t.get("template"), str)
-                     and t["template"].strip()]
+            named = [
+                t["template"]
+                for t in template
+                if isinstance(t, dict) and isinstance(t.get("template"), str) and t["template"].strip()
+            ]
             if named:
                 return named
     if "chat_template.jinja" in by_path:
@@ -538,8 +585,11 @@ def _refused_template(templates: list[str], tokenizer_config: dict[str, Any]) ->
     if len(templates) > MAX_TEMPLATES:
         return f"{len(templates)} chat templates (at most {MAX_TEMPLATES})"
     for template in templates:
-        result = check_template(template, bos_token=_token_text(tokenizer_config.get("bos_token")),
-                                eos_token=_token_text(tokenizer_config.get("eos_token")))
+        result = check_template(
+            template,
+            bos_token=_token_text(tokenizer_config.get("bos_token")),
+            eos_token=_token_text(tokenizer_config.get("eos_token")),
+        )
         if not result.ok:
             return result.reason
     return None
@@ -555,8 +605,13 @@ def _token_text(value: Any) -> str:
 # -- downloading and deleting ----------------------------------------------------------------------------------
 
 
-def download(locked: LockedModel, *, cache_dir: str | Path, allow_patterns: Sequence[str] = ALLOW_PATTERNS,
-             api: HubClient | None = None) -> Path:
+def download(
+    locked: LockedModel,
+    *,
+    cache_dir: str | Path,
+    allow_patterns: Sequence[str] = ALLOW_PATTERNS,
+    api: HubClient | None = None,
+) -> Path:
     """Fetch the allow-listed files of ``locked.sha`` into ``cache_dir``; returns the snapshot folder.
 
     Pass ``report.allow_patterns`` to fetch exactly what vetting selected. Afterwards the snapshot folder
@@ -614,8 +669,13 @@ def delete(locked: LockedModel, cache_dir: str | Path) -> int:
         info = scan_cache_dir(cache_dir)
     except CacheNotFound:
         return 0
-    repos = frozenset(r for r in info.repos if r.repo_type == "model" and r.repo_id == locked.repo_id
-                      and any(rev.commit_hash == locked.sha for rev in r.revisions))
+    repos = frozenset(
+        r
+        for r in info.repos
+        if r.repo_type == "model"
+        and r.repo_id == locked.repo_id
+        and any(rev.commit_hash == locked.sha for rev in r.revisions)
+    )
     if not repos:
         return 0
     strategy = dataclasses.replace(info, repos=repos).delete_revisions(locked.sha)
@@ -626,8 +686,9 @@ def delete(locked: LockedModel, cache_dir: str | Path) -> int:
 # -- clients ---------------------------------------------------------------------------------------------------
 
 
-def hub_client(cache_dir: str | Path | None = None, *, offline: bool = False, token: str | None = None,
-               endpoint: str | None = None) -> HubClient:
+def hub_client(
+    cache_dir: str | Path | None = None, *, offline: bool = False, token: str | None = None, endpoint: str | None = None
+) -> HubClient:
     """``OfflineHubClient(cache_dir)`` when ``offline`` (or ``HF_HUB_OFFLINE=1``), else ``HfHubClient``."""
     from huggingface_hub import constants
 
@@ -674,8 +735,14 @@ class HfHubClient:
     """Facts from the Hugging Face Hub. Files read for vetting (configs, README) are cached in ``cache_dir``;
     weight headers are read with ranged requests (``HfFileSystem``), never the whole file."""
 
-    def __init__(self, cache_dir: str | Path | None = None, *, token: str | None = None,
-                 endpoint: str | None = None, timeout: float = 30.0):
+    def __init__(
+        self,
+        cache_dir: str | Path | None = None,
+        *,
+        token: str | None = None,
+        endpoint: str | None = None,
+        timeout: float = 30.0,
+    ):
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.token = token
         self.endpoint = endpoint
@@ -692,8 +759,9 @@ class HfHubClient:
 
     def list_files(self, locked: LockedModel) -> tuple[list[RepoFile], str | None]:
         with _hub_errors(locked.key):
-            info = self._api().model_info(locked.repo_id, revision=locked.sha, files_metadata=True,
-                                          timeout=self.timeout)
+            info = self._api().model_info(
+                locked.repo_id, revision=locked.sha, files_metadata=True, timeout=self.timeout
+            )
         if info.sha and info.sha != locked.sha:
             raise VettingFailed(f"{locked.key}: the Hub answered commit {info.sha}")
         if info.siblings is None:
@@ -707,8 +775,15 @@ class HfHubClient:
         from huggingface_hub import hf_hub_download
 
         with _hub_errors(f"{locked.key}: {filename}"):
-            path = hf_hub_download(locked.repo_id, filename, revision=locked.sha, cache_dir=self.cache_dir,
-                                   token=self.token, endpoint=self.endpoint, etag_timeout=self.timeout)
+            path = hf_hub_download(
+                locked.repo_id,
+                filename,
+                revision=locked.sha,
+                cache_dir=self.cache_dir,
+                token=self.token,
+                endpoint=self.endpoint,
+                etag_timeout=self.timeout,
+            )
             return _read_capped(Path(path), filename, max_bytes)
 
     @contextlib.contextmanager
@@ -728,9 +803,17 @@ class HfHubClient:
         from huggingface_hub import snapshot_download
 
         with _hub_errors(f"{locked.key}: download"):
-            return Path(snapshot_download(locked.repo_id, revision=locked.sha, cache_dir=self.cache_dir,
-                                          allow_patterns=list(allow_patterns), token=self.token,
-                                          endpoint=self.endpoint, etag_timeout=self.timeout))
+            return Path(
+                snapshot_download(
+                    locked.repo_id,
+                    revision=locked.sha,
+                    cache_dir=self.cache_dir,
+                    allow_patterns=list(allow_patterns),
+                    token=self.token,
+                    endpoint=self.endpoint,
+                    etag_timeout=self.timeout,
+                )
+            )
 
 
 class OfflineHubClient:
@@ -748,8 +831,9 @@ class OfflineHubClient:
         from huggingface_hub import snapshot_download
 
         with _hub_errors(f"{repo_id}@{revision or 'main'}"):
-            folder = snapshot_download(repo_id, revision=revision, cache_dir=self.cache_dir, allow_patterns=[],
-                                       local_files_only=True)
+            folder = snapshot_download(
+                repo_id, revision=revision, cache_dir=self.cache_dir, allow_patterns=[], local_files_only=True
+            )
         return Path(folder).name
 
     def list_files(self, locked: LockedModel) -> tuple[list[RepoFile], str | None]:
@@ -769,8 +853,14 @@ class OfflineHubClient:
                 continue
             for rev in repo.revisions:
                 if rev.commit_hash == locked.sha:
-                    return [RepoFile(f.file_path.relative_to(rev.snapshot_path).as_posix(), f.size_on_disk,
-                                     _blob_sha256(f.blob_path)) for f in rev.files], None
+                    return [
+                        RepoFile(
+                            f.file_path.relative_to(rev.snapshot_path).as_posix(),
+                            f.size_on_disk,
+                            _blob_sha256(f.blob_path),
+                        )
+                        for f in rev.files
+                    ], None
         raise VettingFailed(f"{locked.key}: not in the local cache {self.cache_dir}", transient=True)
 
     def _path(self, locked: LockedModel, filename: str) -> Path:
@@ -799,8 +889,15 @@ class OfflineHubClient:
         from huggingface_hub import snapshot_download
 
         with _hub_errors(f"{locked.key}: download"):
-            return Path(snapshot_download(locked.repo_id, revision=locked.sha, cache_dir=self.cache_dir,
-                                          allow_patterns=list(allow_patterns), local_files_only=True))
+            return Path(
+                snapshot_download(
+                    locked.repo_id,
+                    revision=locked.sha,
+                    cache_dir=self.cache_dir,
+                    allow_patterns=list(allow_patterns),
+                    local_files_only=True,
+                )
+            )
 
 
 def _blob_sha256(blob: Path) -> str | None:

@@ -29,9 +29,16 @@ RULES = ("cubic", "linear", "softmax")
 FLOOR_RATIO = 2 / U16_MAX
 
 
-def scores_to_weights(scores: Mapping[int, float], *, n_uids: int, min_allowed_weights: int = 0,
-                      max_weight_limit: float = 1.0, rule: str = "cubic", temperature: float = 1.0,
-                      burn_uid: int | None = None) -> dict[int, float]:
+def scores_to_weights(
+    scores: Mapping[int, float],
+    *,
+    n_uids: int,
+    min_allowed_weights: int = 0,
+    max_weight_limit: float = 1.0,
+    rule: str = "cubic",
+    temperature: float = 1.0,
+    burn_uid: int | None = None,
+) -> dict[int, float]:
     """Weights over ``range(n_uids)`` (zero entries left out), summing to 1.
 
     ``rule``: ``"cubic"`` ((s/max)^3, the upstream subnet's last era), ``"linear"`` (s/max) or ``"softmax"``
@@ -145,9 +152,15 @@ def _normalise(raw: list[float]) -> list[float]:
     return [x / total for x in raw]
 
 
-def subnet_weights(scores: Mapping[int, float], *, n_uids: int, own_uid: int | None = None,
-                   min_allowed_weights: int = 0, max_weight_limit: float = 1.0,
-                   rule: str = "cubic") -> tuple[dict[int, float], list[int]] | None:
+def subnet_weights(
+    scores: Mapping[int, float],
+    *,
+    n_uids: int,
+    own_uid: int | None = None,
+    min_allowed_weights: int = 0,
+    max_weight_limit: float = 1.0,
+    rule: str = "cubic",
+) -> tuple[dict[int, float], list[int]] | None:
     """The weights a validator sets: only on uids with a scored submission (``scores``), never on its own
     uid (``own_uid``); None when no such uid has a positive score (the last weights stay in force: a vector
     over zeros would reward copies and vetted-out models while the good ones wait for their evaluation).
@@ -164,9 +177,13 @@ def subnet_weights(scores: Mapping[int, float], *, n_uids: int, own_uid: int | N
     forced: list[int] = []
     if len(eligible) < needed:
         spare = [uid for uid in range(n_uids) if uid not in scores and uid != own_uid]
-        forced = spare[:needed - len(eligible)]
+        forced = spare[: needed - len(eligible)]
     uids = sorted(eligible + forced)
-    local = scores_to_weights({i: scores.get(uid, 0.0) for i, uid in enumerate(uids)}, n_uids=len(uids),
-                              min_allowed_weights=min(min_allowed_weights, len(uids)),
-                              max_weight_limit=max_weight_limit, rule=rule)
+    local = scores_to_weights(
+        {i: scores.get(uid, 0.0) for i, uid in enumerate(uids)},
+        n_uids=len(uids),
+        min_allowed_weights=min(min_allowed_weights, len(uids)),
+        max_weight_limit=max_weight_limit,
+        rule=rule,
+    )
     return {uids[i]: w for i, w in local.items()}, forced

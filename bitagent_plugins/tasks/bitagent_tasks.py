@@ -226,8 +226,7 @@ def _parse_tool(raw: dict[str, Any], lists: dict[str, list[Any]]) -> CatalogTool
     if unused:
         raise CatalogError(f"generators {unused} are used by no template")
     tool = Tool(name=name, description=raw["description"], parameters=params)
-    return CatalogTool(tool=tool, domain=raw["domain"], templates=tuple(templates), draws=draws,
-                       renders=renders)
+    return CatalogTool(tool=tool, domain=raw["domain"], templates=tuple(templates), draws=draws, renders=renders)
 
 
 def _check_schema(pname: str, schema: dict[str, Any]) -> None:
@@ -272,8 +271,7 @@ def _template_fields(text: Any, n: int) -> tuple[str, ...]:
         if field is None:
             continue
         if not _NAME.match(field) or spec or conversion:
-            raise CatalogError(f"template {n}: placeholders must be plain {{parameter}} names, "
-                               f"got {{{field}}}")
+            raise CatalogError(f"template {n}: placeholders must be plain {{parameter}} names, got {{{field}}}")
         if field not in fields:
             fields.append(field)
     return tuple(fields)
@@ -284,8 +282,9 @@ def _omittable(schema: dict[str, Any]) -> tuple[Any, ...]:
     return ("", schema["default"]) if "default" in schema else ("",)
 
 
-def _compile_generator(spec: Any, schema: dict[str, Any], lists: dict[str, list[Any]],
-                       where: str) -> tuple[Draw, Callable[[Any], str]]:
+def _compile_generator(
+    spec: Any, schema: dict[str, Any], lists: dict[str, list[Any]], where: str
+) -> tuple[Draw, Callable[[Any], str]]:
     """A generator spec (its shape checked by the schema) -> (draw(rng) -> value, render(value) -> text for
     the question)."""
     (kind,) = [k for k in spec if k in _GENERATOR_KINDS]
@@ -314,8 +313,9 @@ def _compile_generator(spec: Any, schema: dict[str, Any], lists: dict[str, list[
     return draw, render
 
 
-def _compile_scalar(kind: str, arg: Any, schema: dict[str, Any], lists: dict[str, list[Any]],
-                    where: str) -> tuple[Draw, tuple[Any, ...] | None]:
+def _compile_scalar(
+    kind: str, arg: Any, schema: dict[str, Any], lists: dict[str, list[Any]], where: str
+) -> tuple[Draw, tuple[Any, ...] | None]:
     """A scalar generator -> (draw, the finite set of values it can draw, or None)."""
     ptype = schema.get("type")
     pool: tuple[Any, ...] | None = None
@@ -335,8 +335,7 @@ def _compile_scalar(kind: str, arg: Any, schema: dict[str, Any], lists: dict[str
     elif kind == "const":
         pool = (arg,)
     elif kind == "int":
-        if not (isinstance(arg, list) and len(arg) == 2 and all(type(v) is int for v in arg)
-                and arg[0] <= arg[1]):
+        if not (isinstance(arg, list) and len(arg) == 2 and all(type(v) is int for v in arg) and arg[0] <= arg[1]):
             raise CatalogError(f"{where}: 'int' needs [low, high] integers with low <= high")
         if ptype not in ("integer", "number"):
             raise CatalogError(f"{where}: 'int' needs an integer or number parameter, not {ptype!r}")
@@ -344,8 +343,14 @@ def _compile_scalar(kind: str, arg: Any, schema: dict[str, Any], lists: dict[str
         _check_bounds(lo, hi, schema, where)
         return (lambda rng: rng.randint(lo, hi)), None
     elif kind == "number":
-        if not (isinstance(arg, list) and len(arg) == 3 and all(type(v) in (int, float) for v in arg[:2])
-                and arg[0] <= arg[1] and type(arg[2]) is int and 1 <= arg[2] <= 6):
+        if not (
+            isinstance(arg, list)
+            and len(arg) == 3
+            and all(type(v) in (int, float) for v in arg[:2])
+            and arg[0] <= arg[1]
+            and type(arg[2]) is int
+            and 1 <= arg[2] <= 6
+        ):
             raise CatalogError(f"{where}: 'number' needs [low, high, decimals] with 1 <= decimals <= 6")
         if ptype != "number":
             raise CatalogError(f"{where}: 'number' needs a number parameter, not {ptype!r}")
@@ -367,18 +372,18 @@ def _compile_scalar(kind: str, arg: Any, schema: dict[str, Any], lists: dict[str
     return (lambda rng: rng.choice(pool)), pool
 
 
-def _compile_list(spec: dict[str, Any], schema: dict[str, Any], lists: dict[str, list[Any]],
-                  where: str) -> Draw:
+def _compile_list(spec: dict[str, Any], schema: dict[str, Any], lists: dict[str, list[Any]], where: str) -> Draw:
     if schema.get("type") != "array":
         raise CatalogError(f"{where}: 'list' needs an array parameter")
     size = spec.get("size", [1, 3])
-    if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int for v in size)
-            and 1 <= size[0] <= size[1]):
+    if not (
+        isinstance(size, list) and len(size) == 2 and all(type(v) is int for v in size) and 1 <= size[0] <= size[1]
+    ):
         raise CatalogError(f"{where}: 'size' must be [min, max] with 1 <= min <= max")
     inner = spec["list"]
     if not isinstance(inner, dict) or sum(k in _GENERATOR_KINDS for k in inner) != 1 or len(inner) != 1:
         raise CatalogError(f"{where}: 'list' needs one inner generator, like {{\"choice\": [...]}}")
-    (kind, arg), = inner.items()
+    ((kind, arg),) = inner.items()
     if kind == "list":
         raise CatalogError(f"{where}: lists of lists are not supported")
     draw_one, pool = _compile_scalar(kind, arg, schema["items"], lists, f"{where} (list item)")
@@ -446,8 +451,9 @@ def generate_task(catalog: Catalog, seed: int, index: int, only: str | None = No
     )
 
 
-def _expected_arguments(needed: CatalogTool, template: TemplateSpec,
-                        values: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+def _expected_arguments(
+    needed: CatalogTool, template: TemplateSpec, values: dict[str, Any]
+) -> dict[str, tuple[Any, ...]]:
     args: dict[str, tuple[Any, ...]] = {}
     props = needed.tool.properties
     required = needed.tool.parameters.get("required", ())
@@ -511,6 +517,9 @@ class BitagentTaskSource:
 
 @hookimpl
 def register_task_sources(register: RegisterTaskSource) -> None:
-    register("bitagent", BitagentTaskSource,
-             description="Procedurally generated tool-calling tasks, fresh per seed; "
-                         "bitagent:single_call or bitagent:irrelevance picks one category.")
+    register(
+        "bitagent",
+        BitagentTaskSource,
+        description="Procedurally generated tool-calling tasks, fresh per seed; "
+        "bitagent:single_call or bitagent:irrelevance picks one category.",
+    )

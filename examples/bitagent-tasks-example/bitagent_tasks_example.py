@@ -32,8 +32,12 @@ DISTRACTOR = Tool(
         "required": ["base", "quote"],
     },
 )
-PAIRS = [("km", "mi", "kilometers", "miles"), ("kg", "lb", "kilograms", "pounds"),
-         ("c", "f", "degrees Celsius", "degrees Fahrenheit"), ("l", "gal", "liters", "gallons")]
+PAIRS = [
+    ("km", "mi", "kilometers", "miles"),
+    ("kg", "lb", "kilograms", "pounds"),
+    ("c", "f", "degrees Celsius", "degrees Fahrenheit"),
+    ("l", "gal", "liters", "gallons"),
+]
 
 
 class UnitConversionTasks:
@@ -58,12 +62,18 @@ class UnitConversionTasks:
             rng.shuffle(tools)
             yield Task(
                 id=f"unit-conversion-{seed}-{index}",
-                messages=(Message("user", f"How many {dst_words} is {value} {src_words}? Use unit codes "
-                                          f"{src!r} and {dst!r}."),),
+                messages=(
+                    Message(
+                        "user", f"How many {dst_words} is {value} {src_words}? Use unit codes {src!r} and {dst!r}."
+                    ),
+                ),
                 tools=tuple(tools),
-                expected_calls=(ExpectedCall("convert_units", {"value": (value,), "from_unit": (src,),
-                                                               "to_unit": (dst,)}),),
-                source=self.name, category="single_call", version=self.version,
+                expected_calls=(
+                    ExpectedCall("convert_units", {"value": (value,), "from_unit": (src,), "to_unit": (dst,)}),
+                ),
+                source=self.name,
+                category="single_call",
+                version=self.version,
             )
 
 

@@ -14,9 +14,15 @@ import bitagent_core as ba
 
 BITAGENT_PLUGIN_API = "1"
 CITIES = ("Paris", "Tokyo", "Lima", "Oslo", "Cairo", "Quito", "Kyiv", "Rome", "Seoul", "Dublin", "Nairobi", "Lisbon")
-TIME = ba.Tool("get_time", "Current local time in a city.",
-               {"type": "object", "properties": {"city": {"type": "string", "description": "the city's name"}},
-                "required": ["city"]})
+TIME = ba.Tool(
+    "get_time",
+    "Current local time in a city.",
+    {
+        "type": "object",
+        "properties": {"city": {"type": "string", "description": "the city's name"}},
+        "required": ["city"],
+    },
+)
 
 
 class CityTimeTasks:
@@ -31,9 +37,15 @@ class CityTimeTasks:
     def tasks(self, seed, limit):
         for i in range(len(CITIES) if limit is None else limit):
             city = random.Random(f"{seed}:{i}").choice(CITIES)
-            yield ba.Task(id=f"city-time-{seed}-{i}", messages=(ba.Message("user", f"What time is it in {city}?"),),
-                          tools=(TIME,), expected_calls=(ba.ExpectedCall("get_time", {"city": (city,)}),),
-                          source=self.name, category="single_call", version=self.version)
+            yield ba.Task(
+                id=f"city-time-{seed}-{i}",
+                messages=(ba.Message("user", f"What time is it in {city}?"),),
+                tools=(TIME,),
+                expected_calls=(ba.ExpectedCall("get_time", {"city": (city,)}),),
+                source=self.name,
+                category="single_call",
+                version=self.version,
+            )
 
 
 class CityTimeCompetition:

@@ -54,8 +54,9 @@ class TemplateBackend:
             return ba.Completion(text="No tool fits.", finish_reason="stop", latency_s=latency_s)
         tool = request.tools[0]
         if self.options.style == "native":
-            return ba.Completion(tool_calls=(ba.ToolCall(tool.name, {}),), finish_reason="tool_calls",
-                                 latency_s=latency_s)
+            return ba.Completion(
+                tool_calls=(ba.ToolCall(tool.name, {}),), finish_reason="tool_calls", latency_s=latency_s
+            )
         return ba.Completion(text=f"[{tool.name}()]", finish_reason="stop", latency_s=latency_s)
 
     async def close(self) -> None:

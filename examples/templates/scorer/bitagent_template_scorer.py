@@ -30,8 +30,13 @@ class TemplateScorer:
         calls = decoded.calls if decoded.ok else ()
         if task.expects_no_call:  # irrelevance: passing means making no call at all
             ok = not calls
-            return ba.Score(float(ok), {"no_call": float(ok)}, passed=ok, decoded_calls=calls,
-                            error_type=None if ok else "irrelevance_call")
+            return ba.Score(
+                float(ok),
+                {"no_call": float(ok)},
+                passed=ok,
+                decoded_calls=calls,
+                error_type=None if ok else "irrelevance_call",
+            )
         if not decoded.ok:
             return ba.Score(0.0, error_type="decode_error", detail=decoded.error or "")
         names_ok = Counter(c.name for c in calls) == Counter(e.name for e in task.expected_calls)
@@ -42,8 +47,13 @@ class TemplateScorer:
                 unmatched.remove(hit)
         ok = names_ok and not unmatched and len(calls) == len(task.expected_calls)
         value = 0.5 * names_ok + 0.5 * ok
-        return ba.Score(value, {"names": float(names_ok), "arguments": float(ok)}, passed=ok, decoded_calls=calls,
-                        error_type=None if ok else ("wrong_func_name" if not names_ok else "value_error"))
+        return ba.Score(
+            value,
+            {"names": float(names_ok), "arguments": float(ok)},
+            passed=ok,
+            decoded_calls=calls,
+            error_type=None if ok else ("wrong_func_name" if not names_ok else "value_error"),
+        )
 
 
 @ba.hookimpl

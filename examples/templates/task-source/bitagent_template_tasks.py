@@ -12,12 +12,24 @@ import bitagent_core as ba
 
 BITAGENT_PLUGIN_API = "1.0"
 
-STOCK = ba.Tool("get_stock_price", "Latest price of a stock.",
-                {"type": "object", "properties": {"symbol": {"type": "string", "description": "Ticker, e.g. AAPL"}},
-                 "required": ["symbol"]})
-NEWS = ba.Tool("get_news", "Headlines about a topic.",
-               {"type": "object", "properties": {"topic": {"type": "string"}, "limit": {"type": "integer"}},
-                "required": ["topic"]})
+STOCK = ba.Tool(
+    "get_stock_price",
+    "Latest price of a stock.",
+    {
+        "type": "object",
+        "properties": {"symbol": {"type": "string", "description": "Ticker, e.g. AAPL"}},
+        "required": ["symbol"],
+    },
+)
+NEWS = ba.Tool(
+    "get_news",
+    "Headlines about a topic.",
+    {
+        "type": "object",
+        "properties": {"topic": {"type": "string"}, "limit": {"type": "integer"}},
+        "required": ["topic"],
+    },
+)
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "TSLA"]
 CHAT = ["Tell me a joke about stocks.", "What is a dividend, in one sentence?"]
 
@@ -59,8 +71,15 @@ class TemplateTasks:
             symbol = rng.choice(SYMBOLS)
             question = f"How much is {symbol} trading at?"
             expected = (ba.ExpectedCall("get_stock_price", {"symbol": (symbol,)}),)
-        return ba.Task(id=f"template-tasks-{seed}-{index}", messages=(ba.Message("user", question),), tools=tools,
-                       expected_calls=expected, source=self.name, category=category, version=self.version)
+        return ba.Task(
+            id=f"template-tasks-{seed}-{index}",
+            messages=(ba.Message("user", question),),
+            tools=tools,
+            expected_calls=expected,
+            source=self.name,
+            category=category,
+            version=self.version,
+        )
 
 
 @ba.hookimpl
