@@ -45,7 +45,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        task = ANSWERS[request["messages"][-1]["content"]]
+        last = request["messages"][-1]["content"]  # the question, or the prompt folded into it (upstream's layout)
+        task = next(t for question, t in ANSWERS.items() if last.endswith(question))
         if task["id"] in self.server.slow:
             time.sleep(100)
         if "*" in self.server.fail or task["id"] in self.server.fail:

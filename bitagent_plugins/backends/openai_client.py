@@ -288,12 +288,15 @@ class OpenAIClient:
         except ClientError as exc:
             if fold or not has_system or exc.status != 400:
                 raise
-            body, latency = await self.request_json(
-                "POST",
-                "/chat/completions",
-                self.chat_payload(request, model, fold_system=True),
-                session=request.session,
-            )
+            try:
+                body, latency = await self.request_json(
+                    "POST",
+                    "/chat/completions",
+                    self.chat_payload(request, model, fold_system=True),
+                    session=request.session,
+                )
+            except ClientError:
+                raise exc from None  # the layout was not the problem: the server's first answer says what was
             self.prompt_layout = "first-user"
         if not isinstance(body.get("choices"), list) or not body["choices"]:
             raise ClientError(f"a chat completion without choices: {json.dumps(body)[:300]}")
