@@ -75,7 +75,13 @@ class Setup:
         self.chain = new_chain(
             tmp_path / "chain.json",
             netuid=NETUID,
-            neurons=[{"hotkey": self.hk[n], "validator_permit": n == "validator", "stake": 100} for n in names],
+            # the copycat registered after the original committed: a miner without a commitment is dated at its
+            # registration block (the same for every validator), so the original keeps the credit
+            neurons=[
+                {"hotkey": self.hk[n], "validator_permit": n == "validator", "stake": 100}
+                | ({"block_at_registration": 100_000} if n == "copycat" else {})
+                for n in names
+            ],
             hyperparameters={"MinAllowedWeights": 2, "MaxWeightsLimit": MAX_WEIGHT_U16},
         )
         self.model = embedded_model

@@ -105,8 +105,11 @@ def test_a_whole_round(tmp_path, embedded_model):
     chain_file = new_chain(
         tmp_path / "chain.json",
         netuid=NETUID,
+        # the copycat registered after the original committed: a miner without a commitment is dated at its
+        # registration block (the same for every validator), so the original keeps the credit
         neurons=[
             {"hotkey": hk[n], "validator_permit": n == "validator", "stake": 5000 if n == "validator" else 0}
+            | ({"block_at_registration": 100_000} if n == "copycat" else {})
             for n in names
         ],
         hyperparameters={"MinAllowedWeights": MIN_WEIGHTS, "MaxWeightsLimit": MAX_WEIGHT_U16},

@@ -118,9 +118,8 @@ def check_template(
             stderr=subprocess.DEVNULL,
             close_fds=True,
         )
-        status, usage = _wait(proc, started + timeout_s)
+        status, peak = _wait(proc, started + timeout_s)
         elapsed = time.monotonic() - started
-        peak = usage.ru_maxrss * 1024
         if status is None:
             return TemplateCheck(False, f"the chat template did not render within {timeout_s:g} s", elapsed, peak)
         stdout.seek(0)
@@ -142,18 +141,32 @@ def check_template(
     return TemplateCheck(False, f"the chat template {answer.get('reason', 'failed')}", elapsed, peak, chars)
 
 
-def _wait(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int | None, Any]:
-    """The child's exit status (``None`` when it was killed at ``deadline``) and its resource usage."""
+def _wait(proc: subprocess.Popen[bytes], deadline: float) -> tuple[int | None, int]:
+    """The child's exit status (``None`` when it was killed at ``deadline``) and its peak resident memory, sampled
+    while it runs. Not ``ru_maxrss``: on Linux a child's counts the parent's memory at the fork (the old mm's high
+    water mark survives exec), so a big validator would see every template as big."""
+    import psutil
+
+    peak = 0
+    try:
+        child: psutil.Process | None = psutil.Process(proc.pid)
+    except psutil.Error:
+        child = None
     while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if child is not None:
+            try:
+                peak = max(peak, child.memory_info().rss)
+            except psutil.Error:
+                child = None
+        pid, status, _usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage
+            return proc.returncode, peak
         if time.monotonic() >= deadline:
             proc.kill()
-            _pid, status, usage = os.wait4(proc.pid, 0)
+            _pid, status, _usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return None, usage
+            return None, peak
         time.sleep(0.01)
 
 
