@@ -38,6 +38,7 @@ LIMITS = ServerLimits(
     max_connections=16,
     max_per_source=16,
     max_overflow=32,
+    max_waiting=32,
     head_timeout_s=1.0,
     body_timeout_s=1.0,
     request_timeout_s=2.0,
@@ -406,6 +407,54 @@ def test_a_burst_beyond_the_cap_gets_answers_or_503s_never_silent_closes(wallets
         f"burst={n} cap={limits.max_connections} answered_200={sum(s == 200 for s, _ in outcomes)} "
         f"answered_503={sum(s == 503 for s, _ in outcomes)}"
     )
+
+
+def _wait_for(predicate, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "the server never got there"
+        time.sleep(0.01)
+
+
+def _closed(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_a_newcomer_beyond_every_place_waits_unread_then_is_served_or_dropped(wallets):
+    # silent connections never become evictable here: slots, overflow and waiting fill up one by one
+    limits = ServerLimits(
+        max_connections=2, max_per_source=2, max_overflow=2, max_waiting=2, overflow_wait_s=1.5,
+        evict_silent_after_s=60, head_timeout_s=60,
+    )  # fmt: skip
+    authorizer = MetagraphAuthorizer(20, require_permit=False)
+    with SubmissionServer(wallets["miner"], MODEL, netuid=20, authorize=authorizer, limits=limits) as server:
+        protocol_class = server._protocol
+        socks = []
+        try:
+            for _ in range(6):  # 2 slots, 2 overflow, 2 waiting
+                socks.append(socket.create_connection(server.address, timeout=10))
+            _wait_for(lambda: len(protocol_class.live) == 2 and len(protocol_class.waiting) == 2)
+            late = socket.create_connection(server.address, timeout=10)
+            assert _closed(late), "a newcomer beyond every place is dropped at once"
+            assert server.stats.overloaded == 1
+            # a slot frees: the oldest waiting connection takes it, and its request
+            # (sent while it waited unread) is read and answered
+            socks[4].sendall(b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            socks[0].close()
+            answer = socks[4].recv(4096)
+            assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
+            _wait_for(lambda: not protocol_class.waiting)  # the other took the slot that answer freed
+            # newcomers wait out overflow_wait_s and are dropped with a counted refusal, not kept forever
+            socks += [socket.create_connection(server.address, timeout=10) for _ in range(2)]
+            assert all(_closed(sock) for sock in socks[-2:])
+            assert server.stats.overloaded == 3
+            assert not protocol_class.waiting
+        finally:
+            for sock in socks:
+                sock.close()
 
 
 def _legacy_request(miner, wallet, **header_overrides):

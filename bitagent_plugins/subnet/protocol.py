@@ -24,7 +24,8 @@ Server    uvicorn (h11) on a socket we bind, in a daemon thread (:class:`ServerL
           ``max_connections`` open connections and ``max_per_source`` per client address (a newcomer beyond
           either evicts the oldest connection still sending its body, else one with a partial head, one idle
           after an answer, one silent for 2 s; when none can go, the newcomer waits in an overflow pool and
-          its request gets a slot within ``overflow_wait_s`` or a ``503``), a deadline from accept to a
+          its request gets a slot within ``overflow_wait_s`` or a ``503``; when the overflow is full of
+          connections too young to evict, it waits unread for a place, then is dropped), a deadline from accept to a
           complete request head (slow-loris), a short deadline for the body after the head (slow uploads),
           headers capped by h11's ``max_incomplete_event_size``, a deadline for answering, body caps per
           route, a listen backlog of 128, JSON bodies parsed only when shallow, small and finite.
@@ -188,10 +189,13 @@ class ServerLimits:
     #: open connections from one client address (the same eviction within that address)
     max_per_source: int = 64
     #: connections beyond the cap while no slot can be freed: each is answered 503 once its head is read;
-    #: beyond these the oldest of them not answering is evicted, else the newcomer is dropped. Each lives
+    #: beyond these the oldest of them not answering is evicted, else the newcomer waits. Each lives
     #: for milliseconds (a valid client sends its request at once); accepting stops for a second when the
     #: process runs out of file descriptors (asyncio), so a burst waits in the backlog rather than failing
     max_overflow: int = 512
+    #: newcomers beyond the overflow while none of it can be evicted yet: unread, each waits up to
+    #: ``overflow_wait_s`` for a place (oldest first), then is dropped; beyond these a newcomer is dropped
+    max_waiting: int = 512
     #: which connection a newcomer evicts, first to last (the oldest of the first kind there is): one whose
     #: body has been coming for ``evict_body_after_s`` (a validator sends its body with its head); one that
     #: sent part of a head ``evict_after_s`` ago; one idle after an answer; one that has sent nothing for
@@ -317,6 +321,26 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
     per_source: Counter[str] = Counter()
     overflow: OrderedDict[Any, None] = OrderedDict()  # over the cap, to be answered 503, oldest first
 
+    waiting: OrderedDict[Any, None] = OrderedDict()  # over every cap, unread, oldest first
+    ticking: list[asyncio.TimerHandle] = []  # the pending ``_admit_waiting`` call, if any
+
+    def _admit_waiting(loop: asyncio.AbstractEventLoop) -> None:
+        """Waiting connections, oldest first, get a place as one frees; after ``overflow_wait_s`` they are
+        dropped."""
+        ticking.clear()
+        now = loop.time()
+        for conn in list(waiting):
+            if conn.transport.is_closing():
+                waiting.pop(conn)
+            elif conn._admit():
+                waiting.pop(conn)
+                conn.transport.resume_reading()
+            elif conn._since <= now - limits.overflow_wait_s:
+                waiting.pop(conn)
+                conn._refuse_waiting()
+        if waiting:
+            ticking.append(loop.call_later(limits.evict_body_after_s / 2, _admit_waiting, loop))
+
     class GuardedH11Protocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
         #: ``head`` (no request head yet, or idle between requests), ``body`` (head read, body coming),
@@ -333,15 +357,33 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
             super().connection_made(transport)
             self._source = str(self.client[0]) if self.client else ""
             self.logger = _SourceLogger(self.logger, refusals, self._source or None)  # type: ignore[assignment]
+            if self._admit():
+                return
+            if len(waiting) >= limits.max_waiting:
+                self._refuse_waiting()
+                return
+            # every place is young: wait unread (a burst of reconnecting slow uploads fills them all at once,
+            # and they become evictable within ``evict_body_after_s``) rather than close a valid newcomer
+            self.transport.pause_reading()
+            self._since = self.loop.time()
+            waiting[self] = None
+            if not ticking:
+                ticking.append(self.loop.call_later(limits.evict_body_after_s / 2, _admit_waiting, self.loop))
+
+        def _admit(self) -> bool:
+            """A slot, else a place in overflow (evicting if needed): False when neither can be had now."""
             if not self._take_slot():
                 if len(overflow) >= limits.max_overflow and not self._evict_one(overflow, same_source=False):
-                    stats.overloaded += 1
-                    refusals.record(503, "dropped: every connection slot and overflow slot is in use", self._source)
-                    self.transport.abort()
-                    return
+                    return False
                 self._overflow = True  # a slot is tried again when its head arrives, else it is answered 503
                 overflow[self] = None
             self._wait_for_head()
+            return True
+
+        def _refuse_waiting(self) -> None:
+            stats.overloaded += 1
+            refusals.record(503, "dropped: every connection slot and overflow place is in use", self._source)
+            self.transport.abort()
 
         def _promote(self) -> bool:
             """An overflow connection whose request came: a slot now, if one can be freed."""
@@ -400,6 +442,7 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
             return True
 
         def _release(self) -> None:
+            waiting.pop(self, None)
             if self in live:
                 del live[self]
                 per_source[self._source] -= 1
@@ -461,6 +504,7 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
             super().connection_lost(exc)
 
     GuardedH11Protocol.live = live  # type: ignore[attr-defined]
+    GuardedH11Protocol.waiting = waiting  # type: ignore[attr-defined]
     return GuardedH11Protocol
 
 
@@ -678,8 +722,9 @@ class SubmissionServer:
             h11_max_incomplete_event_size=limits.max_header_bytes,
             timeout_graceful_shutdown=2,
             # uvicorn answers 503 beyond this many connections or in-flight requests; our own caps (above) keep
-            # connections at max_connections + max_overflow, the margin covers evicted ones not yet closed
-            limit_concurrency=limits.max_connections + limits.max_overflow + 64,
+            # connections at max_connections + max_overflow + max_waiting, the margin covers evicted ones
+            # not yet closed
+            limit_concurrency=limits.max_connections + limits.max_overflow + limits.max_waiting + 64,
         )
         self._server = uvicorn.Server(config)
         failure: list[BaseException] = []
