@@ -6,7 +6,8 @@ fault a failure is (the backend knows its engine's words; see ``bitagent_plugins
 runner records a sample whose request failed for the validator's side as ``engine_error``.
 
 * **the validator's own** (:attr:`Fault.VALIDATOR`): the engine missing from ``--server-python``, a bad flag,
-  a KV cache too small, out of memory, a full disk, every request of an evaluation failing to reach the server.
+  a KV cache too small, out of memory, a full disk, a backend, task source or scorer it does not have, every
+  request of an evaluation failing to reach the server.
   The model is put back to pending and retried with backoff; no score changes; the log says what the operator
   must fix (:attr:`Failure.action`); ``--once`` exits with :data:`EXIT_VALIDATOR_FAILURE`.
 * **the model's** (:attr:`Fault.MODEL`): vetting, weights that do not load, a context shorter than the subnet's,
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from bitagent_core import backend_error
+from bitagent_core import UnknownPluginObject, backend_error
 
 #: ``bitagent validate --once``: the round could not be finished because of the validator itself.
 EXIT_VALIDATOR_FAILURE = 3
@@ -64,6 +65,8 @@ def classify_exception(exc: BaseException, *, context: str = "") -> Failure:
         return Failure(Fault.VALIDATOR, _short(text, context), "free disk space under the state directory")
     if isinstance(exc, MemoryError):
         return Failure(Fault.VALIDATOR, _short(text, context), "this machine ran out of memory")
+    if isinstance(exc, UnknownPluginObject):  # the validator's configuration names a plugin it does not have
+        return Failure(Fault.VALIDATOR, _short(text, context), "install the plugin or fix the name (bitagent plugins)")
     found = backend_error(exc)
     if found is None:
         return Failure(Fault.UNKNOWN, _short(text, context))
