@@ -136,3 +136,30 @@ def test_a_request_that_waited_out_its_place_is_answered_503_not_dropped(wallets
     assert answer.startswith(b"HTTP/1.1 503 "), answer[:300]
     assert b"\r\nretry-after: 1\r\n" in answer.lower()
     assert server.stats.overloaded == 1
+
+
+def test_an_evicted_client_that_sends_its_request_afterwards_still_reads_the_503(wallets):
+    # a silent connection is evictable after 0.2 s; its (busy) client sends its request only after the eviction
+    limits = ServerLimits(
+        max_connections=1, max_per_source=1, max_overflow=0, max_waiting=4, evict_silent_after_s=0.2,
+        head_timeout_s=30,
+    )  # fmt: skip
+    with _server(wallets, limits) as server:
+        late = socket.create_connection(server.address, timeout=10)
+        newcomer = None
+        try:
+            time.sleep(0.5)
+            newcomer = socket.create_connection(server.address, timeout=10)
+            newcomer.sendall(_signed_request(wallets, server))
+            served = _answer(newcomer)
+            time.sleep(0.2)  # the 503 is on its way to the late client, which sends its request now
+            late.sendall(_signed_request(wallets, server))
+            time.sleep(0.2)
+            refused = _answer(late)
+        finally:
+            late.close()
+            if newcomer is not None:
+                newcomer.close()
+    assert served.startswith(b"HTTP/1.1 200 "), served[:300]
+    assert refused.startswith(b"HTTP/1.1 503 "), refused[:300]
+    assert server.stats.evicted == 1

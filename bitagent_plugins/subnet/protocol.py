@@ -30,7 +30,7 @@ Server    uvicorn (h11) on a socket we bind, in a daemon thread (:class:`ServerL
           wait unread in its socket is never evicted: in a busy server it is the server that is slow), a
           deadline from accept to a complete request head (slow-loris), a short deadline for the body after the
           head (slow uploads), headers capped by h11's ``max_incomplete_event_size``, a deadline for answering,
-          body caps per route, a listen backlog of 128, JSON bodies parsed only when shallow, small and finite.
+          body caps per route, a listen backlog of 1,024, JSON bodies parsed only when shallow, small and finite.
 Client    ``httpx.AsyncClient``, 15 s per miner; answers are read raw and decompressed by us with the cap
           applied while streaming (a gzip bomb costs at most the cap).
 """
@@ -213,6 +213,9 @@ class ServerLimits:
     evict_silent_after_s: float = 2.0
     #: seconds a request over the cap waits for a slot to free before it is answered 503
     overflow_wait_s: float = 1.0
+    #: seconds a connection refused with a raw 503 (evicted, or beyond every place) is still read and its bytes
+    #: dropped after our side ended, so that its client reads the answer rather than a reset
+    linger_s: float = 2.0
     #: seconds from accept (or from the last answer on a kept-alive connection) to a complete request head
     head_timeout_s: float = 5.0
     #: seconds from the request head to the whole body (a validator sends it at once: < 4 KB)
@@ -223,7 +226,10 @@ class ServerLimits:
     keep_alive_s: float = 5.0
     #: bytes of request line + headers (h11's ``max_incomplete_event_size``)
     max_header_bytes: int = 16384
-    backlog: int = 128
+    #: connections the kernel holds until they are accepted: a burst of 1,000 valid requests overflowed 128 on a busy
+    #: server (SYNs dropped, retried after 1, 3, 7, 15 s: some timed out, some went stale); the kernel caps it at
+    #: ``net.core.somaxconn`` (4096 by default)
+    backlog: int = 1024
     #: seconds over which refusals are counted before their one line per reason is logged
     log_window_s: float = 60.0
     #: what a ``503`` tells the client to wait (seconds)
@@ -330,6 +336,7 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
 
     waiting: OrderedDict[Any, None] = OrderedDict()  # over every cap, unread, oldest first
     refusing: set[Any] = set()  # waited out their place: their request is read to be answered 503
+    lingering: set[Any] = set()  # answered a raw 503, our side ended: read and dropped until they close
     overloaded = _overloaded_answer(limits.retry_after_s)
     ticking: list[asyncio.TimerHandle] = []  # the pending ``_admit_waiting`` call, if any
 
@@ -363,6 +370,8 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
         _answered = False
         #: waited out its place: its request is answered 503 as soon as its head is read
         _refusing = False
+        #: answered a raw 503 and ended our side: what comes is dropped
+        _lingering = False
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -393,9 +402,26 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
 
         def _refuse_waiting(self) -> None:
             stats.overloaded += 1
-            refusals.record(503, "dropped: every connection slot and overflow place is in use", self._source)
+            refusals.record(503, "every connection slot and overflow place is in use", self._source)
+            self._refuse()
+
+        def _refuse(self) -> None:
+            """Answer ``503`` with Retry-After, raw (its request may not have come yet, or only in part), then
+            close gently: our side ends, what the client still sends is read and dropped until it closes or
+            ``linger_s`` passes. Closing at once on bytes still coming resets the connection, and the reset
+            can reach the client before it reads the answer (a silent close, seen from there)."""
             self._release()
-            self.transport.abort()
+            self._stop_head_timer()
+            if len(lingering) >= limits.max_waiting:  # a flood beyond every place: no fd is kept for it
+                self.transport.abort()
+                return
+            lingering.add(self)
+            self._lingering = True
+            self.transport.write(overloaded)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.transport.resume_reading()
+            self._head_timer = self.loop.call_later(limits.linger_s, self.transport.abort)
 
         def _refuse_request(self) -> None:
             """No place came within ``overflow_wait_s``: read the request head (its bytes may be waiting unread
@@ -472,6 +498,7 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
         def _release(self) -> None:
             waiting.pop(self, None)
             refusing.discard(self)
+            lingering.discard(self)
             if self in live:
                 del live[self]
                 per_source[self._source] -= 1
@@ -499,15 +526,12 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
 
         def _evicted(self) -> None:
             """Close this connection for a newcomer. One that has not been answered gets a ``503`` with
-            Retry-After first (a slow client is told to come back, not cut off silently: a busy client's valid
-            request may still be on its way); none of its bytes wait unread (``_rank``), so the close is clean."""
+            Retry-After (``_refuse``): a slow client is told to come back, not cut off silently (a busy
+            client's valid request may still be on its way)."""
             if self._answered and not self._partial:
                 self._drop()
-                return
-            self._release()
-            self._stop_head_timer()
-            self.transport.write(overloaded)
-            self.transport.close()
+            else:
+                self._refuse()
 
         def _drop(self) -> None:
             self._release()
@@ -534,6 +558,8 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
                     self._phase, self._since = "body", self.loop.time()
 
         def data_received(self, data: bytes) -> None:
+            if self._lingering:  # answered already: dropped
+                return
             if self._phase == "head":
                 self._partial, self._answered = True, False
             super().data_received(data)
