@@ -36,7 +36,8 @@ from pathlib import Path
 import psutil
 
 MINER = r"""
-import sys, time
+import json, sys, time
+import attrs
 from pathlib import Path
 import bittensor as bt
 from bitagent_plugins.subnet.protocol import MetagraphAuthorizer, SubmissionServer
@@ -47,7 +48,8 @@ authorizer.update({validator: True})
 server = SubmissionServer(wallet, "acme/model@main", netuid=20, authorize=authorizer, host="127.0.0.1", port=0)
 host, port = server.start()
 print(f"{host}:{port}", flush=True)
-sys.stdin.read()
+for line in sys.stdin:  # "stats": the endpoint's counters as one JSON line; end of input: stop
+    print(json.dumps(attrs.asdict(server.stats)), flush=True)
 server.stop()
 """
 
@@ -134,23 +136,23 @@ async def _burst(wallet, miner_hotkey: str, address: str, n: int) -> dict[str, i
     from bitagent_plugins.subnet.protocol import SUBMISSION_PATH, hotkey_signer, request_body
 
     outcomes: dict[str, int] = {"200": 0, "503_retry_after": 0, "other_status": 0, "silent_close": 0}
+    body = request_body(20)
+    signer = hotkey_signer(wallet)
 
-    async def one() -> None:
-        body = request_body(20)
-        headers = http_auth.sign(
-            hotkey_signer(wallet), method="POST", path=SUBMISSION_PATH, body=body, receiver_ss58=miner_hotkey
-        )
-        async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
-            try:
-                response = await client.post(f"http://{address}{SUBMISSION_PATH}", content=body, headers=headers)
-            except httpx.TimeoutException:
-                outcomes["timeout"] = outcomes.get("timeout", 0) + 1
-                return
-            except httpx.HTTPError as exc:
-                outcomes["silent_close"] += 1
-                kind = f"silent_close_{type(exc).__name__}"
-                outcomes[kind] = outcomes.get(kind, 0) + 1
-                return
+    async def one(client: httpx.AsyncClient) -> None:
+        # signed right before it is sent, as a validator does (signing all 1,000 first takes seconds on a loaded
+        # machine: their nonces went stale before they were sent)
+        headers = http_auth.sign(signer, method="POST", path=SUBMISSION_PATH, body=body, receiver_ss58=miner_hotkey)
+        try:
+            response = await client.post(f"http://{address}{SUBMISSION_PATH}", content=body, headers=headers)
+        except httpx.TimeoutException:
+            outcomes["timeout"] = outcomes.get("timeout", 0) + 1
+            return
+        except httpx.HTTPError as exc:
+            outcomes["silent_close"] += 1
+            kind = f"silent_close_{type(exc).__name__}"
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+            return
         if response.status_code == 200:
             outcomes["200"] += 1
         elif response.status_code == 503 and response.headers.get("retry-after"):
@@ -160,8 +162,18 @@ async def _burst(wallet, miner_hotkey: str, address: str, n: int) -> dict[str, i
             kind = f"status_{response.status_code}"
             outcomes[kind] = outcomes.get(kind, 0) + 1
 
-    await asyncio.gather(*(one() for _ in range(n)))
+    # one client, one connection per request (none kept alive): a client per request cost ~10 ms each to make
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=30, trust_env=False, limits=limits) as client:
+        await asyncio.gather(*(one(client) for _ in range(n)))
     return outcomes
+
+
+def _stats(proc: subprocess.Popen) -> dict[str, int]:
+    """The miner endpoint's counters (``ServerStats``)."""
+    proc.stdin.write("stats\n")
+    proc.stdin.flush()
+    return json.loads(proc.stdout.readline())
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -251,8 +263,11 @@ def probe(root: Path, args: argparse.Namespace, wallets: tuple, label: str) -> d
             )
             time.sleep(3)  # the last attackers' connections time out
         if args.burst:
+            before = _stats(proc)
             burst = asyncio.run(_burst(validator, miner_hotkey, address, args.burst))
             out.update({f"burst{args.burst}_{k}": v for k, v in burst.items()})
+            after = _stats(proc)
+            out.update({f"burst{args.burst}_miner_{k}": after[k] - before.get(k, 0) for k in after})
             time.sleep(1)
 
         line = b"X-Pad: " + b"a" * 60_000 + b"\r\n"

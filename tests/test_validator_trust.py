@@ -81,7 +81,8 @@ def test_heartbeats_and_syncs_go_on_during_an_in_process_sample(tmp_path, embedd
 
     monkeypatch.setattr(LlamaCppBackend, "_complete", timed)
     monkeypatch.syspath_prepend(str(TEST_PLUGINS))
-    monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)
+    # without the servers plugin the validator cannot run llama.cpp as a server process: it runs in-process
+    monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS.replace("servers,", ""))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     plugins.reset_registry()
     wallets = {name: make_wallet(tmp_path / "wallets", name) for name in ("validator", "miner")}

@@ -1,9 +1,15 @@
 """The model pipeline: vet, download, evaluate, delete -- one model at a time, on the validator's own loop.
 
 Each step returns a typed result or raises; deciding what a failure means for the miner (``failures``) and
-recording it (``scoring``) is the caller's job. Evaluations run as tasks on the validator's event loop: a
-backend that generates in-process (llama-cpp) is asked to generate off the loop (``worker_thread``), so
+recording it (``scoring``) is the caller's job. Evaluations run as tasks on the validator's event loop, so
 syncs, the heartbeat and weight setting keep their schedule while a model answers.
+
+An evaluation has a deadline (``--evaluation-deadline``): past it the evaluation is cancelled, which stops the
+model's server process (SIGTERM, then SIGKILL after the backend's ``stop_timeout``), and the miss is raised as
+:class:`DeadlineMissed` with what happened (missed by N s). The in-process llama.cpp backend cannot be
+interrupted inside a chat-template render (a template that loops holds its thread for hours, and the process
+with it), so the validator runs ``--backend llama-cpp`` as ``llama-cpp-server``: the same engine in a process
+it can kill.
 """
 
 from __future__ import annotations
@@ -17,12 +23,42 @@ from typing import Any
 
 import attrs
 
+from bitagent_core import BackendError, Fault
 from bitagent_plugins.subnet import vetting
 from bitagent_plugins.subnet.keys import ModelKey
 
 log = logging.getLogger("bitagent.subnet.validator")
 
 GGUF_BACKENDS = ("llama-cpp", "llama-cpp-server")
+#: a backend that runs the model in this process -> the same engine as a server process the validator can kill
+KILLABLE_BACKENDS = {"llama-cpp": "llama-cpp-server"}
+#: the in-process backend's options the server backend takes too (``worker_thread``, ``verbose``: not there)
+SERVER_OPTIONS = ("n_ctx", "n_threads", "n_gpu_layers", "n_batch", "seed")
+#: seconds an evaluation may take, model start included (``--evaluation-deadline``)
+DEFAULT_DEADLINE_S = 3600.0
+
+
+class DeadlineMissed(BackendError):
+    """The evaluation ran past its deadline and its model process was stopped. Whose fault: the model's when
+    its requests ran into the per-request timeout (as for any timeout while the server answers: a chat
+    template that loops, a model that never stops); otherwise this validator was too slow for its deadline
+    (still loading, or answering every request in time but too slowly), which changes no score."""
+
+    def __init__(self, deadline_s: float, over_s: float, *, answered: int, total: int, timeouts: int) -> None:
+        self.over_s = over_s
+        fault: Fault = "model" if timeouts else "validator"
+        if timeouts:
+            why, action = f"{timeouts} of them ran past the request timeout", ""
+        else:
+            why = "none past the request timeout: this validator was too slow for its deadline"
+            action = "raise --evaluation-deadline or give the model server more compute"
+        super().__init__(
+            f"deadline of {deadline_s:g} s missed by {over_s:.1f} s ({answered}/{total} tasks ended, {why}); "
+            "the model's process was stopped",
+            fault=fault,
+            retryable=fault != "model",
+            action=action,
+        )
 
 
 @attrs.frozen
@@ -64,16 +100,25 @@ class ModelPipeline:
         backend_options: dict[str, str],
         runs_dir: Path,
         request_timeout_s: float,
+        deadline_s: float = DEFAULT_DEADLINE_S,
     ) -> None:
         self.registry = registry
         self.competition = competition
         self.cache_dir = cache_dir
         self.hub = hub
         self.limits = limits
+        #: as configured (what vetting checks the model against); ``engine``: what runs it
         self.backend = backend
-        self.backend_options = _context_length(backend, _off_the_loop(registry, backend, backend_options))
+        self.engine, options = _killable(registry, backend, backend_options)
+        self.backend_options = _context_length(self.engine, _off_the_loop(registry, self.engine, options))
         self.runs_dir = runs_dir
         self.request_timeout_s = request_timeout_s
+        if deadline_s <= request_timeout_s:  # a request that never ends must time out before the deadline
+            raise ValueError(
+                f"the evaluation deadline ({deadline_s:g} s) must be longer than the request timeout "
+                f"({request_timeout_s:g} s)"
+            )
+        self.deadline_s = deadline_s
 
     async def vet(self, key: ModelKey) -> vetting.VettingReport:
         """The vetting verdict at the locked sha; a repo that crashes vetting is rejected, not retried."""
@@ -124,7 +169,7 @@ class ModelPipeline:
 
         config = RunConfig(
             tasks=f"competition:{self.competition.name}",
-            backend=self.backend,
+            backend=self.engine,
             model=model,
             scorer=self.competition.scorer,
             limit=sample_size,
@@ -135,7 +180,7 @@ class ModelPipeline:
             timeout_s=self.request_timeout_s,
         )
         started = time.monotonic()
-        progress = {"done": 0, "step": max(1, sample_size // 10)}
+        progress = {"done": 0, "timeouts": 0, "step": max(1, sample_size // 10)}
 
         class LogProgress(RunObserver):
             """The evaluation's phases as the validator's INFO lines."""
@@ -148,12 +193,28 @@ class ModelPipeline:
 
             def sample(self, record: Any) -> None:
                 progress["done"] += 1
+                progress["timeouts"] += getattr(record, "error_type", None) == "timeout"
                 done = progress["done"]
                 if done % progress["step"] == 0 or done == sample_size:
                     log.info("%s: %d/%d responses (%.1f s)", key, done, sample_size, time.monotonic() - started)
 
         evaluation = Evaluation(config, self.registry, observer=LogProgress())
-        run_results = await evaluation.run()
+        try:
+            # cancelling the run stops the model's process (the backend's close), bounded by its stop_timeout
+            async with asyncio.timeout(self.deadline_s) as deadline:
+                run_results = await evaluation.run()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            missed = DeadlineMissed(
+                self.deadline_s,
+                time.monotonic() - started - self.deadline_s,
+                answered=progress["done"],
+                total=sample_size,
+                timeouts=progress["timeouts"],
+            )
+            log.warning("%s: %s", key, missed)
+            raise missed from None
         log.info("%s: model stopped after %.1f s", key, time.monotonic() - started)
         if run_results.status != "complete":
             raise RuntimeError(f"the evaluation ended {run_results.status}")
@@ -217,6 +278,25 @@ class ModelPipeline:
                     continue
                 freed = vetting.delete(key, self.cache_dir)
                 log.info("removed %s from the cache (%d bytes)", key, freed)
+
+
+def _killable(registry: Any, backend: str, options: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The backend that runs ``backend``'s engine in a process the validator can kill, with the options it
+    takes; ``backend`` itself when it has no such twin or the twin's plugin is not loaded (said once)."""
+    server = KILLABLE_BACKENDS.get(backend)
+    if server is None:
+        return backend, dict(options)
+    try:
+        registry.get("backends", server)
+    except LookupError:
+        log.warning(
+            "the %s backend runs in this process: a chat template that loops cannot be stopped "
+            "(load the servers plugin to run it as %s)",
+            backend,
+            server,
+        )
+        return backend, dict(options)
+    return server, {k: v for k, v in options.items() if k in SERVER_OPTIONS}
 
 
 def _off_the_loop(registry: Any, backend: str, options: dict[str, str]) -> dict[str, str]:

@@ -446,6 +446,16 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
         help="Seconds per model request.",
     )
     @_opt(
+        "--evaluation-deadline",
+        type=click.FloatRange(min=1),
+        default=3600.0,
+        show_default=True,
+        env="EVALUATION_DEADLINE",
+        help="Seconds one model's whole evaluation may take (model start included); past it the model's process "
+        "is stopped and the miss recorded (the model's fault when its requests timed out). Longer than "
+        "--request-timeout.",
+    )
+    @_opt(
         "--max-params",
         type=click.IntRange(min=1),
         env="MAX_PARAMS",
@@ -552,6 +562,7 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
         server_python: str | None,
         mem_fraction_static: float | None,
         request_timeout: float,
+        evaluation_deadline: float,
         max_params: int | None,
         max_download_bytes: int | None,
         once: bool,
@@ -611,6 +622,7 @@ def validate_command(substrate_factory: Callable[[], Any] | None = None) -> clic
             once=once,
             max_rounds=max_rounds,
             request_timeout_s=request_timeout,
+            evaluation_deadline_s=evaluation_deadline,
             reevaluate_blocks=reevaluate_blocks or None,
             ema_alpha=ema_alpha,
             heartbeat_s=heartbeat,

@@ -25,10 +25,12 @@ Server    uvicorn (h11) on a socket we bind, in a daemon thread (:class:`ServerL
           either evicts the oldest connection still sending its body, else one with a partial head, one idle
           after an answer, one silent for 2 s; when none can go, the newcomer waits in an overflow pool and
           its request gets a slot within ``overflow_wait_s`` or a ``503``; when the overflow is full of
-          connections too young to evict, it waits unread for a place, then is dropped), a deadline from accept to a
-          complete request head (slow-loris), a short deadline for the body after the head (slow uploads),
-          headers capped by h11's ``max_incomplete_event_size``, a deadline for answering, body caps per
-          route, a listen backlog of 128, JSON bodies parsed only when shallow, small and finite.
+          connections too young to evict, it waits unread for a place, then its request is read and answered
+          ``503``; an evicted connection not answered yet gets a ``503`` with Retry-After, and one whose bytes
+          wait unread in its socket is never evicted: in a busy server it is the server that is slow), a
+          deadline from accept to a complete request head (slow-loris), a short deadline for the body after the
+          head (slow uploads), headers capped by h11's ``max_incomplete_event_size``, a deadline for answering,
+          body caps per route, a listen backlog of 1,024, JSON bodies parsed only when shallow, small and finite.
 Client    ``httpx.AsyncClient``, 15 s per miner; answers are read raw and decompressed by us with the cap
           applied while streaming (a gzip bomb costs at most the cap).
 """
@@ -36,12 +38,16 @@ Client    ``httpx.AsyncClient``, 15 s per miner; answers are read raw and decomp
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import ipaddress
 import json
 import logging
 import math
 import re
 import socket
+import struct
+import termios
 import threading
 import time
 import zlib
@@ -194,7 +200,8 @@ class ServerLimits:
     #: process runs out of file descriptors (asyncio), so a burst waits in the backlog rather than failing
     max_overflow: int = 512
     #: newcomers beyond the overflow while none of it can be evicted yet: unread, each waits up to
-    #: ``overflow_wait_s`` for a place (oldest first), then is dropped; beyond these a newcomer is dropped
+    #: ``overflow_wait_s`` for a place (oldest first), then its request is read and answered 503 (one that sends
+    #: no request head within another ``overflow_wait_s`` is dropped); beyond these a newcomer is dropped
     max_waiting: int = 512
     #: which connection a newcomer evicts, first to last (the oldest of the first kind there is): one whose
     #: body has been coming for ``evict_body_after_s`` (a validator sends its body with its head); one that
@@ -206,6 +213,9 @@ class ServerLimits:
     evict_silent_after_s: float = 2.0
     #: seconds a request over the cap waits for a slot to free before it is answered 503
     overflow_wait_s: float = 1.0
+    #: seconds a connection refused with a raw 503 (evicted, or beyond every place) is still read and its bytes
+    #: dropped after our side ended, so that its client reads the answer rather than a reset
+    linger_s: float = 2.0
     #: seconds from accept (or from the last answer on a kept-alive connection) to a complete request head
     head_timeout_s: float = 5.0
     #: seconds from the request head to the whole body (a validator sends it at once: < 4 KB)
@@ -216,7 +226,10 @@ class ServerLimits:
     keep_alive_s: float = 5.0
     #: bytes of request line + headers (h11's ``max_incomplete_event_size``)
     max_header_bytes: int = 16384
-    backlog: int = 128
+    #: connections the kernel holds until they are accepted: a burst of 1,000 valid requests overflowed 128 on a busy
+    #: server (SYNs dropped, retried after 1, 3, 7, 15 s: some timed out, some went stale); the kernel caps it at
+    #: ``net.core.somaxconn`` (4096 by default)
+    backlog: int = 1024
     #: seconds over which refusals are counted before their one line per reason is logged
     log_window_s: float = 60.0
     #: what a ``503`` tells the client to wait (seconds)
@@ -322,11 +335,14 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
     overflow: OrderedDict[Any, None] = OrderedDict()  # over the cap, to be answered 503, oldest first
 
     waiting: OrderedDict[Any, None] = OrderedDict()  # over every cap, unread, oldest first
+    refusing: set[Any] = set()  # waited out their place: their request is read to be answered 503
+    lingering: set[Any] = set()  # answered a raw 503, our side ended: read and dropped until they close
+    overloaded = _overloaded_answer(limits.retry_after_s)
     ticking: list[asyncio.TimerHandle] = []  # the pending ``_admit_waiting`` call, if any
 
     def _admit_waiting(loop: asyncio.AbstractEventLoop) -> None:
-        """Waiting connections, oldest first, get a place as one frees; after ``overflow_wait_s`` they are
-        dropped."""
+        """Waiting connections, oldest first, get a place as one frees; after ``overflow_wait_s`` their request
+        is read and answered 503 (``_refuse_request``)."""
         ticking.clear()
         now = loop.time()
         for conn in list(waiting):
@@ -337,7 +353,7 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
                 conn.transport.resume_reading()
             elif conn._since <= now - limits.overflow_wait_s:
                 waiting.pop(conn)
-                conn._refuse_waiting()
+                conn._refuse_request()
         if waiting:
             ticking.append(loop.call_later(limits.evict_body_after_s / 2, _admit_waiting, loop))
 
@@ -352,6 +368,10 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
         _since = 0.0
         _partial = False
         _answered = False
+        #: waited out its place: its request is answered 503 as soon as its head is read
+        _refusing = False
+        #: answered a raw 503 and ended our side: what comes is dropped
+        _lingering = False
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -359,7 +379,7 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
             self.logger = _SourceLogger(self.logger, refusals, self._source or None)  # type: ignore[assignment]
             if self._admit():
                 return
-            if len(waiting) >= limits.max_waiting:
+            if len(waiting) + len(refusing) >= limits.max_waiting:
                 self._refuse_waiting()
                 return
             # every place is young: wait unread (a burst of reconnecting slow uploads fills them all at once,
@@ -382,8 +402,37 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
 
         def _refuse_waiting(self) -> None:
             stats.overloaded += 1
-            refusals.record(503, "dropped: every connection slot and overflow place is in use", self._source)
-            self.transport.abort()
+            refusals.record(503, "every connection slot and overflow place is in use", self._source)
+            self._refuse()
+
+        def _refuse(self) -> None:
+            """Answer ``503`` with Retry-After, raw (its request may not have come yet, or only in part), then
+            close gently: our side ends, what the client still sends is read and dropped until it closes or
+            ``linger_s`` passes. Closing at once on bytes still coming resets the connection, and the reset
+            can reach the client before it reads the answer (a silent close, seen from there)."""
+            self._release()
+            self._stop_head_timer()
+            if len(lingering) >= limits.max_waiting:  # a flood beyond every place: no fd is kept for it
+                self.transport.abort()
+                return
+            lingering.add(self)
+            self._lingering = True
+            self.transport.write(overloaded)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.transport.resume_reading()
+            self._head_timer = self.loop.call_later(limits.linger_s, self.transport.abort)
+
+        def _refuse_request(self) -> None:
+            """No place came within ``overflow_wait_s``: read the request head (its bytes may be waiting unread
+            in a busy server) and answer it 503 with Retry-After, not a silent close; a head that does not come
+            within another ``overflow_wait_s`` is dropped."""
+            self._refusing = True
+            refusing.add(self)
+            self._phase, self._since, self._partial = "head", self.loop.time(), False
+            self._stop_head_timer()
+            self._head_timer = self.loop.call_later(limits.overflow_wait_s, self._head_expired)
+            self.transport.resume_reading()
 
         def _promote(self) -> bool:
             """An overflow connection whose request came: a slot now, if one can be freed."""
@@ -409,7 +458,12 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
             return True
 
         def _rank(self, now: float) -> int:
-            """How evictable this connection is: 0 first, 4 never (see ``ServerLimits.evict_body_after_s``)."""
+            """How evictable this connection is: 0 first, 4 never (see ``ServerLimits.evict_body_after_s``).
+            One whose bytes wait unread in its socket is never: this busy server is the slow one, not it."""
+            rank = self._time_rank(now)
+            return 4 if rank < 4 and _unread_bytes(self.transport) else rank
+
+        def _time_rank(self, now: float) -> int:
             if self._phase == "body":
                 return 0 if self._since <= now - limits.evict_body_after_s else 4
             if self._phase != "head":
@@ -438,11 +492,13 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
             stats.evicted += 1
             if victim._phase == "body" and victim.cycle is not None:
                 victim.cycle.scope["bitagent.evicted"] = True
-            victim._drop()
+            victim._evicted()
             return True
 
         def _release(self) -> None:
             waiting.pop(self, None)
+            refusing.discard(self)
+            lingering.discard(self)
             if self in live:
                 del live[self]
                 per_source[self._source] -= 1
@@ -462,9 +518,20 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
 
         def _head_expired(self) -> None:
             self._head_timer = None
-            if self._phase == "head":
+            if self._phase == "head" and self._refusing:
+                self._refuse_waiting()
+            elif self._phase == "head":
                 stats.head_timeouts += 1
                 self._drop()
+
+        def _evicted(self) -> None:
+            """Close this connection for a newcomer. One that has not been answered gets a ``503`` with
+            Retry-After (``_refuse``): a slow client is told to come back, not cut off silently (a busy
+            client's valid request may still be on its way)."""
+            if self._answered and not self._partial:
+                self._drop()
+            else:
+                self._refuse()
 
         def _drop(self) -> None:
             self._release()
@@ -479,8 +546,10 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
             super().handle_events()
             if self.cycle is not cycle and self.cycle is not None:  # a request head arrived
                 self._stop_head_timer()
-                if self._overflow:  # by now the others' heads are read too: slow uploads can be told apart
-                    scope: dict[str, Any] = self.cycle.scope  # type: ignore[assignment]
+                scope: dict[str, Any] = self.cycle.scope  # type: ignore[assignment]
+                if self._refusing:
+                    scope["bitagent.take_slot"] = _no_slot
+                elif self._overflow:  # by now the others' heads are read too: slow uploads can be told apart
                     scope["bitagent.take_slot"] = self._promote
             if self.cycle is not None and self._phase != "busy" and self.conn.their_state is not h11.IDLE:
                 if not self.cycle.more_body:
@@ -489,6 +558,8 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
                     self._phase, self._since = "body", self.loop.time()
 
         def data_received(self, data: bytes) -> None:
+            if self._lingering:  # answered already: dropped
+                return
             if self._phase == "head":
                 self._partial, self._answered = True, False
             super().data_received(data)
@@ -504,8 +575,35 @@ def _guarded_protocol(limits: ServerLimits, stats: ServerStats, refusals: Refusa
             super().connection_lost(exc)
 
     GuardedH11Protocol.live = live  # type: ignore[attr-defined]
+    GuardedH11Protocol.refusing = refusing  # type: ignore[attr-defined]
     GuardedH11Protocol.waiting = waiting  # type: ignore[attr-defined]
     return GuardedH11Protocol
+
+
+def _overloaded_answer(retry_after_s: int) -> bytes:
+    """The answer of a connection evicted before it was answered, written raw (its request may not have come
+    yet): ``503`` with Retry-After."""
+    body = _error("every connection slot is in use: retry shortly")
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        + f"retry-after: {retry_after_s}\r\nconnection: close\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def _no_slot() -> bool:
+    return False
+
+
+def _unread_bytes(transport: Any) -> int:
+    """Bytes received on ``transport``'s socket and not read yet (0 when it cannot be told)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0
 
 
 class _TooLarge(Exception):
@@ -529,8 +627,10 @@ class _App:
         owner = self.owner
         headers: Mapping[str, str] = {}
         take_slot = scope.get("bitagent.take_slot")
-        if take_slot is not None and not await _wait_for_slot(take_slot, owner.limits.overflow_wait_s):
+        wait_s = 0.0 if take_slot is _no_slot else owner.limits.overflow_wait_s
+        if take_slot is not None and not await _wait_for_slot(take_slot, wait_s):
             owner.stats.overloaded += 1
+            await _drain_body(receive, owner.limits.body_timeout_s)  # closing on unread bytes would reset the answer
             status, payload = 503, _error("every connection slot is answering: retry shortly")
             headers = {"Retry-After": str(owner.limits.retry_after_s), "Connection": "close"}
         else:
@@ -608,6 +708,12 @@ async def _wait_for_slot(take_slot: Callable[[], bool], wait_s: float) -> bool:
             return False
         await asyncio.sleep(0.05)
     return True
+
+
+async def _drain_body(receive: Callable, timeout_s: float) -> None:
+    """Read and drop a request's body (capped, within ``timeout_s``) before it is refused."""
+    with contextlib.suppress(_TooLarge, _Disconnected, TimeoutError):
+        await asyncio.wait_for(_read_body(receive, max(MAX_REQUEST_BYTES, legacy.MAX_REQUEST_BYTES)), timeout_s)
 
 
 async def _read_body(receive: Callable, cap: int) -> bytes:

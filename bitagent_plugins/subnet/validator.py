@@ -55,7 +55,7 @@ from bitagent_plugins.subnet.failures import (
     classify_results,
 )
 from bitagent_plugins.subnet.keys import ModelKey
-from bitagent_plugins.subnet.pipeline import ModelPipeline
+from bitagent_plugins.subnet.pipeline import DEFAULT_DEADLINE_S, ModelPipeline
 from bitagent_plugins.subnet.scoring import ModelJob, Scoreboard
 from bitagent_plugins.subnet.state import DEFAULT_EMA_ALPHA, RoundRow, ValidatorState
 from bitagent_plugins.subnet.weight_setter import WeightSetter
@@ -115,6 +115,8 @@ class ValidatorConfig:
     max_rounds: int | None = None
     tick_s: float | None = None
     request_timeout_s: float = 300.0
+    #: seconds one model's whole evaluation may take (model start included); past it its process is stopped
+    evaluation_deadline_s: float = DEFAULT_DEADLINE_S
     #: blocks between re-evaluations of each vetted model (None: never); 7200 blocks ~ one day at 12 s
     reevaluate_blocks: int | None = 7200
     ema_alpha: float = DEFAULT_EMA_ALPHA
@@ -242,6 +244,7 @@ class Validator:
             backend_options=config.backend_options,
             runs_dir=config.runs_dir,
             request_timeout_s=config.request_timeout_s,
+            deadline_s=config.evaluation_deadline_s,
         )
         #: sent with the weights: ``--weights-version-key``, else upstream's formula on this release's version
         self.weights_version_key = (
