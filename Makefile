@@ -37,7 +37,7 @@ test: install browser
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=30
 
 # the edit loop: everything but the tests that run the embedded model (marked slow by tests/conftest.py),
 # with a tenth of the generated examples
@@ -48,7 +48,7 @@ test-fast: install
 
 # the real engine tier alone: vLLM's CPU build serving real models (installed once into a cached side venv)
 test-engine: install
-	$(BIN)/python -m pytest -m engine
+	$(BIN)/python -m pytest -m engine --durations=30
 
 lint: install
 	$(BIN)/ruff check .

@@ -225,9 +225,11 @@ def test_a_third_party_plugin_installs_with_pip_and_runs(tmp_path, embedded_mode
 
 @pytest.fixture
 def multi_turn_tasks(tmp_path):
-    """Two BFCL multi-turn entries (GorillaFileSystem) as a JSONL file, their prompt cut to the functions their
-    ground truth uses plus two (BFCL's full prompt is ~6k tokens: minutes per trajectory on 2 shared cores) and
-    3 steps a turn; the environment and the scorer are BFCL's as served."""
+    """Two BFCL multi-turn entries (GorillaFileSystem) as a JSONL file: their first two turns (with their ground
+    truth; two are what multi-turn needs, a later turn appended to a played one), 2 steps a turn, and one prompt
+    for both, cut to the functions their ground truth uses plus two (BFCL's full prompt is ~6k tokens: minutes per
+    trajectory on 2 shared cores). One prompt: llama.cpp reuses its evaluated prefix for the second trajectory.
+    The environment and the scorer are BFCL's as served."""
     import attrs
 
     from bitagent_core.plugins import get_registry
@@ -235,17 +237,22 @@ def multi_turn_tasks(tmp_path):
     from bitagent_plugins.bfcl import multi_turn
 
     tasks = {t.id: t for t in load_tasks(get_registry(), "bfcl:multi_turn_base", 0, None)}
+    chosen = [tasks[task_id] for task_id in ("multi_turn_base_3", "multi_turn_base_9")]
+    used = {call.split("(")[0] for task in chosen for turn in task.metadata["ground_truth"][:2] for call in turn}
     lines = []
-    for task_id in ("multi_turn_base_3", "multi_turn_base_9"):
-        task = tasks[task_id]
-        used = {call.split("(")[0] for turn in task.metadata["ground_truth"] for call in turn} | {"ls", "pwd"}
-        tools = tuple(t for t in task.tools if t.name in used)
-        docs = [t.to_json() for t in tools]
-        lines.append(
-            attrs.evolve(
-                task, tools=tools, system_prompt=multi_turn.system_prompt(docs), max_steps_per_turn=3
-            ).to_json()
+    for task in chosen:
+        tools = tuple(t for t in task.tools if t.name in used | {"ls", "pwd"})
+        task = attrs.evolve(
+            task,
+            tools=tools,
+            system_prompt=multi_turn.system_prompt([t.to_json() for t in tools]),
+            turns=task.turns[:1],
+            metadata={**task.metadata, "ground_truth": task.metadata["ground_truth"][:2]},
+            max_steps_per_turn=2,
         )
+        assert len(task.metadata["ground_truth"]) == 2
+        lines.append(task.to_json())
+    assert lines[0]["system_prompt"] == lines[1]["system_prompt"]
     path = tmp_path / "multi_turn.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return path
@@ -282,7 +289,7 @@ def test_multi_turn_on_the_embedded_model_with_ctrl_c_and_resume(tmp_path, embed
                 break
             time.sleep(0.05)
         assert samples is not None, proc.stderr.read() if proc.poll() is not None else "no trajectory finished"
-        proc.send_signal(signal.SIGINT)  # the second trajectory (3 turns, >= 3 requests) is still being played
+        proc.send_signal(signal.SIGINT)  # the second trajectory (2 turns, >= 2 requests) is still being played
         _, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -298,9 +305,9 @@ def test_multi_turn_on_the_embedded_model_with_ctrl_c_and_resume(tmp_path, embed
     first = json.loads(samples.read_text().splitlines()[0])
     assert first["status"] == "ok" and first["error_type"] != "backend_error"
     turns = first["trajectory"]["turns"]
-    # every user turn was played, unless a turn ran past its 3 steps (the model repeating a call)
+    # every user turn was played, unless a turn ran past its 2 steps (the model repeating a call)
     terminated = first["trajectory"]["terminated"]
-    assert len(turns) == len(first["turns"]) + 1 if terminated is None else terminated.endswith("more than 3 steps")
+    assert len(turns) == len(first["turns"]) + 1 if terminated is None else terminated.endswith("more than 2 steps")
     steps = [s for turn in turns for s in turn]
     assert all(s["completion_tokens"] > 0 for s in steps)
     out = bitagent("evaluate", "--resume", str(run_dir), "--json", timeout=900)

@@ -25,6 +25,9 @@ from bitagent_plugins.subnet.vetting import OfflineHubClient, vet
 NETUID = 20
 PLUGINS = "llama-cpp,bitagent-tasks,bitagent-scorer,bitagent-competition,subnet"
 ALPHA = 0.3
+#: a first evaluation and a re-evaluation: the fewest that move an average (its arithmetic over more rounds
+#: is test_moving_average_and_reevaluation_schedule_in_the_state's); each costs a model load and a sample
+ROUNDS = 2
 
 
 def _commit(chain_file: Path, wallet, text: str) -> None:
@@ -185,7 +188,7 @@ def test_rounds_move_the_average_and_a_reuploaded_copy_is_caught(tmp_path, embed
         sample_size=2,
         sync_interval=2,
         epoch_length=1000,
-        max_rounds=3,
+        max_rounds=ROUNDS,
         reevaluate_blocks=1,
         ema_alpha=ALPHA,
         max_download_bytes=10**9,
@@ -203,11 +206,11 @@ def test_rounds_move_the_average_and_a_reuploaded_copy_is_caught(tmp_path, embed
         assert db.check() == []
         assert db.vetting(orig).weights_digest == db.vetting(thief).weights_digest is not None
         (evaluation,) = db.evaluations()  # the copy is never evaluated
-        assert evaluation.model_key == orig and evaluation.n_done == 3
+        assert evaluation.model_key == orig and evaluation.n_done == ROUNDS
         history = list(reversed(db.history(orig)))
         rounds = db.rounds()
-        assert len(history) == 3 and len({h["round_id"] for h in history}) == 3
-        assert len({r.seed for r in rounds}) == 3  # a fresh private sample each round
+        assert len(history) == ROUNDS and len({h["round_id"] for h in history}) == ROUNDS
+        assert len({r.seed for r in rounds}) == ROUNDS  # a fresh private sample each round
         scores = db.scores_by_hotkey(evaluation.competition, evaluation.competition_version)
         expected = _ema([h["score"] for h in history], ALPHA)
         assert scores == {hk["orig"]: pytest.approx(expected), hk["thief"]: 0.0}
@@ -219,7 +222,7 @@ def test_rounds_move_the_average_and_a_reuploaded_copy_is_caught(tmp_path, embed
         ]
         assert all(len(ids) == 2 for ids in task_ids) and len({tuple(ids) for ids in task_ids}) > 1
     feedback = sorted((config.runs_dir / "feedback").glob("round-*/uid-*.json"))
-    assert len(feedback) == 6  # both hotkeys, every round
+    assert len(feedback) == 2 * ROUNDS  # both hotkeys, every round
     for path in feedback:
         entry = json.loads(path.read_text())
         assert entry["credited"] == (entry["hotkey"] == hk["orig"]) and entry["evaluated_model"] == orig
