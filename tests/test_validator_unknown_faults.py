@@ -58,7 +58,7 @@ def _plugin() -> types.ModuleType:
 
 
 def test_an_unknown_cause_is_retried_then_counted_as_the_models(tmp_path, monkeypatch):
-    from bitagent_core.plugins import PluginRegistry
+    from bitagent_core import PluginRegistry
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 
     monkeypatch.syspath_prepend(str(TEST_PLUGINS))
@@ -121,7 +121,7 @@ def test_an_unknown_cause_is_retried_then_counted_as_the_models(tmp_path, monkey
 
 
 def test_a_plugin_the_validator_lacks_is_its_own_fault():
-    from bitagent_core.plugins import PluginRegistry
+    from bitagent_core import PluginRegistry
     from bitagent_plugins.subnet.failures import classify_exception
 
     with pytest.raises(ba.UnknownPluginObject) as raised:
