@@ -19,10 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bitagent_core import expected_arguments, python_literal, pythonic_name, render_expected
+from bitagent_core._plugins import get_registry
+from bitagent_core._runner import load_tasks
 from bitagent_core.model import Task
-from bitagent_core.plugins import get_registry
-from bitagent_core.runner import load_tasks
+from bitagent_core.toolkit import expected_arguments, python_literal, pythonic_name, render_expected
 from bitagent_plugins.bfcl.perturb import PERTURBATIONS, perturb
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bitagent_core import Evaluation, RunConfig  # noqa: E402
-from bitagent_core.plugins import get_registry  # noqa: E402
+from bitagent_core._plugins import get_registry  # noqa: E402
 
 
 def emit(name: str, value: Any) -> None:

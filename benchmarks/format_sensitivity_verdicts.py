@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from bitagent_core.plugins import get_registry
-from bitagent_core.runner import load_tasks
+from bitagent_core._plugins import get_registry
+from bitagent_core._runner import load_tasks
 from bitagent_plugins.bfcl import format_sensitivity as fs
 from bitagent_plugins.bfcl.tasks import locate_data
 

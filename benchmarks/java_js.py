@@ -24,9 +24,9 @@ sys.path.insert(0, str(HERE))
 from java_js_reference import corpus  # noqa: E402
 from side_process import SideProcess  # noqa: E402
 
+from bitagent_core._plugins import get_registry  # noqa: E402
+from bitagent_core._runner import load_tasks  # noqa: E402
 from bitagent_core.model import Completion  # noqa: E402
-from bitagent_core.plugins import get_registry  # noqa: E402
-from bitagent_core.runner import load_tasks  # noqa: E402
 from bitagent_plugins.bfcl.scorer import BfclScorer  # noqa: E402
 from bitagent_plugins.bfcl.tasks import wheel_data_dir  # noqa: E402
 

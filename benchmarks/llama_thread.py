@@ -13,9 +13,9 @@ import sys
 import threading
 import time
 
-from bitagent_core.plugins import get_registry
-from bitagent_core.prompting import build_request
-from bitagent_core.runner import load_tasks
+from bitagent_core._plugins import get_registry
+from bitagent_core._runner import load_tasks
+from bitagent_core.toolkit.prompting import build_request
 from bitagent_plugins.backends.embedded_model import embedded_model_path
 from bitagent_plugins.backends.openai_format import to_openai_messages
 

@@ -40,8 +40,8 @@ SAMPLE = 600  # trajectories per round
 
 
 def scoring() -> None:
-    from bitagent_core.plugins import get_registry
-    from bitagent_core.runner import load_tasks
+    from bitagent_core._plugins import get_registry
+    from bitagent_core._runner import load_tasks
 
     tasks = {t.id: t for t in load_tasks(get_registry(), "bfcl:multi_turn", 0, None)}
     items = corpus()
@@ -91,9 +91,9 @@ def scoring() -> None:
 async def prefix_reuse() -> None:
     import llama_cpp
 
-    from bitagent_core.agent import PlayConfig, make_environment, play
-    from bitagent_core.plugins import get_registry
-    from bitagent_core.runner import load_tasks
+    from bitagent_core._agent import PlayConfig, make_environment, play
+    from bitagent_core._plugins import get_registry
+    from bitagent_core._runner import load_tasks
 
     registry = get_registry()
     task = next(t for t in load_tasks(registry, "bfcl:multi_turn_base", 0, None) if t.id == "multi_turn_base_9")

@@ -44,9 +44,9 @@ def peak_rss_kb(responses: Path, out: Path) -> int:
 def main() -> None:
     lines = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bitagent_core import render_expected
-    from bitagent_core.plugins import get_registry
-    from bitagent_core.runner import load_tasks
+    from bitagent_core._plugins import get_registry
+    from bitagent_core._runner import load_tasks
+    from bitagent_core.toolkit import render_expected
 
     tasks = load_tasks(get_registry(), "bfcl:simple_python", 0, None)
     answers = [json.dumps({"task_id": t.id, "response": render_expected(t), "note": "x" * 1000}) for t in tasks]

@@ -30,10 +30,10 @@ from pathlib import Path
 
 from side_process import SideProcess  # benchmarks/, beside this script
 
-from bitagent_core import render_expected
+from bitagent_core._plugins import get_registry
+from bitagent_core._runner import load_tasks
 from bitagent_core.model import Completion
-from bitagent_core.plugins import get_registry
-from bitagent_core.runner import load_tasks
+from bitagent_core.toolkit import render_expected
 from bitagent_plugins.bfcl.perturb import PERTURBATIONS, perturb
 from bitagent_plugins.bfcl.scorer import BfclScorer
 

@@ -37,10 +37,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bitagent_core._plugins import get_registry  # noqa: E402
+from bitagent_core._runner import load_tasks  # noqa: E402
 from bitagent_core.model import ChatRequest  # noqa: E402
-from bitagent_core.plugins import get_registry  # noqa: E402
-from bitagent_core.prompting import build_request  # noqa: E402
-from bitagent_core.runner import load_tasks  # noqa: E402
+from bitagent_core.toolkit.prompting import build_request  # noqa: E402
 from bitagent_plugins.backends.openai_client import OpenAIClient, v1_url  # noqa: E402
 from bitagent_plugins.backends.servers import LlamaCppServerBackend, VllmBackend  # noqa: E402
 

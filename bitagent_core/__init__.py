@@ -1,10 +1,12 @@
 """bitagent: evaluate tool-calling LLMs the way Bittensor Subnet 20 does.
 
 This module is the public surface for plugins (``import bitagent_core as ba``): the contract a plugin is
-written against is ``__all__`` (docs/plugins.md documents each name). More names are importable from here for
-the built-in plugins and for compatibility (the runner, the decoder's parts, validation helpers); they are
-not part of the contract and may change. Anything reached through a submodule (``bitagent_core.runner``,
-``bitagent_core.cli``...) is internal.
+written against is ``__all__`` (docs/plugins.md documents each name), nothing more. Helpers for scorer,
+environment and task-source authors (decoding, matching, ground-truth rendering, prompting, the safe executor,
+task checks, JSON files) are the toolkit, their own public namespace: ``bitagent_core.toolkit``. The contract
+modules (``model``, ``protocols``, ``hookspecs``, ``records``, ``options``, ``errors``, ``rundir``) are
+public; modules with a leading underscore (``_runner``, ``_agent``, ``_plugins``, ``_cli``...) are the
+machinery: internal, they may change in any release.
 """
 
 from importlib.metadata import PackageNotFoundError
@@ -21,152 +23,81 @@ from typing import TYPE_CHECKING
 # included -- does not import the decoder, the runner or pydantic until something needs them.
 _LAZY: dict[str, str] = {
     # the contract
-    "PLUGIN_API_VERSION": "plugins",
+    "PLUGIN_API_VERSION": "_plugins",
     "hookimpl": "hookspecs",
     # the data model
-    **dict.fromkeys(
-        [
-            "ChatRequest",
-            "Completion",
-            "EnvironmentSpec",
-            "ExpectedCall",
-            "Message",
-            "Score",
-            "Step",
-            "Task",
-            "Tool",
-            "ToolCall",
-            "Trajectory",
-            "Turn",
-        ],
-        "model",
-    ),
-    # multi-turn tasks: environments and the safe executor of the model's calls
-    **dict.fromkeys(
-        [
-            "Executor",
-            "CALL_TIMEOUT_S",
-            "CallTimeout",
-            "call_with_deadline",
-            "SimpleEnvironment",
-            "refuse_argument",
-            "score_sample",
-        ],
-        "agent",
-    ),
-    # protocols and factories
-    **dict.fromkeys(
-        [
-            "Backend",
-            "BackendFactory",
-            "Competition",
-            "CompetitionFactory",
-            "DataProblemLike",
-            "Reporter",
-            "Scorer",
-            "ScorerFactory",
-            "TaskSource",
-            "TaskSourceFactory",
-            "ValidatingTaskSource",
-            "Environment",
-            "EnvironmentFactory",
-            "GuardedEnvironment",
-            "TrajectoryScorer",
-            "PersistentEnvironment",
-            "RegisterBackend",
-            "RegisterCompetition",
-            "RegisterEnvironment",
-            "RegisterScorer",
-            "RegisterTaskSource",
-            "Registry",
-            "RunView",
-            "ScoringCompetition",
-        ],
-        "protocols",
-    ),
-    # typed backend errors: whose fault, worth another try
-    **dict.fromkeys(
-        [
-            "BackendError",
-            "EngineError",
-            "Fault",
-            "ModelError",
-            "ServerUnavailable",
-            "backend_error",
-            "fault_of",
-            "should_retry",
-        ],
-        "errors",
-    ),
+    "ChatRequest": "model",
+    "Completion": "model",
+    "EnvironmentSpec": "model",
+    "ExpectedCall": "model",
+    "Message": "model",
+    "Score": "model",
+    "Step": "model",
+    "Task": "model",
+    "Tool": "model",
+    "ToolCall": "model",
+    "Trajectory": "model",
+    "Turn": "model",
+    # protocols: what each plugin object provides, and what a plugin sees of the machinery
+    "Backend": "protocols",
+    "Competition": "protocols",
+    "Environment": "protocols",
+    "GuardedEnvironment": "protocols",
+    "PersistentEnvironment": "protocols",
+    "Registry": "protocols",
+    "Reporter": "protocols",
+    "RunView": "protocols",
+    "Scorer": "protocols",
+    "ScoringCompetition": "protocols",
+    "TaskSource": "protocols",
+    "TrajectoryScorer": "protocols",
+    "ValidatingTaskSource": "protocols",
+    "RegisterBackend": "protocols",
+    "RegisterCompetition": "protocols",
+    "RegisterEnvironment": "protocols",
+    "RegisterScorer": "protocols",
+    "RegisterTaskSource": "protocols",
     # backend options
-    **dict.fromkeys(
-        ["BackendOptions", "NoOptions", "OptionError", "parse_option_args", "parse_option_string"], "options"
-    ),
-    # plugins and runs
-    **dict.fromkeys(
-        ["PluginLoadError", "PluginRegistry", "Registration", "UnknownPluginObject", "get_registry"], "plugins"
-    ),
-    **dict.fromkeys(
-        [
-            "Evaluation",
-            "RunConfig",
-            "RunInfo",
-            "RunObserver",
-            "competition_version",
-            "config_for_resume",
-            "load_tasks",
-            "make_task_source",
-            "split_spec",
-            "task_digest",
-        ],
-        "runner",
-    ),
-    "TaskLimit": "cli",
-    "render_results": "results_view",
-    **dict.fromkeys(["RunDir", "RunDirLocked", "read_samples"], "rundir"),
-    # the run directory's typed records (docs/schema.md)
-    **dict.fromkeys(
-        ["SampleRecord", "RunResults", "CategoryStats", "SchemaError", "confidence_interval", "summarize_samples"],
-        "records",
-    ),
-    # tasks
-    **dict.fromkeys(
-        ["InvalidTask", "task_problems", "validate_tasks", "check_protocol", "protocol_problems"], "validation"
-    ),
-    **dict.fromkeys(
-        ["check_task", "expected_arguments", "render_expected", "python_literal", "pythonic_name"], "validation"
-    ),
-    # shared helpers: prompting, decoding, matching, JSON files
-    **dict.fromkeys(["build_request", "fold_system_prompt"], "prompting"),
-    **dict.fromkeys(
-        [
-            "Decoded",
-            "DecodeError",
-            "Dialect",
-            "CallReader",
-            "ValueReader",
-            "ast_python_calls",
-            "bind_arguments",
-            "decode",
-            "decode_pythonic",
-            "dotted_name",
-            "json_call",
-            "literal",
-            "MAX_CALLS",
-            "MAX_NESTING",
-        ],
-        "decoding",
-    ),
-    **dict.fromkeys(["max_weight_matching", "standardize", "STANDARDIZE_DROP"], "matching"),
-    **dict.fromkeys(["JsonlError", "read_jsonl", "write_json_atomic"], "jsonio"),
+    "BackendOptions": "options",
+    "NoOptions": "options",
+    "OptionError": "options",
+    # the registry
+    "PluginRegistry": "_plugins",
+    "UnknownPluginObject": "_plugins",
+    "get_registry": "_plugins",
+    # running an evaluation (the validator and the runs commands drive runs through these)
+    "Evaluation": "_runner",
+    "RunConfig": "_runner",
+    "RunObserver": "_runner",
+    "competition_version": "_runner",
+    "load_tasks": "_runner",
+    "make_task_source": "_runner",
+    "task_digest": "_runner",
+    "render_results": "_results_view",
+    # the run log
+    "RunDir": "rundir",
+    "RunDirLocked": "rundir",
+    "RunResults": "records",
+    "SampleRecord": "records",
+    "score_sample": "_agent",
+    # typed backend errors: whose fault a failure is, and whether another try may help
+    "BackendError": "errors",
+    "EngineError": "errors",
+    "ModelError": "errors",
+    "ServerUnavailable": "errors",
+    "Fault": "errors",
+    "backend_error": "errors",
+    "fault_of": "errors",
+    "should_retry": "errors",
 }
 
 #: the contract: what a plugin needs, and all it may rely on
 __all__ = sorted(
     [
+        "__version__",
+        # the contract
         "PLUGIN_API_VERSION",
         "hookimpl",
-        "__version__",
         # the data model
         "ChatRequest",
         "Completion",
@@ -207,6 +138,15 @@ __all__ = sorted(
         "PluginRegistry",
         "UnknownPluginObject",
         "get_registry",
+        # running an evaluation (the validator and the runs commands drive runs through these)
+        "Evaluation",
+        "RunConfig",
+        "RunObserver",
+        "competition_version",
+        "load_tasks",
+        "make_task_source",
+        "task_digest",
+        "render_results",
         # the run log
         "RunDir",
         "RunDirLocked",
@@ -219,17 +159,9 @@ __all__ = sorted(
         "ModelError",
         "ServerUnavailable",
         "Fault",
+        "backend_error",
         "fault_of",
         "should_retry",
-        # helpers
-        "SimpleEnvironment",
-        "build_request",
-        "decode",
-        "Decoded",
-        "DecodeError",
-        "json_call",
-        "read_jsonl",
-        "write_json_atomic",
     ]
 )
 
@@ -250,31 +182,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time each name comes from __getattr__
-    from bitagent_core.agent import (
-        CALL_TIMEOUT_S,
-        CallTimeout,
-        Executor,
-        SimpleEnvironment,
-        call_with_deadline,
-        refuse_argument,
-        score_sample,
-    )
-    from bitagent_core.cli import TaskLimit
-    from bitagent_core.decoding import (
-        MAX_CALLS,
-        MAX_NESTING,
-        CallReader,
-        Decoded,
-        DecodeError,
-        Dialect,
-        ValueReader,
-        ast_python_calls,
-        bind_arguments,
-        decode,
-        decode_pythonic,
-        dotted_name,
-        json_call,
-        literal,
+    from bitagent_core._agent import score_sample
+    from bitagent_core._plugins import PLUGIN_API_VERSION, PluginRegistry, UnknownPluginObject, get_registry
+    from bitagent_core._results_view import render_results
+    from bitagent_core._runner import (
+        Evaluation,
+        RunConfig,
+        RunObserver,
+        competition_version,
+        load_tasks,
+        make_task_source,
+        task_digest,
     )
     from bitagent_core.errors import (
         BackendError,
@@ -287,8 +205,6 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         should_retry,
     )
     from bitagent_core.hookspecs import hookimpl
-    from bitagent_core.jsonio import JsonlError, read_jsonl, write_json_atomic
-    from bitagent_core.matching import STANDARDIZE_DROP, max_weight_matching, standardize
     from bitagent_core.model import (
         ChatRequest,
         Completion,
@@ -303,24 +219,11 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         Trajectory,
         Turn,
     )
-    from bitagent_core.options import BackendOptions, NoOptions, OptionError, parse_option_args, parse_option_string
-    from bitagent_core.plugins import (
-        PLUGIN_API_VERSION,
-        PluginLoadError,
-        PluginRegistry,
-        Registration,
-        UnknownPluginObject,
-        get_registry,
-    )
-    from bitagent_core.prompting import build_request, fold_system_prompt
+    from bitagent_core.options import BackendOptions, NoOptions, OptionError
     from bitagent_core.protocols import (
         Backend,
-        BackendFactory,
         Competition,
-        CompetitionFactory,
-        DataProblemLike,
         Environment,
-        EnvironmentFactory,
         GuardedEnvironment,
         PersistentEnvironment,
         RegisterBackend,
@@ -332,44 +235,10 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time each name c
         Reporter,
         RunView,
         Scorer,
-        ScorerFactory,
         ScoringCompetition,
         TaskSource,
-        TaskSourceFactory,
         TrajectoryScorer,
         ValidatingTaskSource,
     )
-    from bitagent_core.records import (
-        CategoryStats,
-        RunResults,
-        SampleRecord,
-        SchemaError,
-        confidence_interval,
-        summarize_samples,
-    )
-    from bitagent_core.results_view import render_results
-    from bitagent_core.rundir import RunDir, RunDirLocked, read_samples
-    from bitagent_core.runner import (
-        Evaluation,
-        RunConfig,
-        RunInfo,
-        RunObserver,
-        competition_version,
-        config_for_resume,
-        load_tasks,
-        make_task_source,
-        split_spec,
-        task_digest,
-    )
-    from bitagent_core.validation import (
-        InvalidTask,
-        check_protocol,
-        check_task,
-        expected_arguments,
-        protocol_problems,
-        python_literal,
-        pythonic_name,
-        render_expected,
-        task_problems,
-        validate_tasks,
-    )
+    from bitagent_core.records import RunResults, SampleRecord
+    from bitagent_core.rundir import RunDir, RunDirLocked

@@ -1,3 +1,3 @@
-from bitagent_core.cli import main
+from bitagent_core._cli import main
 
 main()

@@ -244,7 +244,7 @@ class Task:
     """One question for the model. ``expected_calls`` empty means the right answer is no call.
 
     A task with an ``environment`` is multi-turn: ``messages`` is its first turn, ``turns`` the later ones;
-    the runner plays it through :mod:`bitagent_core.agent`. ``metadata`` holds JSON-able data for its scorer
+    the runner plays it through :mod:`bitagent_core._agent`. ``metadata`` holds JSON-able data for its scorer
     (BFCL: the ground truth per turn).
     """
 

@@ -176,7 +176,7 @@ class Environment(Protocol):
     """The stateful world of a multi-turn task, built fresh for each trajectory by the factory registered
     through ``register_environments`` (``factory(config: dict) -> Environment``).
 
-    The model's calls are dispatched by :mod:`bitagent_core.agent`, never evaluated: only to a public method
+    The model's calls are dispatched by :mod:`bitagent_core._agent`, never evaluated: only to a public method
     (no leading ``_``) defined on the class of one of :meth:`objects`, with literal arguments bound by the
     method's signature. Where two objects define a method of the same name, the later object wins.
 
@@ -190,7 +190,7 @@ class Environment(Protocol):
 
     def decode(self, text: str, native_calls: tuple[ToolCall, ...]) -> tuple[list[ToolCall], str | None]:
         """Read one step of model output: (calls, None), or ([], why) when it is not a call (the turn ends).
-        ``bitagent_core.agent.SimpleEnvironment`` reads every format the shared decoder knows."""
+        ``bitagent_core.toolkit.SimpleEnvironment`` reads every format the shared decoder knows."""
 
     def format_result(self, value: Any) -> str:
         """What the model is shown for a call's return value."""

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bitagent_core.jsonio import read_jsonl, write_json_atomic
 from bitagent_core.records import RunResults, SampleRecord, SchemaError
+from bitagent_core.toolkit.jsonio import read_jsonl, write_json_atomic
 
 RESULTS = "results.json"
 SAMPLES = "samples.jsonl"

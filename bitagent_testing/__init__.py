@@ -42,13 +42,9 @@ from bitagent_core import (
     Tool,
     ToolCall,
     UnknownPluginObject,
-    build_request,
-    check_task,
     hookimpl,
-    protocol_problems,
-    render_expected,
-    task_problems,
 )
+from bitagent_core.toolkit import build_request, check_task, protocol_problems, render_expected, task_problems
 from bitagent_testing.scripted import ScriptedBackend
 
 __all__ = [
@@ -560,8 +556,6 @@ def check_competition(competition: object, registry: PluginRegistry, *, subject:
     )
 
     def mix() -> str | None:
-        from bitagent_core import split_spec
-
         shares = competition.mix(registry)
         if not isinstance(shares, dict) or not shares:
             return f"mix(registry) must return a non-empty dict of spec -> share, got {shares!r}"
@@ -570,7 +564,7 @@ def check_competition(competition: object, registry: PluginRegistry, *, subject:
             if not isinstance(share, int | float) or share < 0:
                 bad.append(f"{spec}: share {share!r}")
             try:
-                registry.get("task_sources", split_spec(spec)[0])
+                registry.get("task_sources", spec.partition(":")[0])
             except UnknownPluginObject as exc:
                 bad.append(str(exc))
         if not any(isinstance(s, int | float) and s > 0 for s in shares.values()):

@@ -40,7 +40,8 @@ def check(
     """Run the conformance checks of bitagent_testing on a registered task source, scorer, backend,
     competition or reporter (a plugin's name). Exits 1 when a check fails."""
     import bitagent_testing
-    from bitagent_core import OptionError, UnknownPluginObject, get_registry, parse_option_args
+    from bitagent_core import OptionError, UnknownPluginObject, get_registry
+    from bitagent_core.toolkit import parse_option_args
 
     try:
         options = parse_option_args(backend_option, "-B")

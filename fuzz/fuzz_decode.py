@@ -18,8 +18,15 @@ import time
 import atheris
 
 with atheris.instrument_imports(include=["bitagent_core", "bitagent_plugins"]):
-    from bitagent_core.decoding import MAX_INPUT_CHARS, PLAIN, DecodeError, ast_python_calls, decode, decode_pythonic
     from bitagent_core.model import Completion, ExpectedCall, Message, Task, Tool
+    from bitagent_core.toolkit.decoding import (
+        MAX_INPUT_CHARS,
+        PLAIN,
+        DecodeError,
+        ast_python_calls,
+        decode,
+        decode_pythonic,
+    )
     from bitagent_plugins.bfcl.reading import BFCL, fast_python_calls, literal_bfcl
     from bitagent_plugins.bfcl.scorer import BfclScorer
 

@@ -3,7 +3,7 @@
 Each input becomes a trajectory (``\\x00`` separates turns, ``\\x01`` steps; the first byte picks a shape: as
 is, each step wrapped in ``[...]``, a known method name prepended, blown up to 64 KB) and is scored by
 ``bfcl`` and ``bfcl-strict`` against BFCL entries over the file system, math, trading and vehicle APIs, and
-played step by step through a fresh ``BfclEnvironment`` and :class:`~bitagent_core.agent.Executor`. A finding
+played step by step through a fresh ``BfclEnvironment`` and :class:`~bitagent_core.toolkit.Executor`. A finding
 is any of: an exception escaping, anything evaluated or run outside the environment (an audit hook watches
 eval/exec of text, processes, file opens, sockets, imports), one trajectory taking over two seconds, a result
 that is not a string.
@@ -19,10 +19,10 @@ import time
 import atheris
 
 with atheris.instrument_imports(include=["bitagent_core", "bitagent_plugins"]):
-    from bitagent_core.agent import Executor
+    from bitagent_core._plugins import get_registry
+    from bitagent_core._runner import load_tasks
     from bitagent_core.model import Step, Trajectory
-    from bitagent_core.plugins import get_registry
-    from bitagent_core.runner import load_tasks
+    from bitagent_core.toolkit import Executor
     from bitagent_plugins.bfcl.multi_turn import CLASS_MODULES, BfclEnvironment, api_class
     from bitagent_plugins.bfcl.multi_turn_scorer import score_trajectory
 

@@ -43,7 +43,7 @@ def embedded_model() -> Path:
 @pytest.fixture
 def fresh_registry():
     """A registry loaded from the installed entry points, replacing the process-wide one."""
-    from bitagent_core import plugins
+    from bitagent_core import _plugins as plugins
 
     plugins.reset_registry()
     registry = plugins.get_registry()

@@ -10,8 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitagent_core import BackendOptions, agent, rundir
-from bitagent_core.agent import ERROR_PREFIX, Executor, SimpleEnvironment
+from bitagent_core import BackendOptions, rundir
+from bitagent_core import _agent as agent
+from bitagent_core._plugins import PluginRegistry, get_registry
+from bitagent_core._runner import Evaluation, RunConfig, load_tasks
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.model import (
     Completion,
@@ -25,8 +27,7 @@ from bitagent_core.model import (
     Trajectory,
     Turn,
 )
-from bitagent_core.plugins import PluginRegistry, get_registry
-from bitagent_core.runner import Evaluation, RunConfig, load_tasks
+from bitagent_core.toolkit.executor import ERROR_PREFIX, MAX_RESULT_CHARS, Executor, SimpleEnvironment
 from bitagent_plugins.bfcl.multi_turn import BfclEnvironment
 from bitagent_plugins.bfcl.multi_turn_scorer import score_trajectory
 from bitagent_plugins.bfcl.reading import Expression  # a reader's expression kept as text
@@ -129,10 +130,10 @@ def test_calls_per_step_and_result_size_are_bounded():
 
     class Big:
         def blob(self):
-            return "x" * (agent.MAX_RESULT_CHARS * 3)
+            return "x" * (MAX_RESULT_CHARS * 3)
 
     result = Executor([Big()], str).execute(ToolCall("blob"))
-    assert len(result) < agent.MAX_RESULT_CHARS + 100 and result.endswith("characters]")
+    assert len(result) < MAX_RESULT_CHARS + 100 and result.endswith("characters]")
 
 
 def test_a_call_past_its_deadline_marks_the_environment_broken():

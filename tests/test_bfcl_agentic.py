@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from bitagent_core import rundir
+from bitagent_core._plugins import PluginRegistry, get_registry
+from bitagent_core._runner import Evaluation, RunConfig, load_tasks
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.model import Completion, Message, Step, Task, Trajectory
 from bitagent_core.options import BackendOptions
-from bitagent_core.plugins import PluginRegistry, get_registry
-from bitagent_core.runner import Evaluation, RunConfig, load_tasks
 from bitagent_plugins.bfcl import agentic, memory, web_search
 from bitagent_plugins.bfcl.scorer import BfclScorer
 from bitagent_plugins.bfcl.tasks import locate_data
@@ -139,7 +139,7 @@ def test_the_recursive_summary_backend():
 
 
 def test_the_model_reaches_only_the_memory_tools():
-    from bitagent_core.agent import public_methods
+    from bitagent_core.toolkit.executor import public_methods
 
     names = set(public_methods([memory.MemoryKV()]))
     docs = [

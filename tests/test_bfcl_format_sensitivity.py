@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bitagent_core.plugins import get_registry
-from bitagent_core.prompting import build_request
-from bitagent_core.runner import load_tasks
+from bitagent_core._plugins import get_registry
+from bitagent_core._runner import load_tasks
+from bitagent_core.toolkit.prompting import build_request
 from bitagent_plugins.bfcl import format_sensitivity as fs
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "bfcl_format_sensitivity_reference.json").read_text())

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bitagent_core._plugins import get_registry
+from bitagent_core._runner import load_tasks
 from bitagent_core.model import Completion, ToolCall
-from bitagent_core.plugins import get_registry
-from bitagent_core.runner import load_tasks
 from bitagent_plugins.bfcl.scorer import BfclScorer
 from bitagent_plugins.bfcl.tasks import wheel_data_dir
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from bitagent_core._plugins import get_registry
+from bitagent_core._runner import load_tasks
 from bitagent_core.model import Step, Task, Trajectory
-from bitagent_core.plugins import get_registry
-from bitagent_core.runner import load_tasks
 from bitagent_plugins.bfcl import multi_turn
 from bitagent_plugins.bfcl.multi_turn_scorer import score_trajectory
 
@@ -314,7 +314,7 @@ def test_function_calling_result_steps_are_native_calls(tasks):
     """BFCL's result files for function-calling models hold steps as [{name: "<json arguments>"}]."""
     task = tasks["multi_turn_base_1"]
     truth = task.metadata["ground_truth"]  # [["ls(a=True)"], ["cd(folder='workspace')", "mv(...)"], ...]
-    from bitagent_core.decoding import ast_python_calls
+    from bitagent_core.toolkit.decoding import ast_python_calls
 
     turns = [
         [[{c.name: json.dumps(c.arguments)} for c in ast_python_calls("[" + ", ".join(t) + "]")], "Done."]

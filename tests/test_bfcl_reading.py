@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bitagent_core.decoding import Decoded, DecodeError, ast_python_calls, decode, decode_pythonic
 from bitagent_core.model import ToolCall
+from bitagent_core.toolkit.decoding import Decoded, DecodeError, ast_python_calls, decode, decode_pythonic
 from bitagent_plugins.bfcl.reading import BFCL, Expression, fast_python_calls, literal_bfcl
 from tests.decoding_helpers import HOSTILE, examples, identifiers, names, pythonic_answers, render, values
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bitagent_core._plugins import get_registry
+from bitagent_core._runner import load_tasks
 from bitagent_core.model import Completion
-from bitagent_core.plugins import get_registry
-from bitagent_core.runner import load_tasks
 from bitagent_plugins.bfcl.scorer import BfclScorer
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "bfcl_reference.jsonl"

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitagent_core import render_expected
+from bitagent_core._plugins import get_registry
+from bitagent_core._runner import load_tasks
 from bitagent_core.model import Completion, ExpectedCall, Message, Task, Tool, ToolCall
-from bitagent_core.plugins import get_registry
-from bitagent_core.runner import load_tasks
+from bitagent_core.toolkit import render_expected
 from bitagent_plugins.bfcl.perturb import PERTURBATIONS, perturb
 from bitagent_plugins.bfcl.scorer import BfclScorer, standardize
 from tests.decoding_helpers import examples

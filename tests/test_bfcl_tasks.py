@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bitagent_core import render_expected
+from bitagent_core._plugins import get_registry
+from bitagent_core._runner import load_tasks, make_task_source
 from bitagent_core.model import Completion
-from bitagent_core.plugins import get_registry
-from bitagent_core.runner import load_tasks, make_task_source
+from bitagent_core.toolkit import render_expected
 from bitagent_plugins.bfcl import tasks as bfcl_tasks
 from bitagent_plugins.bfcl.scorer import BfclScorer
 from bitagent_plugins.bfcl.tasks import CATEGORIES, HUB_REPO, SINGLE_TURN, locate_data, wheel_data_dir
@@ -128,7 +128,7 @@ def test_data_is_read_from_the_wheel_without_importing_it():
     assert data is not None and (data / "BFCL_v4_simple_python.json").is_file()
     assert locate_data().path == data
     code = (
-        "import sys; from bitagent_core.plugins import get_registry; from bitagent_core.runner import load_tasks;"
+        "import sys; from bitagent_core._plugins import get_registry; from bitagent_core._runner import load_tasks;"
         "n = len(load_tasks(get_registry(), 'bfcl', 0, None)); "
         "print(n, any(m == 'bfcl_eval' or m.startswith('bfcl_eval.') for m in sys.modules))"
     )

@@ -10,9 +10,9 @@ import sys
 NOT_FOR_HELP = [
     "asyncio",
     "ssl",
-    "bitagent_core.decoding",
+    "bitagent_core.toolkit.decoding",
     "bitagent_plugins.runs.score",
-    "bitagent_core.runner",
+    "bitagent_core._runner",
     "bitagent_plugins.backends.local_server",
     "bitagent_plugins.backends.openai_client",
     "psutil",
@@ -25,7 +25,7 @@ NOT_FOR_HELP = [
 
 PROBE = """
 import json, sys
-from bitagent_core.cli import main
+from bitagent_core._cli import main
 sys.argv = ["bitagent", "--help"]
 try:
     main()

@@ -7,10 +7,10 @@ import types
 
 import pytest
 
+from bitagent_core import _plugins as plugins
 from bitagent_core import competition_version as effective_version
-from bitagent_core import plugins
+from bitagent_core._runner import load_tasks
 from bitagent_core.hookspecs import hookimpl
-from bitagent_core.runner import load_tasks
 from bitagent_plugins.competitions import (
     CompetitionTaskSource,
     allocate,

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitagent_core.decoding import (
+from bitagent_core.model import ToolCall
+from bitagent_core.toolkit.decoding import (
     MAX_INPUT_CHARS,
     MAX_NESTING,
     Decoded,
@@ -17,7 +18,6 @@ from bitagent_core.decoding import (
     decode,
     decode_pythonic,
 )
-from bitagent_core.model import ToolCall
 from tests.decoding_helpers import HOSTILE, examples, identifiers, names, pythonic_answers, render, values
 
 CALL = ToolCall("get_weather", {"city": "Paris", "days": 3})

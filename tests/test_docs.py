@@ -8,6 +8,7 @@ import pytest
 
 import bitagent_core as ba
 import bitagent_testing as testing
+from bitagent_core import toolkit
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
@@ -84,6 +85,15 @@ def test_the_doc_lists_the_whole_public_surface_and_nothing_more():
     listed = DOC.read_text().split("## The data model")[0]
     assert sorted(set(re.findall(r"`ba\.(\w+)`", listed))) == sorted(ba.__all__)
     assert len(ba.__all__) <= 60  # the few dozen names a plugin needs
+
+
+def test_the_doc_lists_the_whole_toolkit_and_nothing_more():
+    text = DOC.read_text()
+    listed = text.split("## The toolkit")[1].split("\n## ")[0]
+    assert sorted(set(re.findall(r"`toolkit\.(\w+)", listed))) == sorted(toolkit.__all__)
+    assert not set(toolkit.__all__) & set(ba.__all__)  # one public home per name
+    for name in toolkit.__all__:
+        assert getattr(toolkit, name) is not None, name
 
 
 def run_example(code: str, label: str) -> list[str]:

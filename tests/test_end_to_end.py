@@ -232,8 +232,8 @@ def multi_turn_tasks(tmp_path):
     The environment and the scorer are BFCL's as served."""
     import attrs
 
-    from bitagent_core.plugins import get_registry
-    from bitagent_core.runner import load_tasks
+    from bitagent_core._plugins import get_registry
+    from bitagent_core._runner import load_tasks
     from bitagent_plugins.bfcl import multi_turn
 
     tasks = {t.id: t for t in load_tasks(get_registry(), "bfcl:multi_turn_base", 0, None)}

@@ -8,7 +8,8 @@ import json
 import pytest
 
 import bitagent_core as ba
-from bitagent_core import BackendError, EngineError, Message, ModelError, fault_of, fold_system_prompt, should_retry
+from bitagent_core import BackendError, EngineError, Message, ModelError, fault_of, should_retry
+from bitagent_core.toolkit import fold_system_prompt
 from bitagent_plugins.backends.local_server import ServerStartError
 from bitagent_plugins.backends.openai_client import ClientError, RequestTimeout, ServerUnavailable
 from bitagent_plugins.backends.servers import (
@@ -208,7 +209,7 @@ def test_a_request_that_fails_on_the_validators_side_is_recorded_as_an_engine_er
     import asyncio
 
     from bitagent_core import Evaluation, RunConfig, hookimpl
-    from bitagent_core.plugins import PluginRegistry
+    from bitagent_core._plugins import PluginRegistry
     from bitagent_plugins.subnet.failures import ENGINE_ERROR, classify_results
 
     class Flaky:

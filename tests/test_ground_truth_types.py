@@ -10,7 +10,7 @@ import pytest
 
 import bitagent_testing as testing
 from bitagent_core.model import ExpectedCall, Message, Task, Tool
-from bitagent_core.validation import check_task, type_mismatch
+from bitagent_core.toolkit.checks import check_task, type_mismatch
 from tests.test_plugins import make_dist, run_cli
 
 TOOL = {

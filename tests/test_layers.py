@@ -29,6 +29,6 @@ def test_plugins_take_names_not_submodules_from_bitagent_core():
                     offenders += [
                         f"{path.relative_to(ROOT)}: {alias.name}"
                         for alias in node.names
-                        if alias.name not in ba._LAZY and alias.name != "__version__"
+                        if alias.name not in ba._LAZY and alias.name not in ("__version__", "toolkit")
                     ]
     assert offenders == []

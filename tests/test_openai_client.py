@@ -12,7 +12,7 @@ import attrs
 import pytest
 
 from bitagent_core.model import ChatRequest, Message, Task, Tool
-from bitagent_core.prompting import build_request
+from bitagent_core.toolkit.prompting import build_request
 from bitagent_plugins.backends.local_server import PortReservation
 from bitagent_plugins.backends.openai_client import (
     ClientError,

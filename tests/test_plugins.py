@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bitagent_core._plugins import PluginRegistry, UnknownPluginObject
 from bitagent_core.hookspecs import hookimpl
-from bitagent_core.plugins import PluginRegistry, UnknownPluginObject
 
 BITAGENT = [sys.executable, "-m", "bitagent_core"]
 
@@ -88,7 +88,7 @@ def test_bitagent_plugins_env_limits_what_loads(plugin_dir):
 
 def test_help_does_not_import_heavy_libraries():
     code = (
-        "import sys; from bitagent_core.cli import main; sys.argv=['bitagent','--help']\n"
+        "import sys; from bitagent_core._cli import main; sys.argv=['bitagent','--help']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy=[m for m in ('llama_cpp','bittensor','huggingface_hub','torch') if m in sys.modules]\n"
         "print('HEAVY', heavy)"

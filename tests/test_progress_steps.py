@@ -6,9 +6,9 @@ from __future__ import annotations
 import io
 import time
 
+from bitagent_core._progress import ConsoleProgress
+from bitagent_core._runner import RunObserver
 from bitagent_core.model import Message, Step, Task, Turn
-from bitagent_core.progress import ConsoleProgress
-from bitagent_core.runner import RunObserver
 
 TASK = Task(
     id="multi_turn_base_7",

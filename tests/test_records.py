@@ -92,8 +92,8 @@ def test_confidence_intervals_and_summary():
 
 
 def test_plain_progress_lines_count_earlier_samples_in_the_mean():
-    from bitagent_core.progress import ConsoleProgress
-    from bitagent_core.runner import RunConfig
+    from bitagent_core._progress import ConsoleProgress
+    from bitagent_core._runner import RunConfig
 
     out = io.StringIO()
     progress = ConsoleProgress(out, interval_s=0.0, tty=False)

@@ -3,7 +3,7 @@ hand, never through the process-wide one."""
 
 import bitagent_plugins.scorers as bitagent_scorer
 from bitagent_core import PluginRegistry, get_registry, hookimpl, load_tasks
-from bitagent_core.runner import competition_version
+from bitagent_core._runner import competition_version
 from bitagent_plugins.competitions import bitagent_competition
 from bitagent_plugins.competitions.bitagent_competition import BitagentCompetition
 from bitagent_plugins.tasks import bitagent_tasks

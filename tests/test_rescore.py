@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bitagent_core import render_expected
-from bitagent_core.plugins import get_registry
-from bitagent_core.runner import load_tasks
+from bitagent_core._plugins import get_registry
+from bitagent_core._runner import load_tasks
+from bitagent_core.toolkit import render_expected
 from bitagent_plugins.runs.score import completion_from_response
 
 BIN = Path(sys.executable).parent

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from bitagent_core import RunDir, RunDirLocked, RunResults, SampleRecord, read_samples
+from bitagent_core import RunDir, RunDirLocked, RunResults, SampleRecord
+from bitagent_core.rundir import read_samples
 
 
 def torn_run(tmp_path):

@@ -7,11 +7,8 @@ from pathlib import Path
 import pytest
 
 from bitagent_core import BackendOptions, rundir
-from bitagent_core.hookspecs import hookimpl
-from bitagent_core.model import Completion, Task
-from bitagent_core.plugins import PluginRegistry
-from bitagent_core.records import RunResults, SampleRecord
-from bitagent_core.runner import (
+from bitagent_core._plugins import PluginRegistry
+from bitagent_core._runner import (
     Evaluation,
     ResumeConflict,
     RunConfig,
@@ -19,6 +16,9 @@ from bitagent_core.runner import (
     StartupError,
     config_for_resume,
 )
+from bitagent_core.hookspecs import hookimpl
+from bitagent_core.model import Completion, Task
+from bitagent_core.records import RunResults, SampleRecord
 from tests.conftest import SIMPLE_TASKS
 
 ANSWERS = {
@@ -204,7 +204,7 @@ def test_cancelling_keeps_finished_samples_and_marks_the_run_interrupted(tmp_pat
 
 
 def test_tasks_are_never_mutated_by_prompting(registry):
-    from bitagent_core.prompting import build_request
+    from bitagent_core.toolkit.prompting import build_request
 
     task = Task.from_json(SIMPLE_TASKS[0])
     first = build_request(task)
@@ -286,8 +286,8 @@ def test_a_sample_that_cannot_be_written_ends_the_run_failed_with_whole_lines(tm
         import asyncio, resource, sys
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
         from tests.test_runner import ScriptedBackend, InTestPlugin, config
-        from bitagent_core.plugins import PluginRegistry
-        from bitagent_core.runner import Evaluation, RunIOError
+        from bitagent_core._plugins import PluginRegistry
+        from bitagent_core._runner import Evaluation, RunIOError
         from pathlib import Path
         reg = PluginRegistry(); reg.load_entry_points({{"bitagent-scorer"}}); reg.register_module(InTestPlugin(), "t")
         evaluation = Evaluation(config(Path({str(tmp_path)!r}), concurrency=1), reg)
@@ -324,7 +324,7 @@ def test_absolute_paths_keep_symlinks(tmp_path, monkeypatch):
 
 
 def test_several_specs_and_commas_inside_a_source_argument():
-    from bitagent_core.runner import split_specs
+    from bitagent_core._runner import split_specs
 
     known = {"bfcl", "bitagent", "jsonl"}
     assert split_specs("bfcl:live_simple,live_multiple, bitagent", known) == [

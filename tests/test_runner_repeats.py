@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from bitagent_core._plugins import PluginRegistry
+from bitagent_core._results_view import render
+from bitagent_core._runner import Evaluation, ResumeConflict, RunConfig, config_for_resume
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.model import Completion
-from bitagent_core.plugins import PluginRegistry
 from bitagent_core.records import RunResults, SampleRecord, pass_at_k, pass_hat_k, summarize_repeats
-from bitagent_core.results_view import render
-from bitagent_core.runner import Evaluation, ResumeConflict, RunConfig, config_for_resume
 from tests.conftest import SIMPLE_TASKS
 from tests.test_runner import InTestPlugin
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from bitagent_core import render_expected
+from bitagent_core._plugins import PluginRegistry
+from bitagent_core._runner import Evaluation, RunConfig, load_tasks
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.model import Completion
-from bitagent_core.plugins import PluginRegistry
 from bitagent_core.records import RunResults
-from bitagent_core.runner import Evaluation, RunConfig, load_tasks
+from bitagent_core.toolkit import render_expected
 from bitagent_plugins.runs.view import call_diff, compare_pair, paired_test
 
 BIN = Path(sys.executable).parent

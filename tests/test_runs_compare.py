@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bitagent_core import render_expected
-from bitagent_core.plugins import PluginRegistry
-from bitagent_core.runner import Evaluation, RunConfig, load_tasks
+from bitagent_core._plugins import PluginRegistry
+from bitagent_core._runner import Evaluation, RunConfig, load_tasks
+from bitagent_core.toolkit import render_expected
 from tests.test_runs import CHROMIUM, OracleBackend, Plugin, bitagent, chromium
 
 N = 12

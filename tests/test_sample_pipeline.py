@@ -8,10 +8,10 @@ import json
 import attrs
 
 from bitagent_core import rundir
+from bitagent_core._plugins import PluginRegistry
+from bitagent_core._runner import Evaluation, RunConfig, load_tasks
 from bitagent_core.hookspecs import hookimpl
 from bitagent_core.model import Score
-from bitagent_core.plugins import PluginRegistry
-from bitagent_core.runner import Evaluation, RunConfig, load_tasks
 from bitagent_plugins.runs.score import rescore_run, score_responses
 from bitagent_testing import ScriptedBackend
 from tests.test_agent import Counter, CounterTasks, FinalValue, SimpleEnvironment

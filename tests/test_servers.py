@@ -19,7 +19,7 @@ from process_helpers import ours
 
 from bitagent_core.errors import EngineError
 from bitagent_core.model import Task
-from bitagent_core.prompting import build_request
+from bitagent_core.toolkit.prompting import build_request
 from bitagent_plugins.backends import local_server
 from bitagent_plugins.backends.local_server import MARKER_ENV, ManagedServer, read_records
 from bitagent_plugins.backends.servers import (

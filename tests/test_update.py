@@ -27,7 +27,7 @@ from bitagent_plugins.operator.update import Releases, no_evaluation_running
 
 ROOT = Path(__file__).resolve().parent.parent
 BITAGENT = (
-    [sys.executable, "-m", "bitagent_core.cli"]
+    [sys.executable, "-m", "bitagent_core._cli"]
     if not (Path(sys.executable).parent / "bitagent").exists()
     else [str(Path(sys.executable).parent / "bitagent")]
 )

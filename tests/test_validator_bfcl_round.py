@@ -15,8 +15,8 @@ from subnet_helpers import gguf_repo, hf_repo, make_wallet
 from test_validator_scores import MirrorHub, _commit
 
 from bitagent_core import Completion
+from bitagent_core._plugins import PluginRegistry
 from bitagent_core.hookspecs import hookimpl
-from bitagent_core.plugins import PluginRegistry
 from bitagent_plugins.competitions.bfcl_competition import BfclCompetition
 from bitagent_plugins.subnet.scoring import Scoreboard
 from bitagent_plugins.subnet.state import ValidatorState
@@ -60,7 +60,7 @@ class AbstainingPlugin:
 def test_a_bfcl_round_scores_bfcls_overall_and_sets_weights(tmp_path, embedded_model, monkeypatch):
     """The round with a model whose BFCL overall is known exactly: irrelevance 1, every other group 0, so
     0.1 / 0.6 over the groups served; 80 % of it after longevity (no earlier version)."""
-    from bitagent_core import plugins
+    from bitagent_core import _plugins as plugins
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 
     monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)

@@ -92,7 +92,7 @@ class Running:
 
 
 def _validator(tmp_path, state: Path, chain_file: Path, wallet, monkeypatch, **options):
-    from bitagent_core import plugins
+    from bitagent_core import _plugins as plugins
     from bitagent_plugins.subnet import validator as validator_module
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 

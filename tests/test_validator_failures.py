@@ -78,8 +78,8 @@ def _validate(
 
 def _version(monkeypatch, sample_size: int) -> str:
     """The competition version evaluations are keyed by, as the validator computes it."""
+    from bitagent_core import _plugins as plugins
     from bitagent_core import competition_version as effective_version
-    from bitagent_core import plugins
     from bitagent_plugins.competitions import get_competition
 
     monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)

@@ -394,7 +394,7 @@ def test_syncs_and_weights_keep_their_schedule_while_a_model_is_evaluated(tmp_pa
     """Two models in one round; while the second is being evaluated, the loop keeps syncing and sets weights
     (from the first one's score) every ``epoch_length`` blocks. On the ``city-time`` competition
     (tests/plugins): the first model's score is above zero on any sample, so there are weights to set."""
-    from bitagent_core import plugins
+    from bitagent_core import _plugins as plugins
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 
     monkeypatch.syspath_prepend(str(TEST_PLUGINS))
@@ -470,8 +470,8 @@ def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_pat
     """A continuous validator process with ``--dry-run``: it vets (two bad submissions), computes weights on
     schedule (from a score an earlier run left in the state) and records them unsubmitted; SIGTERM ends it
     cleanly."""
+    from bitagent_core import _plugins as plugins
     from bitagent_core import competition_version as effective_version
-    from bitagent_core import plugins
     from bitagent_plugins.competitions import get_competition
 
     names = ["validator", "a", "b", "scored"]
@@ -563,7 +563,7 @@ def test_dry_run_records_weights_without_submitting_and_sigterm_stops_it(tmp_pat
 def test_no_positive_score_sets_no_weights(tmp_path, monkeypatch, caplog):
     """Every scored model scored 0: nothing is set (a vector over zeros would reward copies and vetted-out
     models), the round still ends well, and the log says why."""
-    from bitagent_core import plugins
+    from bitagent_core import _plugins as plugins
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 
     monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)
@@ -611,7 +611,7 @@ def test_no_positive_score_sets_no_weights(tmp_path, monkeypatch, caplog):
 def test_a_subnet_requiring_a_newer_version_key_gets_no_weights(tmp_path, monkeypatch):
     import attrs
 
-    from bitagent_core import plugins
+    from bitagent_core import _plugins as plugins
     from bitagent_plugins.subnet.failures import EXIT_CHECK_FAILED
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 
@@ -706,7 +706,7 @@ def test_the_pm2_ecosystem_sets_only_variables_the_commands_read():
 def test_a_new_competition_version_regrades_every_model(tmp_path, monkeypatch):
     """Evaluations are keyed by the competition's effective version: when it changes, every model is
     evaluated again and only the new version's scores make weights."""
-    from bitagent_core import plugins
+    from bitagent_core import _plugins as plugins
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 
     monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)

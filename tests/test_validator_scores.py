@@ -156,7 +156,7 @@ def test_moving_average_and_reevaluation_schedule_in_the_state(tmp_path):
 
 @pytest.mark.model
 def test_rounds_move_the_average_and_a_reuploaded_copy_is_caught(tmp_path, embedded_model, monkeypatch):
-    from bitagent_core import plugins
+    from bitagent_core import _plugins as plugins
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 
     monkeypatch.setenv("BITAGENT_PLUGINS", PLUGINS)

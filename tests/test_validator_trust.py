@@ -65,7 +65,7 @@ class _Records(logging.Handler):
 
 @pytest.mark.model
 def test_heartbeats_and_syncs_go_on_during_an_in_process_sample(tmp_path, embedded_model, monkeypatch):
-    from bitagent_core import plugins
+    from bitagent_core import _plugins as plugins
     from bitagent_plugins.backends.llama_cpp import LlamaCppBackend
     from bitagent_plugins.subnet.validator import Validator, ValidatorConfig
 

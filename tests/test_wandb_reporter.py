@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bitagent_core._runner import RunConfig, RunInfo
 from bitagent_core.records import RunResults, SampleRecord
-from bitagent_core.runner import RunConfig, RunInfo
 from bitagent_plugins.reporters import wandb_reporter
 
 

@@ -49,7 +49,8 @@ from typing import IO, Any, TypeVar
 import psutil
 import tenacity
 
-from bitagent_core import BackendError, write_json_atomic
+from bitagent_core import BackendError
+from bitagent_core.toolkit import write_json_atomic
 
 HOST = "127.0.0.1"
 MARKER_ENV = "BITAGENT_SERVER_ID"

@@ -26,8 +26,9 @@ import attrs
 import httpx
 import tenacity
 
-from bitagent_core import BackendError, ChatRequest, Completion, fold_system_prompt
+from bitagent_core import BackendError, ChatRequest, Completion
 from bitagent_core import ServerUnavailable as EngineUnreachable
+from bitagent_core.toolkit import fold_system_prompt
 from bitagent_plugins.backends.openai_format import completion_from_openai, to_openai_messages
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})

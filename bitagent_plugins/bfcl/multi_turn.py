@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from bitagent_core import Completion, EnvironmentSpec, Message, Task, Tool, ToolCall, Turn, read_jsonl
+from bitagent_core import Completion, EnvironmentSpec, Message, Task, Tool, ToolCall, Turn
+from bitagent_core.toolkit import read_jsonl
 
 if TYPE_CHECKING:
-    from bitagent_core import Decoded
+    from bitagent_core.toolkit import Decoded
 
 CATEGORIES = ("multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context")
 ENVIRONMENT = "bfcl"
@@ -194,7 +195,7 @@ def execution_calls(calls: tuple[ToolCall, ...]) -> list[ToolCall] | None:
 def bfcl_prompt_decode(completion: Completion) -> Decoded:
     """Decode as BFCL's prompting handler does: strip backticks, line breaks and spaces at both ends, wrap in
     ``[...]`` unless already, read the whole as pythonic calls (nothing evaluated). Native calls as they are."""
-    from bitagent_core import decode, decode_pythonic  # at use: loading the plugin stays light
+    from bitagent_core.toolkit import decode, decode_pythonic  # at use: loading the plugin stays light
     from bitagent_plugins.bfcl.reading import BFCL
 
     if completion.tool_calls:

@@ -19,7 +19,7 @@ truth ``sort('final_report.pdf')`` fails when given as model output); ``bfcl`` b
 also applies BFCL's ``multi_turn_irrelevance_checker`` (which BFCL ships but does not call): a turn with an
 empty ground truth (a ``miss_param`` turn, where the model should ask) fails if the model called anything
 (``multi_turn:irrelevance_error:decoder_success``). Nothing is ever evaluated: see
-:mod:`bitagent_core.agent` for what execution refuses, and docs/bfcl.md for every difference from BFCL.
+:mod:`bitagent_core._agent` for what execution refuses, and docs/bfcl.md for every difference from BFCL.
 """
 
 from __future__ import annotations
@@ -29,15 +29,12 @@ import pickle
 import threading
 from typing import Any
 
-from bitagent_core import (
+from bitagent_core import Score, Task, ToolCall, Trajectory
+from bitagent_core.toolkit import (
     CALL_TIMEOUT_S,
     CallTimeout,
     DecodeError,
     Executor,
-    Score,
-    Task,
-    ToolCall,
-    Trajectory,
     ast_python_calls,
     call_with_deadline,
 )

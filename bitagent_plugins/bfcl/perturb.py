@@ -6,7 +6,8 @@ from __future__ import annotations
 import keyword
 from typing import Any
 
-from bitagent_core import ExpectedCall, Task, expected_arguments, python_literal, pythonic_name
+from bitagent_core import ExpectedCall, Task
+from bitagent_core.toolkit import expected_arguments, python_literal, pythonic_name
 
 #: what each perturbation of a correct answer must fail with, in BFCL's vocabulary
 PERTURBATIONS = {

@@ -1,4 +1,4 @@
-"""How BFCL reads answers: a :class:`~bitagent_core.decoding.Dialect` of the shared decoder.
+"""How BFCL reads answers: a :class:`~bitagent_core.toolkit.decoding.Dialect` of the shared decoder.
 
 * Pythonic values are read as BFCL's decoder reads them, with nothing evaluated (:func:`literal_bfcl`); an
   operator expression stays its source text, an :class:`Expression`.
@@ -19,7 +19,8 @@ import warnings
 import xml.etree.ElementTree as ElementTree
 from typing import Any
 
-from bitagent_core import MAX_CALLS, MAX_NESTING, DecodeError, Dialect, ToolCall, dotted_name, literal
+from bitagent_core import ToolCall
+from bitagent_core.toolkit import MAX_CALLS, MAX_NESTING, DecodeError, Dialect, dotted_name, literal
 
 
 class Expression(str):

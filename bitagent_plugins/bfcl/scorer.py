@@ -37,19 +37,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bitagent_core import (
-    STANDARDIZE_DROP,
-    Completion,
-    ExpectedCall,
-    Score,
-    Task,
-    ToolCall,
-    Trajectory,
-    bind_arguments,
-    decode,
-    max_weight_matching,
-    standardize,
-)
+from bitagent_core import Completion, ExpectedCall, Score, Task, ToolCall, Trajectory
+from bitagent_core.toolkit import STANDARDIZE_DROP, bind_arguments, decode, max_weight_matching, standardize
 from bitagent_plugins.bfcl.multi_turn import bfcl_prompt_decode
 from bitagent_plugins.bfcl.reading import BFCL, Expression
 

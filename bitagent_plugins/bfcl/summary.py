@@ -379,15 +379,13 @@ class NotBfclRun(click.ClickException):
 
 def _task_sources(results: RunResults) -> list[str] | None:
     """The task source names a run recorded (None when it recorded none: an older layout)."""
-    from bitagent_core import split_spec  # the runner: not for `bitagent --help`
-
     specs = list(results.sources)
     if not specs:
         tasks = results.config.get("tasks")
         if not isinstance(tasks, str) or not tasks:
             return None
         specs = [tasks]
-    return [split_spec(spec)[0] for spec in specs]
+    return [spec.partition(":")[0] for spec in specs]
 
 
 def _read_run(run_dir: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:

@@ -42,16 +42,8 @@ from typing import Any
 import attrs
 import click
 
-from bitagent_core import (
-    ExpectedCall,
-    Message,
-    RegisterEnvironment,
-    RegisterTaskSource,
-    Task,
-    Tool,
-    hookimpl,
-    read_jsonl,
-)
+from bitagent_core import ExpectedCall, Message, RegisterEnvironment, RegisterTaskSource, Task, Tool, hookimpl
+from bitagent_core.toolkit import read_jsonl
 from bitagent_plugins.bfcl import format_sensitivity, memory, multi_turn, web_search
 
 log = logging.getLogger("bitagent.bfcl")
@@ -268,7 +260,7 @@ def load_category(category: str, location: Location | None = None) -> CategoryDa
     for task_id in sorted(set(answers) - seen):
         problems.append(DataProblem(task_id, "warning", "ground truth for an id with no question", category))
 
-    from bitagent_core import check_task  # at use: plugin loading (bitagent --help) stays light
+    from bitagent_core.toolkit import check_task
 
     for task in tasks if category not in LANGUAGE_CATEGORIES else ():  # Java/JS values are checked as source
         # BFCL's own checker passes some of its mistyped ground truth (False for a string): a warning here

@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bitagent_core import EnvironmentSpec, Message, Task, Tool, read_jsonl
+from bitagent_core import EnvironmentSpec, Message, Task, Tool
+from bitagent_core.toolkit import read_jsonl
 from bitagent_plugins.bfcl.agentic import BfclStepReading
 
 CATEGORIES = ("web_search_base", "web_search_no_snippet")

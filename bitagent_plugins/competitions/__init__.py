@@ -33,12 +33,8 @@ from typing import Any
 
 import attrs
 
-from bitagent_core import (
-    Competition,
-    PluginRegistry,
-    Task,
-    protocol_problems,
-)
+from bitagent_core import Competition, PluginRegistry, Task
+from bitagent_core.toolkit import protocol_problems
 
 WEIGHT_RULES = ("cubic", "linear", "softmax")
 
@@ -134,12 +130,12 @@ class CompetitionTaskSource:
         return competition_version(self.competition, self.registry)
 
     def categories(self) -> list[str]:
-        from bitagent_core import make_task_source, split_spec
+        from bitagent_core import make_task_source
 
         categories: list[str] = []
         for spec in self.competition.mix(self.registry):
             for category in make_task_source(self.registry, spec).categories():
-                categories.append(f"{split_spec(spec)[0]}:{category}")
+                categories.append(f"{spec.partition(':')[0]}:{category}")
         return categories
 
     def tasks(self, seed: int, limit: int | None) -> Iterator[Task]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from bitagent_core import write_json_atomic
+from bitagent_core.toolkit import write_json_atomic
 from bitagent_plugins.operator.chain import (
     OperatorChain,
     coldkey_address,

@@ -48,7 +48,7 @@ from typing import Any
 
 import attrs
 
-from bitagent_core import write_json_atomic
+from bitagent_core.toolkit import write_json_atomic
 from bitagent_plugins.operator.processes import die_with_parent
 
 log = logging.getLogger("bitagent.operator.update")

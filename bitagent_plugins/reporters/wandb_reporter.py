@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from bitagent_core import hookimpl
 
 if TYPE_CHECKING:
-    from bitagent_core import RunInfo, RunResults, SampleRecord
+    from bitagent_core import RunResults, RunView, SampleRecord
 
 log = logging.getLogger("bitagent.reporters.wandb")
 
@@ -42,12 +42,12 @@ def enabled() -> bool:
     return os.environ.get("BITAGENT_WANDB", "").strip().lower() in _TRUE
 
 
-def _key(run: RunInfo) -> str:
+def _key(run: RunView) -> str:
     return str(run.run_dir)
 
 
 @hookimpl
-def on_run_start(run: RunInfo) -> None:
+def on_run_start(run: RunView) -> None:
     if not enabled():
         return
     try:
@@ -75,7 +75,7 @@ def on_run_start(run: RunInfo) -> None:
 
 
 @hookimpl
-def on_sample_scored(run: RunInfo, sample: SampleRecord) -> None:
+def on_sample_scored(run: RunView, sample: SampleRecord) -> None:
     with _lock:
         entry = _runs.get(_key(run))
         if entry is None:
@@ -100,7 +100,7 @@ def on_sample_scored(run: RunInfo, sample: SampleRecord) -> None:
 
 
 @hookimpl
-def on_run_end(run: RunInfo, results: RunResults) -> None:
+def on_run_end(run: RunView, results: RunResults) -> None:
     with _lock:
         entry = _runs.pop(_key(run), None)
     if entry is None:

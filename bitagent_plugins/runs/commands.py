@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from bitagent_core import hookimpl
-from bitagent_core import TaskLimit
+from bitagent_core.toolkit import TaskLimit
 
 OUTPUT_DIR = click.option("--output-dir", "-o", default="runs", show_default=True, envvar="BITAGENT_OUTPUT_DIR",
                           show_envvar=True, type=click.Path(file_okay=False), help="Where the runs are.")

@@ -20,22 +20,8 @@ from typing import Any
 
 import attrs
 
-from bitagent_core import (
-    Completion,
-    DecodeError,
-    RunDir,
-    SampleRecord,
-    Scorer,
-    Step,
-    Task,
-    ToolCall,
-    Trajectory,
-    __version__,
-    confidence_interval,
-    json_call,
-    read_jsonl,
-    score_sample,
-)
+from bitagent_core import Completion, RunDir, SampleRecord, Scorer, Step, Task, ToolCall, Trajectory, __version__, score_sample
+from bitagent_core.toolkit import DecodeError, confidence_interval, json_call, read_jsonl
 
 SCORE_FIELDS = ("score", "passed", "error_type")
 
@@ -295,7 +281,8 @@ def rescore_run(path: str | Path, registry: Any, *, tasks: str | None = None, sc
     """Score a run's samples (a run directory or its samples.jsonl) again, with ``scorer`` (default: the run's),
     into a new run directory (default: beside the run). The task list is the run's own (its spec, seed and
     limit) unless given. Streams the samples. Returns the new run's RunResults and the coverage summary."""
-    from bitagent_core import RunConfig, RunResults, load_tasks, summarize_samples, task_digest
+    from bitagent_core import RunConfig, RunResults, load_tasks, task_digest
+    from bitagent_core.toolkit import summarize_samples
 
     utc_stamp = RunDir.utc_stamp
 

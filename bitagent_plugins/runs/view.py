@@ -17,7 +17,8 @@ from typing import Any
 import attrs
 
 from bitagent_core import ExpectedCall, RunDir, ToolCall
-from bitagent_core import RunResults, SampleRecord, confidence_interval
+from bitagent_core import RunResults, SampleRecord
+from bitagent_core.toolkit import confidence_interval
 
 
 @attrs.frozen

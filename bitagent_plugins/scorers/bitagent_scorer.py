@@ -28,7 +28,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bitagent_core import Completion, ExpectedCall, Score, Task, ToolCall, bind_arguments, decode, max_weight_matching
+from bitagent_core import Completion, ExpectedCall, Score, Task, ToolCall
+from bitagent_core.toolkit import bind_arguments, decode, max_weight_matching
 
 CALL_MAX = 10.0  # format 1 + name 3 + argument names 3 + argument values 3
 

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bitagent_core import read_samples, write_json_atomic
+from bitagent_core import RunDir
+from bitagent_core.toolkit import write_json_atomic
 from bitagent_plugins.subnet.keys import credited
 
 log = logging.getLogger("bitagent.subnet.validator")
@@ -25,7 +26,7 @@ log = logging.getLogger("bitagent.subnet.validator")
 def task_results(run_dir: str | Path) -> list[dict[str, Any]]:
     """The per-task results of one evaluation run, as a miner reads them."""
     out = []
-    for task_id, sample in sorted(read_samples(Path(run_dir)).items()):
+    for task_id, sample in sorted(RunDir(Path(run_dir)).read_samples().items()):
         record = sample.to_json()
         completion = record.get("completion") or {}
         out.append(

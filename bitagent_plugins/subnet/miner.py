@@ -143,7 +143,7 @@ class Miner:
 
     def _load_salt(self) -> str:
         """This submission's salt: the one kept from an earlier start, else a new one (kept before use)."""
-        from bitagent_core import write_json_atomic
+        from bitagent_core.toolkit import write_json_atomic
 
         path = self.config.salt_file
         if path is None:

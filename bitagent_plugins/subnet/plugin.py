@@ -18,7 +18,8 @@ from typing import Any
 
 import click
 
-from bitagent_core import OptionError, PluginRegistry, hookimpl, parse_option_args
+from bitagent_core import OptionError, PluginRegistry, hookimpl
+from bitagent_core.toolkit import parse_option_args
 
 ENV = "BITAGENT_"
 

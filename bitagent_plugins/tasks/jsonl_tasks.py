@@ -18,7 +18,8 @@ from typing import Any
 
 import attrs
 
-from bitagent_core import JsonlError, RegisterTaskSource, Task, hookimpl, read_jsonl
+from bitagent_core import RegisterTaskSource, Task, hookimpl
+from bitagent_core.toolkit import JsonlError, read_jsonl
 
 #: the category of tasks whose line names none
 DEFAULT_CATEGORY = "uncategorized"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import bitagent_core as ba
+from bitagent_core import toolkit
 
 BITAGENT_PLUGIN_API = "1.0"
 
@@ -26,7 +27,7 @@ class TemplateScorer:
     version = "1"  # change it when a verdict changes
 
     def score(self, task: ba.Task, completion: ba.Completion) -> ba.Score:
-        decoded = ba.decode(completion.text, completion.tool_calls)  # never raises, never evaluates
+        decoded = toolkit.decode(completion.text, completion.tool_calls)  # never raises, never evaluates
         calls = decoded.calls if decoded.ok else ()
         if task.expects_no_call:  # irrelevance: passing means making no call at all
             ok = not calls

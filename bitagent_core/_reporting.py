@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bitagent_core.plugins import PluginRegistry
+    from bitagent_core._plugins import PluginRegistry
 
 log = logging.getLogger("bitagent")
 

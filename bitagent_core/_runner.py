@@ -23,15 +23,16 @@ from typing import Any
 import attrs
 
 import bitagent_core
-from bitagent_core import agent, rundir
+from bitagent_core import _agent as agent
 from bitagent_core import records as rec
+from bitagent_core import rundir
+from bitagent_core._plugins import PluginRegistry
+from bitagent_core._reporting import Reporters
 from bitagent_core.model import Step, Task
-from bitagent_core.plugins import PluginRegistry
 from bitagent_core.protocols import Backend, Competition, Scorer, TaskSource
 from bitagent_core.records import RunResults, RunStatus, SampleRecord
-from bitagent_core.reporting import Reporters
 from bitagent_core.rundir import RunDir
-from bitagent_core.validation import InvalidTask, check_protocol, validate_tasks
+from bitagent_core.toolkit.checks import InvalidTask, check_protocol, validate_tasks
 
 
 @attrs.define
@@ -200,7 +201,7 @@ def load_tasks(
     registry: PluginRegistry, spec: str, seed: int, limit: int | None, sources: dict[str, dict[str, Any]] | None = None
 ) -> list[Task]:
     """The tasks of one spec or several (comma-separated; ``limit`` applies to each), each checked
-    (:func:`~bitagent_core.validation.validate_tasks`): an unusable task fails here, naming the source and the
+    (:func:`~bitagent_core.toolkit.checks.validate_tasks`): an unusable task fails here, naming the source and the
     task, before any model loads. ``sources`` is filled with, per spec, the source's version, the tasks taken
     and, when the limit left some out, how many the source has."""
     tasks: list[Task] = []

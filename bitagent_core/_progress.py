@@ -9,9 +9,9 @@ import threading
 import time
 from typing import IO, Any
 
+from bitagent_core._runner import RunConfig, RunObserver
 from bitagent_core.model import Step, Task
 from bitagent_core.records import SampleRecord
-from bitagent_core.runner import RunConfig, RunObserver
 
 
 def _duration(seconds: float) -> str:

@@ -17,8 +17,9 @@ from typing import Any
 import click
 
 import bitagent_core
+from bitagent_core._plugins import PluginRegistry, UnknownPluginObject, get_registry
 from bitagent_core.model import Task
-from bitagent_core.plugins import PluginRegistry, UnknownPluginObject, get_registry
+from bitagent_core.toolkit.commands import TaskLimit
 
 
 def _config_line(text: str, table: str | None, key: str | None) -> int:
@@ -260,25 +261,8 @@ def _backend_options(ctx: click.Context, values: tuple[str, ...]) -> tuple[dict[
         raise click.BadParameter(str(exc), param_hint="-B") from None
 
 
-class TaskLimit(click.ParamType[int | None]):
-    """A positive task count, or ``all``."""
-
-    name = "N|all"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> int | None:
-        if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
-            return None
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is neither a number of tasks nor 'all'", param, ctx)
-        if number < 1:
-            self.fail(f"{number} is not a positive number of tasks", param, ctx)
-        return number
-
-
 def _evaluate_epilog() -> str:
-    from bitagent_core.results_view import EXIT_CODES
+    from bitagent_core._results_view import EXIT_CODES
 
     return "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
 
@@ -505,9 +489,9 @@ def evaluate(
     """Evaluate a model on a task source and score it."""
     from click.core import ParameterSource
 
-    from bitagent_core import results_view
-    from bitagent_core.progress import ConsoleProgress
-    from bitagent_core.runner import Evaluation, RunConfig, RunIOError, StartupError, config_for_resume
+    from bitagent_core import _results_view as results_view
+    from bitagent_core._progress import ConsoleProgress
+    from bitagent_core._runner import Evaluation, RunConfig, RunIOError, StartupError, config_for_resume
 
     try:
         results_view.parse_max_failures(max_failures)
@@ -849,8 +833,8 @@ def tasks_list(as_json: bool) -> None:
 @click.option("--prompt", is_flag=True, help="Show the messages as the model sees them.")
 def tasks_show(spec: str, seed: int, index: int, task_id: str | None, prompt: bool) -> None:
     """Show one task of SPEC (e.g. ``bitagent`` or ``jsonl:tasks.jsonl``) as JSON."""
-    from bitagent_core.prompting import build_request
-    from bitagent_core.runner import make_task_source
+    from bitagent_core._runner import make_task_source
+    from bitagent_core.toolkit.prompting import build_request
 
     try:
         source = make_task_source(get_registry(), spec)
@@ -879,9 +863,9 @@ def tasks_validate(spec: str, scorer: str | None, seed: int, as_json: bool) -> N
     Lists every task whose ground truth contradicts its function docs: ``error`` where no answer can pass,
     ``warning`` where the data is inconsistent but answerable. Exits 1 when there are errors.
     """
+    from bitagent_core._runner import make_task_source
     from bitagent_core.protocols import ValidatingTaskSource
-    from bitagent_core.runner import make_task_source
-    from bitagent_core.validation import iter_validation, task_problems
+    from bitagent_core.toolkit.checks import iter_validation, task_problems
 
     registry = get_registry()
     try:
@@ -966,7 +950,7 @@ _commands_added = False
 
 
 def main() -> None:
-    from bitagent_core.plugins import PluginSelectionError
+    from bitagent_core._plugins import PluginSelectionError
 
     global _commands_added
     if not _commands_added:
